@@ -1,0 +1,110 @@
+"""Running ffmpeg and ffprobe: argument lists only, local files only, bounded in time.
+
+Every invocation goes through `run` so that the safety rules live in one place: no shell,
+`-protocol_whitelist file` on every input (a playlist or concat list cannot make ffmpeg open a
+URL or a device), a timeout that kills the whole process group, and stderr kept for the error.
+"""
+
+from __future__ import annotations
+
+import functools
+import json
+import os
+import shutil
+import signal
+import subprocess
+from pathlib import Path
+
+#: Seconds an ffprobe call may take before it is killed.
+PROBE_TIMEOUT = 30.0
+#: Seconds an ffmpeg render may take by default before it is killed.
+RENDER_TIMEOUT = 600.0
+#: Protocols ffmpeg may open: only regular local files (and pipes for our own streaming).
+PROTOCOLS = "file,pipe"
+#: Flags placed before every `-i`: local files only, no concat/playlist side doors.
+INPUT_FLAGS = ("-protocol_whitelist", PROTOCOLS)
+#: Flags placed first on every ffmpeg command line.
+BASE_FLAGS = ("-hide_banner", "-nostdin", "-loglevel", "error", "-y")
+#: Bytes of stderr kept for an error message.
+STDERR_KEEP = 4000
+
+
+class FFmpegError(RuntimeError):
+    """ffmpeg or ffprobe failed, timed out, or is missing."""
+
+
+@functools.cache
+def ffmpeg_exe() -> str:
+    """The ffmpeg binary: `FFMPEG` from the environment, the system one, or imageio-ffmpeg's."""
+    found = os.environ.get("FFMPEG") or shutil.which("ffmpeg")
+    if found:
+        return found
+    try:
+        import imageio_ffmpeg  # type: ignore[import-not-found]
+    except ImportError as exc:  # pragma: no cover - depends on the machine
+        raise FFmpegError("ffmpeg not found: install ffmpeg or imageio-ffmpeg") from exc
+    return str(imageio_ffmpeg.get_ffmpeg_exe())
+
+
+@functools.cache
+def ffprobe_exe() -> str:
+    """The ffprobe binary: `FFPROBE`, or the one beside ffmpeg, or the system one."""
+    found = os.environ.get("FFPROBE") or shutil.which("ffprobe")
+    if found:
+        return found
+    beside = Path(ffmpeg_exe()).with_name("ffprobe")
+    if beside.exists():
+        return str(beside)
+    raise FFmpegError("ffprobe not found: install the ffmpeg system package")
+
+
+def run(args: list[str], *, timeout: float = RENDER_TIMEOUT, stdin: bytes | None = None) -> bytes:
+    """Run a command given as an argument list; return stdout or raise FFmpegError.
+
+    The child gets its own process group so a timeout kills ffmpeg and anything it started.
+    """
+    proc = subprocess.Popen(
+        args,
+        stdin=subprocess.PIPE if stdin is not None else subprocess.DEVNULL,
+        stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE,
+        start_new_session=True,
+    )
+    try:
+        out, err = proc.communicate(stdin, timeout=timeout)
+    except subprocess.TimeoutExpired:
+        kill_group(proc)
+        proc.communicate()
+        raise FFmpegError(f"{Path(args[0]).name} timed out after {timeout:g} s") from None
+    except BaseException:
+        kill_group(proc)
+        raise
+    if proc.returncode != 0:
+        tail = err.decode("utf-8", "replace")[-STDERR_KEEP:].strip()
+        raise FFmpegError(f"{Path(args[0]).name} failed (exit {proc.returncode}): {tail}")
+    return out
+
+
+def kill_group(proc: subprocess.Popen) -> None:
+    """Kill a child started with `start_new_session=True` and its whole process group."""
+    try:
+        os.killpg(proc.pid, signal.SIGKILL)
+    except ProcessLookupError:
+        pass
+
+
+def ffmpeg(*args: str, timeout: float = RENDER_TIMEOUT) -> bytes:
+    """Run ffmpeg with the base flags; callers put `*INPUT_FLAGS` before each `-i`."""
+    return run([ffmpeg_exe(), *BASE_FLAGS, *args], timeout=timeout)
+
+
+def probe(path: Path, *, timeout: float = PROBE_TIMEOUT) -> dict:
+    """ffprobe's JSON (format and streams) for a local file."""
+    out = run(
+        [
+            ffprobe_exe(), "-v", "error", *INPUT_FLAGS,
+            "-show_format", "-show_streams", "-of", "json", str(path),
+        ],
+        timeout=timeout,
+    )
+    return json.loads(out or b"{}")
