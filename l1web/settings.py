@@ -1,0 +1,102 @@
+"""The one settings object, read once from the environment (and `.env`).
+
+Nothing else in L1 reads `os.environ`: tests build a `Settings` directly, the launcher and
+`create_app` build one with `Settings.from_env()`.
+"""
+
+from __future__ import annotations
+
+import os
+import secrets
+from collections.abc import Mapping
+from dataclasses import dataclass, field, replace
+from pathlib import Path
+
+#: Default Redis: database 5 of a local server, as in the seed.
+DEFAULT_REDIS_URL = "redis://localhost:6379/5"
+#: Default port of the web server.
+DEFAULT_PORT = 8100
+#: Largest accepted upload, in bytes (4 GiB).
+DEFAULT_MAX_UPLOAD = 4 * 1024**3
+#: Items per page in paginated listings when the client does not say.
+DEFAULT_PAGE_SIZE = 50
+
+
+def _split(value: str) -> tuple[str, ...]:
+    return tuple(part.strip() for part in value.replace(",", " ").split() if part.strip())
+
+
+def _bool(value: str) -> bool:
+    return value.strip().lower() in {"1", "true", "yes", "on"}
+
+
+@dataclass(frozen=True)
+class Settings:
+    """Every configurable value of L1; `.env.example` lists them with their defaults."""
+
+    l1_public_url: str = f"http://127.0.0.1:{DEFAULT_PORT}"
+    l2_servers: tuple[str, ...] = ()
+    redis_url: str = DEFAULT_REDIS_URL
+    cache_dir: Path = Path("~/.artdag/cache").expanduser()
+    data_dir: Path = Path("~/.artdag").expanduser()
+    host: str = "127.0.0.1"
+    port: int = DEFAULT_PORT
+    ipns_sync_interval: float = 0.0
+    ipfs_api: str = ""
+    admin_users: tuple[str, ...] = ()
+    secret_key: str = ""
+    max_upload_bytes: int = DEFAULT_MAX_UPLOAD
+    import_roots: tuple[Path, ...] = ()
+    page_size: int = DEFAULT_PAGE_SIZE
+    testing: bool = False
+    extra: Mapping[str, str] = field(default_factory=dict)
+
+    @classmethod
+    def from_env(cls, environ: Mapping[str, str] | None = None, *, dotenv: bool = True) -> Settings:
+        """Settings from `environ` (default: the process environment, after loading `.env`)."""
+        if environ is None:
+            if dotenv:
+                from dotenv import load_dotenv
+
+                load_dotenv(override=False)
+            environ = os.environ
+        env = environ
+        data_dir = Path(env.get("DATA_DIR", "~/.artdag")).expanduser()
+        port = int(env.get("PORT", DEFAULT_PORT))
+        return cls(
+            l1_public_url=env.get("L1_PUBLIC_URL", f"http://127.0.0.1:{port}").rstrip("/"),
+            l2_servers=tuple(url.rstrip("/") for url in _split(env.get("L2_SERVER", ""))),
+            redis_url=env.get("REDIS_URL", DEFAULT_REDIS_URL),
+            cache_dir=Path(env.get("CACHE_DIR", str(data_dir / "cache"))).expanduser(),
+            data_dir=data_dir,
+            host=env.get("HOST", "127.0.0.1"),
+            port=port,
+            ipns_sync_interval=float(env.get("IPNS_SYNC_INTERVAL", "0")),
+            ipfs_api=env.get("IPFS_API", ""),
+            admin_users=_split(env.get("ADMIN_USERS", "")),
+            secret_key=env.get("SECRET_KEY", ""),
+            max_upload_bytes=int(env.get("MAX_UPLOAD_BYTES", DEFAULT_MAX_UPLOAD)),
+            import_roots=tuple(Path(p).expanduser() for p in _split(env.get("IMPORT_ROOTS", ""))),
+            page_size=int(env.get("PAGE_SIZE", DEFAULT_PAGE_SIZE)),
+            testing=_bool(env.get("TESTING", "0")),
+        )
+
+    def with_changes(self, **changes: object) -> Settings:
+        """A copy with some values replaced (tests use this)."""
+        return replace(self, **changes)  # type: ignore[arg-type]
+
+    def resolved_secret_key(self) -> str:
+        """`SECRET_KEY`, or one generated once and kept in the data dir (mode 0600)."""
+        if self.secret_key:
+            return self.secret_key
+        path = self.data_dir / "secret_key"
+        try:
+            return path.read_text().strip()
+        except FileNotFoundError:
+            pass
+        self.data_dir.mkdir(parents=True, exist_ok=True)
+        key = secrets.token_urlsafe(48)
+        fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600)
+        with os.fdopen(fd, "w") as handle:
+            handle.write(key)
+        return key

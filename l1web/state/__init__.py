@@ -1,0 +1,41 @@
+"""The state manager: the one owner of L1's Redis keys (the seed's HybridStateManager).
+
+`StateManager` groups typed accessors, one small class per concern, over one decoded Redis
+client. RQ gets its own raw client (`rq_connection`), because RQ needs bytes responses.
+"""
+
+from __future__ import annotations
+
+import redis
+
+from l1web.state import keys
+from l1web.state.results import Results
+
+
+def connect(url: str, *, decode: bool = True) -> redis.Redis:
+    """A Redis client for `url`; short timeouts so a dead Redis fails fast, never hangs."""
+    return redis.Redis.from_url(
+        url,
+        decode_responses=decode,
+        socket_connect_timeout=2,
+        socket_timeout=10,
+        health_check_interval=30,
+    )
+
+
+class StateManager:
+    """Typed access to every `artdag:` key; the app and the workers each hold one."""
+
+    def __init__(self, client: redis.Redis) -> None:
+        self.redis = client
+        self.results = Results(client)
+
+    @classmethod
+    def from_url(cls, url: str) -> StateManager:
+        return cls(connect(url))
+
+    def ping(self) -> bool:
+        return bool(self.redis.ping())
+
+
+__all__ = ["StateManager", "connect", "keys"]

@@ -1,0 +1,154 @@
+"""Every Redis key L1 uses, built in this one place (prefix `artdag:`), with every TTL.
+
+Other modules never write a key literal: they call these builders. `tests/test_state_keys.py`
+pins the exact shapes, because other L1 nodes and operators' scripts read them.
+"""
+
+from __future__ import annotations
+
+PREFIX = "artdag:"
+
+#: Seconds a revoked token's hash is remembered (30 days, as in the seed).
+REVOKED_TTL = 30 * 24 * 3600
+#: Seconds a render claim lives unless renewed by its holder.
+CLAIM_TTL = 60
+#: Seconds a positive token verification from L2 is trusted before asking L2 again.
+TOKEN_VERIFY_TTL = 60
+#: Seconds a cached analysis or plan is kept (they are cheap to recompute).
+ANALYSIS_TTL = 30 * 24 * 3600
+
+
+# Content store index ------------------------------------------------------------------------
+def cache_item(digest: str) -> str:
+    """Hash: metadata of one stored item."""
+    return f"{PREFIX}cache:item:{digest}"
+
+
+def cache_index() -> str:
+    """Sorted set: every stored digest, scored by creation time."""
+    return f"{PREFIX}cache:index"
+
+
+def cache_owner_index(owner: str) -> str:
+    """Sorted set: digests uploaded by one user, scored by creation time."""
+    return f"{PREFIX}cache:owner:{owner}"
+
+
+def cache_refs(digest: str) -> str:
+    """Set: what references an item (`run:<id>`), which forbids deleting it."""
+    return f"{PREFIX}cache:refs:{digest}"
+
+
+def cache_published() -> str:
+    """Set: digests published to L2, which may never be deleted."""
+    return f"{PREFIX}cache:published"
+
+
+def cache_quarantine() -> str:
+    """Hash: digest → reason, for items whose bytes stopped matching their name."""
+    return f"{PREFIX}cache:quarantine"
+
+
+def assets() -> str:
+    """Hash: asset name (such as `cat`) → digest."""
+    return f"{PREFIX}assets"
+
+
+def stats() -> str:
+    """Hash: counters (cache hits and misses, bytes ingested)."""
+    return f"{PREFIX}stats"
+
+
+# Engine ------------------------------------------------------------------------------------
+def result(cache_id: str) -> str:
+    """String: the digest of the output rendered for a step's cache id."""
+    return f"{PREFIX}result:{cache_id}"
+
+
+def claim(cache_id: str) -> str:
+    """String: `<fence>:<holder>` while a worker renders this cache id."""
+    return f"{PREFIX}claim:{cache_id}"
+
+
+def fence(cache_id: str) -> str:
+    """Counter: monotonically increasing fencing token per cache id."""
+    return f"{PREFIX}fence:{cache_id}"
+
+
+def analysis(analysis_id: str) -> str:
+    return f"{PREFIX}analysis:{analysis_id}"
+
+
+def plan(plan_id: str) -> str:
+    return f"{PREFIX}plan:{plan_id}"
+
+
+# Runs and configs --------------------------------------------------------------------------
+def run(run_id: str) -> str:
+    """Hash: one run (seed name)."""
+    return f"{PREFIX}run:{run_id}"
+
+
+def run_steps(run_id: str) -> str:
+    """Hash: step id → JSON state of each step of a run."""
+    return f"{PREFIX}run:{run_id}:steps"
+
+
+def runs_index() -> str:
+    """Sorted set: every run id, scored by creation time."""
+    return f"{PREFIX}runs"
+
+
+def runs_by_status(status: str) -> str:
+    return f"{PREFIX}runs:status:{status}"
+
+
+def runs_by_user(username: str) -> str:
+    return f"{PREFIX}runs:user:{username}"
+
+
+def config(config_id: str) -> str:
+    return f"{PREFIX}config:{config_id}"
+
+
+def configs_index() -> str:
+    return f"{PREFIX}configs"
+
+
+def configs_by_user(username: str) -> str:
+    return f"{PREFIX}configs:user:{username}"
+
+
+def config_refs(config_id: str) -> str:
+    """Set: run ids that use a config, which forbids deleting it."""
+    return f"{PREFIX}config:{config_id}:runs"
+
+
+# Sign-in -----------------------------------------------------------------------------------
+def user_tokens(username: str) -> str:
+    """Set: hashes of the tokens a user signed in with (seed name)."""
+    return f"{PREFIX}user_tokens:{username}"
+
+
+def revoked(token_hash: str) -> str:
+    """String with a 30-day TTL: present when the token is revoked."""
+    return f"{PREFIX}revoked:{token_hash}"
+
+
+def token(token_hash: str) -> str:
+    """Hash with a short TTL: a positive verification from L2 (username, expiry)."""
+    return f"{PREFIX}token:{token_hash}"
+
+
+def rate(bucket: str) -> str:
+    return f"{PREFIX}rate:{bucket}"
+
+
+# IPFS / IPNS sync --------------------------------------------------------------------------
+def ipfs_cids() -> str:
+    """Hash: digest → IPFS CID."""
+    return f"{PREFIX}ipfs:cids"
+
+
+def ipns_status() -> str:
+    return f"{PREFIX}ipns:status"

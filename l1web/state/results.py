@@ -1,0 +1,23 @@
+"""Step results: which content digest was rendered for which step cache id."""
+
+from __future__ import annotations
+
+import redis
+
+from l1web.state import keys
+
+
+class Results:
+    """Satisfies the engine's `ResultIndex` protocol over Redis."""
+
+    def __init__(self, client: redis.Redis) -> None:
+        self.redis = client
+
+    def get_result(self, cache_id: str) -> str | None:
+        return self.redis.get(keys.result(cache_id))
+
+    def set_result(self, cache_id: str, digest: str) -> None:
+        self.redis.set(keys.result(cache_id), digest)
+
+    def forget_result(self, cache_id: str) -> None:
+        self.redis.delete(keys.result(cache_id))

@@ -1,0 +1,94 @@
+"""Shared fixtures: a real redis-server for the session, settings on temp dirs, the app.
+
+Every test gets a flushed Redis database and its own cache directory. Worker processes are
+started with `start_worker` (real `python worker.py` processes against the same Redis).
+"""
+
+from __future__ import annotations
+
+import subprocess
+from collections.abc import Iterator
+from pathlib import Path
+
+import pytest
+import redis
+
+from l1web import create_app
+from l1web.services import RedisServer, python_process, stop_process
+from l1web.settings import Settings
+from l1web.state import StateManager, connect
+
+#: Redis database the tests use (the app's default, 5, as in the seed).
+TEST_DB = 5
+
+
+@pytest.fixture(scope="session")
+def redis_server(tmp_path_factory: pytest.TempPathFactory) -> Iterator[RedisServer]:
+    server = RedisServer(tmp_path_factory.mktemp("redis"), aof=True).start()
+    yield server
+    server.stop()
+
+
+@pytest.fixture()
+def redis_url(redis_server: RedisServer) -> str:
+    return f"{redis_server.url}/{TEST_DB}"
+
+
+@pytest.fixture()
+def redis_client(redis_url: str) -> Iterator[redis.Redis]:
+    client = connect(redis_url)
+    client.flushdb()
+    yield client
+    client.close()
+
+
+@pytest.fixture()
+def settings(tmp_path: Path, redis_url: str) -> Settings:
+    return Settings(
+        redis_url=redis_url,
+        cache_dir=tmp_path / "cache",
+        data_dir=tmp_path / "data",
+        secret_key="test-secret-key",
+        testing=True,
+        l1_public_url="http://127.0.0.1:8100",
+    )
+
+
+@pytest.fixture()
+def state(redis_client: redis.Redis) -> StateManager:
+    return StateManager(redis_client)
+
+
+@pytest.fixture()
+def app(settings: Settings, state: StateManager):
+    return create_app(settings, state=state)
+
+
+@pytest.fixture()
+def worker_env(settings: Settings) -> dict[str, str]:
+    """Environment that points a worker process at the test's Redis and cache."""
+    return {
+        "REDIS_URL": settings.redis_url,
+        "CACHE_DIR": str(settings.cache_dir),
+        "DATA_DIR": str(settings.data_dir),
+        "SECRET_KEY": settings.secret_key,
+    }
+
+
+@pytest.fixture()
+def start_worker(worker_env: dict[str, str], tmp_path: Path):
+    """Start real `python worker.py` processes; all are stopped after the test."""
+    started: list[subprocess.Popen] = []
+
+    def start(*queues: str, name: str | None = None, env: dict[str, str] | None = None) -> subprocess.Popen:
+        args = ["worker.py", *queues]
+        if name:
+            args += ["--name", name]
+        log = tmp_path / f"worker-{len(started)}.log"
+        proc = python_process(args, {**worker_env, **(env or {})}, log=log)
+        started.append(proc)
+        return proc
+
+    yield start
+    for proc in started:
+        stop_process(proc)
