@@ -1,0 +1,152 @@
+"""Frames streamed through numpy between two ffmpeg processes, one frame in memory at a time.
+
+A decoder writes raw frames to a pipe, a Python function transforms each, an
+encoder reads them from its stdin. Both processes get their own process group; a watchdog kills
+both at the deadline, and leaving the pipeline for any reason kills whatever still runs.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import subprocess
+import tempfile
+import threading
+import time
+from collections.abc import Callable, Iterator
+from typing import IO
+
+import numpy as np
+
+from l1web.engine.effects.errors import EffectError
+from l1web.engine.ffmpeg import STDERR_KEEP, FFmpegError, kill_group
+
+#: Seconds a process still gets to exit after the deadline when it was about to finish.
+FINISH_GRACE = 1.0
+
+
+def apply_frames(
+    frame_fn: Callable[[np.ndarray], np.ndarray],
+    shape: tuple[int, ...],
+    decoder: list[str],
+    encoder: list[str],
+    *,
+    timeout: float,
+) -> None:
+    """Decode → `frame_fn` per frame of `shape` (uint8) → encode; FFmpegError on failure."""
+    buffer = bytearray(int(np.prod(shape)))
+    with running(decoder, encoder, timeout) as pipeline:
+        while pipeline.read_frame(buffer):
+            out = frame_fn(np.frombuffer(buffer, np.uint8).reshape(shape))
+            if out.shape != shape or out.dtype != np.uint8:
+                raise EffectError(f"frame function returned {out.shape} {out.dtype}")
+            pipeline.write_frame(np.ascontiguousarray(out))
+        pipeline.finish()
+
+
+@contextlib.contextmanager
+def running(decoder: list[str], encoder: list[str], timeout: float) -> Iterator[Pipeline]:
+    """Both processes started; on leaving, killed if still running and reaped."""
+    with tempfile.TemporaryFile() as decoder_log, tempfile.TemporaryFile() as encoder_log:
+        pipeline = Pipeline(timeout, (decoder_log, encoder_log))
+        try:
+            pipeline.procs.append(_spawn(decoder, decoder_log, stdout=subprocess.PIPE))
+            pipeline.procs.append(_spawn(encoder, encoder_log, stdin=subprocess.PIPE))
+            pipeline.watchdog.start()
+            yield pipeline
+        finally:
+            pipeline.stop()
+
+
+class Pipeline:
+    """A decoder and an encoder process, with a watchdog that kills both at the deadline."""
+
+    def __init__(self, timeout: float, logs: tuple[IO[bytes], IO[bytes]]) -> None:
+        self.timeout = timeout
+        self.logs = logs
+        self.deadline = time.monotonic() + timeout
+        self.timed_out = threading.Event()
+        self.procs: list[subprocess.Popen] = []
+        self.watchdog = threading.Timer(timeout, self._expire)
+        self.watchdog.daemon = True
+
+    @property
+    def decoder(self) -> subprocess.Popen:
+        return self.procs[0]
+
+    @property
+    def encoder(self) -> subprocess.Popen:
+        return self.procs[1]
+
+    def read_frame(self, buffer: bytearray) -> bool:
+        """Fill `buffer` with the next frame; False at the end of the stream."""
+        assert self.decoder.stdout is not None
+        view, got = memoryview(buffer), 0
+        while got < len(buffer):
+            n = self.decoder.stdout.readinto(view[got:])
+            if not n:
+                break
+            got += n
+        if got == len(buffer):
+            return True
+        self._wait(0)
+        if got:
+            raise FFmpegError(f"ffmpeg decoder stopped in the middle of a frame ({got} bytes)")
+        return False
+
+    def write_frame(self, frame: np.ndarray) -> None:
+        assert self.encoder.stdin is not None
+        try:
+            self.encoder.stdin.write(frame.data)
+        except BrokenPipeError:
+            self._wait(1)
+            raise FFmpegError("ffmpeg encoder closed its input early") from None
+
+    def finish(self) -> None:
+        """Close the encoder's input and wait for both processes to succeed."""
+        assert self.encoder.stdin is not None
+        with contextlib.suppress(BrokenPipeError):
+            self.encoder.stdin.close()
+        self._wait(0)
+        self._wait(1)
+
+    def _wait(self, index: int) -> None:
+        proc, role = self.procs[index], ("decoder", "encoder")[index]
+        try:
+            code = proc.wait(max(self.deadline - time.monotonic(), FINISH_GRACE))
+        except subprocess.TimeoutExpired:
+            self._expire()
+            code = proc.wait()
+        if self.timed_out.is_set():
+            raise FFmpegError(f"ffmpeg {role} timed out after {self.timeout:g} s")
+        if code:
+            self.logs[index].seek(0)
+            tail = self.logs[index].read().decode("utf-8", "replace")[-STDERR_KEEP:].strip()
+            raise FFmpegError(f"ffmpeg {role} failed (exit {code}): {tail}")
+
+    def _expire(self) -> None:
+        self.timed_out.set()
+        for proc in self.procs:
+            kill_group(proc)
+
+    def stop(self) -> None:
+        self.watchdog.cancel()
+        for proc in self.procs:
+            if proc.poll() is None:
+                kill_group(proc)
+            for pipe in (proc.stdin, proc.stdout):
+                if pipe is not None:
+                    with contextlib.suppress(OSError):
+                        pipe.close()
+            proc.wait()
+
+
+def _spawn(args: list[str], log: IO[bytes], **pipes: int) -> subprocess.Popen:
+    # stderr goes to a file, not a pipe: nobody reads it while frames flow, and a full stderr
+    # pipe would block ffmpeg and deadlock the whole pipeline.
+    return subprocess.Popen(
+        args,
+        stdin=pipes.get("stdin", subprocess.DEVNULL),
+        stdout=pipes.get("stdout", subprocess.DEVNULL),
+        stderr=log,
+        start_new_session=True,
+    )

@@ -1,0 +1,135 @@
+"""Video through ffmpeg: a filter chain in one process, or frames streamed through numpy.
+
+The numpy path (frames.py) runs a decoder writing rawvideo to stdout and an encoder reading it
+from stdin with the source's audio mapped in; this module builds their command lines.
+"""
+
+from __future__ import annotations
+
+import re
+import time
+from dataclasses import dataclass
+from pathlib import Path
+
+from l1web.engine.effects.effect import Effect
+from l1web.engine.effects.encoding import (
+    AUDIO_COPY_ARGS,
+    AUDIO_ENCODE_ARGS,
+    EVEN_SIZE_FILTER,
+    VIDEO_ENCODE_ARGS,
+)
+from l1web.engine.effects.errors import EffectError
+from l1web.engine.effects.frames import apply_frames
+from l1web.engine.ffmpeg import BASE_FLAGS, INPUT_FLAGS, ffmpeg, ffmpeg_exe, probe
+
+#: Bytes per pixel of each raw frame format on the pipe.
+FRAME_CHANNELS: dict[str, int] = {"rgb24": 3, "gray": 1}
+#: Frame rate used when the source declares none (frames per second).
+FALLBACK_FPS = "25/1"
+_RATIONAL = re.compile(r"[1-9][0-9]{0,8}/[1-9][0-9]{0,8}")
+
+
+@dataclass(frozen=True)
+class VideoInfo:
+    """What the two paths need to know about a source: display size, rate and audio."""
+
+    width: int
+    height: int
+    fps: str
+    audio_codec: str | None
+
+
+def apply_video(effect: Effect, params: dict, src: Path, dst: Path, *, timeout: float) -> None:
+    """Run `effect` with resolved `params` on the video `src`, writing an H.264 MP4 `dst`."""
+    deadline = time.monotonic() + timeout
+    info = probe_video(src, timeout=timeout)
+    remaining = max(deadline - time.monotonic(), 0.001)
+    if effect.video_filter is not None:
+        apply_filter(effect.video_filter(params), src, dst, info, timeout=remaining)
+    else:
+        assert effect.frame is not None
+        frame_fn = effect.frame
+        width, height = info.width - info.width % 2, info.height - info.height % 2
+        channels = FRAME_CHANNELS[effect.frame_format]
+        apply_frames(
+            lambda frame: frame_fn(frame, params),
+            (height, width, channels) if channels > 1 else (height, width),
+            decoder_args(src, effect.frame_format, info.fps),
+            encoder_args(src, dst, effect.frame_format, f"{width}x{height}", info),
+            timeout=remaining,
+        )
+
+
+def probe_video(src: Path, *, timeout: float) -> VideoInfo:
+    meta = probe(src, timeout=timeout)
+    streams = meta.get("streams", [])
+    video = next((s for s in streams if s.get("codec_type") == "video"), None)
+    if video is None or not video.get("width") or not video.get("height"):
+        raise EffectError(f"{src.name} has no video stream")
+    audio = next((s for s in streams if s.get("codec_type") == "audio"), None)
+    width, height = int(video["width"]), int(video["height"])
+    if _rotation(video) % 180 == 90:
+        # ffmpeg rotates frames upright while decoding, so the pipe carries the turned size.
+        width, height = height, width
+    return VideoInfo(
+        width=width,
+        height=height,
+        fps=_frame_rate(video),
+        audio_codec=audio.get("codec_name", "") if audio else None,
+    )
+
+
+def _rotation(stream: dict) -> int:
+    for side in stream.get("side_data_list", []):
+        if "rotation" in side:
+            return round(float(side["rotation"]))
+    return round(float(stream.get("tags", {}).get("rotate", 0)))
+
+
+def _frame_rate(stream: dict) -> str:
+    for key in ("avg_frame_rate", "r_frame_rate"):
+        rate = str(stream.get(key, ""))
+        if _RATIONAL.fullmatch(rate):
+            return rate
+    return FALLBACK_FPS
+
+
+def audio_args(info: VideoInfo) -> tuple[str, ...]:
+    """Output arguments for the source's first audio stream (mapped optionally)."""
+    if info.audio_codec is None:
+        return ()
+    return AUDIO_COPY_ARGS if info.audio_codec == "aac" else AUDIO_ENCODE_ARGS
+
+
+def apply_filter(chain: str, src: Path, dst: Path, info: VideoInfo, *, timeout: float) -> None:
+    """One ffmpeg run: the first video stream through `chain`, the first audio stream kept."""
+    ffmpeg(
+        *INPUT_FLAGS, "-i", str(src),
+        "-map", "0:v:0", "-map", "0:a:0?",
+        "-vf", f"{chain},{EVEN_SIZE_FILTER}",
+        *VIDEO_ENCODE_ARGS, *audio_args(info),
+        str(dst),
+        timeout=timeout,
+    )
+
+
+def decoder_args(src: Path, pix_fmt: str, fps: str) -> list[str]:
+    """ffmpeg writing the source's frames to stdout as raw `pix_fmt`, constant `fps`."""
+    return [
+        ffmpeg_exe(), *BASE_FLAGS, *INPUT_FLAGS, "-i", str(src),
+        "-map", "0:v:0", "-vf", EVEN_SIZE_FILTER, "-r", fps,
+        "-f", "rawvideo", "-pix_fmt", pix_fmt, "pipe:1",
+    ]
+
+
+def encoder_args(src: Path, dst: Path, pix_fmt: str, size: str, info: VideoInfo) -> list[str]:
+    """ffmpeg encoding raw `pix_fmt` frames from stdin, with the source's audio, into `dst`."""
+    return [
+        ffmpeg_exe(), *BASE_FLAGS,
+        "-f", "rawvideo", "-pix_fmt", pix_fmt, "-s", size, "-framerate", info.fps,
+        *INPUT_FLAGS, "-i", "pipe:0",
+        *INPUT_FLAGS, "-i", str(src),
+        "-map", "0:v:0", "-map", "1:a:0?",
+        *VIDEO_ENCODE_ARGS, *audio_args(info),
+        str(dst),
+    ]
