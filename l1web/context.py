@@ -11,6 +11,9 @@ from l1web.settings import Settings
 from l1web.state import StateManager
 
 if TYPE_CHECKING:
+    import redis
+
+    from l1web.runs.service import RunService
     from l1web.store import ContentStore
 
 EXTENSION = "l1"
@@ -21,12 +24,18 @@ class L1:
     settings: Settings
     state: StateManager
     store: ContentStore
+    rq_connection: redis.Redis
+    runs: RunService
 
     @classmethod
     def create(cls, app: Flask, settings: Settings, state: StateManager) -> L1:
+        from l1web.runs.service import RunService
+        from l1web.state import connect
         from l1web.store import ContentStore
 
-        bundle = cls(settings, state, ContentStore(settings.cache_dir, state.cache))
+        store = ContentStore(settings.cache_dir, state.cache)
+        rq_connection = connect(settings.redis_url, decode=False)
+        bundle = cls(settings, state, store, rq_connection, RunService(state, store, rq_connection))
         app.extensions[EXTENSION] = bundle
         return bundle
 
@@ -45,6 +54,10 @@ def state() -> StateManager:
 
 def store() -> ContentStore:
     return l1().store
+
+
+def runs() -> RunService:
+    return l1().runs
 
 
 @dataclass(frozen=True)

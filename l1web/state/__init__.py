@@ -9,7 +9,11 @@ from __future__ import annotations
 import redis
 
 from l1web.state import keys
+from l1web.state.cache import CacheIndex
+from l1web.state.claims import Claims
+from l1web.state.configs import Configs
 from l1web.state.results import Results
+from l1web.state.runs import Runs
 
 
 def connect(url: str, *, decode: bool = True) -> redis.Redis:
@@ -29,6 +33,10 @@ class StateManager:
     def __init__(self, client: redis.Redis) -> None:
         self.redis = client
         self.results = Results(client)
+        self.cache = CacheIndex(client)
+        self.runs = Runs(client)
+        self.claims = Claims(client)
+        self.configs = Configs(client)
 
     @classmethod
     def from_url(cls, url: str) -> StateManager:

@@ -14,6 +14,8 @@ REVOKED_TTL = 30 * 24 * 3600
 CLAIM_TTL = 60
 #: Seconds a positive token verification from L2 is trusted before asking L2 again.
 TOKEN_VERIFY_TTL = 60
+#: Seconds a content-store item lock lives (the file work under it takes milliseconds).
+CACHE_LOCK_TTL = 30
 #: Seconds a cached analysis or plan is kept (they are cheap to recompute).
 ANALYSIS_TTL = 30 * 24 * 3600
 
@@ -42,6 +44,11 @@ def cache_refs(digest: str) -> str:
 def cache_published() -> str:
     """Set: digests published to L2, which may never be deleted."""
     return f"{PREFIX}cache:published"
+
+
+def cache_lock(digest: str) -> str:
+    """Lock (SET NX PX): held while an item's file and index entry change together."""
+    return f"{PREFIX}cache:lock:{digest}"
 
 
 def cache_quarantine() -> str:
@@ -94,6 +101,11 @@ def run_steps(run_id: str) -> str:
     return f"{PREFIX}run:{run_id}:steps"
 
 
+def run_step_status(run_id: str) -> str:
+    """Hash: step id → status of each step of a run (changed only by compare-and-set)."""
+    return f"{PREFIX}run:{run_id}:status"
+
+
 def runs_index() -> str:
     """Sorted set: every run id, scored by creation time."""
     return f"{PREFIX}runs"
@@ -107,6 +119,10 @@ def runs_by_user(username: str) -> str:
     return f"{PREFIX}runs:user:{username}"
 
 
+def runs_by_user_status(username: str, status: str) -> str:
+    return f"{PREFIX}runs:user:{username}:status:{status}"
+
+
 def config(config_id: str) -> str:
     return f"{PREFIX}config:{config_id}"
 
@@ -117,6 +133,16 @@ def configs_index() -> str:
 
 def configs_by_user(username: str) -> str:
     return f"{PREFIX}configs:user:{username}"
+
+
+def config_owners(config_id: str) -> str:
+    """Set: users who uploaded this (canonical) recipe; each sees it as their own."""
+    return f"{PREFIX}config:{config_id}:owners"
+
+
+def config_names(username: str) -> str:
+    """Hash: a user's recipe names → config id (the newest upload of that name)."""
+    return f"{PREFIX}configs:names:{username}"
 
 
 def config_refs(config_id: str) -> str:
@@ -140,7 +166,13 @@ def token(token_hash: str) -> str:
     return f"{PREFIX}token:{token_hash}"
 
 
+def session(session_hash: str) -> str:
+    """Hash with the session's TTL: a browser session (username, token hash), by SHA-256 of its id."""
+    return f"{PREFIX}session:{session_hash}"
+
+
 def rate(bucket: str) -> str:
+    """Counter with the window's TTL: requests in one fixed rate-limit window."""
     return f"{PREFIX}rate:{bucket}"
 
 

@@ -1,0 +1,1 @@
+"""RQ jobs: top-level functions taking ids, run by `worker.py` processes."""

@@ -1,0 +1,56 @@
+"""Enqueueing through a few typed helpers that set queue, timeout, TTLs and the JSON serializer."""
+
+from __future__ import annotations
+
+import redis
+from rq import Callback, Queue
+from rq.job import Job
+from rq.serializers import JSONSerializer
+
+from l1web.engine.canonical import sha3_json
+
+#: Queue for planning runs (cheap, quick).
+RUNS_QUEUE = "runs"
+#: Queue for rendering steps (the heavy work).
+STEPS_QUEUE = "steps"
+#: Seconds a plan job may take (analysis probes every input).
+PLAN_TIMEOUT = 900
+#: Seconds a render step may take, far above RQ's 180 s default: long videos render slowly.
+STEP_TIMEOUT = 6 * 3600
+#: Seconds a finished job's record is kept in RQ (our own records live in `artdag:run:*`).
+RESULT_TTL = 24 * 3600
+#: Seconds a failed job's record is kept in RQ, for operators' post-mortems.
+FAILURE_TTL = 7 * 24 * 3600
+
+
+def queue(connection: redis.Redis, name: str) -> Queue:
+    return Queue(name, connection=connection, serializer=JSONSerializer)
+
+
+def enqueue_plan(connection: redis.Redis, run_id: str, attempt: int) -> Job:
+    return queue(connection, RUNS_QUEUE).enqueue(
+        "l1web.jobs.runs.plan_run", run_id,
+        job_id=f"plan-{run_id[:16]}-{attempt}",
+        job_timeout=PLAN_TIMEOUT, result_ttl=RESULT_TTL, failure_ttl=FAILURE_TTL,
+        on_failure=Callback("l1web.jobs.runs.on_plan_failure"),
+        description=f"plan run {run_id[:12]}",
+    )
+
+
+def enqueue_step(connection: redis.Redis, run_id: str, step_id: str, attempt: int) -> Job:
+    return queue(connection, STEPS_QUEUE).enqueue(
+        "l1web.jobs.runs.execute_step", run_id, step_id,
+        job_id=f"step-{run_id[:16]}-{attempt}-{sha3_json(step_id)[:16]}",
+        job_timeout=STEP_TIMEOUT, result_ttl=RESULT_TTL, failure_ttl=FAILURE_TTL,
+        on_failure=Callback("l1web.jobs.runs.on_step_failure"),
+        description=f"run {run_id[:12]} step {step_id}",
+    )
+
+
+def fetch(connection: redis.Redis, job_id: str) -> Job | None:
+    from rq.exceptions import NoSuchJobError
+
+    try:
+        return Job.fetch(job_id, connection=connection, serializer=JSONSerializer)
+    except NoSuchJobError:
+        return None

@@ -1,0 +1,261 @@
+"""The jobs that execute a run: plan it, render each step, and advance it as steps finish.
+
+Flow: `plan_run` (one job) analyzes and plans the run's DAG and writes its steps; `advance`
+then enqueues every step whose inputs are ready. Each `execute_step` job reuses a recorded
+result when there is one, or claims the step's cache id, renders it and records the output;
+then it calls `advance` again. Steps move between states only by compare-and-set, so workers
+racing on the same run enqueue each step once and finish the run once. Failure callbacks
+(which RQ also fires for jobs whose worker died) mark the step failed and advance the run, so
+a run never stays "running" with nobody working on it.
+"""
+
+from __future__ import annotations
+
+import logging
+import shutil
+import tempfile
+import threading
+import time
+from pathlib import Path
+
+from rq import get_current_job
+
+from l1web.engine.analyze import analyze
+from l1web.engine.execute import run_step
+from l1web.engine.plan import plan_dag
+from l1web.jobs import queues
+from l1web.jobs.context import JobContext, JobLogAdapter, job_context
+from l1web.recipes import bind_inputs, recipe_from_data
+from l1web.runs import provenance
+from l1web.runs.model import RunStatus, StepStatus
+
+log = logging.getLogger(__name__)
+
+#: Seconds between polls while waiting for another worker's claim on the same step.
+CLAIM_POLL = 0.2
+#: Longest error text kept on a step or run, in characters.
+MAX_ERROR = 2000
+
+
+def plan_run(run_id: str) -> dict:
+    """Analyze and plan a run, write its steps, and enqueue the ready ones."""
+    ctx = job_context()
+    job = get_current_job()
+    jlog = JobLogAdapter(log, {"run": run_id, "job": job.id if job else "-"})
+    runs = ctx.state.runs
+    run = runs.get(run_id)
+    if run is None or not runs.set_status(run_id, RunStatus.RUNNING, expected=[RunStatus.PENDING],
+                                          started=time.time()):
+        jlog.info("run is not pending any more; nothing to plan")
+        return {"planned": False}
+    try:
+        recipe = recipe_from_data(run["recipe"])
+        dag = bind_inputs(recipe, run["input_hashes"])
+        analysis = analyze(dag, ctx.store)
+        plan = plan_dag(dag, analysis)
+    except Exception as exc:
+        fail_run(ctx, run_id, f"planning failed: {exc}")
+        raise
+    steps = [dict(step, order=index) for index, step in enumerate(plan.steps)]
+    initial = {step["step_id"]: {"status": StepStatus.PENDING} for step in steps}
+    runs.init_steps(run_id, steps, initial)
+    runs.update(run_id, plan_id=plan.id, output_step=plan.output, steps_total=len(steps))
+    jlog.info("planned %d steps (plan %s)", len(steps), plan.id[:12])
+    advance(ctx, run_id)
+    return {"planned": True, "plan_id": plan.id, "steps": len(steps)}
+
+
+def execute_step(run_id: str, step_id: str) -> dict:
+    """Render one step of a run, or reuse its recorded output; then advance the run."""
+    ctx = job_context()
+    job = get_current_job()
+    job_id = job.id if job else "inline"
+    jlog = JobLogAdapter(log, {"run": run_id, "job": job_id})
+    runs = ctx.state.runs
+    run = runs.get(run_id)
+    if run is None or run["status"] != RunStatus.RUNNING:
+        runs.update_step(run_id, step_id, expected=[StepStatus.QUEUED], status=StepStatus.SKIPPED,
+                         error="run is no longer running")
+        return {"status": "skipped"}
+    if not runs.update_step(run_id, step_id, expected=[StepStatus.QUEUED], status=StepStatus.RUNNING,
+                            started=time.time(), job_id=job_id):
+        return {"status": "not-queued"}
+    step = next(s for s in runs.steps(run_id) if s["step_id"] == step_id)
+    started = time.monotonic()
+    try:
+        digest, cached = _produce(ctx, run, step, job_id, jlog)
+    except Exception as exc:
+        runs.update_step(run_id, step_id, expected=[StepStatus.RUNNING], status=StepStatus.FAILED,
+                         error=_short(exc), finished=time.time(),
+                         duration=round(time.monotonic() - started, 3))
+        jlog.warning("step %s failed: %s", step_id, _short(exc))
+        advance(ctx, run_id)
+        raise
+    status = StepStatus.CACHED if cached else StepStatus.COMPLETED
+    runs.update_step(run_id, step_id, expected=[StepStatus.RUNNING], status=status, output=digest,
+                     finished=time.time(), duration=round(time.monotonic() - started, 3))
+    ctx.state.cache.incr("cache_hits" if cached else "cache_misses")
+    jlog.info("step %s %s → %s", step_id, status, digest[:12])
+    advance(ctx, run_id)
+    return {"status": str(status), "output": digest}
+
+
+def _produce(ctx: JobContext, run: dict, step: dict, holder: str, jlog) -> tuple[str, bool]:
+    """The step's output digest and whether it was reused rather than rendered here."""
+    cache_id = step["cache_id"]
+    force = run.get("force") == "1"
+    deadline = time.monotonic() + queues.STEP_TIMEOUT
+    while True:
+        if not force:
+            found = _recorded(ctx, cache_id)
+            if found:
+                return found, True
+        token = ctx.state.claims.acquire(cache_id, holder)
+        if token:
+            break
+        if time.monotonic() > deadline:
+            raise TimeoutError(f"waited too long for another worker rendering {cache_id[:12]}")
+        time.sleep(CLAIM_POLL)  # someone else renders it: wait for their result or their claim to lapse
+    try:
+        with _renewing(ctx, cache_id, token):
+            digest = _render(ctx, run, step)
+    except BaseException:
+        ctx.state.claims.release(cache_id, token)
+        raise
+    if not ctx.state.claims.commit(cache_id, token, digest):
+        jlog.warning("claim on %s lapsed while rendering; result kept but not recorded", cache_id[:12])
+    return digest, False
+
+
+def _recorded(ctx: JobContext, cache_id: str) -> str | None:
+    digest = ctx.state.results.get_result(cache_id)
+    if digest and ctx.store.has(digest):
+        return digest
+    return None
+
+
+def _render(ctx: JobContext, run: dict, step: dict) -> str:
+    states = ctx.state.runs.step_states(run["id"])
+    input_paths = [ctx.store.path_for(states[dep]["output"]) for dep in step["depends_on"]]
+    ctx.settings.cache_dir.mkdir(parents=True, exist_ok=True)
+    work_root = ctx.store.temp_dir() if hasattr(ctx.store, "temp_dir") else ctx.settings.cache_dir
+    work = Path(tempfile.mkdtemp(prefix="step-", dir=work_root))
+    try:
+        out = run_step(step, input_paths, work, timeout=queues.STEP_TIMEOUT)
+        return ctx.store.put_file(out, source=f"run:{run['id']}", owner=run.get("owner") or None)
+    finally:
+        shutil.rmtree(work, ignore_errors=True)
+
+
+class _renewing:
+    """Renews a claim in a background thread while the step renders."""
+
+    def __init__(self, ctx: JobContext, cache_id: str, token: str) -> None:
+        self.ctx, self.cache_id, self.token = ctx, cache_id, token
+        self.stop = threading.Event()
+        self.thread = threading.Thread(target=self._loop, daemon=True)
+
+    def _loop(self) -> None:
+        from l1web.state.keys import CLAIM_TTL
+
+        while not self.stop.wait(CLAIM_TTL / 3):
+            if not self.ctx.state.claims.renew(self.cache_id, self.token):
+                return
+
+    def __enter__(self) -> None:
+        self.thread.start()
+
+    def __exit__(self, *exc: object) -> None:
+        self.stop.set()
+        self.thread.join(timeout=5)
+
+
+def advance(ctx: JobContext, run_id: str) -> None:
+    """Skip what can no longer run, enqueue what is ready, and finish the run when nothing is left."""
+    runs = ctx.state.runs
+    run = runs.get(run_id)
+    if run is None or run["status"] != RunStatus.RUNNING:
+        return
+    steps = runs.steps(run_id)
+    states = runs.step_states(run_id)
+    _skip_blocked(runs, run_id, steps, states)
+    states = runs.step_states(run_id)
+    attempt = int(run.get("attempt") or 1)
+    for step in steps:
+        sid = step["step_id"]
+        if states[sid]["status"] != StepStatus.PENDING:
+            continue
+        if all(StepStatus(states[dep]["status"]).done for dep in step["depends_on"]):
+            if runs.update_step(run_id, sid, expected=[StepStatus.PENDING], status=StepStatus.QUEUED):
+                queues.enqueue_step(ctx.rq_connection, run_id, sid, attempt)
+    states = runs.step_states(run_id)
+    if any(not StepStatus(s["status"]).final for s in states.values()):
+        return
+    _finish(ctx, run, steps, states)
+
+
+def _skip_blocked(runs, run_id: str, steps: list[dict], states: dict[str, dict]) -> None:
+    # Steps are in level order, so one pass carries a failure down the whole graph.
+    status = {sid: StepStatus(s["status"]) for sid, s in states.items()}
+    for step in steps:
+        sid = step["step_id"]
+        if status[sid] != StepStatus.PENDING:
+            continue
+        blocked = [dep for dep in step["depends_on"] if status[dep] in (StepStatus.FAILED, StepStatus.SKIPPED)]
+        if blocked and runs.update_step(run_id, sid, expected=[StepStatus.PENDING], status=StepStatus.SKIPPED,
+                                        error=f"input step {blocked[0]!r} did not complete"):
+            status[sid] = StepStatus.SKIPPED
+
+
+def _finish(ctx: JobContext, run: dict, steps: list[dict], states: dict[str, dict]) -> None:
+    run_id = run["id"]
+    output = states.get(run.get("output_step", ""), {})
+    if StepStatus(output.get("status", StepStatus.FAILED)).done:
+        digest = output["output"]
+        ctx.state.cache.add_ref(digest, f"run:{run_id}")
+        record = provenance.build(ctx, run, steps, states, digest)
+        ctx.state.runs.set_status(run_id, RunStatus.COMPLETED, expected=[RunStatus.RUNNING],
+                                  output_hash=digest, finished=time.time(), provenance=record)
+        return
+    failed = [(sid, s) for sid, s in states.items() if s["status"] == StepStatus.FAILED]
+    reason = f"step {failed[0][0]!r} failed: {failed[0][1].get('error', 'unknown error')}" if failed \
+        else "the output step did not complete"
+    ctx.state.runs.set_status(run_id, RunStatus.FAILED, expected=[RunStatus.RUNNING],
+                              error=reason[:MAX_ERROR], finished=time.time())
+
+
+def fail_run(ctx: JobContext, run_id: str, reason: str) -> None:
+    ctx.state.runs.set_status(run_id, RunStatus.FAILED, expected=[RunStatus.PENDING, RunStatus.RUNNING],
+                              error=reason[:MAX_ERROR], finished=time.time())
+
+
+def on_plan_failure(job, connection, exc_type, exc_value, tb) -> None:
+    """RQ failure callback (also fired for a plan job whose worker died)."""
+    ctx = job_context()
+    fail_run(ctx, job.args[0], f"planning failed: {_describe(exc_type, exc_value)}")
+
+
+def on_step_failure(job, connection, exc_type, exc_value, tb) -> None:
+    """RQ failure callback: also fired when the worker running the step died or was stopped."""
+    ctx = job_context()
+    run_id, step_id = job.args
+    ctx.state.runs.update_step(run_id, step_id, expected=[StepStatus.QUEUED, StepStatus.RUNNING],
+                               status=StepStatus.FAILED, error=_describe(exc_type, exc_value),
+                               finished=time.time())
+    advance(ctx, run_id)
+
+
+def _describe(exc_type, exc_value) -> str:
+    name = getattr(exc_type, "__name__", str(exc_type))
+    if name == "AbandonedJobError":
+        return "the worker rendering this step died (its heartbeat stopped)"
+    if "WorkHorseTerminated" in name or "terminated" in str(exc_value).lower():
+        return f"the worker process rendering this step was killed ({exc_value or name})"
+    if name == "StopRequested" or "stop" in name.lower():
+        return "stopped on request"
+    return _short(exc_value) if exc_value else name
+
+
+def _short(exc: BaseException | object) -> str:
+    text = str(exc) or type(exc).__name__
+    return text[:MAX_ERROR]

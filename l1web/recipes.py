@@ -1,0 +1,296 @@
+"""Recipes (the seed's "configs"): YAML documents that define reusable DAG pipelines.
+
+`parse_recipe` turns untrusted YAML text into a validated `Recipe` or raises `RecipeError`
+naming the line and column, or the node and field. Only `yaml.SafeLoader` is used; documents
+over a size cap, and anchors/aliases that expand past a limit, are refused while parsing,
+before anything is built from them. `bind_inputs` turns a recipe plus run-time inputs into a
+plain engine DAG whose SOURCE nodes all carry content hashes.
+"""
+
+from __future__ import annotations
+
+import re
+from collections.abc import Mapping
+from dataclasses import dataclass
+
+import yaml
+
+from l1web.engine.canonical import sha3_json
+from l1web.engine.dag import Dag, parse_dag, validate
+from l1web.engine.errors import DagError
+from l1web.engine.effects import EffectError, get_effect
+
+#: Largest recipe document accepted, in bytes.
+MAX_RECIPE_BYTES = 256 * 1024
+#: Most YAML nodes a document may expand to once aliases are followed (alias-bomb guard).
+MAX_EXPANDED_NODES = 20_000
+#: Recipe names: what users type on the command line; no markup, no paths.
+NAME_RE = re.compile(r"^[A-Za-z0-9][A-Za-z0-9_.-]{0,63}$")
+#: Longest description kept, in characters.
+MAX_DESCRIPTION = 2000
+TOP_LEVEL_KEYS = frozenset({"name", "version", "description", "registry", "dag"})
+DIGEST_RE = re.compile(r"^[0-9a-f]{64}$")
+
+
+class RecipeError(ValueError):
+    """A recipe that cannot be used; the message says where (line/column or node/field)."""
+
+    def __init__(self, message: str, *, line: int | None = None, column: int | None = None,
+                 node: str | None = None, field: str | None = None) -> None:
+        super().__init__(message)
+        self.line, self.column, self.node, self.field = line, column, node, field
+
+
+@dataclass(frozen=True)
+class Recipe:
+    """A parsed, validated recipe. `dag` has every config filled with its defaults."""
+
+    name: str
+    version: str
+    description: str
+    effects: dict[str, str]  # effect name → effect hash
+    assets: dict[str, str]  # asset name → content hash
+    dag: Dag
+
+    @property
+    def id(self) -> str:
+        """SHA3-256 of the canonical form: spelling and key order never change it."""
+        return sha3_json(self.to_dict())
+
+    @property
+    def variable_inputs(self) -> list[str]:
+        """Names of the inputs a run must supply (SOURCE nodes with `input: true`)."""
+        return [_input_name(node) for node in self.dag.nodes.values()
+                if node.type == "SOURCE" and node.config.get("input")]
+
+    def to_dict(self) -> dict:
+        return {
+            "name": self.name,
+            "version": self.version,
+            "description": self.description,
+            "registry": {
+                "effects": {name: {"hash": digest} for name, digest in sorted(self.effects.items())},
+                "assets": {name: {"hash": digest} for name, digest in sorted(self.assets.items())},
+            },
+            "dag": self.dag.to_dict(),
+        }
+
+
+def parse_recipe(text: str | bytes) -> Recipe:
+    """A validated recipe from YAML text, or RecipeError."""
+    if isinstance(text, bytes):
+        if len(text) > MAX_RECIPE_BYTES:
+            raise RecipeError(f"recipe is {len(text)} bytes; the limit is {MAX_RECIPE_BYTES}")
+        try:
+            text = text.decode("utf-8")
+        except UnicodeDecodeError as exc:
+            raise RecipeError(f"recipe is not UTF-8 text (byte {exc.start})") from None
+    if len(text.encode("utf-8")) > MAX_RECIPE_BYTES:
+        raise RecipeError(f"recipe is larger than the limit of {MAX_RECIPE_BYTES} bytes")
+    if not text.strip():
+        raise RecipeError("recipe is empty")
+    return recipe_from_data(load_yaml(text))
+
+
+def load_yaml(text: str) -> object:
+    """`yaml.safe_load` with the alias-bomb guard and errors that carry line and column."""
+    loader = yaml.SafeLoader(text)
+    try:
+        root = loader.get_single_node()
+        if root is None:
+            raise RecipeError("recipe is empty")
+        _check_expansion(root)
+        return loader.construct_document(root)
+    except yaml.MarkedYAMLError as exc:
+        mark = exc.problem_mark or exc.context_mark
+        line, column = (mark.line + 1, mark.column + 1) if mark else (None, None)
+        problem = exc.problem or exc.context or "invalid YAML"
+        where = f"line {line}, column {column}: " if line else ""
+        raise RecipeError(f"YAML syntax error at {where}{problem}", line=line, column=column) from None
+    except yaml.YAMLError as exc:
+        raise RecipeError(f"invalid YAML: {exc}") from None
+    finally:
+        loader.dispose()
+
+
+def _check_expansion(root: yaml.Node) -> None:
+    """Refuse documents whose alias-expanded size exceeds MAX_EXPANDED_NODES.
+
+    The composed graph shares aliased nodes, so sizes are memoised per node: the check costs
+    one pass over the distinct nodes however large the expansion would be.
+    """
+    sizes: dict[int, int] = {}
+
+    def size(node: yaml.Node, depth: int = 0) -> int:
+        if depth > 64:
+            raise RecipeError("recipe nests deeper than 64 levels")
+        known = sizes.get(id(node))
+        if known is not None:
+            return known
+        sizes[id(node)] = MAX_EXPANDED_NODES + 1  # a node reached through itself is a loop
+        total = 1
+        if isinstance(node, yaml.SequenceNode):
+            total += sum(size(child, depth + 1) for child in node.value)
+        elif isinstance(node, yaml.MappingNode):
+            total += sum(size(k, depth + 1) + size(v, depth + 1) for k, v in node.value)
+        if total > MAX_EXPANDED_NODES:
+            mark = node.start_mark
+            raise RecipeError(
+                f"recipe expands to more than {MAX_EXPANDED_NODES} YAML nodes (alias bomb?) "
+                f"at line {mark.line + 1}, column {mark.column + 1}",
+                line=mark.line + 1, column=mark.column + 1,
+            )
+        sizes[id(node)] = total
+        return total
+
+    size(root)
+
+
+def recipe_from_data(data: object) -> Recipe:
+    if not isinstance(data, dict):
+        raise RecipeError("a recipe must be a YAML mapping with name, dag and optional registry")
+    unknown = sorted(str(key) for key in data if key not in TOP_LEVEL_KEYS)
+    if unknown:
+        raise RecipeError(f"unknown top-level key {unknown[0]!r} (allowed: {', '.join(sorted(TOP_LEVEL_KEYS))})",
+                          field=unknown[0])
+    name = data.get("name")
+    if not isinstance(name, str) or not NAME_RE.match(name):
+        raise RecipeError("'name' must be 1-64 letters, digits, '.', '_' or '-', starting with a "
+                          "letter or digit", field="name")
+    version = data.get("version", "1")
+    if isinstance(version, bool) or not isinstance(version, str | int | float):
+        raise RecipeError("'version' must be a string", field="version")
+    description = data.get("description", "") or ""
+    if not isinstance(description, str) or len(description) > MAX_DESCRIPTION:
+        raise RecipeError(f"'description' must be text of at most {MAX_DESCRIPTION} characters",
+                          field="description")
+    effects, assets = _registry(data.get("registry") or {})
+    try:
+        dag = validate(parse_dag(data.get("dag")))
+    except DagError as exc:
+        raise RecipeError(str(exc), node=exc.node, field=exc.field) from None
+    _check_sources_and_effects(dag, effects, assets)
+    return Recipe(name, str(version), description, effects, assets, dag)
+
+
+def _registry(registry: object) -> tuple[dict[str, str], dict[str, str]]:
+    if not isinstance(registry, dict):
+        raise RecipeError("'registry' must be a mapping with 'effects' and/or 'assets'", field="registry")
+    unknown = sorted(str(k) for k in registry if k not in {"effects", "assets"})
+    if unknown:
+        raise RecipeError(f"unknown registry key {unknown[0]!r}", field=f"registry.{unknown[0]}")
+    return (_hash_table(registry.get("effects") or {}, "effects"),
+            _hash_table(registry.get("assets") or {}, "assets"))
+
+
+def _hash_table(table: object, section: str) -> dict[str, str]:
+    if not isinstance(table, dict):
+        raise RecipeError(f"registry.{section} must be a mapping of name → {{hash: ...}}",
+                          field=f"registry.{section}")
+    out: dict[str, str] = {}
+    for name, entry in table.items():
+        where = f"registry.{section}.{name}"
+        if not isinstance(name, str) or not NAME_RE.match(name):
+            raise RecipeError(f"{section[:-1]} name {str(name)[:64]!r} is not a valid name",
+                              field=f"registry.{section}")
+        digest = entry.get("hash") if isinstance(entry, dict) else None
+        if not isinstance(digest, str) or not DIGEST_RE.match(digest):
+            raise RecipeError(f"{where}.hash must be 64 lower-case hex characters (SHA3-256)",
+                              field=f"{where}.hash")
+        out[name] = digest
+    return out
+
+
+def _check_sources_and_effects(dag: Dag, effects: Mapping[str, str], assets: Mapping[str, str]) -> None:
+    seen_inputs: set[str] = set()
+    for node in dag.nodes.values():
+        if node.type == "SOURCE":
+            _check_source(node, assets, seen_inputs)
+        elif node.type == "EFFECT":
+            _check_effect(node, effects)
+
+
+def _check_source(node, assets: Mapping[str, str], seen_inputs: set[str]) -> None:
+    config = node.config
+    modes = [bool(config.get("input")), config.get("asset") is not None, config.get("hash") is not None]
+    if sum(modes) != 1:
+        raise RecipeError("a SOURCE needs exactly one of 'input: true', 'asset: <name>' or 'hash'",
+                          node=node.id, field="config")
+    if config.get("input"):
+        name = _input_name(node)
+        if not NAME_RE.match(name):
+            raise RecipeError("input name must be letters, digits, '.', '_' or '-'", node=node.id,
+                              field="config.name")
+        if name in seen_inputs:
+            raise RecipeError(f"two variable inputs are named {name!r}", node=node.id, field="config.name")
+        seen_inputs.add(name)
+    elif config.get("asset") is not None and config["asset"] not in assets:
+        raise RecipeError(f"asset {config['asset']!r} is not listed in registry.assets",
+                          node=node.id, field="config.asset")
+
+
+def _check_effect(node, effects: Mapping[str, str]) -> None:
+    ref = node.config["effect"]
+    try:
+        effect = get_effect(ref)
+    except EffectError as exc:
+        raise RecipeError(str(exc), node=node.id, field="config.effect") from None
+    declared = effects.get(effect.name)
+    if declared is not None and declared != effect.hash:
+        raise RecipeError(
+            f"registry.effects.{effect.name}.hash does not match this server's {effect.name} "
+            f"({effect.hash})", node=node.id, field="config.effect")
+    try:
+        effect.resolve_params(node.config.get("params") or {})
+    except EffectError as exc:
+        raise RecipeError(str(exc), node=node.id, field="config.params") from None
+
+
+def _input_name(node) -> str:
+    return node.config.get("name") or node.id
+
+
+def bind_inputs(recipe: Recipe, inputs: Mapping[str, str]) -> Dag:
+    """The recipe's DAG with every SOURCE bound to a content hash.
+
+    `inputs` maps variable input names to content hashes (already resolved from asset names).
+    Missing or unexpected names are RecipeErrors naming them.
+    """
+    wanted = set(recipe.variable_inputs)
+    missing = sorted(wanted - set(inputs))
+    if missing:
+        raise RecipeError(f"missing input {missing[0]!r} (this recipe needs: {', '.join(sorted(wanted))})",
+                          field=f"inputs.{missing[0]}")
+    extra = sorted(set(inputs) - wanted)
+    if extra:
+        raise RecipeError(f"unexpected input {extra[0]!r} (this recipe needs: {', '.join(sorted(wanted)) or 'none'})",
+                          field=f"inputs.{extra[0]}")
+    nodes = {}
+    for node_id, node in recipe.dag.nodes.items():
+        if node.type == "SOURCE" and node.config.get("hash") is None:
+            digest = inputs[_input_name(node)] if node.config.get("input") else recipe.assets[node.config["asset"]]
+            node = type(node)(node.id, node.type, {**node.config, "hash": digest}, node.inputs)
+        nodes[node_id] = node
+    return Dag(nodes, recipe.dag.output)
+
+
+def effect_recipe(effect_ref: str, params: Mapping[str, object] | None = None) -> Recipe:
+    """The one-step recipe a bare effect name stands for: one input, through the effect."""
+    try:
+        effect = get_effect(effect_ref)
+    except EffectError as exc:
+        raise RecipeError(str(exc), field="recipe") from None
+    return recipe_from_data({
+        "name": effect.name,
+        "version": "1",
+        "description": f"The {effect.name} effect on one input",
+        "registry": {"effects": {effect.name: {"hash": effect.hash}}},
+        "dag": {
+            "nodes": [
+                {"id": "input", "type": "SOURCE", "config": {"input": True, "name": "input"}},
+                {"id": effect.name, "type": "EFFECT", "config": {"effect": effect.name, "params": dict(params or {})},
+                 "inputs": ["input"]},
+            ],
+            "output": effect.name,
+        },
+    })

@@ -1,0 +1,196 @@
+"""Starting, listing and managing runs: what the routes call (one function per action)."""
+
+from __future__ import annotations
+
+import re
+import time
+from collections.abc import Mapping
+from dataclasses import dataclass, field
+
+import redis
+
+from l1web.context import User
+from l1web.errors import BadRequest, Conflict, NotFound
+from l1web.jobs import queues
+from l1web.recipes import Recipe, RecipeError, effect_recipe, recipe_from_data
+from l1web.runs.model import RunStatus, StepStatus, run_id_for
+from l1web.state import StateManager
+from l1web.store import ContentStore
+
+DIGEST_RE = re.compile(r"^[0-9a-f]{64}$")
+#: Longest output name accepted, in characters.
+MAX_OUTPUT_NAME = 128
+OUTPUT_NAME_RE = re.compile(r"^[\w .,()+-]{1,128}$")
+
+
+@dataclass(frozen=True)
+class Submission:
+    recipe: str
+    inputs: list[str] | dict[str, str] = field(default_factory=list)
+    output_name: str | None = None
+    params: dict = field(default_factory=dict)
+    force: bool = False
+
+    @classmethod
+    def from_json(cls, body: object) -> Submission:
+        if not isinstance(body, dict):
+            raise BadRequest("the request body must be a JSON object with 'recipe' and 'inputs'")
+        unknown = sorted(set(body) - {"recipe", "inputs", "output_name", "params", "force"})
+        if unknown:
+            raise BadRequest(f"unknown field {unknown[0]!r}", field=unknown[0])
+        recipe = body.get("recipe")
+        if not isinstance(recipe, str) or not recipe or len(recipe) > 128:
+            raise BadRequest("'recipe' must be an effect or recipe name, or a recipe id", field="recipe")
+        inputs = body.get("inputs", [])
+        if isinstance(inputs, list):
+            if not all(isinstance(i, str) for i in inputs) or len(inputs) > 64:
+                raise BadRequest("'inputs' must be a list of hashes or asset names", field="inputs")
+        elif isinstance(inputs, dict):
+            if not all(isinstance(k, str) and isinstance(v, str) for k, v in inputs.items()):
+                raise BadRequest("'inputs' must map input names to hashes or asset names", field="inputs")
+        else:
+            raise BadRequest("'inputs' must be a list or an object", field="inputs")
+        output_name = body.get("output_name")
+        if output_name is not None and (not isinstance(output_name, str) or not OUTPUT_NAME_RE.match(output_name)):
+            raise BadRequest("'output_name' must be 1-128 letters, digits, spaces or . , ( ) + - _",
+                             field="output_name")
+        params = body.get("params") or {}
+        if not isinstance(params, dict):
+            raise BadRequest("'params' must be an object", field="params")
+        force = body.get("force", False)
+        if not isinstance(force, bool):
+            raise BadRequest("'force' must be true or false", field="force")
+        return cls(recipe, inputs, output_name, params, force)
+
+
+class RunService:
+    def __init__(self, state: StateManager, store: ContentStore, rq_connection: redis.Redis) -> None:
+        self.state, self.store, self.rq = state, store, rq_connection
+
+    # Submitting ----------------------------------------------------------------------------
+    def resolve_recipe(self, ref: str, user: User, params: Mapping[str, object]) -> tuple[Recipe, str | None]:
+        """(recipe, config id) for an effect name/hash, a recipe id, or one of the user's recipe names."""
+        config_id = ref if DIGEST_RE.match(ref) else self.state.configs.id_for_name(user.name, ref)
+        if config_id:
+            config = self.state.configs.get(config_id)
+            if config and self.state.configs.visible_to(config, user.name, user.is_admin):
+                if params:
+                    raise BadRequest("'params' apply to a single effect; put a recipe's parameters in the recipe",
+                                     field="params")
+                return recipe_from_data(config["recipe"]), config_id
+        try:
+            return effect_recipe(ref, params), None
+        except RecipeError:
+            raise NotFound(f"no effect or recipe named {ref!r}", field="recipe") from None
+
+    def resolve_input(self, ref: str, field_name: str) -> str:
+        if DIGEST_RE.match(ref):
+            if not self.state.cache.exists(ref):
+                raise NotFound(f"input {ref[:12]}… is not in the cache; upload it first", field=field_name)
+            return ref
+        digest = self.state.cache.asset(ref)
+        if digest is None:
+            raise NotFound(f"input {ref[:64]!r} is neither a cached hash nor a known asset name",
+                           field=field_name)
+        return digest
+
+    def bind(self, recipe: Recipe, inputs: list[str] | dict[str, str]) -> dict[str, str]:
+        names = recipe.variable_inputs
+        if isinstance(inputs, list):
+            if len(inputs) != len(names):
+                raise BadRequest(f"{recipe.name} takes {len(names)} input(s) ({', '.join(names) or 'none'}), "
+                                 f"got {len(inputs)}", field="inputs")
+            inputs = dict(zip(names, inputs, strict=True))
+        missing = sorted(set(names) - set(inputs))
+        extra = sorted(set(inputs) - set(names))
+        if missing or extra:
+            what = f"missing input {missing[0]!r}" if missing else f"unexpected input {extra[0]!r}"
+            raise BadRequest(f"{what}; {recipe.name} takes: {', '.join(names) or 'none'}", field="inputs")
+        return {name: self.resolve_input(ref, f"inputs.{name}") for name, ref in inputs.items()}
+
+    def submit(self, submission: Submission, user: User) -> tuple[dict, bool]:
+        """Start a run, or return the existing identical one; (run, created)."""
+        recipe, config_id = self.resolve_recipe(submission.recipe, user, submission.params)
+        input_hashes = self.bind(recipe, submission.inputs)
+        run_id = run_id_for(recipe.id, input_hashes, submission.params)
+        existing = self.state.runs.get(run_id)
+        if existing and not submission.force:
+            return existing, False
+        if existing:
+            return self.rerun(run_id, user, force=True), False
+        run = {
+            "id": run_id, "status": RunStatus.PENDING, "created": time.time(), "owner": user.name,
+            "recipe_id": recipe.id, "recipe_name": recipe.name, "config_id": config_id or "",
+            "recipe": recipe.to_dict(), "input_hashes": input_hashes, "params": submission.params,
+            "output_name": submission.output_name or "", "attempt": 1, "force": False,
+        }
+        if not self.state.runs.create(run):
+            return self.state.runs.get(run_id) or run, False
+        for digest in input_hashes.values():
+            self.state.cache.add_ref(digest, f"run:{run_id}")
+        if config_id:
+            self.state.configs.add_ref(config_id, run_id)
+        queues.enqueue_plan(self.rq, run_id, 1)
+        return self.state.runs.get(run_id) or run, True
+
+    # Reading -------------------------------------------------------------------------------
+    def get(self, run_id: str, user: User) -> dict:
+        """The run if this user may see it; the same 404 for unknown and for someone else's."""
+        run = self.state.runs.get(run_id) if DIGEST_RE.match(run_id) else None
+        if run is None or not (user.is_admin or run.get("owner") == user.name):
+            raise NotFound(f"no run {run_id[:64]!r}")
+        return run
+
+    def steps_view(self, run_id: str) -> list[dict]:
+        states = self.state.runs.step_states(run_id)
+        return [{**step, **states.get(step["step_id"], {})} for step in self.state.runs.steps(run_id)]
+
+    # Changing ------------------------------------------------------------------------------
+    def delete(self, run_id: str, user: User) -> None:
+        run = self.get(run_id, user)
+        status = RunStatus(run["status"])
+        if status.live:
+            raise Conflict("the run is still live; cancel it before deleting it", status=status)
+        if run.get("published") == "1":
+            raise Conflict("the run's output has been published to L2 and cannot be deleted")
+        self.state.runs.delete(run_id)
+        for digest in run.get("input_hashes", {}).values():
+            self.state.cache.remove_ref(digest, f"run:{run_id}")
+        if run.get("output_hash"):
+            self.state.cache.remove_ref(run["output_hash"], f"run:{run_id}")
+        if run.get("config_id"):
+            self.state.configs.remove_ref(run["config_id"], run_id)
+
+    def cancel(self, run_id: str, user: User) -> dict:
+        run = self.get(run_id, user)
+        if not self.state.runs.set_status(run_id, RunStatus.CANCELLED,
+                                          expected=[RunStatus.PENDING, RunStatus.RUNNING],
+                                          error="cancelled by the user", finished=time.time()):
+            raise Conflict(f"the run is {run['status']}; only pending or running runs can be cancelled")
+        self._stop_steps(run_id)
+        return self.state.runs.get(run_id) or run
+
+    def _stop_steps(self, run_id: str) -> None:
+        from rq.command import send_stop_job_command
+
+        for step_id, step in self.state.runs.step_states(run_id).items():
+            status = step.get("status")
+            if status in (StepStatus.PENDING, StepStatus.QUEUED):
+                self.state.runs.update_step(run_id, step_id, expected=[status], status=StepStatus.SKIPPED,
+                                            error="run cancelled")
+            elif status == StepStatus.RUNNING and step.get("job_id"):
+                try:
+                    send_stop_job_command(self.rq, step["job_id"])
+                except Exception:  # noqa: BLE001 - the job may have just finished
+                    pass
+
+    def rerun(self, run_id: str, user: User, *, force: bool = False) -> dict:
+        """Run a failed or cancelled run again (or any finished run when forced)."""
+        run = self.get(run_id, user)
+        allowed = [RunStatus.FAILED, RunStatus.CANCELLED] + ([RunStatus.COMPLETED] if force else [])
+        attempt = int(run.get("attempt") or 1) + 1
+        if not self.state.runs.set_status(run_id, RunStatus.PENDING, expected=allowed, attempt=attempt,
+                                          error="", output_hash="", finished="", force=force):
+            raise Conflict(f"the run is {run['status']}; only failed or cancelled runs can be re-run")
+        queues.enqueue_plan(self.rq, run_id, attempt)
+        return self.state.runs.get(run_id) or run

@@ -1,0 +1,70 @@
+"""Render claims: at most one worker renders a cache id at a time, and stale holders are fenced.
+
+A claim is `artdag:claim:{cache_id}` = `<fence>:<holder>`, set with NX and an expiry that the
+holder renews while it works. The fence comes from a per-cache-id counter, so a holder whose
+claim expired (and was taken over) carries an old token: its renewals fail and its result is
+not recorded, however late it finishes.
+"""
+
+from __future__ import annotations
+
+import redis
+
+from l1web.state import keys
+
+# KEYS: claim, fence; ARGV: holder, ttl ms
+_ACQUIRE = """
+if redis.call('EXISTS', KEYS[1]) == 1 then return false end
+local fence = redis.call('INCR', KEYS[2])
+local token = fence .. ':' .. ARGV[1]
+redis.call('SET', KEYS[1], token, 'PX', ARGV[2])
+return token
+"""
+
+# KEYS: claim; ARGV: token, ttl ms
+_RENEW = """
+if redis.call('GET', KEYS[1]) ~= ARGV[1] then return 0 end
+return redis.call('PEXPIRE', KEYS[1], ARGV[2])
+"""
+
+# KEYS: claim, result; ARGV: token, digest
+_COMMIT = """
+if redis.call('GET', KEYS[1]) ~= ARGV[1] then return 0 end
+redis.call('SET', KEYS[2], ARGV[2])
+redis.call('DEL', KEYS[1])
+return 1
+"""
+
+# KEYS: claim; ARGV: token
+_RELEASE = """
+if redis.call('GET', KEYS[1]) ~= ARGV[1] then return 0 end
+return redis.call('DEL', KEYS[1])
+"""
+
+
+class Claims:
+    def __init__(self, client: redis.Redis) -> None:
+        self.redis = client
+        self._acquire = client.register_script(_ACQUIRE)
+        self._renew = client.register_script(_RENEW)
+        self._commit = client.register_script(_COMMIT)
+        self._release = client.register_script(_RELEASE)
+
+    def acquire(self, cache_id: str, holder: str, ttl: float = keys.CLAIM_TTL) -> str | None:
+        """A claim token if this holder now owns the cache id; None if someone else does."""
+        token = self._acquire(keys=[keys.claim(cache_id), keys.fence(cache_id)],
+                              args=[holder, int(ttl * 1000)])
+        return token or None
+
+    def renew(self, cache_id: str, token: str, ttl: float = keys.CLAIM_TTL) -> bool:
+        return bool(self._renew(keys=[keys.claim(cache_id)], args=[token, int(ttl * 1000)]))
+
+    def commit(self, cache_id: str, token: str, digest: str) -> bool:
+        """Record the result and drop the claim, only if `token` still holds it."""
+        return bool(self._commit(keys=[keys.claim(cache_id), keys.result(cache_id)], args=[token, digest]))
+
+    def release(self, cache_id: str, token: str) -> bool:
+        return bool(self._release(keys=[keys.claim(cache_id)], args=[token]))
+
+    def holder(self, cache_id: str) -> str | None:
+        return self.redis.get(keys.claim(cache_id))

@@ -1,0 +1,88 @@
+"""Recipes ("configs") in Redis: the YAML as uploaded, its canonical form, owner and name."""
+
+from __future__ import annotations
+
+import json
+import time
+
+import redis
+
+from l1web.state import keys
+
+
+class Configs:
+    def __init__(self, client: redis.Redis) -> None:
+        self.redis = client
+
+    def save(self, config_id: str, *, name: str, owner: str, yaml_text: str, recipe: dict) -> bool:
+        """Store a config (idempotent per id and owner); True when it was new."""
+        created = time.time()
+        record = {"id": config_id, "name": name, "yaml": yaml_text,
+                  "recipe": json.dumps(recipe, sort_keys=True), "created": str(created)}
+        new = not self.redis.sismember(keys.config_owners(config_id), owner)
+        with self.redis.pipeline() as pipe:
+            pipe.hset(keys.config(config_id), mapping={k: v for k, v in record.items() if k != "owner"})
+            pipe.sadd(keys.config_owners(config_id), owner)
+            pipe.zadd(keys.configs_index(), {config_id: created}, nx=True)
+            pipe.zadd(keys.configs_by_user(owner), {config_id: created}, nx=True)
+            pipe.hset(keys.config_names(owner), name, config_id)
+            pipe.execute()
+        return new
+
+    def get(self, config_id: str) -> dict | None:
+        raw = self.redis.hgetall(keys.config(config_id))
+        if not raw or "recipe" not in raw:
+            return None
+        raw["recipe"] = json.loads(raw["recipe"])
+        raw["owners"] = sorted(self.redis.smembers(keys.config_owners(config_id)))
+        return raw
+
+    def visible_to(self, config: dict, user: str | None, is_admin: bool) -> bool:
+        return is_admin or (user is not None and user in config.get("owners", []))
+
+    def id_for_name(self, owner: str, name: str) -> str | None:
+        return self.redis.hget(keys.config_names(owner), name)
+
+    def page(self, *, user: str | None, offset: int = 0, limit: int = 50) -> tuple[list[dict], int]:
+        index = keys.configs_by_user(user) if user is not None else keys.configs_index()
+        total = self.redis.zcard(index)
+        ids = self.redis.zrevrange(index, offset, offset + limit - 1)
+        return [c for c in (self.get(i) for i in ids) if c], total
+
+    def add_ref(self, config_id: str, run_id: str) -> None:
+        self.redis.sadd(keys.config_refs(config_id), run_id)
+
+    def remove_ref(self, config_id: str, run_id: str) -> None:
+        self.redis.srem(keys.config_refs(config_id), run_id)
+
+    def refs(self, config_id: str) -> set[str]:
+        return self.redis.smembers(keys.config_refs(config_id))
+
+    def delete(self, config_id: str, owner: str) -> list[str]:
+        """Remove the owner's copy; returns referencing run ids instead when runs still use it."""
+        pipe = self.redis.pipeline()
+        while True:
+            try:
+                pipe.watch(keys.config_refs(config_id))
+                refs = sorted(pipe.smembers(keys.config_refs(config_id)))
+                if refs:
+                    pipe.reset()
+                    return refs
+                pipe.multi()
+                self._delete(pipe, config_id, owner)
+                pipe.execute()
+                return []
+            except redis.WatchError:
+                continue
+            finally:
+                pipe.reset()
+
+    def _delete(self, pipe, config_id: str, owner: str) -> None:
+        record = self.redis.hgetall(keys.config(config_id))
+        pipe.srem(keys.config_owners(config_id), owner)
+        pipe.zrem(keys.configs_by_user(owner), config_id)
+        if record.get("name") and self.redis.hget(keys.config_names(owner), record["name"]) == config_id:
+            pipe.hdel(keys.config_names(owner), record["name"])
+        if self.redis.smembers(keys.config_owners(config_id)) <= {owner}:
+            pipe.delete(keys.config(config_id), keys.config_owners(config_id))
+            pipe.zrem(keys.configs_index(), config_id)

@@ -1,0 +1,188 @@
+"""Runs and their steps in Redis: records, status indexes and compare-and-set transitions.
+
+A run is a hash (`artdag:run:{id}`); listings come from sorted-set indexes (all, by status,
+by user, by user and status) kept in step with the record by Lua scripts, so `GET /runs` never
+scans keys. Each step has a static description written once (`...:steps`) and a small JSON
+state (`...:status`) changed only by compare-and-set, so two workers racing to advance a run
+enqueue each step once and finish the run once.
+"""
+
+from __future__ import annotations
+
+import json
+from collections.abc import Iterable, Mapping
+
+import redis
+
+from l1web.state import keys
+
+#: Run fields stored as JSON text in the run hash.
+JSON_FIELDS = frozenset({"inputs", "params", "recipe", "input_hashes", "provenance", "plan"})
+
+# KEYS: run, all, status index, user index, user+status index; ARGV: created, status, fields...
+_CREATE = """
+if redis.call('EXISTS', KEYS[1]) == 1 then return 0 end
+redis.call('HSET', KEYS[1], unpack(ARGV, 3))
+redis.call('ZADD', KEYS[2], ARGV[1], KEYS[1])
+redis.call('ZADD', KEYS[3], ARGV[1], KEYS[1])
+redis.call('ZADD', KEYS[4], ARGV[1], KEYS[1])
+redis.call('ZADD', KEYS[5], ARGV[1], KEYS[1])
+return 1
+"""
+
+# KEYS: run; ARGV: prefix, new status, expected (comma list or ''), field/value pairs...
+_SET_STATUS = """
+local current = redis.call('HGET', KEYS[1], 'status')
+if not current then return 0 end
+if ARGV[3] ~= '' then
+  local ok = false
+  for s in string.gmatch(ARGV[3], '[^,]+') do if s == current then ok = true end end
+  if not ok then return 0 end
+end
+local owner = redis.call('HGET', KEYS[1], 'owner') or ''
+local created = redis.call('HGET', KEYS[1], 'created')
+local id = redis.call('HGET', KEYS[1], 'id')
+local p = ARGV[1]
+redis.call('ZREM', p .. 'runs:status:' .. current, KEYS[1])
+redis.call('ZREM', p .. 'runs:user:' .. owner .. ':status:' .. current, KEYS[1])
+redis.call('ZADD', p .. 'runs:status:' .. ARGV[2], created, KEYS[1])
+redis.call('ZADD', p .. 'runs:user:' .. owner .. ':status:' .. ARGV[2], created, KEYS[1])
+redis.call('HSET', KEYS[1], 'status', ARGV[2])
+if #ARGV > 3 then redis.call('HSET', KEYS[1], unpack(ARGV, 4)) end
+return 1
+"""
+
+# KEYS: step status hash; ARGV: step id, expected statuses (comma list or ''), JSON patch
+_STEP_UPDATE = """
+local raw = redis.call('HGET', KEYS[1], ARGV[1])
+if not raw then return 0 end
+local state = cjson.decode(raw)
+if ARGV[2] ~= '' then
+  local ok = false
+  for s in string.gmatch(ARGV[2], '[^,]+') do if s == state['status'] then ok = true end end
+  if not ok then return 0 end
+end
+for k, v in pairs(cjson.decode(ARGV[3])) do state[k] = v end
+redis.call('HSET', KEYS[1], ARGV[1], cjson.encode(state))
+return 1
+"""
+
+
+def _encode(fields: Mapping[str, object]) -> list[str]:
+    flat: list[str] = []
+    for name, value in fields.items():
+        if value is None:
+            value = ""
+        elif name in JSON_FIELDS:
+            value = json.dumps(value, sort_keys=True)
+        elif isinstance(value, bool):
+            value = "1" if value else "0"
+        flat += [name, str(value)]
+    return flat
+
+
+def _decode(raw: Mapping[str, str]) -> dict:
+    out: dict[str, object] = {}
+    for name, value in raw.items():
+        out[name] = json.loads(value) if name in JSON_FIELDS and value else value
+    return out
+
+
+class Runs:
+    """Typed access to run records, their indexes and their steps."""
+
+    def __init__(self, client: redis.Redis) -> None:
+        self.redis = client
+        self._create = client.register_script(_CREATE)
+        self._set_status = client.register_script(_SET_STATUS)
+        self._step_update = client.register_script(_STEP_UPDATE)
+
+    # Records -----------------------------------------------------------------------------
+    def create(self, run: Mapping[str, object]) -> bool:
+        """Store a new run and index it; False (and nothing written) if the id exists."""
+        run_id, owner, status = str(run["id"]), str(run.get("owner") or ""), str(run["status"])
+        index_keys = [
+            keys.run(run_id), keys.runs_index(), keys.runs_by_status(status),
+            keys.runs_by_user(owner), keys.runs_by_user_status(owner, status),
+        ]
+        return bool(self._create(keys=index_keys, args=[run["created"], status, *_encode(run)]))
+
+    def get(self, run_id: str) -> dict | None:
+        raw = self.redis.hgetall(keys.run(run_id))
+        return _decode(raw) if raw else None
+
+    def update(self, run_id: str, **fields: object) -> None:
+        if fields:
+            self.redis.hset(keys.run(run_id), mapping=dict(zip(*[iter(_encode(fields))] * 2, strict=True)))
+
+    def set_status(self, run_id: str, status: str, *, expected: Iterable[str] = (), **fields: object) -> bool:
+        """Move a run to `status` (and its indexes with it) if its status is one of `expected`."""
+        args = [keys.PREFIX, status, ",".join(expected), *_encode(fields)]
+        return bool(self._set_status(keys=[keys.run(run_id)], args=args))
+
+    def delete(self, run_id: str) -> None:
+        run = self.get(run_id)
+        if run is None:
+            return
+        owner, status, key = str(run.get("owner") or ""), str(run["status"]), keys.run(run_id)
+        with self.redis.pipeline() as pipe:
+            pipe.zrem(keys.runs_index(), key)
+            pipe.zrem(keys.runs_by_status(status), key)
+            pipe.zrem(keys.runs_by_user(owner), key)
+            pipe.zrem(keys.runs_by_user_status(owner, status), key)
+            pipe.delete(key, keys.run_steps(run_id), keys.run_step_status(run_id))
+            pipe.execute()
+
+    def page(self, *, status: str | None = None, user: str | None = None,
+             offset: int = 0, limit: int = 50) -> tuple[list[dict], int]:
+        """Newest first, from the narrowest index; returns (runs, total matching)."""
+        if status and user is not None:
+            index = keys.runs_by_user_status(user, status)
+        elif status:
+            index = keys.runs_by_status(status)
+        elif user is not None:
+            index = keys.runs_by_user(user)
+        else:
+            index = keys.runs_index()
+        with self.redis.pipeline() as pipe:
+            pipe.zcard(index)
+            pipe.zrevrange(index, offset, offset + limit - 1)
+            total, run_keys = pipe.execute()
+        with self.redis.pipeline() as pipe:
+            for key in run_keys:
+                pipe.hgetall(key)
+            records = pipe.execute()
+        return [_decode(raw) for raw in records if raw], total
+
+    def count_by_status(self, statuses: Iterable[str]) -> dict[str, int]:
+        with self.redis.pipeline() as pipe:
+            names = list(statuses)
+            for name in names:
+                pipe.zcard(keys.runs_by_status(name))
+            return dict(zip(names, pipe.execute(), strict=True))
+
+    # Steps -------------------------------------------------------------------------------
+    def init_steps(self, run_id: str, steps: list[dict], initial: Mapping[str, dict]) -> None:
+        """Write each step's static description and initial state (replacing any old ones)."""
+        with self.redis.pipeline() as pipe:
+            pipe.delete(keys.run_steps(run_id), keys.run_step_status(run_id))
+            if steps:
+                pipe.hset(keys.run_steps(run_id), mapping={s["step_id"]: json.dumps(s) for s in steps})
+                pipe.hset(keys.run_step_status(run_id),
+                          mapping={sid: json.dumps(state) for sid, state in initial.items()})
+            pipe.execute()
+
+    def steps(self, run_id: str) -> list[dict]:
+        """Static step descriptions, in plan order (by level, then id)."""
+        raw = self.redis.hgetall(keys.run_steps(run_id))
+        steps = [json.loads(value) for value in raw.values()]
+        return sorted(steps, key=lambda s: (s.get("level", 0), s.get("order", 0), s["step_id"]))
+
+    def step_states(self, run_id: str) -> dict[str, dict]:
+        raw = self.redis.hgetall(keys.run_step_status(run_id))
+        return {sid: json.loads(value) for sid, value in raw.items()}
+
+    def update_step(self, run_id: str, step_id: str, *, expected: Iterable[str] = (), **patch: object) -> bool:
+        """Merge `patch` into a step's state if its status is one of `expected` (any if empty)."""
+        args = [step_id, ",".join(expected), json.dumps(patch)]
+        return bool(self._step_update(keys=[keys.run_step_status(run_id)], args=args))
