@@ -8,11 +8,14 @@ both at the deadline, and leaving the pipeline for any reason kills whatever sti
 from __future__ import annotations
 
 import contextlib
+import os
 import subprocess
 import tempfile
 import threading
 import time
+from collections import deque
 from collections.abc import Callable, Iterator
+from concurrent.futures import Future, ThreadPoolExecutor
 from typing import IO
 
 import numpy as np
@@ -20,6 +23,11 @@ import numpy as np
 from l1web.engine.effects.errors import EffectError
 from l1web.engine.ffmpeg import STDERR_KEEP, FFmpegError, kill_group
 
+#: Threads transforming frames: scipy.ndimage and numpy release the GIL, so frames are
+#: processed in parallel while the two ffmpeg processes use their own cores.
+FRAME_WORKERS = min(4, os.cpu_count() or 1)
+#: Frames decoded but not yet written; memory stays below twice this many frames (in + out).
+IN_FLIGHT = 2 * FRAME_WORKERS
 #: Seconds a process still gets to exit after the deadline when it was about to finish.
 FINISH_GRACE = 1.0
 
@@ -32,14 +40,34 @@ def apply_frames(
     *,
     timeout: float,
 ) -> None:
-    """Decode → `frame_fn` per frame of `shape` (uint8) → encode; FFmpegError on failure."""
-    buffer = bytearray(int(np.prod(shape)))
-    with running(decoder, encoder, timeout) as pipeline:
-        while pipeline.read_frame(buffer):
-            out = frame_fn(np.frombuffer(buffer, np.uint8).reshape(shape))
-            if out.shape != shape or out.dtype != np.uint8:
-                raise EffectError(f"frame function returned {out.shape} {out.dtype}")
-            pipeline.write_frame(np.ascontiguousarray(out))
+    """Decode → `frame_fn` per frame of `shape` (uint8) → encode; FFmpegError on failure.
+
+    Frames are transformed by a few threads (numpy and scipy.ndimage release the GIL) and
+    written in order; at most `IN_FLIGHT` frames are held at once.
+    """
+    frame_bytes = int(np.prod(shape))
+
+    def transform(buffer: bytearray) -> np.ndarray:
+        out = frame_fn(np.frombuffer(buffer, np.uint8).reshape(shape))
+        if out.shape != shape or out.dtype != np.uint8:
+            raise EffectError(f"frame function returned {out.shape} {out.dtype}")
+        return np.ascontiguousarray(out)
+
+    with (
+        running(decoder, encoder, timeout) as pipeline,
+        ThreadPoolExecutor(FRAME_WORKERS, thread_name_prefix="frames") as pool,
+    ):
+        pending: deque[Future[np.ndarray]] = deque()
+        try:
+            while (buffer := pipeline.read_frame(frame_bytes)) is not None:
+                pending.append(pool.submit(transform, buffer))
+                if len(pending) >= IN_FLIGHT:
+                    pipeline.write_frame(pending.popleft().result())
+            while pending:
+                pipeline.write_frame(pending.popleft().result())
+        finally:
+            for future in pending:
+                future.cancel()
         pipeline.finish()
 
 
@@ -77,21 +105,22 @@ class Pipeline:
     def encoder(self) -> subprocess.Popen:
         return self.procs[1]
 
-    def read_frame(self, buffer: bytearray) -> bool:
-        """Fill `buffer` with the next frame; False at the end of the stream."""
+    def read_frame(self, size: int) -> bytearray | None:
+        """The next frame of `size` bytes; None at the end of the stream."""
         assert self.decoder.stdout is not None
+        buffer = bytearray(size)
         view, got = memoryview(buffer), 0
-        while got < len(buffer):
+        while got < size:
             n = self.decoder.stdout.readinto(view[got:])
             if not n:
                 break
             got += n
-        if got == len(buffer):
-            return True
+        if got == size:
+            return buffer
         self._wait(0)
         if got:
             raise FFmpegError(f"ffmpeg decoder stopped in the middle of a frame ({got} bytes)")
-        return False
+        return None
 
     def write_frame(self, frame: np.ndarray) -> None:
         assert self.encoder.stdin is not None
