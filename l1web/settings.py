@@ -20,6 +20,14 @@ DEFAULT_PORT = 8100
 DEFAULT_MAX_UPLOAD = 4 * 1024**3
 #: Items per page in paginated listings when the client does not say.
 DEFAULT_PAGE_SIZE = 50
+#: Seconds L1 waits for an L2 to answer a token verification (connect and read each).
+DEFAULT_L2_TIMEOUT = 3.0
+#: Sign-in attempts (and L2 verifications) per client address per minute.
+DEFAULT_AUTH_RATE_LIMIT = 30
+#: Run submissions per user, and per client address, per minute.
+DEFAULT_RUN_RATE_LIMIT = 30
+#: Seconds a browser session lasts at most (7 days); never longer than the L2 token.
+DEFAULT_SESSION_TTL = 7 * 24 * 3600
 
 
 def _split(value: str) -> tuple[str, ...]:
@@ -48,6 +56,10 @@ class Settings:
     max_upload_bytes: int = DEFAULT_MAX_UPLOAD
     import_roots: tuple[Path, ...] = ()
     page_size: int = DEFAULT_PAGE_SIZE
+    l2_timeout: float = DEFAULT_L2_TIMEOUT
+    auth_rate_limit: int = DEFAULT_AUTH_RATE_LIMIT
+    run_rate_limit: int = DEFAULT_RUN_RATE_LIMIT
+    session_ttl: int = DEFAULT_SESSION_TTL
     testing: bool = False
     extra: Mapping[str, str] = field(default_factory=dict)
 
@@ -78,6 +90,10 @@ class Settings:
             max_upload_bytes=int(env.get("MAX_UPLOAD_BYTES", DEFAULT_MAX_UPLOAD)),
             import_roots=tuple(Path(p).expanduser() for p in _split(env.get("IMPORT_ROOTS", ""))),
             page_size=int(env.get("PAGE_SIZE", DEFAULT_PAGE_SIZE)),
+            l2_timeout=float(env.get("L2_TIMEOUT", DEFAULT_L2_TIMEOUT)),
+            auth_rate_limit=int(env.get("AUTH_RATE_LIMIT", DEFAULT_AUTH_RATE_LIMIT)),
+            run_rate_limit=int(env.get("RUN_RATE_LIMIT", DEFAULT_RUN_RATE_LIMIT)),
+            session_ttl=int(env.get("SESSION_TTL", DEFAULT_SESSION_TTL)),
             testing=_bool(env.get("TESTING", "0")),
         )
 

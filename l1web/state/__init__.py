@@ -14,6 +14,7 @@ from l1web.state.claims import Claims
 from l1web.state.configs import Configs
 from l1web.state.results import Results
 from l1web.state.runs import Runs
+from l1web.state.tokens import Tokens
 
 
 def connect(url: str, *, decode: bool = True) -> redis.Redis:
@@ -33,6 +34,7 @@ class StateManager:
     def __init__(self, client: redis.Redis) -> None:
         self.redis = client
         self.results = Results(client)
+        self.tokens = Tokens(client)
         self.cache = CacheIndex(client)
         self.runs = Runs(client)
         self.claims = Claims(client)

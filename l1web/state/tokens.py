@@ -1,0 +1,113 @@
+"""Sign-in state: token hashes per user, revocations, verification cache, sessions, rate windows.
+
+Only hashes of tokens and session ids are ever stored: a Redis dump must not hold anything a
+thief could sign in with.
+"""
+
+from __future__ import annotations
+
+import time
+from dataclasses import dataclass
+
+import redis
+
+from l1web.state import keys
+
+
+@dataclass(frozen=True)
+class Verified:
+    """What L2 vouched for: the token's user and when the token stops being valid (epoch s)."""
+
+    username: str
+    expires_at: int
+
+
+@dataclass(frozen=True)
+class Session:
+    """A browser session: whose it is and which L2 token (by hash) it came from."""
+
+    username: str
+    token_hash: str
+
+
+class Tokens:
+    """Every sign-in key: `user_tokens`, `revoked`, `token`, `session`, and the `rate` windows."""
+
+    def __init__(self, client: redis.Redis) -> None:
+        self.redis = client
+
+    # Tokens --------------------------------------------------------------------------------
+    def is_revoked(self, token_hash: str) -> bool:
+        return bool(self.redis.exists(keys.revoked(token_hash)))
+
+    def cached(self, token_hash: str) -> Verified | None:
+        found = self.redis.hgetall(keys.token(token_hash))
+        if not found:
+            return None
+        return Verified(found["username"], int(found["expires_at"]))
+
+    def remember(self, token_hash: str, verified: Verified) -> None:
+        """Record a token L2 just vouched for, and trust that answer for a short while."""
+        ttl = min(keys.TOKEN_VERIFY_TTL, verified.expires_at - int(time.time()))
+        pipe = self.redis.pipeline()
+        pipe.sadd(keys.user_tokens(verified.username), token_hash)
+        # Revocations last REVOKED_TTL, so remembering the token longer would be pointless.
+        pipe.expire(keys.user_tokens(verified.username), keys.REVOKED_TTL)
+        if ttl > 0:
+            token_key = keys.token(token_hash)
+            pipe.hset(token_key, mapping={"username": verified.username, "expires_at": verified.expires_at})
+            pipe.expire(token_key, ttl)
+        pipe.execute()
+
+    def belongs_to(self, token_hash: str, username: str) -> bool:
+        """True when L1 accepted this token for `username` (now or before revoking it)."""
+        pipe = self.redis.pipeline()
+        pipe.sismember(keys.user_tokens(username), token_hash)
+        pipe.get(keys.revoked(token_hash))
+        member, revoked_for = pipe.execute()
+        return bool(member) or revoked_for == username
+
+    def revoke(self, token_hash: str, username: str) -> None:
+        pipe = self.redis.pipeline()
+        pipe.set(keys.revoked(token_hash), username, ex=keys.REVOKED_TTL)
+        pipe.srem(keys.user_tokens(username), token_hash)
+        pipe.delete(keys.token(token_hash))
+        pipe.execute()
+
+    def revoke_user(self, username: str) -> int:
+        """Revoke every token L1 has seen for `username`; returns how many there were."""
+        hashes = self.redis.smembers(keys.user_tokens(username))
+        pipe = self.redis.pipeline()
+        for token_hash in hashes:
+            pipe.set(keys.revoked(token_hash), username, ex=keys.REVOKED_TTL)
+            pipe.delete(keys.token(token_hash))
+        pipe.delete(keys.user_tokens(username))
+        pipe.execute()
+        return len(hashes)
+
+    # Sessions ------------------------------------------------------------------------------
+    def start_session(self, session_hash: str, session: Session, ttl: int) -> None:
+        key = keys.session(session_hash)
+        pipe = self.redis.pipeline()
+        pipe.hset(key, mapping={"username": session.username, "token_hash": session.token_hash})
+        pipe.expire(key, ttl)
+        pipe.execute()
+
+    def session(self, session_hash: str) -> Session | None:
+        found = self.redis.hgetall(keys.session(session_hash))
+        if not found:
+            return None
+        return Session(found["username"], found["token_hash"])
+
+    def end_session(self, session_hash: str) -> None:
+        self.redis.delete(keys.session(session_hash))
+
+    # Rate limits ---------------------------------------------------------------------------
+    def count_hit(self, bucket: str, window: int) -> int:
+        """Count one request in the current fixed window of `window` seconds; returns the count."""
+        key = keys.rate(f"{bucket}:{int(time.time()) // window}")
+        pipe = self.redis.pipeline()
+        pipe.incr(key)
+        pipe.expire(key, window, nx=True)
+        count, _ = pipe.execute()
+        return int(count)
