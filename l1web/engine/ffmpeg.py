@@ -7,6 +7,7 @@ URL or a device), a timeout that kills the whole process group, and stderr kept 
 
 from __future__ import annotations
 
+import contextlib
 import functools
 import json
 import os
@@ -23,6 +24,15 @@ RENDER_TIMEOUT = 600.0
 PROTOCOLS = "file,pipe"
 #: Flags placed before every `-i`: local files only, no concat/playlist side doors.
 INPUT_FLAGS = ("-protocol_whitelist", PROTOCOLS)
+#: Demuxers the engine lets ffmpeg use on media: no playlists (hls, dash), no concat lists, no
+#: text "tty" art, no devices — formats that would make ffmpeg open other files are refused.
+SAFE_DEMUXERS = ",".join((
+    "mov", "mp4", "m4a", "matroska", "webm", "avi", "mpegts", "flv", "ogg", "mp3", "wav",
+    "aiff", "flac", "aac", "image2", "png_pipe", "jpeg_pipe", "webp_pipe", "gif", "bmp_pipe",
+    "tiff_pipe",
+))
+#: `INPUT_FLAGS` plus the demuxer allow-list: what the engine puts before every media `-i`.
+MEDIA_INPUT_FLAGS = (*INPUT_FLAGS, "-format_whitelist", SAFE_DEMUXERS)
 #: Flags placed first on every ffmpeg command line.
 BASE_FLAGS = ("-hide_banner", "-nostdin", "-loglevel", "error", "-y")
 #: Bytes of stderr kept for an error message.
@@ -87,10 +97,8 @@ def run(args: list[str], *, timeout: float = RENDER_TIMEOUT, stdin: bytes | None
 
 def kill_group(proc: subprocess.Popen) -> None:
     """Kill a child started with `start_new_session=True` and its whole process group."""
-    try:
+    with contextlib.suppress(ProcessLookupError):
         os.killpg(proc.pid, signal.SIGKILL)
-    except ProcessLookupError:
-        pass
 
 
 def ffmpeg(*args: str, timeout: float = RENDER_TIMEOUT) -> bytes:
@@ -98,11 +106,12 @@ def ffmpeg(*args: str, timeout: float = RENDER_TIMEOUT) -> bytes:
     return run([ffmpeg_exe(), *BASE_FLAGS, *args], timeout=timeout)
 
 
-def probe(path: Path, *, timeout: float = PROBE_TIMEOUT) -> dict:
-    """ffprobe's JSON (format and streams) for a local file."""
+def probe(path: Path, *, timeout: float = PROBE_TIMEOUT, safe: bool = False) -> dict:
+    """ffprobe's JSON (format and streams) for a local file; `safe` adds the demuxer allow-list."""
+    flags = MEDIA_INPUT_FLAGS if safe else INPUT_FLAGS
     out = run(
         [
-            ffprobe_exe(), "-v", "error", *INPUT_FLAGS,
+            ffprobe_exe(), "-v", "error", *flags,
             "-show_format", "-show_streams", "-of", "json", str(path),
         ],
         timeout=timeout,

@@ -1,0 +1,98 @@
+"""Phase 1, analyze: what every SOURCE of a DAG is, and for sound its tempo, beats and energy.
+
+Results are plain JSON-ready dicts, cached under an analysis id made from the input's content
+hash and the sorted feature names, in any mapping the caller hands in (a dict in tests, Redis
+in the server). A failed analysis raises and is never cached.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterable, MutableMapping
+
+import numpy as np
+
+from l1web.engine import ffmpeg
+from l1web.engine.audio_features import SAMPLE_RATE, beats, energy
+from l1web.engine.canonical import sha3_json
+from l1web.engine.dag import Dag
+from l1web.engine.errors import DagError, MediaError
+from l1web.engine.ffmpeg import MEDIA_INPUT_FLAGS
+from l1web.engine.interfaces import Store
+from l1web.engine.media import detect
+
+#: Bump when the analysis code changes its results: old cached analyses are then ignored.
+ANALYSIS_VERSION = "1"
+#: Feature names `analyze` understands. "metadata" is always computed.
+FEATURES = frozenset({"metadata", "beats", "tempo", "energy"})
+#: What `analyze` computes when not told.
+DEFAULT_FEATURES = ("metadata", "beats", "energy")
+#: Longest stretch of sound analysed, in seconds, from the start.
+MAX_AUDIO_SECONDS = 600.0
+#: Seconds the audio extraction may take before it is killed.
+EXTRACT_TIMEOUT = 120.0
+
+
+def analysis_id(input_hash: str, features: Iterable[str]) -> str:
+    """The cache key of one input's analysis."""
+    return sha3_json({"input_hash": input_hash, "features": sorted(set(features)),
+                      "version": ANALYSIS_VERSION})
+
+
+def analyze(dag: Dag, store: Store, *, features: Iterable[str] = DEFAULT_FEATURES,
+            cache: MutableMapping[str, dict] | None = None) -> dict[str, dict]:
+    """Analysis of every SOURCE's file, by content hash; reused from `cache` when there."""
+    wanted = sorted(set(features) | {"metadata"})
+    unknown = set(wanted) - FEATURES
+    if unknown:
+        raise DagError(f"unknown analysis features: {', '.join(sorted(unknown))}")
+    results = {}
+    for digest in source_hashes(dag):
+        key = analysis_id(digest, wanted)
+        found = cache.get(key) if cache is not None else None
+        if found is None:
+            found = analyze_file(store.path_for(digest), digest, wanted)
+            if cache is not None:
+                cache[key] = found
+        results[digest] = found
+    return results
+
+
+def source_hashes(dag: Dag) -> list[str]:
+    """Content hashes of the DAG's SOURCE nodes, in node order, each once."""
+    hashes: dict[str, None] = {}
+    for node in dag.nodes.values():
+        if node.type != "SOURCE":
+            continue
+        digest = node.config.get("hash")
+        if not digest:
+            raise DagError("SOURCE has no content hash: resolve inputs before analysis",
+                           node=node.id, field="hash")
+        hashes[digest] = None
+    return list(hashes)
+
+
+def analyze_file(path, digest: str, features: list[str]) -> dict:
+    """One file's analysis: media metadata, and tempo/beats/energy when it has sound."""
+    media = detect(path)
+    result = {"input_hash": digest, "analysis_id": analysis_id(digest, features),
+              "features": features, "media": media.to_dict(), "audio": None}
+    sound = {"beats", "tempo", "energy"} & set(features)
+    if media.has_audio and sound:
+        samples = _mono_samples(path)
+        audio: dict = {"sample_rate": SAMPLE_RATE, "seconds": len(samples) / SAMPLE_RATE}
+        if {"beats", "tempo"} & sound:
+            audio.update(beats(samples))
+        if "energy" in sound:
+            audio["energy"] = energy(samples)
+        result["audio"] = audio
+    return result
+
+
+def _mono_samples(path) -> np.ndarray:
+    raw = ffmpeg.ffmpeg(
+        *MEDIA_INPUT_FLAGS, "-i", str(path), "-t", str(MAX_AUDIO_SECONDS), "-vn", "-ac", "1",
+        "-ar", str(SAMPLE_RATE), "-f", "f32le", "-", timeout=EXTRACT_TIMEOUT,
+    )
+    if not raw:
+        raise MediaError(f"{path}: no decodable sound")
+    return np.frombuffer(raw, dtype="<f4")

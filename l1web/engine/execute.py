@@ -1,0 +1,174 @@
+"""Phase 3, execute: run a plan's steps through an executor, reusing every rendered step.
+
+A step whose cache id already has a result in the ResultIndex, with the output still in the
+store, is not rendered again. Steps start as soon as their inputs are ready; a failed step
+marks every step depending on it skipped with its reason, while independent steps go on.
+Each render gets its own work directory under the caller's temp root, removed on every path.
+
+The executor is anything with `submit(fn, *args) -> Future` (`concurrent.futures` executors
+work as is); `SyncExecutor` runs each step at once in the calling thread.
+"""
+
+from __future__ import annotations
+
+import logging
+import shutil
+import tempfile
+import time
+from collections.abc import Callable
+from concurrent.futures import FIRST_COMPLETED, Future, wait
+from pathlib import Path
+from typing import Any, Protocol
+
+from l1web.engine.ffmpeg import RENDER_TIMEOUT
+from l1web.engine.interfaces import ResultIndex, Store
+from l1web.engine.status import BROKEN, DONE, StepStatus
+from l1web.engine.steps import run_step
+
+log = logging.getLogger(__name__)
+
+Progress = Callable[[dict], None]
+
+
+class Executor(Protocol):
+    def submit(self, fn: Callable[..., Any], /, *args: Any, **kwargs: Any) -> Future: ...
+
+
+class SyncExecutor:
+    """Runs each submitted call immediately in the caller's thread (tests, one-off renders)."""
+
+    def submit(self, fn: Callable[..., Any], /, *args: Any, **kwargs: Any) -> Future:
+        future: Future = Future()
+        try:
+            future.set_result(fn(*args, **kwargs))
+        except Exception as exc:  # noqa: BLE001 - the future carries any failure, like a pool's
+            future.set_exception(exc)
+        return future
+
+
+def execute(plan: dict, store: Store, results: ResultIndex, executor: Executor | None = None,
+            *, temp_root: Path, progress: Progress | None = None,
+            timeout: float = RENDER_TIMEOUT, owner: str | None = None) -> dict:
+    """Run `plan`; a JSON-ready report of the run and of every step."""
+    run = _Run(plan, store, results, executor or SyncExecutor(), progress=progress,
+               timeout=timeout, owner=owner)
+    run_dir = Path(tempfile.mkdtemp(prefix="l1-run-", dir=temp_root))
+    try:
+        run.go(run_dir)
+    finally:
+        shutil.rmtree(run_dir, ignore_errors=True)
+    return run.report()
+
+
+class _Run:
+    """The mutable state of one execution: step records, the queue and what is running."""
+
+    def __init__(self, plan: dict, store: Store, results: ResultIndex, executor: Executor, *,
+                 progress: Progress | None, timeout: float, owner: str | None):
+        self.plan, self.store, self.results, self.executor = plan, store, results, executor
+        self.progress, self.timeout, self.owner = progress, timeout, owner
+        self.steps = {s["step_id"]: s for s in plan["steps"]}
+        self.records = {sid: {"status": StepStatus.PENDING.value, "cache_id": s["cache_id"],
+                              "digest": None, "seconds": None, "error": None}
+                        for sid, s in self.steps.items()}
+        self.running: dict[Future, tuple[dict, Path, float]] = {}
+
+    def go(self, run_dir: Path) -> None:
+        pending = list(self.steps)
+        while pending or self.running:
+            pending = [sid for sid in pending if not self._try_start(self.steps[sid], run_dir)]
+            if self.running:
+                done, _ = wait(list(self.running), return_when=FIRST_COMPLETED)
+                for future in done:
+                    self._finish(future)
+            elif pending:  # nothing can start and nothing runs: cannot happen in a valid plan
+                for sid in pending:
+                    self._mark(self.steps[sid], StepStatus.SKIPPED, error="inputs never ready")
+                pending = []
+
+    def _try_start(self, step: dict, run_dir: Path) -> bool:
+        """True once the step is settled or started; False while it must wait."""
+        inputs = [self.records[i] for i in step["inputs"]]
+        broken = next((i for i in step["inputs"] if self.records[i]["status"] in BROKEN), None)
+        if broken is not None:
+            reason = self.records[broken]["error"]
+            self._mark(step, StepStatus.SKIPPED, error=f"input {broken!r}: {reason}")
+            return True
+        if not all(r["status"] in DONE for r in inputs) or self._in_flight(step["cache_id"]):
+            return False
+        if self._reuse(step):
+            return True
+        try:
+            paths = [self.store.path_for(r["digest"]) for r in inputs]
+        except Exception as exc:  # noqa: BLE001 - an input vanished or failed verification
+            self._mark(step, StepStatus.FAILED, error=f"input unreadable: {exc}")
+            return True
+        work_dir = Path(tempfile.mkdtemp(prefix="step-", dir=run_dir))
+        self._mark(step, StepStatus.RUNNING)
+        started = time.monotonic()
+        future = self.executor.submit(run_step, step, paths, work_dir, timeout=self.timeout)
+        self.running[future] = (step, work_dir, started)
+        return True
+
+    def _in_flight(self, cache_id: str) -> bool:
+        # Two steps of one plan may be the same computation: render it once.
+        return any(step["cache_id"] == cache_id for step, _, _ in self.running.values())
+
+    def _reuse(self, step: dict) -> bool:
+        if step["type"] == "SOURCE":
+            if self.store.has(step["cache_id"]):
+                self._mark(step, StepStatus.CACHED, digest=step["cache_id"])
+            else:
+                self._mark(step, StepStatus.FAILED,
+                           error=f"source {step['cache_id']} is not in the store")
+            return True
+        digest = self.results.get_result(step["cache_id"])
+        if digest is not None and self.store.has(digest):
+            self._mark(step, StepStatus.CACHED, digest=digest)
+            return True
+        return False
+
+    def _finish(self, future: Future) -> None:
+        step, work_dir, started = self.running.pop(future)
+        seconds = round(time.monotonic() - started, 3)
+        try:
+            out = future.result()
+            digest = self.store.put_file(Path(out), source=f"step:{step['cache_id']}",
+                                         owner=self.owner)
+            self.results.set_result(step["cache_id"], digest)
+        except Exception as exc:  # noqa: BLE001 - any failure of a step is that step's failure
+            log.warning("step %s (%s) failed: %s", step["step_id"], step["type"], exc)
+            self._mark(step, StepStatus.FAILED, seconds=seconds, error=f"{step['type']}: {exc}")
+        else:
+            self._mark(step, StepStatus.COMPLETED, seconds=seconds, digest=digest)
+        finally:
+            shutil.rmtree(work_dir, ignore_errors=True)
+
+    def _mark(self, step: dict, status: StepStatus, **fields: Any) -> None:
+        record = self.records[step["step_id"]]
+        record.update(fields, status=status.value)
+        if self.progress is None:
+            return
+        event = {"step_id": step["step_id"], "node_id": step["node_id"], "type": step["type"],
+                 **record}
+        try:
+            self.progress(event)
+        except Exception:  # a broken progress display must not break the render
+            log.exception("progress callback failed for step %s", step["step_id"])
+
+    def report(self) -> dict:
+        output = self.records[self.plan["output"]]
+        failed = [r for r in self.records.values() if r["status"] == StepStatus.FAILED]
+        counts = {status.value: 0 for status in StepStatus}
+        for record in self.records.values():
+            counts[record["status"]] += 1
+        ok = output["status"] in DONE
+        return {
+            "plan_id": self.plan["plan_id"],
+            "status": "completed" if ok else "failed",
+            "output": output["digest"] if ok else None,
+            "error": None if ok else (output["error"] or (failed[0]["error"] if failed else None)),
+            "executed": counts[StepStatus.COMPLETED] + counts[StepStatus.FAILED],
+            "counts": counts,
+            "steps": self.records,
+        }

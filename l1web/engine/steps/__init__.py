@@ -1,0 +1,45 @@
+"""Renderers, one per node type, and `run_step`: the unit of work a worker performs.
+
+`run_step` takes a plan step (plain data) and the local paths of its inputs, renders into a
+work directory and returns the output file; it knows nothing of stores, indexes or queues.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from pathlib import Path
+
+from l1web.engine.encoding import SUFFIX
+from l1web.engine.errors import StepError
+from l1web.engine.ffmpeg import RENDER_TIMEOUT
+from l1web.engine.steps import audio, compose, effect, sequence, video
+from l1web.engine.steps.job import Job
+
+RENDERERS: dict[str, Callable[[Job], None]] = {
+    "SEGMENT": video.segment,
+    "RESIZE": video.resize,
+    "TRANSFORM": video.transform,
+    "SEQUENCE": sequence.sequence,
+    "LAYER": compose.layer,
+    "BLEND": compose.blend,
+    "MUX": audio.mux,
+    "AUDIO_MIX": audio.audio_mix,
+    "EFFECT": effect.effect,
+}
+
+
+def run_step(step: dict, input_paths: list[Path], work_dir: Path, *,
+             timeout: float = RENDER_TIMEOUT) -> Path:
+    """Render one step into `work_dir`; the path of the file written (`out.<suffix>`)."""
+    render = RENDERERS.get(step["type"])
+    if render is None:
+        raise StepError(f"step {step['step_id']!r}: {step['type']} steps are not rendered")
+    if len(input_paths) != len(step["inputs"]):
+        raise StepError(f"step {step['step_id']!r}: {len(step['inputs'])} inputs expected, "
+                        f"{len(input_paths)} given")
+    out = Path(work_dir) / f"out{SUFFIX[step['kind']]}"
+    render(Job(step["node_id"], step["config"], [Path(p) for p in input_paths],
+               list(step["input_kinds"]), step["kind"], out, timeout))
+    if not out.is_file() or out.stat().st_size == 0:
+        raise StepError(f"step {step['step_id']!r}: {step['type']} wrote no output")
+    return out

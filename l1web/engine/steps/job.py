@@ -1,0 +1,89 @@
+"""What a renderer is handed, and the helpers every renderer shares."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from fractions import Fraction
+from pathlib import Path
+
+from l1web.engine import ffmpeg
+from l1web.engine.ffmpeg import MEDIA_INPUT_FLAGS
+
+#: Frame rate, in frames per second, assumed when a video does not declare one.
+DEFAULT_FPS = 25.0
+
+
+@dataclass(frozen=True)
+class Job:
+    """One step to render: filled config, input files and kinds, where to write, how long."""
+
+    node: str
+    config: dict
+    inputs: list[Path]
+    input_kinds: list[str]
+    kind: str
+    out: Path
+    timeout: float
+
+    def run(self, *args: str) -> None:
+        """Run ffmpeg with this job's timeout."""
+        ffmpeg.ffmpeg(*args, timeout=self.timeout)
+
+    def input_args(self) -> list[str]:
+        """`-i` for every input, each preceded by the safe input flags."""
+        args: list[str] = []
+        for path in self.inputs:
+            args += [*MEDIA_INPUT_FLAGS, "-i", str(path)]
+        return args
+
+
+@dataclass(frozen=True)
+class Clip:
+    """What a renderer needs to know about a video or audio input at run time."""
+
+    width: int
+    height: int
+    fps: float
+    duration: float
+    has_video: bool
+    has_audio: bool
+    codec: str
+    pix_fmt: str
+
+
+def clip_info(path: Path) -> Clip:
+    """Probe one input: size, rate, duration and streams (duration of video when present)."""
+    data = ffmpeg.probe(path, safe=True)
+    streams = data.get("streams", [])
+    video = next((s for s in streams if s.get("codec_type") == "video"), None)
+    has_audio = any(s.get("codec_type") == "audio" for s in streams)
+    duration = _seconds((video or {}).get("duration")) or _seconds(
+        data.get("format", {}).get("duration"))
+    v = video or {}
+    return Clip(
+        int(v.get("width") or 0), int(v.get("height") or 0), _fps(v), duration or 0.0,
+        video is not None, has_audio, v.get("codec_name", ""), v.get("pix_fmt", ""),
+    )
+
+
+def num(value: float) -> str:
+    """A number for a filter graph: fixed point, never an exponent."""
+    return f"{value:.6f}".rstrip("0").rstrip(".") or "0"
+
+
+def _fps(stream: dict) -> float:
+    for key in ("avg_frame_rate", "r_frame_rate"):
+        try:
+            rate = Fraction(stream.get(key) or "")
+        except (ValueError, ZeroDivisionError):
+            continue
+        if rate > 0:
+            return float(rate)
+    return DEFAULT_FPS
+
+
+def _seconds(value: object) -> float | None:
+    try:
+        return float(value)  # type: ignore[arg-type]
+    except (TypeError, ValueError):
+        return None
