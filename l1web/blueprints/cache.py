@@ -1,0 +1,141 @@
+"""The content cache's JSON API: list, download (with Range), metadata, upload, import, delete.
+
+Routes only parse the request and call one store or index method; the store raises domain
+errors that `l1web.errors` maps to `{"error", "message"}` with the right status.
+"""
+
+from __future__ import annotations
+
+from flask import Blueprint, Response, jsonify, request, send_file, url_for
+
+from l1web import context, media
+from l1web.errors import BadRequest, Forbidden, InvalidHash, PayloadTooLarge
+from l1web.state.cache import MAX_PAGE, ItemMeta
+from l1web.store import Stored
+from l1web.store.names import check_digest
+
+bp = Blueprint("cache", __name__)
+
+#: Seconds a client may keep a download: content never changes under its name.
+IMMUTABLE_AGE = 365 * 24 * 3600
+#: Bytes a multipart envelope may add to the file it carries.
+MULTIPART_SLACK = 64 * 1024
+
+
+def item_json(meta: ItemMeta) -> dict:
+    return {**meta.to_json(), "url": url_for("cache.download", digest=meta.digest)}
+
+
+def page_args() -> tuple[int, str | None, int]:
+    """`limit`, `cursor` and an offset from `page` (1-based) — 400 on nonsense."""
+    try:
+        limit = int(request.args.get("limit", context.settings().page_size))
+        page = int(request.args.get("page", 1))
+    except ValueError:
+        raise BadRequest("limit and page must be integers") from None
+    if not 1 <= limit <= MAX_PAGE or page < 1:
+        raise BadRequest(f"limit must be 1–{MAX_PAGE} and page at least 1")
+    return limit, request.args.get("cursor") or None, (page - 1) * limit
+
+
+def owner_name() -> str | None:
+    user = context.current_user()
+    return user.name if user else None
+
+
+def ingest_request(source: str) -> Stored:
+    """Store the body of this request: the `file` part of a multipart form, or the raw body."""
+    limit = context.settings().max_upload_bytes
+    declared = request.content_length
+    if declared is not None and declared > limit + MULTIPART_SLACK:
+        raise PayloadTooLarge(f"upload of {declared} bytes is larger than the limit of {limit} bytes",
+                              limit=limit)
+    store = context.store()
+    if request.mimetype == "multipart/form-data":
+        boundary = request.mimetype_params.get("boundary", "")
+        if not boundary:
+            raise BadRequest("multipart upload without a boundary")
+        return store.put_multipart(request.stream, boundary.encode("latin-1"), source=source,
+                                   owner=owner_name(), max_bytes=limit)
+    return store.put_stream(request.stream, source=source, owner=owner_name(), max_bytes=limit,
+                            name=request.args.get("filename"))
+
+
+def stored_response(stored: Stored) -> tuple[Response, int, dict[str, str]]:
+    body = {**item_json(stored.meta), "new": stored.new}
+    return jsonify(body), 201 if stored.new else 200, {"Location": body["url"]}
+
+
+@bp.get("/cache")
+def listing():
+    limit, cursor, offset = page_args()
+    page = context.state().cache.list(limit=limit, cursor=cursor, offset=offset,
+                                      owner=request.args.get("owner") or None)
+    return jsonify(items=[item_json(m) for m in page.items], next_cursor=page.next_cursor,
+                   total=page.total, limit=limit)
+
+
+@bp.route("/cache/<digest>", methods=["GET", "HEAD"])
+def download(digest: str):
+    """The item's bytes (Range, ETag); an attachment unless `?inline=1` asks for playable media."""
+    store = context.store()
+    path = store.path_for(digest)
+    meta = store.meta(digest)
+    inline = request.args.get("inline") == "1" and media.may_inline(meta.kind, meta.mimetype)
+    response = send_file(
+        path, mimetype=meta.mimetype, as_attachment=not inline, conditional=True, etag=digest,
+        download_name=f"{digest}.{media.extension(meta.kind, meta.format)}",
+        last_modified=meta.created or None,
+    )
+    response.headers["Cache-Control"] = f"private, max-age={IMMUTABLE_AGE}, immutable"
+    response.headers["X-Content-Type-Options"] = "nosniff"
+    response.headers["Content-Security-Policy"] = "sandbox"
+    return response
+
+
+@bp.get("/cache/<digest>/meta")
+def metadata(digest: str):
+    store = context.store()
+    meta = store.meta(digest)
+    index = context.state().cache
+    refs = sorted(index.refs(digest))
+    return jsonify({**item_json(meta), "refs": refs, "published": index.is_published(digest)})
+
+
+@bp.delete("/cache/<digest>")
+def delete(digest: str):
+    context.store().delete(digest)
+    return jsonify(deleted=digest)
+
+
+@bp.route("/cache/<path:junk>", methods=["GET", "HEAD", "DELETE"])
+def malformed(junk: str):
+    """Anything under /cache/ that is not a content hash (slashes, traversal) is a 400."""
+    check_digest(junk)  # always raises here: a content hash has no slash
+    raise InvalidHash("not a content hash")
+
+
+@bp.post("/cache/upload")
+def upload():
+    return stored_response(ingest_request("upload"))
+
+
+@bp.post("/cache/import")
+def import_path():
+    user = context.current_user()
+    if not (user and user.is_admin):
+        raise Forbidden("import by path is for admins only")
+    settings = context.settings()
+    stored = context.store().import_path(request.args.get("path", ""), settings.import_roots,
+                                         owner=user.name, max_bytes=settings.max_upload_bytes)
+    return stored_response(stored)
+
+
+@bp.get("/assets")
+def assets():
+    index = context.state().cache
+    found = {}
+    for name, digest in index.assets().items():
+        meta = index.get(digest)
+        found[name] = {"digest": digest, **(item_json(meta) if meta else {"missing": True})}
+    return jsonify(assets=found)

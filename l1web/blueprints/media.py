@@ -1,0 +1,81 @@
+"""Media pages: the grid of cached items with previews, upload, the item page with a player.
+
+Pages work without JavaScript (forms post, then redirect); with htmx the same forms swap
+fragments in place. Each fragment is a `_media_*.html` partial the full page also includes.
+"""
+
+from __future__ import annotations
+
+from datetime import UTC, datetime
+
+from flask import Blueprint, abort, flash, redirect, render_template, send_file, url_for
+from flask_htmx import HTMX
+
+from l1web import context
+from l1web.blueprints.cache import IMMUTABLE_AGE, ingest_request, page_args
+
+bp = Blueprint("media", __name__)
+htmx = HTMX()
+
+
+@bp.get("/media")
+def index():
+    limit, cursor, offset = page_args()
+    page = context.state().cache.list(limit=limit, cursor=cursor, offset=offset)
+    return render_template("media.html", page=page, assets=_asset_names())
+
+
+@bp.post("/media")
+def upload():
+    stored = ingest_request("upload")
+    if htmx:
+        page = context.state().cache.list(limit=context.settings().page_size)
+        return render_template("_media_uploaded.html", stored=stored, page=page, assets=_asset_names())
+    flash("Uploaded." if stored.new else "Already in the cache.", "info")
+    return redirect(url_for("media.item", digest=stored.digest), code=303)
+
+
+@bp.get("/media/<digest>")
+def item(digest: str):
+    meta = context.store().meta(digest)
+    index = context.state().cache
+    return render_template("media_item.html", item=meta, refs=sorted(index.refs(digest)),
+                           published=index.is_published(digest), assets=_asset_names())
+
+
+@bp.get("/media/<digest>/thumb")
+def thumbnail(digest: str):
+    thumb = context.store().thumbnail(digest)
+    if thumb is None:
+        abort(404)
+    response = send_file(thumb, mimetype="image/jpeg", conditional=True, max_age=IMMUTABLE_AGE)
+    response.headers["X-Content-Type-Options"] = "nosniff"
+    return response
+
+
+@bp.post("/media/<digest>/delete")
+def delete(digest: str):
+    context.store().delete(digest)
+    if htmx:
+        return ""
+    flash(f"Deleted {digest[:12]}….", "info")
+    return redirect(url_for("media.index"), code=303)
+
+
+@bp.context_processor
+def _media_globals() -> dict:
+    return {"max_upload": context.settings().max_upload_bytes}
+
+
+@bp.app_template_filter("media_time")
+def media_time(epoch: float) -> str:
+    """Seconds since the epoch as ISO 8601 UTC (for `<time datetime>` and for reading)."""
+    return datetime.fromtimestamp(epoch, tz=UTC).strftime("%Y-%m-%dT%H:%M:%SZ")
+
+
+def _asset_names() -> dict[str, list[str]]:
+    """digest → the asset names pointing at it, to label samples such as `cat`."""
+    names: dict[str, list[str]] = {}
+    for name, digest in context.state().cache.assets().items():
+        names.setdefault(digest, []).append(name)
+    return names

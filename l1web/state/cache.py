@@ -1,0 +1,306 @@
+"""The content store's index in Redis: item metadata, listings, assets, references, quarantine.
+
+The files live on disk (`l1web.store`); this class owns what is known about them. Every step
+that must not race another (record vs. record, delete vs. add_ref) is one Lua script or one
+WATCH transaction, so "delete unless referenced" can never lose a run's input.
+"""
+
+from __future__ import annotations
+
+import json
+import re
+import time
+from dataclasses import asdict, dataclass, fields
+
+import redis
+import redis.lock
+
+from l1web.errors import BadRequest, NotFound
+from l1web.state import keys
+
+#: Largest page a listing returns, whatever the client asks for.
+MAX_PAGE = 200
+#: Extra entries fetched past a cursor to step over items created in the same instant.
+CURSOR_SLACK = 16
+#: Seconds to wait for another process's item lock before giving up.
+LOCK_WAIT = 20
+#: Prefix of a reference held by a named asset (`asset:cat`).
+ASSET_REF = "asset:"
+#: Blocker reported by a refused delete when the item is published to L2.
+PUBLISHED = "published"
+#: Asset names: short, lower-case, safe in URLs and recipes.
+ASSET_NAME = re.compile(r"[a-z0-9][a-z0-9_.-]{0,63}")
+
+# KEYS: item, index, stats, quarantine[, owner index]. ARGV: digest, created, verified, fields...
+_RECORD = """
+local new = redis.call('EXISTS', KEYS[1]) == 0
+if new then
+  redis.call('HSET', KEYS[1], unpack(ARGV, 4))
+  redis.call('ZADD', KEYS[2], ARGV[2], ARGV[1])
+  redis.call('HINCRBY', KEYS[3], 'items_stored', 1)
+  redis.call('HINCRBY', KEYS[3], 'bytes_stored', redis.call('HGET', KEYS[1], 'size') or 0)
+else
+  redis.call('HINCRBY', KEYS[3], 'dedup_hits', 1)
+end
+redis.call('HSET', KEYS[1], 'verified', ARGV[3])
+redis.call('HDEL', KEYS[4], ARGV[1])
+if KEYS[5] then redis.call('ZADD', KEYS[5], 'NX', ARGV[2], ARGV[1]) end
+if new then return 1 else return 0 end
+"""
+
+# KEYS: item, index, refs, published, stats[, owner index]. ARGV: digest.
+# Returns {1} when deleted, {0, blocker...} when refused, {-1} when unknown.
+_DELETE = """
+if redis.call('EXISTS', KEYS[1]) == 0 then return {-1} end
+local blockers = redis.call('SMEMBERS', KEYS[3])
+if redis.call('SISMEMBER', KEYS[4], ARGV[1]) == 1 then table.insert(blockers, 'published') end
+if #blockers > 0 then return {0, unpack(blockers)} end
+local size = tonumber(redis.call('HGET', KEYS[1], 'size') or '0')
+redis.call('DEL', KEYS[1], KEYS[3])
+redis.call('ZREM', KEYS[2], ARGV[1])
+if KEYS[6] then redis.call('ZREM', KEYS[6], ARGV[1]) end
+redis.call('HINCRBY', KEYS[5], 'items_stored', -1)
+redis.call('HINCRBY', KEYS[5], 'bytes_stored', -size)
+return {1}
+"""
+
+# KEYS: item, refs. ARGV: ref. Only an item that exists can gain a reference.
+_ADD_REF = """
+if redis.call('EXISTS', KEYS[1]) == 0 then return 0 end
+redis.call('SADD', KEYS[2], ARGV[1])
+return 1
+"""
+
+# KEYS: item, index, quarantine, stats[, owner index]. ARGV: digest, reason JSON.
+_QUARANTINE = """
+redis.call('HSET', KEYS[3], ARGV[1], ARGV[2])
+redis.call('ZREM', KEYS[2], ARGV[1])
+if KEYS[5] then redis.call('ZREM', KEYS[5], ARGV[1]) end
+if redis.call('EXISTS', KEYS[1]) == 1 then
+  redis.call('HINCRBY', KEYS[4], 'items_stored', -1)
+  redis.call('HINCRBY', KEYS[4], 'bytes_stored', -tonumber(redis.call('HGET', KEYS[1], 'size') or '0'))
+  redis.call('DEL', KEYS[1])
+end
+redis.call('HINCRBY', KEYS[4], 'quarantined', 1)
+return 1
+"""
+
+
+@dataclass(frozen=True)
+class ItemMeta:
+    """What the index knows about one stored item."""
+
+    digest: str
+    size: int
+    kind: str = "other"
+    format: str = ""
+    mimetype: str = "application/octet-stream"
+    width: int | None = None
+    height: int | None = None
+    duration: float | None = None
+    created: float = 0.0
+    source: str = ""
+    owner: str | None = None
+    name: str | None = None
+
+    def to_json(self) -> dict:
+        return asdict(self)
+
+    def to_fields(self) -> dict[str, str]:
+        """The Redis hash fields; absent values are simply not stored."""
+        return {k: str(v) for k, v in asdict(self).items() if v is not None and v != ""}
+
+    @classmethod
+    def from_fields(cls, raw: dict[str, str]) -> ItemMeta:
+        types = {f.name: f.type for f in fields(cls)}
+        values: dict[str, object] = {}
+        for name, kind in types.items():
+            if name not in raw:
+                continue
+            value = raw[name]
+            if "int" in str(kind):
+                values[name] = int(value)
+            elif "float" in str(kind):
+                values[name] = float(value)
+            else:
+                values[name] = value
+        return cls(**values)  # type: ignore[arg-type]
+
+
+@dataclass(frozen=True)
+class Page:
+    """One page of a listing, newest first; `next_cursor` is None on the last page."""
+
+    items: list[ItemMeta]
+    next_cursor: str | None
+    total: int
+
+
+@dataclass(frozen=True)
+class DeleteOutcome:
+    """`deleted` is False when something still needs the item; `blockers` says what."""
+
+    deleted: bool
+    blockers: tuple[str, ...] = ()
+
+
+def _cursor_for(meta: ItemMeta) -> str:
+    return f"{meta.created!r}:{meta.digest}"
+
+
+def _parse_cursor(cursor: str) -> tuple[float, str]:
+    score, _, digest = cursor.partition(":")
+    try:
+        return float(score), digest
+    except ValueError:
+        raise BadRequest(f"malformed cursor {cursor[:80]!r}") from None
+
+
+class CacheIndex:
+    """The Redis side of the content store; `StateManager.cache` is one of these."""
+
+    def __init__(self, client: redis.Redis) -> None:
+        self.redis = client
+        self._record = client.register_script(_RECORD)
+        self._delete = client.register_script(_DELETE)
+        self._add_ref = client.register_script(_ADD_REF)
+        self._quarantine = client.register_script(_QUARANTINE)
+
+    # Items ------------------------------------------------------------------------------------
+    def record(self, meta: ItemMeta, *, verified: str) -> bool:
+        """Index a stored item; True when new. A known item keeps its first metadata."""
+        item_keys = [keys.cache_item(meta.digest), keys.cache_index(), keys.stats(), keys.cache_quarantine()]
+        if meta.owner:
+            item_keys.append(keys.cache_owner_index(meta.owner))
+        pairs = [part for pair in meta.to_fields().items() for part in pair]
+        return bool(self._record(keys=item_keys, args=[meta.digest, repr(meta.created), verified, *pairs]))
+
+    def get(self, digest: str) -> ItemMeta | None:
+        raw = self.redis.hgetall(keys.cache_item(digest))
+        return ItemMeta.from_fields(raw) if raw else None
+
+    def require(self, digest: str) -> ItemMeta:
+        meta = self.get(digest)
+        if meta is None:
+            raise NotFound(f"no cached item {digest}")
+        return meta
+
+    def exists(self, digest: str) -> bool:
+        return bool(self.redis.exists(keys.cache_item(digest)))
+
+    def count(self) -> int:
+        return int(self.redis.zcard(keys.cache_index()))
+
+    def list(
+        self, *, limit: int, cursor: str | None = None, offset: int = 0, owner: str | None = None,
+    ) -> Page:
+        """Newest first. Pass the previous page's `next_cursor`, or an `offset` for page numbers."""
+        limit = max(1, min(limit, MAX_PAGE))
+        index = keys.cache_owner_index(owner) if owner else keys.cache_index()
+        total = int(self.redis.zcard(index))
+        after: tuple[float, str] | None = None
+        if cursor:
+            after = _parse_cursor(cursor)
+            offset = int(self.redis.zcount(index, f"({after[0]!r}", "+inf"))
+        window = self.redis.zrevrange(index, offset, offset + limit + CURSOR_SLACK - 1, withscores=True)
+        digests = [d for d, score in window if after is None or score < after[0] or d < after[1]]
+        digests = digests[: limit + 1]
+        metas = [m for m in map(self.get, digests[:limit]) if m is not None]
+        more = len(digests) > limit
+        return Page(metas, _cursor_for(metas[-1]) if more and metas else None, total)
+
+    def lock(self, digest: str) -> redis.lock.Lock:
+        """Held while the item's file and its index entry change together (store vs. delete)."""
+        return self.redis.lock(keys.cache_lock(digest), timeout=keys.CACHE_LOCK_TTL,
+                               blocking_timeout=LOCK_WAIT)
+
+    # Verification ------------------------------------------------------------------------------
+    def verified_signature(self, digest: str) -> str | None:
+        """The (size, mtime, inode, ctime) signature of the file the last time it hashed right."""
+        return self.redis.hget(keys.cache_item(digest), "verified")
+
+    def set_verified(self, digest: str, signature: str) -> None:
+        if self.exists(digest):
+            self.redis.hset(keys.cache_item(digest), "verified", signature)
+
+    # Deletion -----------------------------------------------------------------------------------
+    def delete_unless_referenced(self, digest: str) -> DeleteOutcome:
+        """Remove the item from the index in one atomic step, unless a run, asset or L2 needs it."""
+        meta = self.require(digest)
+        item_keys = [
+            keys.cache_item(digest), keys.cache_index(), keys.cache_refs(digest),
+            keys.cache_published(), keys.stats(),
+        ]
+        if meta.owner:
+            item_keys.append(keys.cache_owner_index(meta.owner))
+        status, *blockers = self._delete(keys=item_keys, args=[digest])
+        if int(status) < 0:
+            raise NotFound(f"no cached item {digest}")
+        return DeleteOutcome(deleted=int(status) == 1, blockers=tuple(sorted(blockers)))
+
+    # References and publication -------------------------------------------------------------
+    def add_ref(self, digest: str, ref: str) -> None:
+        """Mark the item as needed by `ref` (such as `run:<id>`); NotFound if already gone."""
+        if not self._add_ref(keys=[keys.cache_item(digest), keys.cache_refs(digest)], args=[ref]):
+            raise NotFound(f"no cached item {digest}")
+
+    def remove_ref(self, digest: str, ref: str) -> None:
+        self.redis.srem(keys.cache_refs(digest), ref)
+
+    def refs(self, digest: str) -> set[str]:
+        return set(self.redis.smembers(keys.cache_refs(digest)))
+
+    def mark_published(self, digest: str) -> None:
+        self.require(digest)
+        self.redis.sadd(keys.cache_published(), digest)
+
+    def is_published(self, digest: str) -> bool:
+        return bool(self.redis.sismember(keys.cache_published(), digest))
+
+    # Named assets ------------------------------------------------------------------------------
+    def set_asset(self, name: str, digest: str) -> None:
+        """Point a name at an item; the asset holds a reference so the item can't be deleted."""
+        if not ASSET_NAME.fullmatch(name):
+            raise BadRequest(f"invalid asset name {name[:80]!r}")
+        ref = ASSET_REF + name
+
+        def transaction(pipe: redis.client.Pipeline) -> None:
+            old = pipe.hget(keys.assets(), name)
+            if not pipe.exists(keys.cache_item(digest)):
+                raise NotFound(f"no cached item {digest}")
+            pipe.multi()
+            if old and old != digest:
+                pipe.srem(keys.cache_refs(old), ref)
+            pipe.hset(keys.assets(), name, digest)
+            pipe.sadd(keys.cache_refs(digest), ref)
+
+        self.redis.transaction(transaction, keys.assets(), keys.cache_item(digest))
+
+    def asset(self, name: str) -> str | None:
+        return self.redis.hget(keys.assets(), name)
+
+    def assets(self) -> dict[str, str]:
+        return dict(sorted(self.redis.hgetall(keys.assets()).items()))
+
+    # Quarantine --------------------------------------------------------------------------------
+    def quarantine(self, digest: str, reason: str) -> None:
+        meta = self.get(digest)
+        item_keys = [keys.cache_item(digest), keys.cache_index(), keys.cache_quarantine(), keys.stats()]
+        if meta and meta.owner:
+            item_keys.append(keys.cache_owner_index(meta.owner))
+        record = json.dumps({"reason": reason, "at": time.time(), "size": meta.size if meta else None})
+        self._quarantine(keys=item_keys, args=[digest, record])
+
+    def quarantine_reason(self, digest: str) -> str | None:
+        raw = self.redis.hget(keys.cache_quarantine(), digest)
+        return json.loads(raw)["reason"] if raw else None
+
+    def quarantined(self) -> dict[str, dict]:
+        return {d: json.loads(v) for d, v in self.redis.hgetall(keys.cache_quarantine()).items()}
+
+    # Counters ------------------------------------------------------------------------------------
+    def incr(self, counter: str, by: int = 1) -> None:
+        self.redis.hincrby(keys.stats(), counter, by)
+
+    def stats(self) -> dict[str, int]:
+        return {k: int(v) for k, v in self.redis.hgetall(keys.stats()).items()}

@@ -1,0 +1,288 @@
+"""The content-addressed store: files named by the SHA3-256 of their bytes, indexed in Redis.
+
+Layout under the root: `ab/abcdef…` (the item, fanned out by its first two hex characters),
+`tmp/` (ingest in progress, same filesystem so the final rename is atomic), `quarantine/`
+(files whose bytes stopped matching their name), `thumbs/ab/abcdef….jpg` (previews).
+Satisfies the engine's `Store` protocol (`has`, `path_for`, `put_file`).
+"""
+
+from __future__ import annotations
+
+import contextlib
+import logging
+import os
+import time
+from collections.abc import Iterable
+from dataclasses import dataclass, replace
+from pathlib import Path
+
+from l1web import media
+from l1web.errors import BadRequest, Conflict, CorruptItem, NotFound, PayloadTooLarge
+from l1web.state.cache import CacheIndex, ItemMeta
+from l1web.store import names
+from l1web.store.imports import open_for_import
+from l1web.store.ingest import CHUNK, TEMP_PREFIX, Readable, TempWriter, raise_if_full
+from l1web.store.multipart import read_multipart
+from l1web.store.names import check_digest, digest_for, hash_file
+
+log = logging.getLogger(__name__)
+
+#: Seconds after its last write that a temp file counts as abandoned (a crashed ingest).
+STALE_TEMP_AGE = 3600.0
+#: Directories under the root that are not fan-out directories.
+TMP_DIR, QUARANTINE_DIR, THUMBS_DIR = "tmp", "quarantine", "thumbs"
+
+
+@dataclass(frozen=True)
+class Stored:
+    """The outcome of an ingest: the item's metadata and whether these bytes were new."""
+
+    meta: ItemMeta
+    new: bool
+
+    @property
+    def digest(self) -> str:
+        return self.meta.digest
+
+
+def signature(stat: os.stat_result) -> str:
+    """Changes whenever the file's bytes may have: size, mtime, inode, ctime."""
+    return f"{stat.st_size}:{stat.st_mtime_ns}:{stat.st_ino}:{stat.st_ctime_ns}"
+
+
+class ContentStore:
+    """Files on disk under `root`, their metadata in `index`."""
+
+    def __init__(self, root: Path, index: CacheIndex) -> None:
+        self.root = Path(root)
+        self.index = index
+        self.tmp = self.root / TMP_DIR
+        self.quarantine_dir = self.root / QUARANTINE_DIR
+        self.thumbs = self.root / THUMBS_DIR
+        for directory in (self.tmp, self.quarantine_dir, self.thumbs):
+            directory.mkdir(parents=True, exist_ok=True)
+        self.sweep_temp()
+
+    # Names ----------------------------------------------------------------------------------------
+    def location(self, digest: str) -> Path:
+        """Where the item lives (unverified); `digest_for` is its exact inverse."""
+        return names.location(self.root, digest)
+
+    def digest_for(self, path: Path) -> str:
+        return digest_for(self.root, path)
+
+    def thumb_path(self, digest: str) -> Path:
+        return self.thumbs / digest[: names.FANOUT] / f"{check_digest(digest)}.jpg"
+
+    # Reading ---------------------------------------------------------------------------------------
+    def has(self, digest: str) -> bool:
+        return names.is_digest(digest) and self.index.exists(digest) and self.location(digest).is_file()
+
+    def meta(self, digest: str) -> ItemMeta:
+        check_digest(digest)
+        self._refuse_quarantined(digest)
+        return self.index.require(digest)
+
+    def path_for(self, digest: str) -> Path:
+        """A path whose bytes hash to `digest`; quarantines and raises CorruptItem otherwise.
+
+        The hash is recomputed only when the file's signature differs from the last verified one,
+        so repeated range requests on a large video don't rehash it, but any change is caught.
+        """
+        check_digest(digest)
+        self._refuse_quarantined(digest)
+        path = self.location(digest)
+        try:
+            stat = path.stat()
+        except FileNotFoundError:
+            raise NotFound(f"no cached item {digest}") from None
+        seen = signature(stat)
+        if seen == self.index.verified_signature(digest):
+            return path
+        actual = hash_file(path)
+        if actual != digest:
+            self.quarantine(digest, f"integrity check failed: its bytes hash to {actual}")
+            raise CorruptItem(f"integrity check failed for {digest}: the item has been quarantined")
+        if self.index.exists(digest):
+            self.index.set_verified(digest, seen)
+        else:
+            self._reindex(digest, path, seen)
+        return path
+
+    def _refuse_quarantined(self, digest: str) -> None:
+        reason = self.index.quarantine_reason(digest)
+        if reason is not None:
+            raise CorruptItem(f"item {digest} is quarantined: {reason}")
+
+    def _reindex(self, digest: str, path: Path, seen: str) -> None:
+        """A verified file the index forgot (Redis lost its data) is indexed again."""
+        facts = media.describe(path)
+        meta = ItemMeta(digest=digest, size=path.stat().st_size, created=time.time(),
+                        source="recovered", **vars(facts))
+        self.index.record(meta, verified=seen)
+
+    def thumbnail(self, digest: str) -> Path | None:
+        """A JPEG preview of an image or a video's poster frame, made once; None for other kinds."""
+        thumb = self.thumb_path(digest)
+        if thumb.is_file():
+            return thumb
+        meta = self.meta(digest)
+        if meta.kind not in media.PREVIEW_KINDS:
+            return None
+        source = self.path_for(digest)
+        return thumb if media.make_thumbnail(source, meta.kind, thumb, duration=meta.duration) else None
+
+    # Writing ---------------------------------------------------------------------------------------
+    def put_stream(
+        self, readable: Readable, *, source: str, owner: str | None = None,
+        max_bytes: int | None = None, name: str | None = None,
+    ) -> Stored:
+        """Ingest everything `readable` yields: hashed while written, never whole in memory."""
+        writer = self.writer(max_bytes)
+        try:
+            writer.copy_from(readable, CHUNK)
+        except BaseException:
+            writer.discard()
+            raise
+        return self.commit(writer, source=source, owner=owner, name=name)
+
+    def put_multipart(
+        self, readable: Readable, boundary: bytes, *, source: str, owner: str | None = None,
+        max_bytes: int | None = None,
+    ) -> Stored:
+        """Ingest the `file` part of a multipart/form-data body as it streams in."""
+        writer = self.writer(max_bytes)
+        try:
+            form = read_multipart(readable, boundary, writer)
+        except BaseException:
+            writer.discard()
+            raise
+        return self.commit(writer, source=source, owner=owner, name=form.filename)
+
+    def put_bytes(
+        self, data: bytes, *, source: str, owner: str | None = None, name: str | None = None,
+    ) -> Stored:
+        writer = self.writer(None)
+        try:
+            writer.write(data)
+        except BaseException:
+            writer.discard()
+            raise
+        return self.commit(writer, source=source, owner=owner, name=name)
+
+    def put_file(self, path: Path, *, source: str, owner: str | None = None) -> str:
+        """Consume the file at `path` (a render output): store its bytes, remove it."""
+        with open(path, "rb", buffering=0) as handle:
+            digest = self.put_stream(handle, source=source, owner=owner).digest
+        path.unlink(missing_ok=True)
+        return digest
+
+    def writer(self, max_bytes: int | None) -> TempWriter:
+        """A temp writer in this store's filesystem; hand it to `commit` or `discard` it."""
+        try:
+            return TempWriter(self.tmp, max_bytes)
+        except OSError as exc:
+            raise_if_full(exc)
+            raise
+
+    def commit(self, writer: TempWriter, *, source: str, owner: str | None = None,
+               name: str | None = None) -> Stored:
+        """Give the temp file its content name (atomic rename) and index it; discards on error."""
+        try:
+            digest = writer.finish()
+            if writer.size == 0:
+                raise BadRequest("empty upload: a zero-byte item cannot be stored")
+            known = self.index.get(digest)
+            facts = media.describe(writer.path) if known is None else None
+            with self.index.lock(digest):
+                return self._install(writer, digest, known, facts, source=source, owner=owner, name=name)
+        finally:
+            writer.discard()
+
+    def _install(self, writer: TempWriter, digest: str, known: ItemMeta | None,
+                 facts: media.MediaFacts | None, *, source: str, owner: str | None,
+                 name: str | None) -> Stored:
+        final = self.location(digest)
+        verified = self.index.verified_signature(digest)
+        try:
+            current = signature(final.stat())
+        except FileNotFoundError:
+            current = None
+        if known is None or current is None or current != verified:
+            final.parent.mkdir(exist_ok=True)
+            os.replace(writer.path, final)
+            _fsync_dir(final.parent)
+            current = signature(final.stat())
+        meta = known or ItemMeta(digest=digest, size=writer.size, created=time.time(), source=source,
+                                 owner=owner, name=_clean_name(name), **vars(facts or media.MediaFacts()))
+        new = self.index.record(replace(meta, owner=owner or meta.owner), verified=current)
+        return Stored(self.index.get(digest) or meta, new)
+
+    # Import ------------------------------------------------------------------------------------------
+    def import_path(self, path: str, roots: Iterable[Path], *, owner: str | None = None,
+                    max_bytes: int | None = None) -> Stored:
+        """Copy a server-side file into the store: regular files inside an import root only."""
+        fd, info, resolved = open_for_import(path, roots)
+        with open(fd, "rb", buffering=0) as handle:
+            if max_bytes is not None and info.st_size > max_bytes:
+                raise PayloadTooLarge(f"{path!r} is larger than the limit of {max_bytes} bytes")
+            return self.put_stream(handle, source=f"import:{resolved}", owner=owner,
+                                   max_bytes=max_bytes, name=resolved.name)
+
+    # Deletion and quarantine --------------------------------------------------------------------------
+    def delete(self, digest: str) -> None:
+        """Delete unless a run, an asset or a publication needs it (409 naming them)."""
+        check_digest(digest)
+        with self.index.lock(digest):
+            outcome = self.index.delete_unless_referenced(digest)
+            if not outcome.deleted:
+                runs = [ref.removeprefix("run:") for ref in outcome.blockers if ref.startswith("run:")]
+                raise Conflict(f"{digest} cannot be deleted: it is needed by {', '.join(outcome.blockers)}",
+                               refs=list(outcome.blockers), runs=runs)
+            self.location(digest).unlink(missing_ok=True)
+            self.thumb_path(digest).unlink(missing_ok=True)
+
+    def quarantine(self, digest: str, reason: str) -> None:
+        """Move a file whose bytes no longer match its name out of the store, and say so."""
+        log.error("quarantining %s: %s", digest, reason)
+        target = self.quarantine_dir / f"{digest}.{time.time_ns()}"
+        with contextlib.suppress(FileNotFoundError):
+            os.replace(self.location(digest), target)
+        self.thumb_path(digest).unlink(missing_ok=True)
+        self.index.quarantine(digest, reason)
+
+    def sweep_temp(self, max_age: float = STALE_TEMP_AGE) -> int:
+        """Remove temp files abandoned by a crashed ingest; the number removed."""
+        cutoff = time.time() - max_age
+        removed = 0
+        for path in self.tmp.glob(f"{TEMP_PREFIX}*"):
+            try:
+                if path.stat().st_mtime < cutoff:
+                    path.unlink()
+                    removed += 1
+            except FileNotFoundError:
+                continue
+        if removed:
+            log.info("removed %d abandoned temp files from %s", removed, self.tmp)
+        return removed
+
+
+def _fsync_dir(directory: Path) -> None:
+    fd = os.open(directory, os.O_RDONLY | os.O_DIRECTORY)
+    try:
+        os.fsync(fd)
+    finally:
+        os.close(fd)
+
+
+#: Longest original file name kept for display.
+MAX_NAME = 200
+
+
+def _clean_name(name: str | None) -> str | None:
+    """A display name only: path parts and control characters removed, never used as a path."""
+    if not name:
+        return None
+    base = name.replace("\\", "/").rsplit("/", 1)[-1]
+    base = "".join(ch for ch in base if ch.isprintable())[:MAX_NAME]
+    return base or None
