@@ -17,8 +17,8 @@ import yaml
 
 from l1web.engine.canonical import sha3_json
 from l1web.engine.dag import Dag, parse_dag, validate
-from l1web.engine.errors import DagError
 from l1web.engine.effects import EffectError, get_effect
+from l1web.engine.errors import DagError
 
 #: Largest recipe document accepted, in bytes.
 MAX_RECIPE_BYTES = 256 * 1024

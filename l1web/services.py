@@ -121,11 +121,15 @@ def start_redis(data_dir: Path, port: int = 0) -> RedisServer | EmbeddedRedis:
 
 def python_process(args: list[str], env: dict[str, str], *, log: Path | None = None) -> subprocess.Popen:
     """Start `python <args>` from the project root in its own session (so we can signal it)."""
-    out = open(log, "ab") if log else subprocess.DEVNULL  # noqa: SIM115 - lives as long as the child
-    return subprocess.Popen(
-        [sys.executable, *args], cwd=ROOT, env={**os.environ, **env},
-        stdout=out, stderr=subprocess.STDOUT, start_new_session=True,
-    )
+    out = open(log, "ab") if log else subprocess.DEVNULL  # noqa: SIM115 - the child keeps its own copy
+    try:
+        return subprocess.Popen(
+            [sys.executable, *args], cwd=ROOT, env={**os.environ, **env},
+            stdout=out, stderr=subprocess.STDOUT, start_new_session=True,
+        )
+    finally:
+        if log:
+            out.close()
 
 
 def stop_process(proc: subprocess.Popen, sig: int = signal.SIGTERM) -> None:

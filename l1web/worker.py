@@ -15,6 +15,27 @@ from l1web.state import connect
 DEFAULT_QUEUES = ("steps", "runs", "default")
 
 
+#: Seconds between a busy worker's heartbeats; a dead worker's jobs count as abandoned
+#: about a minute after its last one.
+JOB_MONITORING_INTERVAL = 5
+#: Seconds between a worker's sweeps for jobs abandoned by dead workers (RQ's default is 10 min).
+MAINTENANCE_INTERVAL = 30
+
+
+def horse_killed(job, retpid: int, ret_val: int, rusage) -> None:
+    """The process rendering a job died (OOM killer, SIGKILL): fail its step or run right away."""
+    import os
+
+    from l1web.jobs import runs
+
+    signal_note = f"signal {os.WTERMSIG(ret_val)}" if ret_val and os.WIFSIGNALED(ret_val) else f"status {ret_val}"
+    error = RuntimeError(f"the worker process was killed ({signal_note})")
+    if job.func_name.endswith("execute_step"):
+        runs.on_step_failure(job, None, RuntimeError, error, None)
+    elif job.func_name.endswith("plan_run"):
+        runs.on_plan_failure(job, None, RuntimeError, error, None)
+
+
 def main(argv: list[str] | None = None) -> None:
     parser = argparse.ArgumentParser(description="Run an L1 render worker.")
     parser.add_argument("queues", nargs="*", default=list(DEFAULT_QUEUES))
@@ -25,5 +46,9 @@ def main(argv: list[str] | None = None) -> None:
     settings = Settings.from_env()
     connection = connect(settings.redis_url, decode=False)
     queues = [Queue(name, connection=connection, serializer=JSONSerializer) for name in args.queues]
-    worker = Worker(queues, connection=connection, serializer=JSONSerializer, name=args.name)
+    worker = Worker(
+        queues, connection=connection, serializer=JSONSerializer, name=args.name,
+        work_horse_killed_handler=horse_killed,
+        job_monitoring_interval=JOB_MONITORING_INTERVAL, maintenance_interval=MAINTENANCE_INTERVAL,
+    )
     worker.work(burst=args.burst, with_scheduler=True)

@@ -20,9 +20,9 @@ from pathlib import Path
 
 from rq import get_current_job
 
-from l1web.engine.analyze import analyze
-from l1web.engine.execute import run_step
-from l1web.engine.plan import plan_dag
+from l1web.engine.analysis import analyze
+from l1web.engine.plan import plan as plan_dag
+from l1web.engine.steps import run_step
 from l1web.jobs import queues
 from l1web.jobs.context import JobContext, JobLogAdapter, job_context
 from l1web.recipes import bind_inputs, recipe_from_data
@@ -33,6 +33,8 @@ log = logging.getLogger(__name__)
 
 #: Seconds between polls while waiting for another worker's claim on the same step.
 CLAIM_POLL = 0.2
+#: Folder under CACHE_DIR where steps render before their output enters the store.
+WORK_DIR = "work"
 #: Longest error text kept on a step or run, in characters.
 MAX_ERROR = 2000
 
@@ -56,13 +58,21 @@ def plan_run(run_id: str) -> dict:
     except Exception as exc:
         fail_run(ctx, run_id, f"planning failed: {exc}")
         raise
-    steps = [dict(step, order=index) for index, step in enumerate(plan.steps)]
-    initial = {step["step_id"]: {"status": StepStatus.PENDING} for step in steps}
-    runs.init_steps(run_id, steps, initial)
-    runs.update(run_id, plan_id=plan.id, output_step=plan.output, steps_total=len(steps))
-    jlog.info("planned %d steps (plan %s)", len(steps), plan.id[:12])
+    steps = [dict(step, order=index) for index, step in enumerate(plan["steps"])]
+    runs.init_steps(run_id, steps, {step["step_id"]: _initial_state(ctx, step) for step in steps})
+    runs.update(run_id, plan_id=plan["plan_id"], output_step=plan["output"], steps_total=len(steps))
+    jlog.info("planned %d steps (plan %s)", len(steps), plan["plan_id"][:12])
     advance(ctx, run_id)
-    return {"planned": True, "plan_id": plan.id, "steps": len(steps)}
+    return {"planned": True, "plan_id": plan["plan_id"], "steps": len(steps)}
+
+
+def _initial_state(ctx: JobContext, step: dict) -> dict:
+    """SOURCE steps are their input files: already there (cached) or missing (failed)."""
+    if step["type"] != "SOURCE":
+        return {"status": StepStatus.PENDING}
+    if ctx.store.has(step["cache_id"]):
+        return {"status": StepStatus.CACHED, "output": step["cache_id"], "duration": 0}
+    return {"status": StepStatus.FAILED, "error": f"input {step['cache_id'][:12]}… is no longer in the cache"}
 
 
 def execute_step(run_id: str, step_id: str) -> dict:
@@ -136,9 +146,10 @@ def _recorded(ctx: JobContext, cache_id: str) -> str | None:
 
 def _render(ctx: JobContext, run: dict, step: dict) -> str:
     states = ctx.state.runs.step_states(run["id"])
-    input_paths = [ctx.store.path_for(states[dep]["output"]) for dep in step["depends_on"]]
-    ctx.settings.cache_dir.mkdir(parents=True, exist_ok=True)
-    work_root = ctx.store.temp_dir() if hasattr(ctx.store, "temp_dir") else ctx.settings.cache_dir
+    input_paths = [ctx.store.path_for(states[dep]["output"]) for dep in step["inputs"]]
+    # Renders happen on the cache's filesystem so the output moves into the store by rename.
+    work_root = ctx.settings.cache_dir / WORK_DIR
+    work_root.mkdir(parents=True, exist_ok=True)
     work = Path(tempfile.mkdtemp(prefix="step-", dir=work_root))
     try:
         out = run_step(step, input_paths, work, timeout=queues.STEP_TIMEOUT)
@@ -185,9 +196,9 @@ def advance(ctx: JobContext, run_id: str) -> None:
         sid = step["step_id"]
         if states[sid]["status"] != StepStatus.PENDING:
             continue
-        if all(StepStatus(states[dep]["status"]).done for dep in step["depends_on"]):
-            if runs.update_step(run_id, sid, expected=[StepStatus.PENDING], status=StepStatus.QUEUED):
-                queues.enqueue_step(ctx.rq_connection, run_id, sid, attempt)
+        ready = all(StepStatus(states[dep]["status"]).done for dep in step["inputs"])
+        if ready and runs.update_step(run_id, sid, expected=[StepStatus.PENDING], status=StepStatus.QUEUED):
+            queues.enqueue_step(ctx.rq_connection, run_id, sid, attempt)
     states = runs.step_states(run_id)
     if any(not StepStatus(s["status"]).final for s in states.values()):
         return
@@ -201,7 +212,7 @@ def _skip_blocked(runs, run_id: str, steps: list[dict], states: dict[str, dict])
         sid = step["step_id"]
         if status[sid] != StepStatus.PENDING:
             continue
-        blocked = [dep for dep in step["depends_on"] if status[dep] in (StepStatus.FAILED, StepStatus.SKIPPED)]
+        blocked = [dep for dep in step["inputs"] if status[dep] in (StepStatus.FAILED, StepStatus.SKIPPED)]
         if blocked and runs.update_step(run_id, sid, expected=[StepStatus.PENDING], status=StepStatus.SKIPPED,
                                         error=f"input step {blocked[0]!r} did not complete"):
             status[sid] = StepStatus.SKIPPED
