@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import dataclasses
 import os
+import time
 from pathlib import Path
 
 import numpy as np
@@ -11,7 +12,9 @@ import pytest
 
 from l1web.engine.effects import EffectError, get_effect, list_effects
 from l1web.engine.effects.apply import apply_effect
+from l1web.engine.effects.frames import apply_frames
 from l1web.engine.effects.invert import invert_image
+from l1web.engine.effects.video import decoder_args, encoder_args, probe_video
 from l1web.engine.ffmpeg import INPUT_FLAGS, FFmpegError, ffmpeg, probe
 
 TIMEOUT = 30.0  # seconds
@@ -145,6 +148,26 @@ def test_timeout_kills_both_processes_and_leaves_no_output(clip: Path, tmp_path:
         apply_effect(get_effect("dog"), {"sigma": 10.0}, clip, dst, "video", timeout=0.05)
     assert child_pids() == before
     assert os.listdir(tmp_path) == []
+
+
+def test_watchdog_stops_a_slow_frame_pipeline(clip: Path, tmp_path: Path) -> None:
+    def slow(frame: np.ndarray) -> np.ndarray:
+        time.sleep(0.1)
+        return frame
+
+    info = probe_video(clip, timeout=TIMEOUT)
+    dst = tmp_path / "slow.mp4"
+    before = child_pids()
+    started = time.monotonic()
+    with pytest.raises(FFmpegError, match="timed out"):
+        apply_frames(
+            slow, (HEIGHT, WIDTH),
+            decoder_args(clip, "gray", info.fps),
+            encoder_args(clip, dst, "gray", f"{WIDTH}x{HEIGHT}", info),
+            timeout=0.5,
+        )
+    assert time.monotonic() - started < 3.0
+    assert child_pids() == before
 
 
 def test_failing_frame_function_kills_both_processes(clip: Path, tmp_path: Path) -> None:
