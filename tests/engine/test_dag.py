@@ -163,7 +163,7 @@ def test_unknown_effect_is_named():
 
 def test_bad_effect_param_is_named():
     err = refused(src(), {"id": "e", "type": "EFFECT",
-                          "config": {"effect": "blur", "params": {"radius": -5}}, "inputs": ["s"]})
+                          "config": {"effect": "blur", "params": {"sigma": -5}}, "inputs": ["s"]})
     assert (err.node, err.field) == ("e", "params")
 
 
