@@ -91,7 +91,7 @@ def wants_json() -> bool:
         request.accept_mimetypes["text/html"]
 
 
-def error_response(status: int, code: str, message: str, **details: object) -> Response:
+def error_response(status: int, code: str, message: str, /, **details: object) -> Response:
     if wants_json() and not request.headers.get("HX-Request"):
         body = {"error": code, "message": message}
         body.update({k: v for k, v in details.items() if v is not None})

@@ -9,6 +9,8 @@ from flask import Flask
 #: Blueprint modules, each exposing `bp`; order only matters for the home page.
 MODULES = (
     "home",
+    "runs",
+    "recipes",
     "cache",
     "media",
 )
