@@ -1,0 +1,232 @@
+"""Runs: the JSON API under `/runs`, and the live pages `/runs` and `/run/<id>`.
+
+API clients get JSON (`wants_json`); browsers get pages that work as plain links and forms
+(POST, then redirect) and that htmx keeps live by polling a fragment only while it is live.
+"""
+
+from __future__ import annotations
+
+from datetime import UTC, datetime
+
+from flask import Blueprint, Response, flash, jsonify, redirect, render_template, request, url_for
+
+from l1web import context, dagsvg
+from l1web.context import User
+from l1web.errors import BadRequest, Conflict, L1Error, PayloadTooLarge, Unauthorized, wants_json
+from l1web.runs.model import RunStatus, StepStatus
+from l1web.runs.service import Submission
+
+bp = Blueprint("runs", __name__)
+
+#: Runs per page of a listing unless the client asks for another number.
+PAGE_SIZE = 50
+#: Most runs one listing returns, whatever the client asks for.
+MAX_PAGE = 200
+#: Largest JSON request body accepted, in bytes.
+MAX_JSON_BYTES = 256 * 1024
+#: Step statuses whose output exists: they count as done on the progress bar.
+DONE = frozenset(s for s in StepStatus if s.done)
+#: Every run status, as the text a query may filter on.
+STATUSES = frozenset(s.value for s in RunStatus)
+#: Run fields given as numbers in the JSON API (Redis stores them as text).
+NUMBER_FIELDS = {"created": float, "started": float, "finished": float, "attempt": int, "steps_total": int}
+
+
+@bp.app_context_processor
+def _statuses() -> dict:
+    return {"RunStatus": RunStatus, "StepStatus": StepStatus}
+
+
+@bp.app_template_filter("when")
+def when(timestamp: object) -> str:
+    """A stored epoch time as `2024-05-01 12:00:03 UTC`; a dash when unset."""
+    try:
+        return datetime.fromtimestamp(float(timestamp), UTC).strftime("%Y-%m-%d %H:%M:%S UTC")  # type: ignore[arg-type]
+    except (TypeError, ValueError):
+        return "—"
+
+
+def current() -> User:
+    """The signed-in user; anonymous requests are refused."""
+    user = context.current_user()
+    if user is None:
+        raise Unauthorized("sign in first")
+    return user
+
+
+def json_body() -> dict:
+    if (request.content_length or 0) > MAX_JSON_BYTES:
+        raise PayloadTooLarge(f"the request body is larger than {MAX_JSON_BYTES} bytes")
+    body = request.get_json(force=True, silent=True)
+    if not isinstance(body, dict):
+        raise BadRequest("the request body must be a JSON object")
+    return body
+
+
+# JSON shapes ----------------------------------------------------------------------------------
+def run_json(run: dict, steps: list[dict] | None = None) -> dict:
+    out = {k: v for k, v in run.items() if k not in ("recipe", "force")}
+    for name, kind in NUMBER_FIELDS.items():
+        out[name] = kind(run[name]) if run.get(name) not in (None, "") else None
+    out["published"] = run.get("published") == "1"
+    run_id = run["id"]
+    out["links"] = {"self": f"/runs/{run_id}", "page": f"/run/{run_id}",
+                    "provenance": f"/runs/{run_id}/provenance",
+                    "output": f"/cache/{run['output_hash']}" if run.get("output_hash") else None}
+    if steps is not None:
+        out["steps"] = steps
+    return out
+
+
+def run_response(run: dict, status: int = 200) -> tuple[Response, int]:
+    """A run with its steps, as the API returns it after any change."""
+    return jsonify(run_json(run, context.runs().steps_view(run["id"]))), status
+
+
+def list_args(user: User) -> dict:
+    """`status`, `user`, `offset`, `limit` from the query; non-admins only ever see their own."""
+    status = request.args.get("status") or None
+    if status is not None and status not in STATUSES:
+        raise BadRequest(f"unknown status {status[:32]!r}; one of: {', '.join(RunStatus)}", field="status")
+    try:
+        offset = int(request.args.get("offset", 0))
+        limit = int(request.args.get("limit", PAGE_SIZE))
+    except ValueError:
+        raise BadRequest("'offset' and 'limit' must be whole numbers") from None
+    if offset < 0 or not 1 <= limit <= MAX_PAGE:
+        raise BadRequest(f"'offset' must be ≥ 0 and 'limit' between 1 and {MAX_PAGE}")
+    owner = (request.args.get("user") or None) if user.is_admin else user.name
+    return {"status": status, "user": owner, "offset": offset, "limit": limit}
+
+
+# JSON API -------------------------------------------------------------------------------------
+@bp.post("/runs")
+def submit():
+    run, created = context.runs().submit(Submission.from_json(json_body()), current())
+    return run_response(run, 201 if created else 200)
+
+
+@bp.get("/runs")
+def index():
+    user = current()
+    args = list_args(user)
+    runs, total = context.state().runs.page(**args)
+    if not wants_json():
+        return render_template("runs.html", **_list_view(runs, total, args))
+    following = args["offset"] + len(runs)
+    return jsonify({
+        "runs": [run_json(run) for run in runs], "total": total,
+        "offset": args["offset"], "limit": args["limit"],
+        "next": url_for("runs.index", **{**_query(), "offset": following}) if following < total else None,
+    })
+
+
+@bp.get("/runs/<run_id>")
+def show(run_id: str):
+    run = context.runs().get(run_id, current())
+    if not wants_json():
+        return redirect(url_for("runs.page", run_id=run["id"]))
+    return run_response(run)
+
+
+@bp.delete("/runs/<run_id>")
+def delete(run_id: str):
+    context.runs().delete(run_id, current())
+    return jsonify({"id": run_id, "deleted": True})
+
+
+@bp.post("/runs/<run_id>/cancel")
+def cancel(run_id: str):
+    return run_response(context.runs().cancel(run_id, current()))
+
+
+@bp.post("/runs/<run_id>/rerun")
+def rerun(run_id: str):
+    return run_response(context.runs().rerun(run_id, current()))
+
+
+@bp.get("/runs/<run_id>/provenance")
+def provenance(run_id: str):
+    run = context.runs().get(run_id, current())
+    if run["status"] != RunStatus.COMPLETED or not run.get("provenance"):
+        raise Conflict(f"the run is {run['status']}; provenance exists once it has completed",
+                       run_status=run["status"])
+    response = jsonify(run["provenance"])
+    if request.args.get("download") == "1":
+        response.headers["Content-Disposition"] = f'attachment; filename="provenance-{run["id"][:16]}.json"'
+    return response
+
+
+# Pages ----------------------------------------------------------------------------------------
+def _query() -> dict:
+    """The listing's own query (status, admin's user filter, explicit limit) for its links."""
+    return {k: request.args[k] for k in ("status", "user", "limit") if request.args.get(k)}
+
+
+def _list_view(runs: list[dict], total: int, args: dict) -> dict:
+    offset, limit = args["offset"], args["limit"]
+    query = _query()
+    return {
+        "runs": runs, "total": total, "status": args["status"], "offset": offset,
+        "live": any(RunStatus(r["status"]).live for r in runs),
+        "fragment_url": url_for("runs.list_fragment", **query),
+        "previous_url": url_for("runs.index", **{**query, "offset": max(offset - limit, 0)}) if offset else None,
+        "next_url": url_for("runs.index", **{**query, "offset": offset + limit}) if offset + limit < total else None,
+    }
+
+
+@bp.get("/runs/fragment")
+def list_fragment():
+    args = list_args(current())
+    runs, total = context.state().runs.page(**args)
+    return render_template("_runs_list.html", **_list_view(runs, total, args))
+
+
+def _run_view(run_id: str) -> dict:
+    run = context.runs().get(run_id, current())
+    steps = context.runs().steps_view(run["id"])
+    live = RunStatus(run["status"]).live
+    if steps:
+        nodes = dagsvg.from_steps(steps)
+    else:  # not planned yet (or never): the recipe's own graph
+        nodes = dagsvg.from_dag((run.get("recipe") or {}).get("dag") or {},
+                                state=StepStatus.PENDING if live else None)
+    output = context.state().cache.get(run["output_hash"]) if run.get("output_hash") else None
+    return {
+        "run": run, "steps": steps, "live": live, "output": output,
+        "done": sum(1 for s in steps if s.get("status") in DONE),
+        "total": int(run.get("steps_total") or len(steps)),
+        "dag": dagsvg.render(nodes, title=f"Steps of run {run['id'][:12]}"),
+    }
+
+
+@bp.get("/run/<run_id>")
+def page(run_id: str):
+    return render_template("run.html", **_run_view(run_id))
+
+
+@bp.get("/run/<run_id>/fragment")
+def run_fragment(run_id: str):
+    return render_template("_run_status.html", **_run_view(run_id))
+
+
+@bp.post("/run/<run_id>/<action>")
+def act(run_id: str, action: str):
+    """The page's buttons: cancel, re-run or delete, then back to a page (POST-redirect-GET)."""
+    actions = {"cancel": context.runs().cancel, "rerun": context.runs().rerun,
+               "delete": context.runs().delete}
+    if action not in actions:
+        raise BadRequest(f"unknown action {action[:32]!r}")
+    user = current()
+    try:
+        actions[action](run_id, user)
+    except L1Error as exc:
+        if exc.status == 404:
+            raise
+        flash(exc.message, "error")
+        return redirect(url_for("runs.page", run_id=run_id), code=303)
+    if action == "delete":
+        flash(f"Run {run_id[:12]} deleted.", "info")
+        return redirect(url_for("runs.index"), code=303)
+    flash({"cancel": "Run cancelled.", "rerun": "Run started again."}[action], "info")
+    return redirect(url_for("runs.page", run_id=run_id), code=303)

@@ -1,0 +1,145 @@
+"""A DAG drawn as an inline SVG on the server: one column per level, left to right.
+
+Each node is a box coloured by its state (a step status, or none for a recipe's static graph),
+labelled with its id and type, and carries a `<title>` for hover and screen readers. The whole
+picture is `role="img"` with an `aria-label` that sums the states up. Every piece of user text
+(node ids, types, errors) is escaped here; the result is safe to insert as `Markup`.
+"""
+
+from __future__ import annotations
+
+from collections import Counter
+from collections.abc import Iterable, Mapping
+from dataclasses import dataclass
+from html import escape
+
+from markupsafe import Markup
+
+#: Box size and spacing, in SVG user units (pixels at 100 %).
+NODE_WIDTH, NODE_HEIGHT = 168, 46
+COLUMN_GAP, ROW_GAP, MARGIN = 56, 18, 12
+#: Characters of a label shown inside a box; the full text is in the node's <title>.
+LABEL_CHARS = 20
+#: Fill and stroke per state; "none" is a recipe node that has no run state.
+COLOURS = {
+    "none": ("#ffffff", "#8893a2"),
+    "pending": ("#f1f1ef", "#9aa1ab"),
+    "queued": ("#f4efe1", "#b08a2e"),
+    "running": ("#e6edfb", "#2255cc"),
+    "cached": ("#e6f4ee", "#2e8a63"),
+    "completed": ("#e3f3e8", "#1f7a3a"),
+    "failed": ("#fbe7e6", "#b3261e"),
+    "skipped": ("#f4f4f4", "#b7bcc4"),
+}
+
+
+@dataclass(frozen=True)
+class DrawNode:
+    """One box: `inputs` are ids of other nodes; `state` a step status or None."""
+
+    id: str
+    type: str
+    inputs: tuple[str, ...] = ()
+    state: str | None = None
+    detail: str = ""
+
+
+def levels(nodes: Iterable[DrawNode]) -> dict[str, int]:
+    """Longest distance from a source for each node; inputs that aren't drawn are ignored."""
+    by_id = {node.id: node for node in nodes}
+    level: dict[str, int] = {}
+
+    def visit(node_id: str, seen: frozenset[str]) -> int:
+        if node_id in level:
+            return level[node_id]
+        parents = [p for p in by_id[node_id].inputs if p in by_id and p not in seen]
+        level[node_id] = 1 + max((visit(p, seen | {node_id}) for p in parents), default=-1)
+        return level[node_id]
+
+    for node_id in by_id:
+        visit(node_id, frozenset())
+    return level
+
+
+def render(nodes: Iterable[DrawNode], *, title: str = "DAG") -> Markup:
+    """The SVG markup for `nodes` (in any order), with `title` leading its accessible label."""
+    nodes = list(nodes)
+    level = levels(nodes)
+    columns: dict[int, list[DrawNode]] = {}
+    for node in nodes:
+        columns.setdefault(level[node.id], []).append(node)
+    tallest = max((len(col) for col in columns.values()), default=1)
+    width = MARGIN * 2 + len(columns) * NODE_WIDTH + max(len(columns) - 1, 0) * COLUMN_GAP
+    height = MARGIN * 2 + tallest * NODE_HEIGHT + (tallest - 1) * ROW_GAP
+    places = {}
+    for col, members in columns.items():
+        offset = (tallest - len(members)) * (NODE_HEIGHT + ROW_GAP) / 2
+        for row, node in enumerate(members):
+            places[node.id] = (MARGIN + col * (NODE_WIDTH + COLUMN_GAP),
+                               MARGIN + offset + row * (NODE_HEIGHT + ROW_GAP))
+    parts = [
+        f'<svg xmlns="http://www.w3.org/2000/svg" class="dag" role="img" '
+        f'aria-label="{escape(_summary(title, nodes))}" viewBox="0 0 {width} {height}" '
+        f'width="{width}" height="{height}">',
+        '<defs><marker id="dag-arrow" viewBox="0 0 10 10" refX="9" refY="5" markerWidth="7" '
+        'markerHeight="7" orient="auto-start-reverse"><path d="M0,0 L10,5 L0,10 z" fill="#8893a2"/>'
+        "</marker></defs>",
+    ]
+    parts += [_edge(places[parent], places[node.id]) for node in nodes
+              for parent in node.inputs if parent in places]
+    parts += [_box(node, *places[node.id]) for node in nodes]
+    parts.append("</svg>")
+    return Markup("".join(parts))  # noqa: S704 - every user string above went through escape()
+
+
+def _summary(title: str, nodes: list[DrawNode]) -> str:
+    counts = Counter(node.state for node in nodes if node.state)
+    states = ", ".join(f"{count} {state}" for state, count in sorted(counts.items()))
+    noun = "node" if len(nodes) == 1 else "nodes"
+    return f"{title}: {len(nodes)} {noun}" + (f" ({states})" if states else "")
+
+
+def _edge(start: tuple[float, float], end: tuple[float, float]) -> str:
+    x1, y1 = start[0] + NODE_WIDTH, start[1] + NODE_HEIGHT / 2
+    x2, y2 = end[0] - 2, end[1] + NODE_HEIGHT / 2
+    bend = (x2 - x1) / 2
+    return (f'<path class="dag-edge" d="M{x1:g},{y1:g} C{x1 + bend:g},{y1:g} {x2 - bend:g},{y2:g} '
+            f'{x2:g},{y2:g}" fill="none" stroke="#8893a2" stroke-width="1.5" marker-end="url(#dag-arrow)"/>')
+
+
+def _box(node: DrawNode, x: float, y: float) -> str:
+    state = node.state if node.state in COLOURS else "none"
+    fill, stroke = COLOURS[state]
+    caption = node.type + (f" · {node.state}" if node.state else "")
+    tooltip = f"{node.id} ({node.type})" + (f": {node.state}" if node.state else "")
+    if node.detail:
+        tooltip += f" — {node.detail}"
+    return (
+        f'<g class="dag-node state-{escape(state)}" transform="translate({x:g},{y:g})">'
+        f"<title>{escape(tooltip)}</title>"
+        f'<rect width="{NODE_WIDTH}" height="{NODE_HEIGHT}" rx="7" fill="{fill}" stroke="{stroke}" '
+        f'stroke-width="{3 if state in ("running", "failed") else 1.5}"/>'
+        f'<text x="10" y="19" font-size="13" font-weight="600" fill="#1d2126">{escape(_clip(node.id))}</text>'
+        f'<text x="10" y="36" font-size="11" fill="#5b6470">{escape(_clip(caption))}</text>'
+        "</g>"
+    )
+
+
+def _clip(text: str) -> str:
+    return text if len(text) <= LABEL_CHARS else text[: LABEL_CHARS - 1] + "…"
+
+
+def from_steps(steps: Iterable[Mapping]) -> list[DrawNode]:
+    """Boxes for a run's steps (`RunService.steps_view`), each in its live state."""
+    return [
+        DrawNode(str(s["step_id"]), str(s.get("type") or ""),
+                 tuple(s.get("depends_on") or s.get("inputs") or ()),
+                 str(s.get("status") or "pending"), str(s.get("error") or ""))
+        for s in steps
+    ]
+
+
+def from_dag(dag: Mapping, *, state: str | None = None) -> list[DrawNode]:
+    """Boxes for a recipe's DAG as plain data (`{"nodes": [...], "output": id}`)."""
+    return [DrawNode(str(n["id"]), str(n.get("type") or ""), tuple(n.get("inputs") or ()), state)
+            for n in dag.get("nodes", [])]
