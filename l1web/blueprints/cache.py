@@ -9,7 +9,7 @@ from __future__ import annotations
 from flask import Blueprint, Response, jsonify, request, send_file, url_for
 
 from l1web import context, media
-from l1web.errors import BadRequest, Forbidden, InvalidHash, PayloadTooLarge
+from l1web.errors import BadRequest, Forbidden, InvalidHash, NotFound, PayloadTooLarge
 from l1web.state.cache import MAX_PAGE, ItemMeta
 from l1web.store import Stored
 from l1web.store.names import check_digest
@@ -43,6 +43,24 @@ def owner_name() -> str | None:
     return user.name if user else None
 
 
+def visible_meta(digest: str) -> ItemMeta:
+    """The item's metadata if this user may see it: admins see all, users their own uploads and
+    shared items (samples, imports without owner); anything else is the same 404 as unknown."""
+    meta = context.store().meta(digest)
+    user = context.current_user()
+    if meta.owner is None or (user and (user.is_admin or context.state().cache.uploaded_by(digest, user.name))):
+        return meta
+    raise NotFound(f"no cached item {digest}")
+
+
+def listing_owner() -> str | None:
+    """Whose uploads a listing shows: everyone's for admins, one's own otherwise."""
+    user = context.current_user()
+    if user is None or user.is_admin:
+        return request.args.get("owner") or None
+    return user.name
+
+
 def ingest_request(source: str) -> Stored:
     """Store the body of this request: the `file` part of a multipart form, or the raw body."""
     limit = context.settings().max_upload_bytes
@@ -69,8 +87,7 @@ def stored_response(stored: Stored) -> tuple[Response, int, dict[str, str]]:
 @bp.get("/cache")
 def listing():
     limit, cursor, offset = page_args()
-    page = context.state().cache.list(limit=limit, cursor=cursor, offset=offset,
-                                      owner=request.args.get("owner") or None)
+    page = context.state().cache.list(limit=limit, cursor=cursor, offset=offset, owner=listing_owner())
     return jsonify(items=[item_json(m) for m in page.items], next_cursor=page.next_cursor,
                    total=page.total, limit=limit)
 
@@ -78,9 +95,8 @@ def listing():
 @bp.route("/cache/<digest>", methods=["GET", "HEAD"])
 def download(digest: str):
     """The item's bytes (Range, ETag); an attachment unless `?inline=1` asks for playable media."""
-    store = context.store()
-    path = store.path_for(digest)
-    meta = store.meta(digest)
+    meta = visible_meta(digest)
+    path = context.store().path_for(digest)
     inline = request.args.get("inline") == "1" and media.may_inline(meta.kind, meta.mimetype)
     response = send_file(
         path, mimetype=meta.mimetype, as_attachment=not inline, conditional=True, etag=digest,
@@ -95,8 +111,7 @@ def download(digest: str):
 
 @bp.get("/cache/<digest>/meta")
 def metadata(digest: str):
-    store = context.store()
-    meta = store.meta(digest)
+    meta = visible_meta(digest)
     index = context.state().cache
     refs = sorted(index.refs(digest))
     return jsonify({**item_json(meta), "refs": refs, "published": index.is_published(digest)})
@@ -104,6 +119,7 @@ def metadata(digest: str):
 
 @bp.delete("/cache/<digest>")
 def delete(digest: str):
+    visible_meta(digest)
     context.store().delete(digest)
     return jsonify(deleted=digest)
 

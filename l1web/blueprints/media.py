@@ -12,7 +12,7 @@ from flask import Blueprint, abort, flash, redirect, render_template, send_file,
 from flask_htmx import HTMX
 
 from l1web import context
-from l1web.blueprints.cache import IMMUTABLE_AGE, ingest_request, page_args
+from l1web.blueprints.cache import IMMUTABLE_AGE, ingest_request, listing_owner, page_args, visible_meta
 
 bp = Blueprint("media", __name__)
 htmx = HTMX()
@@ -21,7 +21,7 @@ htmx = HTMX()
 @bp.get("/media")
 def index():
     limit, cursor, offset = page_args()
-    page = context.state().cache.list(limit=limit, cursor=cursor, offset=offset)
+    page = context.state().cache.list(limit=limit, cursor=cursor, offset=offset, owner=listing_owner())
     return render_template("media.html", page=page, assets=_asset_names())
 
 
@@ -29,7 +29,7 @@ def index():
 def upload():
     stored = ingest_request("upload")
     if htmx:
-        page = context.state().cache.list(limit=context.settings().page_size)
+        page = context.state().cache.list(limit=context.settings().page_size, owner=listing_owner())
         return render_template("_media_uploaded.html", stored=stored, page=page, assets=_asset_names())
     flash("Uploaded." if stored.new else "Already in the cache.", "info")
     return redirect(url_for("media.item", digest=stored.digest), code=303)
@@ -37,7 +37,7 @@ def upload():
 
 @bp.get("/media/<digest>")
 def item(digest: str):
-    meta = context.store().meta(digest)
+    meta = visible_meta(digest)
     index = context.state().cache
     return render_template("media_item.html", item=meta, refs=sorted(index.refs(digest)),
                            published=index.is_published(digest), assets=_asset_names())
@@ -45,6 +45,7 @@ def item(digest: str):
 
 @bp.get("/media/<digest>/thumb")
 def thumbnail(digest: str):
+    visible_meta(digest)
     thumb = context.store().thumbnail(digest)
     if thumb is None:
         abort(404)
@@ -55,6 +56,7 @@ def thumbnail(digest: str):
 
 @bp.post("/media/<digest>/delete")
 def delete(digest: str):
+    visible_meta(digest)
     context.store().delete(digest)
     if htmx:
         return ""

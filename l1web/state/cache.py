@@ -188,6 +188,10 @@ class CacheIndex:
     def exists(self, digest: str) -> bool:
         return bool(self.redis.exists(keys.cache_item(digest)))
 
+    def uploaded_by(self, digest: str, owner: str) -> bool:
+        """True when `owner` stored these bytes (first or later: each uploader's index has it)."""
+        return self.redis.zscore(keys.cache_owner_index(owner), digest) is not None
+
     def count(self) -> int:
         return int(self.redis.zcard(keys.cache_index()))
 
