@@ -1,0 +1,70 @@
+"""Sample assets: generated without downloads, registered as `cat` and `testvideo`, idempotent."""
+
+from __future__ import annotations
+
+import pytest
+
+from l1web import samples
+from l1web.engine import ffmpeg
+from l1web.store import ContentStore
+
+
+@pytest.fixture()
+def store(settings, state) -> ContentStore:
+    return ContentStore(settings.cache_dir, state.cache)
+
+
+@pytest.fixture()
+def registered(store, state) -> dict[str, str]:
+    return samples.ensure_samples(store, state.cache)
+
+
+def test_cat_is_a_registered_png_image(registered, state):
+    meta = state.cache.get(registered["cat"])
+    assert state.cache.asset("cat") == registered["cat"]
+    assert (meta.kind, meta.format, meta.width, meta.height) == ("image", "png", 512, 512)
+    assert meta.source == "sample"
+
+
+def test_testvideo_is_three_seconds_of_h264_with_aac(registered, store):
+    path = store.path_for(registered["testvideo"])
+    probe = ffmpeg.probe(path)
+    codecs = {s["codec_type"]: s["codec_name"] for s in probe["streams"]}
+    assert codecs == {"video": "h264", "audio": "aac"}
+    video = next(s for s in probe["streams"] if s["codec_type"] == "video")
+    assert (video["width"], video["height"], video["pix_fmt"]) == (320, 240, "yuv420p")
+    assert float(probe["format"]["duration"]) == pytest.approx(3.0, abs=0.1)
+
+
+def test_testvideo_has_its_index_up_front_for_streaming(registered, store):
+    head = store.path_for(registered["testvideo"]).read_bytes()[:4096]
+    assert head.find(b"moov") != -1 and (head.find(b"mdat") == -1 or head.find(b"moov") < head.find(b"mdat"))
+
+
+def test_samples_are_made_once(registered, store, state, monkeypatch):
+    def refuse(_path):
+        raise AssertionError("sample regenerated although it is registered")
+
+    monkeypatch.setitem(samples.SAMPLES, "cat", (".png", refuse))
+    monkeypatch.setitem(samples.SAMPLES, "testvideo", (".mp4", refuse))
+    assert samples.ensure_samples(store, state.cache) == registered
+
+
+def test_generation_is_deterministic(tmp_path):
+    first, second = tmp_path / "a.png", tmp_path / "b.png"
+    samples.make_cat(first)
+    samples.make_cat(second)
+    assert first.read_bytes() == second.read_bytes()
+
+
+def test_a_deleted_sample_file_is_made_again(registered, store, state):
+    store.location(registered["cat"]).unlink()
+    again = samples.ensure_samples(store, state.cache)
+    assert again["cat"] == registered["cat"] and store.has(registered["cat"])
+
+
+def test_samples_cannot_be_deleted_while_named(registered, store):
+    from l1web.errors import Conflict
+
+    with pytest.raises(Conflict, match="asset:cat"):
+        store.delete(registered["cat"])
