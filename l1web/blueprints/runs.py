@@ -117,7 +117,7 @@ def index():
     return jsonify({
         "runs": [run_json(run) for run in runs], "total": total,
         "offset": args["offset"], "limit": args["limit"],
-        "next": url_for("runs.index", **{**_query(), "offset": following}) if following < total else None,
+        "next": listing_url("runs.index", following) if following < total else None,
     })
 
 
@@ -158,20 +158,20 @@ def provenance(run_id: str):
 
 
 # Pages ----------------------------------------------------------------------------------------
-def _query() -> dict:
-    """The listing's own query (status, admin's user filter, explicit limit) for its links."""
-    return {k: request.args[k] for k in ("status", "user", "limit") if request.args.get(k)}
+def listing_url(endpoint: str, offset: int) -> str:
+    """A link to the same listing (status, admin's user filter, explicit limit) at `offset`."""
+    query = {k: request.args[k] for k in ("status", "user", "limit") if request.args.get(k)}
+    return url_for(endpoint, **query, **({"offset": offset} if offset > 0 else {}))
 
 
 def _list_view(runs: list[dict], total: int, args: dict) -> dict:
     offset, limit = args["offset"], args["limit"]
-    query = _query()
     return {
         "runs": runs, "total": total, "status": args["status"], "offset": offset,
         "live": any(RunStatus(r["status"]).live for r in runs),
-        "fragment_url": url_for("runs.list_fragment", **query),
-        "previous_url": url_for("runs.index", **{**query, "offset": max(offset - limit, 0)}) if offset else None,
-        "next_url": url_for("runs.index", **{**query, "offset": offset + limit}) if offset + limit < total else None,
+        "fragment_url": listing_url("runs.list_fragment", offset),
+        "previous_url": listing_url("runs.index", max(offset - limit, 0)) if offset else None,
+        "next_url": listing_url("runs.index", offset + limit) if offset + limit < total else None,
     }
 
 
