@@ -6,7 +6,7 @@ import logging
 
 from flask import Flask
 
-from l1web import errors
+from l1web import auth, errors
 from l1web.context import L1
 from l1web.settings import Settings
 from l1web.state import StateManager
@@ -32,6 +32,7 @@ def create_app(settings: Settings | None = None, *, state: StateManager | None =
     logging.basicConfig(level=logging.INFO, format="%(asctime)s %(levelname)s %(name)s %(message)s")
     L1.create(app, settings, state or StateManager.from_url(settings.redis_url))
     errors.init_app(app)
+    auth.init_app(app)
 
     from l1web.blueprints import register_all
 

@@ -13,6 +13,7 @@ from pathlib import Path
 import pytest
 import redis
 
+from devl2.testing import LiveL2, SignedInClient, sign_in
 from l1web import create_app
 from l1web.services import RedisServer, python_process, stop_process
 from l1web.settings import Settings
@@ -43,7 +44,7 @@ def redis_client(redis_url: str) -> Iterator[redis.Redis]:
 
 
 @pytest.fixture()
-def settings(tmp_path: Path, redis_url: str) -> Settings:
+def settings(tmp_path: Path, redis_url: str, dev_l2: LiveL2) -> Settings:
     return Settings(
         redis_url=redis_url,
         cache_dir=tmp_path / "cache",
@@ -51,6 +52,8 @@ def settings(tmp_path: Path, redis_url: str) -> Settings:
         secret_key="test-secret-key",
         testing=True,
         l1_public_url="http://127.0.0.1:8100",
+        l2_servers=(dev_l2.url,),
+        admin_users=("admin",),
     )
 
 
@@ -92,3 +95,29 @@ def start_worker(worker_env: dict[str, str], tmp_path: Path):
     yield start
     for proc in started:
         stop_process(proc)
+
+
+# Sign-in ------------------------------------------------------------------------------------
+@pytest.fixture(scope="session")
+def dev_l2(tmp_path_factory: pytest.TempPathFactory) -> Iterator[LiveL2]:
+    """The real development L2 over HTTP; `dev_l2.mint("alice", l1_url)` issues a token."""
+    l2 = LiveL2(tmp_path_factory.mktemp("devl2"), l1_urls=("http://127.0.0.1:8100",))
+    yield l2
+    l2.stop()
+
+
+@pytest.fixture()
+def alice_client(app, dev_l2: LiveL2) -> SignedInClient:
+    """A test client signed in as alice through /auth; it sends its CSRF token on POST/DELETE."""
+    return sign_in(app, dev_l2, "alice")
+
+
+@pytest.fixture()
+def bob_client(app, dev_l2: LiveL2) -> SignedInClient:
+    return sign_in(app, dev_l2, "bob")
+
+
+@pytest.fixture()
+def admin_client(app, dev_l2: LiveL2) -> SignedInClient:
+    """Signed in as `admin`, who is in ADMIN_USERS."""
+    return sign_in(app, dev_l2, "admin")

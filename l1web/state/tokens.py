@@ -59,13 +59,13 @@ class Tokens:
             pipe.expire(token_key, ttl)
         pipe.execute()
 
-    def belongs_to(self, token_hash: str, username: str) -> bool:
-        """True when L1 accepted this token for `username` (now or before revoking it)."""
-        pipe = self.redis.pipeline()
-        pipe.sismember(keys.user_tokens(username), token_hash)
-        pipe.get(keys.revoked(token_hash))
-        member, revoked_for = pipe.execute()
-        return bool(member) or revoked_for == username
+    def is_live(self, token_hash: str, username: str) -> bool:
+        """True when L1 accepted this token for `username` and has not revoked it."""
+        return bool(self.redis.sismember(keys.user_tokens(username), token_hash))
+
+    def revoked_for(self, token_hash: str) -> str | None:
+        """The user a revoked token belonged to; None when it is not revoked."""
+        return self.redis.get(keys.revoked(token_hash))
 
     def revoke(self, token_hash: str, username: str) -> None:
         pipe = self.redis.pipeline()

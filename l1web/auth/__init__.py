@@ -1,0 +1,43 @@
+"""Sign-in through L2: sessions and Bearer tokens, revocation, CSRF, the guard, rate limits.
+
+`init_app` hooks it all into the app: before every request the user is loaded (`g.user`), then
+the guard and the CSRF check run. Routes use the helpers re-exported here.
+"""
+
+from __future__ import annotations
+
+from flask import Flask, Response, g, request
+
+from l1web.auth.access import can_see, owned_or_404, require_admin, require_user
+from l1web.auth.csrf import check_csrf, csrf_token
+from l1web.auth.guard import public, require_sign_in
+from l1web.auth.ratelimit import limit_run_submission, rate_limit, rate_limit_user_and_address
+from l1web.auth.redact import install_log_redaction
+from l1web.auth.sessions import drop_cookie, load_user
+
+#: Paths whose responses must not be cached or leak a Referer (they carry or set credentials).
+PRIVATE_PREFIXES = ("/auth", "/logout", "/login")
+
+
+def init_app(app: Flask) -> None:
+    app.before_request(load_user)
+    app.before_request(require_sign_in)
+    app.before_request(check_csrf)
+    app.after_request(_after)
+    app.context_processor(lambda: {"csrf_token": csrf_token})
+    install_log_redaction()
+
+
+def _after(response: Response) -> Response:
+    if request.path.startswith(PRIVATE_PREFIXES):
+        response.headers["Referrer-Policy"] = "no-referrer"
+        response.headers["Cache-Control"] = "no-store"
+    if g.get("drop_cookie"):
+        drop_cookie(response)
+    return response
+
+
+__all__ = [
+    "can_see", "csrf_token", "init_app", "limit_run_submission", "owned_or_404", "public", "rate_limit",
+    "rate_limit_user_and_address", "require_admin", "require_user",
+]

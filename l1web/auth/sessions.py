@@ -1,0 +1,147 @@
+"""Who is asking: a session cookie or `Authorization: Bearer`, checked against revocations.
+
+Every request that carries credentials reads Redis: the session, then the revocation of the
+token behind it. A Redis error propagates (→ 503); it is never taken as "not revoked".
+"""
+
+from __future__ import annotations
+
+import hashlib
+import logging
+import secrets
+import time
+from dataclasses import dataclass
+from enum import StrEnum
+
+from flask import Response, g, request
+
+from l1web import context
+from l1web.auth import l2
+from l1web.auth.ratelimit import rate_limit
+from l1web.auth.tokens import checked_token, token_hash
+from l1web.context import User
+from l1web.errors import Unauthorized
+from l1web.state.tokens import Session, Verified
+
+log = logging.getLogger(__name__)
+
+#: Bytes of randomness in a session id (256 bits).
+SESSION_ID_BYTES = 32
+#: Cookie name over plain http (development); `__Host-` needs Secure, so https only.
+COOKIE = "l1_session"
+#: Cookie name under https: the prefix pins it to our host, path `/` and Secure.
+SECURE_COOKIE = "__Host-l1_session"
+#: Seconds in the fixed window of the sign-in rate limits.
+AUTH_WINDOW = 60
+
+
+class Via(StrEnum):
+    COOKIE = "cookie"
+    BEARER = "bearer"
+
+
+@dataclass(frozen=True)
+class Auth:
+    """How this request is signed in."""
+
+    username: str
+    token_hash: str
+    via: Via
+    session_hash: str | None = None
+
+
+def secure() -> bool:
+    return context.settings().l1_public_url.startswith("https://")
+
+
+def cookie_name() -> str:
+    return SECURE_COOKIE if secure() else COOKIE
+
+
+def current_auth() -> Auth | None:
+    return g.get("auth")
+
+
+def _sign_in(auth: Auth) -> None:
+    g.auth = auth
+    g.user = User(auth.username, auth.username in context.settings().admin_users)
+
+
+def authenticate_token(token: str) -> tuple[str, Verified]:
+    """(hash, what L2 vouched for) of a token; 400 malformed, 401 invalid or revoked."""
+    token = checked_token(token)
+    digest = token_hash(token)
+    tokens = context.state().tokens
+    if tokens.is_revoked(digest):
+        raise Unauthorized("This token has been revoked; sign in again.")
+    verified = tokens.cached(digest)
+    if verified is None:
+        settings = context.settings()
+        # Every unseen token costs an L2 call; cap them per address so L1 is no amplifier.
+        rate_limit(f"verify:addr:{request.remote_addr}", settings.auth_rate_limit, AUTH_WINDOW)
+        server = l2.pick_l2(token, settings.l2_servers)
+        try:
+            verified = l2.verify(server, token, settings.l1_public_url, settings.l2_timeout)
+        except l2.Invalid as exc:
+            log.info("token refused by L2: %s", exc)
+            raise Unauthorized("This token is not valid on this server; sign in again.") from exc
+        tokens.remember(digest, verified)
+    return digest, verified
+
+
+def bearer_token() -> str | None:
+    scheme, _, value = request.headers.get("Authorization", "").partition(" ")
+    return value.strip() if scheme.lower() == "bearer" else None
+
+
+def load_user() -> None:
+    """Before every request: set `g.user` (and `g.auth`) from Bearer or the session cookie."""
+    # Reset explicitly: under pytest-flask one app context (and `g`) spans many requests.
+    g.user, g.auth, g.drop_cookie = None, None, False
+    if request.endpoint == "static":
+        return
+    token = bearer_token()
+    if token is not None:
+        digest, verified = authenticate_token(token)
+        _sign_in(Auth(verified.username, digest, Via.BEARER))
+        return
+    session_id = request.cookies.get(cookie_name())
+    if not session_id:
+        return
+    session_hash = _session_hash(session_id)
+    tokens = context.state().tokens
+    session = tokens.session(session_hash)
+    if session is None or tokens.is_revoked(session.token_hash):
+        g.drop_cookie = True
+        return
+    _sign_in(Auth(session.username, session.token_hash, Via.COOKIE, session_hash))
+
+
+def _session_hash(session_id: str) -> str:
+    return hashlib.sha256(session_id.encode()).hexdigest()
+
+
+def start_session(digest: str, verified: Verified) -> tuple[str, int]:
+    """A new session for a verified token, ending the request's old one: (id, seconds to live)."""
+    end_session()
+    session_id = secrets.token_urlsafe(SESSION_ID_BYTES)
+    ttl = min(context.settings().session_ttl, verified.expires_at - int(time.time()))
+    context.state().tokens.start_session(_session_hash(session_id), Session(verified.username, digest), ttl)
+    return session_id, ttl
+
+
+def end_session() -> None:
+    """Forget the session this request's cookie names (whatever its state)."""
+    session_id = request.cookies.get(cookie_name())
+    if session_id:
+        context.state().tokens.end_session(_session_hash(session_id))
+
+
+def set_cookie(response: Response, session_id: str, ttl: int) -> None:
+    response.set_cookie(cookie_name(), session_id, max_age=ttl, path="/", secure=secure(),
+                        httponly=True, samesite="Lax")
+
+
+def drop_cookie(response: Response) -> Response:
+    response.delete_cookie(cookie_name(), path="/", secure=secure(), httponly=True, samesite="Lax")
+    return response
