@@ -76,6 +76,18 @@ class Unavailable(L1Error):
     status, code = 503, "unavailable"
 
 
+class BadGateway(L1Error):
+    """An upstream service (L2) answered something unusable."""
+
+    status, code = 502, "bad_gateway"
+
+
+class GatewayTimeout(L1Error):
+    """An upstream service (L2) did not answer in time."""
+
+    status, code = 504, "gateway_timeout"
+
+
 class CorruptItem(L1Error):
     """A stored file's bytes no longer match its name; it has been quarantined."""
 

@@ -11,6 +11,7 @@ MODULES = (
     "home",
     "runs",
     "recipes",
+    "auth",
     "cache",
     "media",
 )
