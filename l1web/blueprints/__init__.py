@@ -9,6 +9,7 @@ from flask import Flask
 #: Blueprint modules, each exposing `bp`; order only matters for the home page.
 MODULES = (
     "home",
+    "effects",
     "runs",
     "recipes",
     "auth",
