@@ -207,3 +207,13 @@ def test_arbitrary_data_never_crashes_the_parser(data):
         validate(parse_dag(data))
     except DagError:
         pass
+
+
+def test_validation_is_idempotent():
+    once = validate(dag(src("a"), src("b"),
+                        {"id": "l", "type": "LAYER", "inputs": ["a", "b"]},
+                        {"id": "q", "type": "SEQUENCE", "config": {"target_size": "explicit",
+                                                                  "width": 64, "height": 48},
+                         "inputs": ["l", "a"]},
+                        {"id": "e", "type": "EFFECT", "config": {"effect": "dog"}, "inputs": ["q"]}))
+    assert validate(once) == once

@@ -81,3 +81,12 @@ def test_video_layer_scales_and_places_an_image(render, media):
 def test_video_layer_ends_with_the_base(render, media):
     out = layer(render, media, "silent", "av", {"scale": 0.5, "opacity": 0.5})
     assert duration(out) == pytest.approx(1.0, abs=0.1)
+
+
+def test_layer_scaled_past_the_pixel_limit_fails_before_resizing(render, media, tmp_path):
+    big = tmp_path / "big.png"
+    Image.new("RGB", (4000, 3000), (1, 2, 3)).save(big)
+    report = render.run([render.source("a", media["image"]), render.source("b", big),
+                         {"id": "l", "type": "LAYER", "config": {"inputs": [{}, {"scale": 3.0}]},
+                          "inputs": ["a", "b"]}])
+    assert report["status"] == "failed" and "over the limit" in report["error"]

@@ -8,7 +8,7 @@ from __future__ import annotations
 
 from l1web.engine.encoding import EVEN_SIZE, video_out
 from l1web.engine.steps import images
-from l1web.engine.steps.job import Job, clip_info, num
+from l1web.engine.steps.job import Job, check_scaled, clip_info, num
 
 #: Our blend mode names → ffmpeg's `blend` filter mode names.
 FFMPEG_MODES = {"add": "addition"}
@@ -22,6 +22,9 @@ def layer(job: Job) -> None:
         return
     graph, base = [], "[0:v]"
     for i, entry in enumerate(job.config["inputs"][1:], start=1):
+        if entry["scale"] > 1:
+            size = clip_info(job.inputs[i])
+            check_scaled(i, size.width, size.height, entry["scale"])
         chain = [f"scale=iw*{num(entry['scale'])}:ih*{num(entry['scale'])}"] * (
             entry["scale"] != 1)
         chain.append("format=rgba")

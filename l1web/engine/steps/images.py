@@ -11,7 +11,7 @@ from collections.abc import Callable
 import numpy as np
 from PIL import Image
 
-from l1web.engine.steps.job import Job
+from l1web.engine.steps.job import Job, check_scaled
 
 Array = np.ndarray
 #: Blend modes on float RGB arrays in 0..255: A is the base, B the layer.
@@ -46,8 +46,10 @@ def layer(job: Job) -> None:
     with Image.open(job.inputs[0]) as im:
         keep_alpha = "A" in im.getbands()
         canvas = im.convert("RGBA")
-    for path, entry in zip(job.inputs[1:], job.config["inputs"][1:], strict=True):
-        with Image.open(path) as im:
+    for index in range(1, len(job.inputs)):
+        entry = job.config["inputs"][index]
+        with Image.open(job.inputs[index]) as im:
+            check_scaled(index, im.width, im.height, entry["scale"])
             _paste(canvas, _prepared(im.convert("RGBA"), entry), entry["position"])
     (canvas if keep_alpha else canvas.convert("RGB")).save(job.out, "PNG")
 

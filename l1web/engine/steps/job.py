@@ -7,7 +7,9 @@ from fractions import Fraction
 from pathlib import Path
 
 from l1web.engine import ffmpeg
+from l1web.engine.errors import StepError
 from l1web.engine.ffmpeg import MEDIA_INPUT_FLAGS
+from l1web.engine.media import MAX_PIXELS
 
 #: Frame rate, in frames per second, assumed when a video does not declare one.
 DEFAULT_FPS = 25.0
@@ -64,6 +66,13 @@ def clip_info(path: Path) -> Clip:
         int(v.get("width") or 0), int(v.get("height") or 0), _fps(v), duration or 0.0,
         video is not None, has_audio, v.get("codec_name", ""), v.get("pix_fmt", ""),
     )
+
+
+def check_scaled(index: int, width: int, height: int, scale: float) -> None:
+    """Refuse a layer that scaling would blow up past the pixel limit."""
+    if width * height * scale * scale > MAX_PIXELS:
+        raise StepError(f"input {index} scaled by {scale:g} would be "
+                        f"{round(width * scale)}x{round(height * scale)} pixels, over the limit")
 
 
 def num(value: float) -> str:
