@@ -8,7 +8,9 @@ from __future__ import annotations
 
 import errno
 import os
+import queue
 import tempfile
+import threading
 from pathlib import Path
 from typing import Protocol
 
@@ -18,6 +20,10 @@ from l1web.store.names import new_hasher
 #: Bytes read from a client or file per loop turn (1 MiB): big enough that the per-call
 #: overhead vanishes next to hashing, small enough that memory stays flat.
 CHUNK = 1024 * 1024
+#: Chunks that may wait between the hashing thread and the writing thread.
+QUEUE_CHUNKS = 4
+#: Bytes written between two flushes to disk while an ingest is still running (64 MiB).
+SYNC_EVERY = 64 * 1024 * 1024
 #: Prefix and suffix of temp files, so a sweep recognises them.
 TEMP_PREFIX, TEMP_SUFFIX = "ingest-", ".part"
 #: errno values that mean "the disk (or the quota) is full".
@@ -35,7 +41,12 @@ def raise_if_full(exc: OSError) -> None:
 
 
 class TempWriter:
-    """A temp file being filled and hashed; `finish` fsyncs it, `discard` removes it."""
+    """A temp file being filled and hashed; `finish` fsyncs it, `discard` removes it.
+
+    Hashing runs in the caller's thread and disk writes in a helper thread (both release the
+    GIL), so an upload costs about max(hash, write) rather than their sum. The queue between
+    them is short, which keeps memory at a few chunks however large the upload.
+    """
 
     def __init__(self, tmp_dir: Path, max_bytes: int | None) -> None:
         fd, name = tempfile.mkstemp(dir=tmp_dir, prefix=TEMP_PREFIX, suffix=TEMP_SUFFIX)
@@ -44,34 +55,60 @@ class TempWriter:
         self.max_bytes = max_bytes
         self.size = 0
         self._hasher = new_hasher()
+        self._queue: queue.Queue[bytes | None] = queue.Queue(maxsize=QUEUE_CHUNKS)
+        self._error: BaseException | None = None
+        self._writer = threading.Thread(target=self._drain, args=(fd,), name="ingest-writer", daemon=True)
+        self._writer.start()
 
     def write(self, data: bytes | bytearray | memoryview) -> None:
+        self._raise_pending()
         self.size += len(data)
         if self.max_bytes is not None and self.size > self.max_bytes:
             raise PayloadTooLarge(f"upload is larger than the limit of {self.max_bytes} bytes",
                                   limit=self.max_bytes)
         self._hasher.update(data)
-        view = memoryview(data)
-        while view:
-            written = self._write(view)
-            view = view[written:]
-
-    def _write(self, view: memoryview) -> int:
-        assert self.fd is not None
-        try:
-            return os.write(self.fd, view)
-        except OSError as exc:
-            raise_if_full(exc)
-            raise
+        self._queue.put(bytes(data))
 
     def copy_from(self, source: Readable, chunk: int = CHUNK) -> None:
         while data := source.read(chunk):
             self.write(data)
 
+    def _drain(self, fd: int) -> None:
+        """The writer thread: write every queued chunk, flushing to disk as it goes."""
+        unsynced = 0
+        while (data := self._queue.get()) is not None:
+            if self._error is not None:
+                continue  # keep draining so the producer never blocks on a full queue
+            try:
+                view = memoryview(data)
+                while view:
+                    view = view[os.write(fd, view):]
+                unsynced += len(data)
+                if unsynced >= SYNC_EVERY:
+                    # Flushing while hashing goes on keeps the final fsync short.
+                    os.fdatasync(fd)
+                    unsynced = 0
+            except BaseException as exc:  # noqa: BLE001 - handed to the producer thread
+                self._error = exc
+
+    def _stop_writer(self) -> None:
+        if self._writer.is_alive():
+            self._queue.put(None)
+            self._writer.join()
+
+    def _raise_pending(self) -> None:
+        if self._error is not None:
+            error, self._error = self._error, None
+            if isinstance(error, OSError):
+                raise_if_full(error)
+            raise error
+
     def finish(self) -> str:
         """Flush the bytes to disk and close; the digest of everything written."""
         assert self.fd is not None
+        self._stop_writer()
         try:
+            self._raise_pending()
             os.fsync(self.fd)
         except OSError as exc:
             raise_if_full(exc)
@@ -82,6 +119,8 @@ class TempWriter:
         return self._hasher.hexdigest()
 
     def discard(self) -> None:
+        self._stop_writer()
+        self._error = None
         if self.fd is not None:
             os.close(self.fd)
             self.fd = None
