@@ -52,6 +52,7 @@ def main(argv: list[str] | None = None) -> int:
     start_l2 = not args.no_l2 and (ROOT / "devl2").is_dir()
     if start_l2 and not settings.l2_servers:
         env["L2_SERVER"] = l2_url
+    _samples(settings.with_changes(redis_url=env.get("REDIS_URL", settings.redis_url)))
     children: list[tuple[str, subprocess.Popen]] = []
     try:
         if start_l2:
@@ -61,13 +62,15 @@ def main(argv: list[str] | None = None) -> int:
             proc = python_process(["worker.py", "--name", f"l1-worker-{os.getpid()}-{index}"], env,
                                   log=logs / f"worker-{index}.log")
             children.append((f"worker {index}", proc))
-        children.append(("web", python_process(["app.py"], env)))
+        children.append(("web", python_process(["app.py"], env, log=logs / "web.log")))
         url = f"http://{settings.host}:{settings.port}"
         wait_for(lambda: _http_ok(url + "/healthz") or _http_ok(url + "/"), what="the web server", timeout=30)
         print(f"\nL1 is running at {url}", flush=True)
         if start_l2:
             print(f"Development L2 (sign in here): {l2_url}", flush=True)
-        print("Render the sample:  .venv/bin/python render.py dog cat --sync", flush=True)
+        print("Render the sample:  export L1_TOKEN=$(.venv/bin/python -m devl2 token alice --l1 "
+              f"{settings.l1_public_url})", flush=True)
+        print("                    .venv/bin/python render.py dog cat --sync", flush=True)
         print(f"Logs: {logs}    Stop: Ctrl-C\n", flush=True)
         return _watch(children)
     except KeyboardInterrupt:
@@ -78,6 +81,17 @@ def main(argv: list[str] | None = None) -> int:
         if own_redis is not None:
             own_redis.stop()
         print("Stopped everything L1 started.", flush=True)
+
+
+def _samples(settings: Settings) -> None:
+    """Generate and register the sample assets (`cat`, `testvideo`) unless they exist."""
+    from l1web.samples import ensure_samples
+    from l1web.state import StateManager
+    from l1web.store import ContentStore
+
+    state = StateManager.from_url(settings.redis_url)
+    found = ensure_samples(ContentStore(settings.cache_dir, state.cache), state.cache)
+    print("Sample assets: " + ", ".join(f"{name} {digest[:12]}…" for name, digest in found.items()), flush=True)
 
 
 def _watch(children: list[tuple[str, subprocess.Popen]]) -> int:
