@@ -13,9 +13,9 @@ from pathlib import Path
 import pytest
 import redis
 
-from devl2.testing import LiveL2, SignedInClient, sign_in
+from devl2.testing import LiveL2, LiveServer, SignedInClient, sign_in
 from l1web import create_app
-from l1web.services import RedisServer, python_process, stop_process
+from l1web.services import RedisServer, free_port, python_process, stop_process
 from l1web.settings import Settings
 from l1web.state import StateManager, connect
 
@@ -121,3 +121,14 @@ def bob_client(app, dev_l2: LiveL2) -> SignedInClient:
 def admin_client(app, dev_l2: LiveL2) -> SignedInClient:
     """Signed in as `admin`, who is in ADMIN_USERS."""
     return sign_in(app, dev_l2, "admin")
+
+
+@pytest.fixture()
+def live_l1(settings: Settings, state: StateManager, dev_l2: LiveL2) -> Iterator[LiveServer]:
+    """L1 served over real HTTP on a free port (`live_l1.url`), which dev L2 users may attach."""
+    port = free_port()
+    url = f"http://127.0.0.1:{port}"
+    server = LiveServer(create_app(settings.with_changes(l1_public_url=url), state=state), port)
+    dev_l2.allow(url)
+    yield server
+    server.stop()
