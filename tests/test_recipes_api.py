@@ -4,10 +4,8 @@ import io
 
 import pytest
 import rq
-from flask import g
 from PIL import Image
 
-from l1web.context import User
 from l1web.recipes import MAX_RECIPE_BYTES, parse_recipe
 
 JSON = {"Accept": "application/json"}
@@ -42,31 +40,6 @@ HOSTILE = {
 }
 
 
-@pytest.fixture()
-def sign_in(app):
-    """Sign in as someone by setting `g.user` right after the sign-in layer loads (or not) a user."""
-    who: dict = {}
-
-    def load_test_user() -> None:
-        if who:
-            g.user = User(**who)
-
-    hooks = app.before_request_funcs.setdefault(None, [])
-    names = [getattr(f, "__name__", "") for f in hooks]
-    hooks.insert(names.index("load_user") + 1 if "load_user" in names else 0, load_test_user)
-
-    def sign_in_as(name: str = "alice", is_admin: bool = False) -> None:
-        who.clear()
-        who.update(name=name, is_admin=is_admin)
-
-    return sign_in_as
-
-
-@pytest.fixture()
-def alice(sign_in):
-    sign_in("alice")
-
-
 def queued(app) -> int:
     return rq.Queue("runs", connection=app.extensions["l1"].rq_connection).count
 
@@ -77,12 +50,12 @@ def put_image(app, owner="alice") -> str:
     return app.extensions["l1"].store.put_bytes(buffer.getvalue(), source="upload", owner=owner).digest
 
 
-def upload(client, text=RECIPE):
-    return client.post("/configs/upload", data=text.encode(), headers=YAML)
+def upload(alice_client, text=RECIPE):
+    return alice_client.post("/configs/upload", data=text.encode(), headers=YAML)
 
 
-def test_uploading_yaml_stores_the_recipe_under_its_canonical_id(client, alice):
-    response = upload(client)
+def test_uploading_yaml_stores_the_recipe_under_its_canonical_id(alice_client):
+    response = upload(alice_client)
     assert response.status_code == 201
     body = response.json
     assert body["id"] == parse_recipe(RECIPE).id
@@ -90,110 +63,106 @@ def test_uploading_yaml_stores_the_recipe_under_its_canonical_id(client, alice):
     assert body["links"]["page"] == f"/recipe/{body['id']}"
 
 
-def test_uploading_the_same_recipe_again_is_not_a_new_one(client, alice):
-    first = upload(client)
+def test_uploading_the_same_recipe_again_is_not_a_new_one(alice_client):
+    first = upload(alice_client)
     respelled = RECIPE.replace('"1.0"', "'1.0'")
-    again = upload(client, respelled)
+    again = upload(alice_client, respelled)
     assert (first.status_code, again.status_code) == (201, 200)
     assert again.json["id"] == first.json["id"]
 
 
-def test_uploading_a_file_in_a_multipart_form(client, alice):
-    response = client.post("/configs/upload", headers=JSON,
+def test_uploading_a_file_in_a_multipart_form(alice_client):
+    response = alice_client.post("/configs/upload", headers=JSON,
                            data={"file": (io.BytesIO(RECIPE.encode()), "invert.yaml")})
     assert response.status_code == 201 and response.json["name"] == "invert-it"
 
 
 @pytest.mark.parametrize("case", sorted(HOSTILE))
-def test_hostile_recipes_are_refused_with_a_message_and_nothing_changes(app, client, alice, redis_client, case):
+def test_hostile_recipes_are_refused_with_a_message_and_nothing_changes(app, alice_client, redis_client, case):
     text, expected = HOSTILE[case]
     before = set(redis_client.keys("*"))
-    response = upload(client, text)
+    response = upload(alice_client, text)
     assert response.status_code == 400
     assert expected in response.json["message"]
     assert set(redis_client.keys("*")) == before
     assert queued(app) == 0
 
 
-def test_a_syntax_error_reports_line_and_column(client, alice):
-    body = upload(client, HOSTILE["syntax error"][0]).json
+def test_a_syntax_error_reports_line_and_column(alice_client):
+    body = upload(alice_client, HOSTILE["syntax error"][0]).json
     assert (body["line"], body["column"]) == (3, 1)
 
 
-def test_a_validation_error_names_the_node_and_field(client, alice):
-    body = upload(client, HOSTILE["unknown type"][0]).json
+def test_a_validation_error_names_the_node_and_field(alice_client):
+    body = upload(alice_client, HOSTILE["unknown type"][0]).json
     assert (body["node"], body["field"]) == ("flip", "type")
 
 
-def test_the_python_tag_is_never_constructed(client, alice, tmp_path):
+def test_the_python_tag_is_never_constructed(alice_client, tmp_path):
     marker = tmp_path / "pwned"
     text = f"name: !!python/object/apply:os.system ['touch {marker}']\n"
-    assert upload(client, text).status_code == 400
+    assert upload(alice_client, text).status_code == 400
     assert not marker.exists()
 
 
-def test_listing_shows_the_users_recipes(client, sign_in):
-    sign_in("bob")
-    upload(client, RECIPE.replace("invert-it", "bobs"))
-    sign_in("alice")
-    config_id = upload(client).json["id"]
-    body = client.get("/configs", headers=JSON).json
+def test_listing_shows_the_users_recipes(alice_client, bob_client):
+    upload(bob_client, RECIPE.replace("invert-it", "bobs"))
+    config_id = upload(alice_client).json["id"]
+    body = alice_client.get("/configs", headers=JSON).json
     assert [c["id"] for c in body["configs"]] == [config_id] and body["total"] == 1
 
 
-def test_reading_a_recipe_includes_its_yaml_and_canonical_form(client, alice):
-    config_id = upload(client).json["id"]
-    body = client.get(f"/configs/{config_id}", headers=JSON).json
+def test_reading_a_recipe_includes_its_yaml_and_canonical_form(alice_client):
+    config_id = upload(alice_client).json["id"]
+    body = alice_client.get(f"/configs/{config_id}", headers=JSON).json
     assert body["yaml"] == RECIPE
     assert body["recipe"]["dag"]["output"] == "flip"
 
 
-def test_someone_elses_recipe_is_not_found(client, sign_in):
-    sign_in("bob")
-    config_id = upload(client).json["id"]
-    sign_in("alice")
+def test_someone_elses_recipe_is_not_found(alice_client, bob_client):
+    config_id = upload(bob_client).json["id"]
     for method, path in [("get", ""), ("delete", ""), ("post", "/run")]:
         kwargs = {"json": {"inputs": {}}} if method == "post" else {"headers": JSON}
-        response = getattr(client, method)(f"/configs/{config_id}{path}", **kwargs)
+        response = getattr(alice_client, method)(f"/configs/{config_id}{path}", **kwargs)
         assert response.status_code == 404, (method, path)
 
 
 @pytest.mark.parametrize("config_id", ["0" * 64, "../../etc/passwd", "x" * 300])
-def test_unknown_or_malformed_ids_are_not_found(client, alice, config_id):
-    assert client.get(f"/configs/{config_id}", headers=JSON).status_code == 404
+def test_unknown_or_malformed_ids_are_not_found(alice_client, config_id):
+    assert alice_client.get(f"/configs/{config_id}", headers=JSON).status_code == 404
 
 
-def test_deleting_an_unused_recipe(client, alice):
-    config_id = upload(client).json["id"]
-    response = client.delete(f"/configs/{config_id}", headers=JSON)
+def test_deleting_an_unused_recipe(alice_client):
+    config_id = upload(alice_client).json["id"]
+    response = alice_client.delete(f"/configs/{config_id}", headers=JSON)
     assert response.status_code == 200 and response.json["deleted"] is True
-    assert client.get(f"/configs/{config_id}", headers=JSON).status_code == 404
+    assert alice_client.get(f"/configs/{config_id}", headers=JSON).status_code == 404
 
 
-def test_deleting_a_recipe_in_use_is_refused_naming_the_runs(app, client, alice):
-    config_id = upload(client).json["id"]
-    run_id = client.post(f"/configs/{config_id}/run", json={"inputs": {"input_image": put_image(app)}}).json["id"]
-    response = client.delete(f"/configs/{config_id}", headers=JSON)
+def test_deleting_a_recipe_in_use_is_refused_naming_the_runs(app, alice_client):
+    config_id = upload(alice_client).json["id"]
+    run_id = alice_client.post(f"/configs/{config_id}/run", json={"inputs": {"input_image": put_image(app)}}).json["id"]
+    response = alice_client.delete(f"/configs/{config_id}", headers=JSON)
     assert response.status_code == 409
     assert run_id[:12] in response.json["message"] and response.json["runs"] == [run_id]
 
 
-def test_running_a_recipe_by_id_starts_a_run(app, client, alice):
-    config_id = upload(client).json["id"]
+def test_running_a_recipe_by_id_starts_a_run(app, alice_client):
+    config_id = upload(alice_client).json["id"]
     digest = put_image(app)
-    response = client.post(f"/configs/{config_id}/run", json={"inputs": {"input_image": digest},
+    response = alice_client.post(f"/configs/{config_id}/run", json={"inputs": {"input_image": digest},
                                                               "output_name": "flipped"})
     assert response.status_code == 201
     body = response.json
     assert body["config_id"] == config_id and body["input_hashes"] == {"input_image": digest}
     assert body["output_name"] == "flipped" and queued(app) == 1
-    again = client.post(f"/configs/{config_id}/run", json={"inputs": {"input_image": digest}})
+    again = alice_client.post(f"/configs/{config_id}/run", json={"inputs": {"input_image": digest}})
     assert again.status_code == 200 and again.json["id"] == body["id"] and queued(app) == 1
 
 
-def test_a_recipe_can_be_run_by_name_through_post_runs(app, client, alice):
-    config_id = upload(client).json["id"]
-    response = client.post("/runs", json={"recipe": "invert-it", "inputs": [put_image(app)]})
+def test_a_recipe_can_be_run_by_name_through_post_runs(app, alice_client):
+    config_id = upload(alice_client).json["id"]
+    response = alice_client.post("/runs", json={"recipe": "invert-it", "inputs": [put_image(app)]})
     assert response.status_code == 201 and response.json["config_id"] == config_id
 
 
@@ -204,22 +173,22 @@ def test_a_recipe_can_be_run_by_name_through_post_runs(app, client, alice):
     ({"inputs": {"input_image": "x"}, "recipe": "invert"}, 400),
     ({"inputs": {"input_image": "x"}, "bogus": 1}, 400),
 ])
-def test_bad_run_requests_enqueue_nothing(app, client, alice, redis_client, body, status):
-    config_id = upload(client).json["id"]
+def test_bad_run_requests_enqueue_nothing(app, alice_client, redis_client, body, status):
+    config_id = upload(alice_client).json["id"]
     put_image(app)
     before = set(redis_client.keys("*"))
-    response = client.post(f"/configs/{config_id}/run", json=body)
+    response = alice_client.post(f"/configs/{config_id}/run", json=body)
     assert response.status_code == status and response.json["message"]
     assert queued(app) == 0
     assert set(redis_client.keys("*")) == before
 
 
-def test_running_an_unknown_recipe_is_not_found(app, client, alice):
-    response = client.post(f"/configs/{'0' * 64}/run", json={"inputs": {}})
+def test_running_an_unknown_recipe_is_not_found(app, alice_client):
+    response = alice_client.post(f"/configs/{'0' * 64}/run", json={"inputs": {}})
     assert response.status_code == 404 and queued(app) == 0
 
 
-def test_anonymous_clients_cannot_upload(client, redis_client):
+def test_anonymous_clients_cannot_upload(app, redis_client):
     before = set(redis_client.keys("*"))
-    assert upload(client).status_code == 401
+    assert upload(app.test_client()).status_code == 401
     assert set(redis_client.keys("*")) == before

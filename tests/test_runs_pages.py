@@ -5,40 +5,13 @@ import re
 import subprocess
 
 import pytest
-from flask import g
 from PIL import Image
 
-from l1web.context import User
 from l1web.engine.canonical import sha3_json
 from l1web.runs.model import RunStatus, StepStatus
 
 HTML = {"Accept": "text/html"}
 POLL = re.compile(r'hx-trigger="every \d+s"')
-
-
-@pytest.fixture()
-def sign_in(app):
-    """Sign in as someone by setting `g.user` right after the sign-in layer loads (or not) a user."""
-    who: dict = {}
-
-    def load_test_user() -> None:
-        if who:
-            g.user = User(**who)
-
-    hooks = app.before_request_funcs.setdefault(None, [])
-    names = [getattr(f, "__name__", "") for f in hooks]
-    hooks.insert(names.index("load_user") + 1 if "load_user" in names else 0, load_test_user)
-
-    def sign_in_as(name: str = "alice", is_admin: bool = False) -> None:
-        who.clear()
-        who.update(name=name, is_admin=is_admin)
-
-    return sign_in_as
-
-
-@pytest.fixture()
-def alice(sign_in):
-    sign_in("alice")
 
 
 STEPS = [
@@ -83,9 +56,9 @@ def text(response) -> str:
 
 # /run/<id> ------------------------------------------------------------------------------------
 @pytest.mark.parametrize("status", list(RunStatus))
-def test_the_run_page_renders_for_every_status(client, state, alice, status):
+def test_the_run_page_renders_for_every_status(alice_client, state, status):
     run = make_run(state, status=status, error="it broke" if status == RunStatus.FAILED else "")
-    response = client.get(f"/run/{run['id']}", headers=HTML)
+    response = alice_client.get(f"/run/{run['id']}", headers=HTML)
     assert response.status_code == 200
     page = text(response)
     assert f'<span class="status {status}">{status}</span>' in page
@@ -94,32 +67,32 @@ def test_the_run_page_renders_for_every_status(client, state, alice, status):
 
 
 @pytest.mark.parametrize("status", [RunStatus.PENDING, RunStatus.RUNNING])
-def test_a_live_runs_fragment_polls_every_second(client, state, alice, status):
+def test_a_live_runs_fragment_polls_every_second(alice_client, state, status):
     run = make_run(state, status=status)
-    fragment = text(client.get(f"/run/{run['id']}/fragment", headers=HTML))
+    fragment = text(alice_client.get(f"/run/{run['id']}/fragment", headers=HTML))
     assert f'hx-get="/run/{run["id"]}/fragment"' in fragment
     assert 'hx-trigger="every 1s"' in fragment and 'hx-swap="outerHTML"' in fragment
     assert "<html" not in fragment
 
 
 @pytest.mark.parametrize("status", [RunStatus.COMPLETED, RunStatus.FAILED, RunStatus.CANCELLED])
-def test_a_finished_runs_fragment_does_not_poll(client, state, alice, status):
+def test_a_finished_runs_fragment_does_not_poll(alice_client, state, status):
     run = make_run(state, status=status, step_states=["cached", "completed", "completed", "completed"])
-    fragment = text(client.get(f"/run/{run['id']}/fragment", headers=HTML))
-    page = text(client.get(f"/run/{run['id']}", headers=HTML))
+    fragment = text(alice_client.get(f"/run/{run['id']}/fragment", headers=HTML))
+    page = text(alice_client.get(f"/run/{run['id']}", headers=HTML))
     for html in (fragment, page):
         assert "hx-trigger" not in html and "hx-get" not in html
 
 
-def test_the_page_includes_the_same_fragment_the_fragment_route_returns(client, state, alice):
+def test_the_page_includes_the_same_fragment_the_fragment_route_returns(alice_client, state):
     run = make_run(state)
-    fragment = text(client.get(f"/run/{run['id']}/fragment", headers=HTML)).strip()
-    assert fragment in text(client.get(f"/run/{run['id']}", headers=HTML))
+    fragment = text(alice_client.get(f"/run/{run['id']}/fragment", headers=HTML)).strip()
+    assert fragment in text(alice_client.get(f"/run/{run['id']}", headers=HTML))
 
 
-def test_the_dag_shows_each_steps_state_and_progress(client, state, alice):
+def test_the_dag_shows_each_steps_state_and_progress(alice_client, state):
     run = make_run(state)
-    page = text(client.get(f"/run/{run['id']}", headers=HTML))
+    page = text(alice_client.get(f"/run/{run['id']}", headers=HTML))
     for step_id, status in [("input", "cached"), ("blurred", "completed"), ("inverted", "running"),
                             ("joined", "pending")]:
         assert f"<title>{step_id} (" in page and f"): {status}</title>" in page
@@ -128,43 +101,43 @@ def test_the_dag_shows_each_steps_state_and_progress(client, state, alice):
     assert '<progress max="4" value="2"' in page and "2 of 4 steps done" in page
 
 
-def test_a_run_not_yet_planned_draws_its_recipes_dag_as_pending(client, state, alice):
+def test_a_run_not_yet_planned_draws_its_recipes_dag_as_pending(alice_client, state):
     recipe = {"dag": {"nodes": [{"id": "src", "type": "SOURCE", "inputs": []},
                                 {"id": "fx", "type": "EFFECT", "inputs": ["src"]}], "output": "fx"}}
     run = {"id": "e" * 64, "status": RunStatus.PENDING, "created": 1.0, "owner": "alice", "recipe_name": "r",
            "recipe": recipe, "input_hashes": {}}
     state.runs.create(run)
-    page = text(client.get(f"/run/{'e' * 64}", headers=HTML))
+    page = text(alice_client.get(f"/run/{'e' * 64}", headers=HTML))
     assert "<title>fx (EFFECT): pending</title>" in page and "planning" in page
 
 
-def test_markup_in_names_and_errors_is_escaped(client, state, alice):
+def test_markup_in_names_and_errors_is_escaped(alice_client, state):
     run = make_run(state, status=RunStatus.FAILED, recipe_name="<script>alert(1)</script>",
                    output_name="<b>bold</b>", error='<img src=x onerror="alert(2)">',
                    step_states=["cached", "failed", "skipped", "skipped"])
     state.runs.update_step(run["id"], "blurred", error="<i>bad</i>")
-    page = text(client.get(f"/run/{run['id']}", headers=HTML))
+    page = text(alice_client.get(f"/run/{run['id']}", headers=HTML))
     assert "<script>alert(1)" not in page and "&lt;script&gt;alert(1)" in page
     assert "<b>bold" not in page and '<img src=x' not in page and "<i>bad" not in page
     assert "&lt;i&gt;bad&lt;/i&gt;" in page
 
 
-def test_a_completed_image_run_previews_its_output(app, client, state, alice):
+def test_a_completed_image_run_previews_its_output(app, alice_client, state):
     digest = put(app, png(), "out.png")
     record = {"task_id": "x"}
     run = make_run(state, status=RunStatus.COMPLETED, output_hash=digest, provenance=record,
                    step_states=["cached", "completed", "completed", "completed"])
-    page = text(client.get(f"/run/{run['id']}", headers=HTML))
+    page = text(alice_client.get(f"/run/{run['id']}", headers=HTML))
     assert f'<img src="/cache/{digest}?inline=1"' in page and 'width="64" height="48"' in page
     assert f'href="/runs/{run["id"]}/provenance"' in page
     assert f'href="/runs/{run["id"]}/provenance?download=1"' in page
 
 
-def test_a_completed_video_run_shows_a_player(app, client, state, alice, tmp_path):
+def test_a_completed_video_run_shows_a_player(app, alice_client, state, tmp_path):
     digest = put(app, mp4(tmp_path), "out.mp4")
     run = make_run(state, status=RunStatus.COMPLETED, output_hash=digest,
                    step_states=["cached", "completed", "completed", "completed"])
-    page = text(client.get(f"/run/{run['id']}", headers=HTML))
+    page = text(alice_client.get(f"/run/{run['id']}", headers=HTML))
     assert f'<video controls preload="metadata" src="/cache/{digest}?inline=1"' in page
 
 
@@ -176,92 +149,103 @@ def test_a_completed_video_run_shows_a_player(app, client, state, alice, tmp_pat
     (RunStatus.COMPLETED, {}, ["delete"]),
     (RunStatus.COMPLETED, {"published": "1"}, []),
 ])
-def test_the_actions_offered_fit_the_status(client, state, alice, status, extra, actions):
+def test_the_actions_offered_fit_the_status(alice_client, state, status, extra, actions):
     run = make_run(state, status=status, **extra)
-    page = text(client.get(f"/run/{run['id']}", headers=HTML))
+    page = text(alice_client.get(f"/run/{run['id']}", headers=HTML))
     offered = re.findall(rf'action="/run/{run["id"]}/(\w+)"', page)
     assert offered == actions
 
 
-def test_cancel_button_posts_then_redirects_back(client, state, alice):
+def test_cancel_button_posts_then_redirects_back(alice_client, state):
     run = make_run(state)
-    response = client.post(f"/run/{run['id']}/cancel", headers=HTML)
+    response = alice_client.post(f"/run/{run['id']}/cancel", headers=HTML)
     assert response.status_code == 303 and response.location == f"/run/{run['id']}"
     assert state.runs.get(run["id"])["status"] == RunStatus.CANCELLED
     assert state.runs.step_states(run["id"])["joined"]["status"] == StepStatus.SKIPPED
-    assert "Run cancelled." in text(client.get(response.location, headers=HTML))
+    assert "Run cancelled." in text(alice_client.get(response.location, headers=HTML))
 
 
-def test_delete_button_goes_back_to_the_list(client, state, alice):
+def test_delete_button_goes_back_to_the_list(alice_client, state):
     run = make_run(state, status=RunStatus.FAILED)
-    response = client.post(f"/run/{run['id']}/delete", headers=HTML)
+    response = alice_client.post(f"/run/{run['id']}/delete", headers=HTML)
     assert response.status_code == 303 and response.location == "/runs"
     assert state.runs.get(run["id"]) is None
 
 
-def test_a_refused_action_is_shown_as_a_message_on_the_run_page(client, state, alice):
+def test_a_refused_action_is_shown_as_a_message_on_the_run_page(alice_client, state):
     run = make_run(state, status=RunStatus.COMPLETED)
-    response = client.post(f"/run/{run['id']}/rerun", headers=HTML, follow_redirects=True)
+    response = alice_client.post(f"/run/{run['id']}/rerun", headers=HTML, follow_redirects=True)
     assert response.status_code == 200
     assert "only failed or cancelled runs can be re-run" in text(response)
 
 
-def test_unknown_actions_are_refused(client, state, alice):
+def test_unknown_actions_are_refused(alice_client, state):
     run = make_run(state, status=RunStatus.FAILED)
-    assert client.post(f"/run/{run['id']}/explode", headers=HTML).status_code == 400
+    assert alice_client.post(f"/run/{run['id']}/explode", headers=HTML).status_code == 400
 
 
-def test_someone_elses_run_page_is_not_found(client, state, alice):
+def test_someone_elses_run_page_is_not_found(alice_client, state):
     run = make_run(state, owner="bob")
     for path in ("", "/fragment"):
-        assert client.get(f"/run/{run['id']}{path}", headers=HTML).status_code == 404
-    assert client.post(f"/run/{run['id']}/delete", headers=HTML).status_code == 404
+        assert alice_client.get(f"/run/{run['id']}{path}", headers=HTML).status_code == 404
+    assert alice_client.post(f"/run/{run['id']}/delete", headers=HTML).status_code == 404
     assert state.runs.get(run["id"]) is not None
 
 
 # /runs ----------------------------------------------------------------------------------------
 @pytest.mark.parametrize("status", list(RunStatus))
-def test_the_runs_page_lists_runs_of_every_status(client, state, alice, status):
+def test_the_runs_page_lists_runs_of_every_status(alice_client, state, status):
     run = make_run(state, status=status)
-    page = text(client.get("/runs", headers=HTML))
+    page = text(alice_client.get("/runs", headers=HTML))
     assert f'href="/run/{run["id"]}"' in page and f'<span class="status {status}">' in page
 
 
-def test_the_runs_list_polls_only_while_a_listed_run_is_live(client, state, alice):
+def test_the_runs_list_polls_only_while_a_listed_run_is_live(alice_client, state):
     make_run(state, status=RunStatus.COMPLETED, seed="1")
-    assert not POLL.search(text(client.get("/runs/fragment", headers=HTML)))
-    assert not POLL.search(text(client.get("/runs", headers=HTML)))
+    assert not POLL.search(text(alice_client.get("/runs/fragment", headers=HTML)))
+    assert not POLL.search(text(alice_client.get("/runs", headers=HTML)))
     make_run(state, status=RunStatus.RUNNING, seed="2")
-    fragment = text(client.get("/runs/fragment", headers=HTML))
+    fragment = text(alice_client.get("/runs/fragment", headers=HTML))
     assert 'hx-get="/runs/fragment"' in fragment and 'hx-trigger="every 2s"' in fragment
-    assert 'hx-trigger="every 2s"' in text(client.get("/runs", headers=HTML))
+    assert 'hx-trigger="every 2s"' in text(alice_client.get("/runs", headers=HTML))
 
 
-def test_the_runs_list_filters_by_status_and_the_fragment_keeps_the_filter(client, state, alice):
+def test_the_runs_list_filters_by_status_and_the_fragment_keeps_the_filter(alice_client, state):
     failed = make_run(state, status=RunStatus.FAILED, seed="1")
     running = make_run(state, status=RunStatus.RUNNING, seed="2")
-    page = text(client.get("/runs?status=failed", headers=HTML))
+    page = text(alice_client.get("/runs?status=failed", headers=HTML))
     assert failed["id"] in page and running["id"] not in page
-    page = text(client.get("/runs?status=running", headers=HTML))
+    page = text(alice_client.get("/runs?status=running", headers=HTML))
     assert 'hx-get="/runs/fragment?status=running"' in page
     assert '<option value="running" selected>' in page
 
 
-def test_the_runs_list_pages_newest_first(client, state, alice):
+def test_the_runs_list_pages_newest_first(alice_client, state):
     runs = [make_run(state, status=RunStatus.COMPLETED, seed=str(i)) for i in range(5)]
-    page = text(client.get("/runs?limit=2", headers=HTML))
+    page = text(alice_client.get("/runs?limit=2", headers=HTML))
     assert page.index(runs[4]["id"]) < page.index(runs[3]["id"]) and runs[2]["id"] not in page
     assert 'href="/runs?limit=2&amp;offset=2" rel="next"' in page
-    page = text(client.get("/runs?limit=2&offset=2", headers=HTML))
+    page = text(alice_client.get("/runs?limit=2&offset=2", headers=HTML))
     assert 'href="/runs?limit=2" rel="prev"' in page
 
 
-def test_the_runs_page_shows_only_the_users_runs(client, state, alice):
+def test_the_runs_page_shows_only_the_users_runs(alice_client, state):
     bobs = make_run(state, owner="bob")
-    page = text(client.get("/runs", headers=HTML))
+    page = text(alice_client.get("/runs", headers=HTML))
     assert bobs["id"] not in page and "No runs" in page
 
 
-def test_the_runs_page_needs_sign_in(client):
-    response = client.get("/runs", headers=HTML)
-    assert response.status_code in (302, 401)
+def test_the_runs_page_sends_anonymous_browsers_to_sign_in(app):
+    response = app.test_client().get("/runs", headers=HTML)
+    assert response.status_code == 302 and response.location.startswith("/login")
+
+
+def test_the_run_pages_action_forms_carry_the_csrf_token(alice_client, state):
+    run = make_run(state, status=RunStatus.FAILED)
+    page = text(alice_client.get(f"/run/{run['id']}", headers=HTML))
+    forms = re.findall(rf'action="/run/{run["id"]}/\w+"[^>]*>\s*<input type="hidden" name="csrf_token" '
+                       rf'value="{alice_client.csrf}">', page)
+    assert len(forms) == 2  # re-run and delete
+    alice_client.csrf = ""
+    assert alice_client.post(f"/run/{run['id']}/delete", headers=HTML).status_code == 403
+    assert state.runs.get(run["id"]) is not None
