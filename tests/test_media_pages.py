@@ -135,6 +135,8 @@ def test_delete_with_htmx_removes_the_card(client):
 
 
 def test_deleting_a_sample_shows_why_it_is_refused(admin_client, sample_assets):
+    html = admin_client.get("/media", headers=HTML).data.decode()
+    assert 'title="The named asset cat needs it"' in html
     response = admin_client.post(f"/media/{sample_assets['cat']}/delete", headers=HTMX)
     assert response.status_code == 409 and "asset:cat" in response.data.decode()
 
