@@ -188,3 +188,18 @@ def test_the_access_log_never_shows_the_token(app, dev_l2, caplog):
     request_lines = [r.getMessage() for r in caplog.records if r.name == "werkzeug"]
     assert any("/auth?auth_token=[redacted]" in line for line in request_lines)
     assert not any(token in r.getMessage() for r in caplog.records)
+
+
+def test_run_submission_limit_counts_per_user_and_per_address(app):
+    from l1web.auth import limit_run_submission
+
+    app.extensions["l1"].settings = app.extensions["l1"].settings.with_changes(run_rate_limit=1)
+    with app.test_request_context(environ_base={"REMOTE_ADDR": "10.0.0.1"}):
+        g.user = User("alice")
+        limit_run_submission()
+        with pytest.raises(TooManyRequests):
+            limit_run_submission()
+    with app.test_request_context(environ_base={"REMOTE_ADDR": "10.0.0.2"}):
+        g.user = User("alice")  # same user from another address is still limited
+        with pytest.raises(TooManyRequests):
+            limit_run_submission()
