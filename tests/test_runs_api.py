@@ -208,3 +208,17 @@ def test_provenance_of_an_unfinished_run_is_a_conflict(alice_client, state):
     run = make_run(state, status=RunStatus.RUNNING)
     response = alice_client.get(f"/runs/{run['id']}/provenance", headers=JSON)
     assert response.status_code == 409 and "running" in response.json["message"]
+
+
+def test_run_submission_is_rate_limited_per_user_and_changes_nothing_when_refused(app, alice_client):
+    app.extensions["l1"].settings = app.extensions["l1"].settings.with_changes(run_rate_limit=1)
+    first, second = put_image(app), put_image(app, colour=(10, 200, 10))
+    assert alice_client.post("/runs", json={"recipe": "invert", "inputs": [first]}).status_code == 201
+    refused = alice_client.post("/runs", json={"recipe": "invert", "inputs": [second]})
+    assert refused.status_code == 429
+    assert "Too many requests" in refused.json["message"]
+    assert queued(app) == 1
+    assert app.extensions["l1"].state.runs.page()[1] == 1
+    # Asking for a run that already exists enqueues nothing, so it is never refused.
+    again = alice_client.post("/runs", json={"recipe": "invert", "inputs": [first]})
+    assert again.status_code == 200

@@ -9,6 +9,7 @@ from __future__ import annotations
 from flask import Blueprint, flash, jsonify, redirect, render_template, request, url_for
 
 from l1web import context, dagsvg
+from l1web.auth import limit_run_submission
 from l1web.blueprints.runs import current, json_body, run_response
 from l1web.context import User
 from l1web.errors import BadRequest, Conflict, Forbidden, L1Error, NotFound
@@ -75,7 +76,8 @@ def run_recipe(config_id: str, body: dict, user: User) -> tuple[dict, bool]:
     lookup(config_id, user)
     if "recipe" in body:
         raise BadRequest("unknown field 'recipe': the recipe is the one in the URL", field="recipe")
-    return context.runs().submit(Submission.from_json({**body, "recipe": config_id}), user)
+    return context.runs().submit(Submission.from_json({**body, "recipe": config_id}), user,
+                                 admit=limit_run_submission)
 
 
 def config_json(config: dict, user: User, *, full: bool = False) -> dict:

@@ -7,10 +7,12 @@ API clients get JSON (`wants_json`); browsers get pages that work as plain links
 from __future__ import annotations
 
 from datetime import UTC, datetime
+from functools import partial
 
 from flask import Blueprint, Response, flash, jsonify, redirect, render_template, request, url_for
 
 from l1web import context, dagsvg
+from l1web.auth import limit_run_submission
 from l1web.context import User
 from l1web.errors import BadRequest, Conflict, L1Error, PayloadTooLarge, Unauthorized, wants_json
 from l1web.runs.model import RunStatus, StepStatus
@@ -102,7 +104,7 @@ def list_args(user: User) -> dict:
 # JSON API -------------------------------------------------------------------------------------
 @bp.post("/runs")
 def submit():
-    run, created = context.runs().submit(Submission.from_json(json_body()), current())
+    run, created = context.runs().submit(Submission.from_json(json_body()), current(), admit=limit_run_submission)
     return run_response(run, 201 if created else 200)
 
 
@@ -142,7 +144,7 @@ def cancel(run_id: str):
 
 @bp.post("/runs/<run_id>/rerun")
 def rerun(run_id: str):
-    return run_response(context.runs().rerun(run_id, current()))
+    return run_response(context.runs().rerun(run_id, current(), admit=limit_run_submission))
 
 
 @bp.get("/runs/<run_id>/provenance")
@@ -213,7 +215,8 @@ def run_fragment(run_id: str):
 @bp.post("/run/<run_id>/<action>")
 def act(run_id: str, action: str):
     """The page's buttons: cancel, re-run or delete, then back to a page (POST-redirect-GET)."""
-    actions = {"cancel": context.runs().cancel, "rerun": context.runs().rerun,
+    actions = {"cancel": context.runs().cancel,
+               "rerun": partial(context.runs().rerun, admit=limit_run_submission),
                "delete": context.runs().delete}
     if action not in actions:
         raise BadRequest(f"unknown action {action[:32]!r}")

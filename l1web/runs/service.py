@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import re
 import time
-from collections.abc import Mapping
+from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
 
 import redis
@@ -108,8 +108,12 @@ class RunService:
             raise BadRequest(f"{what}; {recipe.name} takes: {', '.join(names) or 'none'}", field="inputs")
         return {name: self.resolve_input(ref, f"inputs.{name}") for name, ref in inputs.items()}
 
-    def submit(self, submission: Submission, user: User) -> tuple[dict, bool]:
-        """Start a run, or return the existing identical one; (run, created)."""
+    def submit(self, submission: Submission, user: User, admit: Callable[[], None] | None = None) -> tuple[dict, bool]:
+        """Start a run, or return the existing identical one; (run, created).
+
+        `admit` is called once the submission is valid and would enqueue work (a new run or a
+        forced re-run), before anything is written: a rate limit raises there and changes nothing.
+        """
         recipe, config_id = self.resolve_recipe(submission.recipe, user, submission.params)
         input_hashes = self.bind(recipe, submission.inputs)
         run_id = run_id_for(recipe.id, input_hashes, submission.params)
@@ -117,7 +121,9 @@ class RunService:
         if existing and not submission.force:
             return existing, False
         if existing:
-            return self.rerun(run_id, user, force=True), False
+            return self.rerun(run_id, user, force=True, admit=admit), False
+        if admit is not None:
+            admit()
         run = {
             "id": run_id, "status": RunStatus.PENDING, "created": time.time(), "owner": user.name,
             "recipe_id": recipe.id, "recipe_name": recipe.name, "config_id": config_id or "",
@@ -184,11 +190,13 @@ class RunService:
                 except Exception:  # noqa: BLE001 - the job may have just finished
                     pass
 
-    def rerun(self, run_id: str, user: User, *, force: bool = False) -> dict:
+    def rerun(self, run_id: str, user: User, *, force: bool = False, admit: Callable[[], None] | None = None) -> dict:
         """Run a failed or cancelled run again (or any finished run when forced)."""
         run = self.get(run_id, user)
         allowed = [RunStatus.FAILED, RunStatus.CANCELLED] + ([RunStatus.COMPLETED] if force else [])
         attempt = int(run.get("attempt") or 1) + 1
+        if admit is not None and run["status"] in allowed:
+            admit()
         if not self.state.runs.set_status(run_id, RunStatus.PENDING, expected=allowed, attempt=attempt,
                                           error="", output_hash="", finished="", force=force):
             raise Conflict(f"the run is {run['status']}; only failed or cancelled runs can be re-run")
