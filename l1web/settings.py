@@ -28,6 +28,12 @@ DEFAULT_AUTH_RATE_LIMIT = 30
 DEFAULT_RUN_RATE_LIMIT = 30
 #: Seconds a browser session lasts at most (7 days); never longer than the L2 token.
 DEFAULT_SESSION_TTL = 7 * 24 * 3600
+#: Seconds between a busy worker's heartbeats (RQ's job monitoring interval).
+DEFAULT_WORKER_HEARTBEAT = 5
+#: Seconds after a missed heartbeat before a worker's job counts as abandoned (RQ's is 60).
+DEFAULT_WORKER_ABANDON_GRACE = 30
+#: Seconds between a worker's sweeps for abandoned jobs (RQ's default is 10 minutes).
+DEFAULT_WORKER_MAINTENANCE = 30
 
 
 def _split(value: str) -> tuple[str, ...]:
@@ -60,6 +66,9 @@ class Settings:
     auth_rate_limit: int = DEFAULT_AUTH_RATE_LIMIT
     run_rate_limit: int = DEFAULT_RUN_RATE_LIMIT
     session_ttl: int = DEFAULT_SESSION_TTL
+    worker_heartbeat: int = DEFAULT_WORKER_HEARTBEAT
+    worker_abandon_grace: int = DEFAULT_WORKER_ABANDON_GRACE
+    worker_maintenance: int = DEFAULT_WORKER_MAINTENANCE
     testing: bool = False
     extra: Mapping[str, str] = field(default_factory=dict)
 
@@ -94,6 +103,9 @@ class Settings:
             auth_rate_limit=int(env.get("AUTH_RATE_LIMIT", DEFAULT_AUTH_RATE_LIMIT)),
             run_rate_limit=int(env.get("RUN_RATE_LIMIT", DEFAULT_RUN_RATE_LIMIT)),
             session_ttl=int(env.get("SESSION_TTL", DEFAULT_SESSION_TTL)),
+            worker_heartbeat=int(env.get("WORKER_HEARTBEAT", DEFAULT_WORKER_HEARTBEAT)),
+            worker_abandon_grace=int(env.get("WORKER_ABANDON_GRACE", DEFAULT_WORKER_ABANDON_GRACE)),
+            worker_maintenance=int(env.get("WORKER_MAINTENANCE", DEFAULT_WORKER_MAINTENANCE)),
             testing=_bool(env.get("TESTING", "0")),
         )
 

@@ -1,10 +1,21 @@
-"""The RQ worker process: L1's queues, the JSON serializer, a job id on every log line."""
+"""The RQ worker process: L1's queues, the JSON serializer, a job id on every log line.
+
+Lost workers. A worker whose horse dies (OOM killer, SIGKILL) fails the step at once through
+`horse_killed`. A worker that dies whole (main process and horse) can no longer tell anyone:
+its job stays in RQ's StartedJobRegistry until the entry's expiry (renewed by every heartbeat)
+passes; then any other worker's maintenance sweep fires the job's failure callback with
+`AbandonedJobError`, which fails the step and the run. RQ hard-codes 60 s of grace after a
+heartbeat and, on an idle worker, sweeps only when its blocking dequeue times out (about 7 min
+by default); `L1Worker` makes both follow the settings (`WORKER_ABANDON_GRACE`,
+`WORKER_MAINTENANCE`), so a lost step fails within heartbeat + grace + maintenance seconds.
+"""
 
 from __future__ import annotations
 
 import argparse
 import logging
 
+import redis
 from rq import Queue, Worker
 from rq.serializers import JSONSerializer
 
@@ -15,11 +26,30 @@ from l1web.state import connect
 DEFAULT_QUEUES = ("steps", "runs", "default")
 
 
-#: Seconds between a busy worker's heartbeats; a dead worker's jobs count as abandoned
-#: about a minute after its last one.
-JOB_MONITORING_INTERVAL = 5
-#: Seconds between a worker's sweeps for jobs abandoned by dead workers (RQ's default is 10 min).
-MAINTENANCE_INTERVAL = 30
+class L1Worker(Worker):
+    """RQ's forking worker with a configurable abandon grace and a dequeue that wakes to sweep."""
+
+    abandon_grace = 60
+
+    def get_heartbeat_ttl(self, job, working_time: float = 0.0) -> int:
+        interval = self.job_monitoring_interval
+        if job.timeout and job.timeout > 0:
+            interval = min(job.timeout - working_time, interval)
+        return int(interval) + self.abandon_grace
+
+    def maintain_heartbeats(self, job, execution) -> None:
+        # RQ lets a Redis error here end the whole worker (and orphan the horse mid-render).
+        # A Redis restart takes a second: skip this beat and send the next one.
+        try:
+            super().maintain_heartbeats(job, execution)
+        except (redis.ConnectionError, redis.TimeoutError) as exc:
+            self.log.warning("Worker %s: heartbeat for job %s failed (%s); retrying at the next one",
+                             self.name, job.id, exc)
+
+    @property
+    def dequeue_timeout(self) -> int:
+        # An idle worker sweeps only between blocking dequeues: wake up once per maintenance interval.
+        return max(1, min(self.worker_ttl - 15, int(self.maintenance_interval)))
 
 
 def horse_killed(job, retpid: int, ret_val: int, rusage) -> None:
@@ -46,9 +76,10 @@ def main(argv: list[str] | None = None) -> None:
     settings = Settings.from_env()
     connection = connect(settings.redis_url, decode=False)
     queues = [Queue(name, connection=connection, serializer=JSONSerializer) for name in args.queues]
-    worker = Worker(
+    worker = L1Worker(
         queues, connection=connection, serializer=JSONSerializer, name=args.name,
         work_horse_killed_handler=horse_killed,
-        job_monitoring_interval=JOB_MONITORING_INTERVAL, maintenance_interval=MAINTENANCE_INTERVAL,
+        job_monitoring_interval=settings.worker_heartbeat, maintenance_interval=settings.worker_maintenance,
     )
+    worker.abandon_grace = settings.worker_abandon_grace
     worker.work(burst=args.burst, with_scheduler=True)

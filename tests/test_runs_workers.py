@@ -173,7 +173,7 @@ def test_a_later_run_reuses_steps_already_rendered(service, state, store, start_
 
 
 def test_a_killed_worker_leaves_the_run_failed_with_a_reason(service, state, store, start_worker, tmp_path):
-    clip = put_video(store, tmp_path, seconds=20, size="1280x720")
+    clip = put_video(store, tmp_path, seconds=10, size="640x360")
     worker = start_worker()
     run, _ = service.submit(Submission("dog", [clip]), ALICE)
     deadline = time.monotonic() + 60

@@ -18,6 +18,7 @@ import threading
 import time
 from pathlib import Path
 
+import redis
 from rq import get_current_job
 
 from l1web.engine.analysis import analyze
@@ -170,8 +171,11 @@ class _renewing:
         from l1web.state.keys import CLAIM_TTL
 
         while not self.stop.wait(CLAIM_TTL / 3):
-            if not self.ctx.state.claims.renew(self.cache_id, self.token):
-                return
+            try:
+                if not self.ctx.state.claims.renew(self.cache_id, self.token):
+                    return
+            except redis.RedisError as exc:  # Redis restarting: keep rendering, renew next time
+                log.warning("could not renew the claim on %s: %s", self.cache_id[:12], exc)
 
     def __enter__(self) -> None:
         self.thread.start()
