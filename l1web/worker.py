@@ -66,6 +66,25 @@ def horse_killed(job, retpid: int, ret_val: int, rusage) -> None:
         runs.on_plan_failure(job, None, RuntimeError, error, None)
 
 
+def preload() -> None:
+    """Import the job code and probe the tools once, before any fork.
+
+    RQ forks a work horse per job; whatever the main process has loaded, every horse inherits
+    for free. Without this each job would import numpy, scipy and the engine again (seconds)
+    and run `ffmpeg -version` for its provenance. Redis clients made here are safe to inherit:
+    redis-py opens new connections in a forked child.
+    """
+    import PIL.Image
+
+    import l1web.engine.effects.apply  # noqa: F401 - imported lazily by the renderers
+    from l1web.jobs import runs
+    from l1web.runs import provenance
+
+    PIL.Image.init()  # registers every image plugin now rather than in each horse
+    runs.job_context()
+    provenance.infrastructure()
+
+
 def main(argv: list[str] | None = None) -> None:
     parser = argparse.ArgumentParser(description="Run an L1 render worker.")
     parser.add_argument("queues", nargs="*", default=list(DEFAULT_QUEUES))
@@ -82,4 +101,5 @@ def main(argv: list[str] | None = None) -> None:
         job_monitoring_interval=settings.worker_heartbeat, maintenance_interval=settings.worker_maintenance,
     )
     worker.abandon_grace = settings.worker_abandon_grace
+    preload()
     worker.work(burst=args.burst, with_scheduler=True)

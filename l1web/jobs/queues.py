@@ -27,11 +27,13 @@ def queue(connection: redis.Redis, name: str) -> Queue:
     return Queue(name, connection=connection, serializer=JSONSerializer)
 
 
-def enqueue_plan(connection: redis.Redis, run_id: str, attempt: int) -> Job:
+def enqueue_plan(connection: redis.Redis, run_id: str, attempt: int, *, render_inline: bool = False) -> Job:
+    """The run's plan job; with `render_inline` it also renders the run's one step (and may take as long)."""
     return queue(connection, RUNS_QUEUE).enqueue(
-        "l1web.jobs.runs.plan_run", run_id,
+        "l1web.jobs.runs.plan_run", run_id, render_inline,
         job_id=f"plan-{run_id[:16]}-{attempt}",
-        job_timeout=PLAN_TIMEOUT, result_ttl=RESULT_TTL, failure_ttl=FAILURE_TTL,
+        job_timeout=PLAN_TIMEOUT + (STEP_TIMEOUT if render_inline else 0),
+        result_ttl=RESULT_TTL, failure_ttl=FAILURE_TTL,
         on_failure=Callback("l1web.jobs.runs.on_plan_failure"),
         description=f"plan run {run_id[:12]}",
     )

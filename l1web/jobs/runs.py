@@ -40,8 +40,13 @@ WORK_DIR = "work"
 MAX_ERROR = 2000
 
 
-def plan_run(run_id: str) -> dict:
-    """Analyze and plan a run, write its steps, and enqueue the ready ones."""
+def plan_run(run_id: str, render_inline: bool = False) -> dict:
+    """Analyze and plan a run, write its steps, and enqueue the ready ones.
+
+    With `render_inline` (runs with a single render step, whose plan job gets the step's
+    timeout too) the ready step is rendered in this job rather than enqueued: one job per
+    one-step run instead of two, which halves RQ's share of a quick run.
+    """
     ctx = job_context()
     job = get_current_job()
     jlog = JobLogAdapter(log, {"run": run_id, "job": job.id if job else "-"})
@@ -63,7 +68,8 @@ def plan_run(run_id: str) -> dict:
     runs.init_steps(run_id, steps, {step["step_id"]: _initial_state(ctx, step) for step in steps})
     runs.update(run_id, plan_id=plan["plan_id"], output_step=plan["output"], steps_total=len(steps))
     jlog.info("planned %d steps (plan %s)", len(steps), plan["plan_id"][:12])
-    advance(ctx, run_id)
+    for step_id in advance(ctx, run_id, keep=1 if render_inline else 0):
+        execute_step(run_id, step_id)
     return {"planned": True, "plan_id": plan["plan_id"], "steps": len(steps)}
 
 
@@ -83,7 +89,7 @@ def execute_step(run_id: str, step_id: str) -> dict:
     job_id = job.id if job else "inline"
     jlog = JobLogAdapter(log, {"run": run_id, "job": job_id})
     runs = ctx.state.runs
-    run = runs.get(run_id)
+    run, steps, states = runs.snapshot(run_id)
     if run is None or run["status"] != RunStatus.RUNNING:
         runs.update_step(run_id, step_id, expected=[StepStatus.QUEUED], status=StepStatus.SKIPPED,
                          error="run is no longer running")
@@ -91,10 +97,12 @@ def execute_step(run_id: str, step_id: str) -> dict:
     if not runs.update_step(run_id, step_id, expected=[StepStatus.QUEUED], status=StepStatus.RUNNING,
                             started=time.time(), job_id=job_id):
         return {"status": "not-queued"}
-    step = next(s for s in runs.steps(run_id) if s["step_id"] == step_id)
+    step = next(s for s in steps if s["step_id"] == step_id)
+    # The inputs were final before this step was queued, so this snapshot has their outputs.
+    input_paths = [states[dep].get("output") for dep in step["inputs"]]
     started = time.monotonic()
     try:
-        digest, cached = _produce(ctx, run, step, job_id, jlog)
+        digest, cached = _produce(ctx, run, step, job_id, jlog, inputs=input_paths)
     except Exception as exc:
         runs.update_step(run_id, step_id, expected=[StepStatus.RUNNING], status=StepStatus.FAILED,
                          error=_short(exc), finished=time.time(),
@@ -111,7 +119,7 @@ def execute_step(run_id: str, step_id: str) -> dict:
     return {"status": str(status), "output": digest}
 
 
-def _produce(ctx: JobContext, run: dict, step: dict, holder: str, jlog) -> tuple[str, bool]:
+def _produce(ctx: JobContext, run: dict, step: dict, holder: str, jlog, *, inputs: list[str]) -> tuple[str, bool]:
     """The step's output digest and whether it was reused rather than rendered here."""
     cache_id = step["cache_id"]
     force = run.get("force") == "1"
@@ -129,7 +137,7 @@ def _produce(ctx: JobContext, run: dict, step: dict, holder: str, jlog) -> tuple
         time.sleep(CLAIM_POLL)  # someone else renders it: wait for their result or their claim to lapse
     try:
         with _renewing(ctx, cache_id, token):
-            digest = _render(ctx, run, step)
+            digest = _render(ctx, run, step, inputs)
     except BaseException:
         ctx.state.claims.release(cache_id, token)
         raise
@@ -145,9 +153,8 @@ def _recorded(ctx: JobContext, cache_id: str) -> str | None:
     return None
 
 
-def _render(ctx: JobContext, run: dict, step: dict) -> str:
-    states = ctx.state.runs.step_states(run["id"])
-    input_paths = [ctx.store.path_for(states[dep]["output"]) for dep in step["inputs"]]
+def _render(ctx: JobContext, run: dict, step: dict, inputs: list[str]) -> str:
+    input_paths = [ctx.store.path_for(digest) for digest in inputs]
     # Renders happen on the cache's filesystem so the output moves into the store by rename.
     work_root = ctx.settings.cache_dir / WORK_DIR
     work_root.mkdir(parents=True, exist_ok=True)
@@ -185,41 +192,50 @@ class _renewing:
         self.thread.join(timeout=5)
 
 
-def advance(ctx: JobContext, run_id: str) -> None:
-    """Skip what can no longer run, enqueue what is ready, and finish the run when nothing is left."""
+def advance(ctx: JobContext, run_id: str, *, keep: int = 0) -> list[str]:
+    """Skip what can no longer run, enqueue what is ready, and finish the run when nothing is left.
+
+    Up to `keep` ready steps are marked queued but not enqueued; they are returned for the
+    caller to run itself. One read decides: every caller changed a step before calling, so of
+    two workers advancing at once the later reader sees both changes and finishes the run.
+    """
     runs = ctx.state.runs
-    run = runs.get(run_id)
+    run, steps, states = runs.snapshot(run_id)
     if run is None or run["status"] != RunStatus.RUNNING:
-        return
-    steps = runs.steps(run_id)
-    states = runs.step_states(run_id)
+        return []
     _skip_blocked(runs, run_id, steps, states)
-    states = runs.step_states(run_id)
     attempt = int(run.get("attempt") or 1)
+    kept: list[str] = []
     for step in steps:
         sid = step["step_id"]
         if states[sid]["status"] != StepStatus.PENDING:
             continue
         ready = all(StepStatus(states[dep]["status"]).done for dep in step["inputs"])
         if ready and runs.update_step(run_id, sid, expected=[StepStatus.PENDING], status=StepStatus.QUEUED):
-            queues.enqueue_step(ctx.rq_connection, run_id, sid, attempt)
-    states = runs.step_states(run_id)
+            states[sid] = {**states[sid], "status": StepStatus.QUEUED}
+            if len(kept) < keep:
+                kept.append(sid)
+            else:
+                queues.enqueue_step(ctx.rq_connection, run_id, sid, attempt)
     if any(not StepStatus(s["status"]).final for s in states.values()):
-        return
+        return kept
     _finish(ctx, run, steps, states)
+    return kept
 
 
 def _skip_blocked(runs, run_id: str, steps: list[dict], states: dict[str, dict]) -> None:
+    """Marks (in Redis and in `states`) every pending step below a failed or skipped one."""
     # Steps are in level order, so one pass carries a failure down the whole graph.
-    status = {sid: StepStatus(s["status"]) for sid, s in states.items()}
     for step in steps:
         sid = step["step_id"]
-        if status[sid] != StepStatus.PENDING:
+        if states[sid]["status"] != StepStatus.PENDING:
             continue
-        blocked = [dep for dep in step["inputs"] if status[dep] in (StepStatus.FAILED, StepStatus.SKIPPED)]
+        blocked = [dep for dep in step["inputs"]
+                   if states[dep]["status"] in (StepStatus.FAILED, StepStatus.SKIPPED)]
+        error = f"input step {blocked[0]!r} did not complete" if blocked else ""
         if blocked and runs.update_step(run_id, sid, expected=[StepStatus.PENDING], status=StepStatus.SKIPPED,
-                                        error=f"input step {blocked[0]!r} did not complete"):
-            status[sid] = StepStatus.SKIPPED
+                                        error=error):
+            states[sid] = {**states[sid], "status": StepStatus.SKIPPED, "error": error}
 
 
 def _finish(ctx: JobContext, run: dict, steps: list[dict], states: dict[str, dict]) -> None:
@@ -245,9 +261,21 @@ def fail_run(ctx: JobContext, run_id: str, reason: str) -> None:
 
 
 def on_plan_failure(job, connection, exc_type, exc_value, tb) -> None:
-    """RQ failure callback (also fired for a plan job whose worker died)."""
+    """RQ failure callback (also fired for a plan job whose worker died).
+
+    A plan job that was rendering its run's step itself (`render_inline`) fails that step,
+    so the run's error names the step, as it would for a step job.
+    """
     ctx = job_context()
-    fail_run(ctx, job.args[0], f"planning failed: {_describe(exc_type, exc_value)}")
+    run_id = job.args[0]
+    rendering = [sid for sid, s in ctx.state.runs.step_states(run_id).items()
+                 if s.get("status") == StepStatus.RUNNING and s.get("job_id") == job.id]
+    for step_id in rendering:
+        ctx.state.runs.update_step(run_id, step_id, expected=[StepStatus.RUNNING], status=StepStatus.FAILED,
+                                   error=_describe(exc_type, exc_value), finished=time.time())
+    if rendering:
+        advance(ctx, run_id)
+    fail_run(ctx, run_id, f"planning failed: {_describe(exc_type, exc_value)}")
 
 
 def on_step_failure(job, connection, exc_type, exc_value, tb) -> None:

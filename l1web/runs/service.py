@@ -63,6 +63,18 @@ class Submission:
         return cls(recipe, inputs, output_name, params, force)
 
 
+def renders_one_step(recipe: Recipe) -> bool:
+    """True when the recipe has one node to render (the rest are sources): its plan job renders it."""
+    return sum(1 for node in recipe.dag.nodes.values() if node.type != "SOURCE") == 1
+
+
+def _stored_renders_one_step(run: dict) -> bool:
+    try:
+        return renders_one_step(recipe_from_data(run["recipe"]))
+    except (KeyError, TypeError, RecipeError):
+        return False  # a record without a usable recipe: its plan job will say why
+
+
 class RunService:
     def __init__(self, state: StateManager, store: ContentStore, rq_connection: redis.Redis) -> None:
         self.state, self.store, self.rq = state, store, rq_connection
@@ -136,7 +148,7 @@ class RunService:
             self.state.cache.add_ref(digest, f"run:{run_id}")
         if config_id:
             self.state.configs.add_ref(config_id, run_id)
-        queues.enqueue_plan(self.rq, run_id, 1)
+        queues.enqueue_plan(self.rq, run_id, 1, render_inline=renders_one_step(recipe))
         return self.state.runs.get(run_id) or run, True
 
     # Reading -------------------------------------------------------------------------------
@@ -200,5 +212,5 @@ class RunService:
         if not self.state.runs.set_status(run_id, RunStatus.PENDING, expected=allowed, attempt=attempt,
                                           error="", output_hash="", finished="", force=force):
             raise Conflict(f"the run is {run['status']}; only failed or cancelled runs can be re-run")
-        queues.enqueue_plan(self.rq, run_id, attempt)
+        queues.enqueue_plan(self.rq, run_id, attempt, render_inline=_stored_renders_one_step(run))
         return self.state.runs.get(run_id) or run

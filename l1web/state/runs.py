@@ -16,6 +16,11 @@ import redis
 
 from l1web.state import keys
 
+#: Run fields a listing returns: everything but the large ones (the recipe, the provenance),
+#: which only the run's own page and API answer carry. `id` first: a missing record has none.
+LIST_FIELDS = ("id", "status", "created", "started", "finished", "owner", "recipe_id", "recipe_name",
+               "config_id", "input_hashes", "params", "output_name", "output_hash", "attempt", "error",
+               "steps_total", "published", "plan_id", "output_step")
 #: Run fields stored as JSON text in the run hash.
 JSON_FIELDS = frozenset({"inputs", "params", "recipe", "input_hashes", "provenance", "plan"})
 
@@ -135,7 +140,10 @@ class Runs:
 
     def page(self, *, status: str | None = None, user: str | None = None,
              offset: int = 0, limit: int = 50) -> tuple[list[dict], int]:
-        """Newest first, from the narrowest index; returns (runs, total matching)."""
+        """Newest first, from the narrowest index; returns (runs, total matching).
+
+        Each run has only its `LIST_FIELDS`: a page of 50 stays small and quick to decode.
+        """
         if status and user is not None:
             index = keys.runs_by_user_status(user, status)
         elif status:
@@ -148,11 +156,12 @@ class Runs:
             pipe.zcard(index)
             pipe.zrevrange(index, offset, offset + limit - 1)
             total, run_keys = pipe.execute()
-        with self.redis.pipeline() as pipe:
+        with self.redis.pipeline(transaction=False) as pipe:
             for key in run_keys:
-                pipe.hgetall(key)
+                pipe.hmget(key, LIST_FIELDS)
             records = pipe.execute()
-        return [_decode(raw) for raw in records if raw], total
+        return [_decode({k: v for k, v in zip(LIST_FIELDS, values, strict=True) if v is not None})
+                for values in records if values[0] is not None], total
 
     def count_by_status(self, statuses: Iterable[str]) -> dict[str, int]:
         with self.redis.pipeline() as pipe:
@@ -177,6 +186,18 @@ class Runs:
         raw = self.redis.hgetall(keys.run_steps(run_id))
         steps = [json.loads(value) for value in raw.values()]
         return sorted(steps, key=lambda s: (s.get("level", 0), s.get("order", 0), s["step_id"]))
+
+    def snapshot(self, run_id: str) -> tuple[dict | None, list[dict], dict[str, dict]]:
+        """(run, steps, step states) read in one round trip: what `advance` decides from."""
+        with self.redis.pipeline(transaction=False) as pipe:
+            pipe.hgetall(keys.run(run_id))
+            pipe.hgetall(keys.run_steps(run_id))
+            pipe.hgetall(keys.run_step_status(run_id))
+            raw_run, raw_steps, raw_states = pipe.execute()
+        steps = sorted((json.loads(value) for value in raw_steps.values()),
+                       key=lambda s: (s.get("level", 0), s.get("order", 0), s["step_id"]))
+        states = {sid: json.loads(value) for sid, value in raw_states.items()}
+        return (_decode(raw_run) if raw_run else None), steps, states
 
     def step_states(self, run_id: str) -> dict[str, dict]:
         raw = self.redis.hgetall(keys.run_step_status(run_id))
