@@ -16,11 +16,9 @@ import redis
 
 from l1web.state import keys
 
-#: Run fields a listing returns: everything but the large ones (the recipe, the provenance),
-#: which only the run's own page and API answer carry. `id` first: a missing record has none.
-LIST_FIELDS = ("id", "status", "created", "started", "finished", "owner", "recipe_id", "recipe_name",
-               "config_id", "input_hashes", "params", "output_name", "output_hash", "attempt", "error",
-               "steps_total", "published", "plan_id", "output_step")
+#: Run fields a listing leaves out: the large ones, which only the run's own page and API
+#: answer carry, so a page of 50 stays small and quick to decode.
+HEAVY_FIELDS = ("recipe", "provenance", "plan")
 #: Run fields stored as JSON text in the run hash.
 JSON_FIELDS = frozenset({"inputs", "params", "recipe", "input_hashes", "provenance", "plan"})
 
@@ -55,6 +53,28 @@ redis.call('ZADD', p .. 'runs:user:' .. owner .. ':status:' .. ARGV[2], created,
 redis.call('HSET', KEYS[1], 'status', ARGV[2])
 if #ARGV > 3 then redis.call('HSET', KEYS[1], unpack(ARGV, 4)) end
 return 1
+"""
+
+# KEYS: index; ARGV: first, last (ranks, newest first), fields to leave out...
+# One call for a whole page (rather than a command per run): the records come back as one JSON text.
+_PAGE = """
+local total = redis.call('ZCARD', KEYS[1])
+local members = redis.call('ZREVRANGE', KEYS[1], ARGV[1], ARGV[2])
+local skip = {}
+for i = 3, #ARGV do skip[ARGV[i]] = true end
+local out = {}
+for _, key in ipairs(members) do
+  local flat = redis.call('HGETALL', key)
+  if #flat > 0 then
+    local record = {}
+    for i = 1, #flat, 2 do
+      if not skip[flat[i]] then record[flat[i]] = flat[i + 1] end
+    end
+    out[#out + 1] = record
+  end
+end
+if #out == 0 then return {total, '[]'} end
+return {total, cjson.encode(out)}
 """
 
 # KEYS: step status hash; ARGV: step id, expected statuses (comma list or ''), JSON patch
@@ -101,6 +121,7 @@ class Runs:
         self._create = client.register_script(_CREATE)
         self._set_status = client.register_script(_SET_STATUS)
         self._step_update = client.register_script(_STEP_UPDATE)
+        self._page = client.register_script(_PAGE)
 
     # Records -----------------------------------------------------------------------------
     def create(self, run: Mapping[str, object]) -> bool:
@@ -142,7 +163,7 @@ class Runs:
              offset: int = 0, limit: int = 50) -> tuple[list[dict], int]:
         """Newest first, from the narrowest index; returns (runs, total matching).
 
-        Each run has only its `LIST_FIELDS`: a page of 50 stays small and quick to decode.
+        Each run comes without its `HEAVY_FIELDS`, all of them in one Redis call.
         """
         if status and user is not None:
             index = keys.runs_by_user_status(user, status)
@@ -152,16 +173,8 @@ class Runs:
             index = keys.runs_by_user(user)
         else:
             index = keys.runs_index()
-        with self.redis.pipeline() as pipe:
-            pipe.zcard(index)
-            pipe.zrevrange(index, offset, offset + limit - 1)
-            total, run_keys = pipe.execute()
-        with self.redis.pipeline(transaction=False) as pipe:
-            for key in run_keys:
-                pipe.hmget(key, LIST_FIELDS)
-            records = pipe.execute()
-        return [_decode({k: v for k, v in zip(LIST_FIELDS, values, strict=True) if v is not None})
-                for values in records if values[0] is not None], total
+        total, records = self._page(keys=[index], args=[offset, offset + limit - 1, *HEAVY_FIELDS])
+        return [_decode(raw) for raw in json.loads(records)], int(total)
 
     def count_by_status(self, statuses: Iterable[str]) -> dict[str, int]:
         with self.redis.pipeline() as pipe:
@@ -187,13 +200,15 @@ class Runs:
         steps = [json.loads(value) for value in raw.values()]
         return sorted(steps, key=lambda s: (s.get("level", 0), s.get("order", 0), s["step_id"]))
 
-    def snapshot(self, run_id: str) -> tuple[dict | None, list[dict], dict[str, dict]]:
+    def snapshot(self, run_id: str, *, with_run: bool = True) -> tuple[dict | None, list[dict], dict[str, dict]]:
         """(run, steps, step states) read in one round trip: what `advance` decides from."""
         with self.redis.pipeline(transaction=False) as pipe:
-            pipe.hgetall(keys.run(run_id))
+            if with_run:
+                pipe.hgetall(keys.run(run_id))
             pipe.hgetall(keys.run_steps(run_id))
             pipe.hgetall(keys.run_step_status(run_id))
-            raw_run, raw_steps, raw_states = pipe.execute()
+            *head, raw_steps, raw_states = pipe.execute()
+        raw_run = head[0] if head else None
         steps = sorted((json.loads(value) for value in raw_steps.values()),
                        key=lambda s: (s.get("level", 0), s.get("order", 0), s["step_id"]))
         states = {sid: json.loads(value) for sid, value in raw_states.items()}
