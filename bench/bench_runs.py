@@ -41,7 +41,6 @@ from l1web.runs.model import RunStatus  # noqa: E402
 from l1web.runs.service import RunService, Submission  # noqa: E402
 from l1web.services import free_port, python_process, start_redis, stop_process, wait_for  # noqa: E402
 from l1web.state import StateManager, connect, keys  # noqa: E402
-from l1web.state.runs import _encode  # noqa: E402
 from l1web.store import ContentStore  # noqa: E402
 
 #: Runs stored for the listing benchmark (the issue asks for 100,000).
@@ -52,8 +51,10 @@ TRIVIAL = int(os.environ.get("BENCH_RUNS_TRIVIAL", "40"))
 ROUNDS = 3
 #: Requests per latency measurement (the first few warm up and are dropped).
 REQUESTS, WARMUP = 200, 10
-#: Runs written per pipeline while filling.
-FILL_BATCH = 2000
+#: Runs copied per Redis call while filling.
+FILL_BATCH = 1000
+#: Alternating rounds of the two-branch DAG on 1 and on 2 workers; each keeps its best.
+PARALLEL_ROUNDS = 2
 #: Side of the heavy branches' input image, in pixels (width, height).
 HEAVY_SIZE = (2400, 1600)
 #: Goals from the issue.
@@ -225,15 +226,16 @@ def parallel_branches(bench: Bench) -> list[dict]:
     bench.state.configs.save(recipe.id, name=recipe.name, owner=USER.name, yaml_text=TWO_HEAVY_BRANCHES,
                              recipe=recipe.to_dict())
     image = bench.image(10_000, HEAVY_SIZE)
-    walls = {}
-    for workers in (1, 2):  # the workers are warm: they ran the throughput rounds
+    walls: dict[int, list[float]] = {1: [], 2: []}
+    for workers in (1, 2) * PARALLEL_ROUNDS:  # alternating, against other programs' load
         bench.set_workers(workers)
         started = time.monotonic()
         run, _ = bench.service.submit(Submission(recipe.id, {"image": image}, force=True), USER)
-        walls[workers] = bench.wait([run["id"]]) - started
+        walls[workers].append(bench.wait([run["id"]]) - started)
     bench.dag_run = run["id"]
-    return [{"benchmark": "two heavy branches + join: wall time, 2 workers vs 1 worker",
-             "l1": walls[2], "baseline": walls[1], "ratio": walls[2] / walls[1],
+    one, two = min(walls[1]), min(walls[2])
+    return [{"benchmark": f"two heavy branches + join: wall time, 2 workers vs 1 (best of {PARALLEL_ROUNDS})",
+             "l1": two, "baseline": one, "ratio": two / one,
              "goal": f"<= {PARALLEL_GOAL}", "unit": "s"}]
 
 
@@ -261,27 +263,50 @@ def job_count(bench: Bench) -> int:
     return sum(1 for _ in bench.rq.scan_iter(match=b"rq:job:*", count=1000))
 
 
-def fill(bench: Bench, template: dict, count: int) -> None:
-    """`count` runs like `template` (new ids, older creation times), indexed as the app would."""
-    create = bench.state.runs._create  # noqa: SLF001 - the same Lua script Runs.create uses
-    owner, status = USER.name, str(template["status"])
+# KEYS: template run, all index, status index, user index, user+status index
+# ARGV: run key prefix, first number, how many, creation time of number 0 (later numbers are older)
+_CLONE = """
+local fields = redis.call('HGETALL', KEYS[1])
+local first, count, newest = tonumber(ARGV[2]), tonumber(ARGV[3]), tonumber(ARGV[4])
+for n = first, first + count - 1 do
+  local id = string.format('%064x', n)
+  local created = string.format('%d', newest - n)
+  local key = ARGV[1] .. id
+  local args = {}
+  for i = 1, #fields, 2 do
+    local value = fields[i + 1]
+    if fields[i] == 'id' then value = id elseif fields[i] == 'created' then value = created end
+    args[#args + 1] = fields[i]
+    args[#args + 1] = value
+  end
+  redis.call('HSET', key, unpack(args))
+  for k = 2, 5 do redis.call('ZADD', KEYS[k], created, key) end
+end
+return count
+"""
+
+
+def fill(bench: Bench, template_id: str, count: int) -> None:
+    """`count` copies of a stored run (new ids, older creation times), indexed as `Runs.create` does.
+
+    The copies are made inside Redis by a script, a batch per call: filling 100,000 runs
+    takes seconds rather than the minutes 100,000 HTTP submissions would.
+    """
+    template = bench.state.runs.get(template_id)
+    owner, status = str(template.get("owner") or ""), str(template["status"])
     index_keys = [keys.runs_index(), keys.runs_by_status(status), keys.runs_by_user(owner),
                   keys.runs_by_user_status(owner, status)]
-    base = float(template["created"]) - count - 1
-    for start in range(0, count, FILL_BATCH):
-        with bench.state.redis.pipeline(transaction=False) as pipe:
-            for number in range(start, min(start + FILL_BATCH, count)):
-                run_id = f"{number:064x}"
-                record = {**template, "id": run_id, "created": base + number}
-                create(keys=[keys.run(run_id), *index_keys], args=[record["created"], status, *_encode(record)],
-                       client=pipe)
-            pipe.execute()
+    clone = bench.state.redis.register_script(_CLONE)
+    newest = int(float(template["created"])) - 1
+    for first in range(0, count, FILL_BATCH):
+        clone(keys=[keys.run(template_id), *index_keys],
+              args=[keys.run(""), first, min(FILL_BATCH, count - first), newest])
 
 
 def listings(bench: Bench, whoami_ms: float) -> list[dict]:
     completed = bench.state.runs.get(bench.dag_run)
     started = time.monotonic()
-    fill(bench, completed, FILL)
+    fill(bench, completed["id"], FILL)
     fill_seconds = time.monotonic() - started
     total = bench.state.runs.page(user=USER.name, limit=1)[1]
     list_ms = bench.latency_ms("GET", "/runs?limit=50")
@@ -293,8 +318,8 @@ def listings(bench: Bench, whoami_ms: float) -> list[dict]:
         {"benchmark": "GET /run/<id>/fragment (completed, 6 steps) p50 vs GET /auth/whoami",
          "l1": fragment_ms, "baseline": whoami_ms, "ratio": fragment_ms / whoami_ms,
          "goal": f"<= {FRAGMENT_GOAL_MS}", "unit": "ms"},
-        {"benchmark": f"filling {FILL:,} runs (pipelined Lua creates)", "l1": fill_seconds, "baseline": None,
-         "ratio": None, "goal": "", "unit": "s"},
+        {"benchmark": f"filling {FILL:,} runs (copies of a completed run, made in Redis)", "l1": fill_seconds,
+         "baseline": None, "ratio": None, "goal": "", "unit": "s"},
     ]
 
 

@@ -100,6 +100,17 @@ def test_listing_shows_only_the_users_own_runs_newest_first(alice_client, state)
     assert response.json["runs"][0]["created"] == 1_700_000_002.0
 
 
+def test_listings_leave_out_the_large_fields_that_the_run_itself_carries(alice_client, state):
+    record = {"task_id": "x", "output": {"name": "out", "content_hash": "b" * 64}}
+    run = make_run(state, output_hash="b" * 64, provenance=record, recipe={"name": "invert"},
+                   error="quoted \"text\" and ünïcode")
+    listed = alice_client.get("/runs", headers=JSON).json["runs"]
+    assert len(listed) == 1 and "provenance" not in listed[0] and "recipe" not in listed[0]
+    assert listed[0]["output_hash"] == "b" * 64 and listed[0]["input_hashes"] == {"input": "a" * 64}
+    assert listed[0]["error"] == run["error"]
+    assert alice_client.get(f"/runs/{run['id']}", headers=JSON).json["provenance"] == record
+
+
 def test_a_user_cannot_list_someone_elses_runs(alice_client, state):
     make_run(state, owner="bob")
     response = alice_client.get("/runs?user=bob", headers=JSON)

@@ -160,10 +160,27 @@ def test_a_new_app_on_the_same_redis_sees_the_same_runs(settings, service, state
 
 
 # A worker lost whole -----------------------------------------------------------------------
-def test_a_worker_lost_whole_mid_step_fails_its_run_within_a_bound(service, state, store, start_worker, tmp_path):
+DOG_THEN_GREY = """
+name: dog-then-grey
+dag:
+  nodes:
+    - {id: clip, type: SOURCE, config: {input: true, name: clip}}
+    - {id: dog, type: EFFECT, config: {effect: dog}, inputs: [clip]}
+    - {id: grey, type: EFFECT, config: {effect: grayscale}, inputs: [dog]}
+  output: grey
+"""
+
+
+@pytest.mark.parametrize("job_kind", ["plan", "step"], ids=["one-step run: its plan job renders",
+                                                          "two-step run: a step job renders"])
+def test_a_worker_lost_whole_mid_step_fails_its_run_within_a_bound(service, state, store, start_worker, tmp_path,
+                                                                   job_kind):
     clip = put_video(store, tmp_path, seconds=10, size="640x360")
     doomed = start_worker("steps", "runs", name="doomed", env=FAST_SWEEP)
-    run, _ = service.submit(Submission("dog", [clip]), ALICE)
+    if job_kind == "plan":
+        run, _ = service.submit(Submission("dog", [clip]), ALICE)
+    else:
+        run = submit_recipe(service, state, DOG_THEN_GREY, {"clip": clip})
     deadline = time.monotonic() + 60
     while state.runs.step_states(run["id"]).get("dog", {}).get("status") != StepStatus.RUNNING:
         assert time.monotonic() < deadline, "the step never started"
@@ -183,6 +200,9 @@ def test_a_worker_lost_whole_mid_step_fails_its_run_within_a_bound(service, stat
     assert time.monotonic() - lost_at < LOST_WORKER_BOUND
     assert run["status"] == RunStatus.FAILED
     assert "'dog'" in run["error"] and "died" in run["error"], run["error"]
-    dog = state.runs.step_states(run["id"])["dog"]
+    steps = state.runs.step_states(run["id"])
+    dog = steps["dog"]
     assert dog["status"] == StepStatus.FAILED and dog["finished"] >= dog["started"]
+    assert dog["job_id"].startswith(f"{job_kind}-")
+    assert job_kind == "plan" or steps["grey"]["status"] == StepStatus.SKIPPED
     assert state.runs.page(status="running")[1] == 0

@@ -13,6 +13,7 @@ import pytest
 import redis
 from PIL import Image
 from rq import Queue
+from rq.registry import FinishedJobRegistry
 
 from l1web.context import User
 from l1web.recipes import parse_recipe
@@ -98,6 +99,9 @@ def test_effect_run_renders_on_a_worker_with_provenance(service, state, store, s
     assert {s["type"] for s in prov["steps"]} == {"SOURCE", "EFFECT"}
     assert f"run:{run['id']}" in state.cache.refs(run["output_hash"])
     assert f"run:{run['id']}" in state.cache.refs(digest)
+    # A one-step run is one job: its plan job renders the step rather than enqueueing it.
+    assert state.runs.step_states(run["id"])["invert"]["job_id"].startswith("plan-")
+    assert FinishedJobRegistry("steps", connection=service.rq).count == 0
 
 
 def test_identical_submission_returns_the_existing_run_without_new_jobs(service, state, store, rq_conn,
