@@ -54,6 +54,7 @@ def plan_run(run_id: str) -> dict:
     try:
         recipe = recipe_from_data(run["recipe"])
         dag = bind_inputs(recipe, run["input_hashes"])
+        fetch.ensure_local(ctx, run["input_hashes"].values())  # workers on other hosts fetch their inputs
         analysis = analyze(dag, ctx.store)
         plan = plan_dag(dag, analysis)
     except Exception as exc:
