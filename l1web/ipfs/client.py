@@ -105,6 +105,10 @@ class IPFSClient:
     def pin_add(self, cid: str) -> None:
         self._json("pin/add", {"arg": cid, "timeout": f"{self.timeout:g}s"})
 
+    def pins(self) -> set[str]:
+        """CIDs pinned recursively (what `add` pins)."""
+        return set((self._json("pin/ls", {"type": "recursive"}).get("Keys") or {}).keys())
+
     def key_list(self) -> dict[str, str]:
         """Key name → IPNS name (js-ipfs lists every key twice; a dict folds that)."""
         keys = self._json("key/list").get("Keys") or []
