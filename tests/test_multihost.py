@@ -66,7 +66,7 @@ def service(state, store, settings) -> RunService:
 
 
 def put_image(store: ContentStore, tmp_path: Path) -> str:
-    pixels = np.random.default_rng(7).integers(0, 256, (360, 480, 3), dtype=np.uint8)
+    pixels = np.random.default_rng(7).integers(0, 256, (180, 240, 3), dtype=np.uint8)
     Image.fromarray(pixels).save(tmp_path / "input.png")
     return store.put_file(tmp_path / "input.png", source="test")
 
