@@ -169,7 +169,10 @@ def worker_upload(digest: str):
         owner = request.args.get("owner") or None
         chunks = iter(lambda: request.stream.read(1024 * 1024), b"")
         try:
-            ingest_verified(store, digest, chunks, source="worker", owner=owner)
+            ingest_verified(store, digest, chunks, source="worker", owner=owner,
+                            max_bytes=context.settings().max_upload_bytes)
+        except PayloadTooLarge:
+            raise
         except L1Error as exc:
             raise BadRequest(exc.message) from None
     return jsonify(stored=digest)

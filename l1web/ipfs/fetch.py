@@ -169,9 +169,9 @@ def share(ctx: HasContext, digest: str, owner: str | None) -> None:
 
 
 def ingest_verified(store: ContentStore, digest: str, chunks: Iterable[bytes], *, source: str,
-                    owner: str | None = None) -> str:
+                    owner: str | None = None, max_bytes: int | None = None) -> str:
     """Stream `chunks` into the store under `digest`, or discard them if their SHA3 differs."""
-    writer = store.writer(None)
+    writer = store.writer(max_bytes)
     hasher = new_hasher()
     try:
         for chunk in chunks:
