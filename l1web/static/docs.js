@@ -1,5 +1,6 @@
 /* /docs: start Swagger UI on this server's OpenAPI document (a static file, so no inline script).
-   With a cookie session, "Try it out" sends the session's CSRF token on POST and DELETE. */
+   With a cookie session, "Try it out" sends the session's CSRF token on POST and DELETE, and it
+   asks for JSON so that errors come back as {"error", "message"} rather than HTML pages. */
 (function () {
   "use strict";
   var csrf = "";
@@ -19,6 +20,8 @@
       presets: [window.SwaggerUIBundle.presets.apis, window.SwaggerUIStandalonePreset],
       layout: "BaseLayout",
       requestInterceptor: function (req) {
+        var accept = req.headers.Accept || req.headers.accept;
+        if (!accept || accept === "*/*") { delete req.headers.accept; req.headers.Accept = "application/json"; }
         if (csrf && UNSAFE[String(req.method).toUpperCase()]) { req.headers["X-CSRF-Token"] = csrf; }
         return req;
       }
