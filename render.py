@@ -90,13 +90,14 @@ def parse_args(command: str, argv: list[str]) -> argparse.Namespace:
     server = os.environ.get("L1_SERVER") or config.get("server") or DEFAULT_SERVER
     parser = argparse.ArgumentParser(prog=f"render.py {command}" if command != "render" else "render.py",
                                      description=COMMAND_HELP[command])
-    parser.add_argument("--server", default=server,
+    parser.add_argument("--server", metavar="URL", default=server,
                         help="the L1 server's URL (default: %(default)s; env L1_SERVER, or the one you logged in to)")
     parser.add_argument("--json", action="store_true", help="machine-readable output on stdout")
     if command == "render":
         add_render_args(parser)
     if command in ("render", "login", "whoami"):
-        parser.add_argument("--token", help="an L2 token for this server (else L1_TOKEN, else the one kept by login)")
+        parser.add_argument("--token", metavar="TOKEN",
+                            help="an L2 token for this server (else L1_TOKEN, else the one kept by login)")
     args = parser.parse_args(argv)
     args.server = args.server.rstrip("/")
     args.config = config
@@ -106,7 +107,8 @@ def parse_args(command: str, argv: list[str]) -> argparse.Namespace:
 
 
 COMMAND_HELP = {
-    "render": "Render media on an L1 server. Other commands: render.py login | logout | whoami --help.",
+    "render": "Render media on an L1 server. Also: render.py login, render.py logout, render.py whoami "
+              "(each with --help).",
     "login": "Check a token with the server and keep it (in $L1_CONFIG, else ~/.config/l1/config.json, mode 0600).",
     "logout": "Revoke the kept token on the server and forget it.",
     "whoami": "Show who the server takes you for.",
@@ -121,8 +123,8 @@ def add_render_args(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--param", action="append", default=[], metavar="NAME=NUMBER",
                         help="a parameter of a single effect (see GET /effects)")
     parser.add_argument("--sync", action="store_true", help="wait for the run to finish")
-    parser.add_argument("--output", help="download the result to this file (implies --sync)")
-    parser.add_argument("--output-name", help="a name for the output")
+    parser.add_argument("--output", metavar="FILE", help="download the result to this file (implies --sync)")
+    parser.add_argument("--output-name", metavar="NAME", help="a name for the output")
     parser.add_argument("--force", action="store_true", help="render again even if this run exists")
 
 
