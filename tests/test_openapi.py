@@ -321,3 +321,42 @@ def test_docs_page_loads_the_vendored_swagger_ui_and_its_own_script(client):
             assert answer.status_code == 200 and len(answer.data) > 500, source
     with client.get("/static/docs.js") as script:
         assert b"SwaggerUIBundle" in script.data
+
+
+#: Path parameter values no route should take for a real id: each must get a documented 4xx.
+JUNK_IDS = ("zz", "..", "%2e%2e%2fetc", "A" * 300, "0" * 64, "\u00e9t\u00e9", "%00")
+#: Bodies that fit no schema of the API.
+JUNK_BODIES = ({"data": b"\xff\xfe not json", "content_type": "application/json"}, {"json": [1, 2]},
+               {"json": {"recipe": {"nested": True}}}, {})
+
+
+def test_junk_ids_and_bodies_get_documented_errors_on_every_operation(alice_client):
+    """What a schema-driven fuzzer (schemathesis) would try first: no 5xx, every answer documented."""
+    check = Checker()
+    tried = 0
+    for template, method, op in walk_operations(check.document):
+        if template in ("/openapi.json", "/download/client", "/auth/revoke", "/auth/revoke-user"):
+            continue  # no input; revoking would end this sign-in (see the next test)
+        params = re.findall(r"{(\w+)}", template)
+        for junk in JUNK_IDS if params else ("",):
+            path = template.format(**dict.fromkeys(params, junk))
+            for body in JUNK_BODIES if "requestBody" in op else ({},):
+                answer = alice_client.open(path, method=method.upper(), headers=JSON, **body)
+                tried += 1
+                assert answer.status_code < 500, (method, path, body, answer.data[:200])
+                responses = op["responses"]
+                spec = responses.get(str(answer.status_code)) or responses.get("default")
+                assert spec is not None, (method, path, answer.status_code)
+                if answer.mimetype == "application/json" and method != "head":
+                    errors = schema_errors(spec["content"]["application/json"]["schema"], answer.json)
+                    assert errors == [], (method, path, answer.status_code, errors)
+                answer.close()
+    assert tried > 100
+    assert alice_client.get("/auth/whoami").json["username"] == "alice"  # signed in throughout
+
+
+def test_revoke_with_a_body_that_is_not_a_json_object_is_refused_and_revokes_nothing(alice_client):
+    check = Checker()
+    for body in ({"data": b"{not json", "content_type": "application/json"}, {"json": [1, 2]}, {"json": "tok"}):
+        check(alice_client, "POST", "/auth/revoke", expect=400, **body)
+    assert alice_client.get("/auth/whoami").status_code == 200
