@@ -351,6 +351,18 @@ def test_junk_ids_and_bodies_get_documented_errors_on_every_operation(alice_clie
                     errors = schema_errors(spec["content"]["application/json"]["schema"], answer.json)
                     assert errors == [], (method, path, answer.status_code, errors)
                 answer.close()
+        queries = [p["name"] for p in op.get("parameters", []) + check.document["paths"][template].get(
+            "parameters", []) if p.get("in") == "query"]
+        for name in queries if method in ("get", "head") else ():
+            for junk in ("-1", "abc", "9" * 30, "\u00e9", ""):
+                answer = alice_client.open(template.format(**dict.fromkeys(params, "0" * 64)), method=method.upper(),
+                                           headers=JSON, query_string={name: junk})
+                tried += 1
+                assert answer.status_code < 500, (method, template, name, junk, answer.data[:200])
+                spec = op["responses"].get(str(answer.status_code)) or op["responses"].get("default")
+                if answer.mimetype == "application/json" and method != "head":
+                    assert schema_errors(spec["content"]["application/json"]["schema"], answer.json) == []
+                answer.close()
     assert tried > 100
     assert alice_client.get("/auth/whoami").json["username"] == "alice"  # signed in throughout
 
