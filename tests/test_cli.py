@@ -215,6 +215,12 @@ def test_unknown_recipe_or_input_exits_5_naming_it(server, token, cat, cli, tmp_
     assert server.log.seen["POST /runs"] == 2
 
 
+def test_an_out_of_range_parameter_is_refused_naming_it(server, token, cat, cli):
+    done = cli("dog", "cat", "--param", "sigma=999", "--server", server.url, "--token", token)
+    assert done.returncode == 6
+    assert "(400)" in done.stderr and "param 'sigma' must be between" in done.stderr
+
+
 def test_a_bad_or_missing_token_exits_4(server, cli):
     bad = cli("invert", "cat", "--server", server.url, "--token", "not-a-token")
     assert bad.returncode == 4
