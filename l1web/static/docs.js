@@ -19,6 +19,7 @@
       deepLinking: true,
       presets: [window.SwaggerUIBundle.presets.apis, window.SwaggerUIStandalonePreset],
       layout: "BaseLayout",
+      validatorUrl: null,  // never send the document to the public online validator
       requestInterceptor: function (req) {
         var accept = req.headers.Accept || req.headers.accept;
         if (!accept || accept === "*/*") { delete req.headers.accept; req.headers.Accept = "application/json"; }
