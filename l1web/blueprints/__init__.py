@@ -15,6 +15,8 @@ MODULES = (
     "auth",
     "cache",
     "media",
+    "ops",
+    "publish",
 )
 
 
