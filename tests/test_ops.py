@@ -42,7 +42,8 @@ def wait_until(check, what: str, timeout: float = WAIT):
 
 
 def put_image(app, tmp_path: Path, owner: str = "alice") -> str:
-    pixels = np.random.default_rng(7).integers(0, 256, (48, 64, 3), dtype=np.uint8)
+    # Fresh bytes every time, so run ids differ between tests (the dev L2 outlives a test).
+    pixels = np.random.default_rng().integers(0, 256, (48, 64, 3), dtype=np.uint8)
     path = tmp_path / "in.png"
     Image.fromarray(pixels).save(path)
     return app.extensions["l1"].store.put_file(path, source="test", owner=owner)
@@ -227,6 +228,13 @@ def test_readiness_follows_redis_workers_and_queue_depth(own_redis, settings, tm
     connect(url).delete("rq:queue:parked")
     assert client.get("/readyz").status_code == 200
 
+    worker.terminate()  # a worker stopping unregisters itself
+    worker.wait(30)
+    wait_until(lambda: client.get("/readyz").status_code == 503, "the stopped worker to unregister")
+    assert "No RQ worker is alive" in client.get("/readyz").json["reason"]
+
+    start_worker(env={"REDIS_URL": url})
+    wait_until(lambda: client.get("/readyz").status_code == 200, "a new worker")
     own_redis.stop()
     answer = client.get("/readyz")
     assert answer.status_code == 503
@@ -234,11 +242,10 @@ def test_readiness_follows_redis_workers_and_queue_depth(own_redis, settings, tm
     assert "Redis is unreachable" in answer.json["reason"]
     assert client.get("/healthz").status_code == 200  # the process itself is fine
 
+    # Redis back (empty: no AOF here), and a worker registered on it: ready again.
     own_redis.start()
-    wait_until(lambda: client.get("/readyz").status_code == 200, "the worker to come back")
-    worker.terminate()
-    worker.wait(30)
-    wait_until(lambda: client.get("/readyz").status_code == 503, "the stopped worker to unregister")
+    start_worker(env={"REDIS_URL": url})
+    wait_until(lambda: client.get("/readyz").status_code == 200, "readiness after Redis came back")
 
 
 # Status page ---------------------------------------------------------------------------------------
