@@ -114,6 +114,17 @@ def workers(rq_connection: redis.Redis) -> list[WorkerInfo]:
     return sorted(found, key=lambda w: w.name)
 
 
+def live_workers(rq_connection: redis.Redis) -> int:
+    """Registered workers whose record has not expired, in two round trips (for /readyz)."""
+    from rq.worker_registration import get_keys
+
+    worker_keys = sorted(get_keys(connection=rq_connection))
+    with rq_connection.pipeline(transaction=False) as pipe:
+        for key in worker_keys:
+            pipe.exists(key)
+        return sum(pipe.execute())
+
+
 @dataclass(frozen=True)
 class QueueInfo:
     name: str
@@ -133,6 +144,16 @@ def queues(rq_connection: redis.Redis) -> list[QueueInfo]:
             FailedJobRegistry(queue=queue).get_job_count(cleanup=False),
         ))
     return out
+
+
+def queue_depths(rq_connection: redis.Redis) -> dict[str, int]:
+    """Waiting jobs per queue in two round trips (what /readyz needs, without the registries)."""
+    names = sorted(set(KNOWN_QUEUES) | {_text(k).removeprefix(Queue.redis_queue_namespace_prefix)
+                                         for k in rq_connection.smembers(Queue.redis_queues_keys)})
+    with rq_connection.pipeline(transaction=False) as pipe:
+        for name in names:
+            pipe.llen(Queue.redis_queue_namespace_prefix + name)
+        return dict(zip(names, pipe.execute(), strict=True))
 
 
 @dataclass(frozen=True)

@@ -112,12 +112,12 @@ def readiness() -> tuple[bool, dict]:
     try:
         context.state().ping()
         details["redis"] = "ok"
-        alive = metrics.workers(context.l1().rq_connection)
-        queued = {q.name: q.queued for q in metrics.queues(context.l1().rq_connection)}
+        alive = metrics.live_workers(context.l1().rq_connection)
+        queued = metrics.queue_depths(context.l1().rq_connection)
     except redis.RedisError as exc:
         details["redis"] = "unreachable"
         return False, {**details, "reason": f"Redis is unreachable ({type(exc).__name__})."}
-    details["workers"] = len(alive)
+    details["workers"] = alive
     details["queues"] = queued
     if not alive:
         return False, {**details, "reason": "No RQ worker is alive: start one with `python worker.py`."}
