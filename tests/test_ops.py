@@ -13,10 +13,13 @@ from pathlib import Path
 
 import numpy as np
 import pytest
+import requests
 from PIL import Image
+from playwright.sync_api import Page, expect
 from prometheus_client.parser import text_string_to_metric_families
 from rq import Queue
 from rq.serializers import JSONSerializer
+from test_browser_signin import CHROMIUM_ARGS
 
 from l1web import create_app
 from l1web.services import RedisServer
@@ -303,3 +306,25 @@ def test_worker_logs_one_line_per_step_with_run_and_job_ids(app, alice_client, s
     assert f"job=step-{run['id'][:16]}-1-" in line
     assert "type=EFFECT outcome=completed seconds=" in line
     assert alice_client.token not in log_text
+
+
+# In a browser --------------------------------------------------------------------------------------
+@pytest.fixture(scope="session")
+def browser_type_launch_args(browser_type_launch_args):
+    return {**browser_type_launch_args, "executable_path": "/usr/bin/chromium", "args": CHROMIUM_ARGS}
+
+
+@pytest.mark.browser
+def test_status_page_and_dashboard_in_chromium(page: Page, live_l1, dev_l2, start_worker, tmp_path):
+    start_worker(name="render-1")
+    wait_until(lambda: requests.get(f"{live_l1.url}/readyz", timeout=10).status_code == 200, "the worker")
+    page.goto(f"{live_l1.url}/auth?auth_token={dev_l2.mint('admin', live_l1.url)}&next=/admin/status")
+    expect(page.get_by_role("heading", name="Status", exact=True)).to_be_visible()
+    expect(page.get_by_role("navigation", name="Main").get_by_role("link", name="Status")).to_be_visible()
+    expect(page.get_by_role("cell", name="render-1")).to_be_visible()
+    page.screenshot(path=str(tmp_path / "status.png"), full_page=True)
+    # The dashboard's own scripts fetch its JSON with the admin's cookie, through our guard.
+    page.get_by_role("link", name="RQ dashboard").click()
+    page.get_by_role("link", name="Workers").click()
+    expect(page.get_by_role("cell", name="render-1")).to_be_visible()
+    page.screenshot(path=str(tmp_path / "rq-workers.png"), full_page=True)

@@ -9,8 +9,11 @@ from __future__ import annotations
 import logging
 import time
 
+import pytest
 import requests
-from test_ops import completed_run
+from playwright.sync_api import Page, expect
+from test_browser_signin import CHROMIUM_ARGS
+from test_ops import completed_run, put_image
 
 from devl2.testing import LiveServer
 from l1web import create_app
@@ -99,8 +102,6 @@ def test_run_page_button_publishes_with_the_form_token(app, alice_client, admin_
 
 def test_only_the_owner_publishes_only_completed_runs(app, alice_client, bob_client, admin_client, start_worker,
                                                       tmp_path, dev_l2):
-    from test_ops import put_image
-
     pending = alice_client.post("/runs", json={"recipe": "invert", "inputs": [put_image(app, tmp_path)]}).json
     answer = alice_client.post(f"/runs/{pending['id']}/publish")
     assert answer.status_code == 409
@@ -182,3 +183,30 @@ def test_dev_l2_checks_what_it_records(dev_l2):
     assert ok.status_code == 201
     page = requests.get(f"{dev_l2.url}/published", headers=HTML, timeout=5).text
     assert "b" * 16 in page and "@alice" in page
+
+
+# In a browser --------------------------------------------------------------------------------------
+@pytest.fixture(scope="session")
+def browser_type_launch_args(browser_type_launch_args):
+    return {**browser_type_launch_args, "executable_path": "/usr/bin/chromium", "args": CHROMIUM_ARGS}
+
+
+@pytest.mark.browser
+def test_publish_button_in_chromium(page: Page, app, live_l1, dev_l2, start_worker, tmp_path):
+    token = dev_l2.mint("alice", live_l1.url)
+    start_worker()
+    digest = put_image(app, tmp_path)
+    run = requests.post(f"{live_l1.url}/runs", json={"recipe": "invert", "inputs": [digest]},
+                        headers={"Authorization": f"Bearer {token}"}, timeout=30).json()
+    deadline = time.monotonic() + 120
+    while requests.get(f"{live_l1.url}/runs/{run['id']}", headers={"Authorization": f"Bearer {token}"},
+                       timeout=30).json()["status"] != "completed":
+        assert time.monotonic() < deadline, "the run did not complete"
+        time.sleep(0.2)
+    page.goto(f"{live_l1.url}/auth?auth_token={dev_l2.mint('alice', live_l1.url)}&next=/run/{run['id']}")
+    page.get_by_role("button", name="Publish to L2").click()
+    expect(page.get_by_role("status").filter(has_text="Published to L2")).to_be_visible()
+    expect(page.get_by_role("button", name="Publish to L2")).to_have_count(0)
+    expect(page.get_by_role("button", name="Delete run")).to_have_count(0)
+    page.screenshot(path=str(tmp_path / "run-published.png"), full_page=True)
+    assert [item["l1"] for item in published_on_l2(dev_l2, run["id"])] == [live_l1.url]
