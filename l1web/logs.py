@@ -23,13 +23,16 @@ from l1web.auth.redact import SECRET_PARAMS
 ACCESS = logging.getLogger("l1web.access")
 #: Logger of the per-step lines written by workers.
 STEPS = logging.getLogger("l1web.steps")
+#: Characters escaped in logged paths, so a request can neither split nor forge a log line.
+UNPRINTABLE = re.compile(r"[\x00-\x20\x7f-\x9f]")
 #: Run ids in paths (`/runs/<id>`, `/run/<id>/…`).
 RUN_IN_PATH = re.compile(r"^/runs?/([0-9a-f]{64})(?:/|$)")
 
 
 def redacted_path() -> str:
-    """The request's path and query, with secret query values replaced."""
+    """The request's path and query, secret query values replaced, control characters escaped."""
     path = request.full_path.rstrip("?") if request.query_string else request.path
+    path = UNPRINTABLE.sub(lambda m: f"%{ord(m.group()):02X}", path)
     return SECRET_PARAMS.sub(r"\1[redacted]", path)
 
 

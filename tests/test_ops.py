@@ -296,6 +296,17 @@ def test_request_lines_carry_user_and_run_and_never_the_token(app, alice_client,
     assert alice_client.token not in caplog.text
 
 
+def test_request_lines_cannot_be_split_or_leak_query_secrets(client, caplog):
+    caplog.set_level(logging.INFO)
+    client.get("/media/x%0Arequest method=GET path=/forged status=200", headers=JSON,
+               query_string={"token": "s3cret-value", "csrf_token": "other-s3cret"})
+    lines = [r.getMessage() for r in caplog.records if r.name == "l1web.access"]
+    assert len(lines) == 1
+    assert "\n" not in lines[0]
+    assert "path=/media/x%0Arequest%20method=GET%20path=/forged%20status=200?token=[redacted]" in lines[0]
+    assert "s3cret" not in caplog.text
+
+
 def test_worker_logs_one_line_per_step_with_run_and_job_ids(app, alice_client, start_worker, tmp_path):
     run = completed_run(app, alice_client, start_worker, tmp_path)
     log_text = (tmp_path / "worker-0.log").read_text()
