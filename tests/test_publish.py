@@ -153,6 +153,38 @@ def test_slow_l2_gives_504_and_marks_nothing(app, alice_client, start_worker, tm
     assert alice_client.delete(f"/runs/{run['id']}").status_code == 200
 
 
+def _answering(status: str, body: bytes, content_type: str = "application/json", extra=()):
+    def app(environ, start_response):
+        start_response(status, [("Content-Type", content_type), *extra])
+        return [body]
+
+    return app
+
+
+def test_unusable_l2_answers_give_502_and_mark_nothing(app, alice_client, start_worker, tmp_path, settings, state):
+    run = completed_run(app, alice_client, start_worker, tmp_path)
+    bearer = {"Authorization": f"Bearer {alice_client.token}"}
+    cases = [
+        (_answering("500 Internal Server Error", b"<h1>oops</h1>", "text/html"), "answered 500"),
+        (_answering("302 Found", b"", extra=[("Location", "http://elsewhere/publish")]), "answered 302"),
+        (_answering("200 OK", b'{"ok": true}'), "no usable publication record"),
+        (_answering("200 OK", b'{"id": "' + b"x" * 20000 + b'"}'), "no usable publication record"),
+        (_answering("400 Bad Request", b'{"error": "bad_request", "message": "provenance too odd"}'),
+         "provenance too odd"),
+    ]
+    for wsgi, expected in cases:
+        server = LiveServer(wsgi)
+        try:
+            answer = _l1_with_l2(settings, state, server.url).test_client().post(
+                f"/runs/{run['id']}/publish", headers=bearer)
+        finally:
+            server.stop()
+        assert answer.status_code == 502, (expected, answer.json)
+        assert expected in answer.json["message"]
+    assert state.runs.get(run["id"]).get("published") != "1"
+    assert not state.cache.is_published(run["output_hash"])
+
+
 def test_l2_refusing_the_token_marks_nothing(app, bob_client, state, dev_l2, start_worker, tmp_path):
     run = completed_run(app, bob_client, start_worker, tmp_path)
     dev_l2.revoke_user("bob")  # L1 still trusts its recent verification; L2 does not
