@@ -16,6 +16,8 @@ MODULES = (
     "cache",
     "media",
     "apidocs",
+    "ops",
+    "publish",
 )
 
 
