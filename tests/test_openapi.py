@@ -37,6 +37,8 @@ PAGE_ENDPOINTS = frozenset({
 PAGE_BLUEPRINTS: frozenset[str] = frozenset()
 #: Methods Flask adds to routes by itself; HEAD is documented only where it means something.
 IMPLICIT_METHODS = frozenset({"HEAD", "OPTIONS"})
+#: A Flask converter in a rule: `<int:page>` → `page`.
+CONVERTER = re.compile(r"<(?:[^<>:]+:)?([^<>:]+)>")
 JSON = {"Accept": "application/json"}
 RECIPE = """\
 name: invert-it
@@ -62,8 +64,9 @@ def app_operations(app: Flask) -> tuple[set[tuple[str, str]], set[tuple[str, str
         if is_page(app, rule.endpoint):
             continue
         methods = rule.methods or set()
-        required.update((rule.rule, m) for m in methods - IMPLICIT_METHODS)
-        allowed.update((rule.rule, m) for m in methods - {"OPTIONS"})
+        path = CONVERTER.sub(r"<\1>", rule.rule)  # /x/<int:n> is /x/{n} in OpenAPI
+        required.update((path, m) for m in methods - IMPLICIT_METHODS)
+        allowed.update((path, m) for m in methods - {"OPTIONS"})
     return required, allowed
 
 
@@ -133,6 +136,21 @@ def test_every_operation_has_an_id_a_summary_and_a_json_error_body(app):
             error = op["responses"]["default"]["content"]["application/json"]["schema"]
             assert error["required"] == ["error", "message"]
     assert len(ids) == len(set(ids)) == len(openapi.operations())
+
+
+def test_no_value_is_a_stray_null():
+    """An unquoted `, ` inside a YAML flow mapping silently makes a key with a null value."""
+    def nulls(node: object, where: str) -> Iterator[str]:
+        if isinstance(node, dict):
+            for key, value in node.items():
+                if value is None:
+                    yield f"{where}/{key}"
+                yield from nulls(value, f"{where}/{key}")
+        elif isinstance(node, list):
+            for index, value in enumerate(node):
+                yield from nulls(value, f"{where}/{index}")
+
+    assert list(nulls(openapi.document(), "")) == []
 
 
 def test_a_duplicate_definition_across_files_is_refused():
@@ -343,8 +361,9 @@ def test_junk_ids_and_bodies_get_documented_errors_on_every_operation(alice_clie
             for body in JUNK_BODIES if "requestBody" in op else ({},):
                 answer = alice_client.open(path, method=method.upper(), headers=JSON, **body)
                 tried += 1
-                assert answer.status_code < 500, (method, path, body, answer.data[:200])
                 responses = op["responses"]
+                assert answer.status_code < 500 or str(answer.status_code) in responses, (method, path, body,
+                                                                                         answer.data[:200])
                 spec = responses.get(str(answer.status_code)) or responses.get("default")
                 assert spec is not None, (method, path, answer.status_code)
                 if answer.mimetype == "application/json" and method != "head":
@@ -358,7 +377,8 @@ def test_junk_ids_and_bodies_get_documented_errors_on_every_operation(alice_clie
                 answer = alice_client.open(template.format(**dict.fromkeys(params, "0" * 64)), method=method.upper(),
                                            headers=JSON, query_string={name: junk})
                 tried += 1
-                assert answer.status_code < 500, (method, template, name, junk, answer.data[:200])
+                assert answer.status_code < 500 or str(answer.status_code) in op["responses"], (
+                    method, template, name, junk, answer.data[:200])
                 spec = op["responses"].get(str(answer.status_code)) or op["responses"].get("default")
                 if answer.mimetype == "application/json" and method != "head":
                     assert schema_errors(spec["content"]["application/json"]["schema"], answer.json) == []
