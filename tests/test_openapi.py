@@ -38,6 +38,8 @@ PAGE_ENDPOINTS = frozenset({
 PAGE_BLUEPRINTS = frozenset({"rq_dashboard"})
 #: Methods Flask adds to routes by itself; HEAD is documented only where it means something.
 IMPLICIT_METHODS = frozenset({"HEAD", "OPTIONS"})
+#: A Flask converter in a rule: `<int:page>` → `page`.
+CONVERTER = re.compile(r"<(?:[^<>:]+:)?([^<>:]+)>")
 JSON = {"Accept": "application/json"}
 RECIPE = """\
 name: invert-it
@@ -63,8 +65,9 @@ def app_operations(app: Flask) -> tuple[set[tuple[str, str]], set[tuple[str, str
         if is_page(app, rule.endpoint):
             continue
         methods = rule.methods or set()
-        required.update((rule.rule, m) for m in methods - IMPLICIT_METHODS)
-        allowed.update((rule.rule, m) for m in methods - {"OPTIONS"})
+        path = CONVERTER.sub(r"<\1>", rule.rule)  # /x/<int:n> is /x/{n} in OpenAPI
+        required.update((path, m) for m in methods - IMPLICIT_METHODS)
+        allowed.update((path, m) for m in methods - {"OPTIONS"})
     return required, allowed
 
 
@@ -134,6 +137,21 @@ def test_every_operation_has_an_id_a_summary_and_a_json_error_body(app):
             error = op["responses"]["default"]["content"]["application/json"]["schema"]
             assert error["required"] == ["error", "message"]
     assert len(ids) == len(set(ids)) == len(openapi.operations())
+
+
+def test_no_value_is_a_stray_null():
+    """An unquoted `, ` inside a YAML flow mapping silently makes a key with a null value."""
+    def nulls(node: object, where: str) -> Iterator[str]:
+        if isinstance(node, dict):
+            for key, value in node.items():
+                if value is None:
+                    yield f"{where}/{key}"
+                yield from nulls(value, f"{where}/{key}")
+        elif isinstance(node, list):
+            for index, value in enumerate(node):
+                yield from nulls(value, f"{where}/{index}")
+
+    assert list(nulls(openapi.document(), "")) == []
 
 
 def test_a_duplicate_definition_across_files_is_refused():
