@@ -324,7 +324,11 @@ def wait(session: requests.Session, server: str, run: dict, *, show: bool) -> di
     progress = Progress(sys.stderr) if show else None
     while run["status"] in LIVE:
         time.sleep(POLL_INTERVAL)
-        answer = session.get(f"{server}/runs/{run['id']}", timeout=HTTP_TIMEOUT)
+        try:
+            answer = session.get(f"{server}/runs/{run['id']}", timeout=HTTP_TIMEOUT)
+        except (requests.ConnectionError, requests.Timeout):
+            raise ClientError(f"lost the L1 server at {server} while waiting; run {run['id']} goes on there "
+                              "if the server does", EXIT_UNREACHABLE) from None
         check(answer, "reading the run")
         run = answer.json()
         if progress:

@@ -47,8 +47,15 @@ class RequestLog:
 
 
 class Server:
-    def __init__(self, url: str, log: RequestLog) -> None:
-        self.url, self.log = url, log
+    """L1 over HTTP with its request log; `stop()` takes it down (once)."""
+
+    def __init__(self, url: str, log: RequestLog, live: LiveServer) -> None:
+        self.url, self.log, self.live, self.stopped = url, log, live, False
+
+    def stop(self) -> None:
+        if not self.stopped:
+            self.stopped = True
+            self.live.stop()
 
 
 @pytest.fixture()
@@ -56,10 +63,10 @@ def server(settings, state, dev_l2):
     port = free_port()
     url = f"http://127.0.0.1:{port}"
     log = RequestLog(create_app(settings.with_changes(l1_public_url=url), state=state))
-    live = LiveServer(log, port)
+    running = Server(url, log, LiveServer(log, port))
     dev_l2.allow(url)
-    yield Server(url, log)
-    live.stop()
+    yield running
+    running.stop()
 
 
 @pytest.fixture()
@@ -228,6 +235,18 @@ def test_a_bad_or_missing_token_exits_4(server, cli):
     missing = cli("invert", "cat", "--server", server.url)
     assert missing.returncode == 4 and "no token" in missing.stderr
     assert server.log.seen["POST /runs"] == 1  # the missing token never reached the server
+
+
+def test_a_server_lost_while_waiting_exits_3_naming_the_run(server, token, cat, cli_env):
+    proc = subprocess.Popen([sys.executable, str(ROOT / "render.py"), "invert", "cat", "--sync", "--server",
+                             server.url, "--token", token], stdout=subprocess.PIPE, stderr=subprocess.PIPE,
+                            text=True, env=cli_env)
+    first = proc.stderr.readline()  # no worker: the run stays pending, and the client polls
+    assert first.startswith("[pending]"), first
+    server.stop()
+    _, rest = proc.communicate(timeout=CLI_TIMEOUT)
+    assert proc.returncode == 3
+    assert "lost the L1 server" in rest and re.search(r"run [0-9a-f]{64} goes on", rest)
 
 
 def test_an_unreachable_server_exits_3(cli):
