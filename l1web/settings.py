@@ -26,6 +26,10 @@ DEFAULT_L2_TIMEOUT = 3.0
 DEFAULT_AUTH_RATE_LIMIT = 30
 #: Run submissions per user, and per client address, per minute.
 DEFAULT_RUN_RATE_LIMIT = 30
+#: Jobs waiting in any one queue above which /readyz answers 503 (the node is saturated).
+DEFAULT_READY_MAX_QUEUE = 1000
+#: Seconds L1 waits for an L2 to answer a publication (connect and read each).
+DEFAULT_L2_PUBLISH_TIMEOUT = 10.0
 #: Seconds a browser session lasts at most (7 days); never longer than the L2 token.
 DEFAULT_SESSION_TTL = 7 * 24 * 3600
 #: Seconds between a busy worker's heartbeats (RQ's job monitoring interval).
@@ -79,6 +83,9 @@ class Settings:
     worker_heartbeat: int = DEFAULT_WORKER_HEARTBEAT
     worker_abandon_grace: int = DEFAULT_WORKER_ABANDON_GRACE
     worker_maintenance: int = DEFAULT_WORKER_MAINTENANCE
+    ready_max_queue: int = DEFAULT_READY_MAX_QUEUE
+    metrics_token_sha256: str = ""
+    l2_publish_timeout: float = DEFAULT_L2_PUBLISH_TIMEOUT
     testing: bool = False
     extra: Mapping[str, str] = field(default_factory=dict)
 
@@ -122,6 +129,9 @@ class Settings:
             worker_heartbeat=int(env.get("WORKER_HEARTBEAT", DEFAULT_WORKER_HEARTBEAT)),
             worker_abandon_grace=int(env.get("WORKER_ABANDON_GRACE", DEFAULT_WORKER_ABANDON_GRACE)),
             worker_maintenance=int(env.get("WORKER_MAINTENANCE", DEFAULT_WORKER_MAINTENANCE)),
+            ready_max_queue=int(env.get("READY_MAX_QUEUE", DEFAULT_READY_MAX_QUEUE)),
+            metrics_token_sha256=env.get("METRICS_TOKEN_SHA256", "").strip().lower(),
+            l2_publish_timeout=float(env.get("L2_PUBLISH_TIMEOUT", DEFAULT_L2_PUBLISH_TIMEOUT)),
             testing=_bool(env.get("TESTING", "0")),
         )
 
