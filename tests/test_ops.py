@@ -132,9 +132,10 @@ def test_dashboard_reads_our_json_jobs_and_workers(app, admin_client, alice_clie
     assert job.status_code == 200
     assert job.json["status"] == "finished"
     assert job.json["result"]["planned"] is True
-    listing = admin_client.get("/rq/0/data/jobs/steps/finished/8/asc/1.json").json
+    # A one-step run is a single job: its plan job renders the step (docs/runs.md, Execution).
+    listing = admin_client.get("/rq/0/data/jobs/runs/finished/8/asc/1.json").json
     assert len(listing["jobs"]) == 1
-    assert "step" in listing["jobs"][0]["description"]
+    assert "plan run" in listing["jobs"][0]["description"]
 
 
 # Metrics -------------------------------------------------------------------------------------------
@@ -315,7 +316,7 @@ def test_worker_logs_one_line_per_step_with_run_and_job_ids(app, alice_client, s
     assert len(steps) == 1, steps
     line = steps[0]
     assert f"run={run['id']}" in line
-    assert f"job=step-{run['id'][:16]}-1-" in line
+    assert f"job=plan-{run['id'][:16]}-1" in line  # a one-step run's plan job renders its step
     assert "type=EFFECT outcome=completed seconds=" in line
     assert alice_client.token not in log_text
 
