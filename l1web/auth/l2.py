@@ -8,8 +8,11 @@ from __future__ import annotations
 
 import base64
 import binascii
+import contextlib
 import json
 import logging
+import socket
+import threading
 import time
 from datetime import datetime
 
@@ -75,13 +78,37 @@ def verify(l2_url: str, token: str, l1_url: str, timeout: float) -> Verified:
 
 
 def _read_capped(answer: requests.Response, deadline: float) -> bytes:
+    """The body, at most `MAX_ANSWER_BYTES`, all of it by `deadline`.
+
+    The read timeout only bounds each wait for a byte, so an L2 dripping one byte at a time
+    would never trip it; a watchdog shuts the socket at the deadline instead.
+    """
+    expired = threading.Event()
+    sock = getattr(getattr(answer.raw, "connection", None), "sock", None)
+
+    def cut() -> None:
+        expired.set()
+        if sock is not None:
+            with contextlib.suppress(OSError):
+                sock.shutdown(socket.SHUT_RDWR)
+
+    watchdog = threading.Timer(max(deadline - time.monotonic(), 0.0), cut)
+    watchdog.daemon = True
+    watchdog.start()
     body = b""
-    for chunk in answer.iter_content(CHUNK_BYTES):
-        body += chunk
-        if len(body) > MAX_ANSWER_BYTES:
-            raise BadGateway("The L2 server sent an answer that is too large.")
-        if time.monotonic() > deadline:
-            raise requests.Timeout("L2 answer took too long")
+    try:
+        for chunk in answer.iter_content(CHUNK_BYTES):
+            body += chunk
+            if len(body) > MAX_ANSWER_BYTES:
+                raise BadGateway("The L2 server sent an answer that is too large.")
+    except requests.RequestException:
+        if expired.is_set():
+            raise requests.Timeout("L2 answer took too long") from None
+        raise
+    finally:
+        watchdog.cancel()
+    if expired.is_set() or time.monotonic() > deadline:
+        raise requests.Timeout("L2 answer took too long")
     return body
 
 
