@@ -11,6 +11,7 @@ import binascii
 import contextlib
 import json
 import logging
+import math
 import socket
 import threading
 import time
@@ -142,7 +143,7 @@ def _epoch(value: object) -> int | None:
     if isinstance(value, bool):
         return None
     if isinstance(value, int | float):
-        return int(value)
+        return int(value) if math.isfinite(value) else None
     if isinstance(value, str):
         try:
             moment = datetime.fromisoformat(value)
