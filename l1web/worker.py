@@ -9,7 +9,8 @@ from rq import Queue, Worker
 from rq.serializers import JSONSerializer
 
 from l1web.settings import Settings
-from l1web.state import connect
+from l1web.state import StateManager, connect
+from l1web.store import ContentStore
 
 #: Queues a worker listens on by default, highest priority first.
 DEFAULT_QUEUES = ("steps", "runs", "default")
@@ -44,6 +45,8 @@ def main(argv: list[str] | None = None) -> None:
     args = parser.parse_args(argv)
     logging.basicConfig(level=logging.INFO, format="%(asctime)s %(levelname)s %(name)s %(message)s")
     settings = Settings.from_env()
+    # Opening the store sweeps temp files and work folders a crashed worker left behind.
+    ContentStore(settings.cache_dir, StateManager.from_url(settings.redis_url).cache)
     connection = connect(settings.redis_url, decode=False)
     queues = [Queue(name, connection=connection, serializer=JSONSerializer) for name in args.queues]
     worker = Worker(

@@ -1,7 +1,8 @@
 """The content-addressed store: files named by the SHA3-256 of their bytes, indexed in Redis.
 
 Layout under the root: `ab/abcdef…` (the item, fanned out by its first two hex characters),
-`tmp/` (ingest in progress, same filesystem so the final rename is atomic), `quarantine/`
+`tmp/` (ingest in progress, same filesystem so the final rename is atomic), `work/` (one
+directory per step a worker is rendering, see `l1web.jobs.runs`), `quarantine/`
 (files whose bytes stopped matching their name), `thumbs/ab/abcdef….jpg` (previews).
 Satisfies the engine's `Store` protocol (`has`, `path_for`, `put_file`).
 """
@@ -11,6 +12,7 @@ from __future__ import annotations
 import contextlib
 import logging
 import os
+import shutil
 import time
 from collections.abc import Iterable
 from dataclasses import dataclass, replace
@@ -31,6 +33,8 @@ log = logging.getLogger(__name__)
 STALE_TEMP_AGE = 3600.0
 #: Directories under the root that are not fan-out directories.
 TMP_DIR, QUARANTINE_DIR, THUMBS_DIR = "tmp", "quarantine", "thumbs"
+#: Where workers render steps (`l1web.jobs.runs.WORK_DIR`); a crash leaves `step-*` folders here.
+WORK_DIR, WORK_PREFIX = "work", "step-"
 
 
 @dataclass(frozen=True)
@@ -252,7 +256,11 @@ class ContentStore:
         self.index.quarantine(digest, reason)
 
     def sweep_temp(self, max_age: float = STALE_TEMP_AGE) -> int:
-        """Remove temp files abandoned by a crashed ingest; the number removed."""
+        """Remove temp files of a crashed ingest and work folders of a crashed render; how many.
+
+        Only what nobody has written to for `max_age` goes: a render still running elsewhere
+        keeps touching its output file, so its folder is never taken from under it.
+        """
         cutoff = time.time() - max_age
         removed = 0
         for path in self.tmp.glob(f"{TEMP_PREFIX}*"):
@@ -262,9 +270,22 @@ class ContentStore:
                     removed += 1
             except FileNotFoundError:
                 continue
+        for folder in (self.root / WORK_DIR).glob(f"{WORK_PREFIX}*"):
+            if _last_write(folder) < cutoff:
+                shutil.rmtree(folder, ignore_errors=True)
+                removed += 1
         if removed:
-            log.info("removed %d abandoned temp files from %s", removed, self.tmp)
+            log.info("removed %d abandoned temp files and work folders from %s", removed, self.root)
         return removed
+
+
+def _last_write(folder: Path) -> float:
+    """The newest mtime of a folder and everything in it (0 if it vanished meanwhile)."""
+    newest = 0.0
+    for path in (folder, *folder.rglob("*")):
+        with contextlib.suppress(FileNotFoundError):
+            newest = max(newest, path.lstat().st_mtime)
+    return newest
 
 
 def _fsync_dir(directory: Path) -> None:
