@@ -26,6 +26,8 @@ DEFAULT_L2_TIMEOUT = 3.0
 DEFAULT_AUTH_RATE_LIMIT = 30
 #: Run submissions per user, and per client address, per minute.
 DEFAULT_RUN_RATE_LIMIT = 30
+#: Seconds one render step's ffmpeg may run before it is killed with its process group (6 h).
+DEFAULT_STEP_TIMEOUT = 6 * 3600.0
 #: Seconds a browser session lasts at most (7 days); never longer than the L2 token.
 DEFAULT_SESSION_TTL = 7 * 24 * 3600
 
@@ -60,6 +62,7 @@ class Settings:
     auth_rate_limit: int = DEFAULT_AUTH_RATE_LIMIT
     run_rate_limit: int = DEFAULT_RUN_RATE_LIMIT
     session_ttl: int = DEFAULT_SESSION_TTL
+    step_timeout: float = DEFAULT_STEP_TIMEOUT
     testing: bool = False
     extra: Mapping[str, str] = field(default_factory=dict)
 
@@ -94,6 +97,7 @@ class Settings:
             auth_rate_limit=int(env.get("AUTH_RATE_LIMIT", DEFAULT_AUTH_RATE_LIMIT)),
             run_rate_limit=int(env.get("RUN_RATE_LIMIT", DEFAULT_RUN_RATE_LIMIT)),
             session_ttl=int(env.get("SESSION_TTL", DEFAULT_SESSION_TTL)),
+            step_timeout=float(env.get("STEP_TIMEOUT", DEFAULT_STEP_TIMEOUT)),
             testing=_bool(env.get("TESTING", "0")),
         )
 
