@@ -80,7 +80,15 @@ class ContentStore:
 
     # Reading ---------------------------------------------------------------------------------------
     def has(self, digest: str) -> bool:
-        return names.is_digest(digest) and self.index.exists(digest) and self.location(digest).is_file()
+        """True if the item is here with the right bytes: a recorded step output that was
+        corrupted on disk is quarantined and reported missing, so the step renders again."""
+        if not (names.is_digest(digest) and self.index.exists(digest)):
+            return False
+        try:
+            self.path_for(digest)  # rehashes only if the file changed since it was last verified
+        except (CorruptItem, NotFound):
+            return False
+        return True
 
     def meta(self, digest: str) -> ItemMeta:
         check_digest(digest)
