@@ -23,7 +23,7 @@ from l1web.errors import BadRequest, Conflict, CorruptItem, NotFound, PayloadToo
 from l1web.state.cache import CacheIndex, ItemMeta
 from l1web.store import names
 from l1web.store.imports import open_for_import
-from l1web.store.ingest import CHUNK, TEMP_PREFIX, Readable, TempWriter, raise_if_full
+from l1web.store.ingest import CHUNK, TEMP_PREFIX, AdoptedFile, Readable, TempWriter, raise_if_full
 from l1web.store.multipart import read_multipart
 from l1web.store.names import check_digest, digest_for, hash_file
 
@@ -183,7 +183,12 @@ class ContentStore:
         return self.commit(writer, source=source, owner=owner, name=name)
 
     def put_file(self, path: Path, *, source: str, owner: str | None = None) -> str:
-        """Consume the file at `path` (a render output): store its bytes, remove it."""
+        """Consume the file at `path` (a render output): store its bytes, remove it.
+
+        On the store's own filesystem the file is moved in (no copy, no extra space needed).
+        """
+        if Path(path).stat().st_dev == self.tmp.stat().st_dev:
+            return self.commit(AdoptedFile(Path(path), self.tmp), source=source, owner=owner).digest
         with open(path, "rb", buffering=0) as handle:
             digest = self.put_stream(handle, source=source, owner=owner).digest
         path.unlink(missing_ok=True)
@@ -197,7 +202,7 @@ class ContentStore:
             raise_if_full(exc)
             raise
 
-    def commit(self, writer: TempWriter, *, source: str, owner: str | None = None,
+    def commit(self, writer: TempWriter | AdoptedFile, *, source: str, owner: str | None = None,
                name: str | None = None) -> Stored:
         """Give the temp file its content name (atomic rename) and index it; discards on error."""
         try:
@@ -211,7 +216,7 @@ class ContentStore:
         finally:
             writer.discard()
 
-    def _install(self, writer: TempWriter, digest: str, known: ItemMeta | None,
+    def _install(self, writer: TempWriter | AdoptedFile, digest: str, known: ItemMeta | None,
                  facts: media.MediaFacts | None, *, source: str, owner: str | None,
                  name: str | None) -> Stored:
         final = self.location(digest)
