@@ -37,7 +37,7 @@ class Readable(Protocol):
 def raise_if_full(exc: OSError) -> None:
     """Turn a full disk into the user-facing 507; other I/O errors are left to the caller."""
     if exc.errno in DISK_FULL:
-        raise InsufficientStorage("storage full: the cache's disk has no room for this item") from exc
+        raise InsufficientStorage("storage full: no space left on the cache's disk for this item") from exc
 
 
 class TempWriter:
