@@ -25,10 +25,11 @@ from pathlib import Path
 import numpy as np
 import psutil
 import pytest
+import redis
 from PIL import Image
 
 from devl2.testing import sign_in
-from l1web import create_app
+from l1web import create_app, errors
 from l1web.context import User
 from l1web.recipes import parse_recipe
 from l1web.runs.model import RunStatus, StepStatus
@@ -173,6 +174,54 @@ def test_a_revoked_token_is_never_let_in_while_redis_is_down(settings, dev_l2, o
     own_redis.start()  # AOF kept the revocation
     assert anyone.get("/cache", headers=bearer).status_code == 401
     assert alice.get("/cache", headers=JSON).status_code == 401
+
+
+def test_a_stalled_redis_answers_503_after_the_socket_timeout_never_hangs(settings, dev_l2, own_redis, tmp_path):
+    """SIGSTOP: connections are accepted but never answered (a Redis frozen by a long fork or swap)."""
+    settings = settings.with_changes(redis_url=f"{own_redis.url}/5", cache_dir=tmp_path / "own-cache")
+    quick = redis.Redis.from_url(settings.redis_url, decode_responses=True, socket_connect_timeout=1, socket_timeout=1)
+    app = create_app(settings, state=StateManager(quick))
+    alice = sign_in(app, dev_l2, "alice")
+    bearer = {"Authorization": f"Bearer {alice.token}", **JSON}
+    own_redis.proc.send_signal(signal.SIGSTOP)
+    try:
+        for call in (lambda: alice.get("/cache", headers=JSON), lambda: app.test_client().get("/cache", headers=bearer),
+                     lambda: alice.get("/media", headers=HTML)):
+            response = call()
+            assert response.status_code == 503 and b"Redis" in response.data
+    finally:
+        own_redis.proc.send_signal(signal.SIGCONT)
+    assert alice.get("/cache", headers=JSON).status_code == 200
+
+
+def test_redis_refusing_writes_is_503_and_keeps_what_it_has(settings, dev_l2, own_redis, tmp_path, caplog,
+                                                            monkeypatch):
+    """Redis out of memory under `noeviction` (F8): writes fail, reads go on, keys are untouched."""
+    settings = settings.with_changes(redis_url=f"{own_redis.url}/5", cache_dir=tmp_path / "own-cache")
+    app = create_app(settings, state=StateManager.from_url(settings.redis_url))
+    alice = sign_in(app, dev_l2, "alice")
+    digest = alice.post("/cache/upload", data=b"stored before memory ran out", headers=RAW).json["digest"]
+    admin = connect(settings.redis_url)
+    before = sorted(admin.keys("*"))
+    admin.config_set("maxmemory-policy", "noeviction")
+    admin.config_set("maxmemory", "1")
+    monkeypatch.setattr(errors, "_refusals", errors._RefusalLog())
+    try:
+        for call in (lambda: alice.post("/cache/upload", data=b"one more item", headers=RAW),
+                     lambda: alice.post("/runs", json={"recipe": "invert", "inputs": [digest]})):
+            response = call()
+            assert response.status_code == 503, response.data[:300]
+            assert "Redis" in response.json["message"] and "writes" in response.json["message"]
+        refusals = [r for r in caplog.records if "redis refuses writes" in r.getMessage()]
+        assert len(refusals) == 1  # one alert, not one per request
+        assert download(alice, digest) == b"stored before memory ran out"  # reads still work
+        assert not (tmp_path / "own-cache" / sha3(b"one more item")[:2]).exists()
+        assert list((tmp_path / "own-cache" / "tmp").iterdir()) == []
+        assert sorted(k for k in admin.keys("*") if not k.startswith("artdag:rate:")) == \
+            sorted(k for k in before if not k.startswith("artdag:rate:"))
+    finally:
+        admin.config_set("maxmemory", "0")
+    assert alice.post("/cache/upload", data=b"one more item", headers=RAW).status_code == 201
 
 
 # F10/F11: disk full -----------------------------------------------------------------------------
