@@ -354,6 +354,13 @@ class MisbehavingL2(BaseHTTPRequestHandler):
                 self.wfile.flush()
                 time.sleep(self.behaviour["every"])
             return
+        if kind == "drip-headers":  # a status line, then header bytes one by one, for ever
+            self.wfile.write(b"HTTP/1.1 200 OK\r\nX-Slow: ")
+            for _ in range(1000):
+                self.wfile.write(b"x")
+                self.wfile.flush()
+                time.sleep(self.behaviour["every"])
+            return
         if kind == "hang-up":  # reads the request, then closes without a word
             self.close_connection = True
             self.connection.shutdown(socket.SHUT_RDWR)
@@ -457,6 +464,16 @@ def test_l2_dripping_its_answer_is_cut_off_at_the_timeout(settings, state, redis
     """Each byte arrives within the read timeout, so only a whole-answer deadline stops it."""
     url, handler = bad_l2
     handler.behaviour = {"kind": "drip", "every": 0.2}
+    started = time.monotonic()
+    _, response = l2_sign_in(settings, state, url, l2_timeout=1.0)
+    assert response.status_code == 504 and "Set-Cookie" not in response.headers
+    assert time.monotonic() - started < 3
+    assert no_session_written(redis_client)
+
+
+def test_l2_dripping_its_headers_is_cut_off_at_the_timeout(settings, state, redis_client, bad_l2):
+    url, handler = bad_l2
+    handler.behaviour = {"kind": "drip-headers", "every": 0.2}
     started = time.monotonic()
     _, response = l2_sign_in(settings, state, url, l2_timeout=1.0)
     assert response.status_code == 504 and "Set-Cookie" not in response.headers
