@@ -606,6 +606,8 @@ def test_stale_temp_files_are_swept_when_a_worker_starts(settings, state, worker
 # F19: ffmpeg hanging ----------------------------------------------------------------------------------
 HANGING_FFMPEG = """#!/bin/sh
 # A stand-in for an ffmpeg stuck on crafted input: it and a child of its own never finish.
+# (`-version`, asked for provenance records, answers at once.)
+[ "$1" = "-version" ] && {{ echo "ffmpeg version hanging-test-double"; exit 0; }}
 echo $$ >> "{pids}"
 sleep 300 &
 echo $! >> "{pids}"
@@ -628,7 +630,7 @@ def test_a_hanging_ffmpeg_is_killed_with_its_whole_group_at_the_step_timeout(ser
     fake.write_text(HANGING_FFMPEG.format(pids=pids))
     fake.chmod(fake.stat().st_mode | stat.S_IXUSR)
     clip = store.put_file(make_video(tmp_path / "clip.mp4", 1, "160x120"), source="test")
-    worker = start_worker(env={"FFMPEG": str(fake), "STEP_TIMEOUT": "2"})
+    worker = start_worker(env={"FFMPEG": str(fake), "STEP_TIMEOUT": "1"})
     run, _ = service.submit(Submission("invert", [clip]), ALICE)
     run = wait_for_run(state, run["id"], timeout=30)
     assert run["status"] == RunStatus.FAILED
