@@ -26,6 +26,8 @@ DEFAULT_L2_TIMEOUT = 3.0
 DEFAULT_AUTH_RATE_LIMIT = 30
 #: Run submissions per user, and per client address, per minute.
 DEFAULT_RUN_RATE_LIMIT = 30
+#: Seconds one render step's ffmpeg may run before it is killed with its process group (6 h).
+DEFAULT_STEP_TIMEOUT = 6 * 3600.0
 #: Jobs waiting in any one queue above which /readyz answers 503 (the node is saturated).
 DEFAULT_READY_MAX_QUEUE = 1000
 #: Seconds L1 waits for an L2 to answer a publication (connect and read each).
@@ -83,6 +85,7 @@ class Settings:
     worker_heartbeat: int = DEFAULT_WORKER_HEARTBEAT
     worker_abandon_grace: int = DEFAULT_WORKER_ABANDON_GRACE
     worker_maintenance: int = DEFAULT_WORKER_MAINTENANCE
+    step_timeout: float = DEFAULT_STEP_TIMEOUT
     ready_max_queue: int = DEFAULT_READY_MAX_QUEUE
     metrics_token_sha256: str = ""
     l2_publish_timeout: float = DEFAULT_L2_PUBLISH_TIMEOUT
@@ -129,6 +132,7 @@ class Settings:
             worker_heartbeat=int(env.get("WORKER_HEARTBEAT", DEFAULT_WORKER_HEARTBEAT)),
             worker_abandon_grace=int(env.get("WORKER_ABANDON_GRACE", DEFAULT_WORKER_ABANDON_GRACE)),
             worker_maintenance=int(env.get("WORKER_MAINTENANCE", DEFAULT_WORKER_MAINTENANCE)),
+            step_timeout=float(env.get("STEP_TIMEOUT", DEFAULT_STEP_TIMEOUT)),
             ready_max_queue=int(env.get("READY_MAX_QUEUE", DEFAULT_READY_MAX_QUEUE)),
             metrics_token_sha256=env.get("METRICS_TOKEN_SHA256", "").strip().lower(),
             l2_publish_timeout=float(env.get("L2_PUBLISH_TIMEOUT", DEFAULT_L2_PUBLISH_TIMEOUT)),
