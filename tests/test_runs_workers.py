@@ -12,7 +12,7 @@ import psutil
 import pytest
 import redis
 from PIL import Image
-from rq import Queue
+from rq import Queue, Worker
 from rq.registry import FinishedJobRegistry
 
 from l1web.context import User
@@ -127,10 +127,19 @@ dag:
 """
 
 
+def wait_for_workers(connection, count: int, timeout: float = 60) -> None:
+    """Until `count` workers have registered with RQ (they preload the job code first)."""
+    deadline = time.monotonic() + timeout
+    while len(Worker.all(connection=connection)) < count:
+        assert time.monotonic() < deadline, f"fewer than {count} workers registered"
+        time.sleep(0.1)
+
+
 def test_independent_branches_run_on_two_workers_at_once(service, state, store, start_worker, tmp_path):
     clip = put_video(store, tmp_path, seconds=3)
     start_worker(name="w-one")
     start_worker(name="w-two")
+    wait_for_workers(service.rq, 2)
     run = submit_recipe(service, state, TWO_BRANCHES, {"clip": clip})
     run = wait_for_run(state, run["id"], timeout=240)
     assert run["status"] == RunStatus.COMPLETED, run.get("error")
