@@ -29,6 +29,10 @@ KEY_HOLD_MS = 50
 #: Most Tab presses a keyboard-only helper makes while looking for a control.
 MAX_TABS = 60
 
+#: Viewports: a desktop window and a phone held upright (CSS pixels).
+DESKTOP = {"width": 1200, "height": 900}
+PHONE = {"width": 390, "height": 844}
+
 #: A recipe with one variable input: the clip, inverted, then grey.
 RECIPE = """\
 name: e2e-negative
@@ -208,7 +212,7 @@ def play_and_seek(page: Page) -> dict:
 
 def test_sign_in_upload_run_watch_play_download_delete_sign_out(page: Page, live_l1, dev_l2, start_worker,
                                                                  media_files, shots, tmp_path):
-    page.set_viewport_size({"width": 1200, "height": 900})
+    page.set_viewport_size(DESKTOP)
     sign_in(page, live_l1, dev_l2, shots=shots)
 
     upload(page, media_files["image"])
@@ -312,7 +316,28 @@ def tab_to(page: Page, target, *, backwards: bool = False) -> None:
     raise AssertionError(f"Tab never reached {target}; focus went through: {visited}")
 
 
-def test_keyboard_only_sign_in_upload_recipe_and_run(page: Page, live_l1, dev_l2, start_worker, media_files):
+def pages_fit_a_phone(page: Page, base: str, shots: Path) -> dict[str, int]:
+    """Visit the main pages at a phone's width; the ones wider than the screen, with their width."""
+    run_page = page.url
+    recipe = page.locator("a[href^='/recipe/']").first.get_attribute("href")
+    media_item = page.locator(".inputs a.hash").first.get_attribute("href")
+    page.set_viewport_size(PHONE)
+    too_wide = {}
+    for name, path in [("run", run_page), ("recipe", recipe), ("media-item", media_item), ("media", "/media"),
+                       ("recipes", "/recipes"), ("runs", "/runs"), ("home", "/"),
+                       ("not-found", f"/media/{'0' * 64}")]:
+        page.goto(path if path.startswith("http") else base + path)
+        width = page.evaluate("() => document.documentElement.scrollWidth")
+        if width > PHONE["width"]:
+            too_wide[name] = width
+        snap(page, shots, f"phone-{name}")
+    page.goto(run_page)
+    page.set_viewport_size(DESKTOP)
+    return too_wide
+
+
+def test_keyboard_only_sign_in_upload_recipe_and_run(page: Page, live_l1, dev_l2, start_worker, media_files,
+                                                      shots):
     pointer: list[str] = []
     page.expose_function("__e2ePointer", lambda kind: pointer.append(kind))
     page.add_init_script(POINTER_SPY)
@@ -372,6 +397,7 @@ def test_keyboard_only_sign_in_upload_recipe_and_run(page: Page, live_l1, dev_l2
     expect(page).to_have_url(re.compile(r"/run/[0-9a-f]{64}$"))
     expect(page.locator("#run-status [role=status] .status")).to_have_text("completed", timeout=RUN_TIMEOUT_MS)
     expect(page.locator("#run-status .output video")).to_be_visible()
+    assert pages_fit_a_phone(page, live_l1.url, shots) == {}
 
     # Sign out from the header, still by keyboard.
     tab_to(page, page.locator(".who").get_by_role("button", name="Sign out"))
