@@ -166,11 +166,13 @@ def upload(page: Page, path: Path) -> None:
     expect(media_card(page, path.name)).to_be_visible()
 
 
-def watch_run_live(page: Page, start_worker) -> dict:
-    """Start the worker only now, so the page sees the steps change; returns what it observed.
+def watch_run_live(page: Page, start_worker, shots: Path) -> dict:
+    """Start the workers only now, so the page sees the steps change; returns what it observed.
 
-    A window variable set before the worker starts must survive (no navigation, no reload), the
+    A window variable set before any worker starts must survive (no navigation, no reload), the
     node states must change inside the same document, and they must arrive through the fragment.
+    First only the planner runs, so the planned steps wait in the queue while the test opens the
+    Steps table and checks that the polling does not close it again; then a step worker finishes.
     """
     fragments: list[str] = []
     navigations: list[str] = []
@@ -184,12 +186,24 @@ def watch_run_live(page: Page, start_worker) -> dict:
         look();
         window.__e2eTimer = setInterval(look, 50);
     }""")
-    start_worker()
+    start_worker("runs", name="planner")
+    steps = page.locator("#run-status details.steps")
+    expect(page.locator("#run-status .dag-node.state-queued")).not_to_have_count(0, timeout=RUN_TIMEOUT_MS)
+    steps.locator("summary").click()
+    for _ in range(2):
+        with page.expect_response(lambda r: r.url.endswith("/fragment")):
+            pass
+    page.wait_for_timeout(100)  # let htmx settle the swap
+    expect(steps).to_have_attribute("open", "")
+    expect(steps.get_by_role("table")).to_be_visible()
+    check_page(page, shots, "run-queued")
+
+    start_worker("steps", name="renderer")
     expect(page.locator("#run-status [role=status] .status")).to_have_text("completed", timeout=RUN_TIMEOUT_MS)
     expect(page.locator("#run-status .dag-node.state-completed")).to_have_count(2)
     seen = page.evaluate("() => { clearInterval(window.__e2eTimer); return [...window.__e2eSeen]; }")
     return {"marker": page.evaluate("() => window.__e2eMarker"), "seen": set(seen),
-            "fragments": fragments, "navigations": navigations}
+            "fragments": fragments, "navigations": navigations, "steps_open": steps.get_attribute("open")}
 
 
 def play_and_seek(page: Page) -> dict:
@@ -241,11 +255,21 @@ def test_sign_in_upload_run_watch_play_download_delete_sign_out(page: Page, live
     expect(page.locator("#run-status [role=status] .status")).to_have_text(re.compile("pending|queued"))
     check_page(page, shots, "run-pending")
 
-    seen = watch_run_live(page, start_worker)
+    # A keyboard user on "Cancel run" keeps the focus while the status block is re-polled.
+    cancel = page.get_by_role("button", name="Cancel run")
+    tab_to(page, cancel)
+    for _ in range(2):
+        with page.expect_response(lambda r: r.url.endswith("/fragment")):
+            pass
+    page.wait_for_timeout(100)  # let htmx settle the swap
+    expect(cancel).to_be_focused()
+
+    seen = watch_run_live(page, start_worker, shots)
     assert seen["marker"] == "same-document", "the run page reloaded while the run progressed"
     assert seen["navigations"] == []
     assert seen["fragments"], "the page never polled its status fragment"
-    assert "state-completed" in seen["seen"] and seen["seen"] & {"state-pending", "state-queued", "state-running"}
+    assert {"state-pending", "state-queued", "state-completed"} <= seen["seen"], seen["seen"]
+    assert seen["steps_open"] == "", "the Steps table closed itself when the run finished"
     check_page(page, shots, "run-done")
 
     played = play_and_seek(page)
@@ -328,6 +352,7 @@ def pages_fit_a_phone(page: Page, base: str, shots: Path) -> dict[str, int]:
                        ("recipes", "/recipes"), ("runs", "/runs"), ("home", "/"),
                        ("not-found", f"/media/{'0' * 64}")]:
         page.goto(path if path.startswith("http") else base + path)
+        page.wait_for_load_state("networkidle")
         width = page.evaluate("() => document.documentElement.scrollWidth")
         if width > PHONE["width"]:
             too_wide[name] = width
