@@ -370,6 +370,15 @@ def test_keyboard_only_sign_in_upload_recipe_and_run(page: Page, live_l1, dev_l2
     start_worker()
     page.goto(f"{live_l1.url}/")
 
+    # The first Tab shows the skip link, and it leads past the header into the page's content.
+    page.keyboard.press("Tab")
+    skip = page.get_by_role("link", name="Skip to content")
+    expect(skip).to_be_focused()
+    assert skip.bounding_box()["x"] >= 0, "the focused skip link stays off screen"
+    page.keyboard.press("Enter")
+    page.keyboard.press("Tab")
+    assert page.evaluate("() => !!document.activeElement.closest('main')"), "Tab after the skip link left <main>"
+
     # Sign in: header link, the L2 button, L2's form (Enter submits), Attach.
     tab_to(page, page.locator(".who").get_by_role("link", name="Sign in"))
     page.keyboard.press("Enter")
