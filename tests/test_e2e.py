@@ -164,6 +164,7 @@ def upload(page: Page, path: Path) -> None:
     page.get_by_role("button", name="Upload").click()
     expect(page.locator("#media-status")).to_contain_text(f"Uploaded {path.name}")
     expect(media_card(page, path.name)).to_be_visible()
+    expect(page.get_by_label("Add a file")).to_have_value("")  # ready for the next file
 
 
 def watch_run_live(page: Page, start_worker, shots: Path) -> dict:
