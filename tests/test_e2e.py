@@ -112,7 +112,8 @@ A11Y_SCRIPT = """() => {
     const headings = [...document.querySelectorAll('h1, h2, h3, h4, h5, h6')].filter(visible);
     const levels = headings.map(h => Number(h.tagName[1]));
     if (levels.filter(l => l === 1).length !== 1)
-        problems.push('expected one h1, found ' + levels.filter(l => l === 1).length + ': ' + headings.map(text).join(' | '));
+        problems.push('expected one h1, found ' + levels.filter(l => l === 1).length + ': '
+                      + headings.map(text).join(' | '));
     if (levels.length && levels[0] !== 1) problems.push('the first heading is h' + levels[0] + ', not h1');
     levels.forEach((level, i) => { if (i && level > levels[i - 1] + 1)
         problems.push('heading jumps from h' + levels[i - 1] + ' to h' + level + ': ' + text(headings[i])); });
@@ -220,7 +221,8 @@ def play_and_seek(page: Page) -> dict:
         v.pause();
         const seeked = new Promise((resolve, reject) => {
             v.addEventListener('seeked', () => resolve(true), {once: true});
-            v.addEventListener('error', () => reject(new Error('media error ' + (v.error && v.error.code))), {once: true});
+            v.addEventListener('error', () => reject(new Error('media error ' + (v.error && v.error.code))),
+                               {once: true});
         });
         v.currentTime = 1.5;
         await seeked;
@@ -346,7 +348,7 @@ def tab_to(page: Page, target, *, backwards: bool = False) -> None:
     for _ in range(MAX_TABS):
         page.keyboard.press("Shift+Tab" if backwards else "Tab")
         if target.evaluate("el => el === document.activeElement"):
-            outline = target.evaluate("el => { const s = getComputedStyle(el); return [s.outlineStyle, s.outlineWidth]; }")
+            outline = target.evaluate("el => [getComputedStyle(el).outlineStyle, getComputedStyle(el).outlineWidth]")
             assert outline[0] != "none" and outline[1] != "0px", f"no visible focus on {target}: {outline}"
             return
         visited.append(page.evaluate("() => document.activeElement.outerHTML.slice(0, 80)"))
@@ -377,7 +379,7 @@ def pages_fit_a_phone(page: Page, base: str, shots: Path | None) -> dict[str, in
 
 def test_keyboard_only_sign_in_upload_recipe_and_run(page: Page, live_l1, dev_l2, media_files):
     pointer: list[str] = []
-    page.expose_function("__e2ePointer", lambda kind: pointer.append(kind))
+    page.expose_function("__e2ePointer", lambda kind: pointer.append(kind))  # noqa: PLW0108 (needs a Python callable)
     page.add_init_script(POINTER_SPY)
     page.goto(f"{live_l1.url}/")
 
