@@ -118,6 +118,16 @@ A11Y_SCRIPT = """() => {
     levels.forEach((level, i) => { if (i && level > levels[i - 1] + 1)
         problems.push('heading jumps from h' + levels[i - 1] + ' to h' + level + ': ' + text(headings[i])); });
     for (const h of headings) if (!text(h)) problems.push('empty heading ' + h.tagName);
+    const targets = {};
+    for (const a of document.querySelectorAll('a[href]')) {
+        const copy = a.cloneNode(true);  // roughly its accessible name: alt text in, aria-hidden out
+        copy.querySelectorAll('[aria-hidden=true]').forEach(n => n.remove());
+        copy.querySelectorAll('img[alt]').forEach(n => n.replaceWith(n.alt));
+        const name = (a.getAttribute('aria-label') || text(copy)).replace(/\\s+/g, ' ').toLowerCase();
+        (targets[name] = targets[name] || new Set()).add(a.href);
+    }
+    for (const [name, hrefs] of Object.entries(targets))
+        if (hrefs.size > 1) problems.push('links named "' + name + '" go to ' + hrefs.size + ' different places');
     if (!document.documentElement.lang) problems.push('no lang on <html>');
     if (!document.title.trim()) problems.push('no <title>');
     if (!document.querySelector('main')) problems.push('no <main> landmark');
@@ -289,7 +299,7 @@ def test_sign_in_upload_run_watch_play_download_delete_sign_out(page: Page, live
 
     output_hash = page.locator("#run-status .output a.hash").inner_text()
     with page.expect_download() as download_info:
-        page.locator("#run-status").get_by_role("link", name="download", exact=True).last.click()
+        page.locator("#run-status").get_by_role("link", name="download JSON").click()
     saved = tmp_path / "provenance.json"
     download_info.value.save_as(saved)
     assert download_info.value.suggested_filename.startswith("provenance-")
@@ -459,10 +469,13 @@ def test_the_screen_reader_check_finds_each_kind_of_problem(page: Page):
         <h1>One</h1><h3>Skipped a level</h3><h1>Two</h1>
         <input name="nameless"><select><option>a</option></select><button></button>
         <label for="ok">Fine</label><input id="ok"><img src="data:,"><video controls></video>
+        <a href="/a">download</a> <a href="/b">Download</a> <a href="/c"><img src="data:," alt="same"></a>
+        <a href="/c">same</a>
         </main></body></html>""")
     found = "\n".join(accessibility_problems(page))
     for fault in ("expected one h1, found 2", "heading jumps from h1 to h3", "unnamed control: <input name",
                   "unnamed control: <select", "unnamed control: <button", "image without a text alternative",
-                  "player without a name", "unnamed combobox in the accessibility tree"):
+                  "player without a name", "unnamed combobox in the accessibility tree",
+                  'links named "download" go to 2 different places'):
         assert fault in found, fault
-    assert "id=\"ok\"" not in found
+    assert "id=\"ok\"" not in found and '"same"' not in found
