@@ -244,6 +244,8 @@ def play_and_seek(page: Page) -> dict:
 def test_sign_in_upload_run_watch_play_download_delete_sign_out(page: Page, live_l1, dev_l2, start_worker,
                                                                  media_files, shots, tmp_path):
     page.set_viewport_size(DESKTOP)
+    inline_media: list[int] = []  # statuses of the player's requests for the output's bytes
+    page.on("response", lambda r: inline_media.append(r.status) if "inline=1" in r.url else None)
     sign_in(page, live_l1, dev_l2, shots=shots)
 
     upload(page, media_files["image"])
@@ -296,6 +298,7 @@ def test_sign_in_upload_run_watch_play_download_delete_sign_out(page: Page, live
     played = play_and_seek(page)
     assert played["readyState"] >= 2 and abs(played["currentTime"] - 1.5) < 0.1, played
     assert played["width"] == 192 and played["duration"] == pytest.approx(2, abs=0.2)
+    assert 206 in inline_media, f"the player never got a byte range: {inline_media}"
 
     output_hash = page.locator("#run-status .output a.hash").inner_text()
     with page.expect_download() as download_info:
