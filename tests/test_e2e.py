@@ -293,12 +293,13 @@ def test_sign_in_upload_run_watch_play_download_delete_sign_out(page: Page, live
     assert seen["fragments"], "the page never polled its status fragment"
     assert {"state-pending", "state-queued", "state-completed"} <= seen["seen"], seen["seen"]
     assert seen["steps_open"] == "", "the Steps table closed itself when the run finished"
-    check_page(page, shots, "run-done")
+    check_page(page)
 
     played = play_and_seek(page)
     assert played["readyState"] >= 2 and abs(played["currentTime"] - 1.5) < 0.1, played
     assert played["width"] == 192 and played["duration"] == pytest.approx(2, abs=0.2)
     assert 206 in inline_media, f"the player never got a byte range: {inline_media}"
+    snap(page, shots, "run-done")
 
     output_hash = page.locator("#run-status .output a.hash").inner_text()
     with page.expect_download() as download_info:
