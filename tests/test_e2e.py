@@ -323,6 +323,11 @@ def test_sign_in_upload_run_watch_play_download_delete_sign_out(page: Page, live
     page.wait_for_load_state("networkidle")
     assert page.evaluate(BROKEN_IMAGES) == [], "every preview, the rendered outputs' posters too, loads"
     check_page(page, shots, "media-delete-refused")
+    # An item nothing needs goes at once, and the refusal above gives way to the news.
+    media_card(page, "gradient.png").get_by_role("button", name="Delete").click()
+    expect(media_card(page, "gradient.png")).to_have_count(0)
+    expect(page.locator("#media-status")).to_have_text("Deleted gradient.png.")
+    expect(page.locator("#media-grid")).to_contain_text("3 items in the cache.")
 
     # The run's delete button works; afterwards nothing holds the clip and it can go.
     page.goto(run_url)
@@ -338,6 +343,7 @@ def test_sign_in_upload_run_watch_play_download_delete_sign_out(page: Page, live
     page.goto(f"{live_l1.url}/media")
     media_card(page, "clip.mp4").get_by_role("button", name="Delete").click()
     expect(media_card(page, "clip.mp4")).to_have_count(0)
+    expect(page.locator("#media-status")).to_have_text("Deleted clip.mp4.")
 
     page.goto(f"{live_l1.url}/logout")
     check_page(page, shots, "sign-out")
