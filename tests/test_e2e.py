@@ -1,8 +1,10 @@
 """End to end in headless Chromium: a live L1 (waitress), real RQ workers, the dev L2 over HTTP.
 
 One mouse-driven journey covers sign-in through L2, uploads, a recipe run watched live, playback
-and seeking, provenance download, the delete rules and sign-out; a second does the main flows
-with the keyboard alone. Set `E2E_SCREENSHOTS=<dir>` to keep the screenshots the tests take.
+and seeking, provenance download, the delete rules, phone-width layout and sign-out; a second
+does the main flows with the keyboard alone. Every page visited passes a screen-reader check
+(names, headings, alt text), itself tested on a page built to fail it. Set
+`E2E_SCREENSHOTS=<dir>` to keep the screenshots the tests take (docs/ui.md).
 """
 
 from __future__ import annotations
@@ -362,11 +364,11 @@ POINTER_SPY = """window.addEventListener('pointerdown', e => { if (e.isTrusted) 
 window.addEventListener('mousedown', e => { if (e.isTrusted) window.__e2ePointer(e.type); }, true);"""
 
 
-def tab_to(page: Page, target, *, backwards: bool = False) -> None:
+def tab_to(page: Page, target) -> None:
     """Press Tab until `target` has the focus, and check the focus can be seen (an outline)."""
     visited = []
     for _ in range(MAX_TABS):
-        page.keyboard.press("Shift+Tab" if backwards else "Tab")
+        page.keyboard.press("Tab")
         if target.evaluate("el => el === document.activeElement"):
             outline = target.evaluate("el => [getComputedStyle(el).outlineStyle, getComputedStyle(el).outlineWidth]")
             assert outline[0] != "none" and outline[1] != "0px", f"no visible focus on {target}: {outline}"
