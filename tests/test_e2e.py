@@ -218,6 +218,8 @@ def watch_run_live(page: Page, start_worker, shots: Path | None) -> dict:
     start_worker("steps", name="renderer")
     expect(page.locator("#run-status [role=status] .status")).to_have_text("completed", timeout=RUN_TIMEOUT_MS)
     expect(page.locator("#run-status .dag-node.state-completed")).to_have_count(2)
+    # A screen reader hears the change: one lasting polite live region carries the new status line.
+    expect(page.locator("#live-announcer[aria-live=polite]")).to_contain_text("completed 3 of 3 steps done")
     seen = page.evaluate("() => { clearInterval(window.__e2eTimer); return [...window.__e2eSeen]; }")
     return {"marker": page.evaluate("() => window.__e2eMarker"), "seen": set(seen),
             "fragments": fragments, "navigations": navigations, "steps_open": steps.get_attribute("open")}
