@@ -469,6 +469,20 @@ def test_keyboard_only_sign_in_upload_recipe_and_run(page: Page, live_l1, dev_l2
     expect(page).to_have_url(re.compile(r"/run/[0-9a-f]{64}$"))
     # No worker here: the journey above renders; this run stays live, so its page keeps polling.
     expect(page.locator("#run-status [role=status] .status")).to_have_text("pending")
+    run_path = page.url.removeprefix(live_l1.url)
+
+    # The runs list polls while the run is live; a focused run link keeps the focus, Enter opens it.
+    tab_to(page, page.get_by_role("navigation", name="Main").get_by_role("link", name="Runs"))
+    page.keyboard.press("Enter")
+    run_link = page.locator(f"#runs-list a[href='{run_path}']")
+    tab_to(page, run_link)
+    for _ in range(2):
+        with page.expect_response(lambda r: "/runs/fragment" in r.url):
+            pass
+    page.wait_for_timeout(100)  # let htmx settle the swap
+    expect(run_link).to_be_focused()
+    page.keyboard.press("Enter")
+    expect(page).to_have_url(live_l1.url + run_path)
 
     # Sign out from the header, still by keyboard, while the page polls.
     tab_to(page, page.locator(".who").get_by_role("button", name="Sign out"))
