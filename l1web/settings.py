@@ -26,8 +26,16 @@ DEFAULT_L2_TIMEOUT = 3.0
 DEFAULT_AUTH_RATE_LIMIT = 30
 #: Run submissions per user, and per client address, per minute.
 DEFAULT_RUN_RATE_LIMIT = 30
+#: Jobs waiting in any one queue above which /readyz answers 503 (the node is saturated).
+DEFAULT_READY_MAX_QUEUE = 1000
+#: Seconds L1 waits for an L2 to answer a publication (connect and read each).
+DEFAULT_L2_PUBLISH_TIMEOUT = 10.0
 #: Seconds a browser session lasts at most (7 days); never longer than the L2 token.
 DEFAULT_SESSION_TTL = 7 * 24 * 3600
+#: Seconds one IPFS RPC call may take (a missing CID on an offline node would block for ever).
+DEFAULT_IPFS_TIMEOUT = 20.0
+#: Name of this node's key in the IPFS keystore; its IPNS name is what peers list in IPNS_PEERS.
+DEFAULT_IPNS_KEY = "artdag-l1"
 
 
 def _split(value: str) -> tuple[str, ...]:
@@ -51,6 +59,12 @@ class Settings:
     port: int = DEFAULT_PORT
     ipns_sync_interval: float = 0.0
     ipfs_api: str = ""
+    ipfs_timeout: float = DEFAULT_IPFS_TIMEOUT
+    ipfs_daemon: bool = False
+    ipns_key: str = DEFAULT_IPNS_KEY
+    ipns_peers: tuple[str, ...] = ()
+    worker_token: str = ""
+    l1_server_url: str = ""
     admin_users: tuple[str, ...] = ()
     secret_key: str = ""
     max_upload_bytes: int = DEFAULT_MAX_UPLOAD
@@ -60,6 +74,9 @@ class Settings:
     auth_rate_limit: int = DEFAULT_AUTH_RATE_LIMIT
     run_rate_limit: int = DEFAULT_RUN_RATE_LIMIT
     session_ttl: int = DEFAULT_SESSION_TTL
+    ready_max_queue: int = DEFAULT_READY_MAX_QUEUE
+    metrics_token_sha256: str = ""
+    l2_publish_timeout: float = DEFAULT_L2_PUBLISH_TIMEOUT
     testing: bool = False
     extra: Mapping[str, str] = field(default_factory=dict)
 
@@ -85,6 +102,12 @@ class Settings:
             port=port,
             ipns_sync_interval=float(env.get("IPNS_SYNC_INTERVAL", "0")),
             ipfs_api=env.get("IPFS_API", ""),
+            ipfs_timeout=float(env.get("IPFS_TIMEOUT", DEFAULT_IPFS_TIMEOUT)),
+            ipfs_daemon=_bool(env.get("IPFS_DAEMON", "0")),
+            ipns_key=env.get("IPNS_KEY", DEFAULT_IPNS_KEY),
+            ipns_peers=_split(env.get("IPNS_PEERS", "")),
+            worker_token=env.get("WORKER_TOKEN", ""),
+            l1_server_url=env.get("L1_SERVER_URL", "").rstrip("/"),
             admin_users=_split(env.get("ADMIN_USERS", "")),
             secret_key=env.get("SECRET_KEY", ""),
             max_upload_bytes=int(env.get("MAX_UPLOAD_BYTES", DEFAULT_MAX_UPLOAD)),
@@ -94,6 +117,9 @@ class Settings:
             auth_rate_limit=int(env.get("AUTH_RATE_LIMIT", DEFAULT_AUTH_RATE_LIMIT)),
             run_rate_limit=int(env.get("RUN_RATE_LIMIT", DEFAULT_RUN_RATE_LIMIT)),
             session_ttl=int(env.get("SESSION_TTL", DEFAULT_SESSION_TTL)),
+            ready_max_queue=int(env.get("READY_MAX_QUEUE", DEFAULT_READY_MAX_QUEUE)),
+            metrics_token_sha256=env.get("METRICS_TOKEN_SHA256", "").strip().lower(),
+            l2_publish_timeout=float(env.get("L2_PUBLISH_TIMEOUT", DEFAULT_L2_PUBLISH_TIMEOUT)),
             testing=_bool(env.get("TESTING", "0")),
         )
 

@@ -18,6 +18,11 @@ def test_cache_keys():
     assert keys.assets() == "artdag:assets"
 
 
+def test_operations_keys():
+    assert keys.step_metrics() == "artdag:metrics:steps"
+    assert keys.session_token(D) == f"artdag:session_token:{D}"
+
+
 def test_every_key_has_the_artdag_prefix():
     builders = [getattr(keys, n) for n in dir(keys) if callable(getattr(keys, n)) and not n.startswith("_")]
     for build in builders:
@@ -27,3 +32,14 @@ def test_every_key_has_the_artdag_prefix():
 
 def test_revoked_tokens_are_kept_thirty_days():
     assert keys.REVOKED_TTL == 30 * 24 * 3600
+
+
+def test_ipfs_and_ipns_keys():
+    assert keys.ipfs_cids() == "artdag:ipfs:cids"
+    assert keys.ipfs_results() == "artdag:ipfs:results"
+    assert keys.ipfs_runs() == "artdag:ipfs:runs"
+    assert keys.ipfs_pending() == "artdag:ipfs:pending"
+    assert keys.ipns_status() == "artdag:ipns:status"
+    assert keys.ipns_peer("12D3KooWx") == "artdag:ipns:peer:12D3KooWx"
+    assert keys.ipns_remote_results() == "artdag:ipns:remote:results"
+    assert keys.ipns_remote_cids() == "artdag:ipns:remote:cids"
