@@ -297,6 +297,7 @@ def test_sign_in_upload_run_watch_play_download_delete_sign_out(page: Page, live
     assert seen["fragments"], "the page never polled its status fragment"
     assert {"state-pending", "state-queued", "state-completed"} <= seen["seen"], seen["seen"]
     assert seen["steps_open"] == "", "the Steps table closed itself when the run finished"
+    expect(page.get_by_role("button", name="Publish to L2")).to_be_visible()  # also without a reload
     check_page(page)
 
     played = play_and_seek(page)
