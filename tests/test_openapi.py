@@ -8,6 +8,7 @@ must be in the document, so a new JSON route without documentation fails
 
 from __future__ import annotations
 
+import hashlib
 import io
 import re
 import time
@@ -109,7 +110,7 @@ def test_the_served_document_is_valid_openapi_3_naming_this_server(client, setti
     validate_spec(document)
     assert document["openapi"].startswith("3.")
     assert document["servers"] == [{"url": settings.l1_public_url}]
-    assert set(document["components"]["securitySchemes"]) == {"bearerAuth", "cookieAuth", "csrfToken"}
+    assert set(document["components"]["securitySchemes"]) == {"bearerAuth", "cookieAuth", "csrfToken", "workerToken"}
 
 
 def test_the_document_lists_exactly_the_json_routes(app):
@@ -315,6 +316,19 @@ def test_real_responses_of_every_operation_fit_the_document(app, alice_client, a
     other = check(alice_client, "POST", "/cache/upload", expect=201, data=b"just bytes",
                   headers={"Content-Type": "application/octet-stream"}).json
     check(alice_client, "DELETE", "/cache/{digest}", digest=other["digest"], expect=200)
+
+    # Workers on other hosts: off (404) until WORKER_TOKEN is set, then token-checked.
+    check(plain, "GET", "/worker/cache/{digest}", digest=digest, expect=404)
+    app.extensions["l1"].settings = app.extensions["l1"].settings.with_changes(worker_token="w-secret")
+    worker = {"X-Worker-Token": "w-secret", "Content-Type": "application/octet-stream"}
+    check(plain, "GET", "/worker/cache/{digest}", digest=digest, expect=401, headers={"X-Worker-Token": "wrong"})
+    check(plain, "GET", "/worker/cache/{digest}", digest=digest, expect=200, headers=worker)
+    with plain.get(f"/worker/cache/{digest}", headers=worker) as fetched:
+        assert hashlib.sha3_256(fetched.data).hexdigest() == digest
+    rendered = b"a worker's output"
+    check(plain, "PUT", "/worker/cache/{digest}", digest=hashlib.sha3_256(rendered).hexdigest(), expect=200,
+          headers=worker, data=rendered)
+    check(plain, "PUT", "/worker/cache/{digest}", digest="ab" * 32, expect=400, headers=worker, data=rendered)
 
     # Tokens last: they end sign-ins.
     spare = dev_l2.mint("alice", settings.l1_public_url)
