@@ -15,6 +15,7 @@ MODULES = (
     "auth",
     "cache",
     "media",
+    "apidocs",
     "ops",
     "publish",
 )

@@ -70,6 +70,8 @@ def whoami():
 def revoke():
     """Revoke one token: the one in the body (holding it is the right), else this request's own."""
     body = request.get_json(silent=True) if request.is_json else request.form
+    if request.is_json and not isinstance(body, dict):
+        raise BadRequest('Send JSON {"token": "..."}, or no body to revoke the token of this request.')
     token = (body or {}).get("token")
     if token is not None:
         digest, verified = auth_sessions.authenticate_token(str(token))
