@@ -15,6 +15,7 @@ from __future__ import annotations
 import argparse
 import contextlib
 import logging
+import signal
 
 import redis
 from rq import Queue, Worker
@@ -143,4 +144,17 @@ def main(argv: list[str] | None = None) -> None:
     )
     worker.abandon_grace = settings.worker_abandon_grace
     preload()
-    worker.work(burst=args.burst, with_scheduler=True)
+    # RQ registers the worker, starts its scheduler and only then installs its signal handlers:
+    # a stop signal in between would kill the process outright and leave it registered (alive
+    # to /readyz) for minutes. Until RQ's handlers replace this one, a stop is a clean exit.
+    signal.signal(signal.SIGTERM, _exit_on_signal)
+    signal.signal(signal.SIGINT, _exit_on_signal)
+    try:
+        worker.work(burst=args.burst, with_scheduler=True)
+    finally:
+        with contextlib.suppress(Exception):  # already done by RQ's teardown after a normal stop
+            worker.register_death()
+
+
+def _exit_on_signal(signum, frame) -> None:
+    raise SystemExit(0)
