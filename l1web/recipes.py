@@ -24,6 +24,8 @@ from l1web.engine.errors import DagError
 MAX_RECIPE_BYTES = 256 * 1024
 #: Most YAML nodes a document may expand to once aliases are followed (alias-bomb guard).
 MAX_EXPANDED_NODES = 20_000
+#: Deepest nesting of YAML collections accepted (a real recipe needs about six levels).
+MAX_DEPTH = 64
 #: Recipe names: what users type on the command line; no markup, no paths.
 NAME_RE = re.compile(r"^[A-Za-z0-9][A-Za-z0-9_.-]{0,63}$")
 #: Longest description kept, in characters.
@@ -93,9 +95,11 @@ def parse_recipe(text: str | bytes) -> Recipe:
 
 
 def load_yaml(text: str) -> object:
-    """`yaml.safe_load` with the alias-bomb guard and errors that carry line and column."""
-    loader = yaml.SafeLoader(text)
+    """`yaml.safe_load` with the nesting and alias-bomb guards and errors that carry line and column."""
+    loader = None
     try:
+        _check_depth(text)
+        loader = yaml.SafeLoader(text)  # its reader refuses NUL and control characters at once
         root = loader.get_single_node()
         if root is None:
             raise RecipeError("recipe is empty")
@@ -110,7 +114,23 @@ def load_yaml(text: str) -> object:
     except yaml.YAMLError as exc:
         raise RecipeError(f"invalid YAML: {exc}") from None
     finally:
-        loader.dispose()
+        if loader is not None:
+            loader.dispose()
+
+
+def _check_depth(text: str) -> None:
+    """Refuse nesting deeper than MAX_DEPTH before composing: the composer recurses per level
+    (a few kilobytes of brackets would exhaust Python's stack), the event parser does not."""
+    depth = 0
+    for event in yaml.parse(text, Loader=yaml.SafeLoader):
+        if isinstance(event, yaml.CollectionStartEvent):
+            depth += 1
+            if depth > MAX_DEPTH:
+                mark = event.start_mark
+                raise RecipeError(f"recipe nests deeper than {MAX_DEPTH} levels at line {mark.line + 1}, "
+                                  f"column {mark.column + 1}", line=mark.line + 1, column=mark.column + 1)
+        elif isinstance(event, yaml.CollectionEndEvent):
+            depth -= 1
 
 
 def _check_expansion(root: yaml.Node) -> None:
@@ -122,8 +142,8 @@ def _check_expansion(root: yaml.Node) -> None:
     sizes: dict[int, int] = {}
 
     def size(node: yaml.Node, depth: int = 0) -> int:
-        if depth > 64:
-            raise RecipeError("recipe nests deeper than 64 levels")
+        if depth > MAX_DEPTH:
+            raise RecipeError(f"recipe nests deeper than {MAX_DEPTH} levels")
         known = sizes.get(id(node))
         if known is not None:
             return known
