@@ -27,11 +27,11 @@ MAX_EXPANDED_NODES = 20_000
 #: Deepest nesting of YAML collections accepted (a real recipe needs about six levels).
 MAX_DEPTH = 64
 #: Recipe names: what users type on the command line; no markup, no paths.
-NAME_RE = re.compile(r"^[A-Za-z0-9][A-Za-z0-9_.-]{0,63}$")
+NAME_RE = re.compile(r"^[A-Za-z0-9][A-Za-z0-9_.-]{0,63}\Z")
 #: Longest description kept, in characters.
 MAX_DESCRIPTION = 2000
 TOP_LEVEL_KEYS = frozenset({"name", "version", "description", "registry", "dag"})
-DIGEST_RE = re.compile(r"^[0-9a-f]{64}$")
+DIGEST_RE = re.compile(r"^[0-9a-f]{64}\Z")
 
 
 class RecipeError(ValueError):
@@ -174,7 +174,7 @@ def recipe_from_data(data: object) -> Recipe:
         raise RecipeError(f"unknown top-level key {unknown[0]!r} (allowed: {', '.join(sorted(TOP_LEVEL_KEYS))})",
                           field=unknown[0])
     name = data.get("name")
-    if not isinstance(name, str) or not NAME_RE.match(name):
+    if not isinstance(name, str) or not NAME_RE.fullmatch(name):
         raise RecipeError("'name' must be 1-64 letters, digits, '.', '_' or '-', starting with a "
                           "letter or digit", field="name")
     version = data.get("version", "1")
@@ -210,11 +210,11 @@ def _hash_table(table: object, section: str) -> dict[str, str]:
     out: dict[str, str] = {}
     for name, entry in table.items():
         where = f"registry.{section}.{name}"
-        if not isinstance(name, str) or not NAME_RE.match(name):
+        if not isinstance(name, str) or not NAME_RE.fullmatch(name):
             raise RecipeError(f"{section[:-1]} name {str(name)[:64]!r} is not a valid name",
                               field=f"registry.{section}")
         digest = entry.get("hash") if isinstance(entry, dict) else None
-        if not isinstance(digest, str) or not DIGEST_RE.match(digest):
+        if not isinstance(digest, str) or not DIGEST_RE.fullmatch(digest):
             raise RecipeError(f"{where}.hash must be 64 lower-case hex characters (SHA3-256)",
                               field=f"{where}.hash")
         out[name] = digest
@@ -238,7 +238,7 @@ def _check_source(node, assets: Mapping[str, str], seen_inputs: set[str]) -> Non
                           node=node.id, field="config")
     if config.get("input"):
         name = _input_name(node)
-        if not NAME_RE.match(name):
+        if not NAME_RE.fullmatch(name):
             raise RecipeError("input name must be letters, digits, '.', '_' or '-'", node=node.id,
                               field="config.name")
         if name in seen_inputs:

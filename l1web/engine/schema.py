@@ -24,7 +24,7 @@ MAX_STRING = 256
 #: Marker for a key that has no default and must be given.
 REQUIRED = object()
 #: A lower-case SHA3-256 hex digest.
-DIGEST_RE = re.compile(r"^[0-9a-f]{64}$")
+DIGEST_RE = re.compile(r"^[0-9a-f]{64}\Z")
 
 Kind = Literal[
     "float", "int", "bool", "str", "choice", "color", "digest", "point", "object", "list",
@@ -135,7 +135,7 @@ def _color(spec: Field, value: object, node: str, n_inputs: int, path: str) -> s
 
 
 def _digest(spec: Field, value: object, node: str, n_inputs: int, path: str) -> str:
-    if not isinstance(value, str) or not DIGEST_RE.match(value):
+    if not isinstance(value, str) or not DIGEST_RE.fullmatch(value):
         raise DagError("must be a 64-character lower-case SHA3-256 hex digest", node=node,
                        field=path)
     return value
