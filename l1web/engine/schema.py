@@ -86,7 +86,8 @@ def _number(spec: Field, value: object, node: str, path: str) -> float:
     # bool is an int subclass; a string "2" is a typo we refuse rather than guess at.
     if isinstance(value, bool) or not isinstance(value, (int, float)):
         raise DagError(f"must be a number, got {_show(value)}", node=node, field=path)
-    if not math.isfinite(value):
+    # Ints are finite, but math.isfinite() of one past float range raises OverflowError.
+    if isinstance(value, float) and not math.isfinite(value):
         raise DagError(f"must be finite, got {value!r}", node=node, field=path)
     if (spec.lo is not None and value < spec.lo) or (spec.hi is not None and value > spec.hi):
         raise DagError(
@@ -96,7 +97,11 @@ def _number(spec: Field, value: object, node: str, path: str) -> float:
 
 
 def _float(spec: Field, value: object, node: str, n_inputs: int, path: str) -> float:
-    return float(_number(spec, value, node, path))
+    number = _number(spec, value, node, path)
+    try:
+        return float(number)
+    except OverflowError:  # an int past float range where the field has no bound
+        raise DagError(f"must be a finite number, got {_show(number)}", node=node, field=path) from None
 
 
 def _int(spec: Field, value: object, node: str, n_inputs: int, path: str) -> int:
