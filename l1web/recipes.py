@@ -104,7 +104,7 @@ def load_yaml(text: str) -> object:
         if root is None:
             raise RecipeError("recipe is empty")
         _check_expansion(root)
-        return loader.construct_document(root)
+        return _construct(loader, root)
     except yaml.MarkedYAMLError as exc:
         mark = exc.problem_mark or exc.context_mark
         line, column = (mark.line + 1, mark.column + 1) if mark else (None, None)
@@ -116,6 +116,15 @@ def load_yaml(text: str) -> object:
     finally:
         if loader is not None:
             loader.dispose()
+
+
+def _construct(loader: yaml.SafeLoader, root: yaml.Node) -> object:
+    try:
+        return loader.construct_document(root)
+    except ValueError as exc:  # a scalar Python refuses to convert, e.g. an int of 5000 digits
+        mark = root.start_mark
+        raise RecipeError(f"a value in the recipe cannot be read: {str(exc)[:120]}",
+                          line=mark.line + 1, column=mark.column + 1) from None
 
 
 def _check_depth(text: str) -> None:
