@@ -80,8 +80,10 @@ class RunService:
                 return recipe_from_data(config["recipe"]), config_id
         try:
             return effect_recipe(ref, params), None
-        except RecipeError:
-            raise NotFound(f"no effect or recipe named {ref!r}", field="recipe") from None
+        except RecipeError as exc:
+            if exc.field == "recipe":  # effect_recipe's "no such effect"
+                raise NotFound(f"no effect or recipe named {ref!r}", field="recipe") from None
+            raise BadRequest(str(exc), field="params") from None  # the effect exists; its params are wrong
 
     def resolve_input(self, ref: str, field_name: str) -> str:
         if DIGEST_RE.fullmatch(ref):
