@@ -68,7 +68,10 @@ def whoami():
 @bp.post("/auth/revoke")
 def revoke():
     """Revoke one token: the one in the body (holding it is the right), else this request's own."""
-    body = request.get_json(silent=True) if request.is_json else request.form
+    try:
+        body = request.get_json(silent=True) if request.is_json else request.form
+    except RecursionError:  # `silent` covers ValueError only
+        body = None
     token = (body or {}).get("token")
     if token is not None:
         digest, verified = auth_sessions.authenticate_token(str(token))
@@ -113,7 +116,7 @@ def _revoke_user_request() -> tuple[str, list[str]]:
         raise BadRequest("That request is too large.")
     try:
         body = json.loads(raw)
-    except ValueError:
+    except (ValueError, RecursionError):
         body = None
     username = body.get("username") if isinstance(body, dict) else None
     proofs = body.get("tokens") if isinstance(body, dict) else None

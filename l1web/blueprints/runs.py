@@ -59,7 +59,10 @@ def current() -> User:
 def json_body() -> dict:
     if (request.content_length or 0) > MAX_JSON_BYTES:
         raise PayloadTooLarge(f"the request body is larger than {MAX_JSON_BYTES} bytes")
-    body = request.get_json(force=True, silent=True)
+    try:
+        body = request.get_json(force=True, silent=True)
+    except RecursionError:  # `silent` covers ValueError only; "[[[[…" of 100 KB recurses in json
+        raise BadRequest("the request body nests too deeply to be a JSON object") from None
     if not isinstance(body, dict):
         raise BadRequest("the request body must be a JSON object")
     return body
