@@ -9,6 +9,7 @@ from __future__ import annotations
 from flask import Blueprint, Response, jsonify, request, send_file, url_for
 
 from l1web import context, media
+from l1web.blueprints.runs import MAX_OFFSET
 from l1web.errors import BadRequest, Forbidden, InvalidHash, NotFound, PayloadTooLarge
 from l1web.state.cache import MAX_PAGE, ItemMeta
 from l1web.store import Stored
@@ -33,8 +34,8 @@ def page_args() -> tuple[int, str | None, int]:
         page = int(request.args.get("page", 1))
     except ValueError:
         raise BadRequest("limit and page must be integers") from None
-    if not 1 <= limit <= MAX_PAGE or page < 1:
-        raise BadRequest(f"limit must be 1–{MAX_PAGE} and page at least 1")
+    if not 1 <= limit <= MAX_PAGE or not 1 <= page <= MAX_OFFSET // limit:
+        raise BadRequest(f"limit must be 1–{MAX_PAGE} and page 1–{MAX_OFFSET // max(limit, 1)}")
     return limit, request.args.get("cursor") or None, (page - 1) * limit
 
 

@@ -24,6 +24,8 @@ bp = Blueprint("runs", __name__)
 PAGE_SIZE = 50
 #: Most runs one listing returns, whatever the client asks for.
 MAX_PAGE = 200
+#: Largest offset a listing accepts: Redis range arguments are 64-bit, and no one pages this far.
+MAX_OFFSET = 10_000_000
 #: Largest JSON request body accepted, in bytes.
 MAX_JSON_BYTES = 256 * 1024
 #: Step statuses whose output exists: they count as done on the progress bar.
@@ -98,8 +100,8 @@ def list_args(user: User) -> dict:
         limit = int(request.args.get("limit", PAGE_SIZE))
     except ValueError:
         raise BadRequest("'offset' and 'limit' must be whole numbers") from None
-    if offset < 0 or not 1 <= limit <= MAX_PAGE:
-        raise BadRequest(f"'offset' must be ≥ 0 and 'limit' between 1 and {MAX_PAGE}")
+    if not 0 <= offset <= MAX_OFFSET or not 1 <= limit <= MAX_PAGE:
+        raise BadRequest(f"'offset' must be 0–{MAX_OFFSET} and 'limit' between 1 and {MAX_PAGE}")
     owner = (request.args.get("user") or None) if user.is_admin else user.name
     return {"status": status, "user": owner, "offset": offset, "limit": limit}
 
