@@ -7,6 +7,7 @@ errors that `l1web.errors` maps to `{"error", "message"}` with the right status.
 from __future__ import annotations
 
 from flask import Blueprint, Response, jsonify, request, send_file, url_for
+from werkzeug.exceptions import ClientDisconnected
 
 from l1web import context, media
 from l1web.blueprints.runs import MAX_OFFSET
@@ -70,14 +71,18 @@ def ingest_request(source: str) -> Stored:
         raise PayloadTooLarge(f"upload of {declared} bytes is larger than the limit of {limit} bytes",
                               limit=limit)
     store = context.store()
-    if request.mimetype == "multipart/form-data":
-        boundary = request.mimetype_params.get("boundary", "")
-        if not boundary:
-            raise BadRequest("multipart upload without a boundary")
-        return store.put_multipart(request.stream, boundary.encode("latin-1"), source=source,
-                                   owner=owner_name(), max_bytes=limit)
-    return store.put_stream(request.stream, source=source, owner=owner_name(), max_bytes=limit,
-                            name=request.args.get("filename"))
+    try:
+        if request.mimetype == "multipart/form-data":
+            boundary = request.mimetype_params.get("boundary", "")
+            if not boundary:
+                raise BadRequest("multipart upload without a boundary")
+            return store.put_multipart(request.stream, boundary.encode("latin-1"), source=source,
+                                       owner=owner_name(), max_bytes=limit)
+        return store.put_stream(request.stream, source=source, owner=owner_name(), max_bytes=limit,
+                                name=request.args.get("filename"))
+    except ClientDisconnected:  # the store has already discarded its temp file
+        raise BadRequest(f"upload truncated: the body ended before the {declared} bytes its "
+                         "Content-Length announced") from None
 
 
 def stored_response(stored: Stored) -> tuple[Response, int, dict[str, str]]:
