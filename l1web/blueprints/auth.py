@@ -14,7 +14,7 @@ from l1web.auth import sessions as auth_sessions
 from l1web.auth.csrf import csrf_token
 from l1web.auth.redirects import safe_next
 from l1web.auth.sessions import AUTH_WINDOW, Via, current_auth
-from l1web.auth.tokens import MAX_TOKEN_LENGTH, checked_token, is_username, token_hash
+from l1web.auth.tokens import MAX_TOKEN_LENGTH, TOKEN_PATTERN, checked_token, is_username, token_hash
 from l1web.errors import BadRequest, Unauthorized
 
 log = logging.getLogger(__name__)
@@ -110,6 +110,11 @@ def revoke_user():
     raise Unauthorized("None of these tokens is one this server accepted for that user.")
 
 
+def _is_token(text: str) -> bool:
+    """Could be a token: short, printable ASCII (a lone surrogate would not even hash)."""
+    return len(text) <= MAX_TOKEN_LENGTH and TOKEN_PATTERN.fullmatch(text) is not None
+
+
 def _revoke_user_request() -> tuple[str, list[str]]:
     raw = request.stream.read(MAX_REVOKE_BODY_BYTES + 1)
     if len(raw) > MAX_REVOKE_BODY_BYTES:
@@ -122,7 +127,7 @@ def _revoke_user_request() -> tuple[str, list[str]]:
     proofs = body.get("tokens") if isinstance(body, dict) else None
     if not is_username(username) or not isinstance(proofs, list) or not 0 < len(proofs) <= MAX_PROOF_TOKENS:
         raise BadRequest('Send JSON {"username": ..., "tokens": [one or more of the user\'s tokens]}.')
-    hashes = [token_hash(p) for p in proofs if isinstance(p, str) and len(p) <= MAX_TOKEN_LENGTH]
+    hashes = [token_hash(p) for p in proofs if isinstance(p, str) and _is_token(p)]
     return username, hashes
 
 
