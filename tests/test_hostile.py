@@ -322,6 +322,11 @@ def id_cases(app) -> list[Case]:
                               group=f"{method} {template}"))
     cases.append(Case("POST /run/<id>/<action> unknown action", "POST", "/run/{run}/%3Cscript%3E", 400,
                       "unknown action"))
+    for name, value in {"huge-start": "bytes=" + "9" * 30 + "-", "empty-suffix": "bytes=-0",
+                        "reversed": "bytes=5-1", "many-ranges": "bytes=" + "0-0," * 500 + "0-1",
+                        "other-unit": "items=0-1"}.items():
+        cases.append(Case(f"GET /cache/<hash> range {name}", "GET", "/cache/{img}", 416, "range",
+                          kwargs={"headers": {"Range": value}}, group="download ranges"))
     cases.append(Case("GET /static traversal", "GET", "/static/..%2F..%2Fl1web%2F__init__.py", 404, "not found"))
     cases.append(Case("GET /static encoded traversal", "GET", "/static/%252e%252e/settings.py", 404, "not found"))
     return cases
@@ -614,6 +619,7 @@ TOKEN_KINDS = {
     # kind → (status, says, L2 calls due)
     "forged": (401, "not valid", 1),
     "alg-none": (401, "not valid", 1),
+    "foreign-issuer": (401, "not valid", 1),  # names another L2: the configured one is asked, no other
     "expired": (401, "not valid", 1),
     "other-l1": (401, "not valid", 1),
     "revoked": (401, "revoked", 0),
@@ -718,10 +724,15 @@ def make_token(kind: str, world: World) -> str:
         real = l2.mint("alice", l1_url)
         head, body, _sig = real.split(".")
         return f"{head}.{body}.{base64.urlsafe_b64encode(b'x' * 32).rstrip(b'=').decode()}"
+    def part(obj: dict) -> str:
+        return base64.urlsafe_b64encode(jsonlib.dumps(obj).encode()).rstrip(b"=").decode()
+
     if kind == "alg-none":
-        def part(obj: dict) -> str:
-            return base64.urlsafe_b64encode(jsonlib.dumps(obj).encode()).rstrip(b"=").decode()
         return f"{part({'alg': 'none', 'typ': 'JWT'})}.{part({'sub': 'admin', 'iss': l2.url, 'aud': l1_url})}."
+    if kind == "foreign-issuer":
+        real = l2.mint("alice", l1_url)
+        head, _body, sig = real.split(".")
+        return f"{head}.{part({'sub': 'alice', 'iss': 'http://169.254.169.254', 'aud': l1_url})}.{sig}"
     if kind == "expired":
         return l2.mint("alice", l1_url, ttl=-60)
     if kind == "other-l1":
