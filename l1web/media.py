@@ -17,8 +17,8 @@ from PIL import Image, ImageOps
 
 from l1web.engine import ffmpeg
 from l1web.engine.errors import HostileMedia, MediaError
-from l1web.errors import UnsupportedMedia
 from l1web.engine.media import detect
+from l1web.errors import UnsupportedMedia
 
 log = logging.getLogger(__name__)
 
