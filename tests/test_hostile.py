@@ -9,6 +9,7 @@ row reaches and that is not listed in `NO_INPUT` with a reason.
 
 from __future__ import annotations
 
+import hashlib
 import html
 import io
 import struct
@@ -25,6 +26,7 @@ from werkzeug.exceptions import MethodNotAllowed, NotFound
 from werkzeug.routing import RequestRedirect
 
 from devl2.testing import LiveL2, SignedInClient
+from l1web.ipfs.fetch import WORKER_TOKEN_HEADER
 from l1web.recipes import MAX_RECIPE_BYTES
 from l1web.settings import Settings
 
@@ -32,6 +34,9 @@ from l1web.settings import Settings
 MAX_UPLOAD = 256 * 1024
 JSON = {"Accept": "application/json"}
 YAML = {**JSON, "Content-Type": "application/x-yaml"}
+#: The shared secret of workers on other hosts, and the header that carries it.
+WORKER_TOKEN = "worker-secret-for-tests"
+WORKER = {WORKER_TOKEN_HEADER: WORKER_TOKEN}
 #: Key prefixes of the fixed-window rate counters: counting a refused sign-in attempt is due.
 RATE_KEYS = ("artdag:rate:",)
 #: Markup and template syntax that must come back escaped, never live.
@@ -56,7 +61,8 @@ RESIZE = RECIPE.replace("{id: flip, type: EFFECT, config: {effect: invert}",
 def settings(settings: Settings, tmp_path: Path) -> Settings:
     """The shared settings with a small upload limit and one import root."""
     (tmp_path / "imports").mkdir()
-    return settings.with_changes(max_upload_bytes=MAX_UPLOAD, import_roots=(tmp_path / "imports",))
+    return settings.with_changes(max_upload_bytes=MAX_UPLOAD, import_roots=(tmp_path / "imports",),
+                                 worker_token=WORKER_TOKEN)
 
 
 # Test media ----------------------------------------------------------------------------------------
@@ -282,6 +288,8 @@ ID_ROUTES = [
     ("POST", "/recipe/{id}/run", "recipe", {"data": {"output_name": "x"}}),
     ("POST", "/recipe/{id}/delete", "recipe", {}),
     ("GET", "/effects/{id}", "effect", {}),
+    ("GET", "/worker/cache/{id}", "hash", {"headers": WORKER}),
+    ("PUT", "/worker/cache/{id}", "hash", {"headers": WORKER, "data": b"rendered bytes"}),
 ]
 ID_ANSWERS = {
     "hash": (400, "not a content hash"),
@@ -682,6 +690,31 @@ IMPORT_PATHS = {
 }
 
 
+SHA3_OF_DATA = hashlib.sha3_256(b"rendered bytes").hexdigest()
+EMPTY_SHA3 = hashlib.sha3_256(b"").hexdigest()
+
+
+def worker_cases() -> list[Case]:
+    put = "/worker/cache/" + SHA3_OF_DATA
+    return [replace(case, who="anon", group="worker routes") for case in [
+        Case("worker download without token", "GET", "/worker/cache/{img}", 401, "missing or wrong"),
+        Case("worker download with a wrong token", "GET", "/worker/cache/{img}", 401, "missing or wrong",
+             kwargs={"headers": {WORKER_TOKEN_HEADER: WORKER_TOKEN + "x"}}),
+        Case("worker upload without token", "PUT", put, 401, "missing or wrong", kwargs={"data": b"rendered bytes"}),
+        Case("worker upload with a lookalike token", "PUT", put, 401, "missing or wrong",
+             kwargs={"data": b"rendered bytes", "headers": {WORKER_TOKEN_HEADER: WORKER_TOKEN.upper()}}),
+        Case("worker upload whose bytes do not hash to the name", "PUT", "/worker/cache/" + "a" * 64, 400, "hash",
+             kwargs={"data": b"rendered bytes", "headers": WORKER}),
+        Case("worker upload of zero bytes", "PUT", "/worker/cache/" + "a" * 64, 400, "hash to",
+             kwargs={"data": b"", "headers": WORKER}),
+        Case("worker upload of zero bytes named by their hash", "PUT", "/worker/cache/" + EMPTY_SHA3, 400, "empty",
+             kwargs={"data": b"", "headers": WORKER}),
+        Case("worker upload too large", "PUT", "/worker/cache/" + "a" * 64, 413, "larger than the limit",
+             kwargs={"input_stream": io.BytesIO(b"x" * (MAX_UPLOAD + 1)), "headers": WORKER,
+                     "environ_overrides": {"wsgi.input_terminated": True}}),
+    ]]
+
+
 def import_cases() -> list[Case]:
     cases = [Case(f"import {name}", "POST", "/cache/import", status, says, who="admin",
                   kwargs={"query_string": {"path": path}}, group="import")
@@ -691,7 +724,7 @@ def import_cases() -> list[Case]:
     return cases
 
 
-ALL_CASES_BUILDERS = (upload_cases, recipe_cases, run_cases, listing_cases, token_cases, import_cases)
+ALL_CASES_BUILDERS = (upload_cases, recipe_cases, run_cases, listing_cases, token_cases, import_cases, worker_cases)
 
 
 def static_cases() -> list[Case]:
@@ -866,6 +899,7 @@ UNSAFE_REQUESTS = [
     ("DELETE", "/runs/{run}", "alice", {}),
     ("POST", "/runs/{run}/cancel", "alice", {}),
     ("POST", "/runs/{run}/rerun", "alice", {}),
+    ("PUT", "/worker/cache/" + SHA3_OF_DATA, "anon", {"data": b"rendered bytes", "headers": WORKER}),
 ]
 CROSS_SITE = {
     "sec-fetch-site-cross-site": ({"Sec-Fetch-Site": "cross-site"}, "cross-site"),
