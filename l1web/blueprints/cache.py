@@ -72,6 +72,7 @@ def listing_owner() -> str | None:
 def ingest_request(source: str) -> Stored:
     """Store the body of this request: the `file` part of a multipart form, or the raw body."""
     limit = context.settings().max_upload_bytes
+    request.max_content_length = limit + MULTIPART_SLACK  # our writer enforces `limit` exactly
     declared = request.content_length
     if declared is not None and declared > limit + MULTIPART_SLACK:
         raise PayloadTooLarge(f"upload of {declared} bytes is larger than the limit of {limit} bytes",
@@ -170,6 +171,7 @@ def worker_upload(digest: str):
     """A worker's output, stored only if its bytes hash to `digest` (400 and discarded otherwise)."""
     check_worker_token()
     check_digest(digest)
+    request.max_content_length = context.settings().max_upload_bytes + 1  # ingest_verified says 413
     store = context.store()
     if not store.has(digest):
         owner = request.args.get("owner") or None
