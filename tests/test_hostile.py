@@ -515,6 +515,12 @@ def _raw_json(text: str) -> dict:
     return {"data": text, "headers": {"Content-Type": "application/json"}}
 
 
+def _streamed(body: bytes, content_type: str) -> dict:
+    """A body sent without Content-Length (chunked): only the bytes read can be counted."""
+    return {"input_stream": io.BytesIO(body), "headers": {"Content-Type": content_type},
+            "environ_overrides": {"wsgi.input_terminated": True}}
+
+
 def _run(extra: str) -> dict:
     return _raw_json('{"recipe": "blur", "inputs": ["{img}"], ' + extra + "}")
 
@@ -575,6 +581,17 @@ def _run_cases() -> list[Case]:
     cases = [Case(f"POST /runs {name}", "POST", "/runs", status, says, kwargs=kwargs)
              for name, (kwargs, status, says) in RUN_BODIES.items()]
     cases += [
+        Case("run form too large", "POST", "/recipe/{cfg}/run", 413, "exceeds",
+             kwargs={"data": {"input.input_image": "x" * (2 * 1024 * 1024)}, "headers": {"Accept": "text/html"}}),
+        Case("run form too large, streamed", "POST", "/recipe/{cfg}/run", 413, "exceeds",
+             kwargs=_streamed(b"input.input_image=" + b"x" * (2 * 1024 * 1024),
+                              "application/x-www-form-urlencoded")),
+        Case("recipes form too large", "POST", "/recipes", 413, "exceeds",
+             kwargs={"data": {"yaml": "x" * (2 * 1024 * 1024)}, "headers": {"Accept": "text/html"}}),
+        Case("recipe file part too large", "POST", "/configs/upload", 413, "exceeds",
+             kwargs={"data": multipart([("file", "r.yaml", b"x" * (2 * 1024 * 1024))]), "headers": MULTIPART}),
+        Case("run json too large, streamed", "POST", "/runs", 413, "larger than",
+             kwargs=_streamed(b'{"recipe": "' + b"x" * (2 * 1024 * 1024) + b'"}', "application/json")),
         Case("recipe run unknown input name", "POST", "/configs/{cfg}/run", 400, "unexpected input",
              kwargs={"json": {"inputs": {"input_image": "{img}", "<script>": "{img}"}}}),
         Case("recipe run missing input", "POST", "/configs/{cfg}/run", 400, "missing input",
