@@ -18,6 +18,7 @@ from l1web.context import User
 from l1web.errors import BadRequest, Conflict, L1Error, PayloadTooLarge, Unauthorized, wants_json
 from l1web.runs.model import RunStatus, StepStatus
 from l1web.runs.service import Submission
+from l1web.state import MAX_OFFSET
 
 bp = Blueprint("runs", __name__)
 
@@ -25,8 +26,6 @@ bp = Blueprint("runs", __name__)
 PAGE_SIZE = 50
 #: Most runs one listing returns, whatever the client asks for.
 MAX_PAGE = 200
-#: Largest offset a listing accepts: Redis range arguments are 64-bit, and no one pages this far.
-MAX_OFFSET = 10_000_000
 #: Largest JSON request body accepted, in bytes.
 MAX_JSON_BYTES = 256 * 1024
 #: Step statuses whose output exists: they count as done on the progress bar.

@@ -81,9 +81,9 @@ class RunService:
         try:
             return effect_recipe(ref, params), None
         except RecipeError as exc:
-            if exc.field == "recipe":  # effect_recipe's "no such effect"
-                raise NotFound(f"no effect or recipe named {ref!r}", field="recipe") from None
-            raise BadRequest(str(exc), field="params") from None  # the effect exists; its params are wrong
+            if exc.field == "params":  # the effect exists; its parameters are wrong
+                raise BadRequest(str(exc), field="params") from None
+            raise NotFound(f"no effect or recipe named {ref!r}", field="recipe") from None
 
     def resolve_input(self, ref: str, field_name: str) -> str:
         if DIGEST_RE.fullmatch(ref):
