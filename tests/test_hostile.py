@@ -288,6 +288,8 @@ ID_ROUTES = [
     ("POST", "/recipe/{id}/run", "recipe", {"data": {"output_name": "x"}}),
     ("POST", "/recipe/{id}/delete", "recipe", {}),
     ("GET", "/effects/{id}", "effect", {}),
+    ("POST", "/runs/{id}/publish", "run", {}),
+    ("POST", "/run/{id}/publish", "run", {}),
     ("GET", "/worker/cache/{id}", "hash", {"headers": WORKER}),
     ("PUT", "/worker/cache/{id}", "hash", {"headers": WORKER, "data": b"rendered bytes"}),
 ]
@@ -668,7 +670,7 @@ def token_cases() -> list[Case]:
         Case("forged session cookie", "GET", "/runs", 401, "sign in", who="cookie:forged"),
         Case("/auth/whoami anonymous", "GET", "/auth/whoami", 401, "sign in", who="anon"),
         Case("/auth/revoke anonymous without token", "POST", "/auth/revoke", 401, "send the token", who="anon"),
-        Case("/auth/revoke deeply nested json", "POST", "/auth/revoke", 401, "send the token", who="anon",
+        Case("/auth/revoke deeply nested json", "POST", "/auth/revoke", 400, "send json", who="anon",
              kwargs=_raw_json("[" * 50_000)),
         Case("revoke-user not json", "POST", "/auth/revoke-user", 400, "send json", who="anon",
              kwargs={"data": "username=alice"}, may_write=RATE_KEYS),
@@ -741,7 +743,39 @@ def import_cases() -> list[Case]:
     return cases
 
 
-ALL_CASES_BUILDERS = (upload_cases, recipe_cases, run_cases, listing_cases, token_cases, import_cases, worker_cases)
+#: One URL per RQ dashboard page (rq-dashboard's own routes, mounted at /rq for admins).
+DASHBOARD_RULES = [
+    "/rq/", "/rq/0/", "/rq/0/data/job/x.json", "/rq/0/data/jobs/runs/queued/10/asc/1.json", "/rq/0/data/queues.json",
+    "/rq/0/data/workers.json", "/rq/0/view", "/rq/0/view/job/x", "/rq/0/view/jobs",
+    "/rq/0/view/jobs/runs/queued/10/asc/1", "/rq/0/view/queues", "/rq/0/view/workers", "/rq/favicon.ico",
+    "/rq/static/x.css", "/rq/requeue/runs",
+]
+DASHBOARD_ACTIONS = ["/rq/job/x/delete", "/rq/job/x/requeue", "/rq/queue/runs/queued/empty", "/rq/queue/runs/compact",
+                     "/rq/requeue/runs"]
+
+
+def ops_cases() -> list[Case]:
+    cases = [
+        Case("/metrics for a non-admin", "GET", "/metrics", 403, "admin", group="operators"),
+        Case("/metrics anonymous", "GET", "/metrics", 401, "sign in", who="anon", group="operators"),
+        Case("/metrics with a malformed bearer token", "GET", "/metrics", 400, "malformed",
+             who="bearer:malformed-space", group="operators"),
+        Case("/admin/status for a non-admin", "GET", "/admin/status", 403, "admin", group="operators"),
+    ]
+    cases += [Case(f"dashboard {path} for a non-admin", "GET", path, 403, "administrators only", group="dashboard")
+              for path in DASHBOARD_RULES]
+    cases += [Case(f"dashboard {path} anonymous", "GET", path, 401, "sign in", who="anon", group="dashboard anonymous")
+              for path in DASHBOARD_RULES]
+    cases += [Case(f"dashboard action {method} {path}", method, path, 403, "read-only", who="admin",
+                   group="dashboard actions")
+              for path in DASHBOARD_ACTIONS for method in ("POST", "GET") if method == "POST" or "requeue/" in path]
+    cases += [Case(f"dashboard action {path} for a non-admin", "POST", path, 403, "administrators only",
+                   group="dashboard actions") for path in DASHBOARD_ACTIONS]
+    return cases
+
+
+ALL_CASES_BUILDERS = (upload_cases, recipe_cases, run_cases, listing_cases, token_cases, import_cases, worker_cases,
+                      ops_cases)
 
 
 def static_cases() -> list[Case]:
@@ -749,14 +783,16 @@ def static_cases() -> list[Case]:
 
 
 def route_table():
-    """An app with every blueprint registered and nothing connected: enough to match URLs."""
-    from flask import Flask
+    """The real app on throwaway directories with a Redis client that never connects: enough to
+    match URLs at collection time (creating the app opens no connection)."""
+    import tempfile
 
-    from l1web.blueprints import register_all
+    from l1web import create_app
+    from l1web.state import StateManager
 
-    app = Flask("l1web")
-    register_all(app)
-    return app
+    scratch = Path(tempfile.mkdtemp(prefix="l1-routes-"))
+    settings = Settings(secret_key="routes", testing=True, cache_dir=scratch / "cache", data_dir=scratch / "data")
+    return create_app(settings, state=StateManager(redis.Redis(host="127.0.0.1", port=1)))
 
 
 def _id_case_params() -> list[Case]:
@@ -917,6 +953,13 @@ UNSAFE_REQUESTS = [
     ("POST", "/runs/{run}/cancel", "alice", {}),
     ("POST", "/runs/{run}/rerun", "alice", {}),
     ("PUT", "/worker/cache/" + SHA3_OF_DATA, "anon", {"data": b"rendered bytes", "headers": WORKER}),
+    ("POST", "/runs/{run}/publish", "alice", {}),
+    ("POST", "/run/{run}/publish", "alice", {}),
+    ("POST", "/rq/requeue/runs", "admin", {}),
+    ("POST", "/rq/job/x/delete", "admin", {}),
+    ("POST", "/rq/job/x/requeue", "admin", {}),
+    ("POST", "/rq/queue/runs/queued/empty", "admin", {}),
+    ("POST", "/rq/queue/runs/compact", "admin", {}),
 ]
 CROSS_SITE = {
     "sec-fetch-site-cross-site": ({"Sec-Fetch-Site": "cross-site"}, "cross-site"),
@@ -971,6 +1014,11 @@ NO_INPUT = {
     ("auth.logout_page", "GET"): "a page with a form; no parameters",
     ("auth.login", "GET"): "only `next`, covered by test_open_redirects_in_next_are_refused",
     ("auth.auth", "GET"): "also covered by test_open_redirects_in_next_are_refused",
+    ("apidocs.docs", "GET"): "a static page",
+    ("apidocs.openapi_json", "GET"): "the document; no parameters (fuzzed from in tests/test_schemathesis.py)",
+    ("apidocs.download_client", "GET"): "the CLI script; no parameters",
+    ("ops.healthz", "GET"): "no parameters, touches nothing",
+    ("ops.readyz", "GET"): "no parameters",
 }
 
 
