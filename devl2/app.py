@@ -6,7 +6,9 @@ import hmac
 import logging
 import re
 import secrets
-from dataclasses import dataclass
+import threading
+from collections import Counter
+from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from functools import wraps
 from urllib.parse import urlencode
@@ -48,6 +50,13 @@ class DevL2:
     config: Config
     issuer: Issuer
     publications: Publications
+    #: Requests served, by path: tests assert that L1 called (or did not call) L2.
+    calls: Counter[str] = field(default_factory=Counter)
+    _calls_lock: threading.Lock = field(default_factory=threading.Lock)
+
+    def count_call(self, path: str) -> None:
+        with self._calls_lock:
+            self.calls[path] += 1
 
 
 def create_app(config: Config) -> Flask:
@@ -59,6 +68,7 @@ def create_app(config: Config) -> Flask:
     app.extensions[EXTENSION] = DevL2(config, Issuer(config.data_dir, config.public_url),
                                        Publications(config.data_dir))
     app.register_blueprint(bp)
+    app.before_request(lambda: dev_l2().count_call(request.path))
     app.context_processor(lambda: {"csrf_token": _csrf_token, "user": session.get("user")})
     app.jinja_env.filters["utc"] = lambda t: datetime.fromtimestamp(t, UTC).strftime("%Y-%m-%d %H:%M UTC")
     return app

@@ -71,6 +71,10 @@ class LiveL2:
         """A token for `username` scoped to `l1`; a negative `ttl` gives an expired one."""
         return self._ext.issuer.mint(username, l1, ttl)
 
+    def calls(self, path: str = "/auth/verify") -> int:
+        """How many requests this L2 has served on `path` since it started."""
+        return self._ext.calls[path]
+
     def revoke_user(self, username: str) -> int:
         return self._ext.issuer.revoke_user(username)
 

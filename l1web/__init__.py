@@ -12,6 +12,10 @@ from l1web.settings import Settings
 from l1web.state import StateManager
 
 __version__ = "0.1.0"
+#: Largest request body of any route but the uploads, in bytes: recipes (256 KiB), JSON bodies
+#: (256 KiB) and forms fit; werkzeug refuses more (413) before reading it, whether or not a
+#: Content-Length was sent. Upload routes raise the cap for their own request.
+MAX_REQUEST_BYTES = 1024 * 1024
 
 
 def create_app(settings: Settings | None = None, *, state: StateManager | None = None) -> Flask:
@@ -21,8 +25,8 @@ def create_app(settings: Settings | None = None, *, state: StateManager | None =
     app.config.update(
         SECRET_KEY=settings.resolved_secret_key(),
         TESTING=settings.testing,
-        # Uploads stream to disk through our own reader; werkzeug must not buffer them.
-        MAX_CONTENT_LENGTH=None,
+        # Uploads stream to disk through our own reader and lift this cap per request.
+        MAX_CONTENT_LENGTH=MAX_REQUEST_BYTES,
         MAX_FORM_MEMORY_SIZE=1024 * 1024,
         JSON_SORT_KEYS=False,
         SESSION_COOKIE_HTTPONLY=True,

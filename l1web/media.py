@@ -16,8 +16,9 @@ from pathlib import Path
 from PIL import Image, ImageOps
 
 from l1web.engine import ffmpeg
-from l1web.engine.errors import MediaError
+from l1web.engine.errors import HostileMedia, MediaError
 from l1web.engine.media import detect
+from l1web.errors import UnsupportedMedia
 
 log = logging.getLogger(__name__)
 
@@ -76,10 +77,20 @@ class MediaFacts:
     duration: float | None = None
 
 
-def describe(path: Path) -> MediaFacts:
-    """Facts about a file; anything that is not accepted media is kind "other"."""
+def describe(path: Path, *, refuse_hostile: bool = False) -> MediaFacts:
+    """Facts about a file; anything that is not accepted media is kind "other".
+
+    With `refuse_hostile` (uploads and imports), media refused for safety — playlists, pixel
+    bombs, over-long streams — raise UnsupportedMedia instead of being kept as opaque bytes.
+    """
     try:
         info = detect(path)
+    except HostileMedia as exc:
+        if refuse_hostile:
+            reason = str(exc).removeprefix(f"{path.name}: ")
+            raise UnsupportedMedia(f"media refused: {reason}") from None
+        log.info("not media: %s", exc)
+        return MediaFacts()
     except MediaError as exc:
         log.info("not media: %s", exc)
         return MediaFacts()

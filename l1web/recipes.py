@@ -24,12 +24,14 @@ from l1web.engine.errors import DagError
 MAX_RECIPE_BYTES = 256 * 1024
 #: Most YAML nodes a document may expand to once aliases are followed (alias-bomb guard).
 MAX_EXPANDED_NODES = 20_000
+#: Deepest nesting of YAML collections accepted (a real recipe needs about six levels).
+MAX_DEPTH = 64
 #: Recipe names: what users type on the command line; no markup, no paths.
-NAME_RE = re.compile(r"^[A-Za-z0-9][A-Za-z0-9_.-]{0,63}$")
+NAME_RE = re.compile(r"^[A-Za-z0-9][A-Za-z0-9_.-]{0,63}\Z")
 #: Longest description kept, in characters.
 MAX_DESCRIPTION = 2000
 TOP_LEVEL_KEYS = frozenset({"name", "version", "description", "registry", "dag"})
-DIGEST_RE = re.compile(r"^[0-9a-f]{64}$")
+DIGEST_RE = re.compile(r"^[0-9a-f]{64}\Z")
 
 
 class RecipeError(ValueError):
@@ -93,14 +95,16 @@ def parse_recipe(text: str | bytes) -> Recipe:
 
 
 def load_yaml(text: str) -> object:
-    """`yaml.safe_load` with the alias-bomb guard and errors that carry line and column."""
-    loader = yaml.SafeLoader(text)
+    """`yaml.safe_load` with the nesting and alias-bomb guards and errors that carry line and column."""
+    loader = None
     try:
+        _check_depth(text)
+        loader = yaml.SafeLoader(text)  # its reader refuses NUL and control characters at once
         root = loader.get_single_node()
         if root is None:
             raise RecipeError("recipe is empty")
         _check_expansion(root)
-        return loader.construct_document(root)
+        return _construct(loader, root)
     except yaml.MarkedYAMLError as exc:
         mark = exc.problem_mark or exc.context_mark
         line, column = (mark.line + 1, mark.column + 1) if mark else (None, None)
@@ -110,7 +114,32 @@ def load_yaml(text: str) -> object:
     except yaml.YAMLError as exc:
         raise RecipeError(f"invalid YAML: {exc}") from None
     finally:
-        loader.dispose()
+        if loader is not None:
+            loader.dispose()
+
+
+def _construct(loader: yaml.SafeLoader, root: yaml.Node) -> object:
+    try:
+        return loader.construct_document(root)
+    except ValueError as exc:  # a scalar Python refuses to convert, e.g. an int of 5000 digits
+        mark = root.start_mark
+        raise RecipeError(f"a value in the recipe cannot be read: {str(exc)[:120]}",
+                          line=mark.line + 1, column=mark.column + 1) from None
+
+
+def _check_depth(text: str) -> None:
+    """Refuse nesting deeper than MAX_DEPTH before composing: the composer recurses per level
+    (a few kilobytes of brackets would exhaust Python's stack), the event parser does not."""
+    depth = 0
+    for event in yaml.parse(text, Loader=yaml.SafeLoader):
+        if isinstance(event, yaml.CollectionStartEvent):
+            depth += 1
+            if depth > MAX_DEPTH:
+                mark = event.start_mark
+                raise RecipeError(f"recipe nests deeper than {MAX_DEPTH} levels at line {mark.line + 1}, "
+                                  f"column {mark.column + 1}", line=mark.line + 1, column=mark.column + 1)
+        elif isinstance(event, yaml.CollectionEndEvent):
+            depth -= 1
 
 
 def _check_expansion(root: yaml.Node) -> None:
@@ -122,8 +151,8 @@ def _check_expansion(root: yaml.Node) -> None:
     sizes: dict[int, int] = {}
 
     def size(node: yaml.Node, depth: int = 0) -> int:
-        if depth > 64:
-            raise RecipeError("recipe nests deeper than 64 levels")
+        if depth > MAX_DEPTH:
+            raise RecipeError(f"recipe nests deeper than {MAX_DEPTH} levels")
         known = sizes.get(id(node))
         if known is not None:
             return known
@@ -154,7 +183,7 @@ def recipe_from_data(data: object) -> Recipe:
         raise RecipeError(f"unknown top-level key {unknown[0]!r} (allowed: {', '.join(sorted(TOP_LEVEL_KEYS))})",
                           field=unknown[0])
     name = data.get("name")
-    if not isinstance(name, str) or not NAME_RE.match(name):
+    if not isinstance(name, str) or not NAME_RE.fullmatch(name):
         raise RecipeError("'name' must be 1-64 letters, digits, '.', '_' or '-', starting with a "
                           "letter or digit", field="name")
     version = data.get("version", "1")
@@ -190,11 +219,11 @@ def _hash_table(table: object, section: str) -> dict[str, str]:
     out: dict[str, str] = {}
     for name, entry in table.items():
         where = f"registry.{section}.{name}"
-        if not isinstance(name, str) or not NAME_RE.match(name):
+        if not isinstance(name, str) or not NAME_RE.fullmatch(name):
             raise RecipeError(f"{section[:-1]} name {str(name)[:64]!r} is not a valid name",
                               field=f"registry.{section}")
         digest = entry.get("hash") if isinstance(entry, dict) else None
-        if not isinstance(digest, str) or not DIGEST_RE.match(digest):
+        if not isinstance(digest, str) or not DIGEST_RE.fullmatch(digest):
             raise RecipeError(f"{where}.hash must be 64 lower-case hex characters (SHA3-256)",
                               field=f"{where}.hash")
         out[name] = digest
@@ -218,7 +247,7 @@ def _check_source(node, assets: Mapping[str, str], seen_inputs: set[str]) -> Non
                           node=node.id, field="config")
     if config.get("input"):
         name = _input_name(node)
-        if not NAME_RE.match(name):
+        if not NAME_RE.fullmatch(name):
             raise RecipeError("input name must be letters, digits, '.', '_' or '-'", node=node.id,
                               field="config.name")
         if name in seen_inputs:

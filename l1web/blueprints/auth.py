@@ -14,7 +14,7 @@ from l1web.auth import sessions as auth_sessions
 from l1web.auth.csrf import csrf_token
 from l1web.auth.redirects import safe_next
 from l1web.auth.sessions import AUTH_WINDOW, Via, current_auth
-from l1web.auth.tokens import MAX_TOKEN_LENGTH, checked_token, is_username, token_hash
+from l1web.auth.tokens import MAX_TOKEN_LENGTH, TOKEN_PATTERN, checked_token, is_username, token_hash
 from l1web.errors import BadRequest, Unauthorized
 
 log = logging.getLogger(__name__)
@@ -69,7 +69,10 @@ def whoami():
 @bp.post("/auth/revoke")
 def revoke():
     """Revoke one token: the one in the body (holding it is the right), else this request's own."""
-    body = request.get_json(silent=True) if request.is_json else request.form
+    try:
+        body = request.get_json(silent=True) if request.is_json else request.form
+    except RecursionError:  # `silent` covers ValueError only
+        body = None
     if request.is_json and not isinstance(body, dict):
         raise BadRequest('Send JSON {"token": "..."}, or no body to revoke the token of this request.')
     token = (body or {}).get("token")
@@ -110,19 +113,24 @@ def revoke_user():
     raise Unauthorized("None of these tokens is one this server accepted for that user.")
 
 
+def _is_token(text: str) -> bool:
+    """Could be a token: short, printable ASCII (a lone surrogate would not even hash)."""
+    return len(text) <= MAX_TOKEN_LENGTH and TOKEN_PATTERN.fullmatch(text) is not None
+
+
 def _revoke_user_request() -> tuple[str, list[str]]:
     raw = request.stream.read(MAX_REVOKE_BODY_BYTES + 1)
     if len(raw) > MAX_REVOKE_BODY_BYTES:
         raise BadRequest("That request is too large.")
     try:
         body = json.loads(raw)
-    except ValueError:
+    except (ValueError, RecursionError):
         body = None
     username = body.get("username") if isinstance(body, dict) else None
     proofs = body.get("tokens") if isinstance(body, dict) else None
     if not is_username(username) or not isinstance(proofs, list) or not 0 < len(proofs) <= MAX_PROOF_TOKENS:
         raise BadRequest('Send JSON {"username": ..., "tokens": [one or more of the user\'s tokens]}.')
-    hashes = [token_hash(p) for p in proofs if isinstance(p, str) and len(p) <= MAX_TOKEN_LENGTH]
+    hashes = [token_hash(p) for p in proofs if isinstance(p, str) and _is_token(p)]
     return username, hashes
 
 

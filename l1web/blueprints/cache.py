@@ -10,6 +10,7 @@ import hashlib
 import hmac
 
 from flask import Blueprint, Response, jsonify, request, send_file, url_for
+from werkzeug.exceptions import ClientDisconnected
 
 from l1web import context, media
 from l1web.auth.guard import public
@@ -73,19 +74,24 @@ def listing_owner() -> str | None:
 def ingest_request(source: str) -> Stored:
     """Store the body of this request: the `file` part of a multipart form, or the raw body."""
     limit = context.settings().max_upload_bytes
+    request.max_content_length = limit + MULTIPART_SLACK  # our writer enforces `limit` exactly
     declared = request.content_length
     if declared is not None and declared > limit + MULTIPART_SLACK:
         raise PayloadTooLarge(f"upload of {declared} bytes is larger than the limit of {limit} bytes",
                               limit=limit)
     store = context.store()
-    if request.mimetype == "multipart/form-data":
-        boundary = request.mimetype_params.get("boundary", "")
-        if not boundary:
-            raise BadRequest("multipart upload without a boundary")
-        return store.put_multipart(request.stream, boundary.encode("latin-1"), source=source,
-                                   owner=owner_name(), max_bytes=limit)
-    return store.put_stream(request.stream, source=source, owner=owner_name(), max_bytes=limit,
-                            name=request.args.get("filename"))
+    try:
+        if request.mimetype == "multipart/form-data":
+            boundary = request.mimetype_params.get("boundary", "")
+            if not boundary:
+                raise BadRequest("multipart upload without a boundary")
+            return store.put_multipart(request.stream, boundary.encode("latin-1"), source=source,
+                                       owner=owner_name(), max_bytes=limit)
+        return store.put_stream(request.stream, source=source, owner=owner_name(), max_bytes=limit,
+                                name=request.args.get("filename"))
+    except ClientDisconnected:  # the store has already discarded its temp file
+        raise BadRequest(f"upload truncated: the body ended before the {declared} bytes its "
+                         "Content-Length announced") from None
 
 
 def stored_response(stored: Stored) -> tuple[Response, int, dict[str, str]]:
@@ -167,6 +173,7 @@ def worker_upload(digest: str):
     """A worker's output, stored only if its bytes hash to `digest` (400 and discarded otherwise)."""
     check_worker_token()
     check_digest(digest)
+    request.max_content_length = context.settings().max_upload_bytes + 1  # ingest_verified says 413
     store = context.store()
     if not store.has(digest):
         owner = request.args.get("owner") or None

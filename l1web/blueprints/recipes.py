@@ -56,7 +56,7 @@ def save_recipe(data: bytes, user: User) -> tuple[dict, bool]:
 def lookup(config_id: str, user: User) -> dict:
     """The config if this user may see it; the same 404 for unknown and for someone else's."""
     configs = context.state().configs
-    config = configs.get(config_id) if DIGEST_RE.match(config_id) else None
+    config = configs.get(config_id) if DIGEST_RE.fullmatch(config_id) else None
     if config is None or not configs.visible_to(config, user.name, user.is_admin):
         raise NotFound(f"no recipe {config_id[:64]!r}")
     return config

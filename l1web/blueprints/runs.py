@@ -6,6 +6,7 @@ API clients get JSON (`wants_json`); browsers get pages that work as plain links
 
 from __future__ import annotations
 
+import json
 from datetime import UTC, datetime
 from functools import partial
 
@@ -60,9 +61,16 @@ def current() -> User:
 def json_body() -> dict:
     if (request.content_length or 0) > MAX_JSON_BYTES:
         raise PayloadTooLarge(f"the request body is larger than {MAX_JSON_BYTES} bytes")
-    body = request.get_json(force=True, silent=True)
+    try:
+        body = request.get_json(force=True, silent=True)
+    except RecursionError:  # `silent` covers ValueError only; "[[[[…" of 100 KB recurses in json
+        raise BadRequest("the request body nests too deeply to be a JSON object") from None
     if not isinstance(body, dict):
         raise BadRequest("the request body must be a JSON object")
+    try:  # JSON may spell lone surrogates ("\ud800"); they cannot be stored or hashed as UTF-8
+        json.dumps(body, ensure_ascii=False).encode("utf-8")
+    except UnicodeEncodeError:
+        raise BadRequest("the request body contains text that is not valid Unicode (a lone surrogate)") from None
     return body
 
 

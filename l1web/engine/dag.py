@@ -17,7 +17,7 @@ from l1web.engine.node_types import MAX_INPUTS, NODE_TYPES
 #: Most nodes a DAG may have.
 MAX_NODES = 256
 #: Node ids: short, printable, no path or template characters (plan steps add `~`).
-NODE_ID_RE = re.compile(r"^[A-Za-z0-9_][A-Za-z0-9_.-]{0,63}$")
+NODE_ID_RE = re.compile(r"^[A-Za-z0-9_][A-Za-z0-9_.-]{0,63}\Z")
 
 
 @dataclass(frozen=True)
@@ -72,8 +72,9 @@ def _parse_node(raw: object, index: int) -> Node:
     if not isinstance(raw, dict):
         raise DagError(f"node #{index} must be a mapping", field="nodes")
     node_id = raw.get("id")
-    if not isinstance(node_id, str) or not NODE_ID_RE.match(node_id):
-        raise DagError(f"node #{index} needs an id matching {NODE_ID_RE.pattern}", field="id")
+    if not isinstance(node_id, str) or not NODE_ID_RE.fullmatch(node_id):
+        raise DagError(f"node #{index} needs an id of 1-64 letters, digits, '_', '.' or '-' "
+                       "(not starting with '.' or '-')", field="id")
     unknown = sorted(set(raw) - {"id", "type", "config", "inputs"})
     if unknown:
         raise DagError("unknown node key", node=node_id, field=unknown[0])

@@ -24,5 +24,10 @@ class MediaError(EngineError, ValueError):
     """A media file the engine refuses or cannot read (playlist, pixel bomb, no streams...)."""
 
 
+class HostileMedia(MediaError):
+    """Refused for safety rather than for being unreadable: a playlist or concat list that would
+    make ffmpeg open other files, a pixel bomb, a stream longer than the engine renders."""
+
+
 class StepError(EngineError):
     """A step failed to render; the message says which step and why."""

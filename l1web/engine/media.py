@@ -16,7 +16,7 @@ from pathlib import Path
 from PIL import Image, UnidentifiedImageError
 
 from l1web.engine import ffmpeg
-from l1web.engine.errors import MediaError
+from l1web.engine.errors import HostileMedia, MediaError
 
 #: Most pixels an image or video frame may declare (64 MPixel, e.g. 8000×8000).
 MAX_PIXELS = 64_000_000
@@ -27,7 +27,9 @@ IMAGE_FORMATS = frozenset({"PNG", "JPEG", "WEBP", "GIF", "BMP", "TIFF"})
 #: Bytes read from the start of a file to spot text playlists.
 SNIFF_BYTES = 64
 #: Text that opens a playlist or a concat list, which ffmpeg would follow to other files.
-PLAYLIST_MARKERS = (b"#EXTM3U", b"#EXT-X", b"ffconcat", b"[playlist]", b"<?xml", b"<MPD")
+PLAYLIST_MARKERS = (b"#EXTM3U", b"#EXT-X", b"ffconcat", b"[playlist]", b"<MPD")
+#: An XML prolog: never media (a DASH manifest usually starts so, but so does an SVG drawing).
+XML_MARKER = b"<?xml"
 
 
 @dataclass(frozen=True)
@@ -59,7 +61,9 @@ def _refuse_playlists(path: Path) -> None:
     if not head:
         raise MediaError(f"{path.name}: empty file")
     if head.startswith(PLAYLIST_MARKERS):
-        raise MediaError(f"{path.name}: a playlist or concat list, not media; refused")
+        raise HostileMedia(f"{path.name}: a playlist or concat list, not media; refused")
+    if head.startswith(XML_MARKER):
+        raise MediaError(f"{path.name}: an XML document, not media; refused")
 
 
 def _detect_image(path: Path) -> MediaInfo | None:
@@ -69,7 +73,7 @@ def _detect_image(path: Path) -> MediaInfo | None:
             with Image.open(path) as im:
                 fmt, (width, height) = im.format or "", im.size
     except (Image.DecompressionBombError, Image.DecompressionBombWarning) as exc:
-        raise MediaError(f"{path.name}: image too large: {exc}") from None
+        raise HostileMedia(f"{path.name}: image too large: {exc}") from None
     except (UnidentifiedImageError, OSError, SyntaxError, ValueError):
         return None
     if fmt not in IMAGE_FORMATS:
@@ -91,7 +95,7 @@ def _detect_av(path: Path) -> MediaInfo:
     fmt = data.get("format", {})
     duration = _float(fmt.get("duration")) or _float((video or [{}])[0].get("duration"))
     if duration is not None and duration > MAX_DURATION:
-        raise MediaError(f"{path.name}: {duration:.0f} s is longer than {MAX_DURATION:.0f} s")
+        raise HostileMedia(f"{path.name}: {duration:.0f} s is longer than {MAX_DURATION:.0f} s")
     if video:
         return _video_info(path, video[0], fmt.get("format_name", ""), duration, has_audio)
     if has_audio:
@@ -110,7 +114,7 @@ def _check_pixels(path: Path, width: int, height: int) -> None:
     if width <= 0 or height <= 0:
         raise MediaError(f"{path.name}: no usable picture size ({width}x{height})")
     if width * height > MAX_PIXELS:
-        raise MediaError(f"{path.name}: declares {width}x{height} pixels, more than the "
+        raise HostileMedia(f"{path.name}: declares {width}x{height} pixels, more than the "
                          f"{MAX_PIXELS // 1_000_000} MPixel limit")
 
 

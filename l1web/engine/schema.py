@@ -24,7 +24,7 @@ MAX_STRING = 256
 #: Marker for a key that has no default and must be given.
 REQUIRED = object()
 #: A lower-case SHA3-256 hex digest.
-DIGEST_RE = re.compile(r"^[0-9a-f]{64}$")
+DIGEST_RE = re.compile(r"^[0-9a-f]{64}\Z")
 
 Kind = Literal[
     "float", "int", "bool", "str", "choice", "color", "digest", "point", "object", "list",
@@ -86,7 +86,8 @@ def _number(spec: Field, value: object, node: str, path: str) -> float:
     # bool is an int subclass; a string "2" is a typo we refuse rather than guess at.
     if isinstance(value, bool) or not isinstance(value, (int, float)):
         raise DagError(f"must be a number, got {_show(value)}", node=node, field=path)
-    if not math.isfinite(value):
+    # Ints are finite, but math.isfinite() of one past float range raises OverflowError.
+    if isinstance(value, float) and not math.isfinite(value):
         raise DagError(f"must be finite, got {value!r}", node=node, field=path)
     if (spec.lo is not None and value < spec.lo) or (spec.hi is not None and value > spec.hi):
         raise DagError(
@@ -96,7 +97,11 @@ def _number(spec: Field, value: object, node: str, path: str) -> float:
 
 
 def _float(spec: Field, value: object, node: str, n_inputs: int, path: str) -> float:
-    return float(_number(spec, value, node, path))
+    number = _number(spec, value, node, path)
+    try:
+        return float(number)
+    except OverflowError:  # an int past float range where the field has no bound
+        raise DagError(f"must be a finite number, got {_show(number)}", node=node, field=path) from None
 
 
 def _int(spec: Field, value: object, node: str, n_inputs: int, path: str) -> int:
@@ -135,7 +140,7 @@ def _color(spec: Field, value: object, node: str, n_inputs: int, path: str) -> s
 
 
 def _digest(spec: Field, value: object, node: str, n_inputs: int, path: str) -> str:
-    if not isinstance(value, str) or not DIGEST_RE.match(value):
+    if not isinstance(value, str) or not DIGEST_RE.fullmatch(value):
         raise DagError("must be a 64-character lower-case SHA3-256 hex digest", node=node,
                        field=path)
     return value

@@ -17,10 +17,10 @@ from l1web.runs.model import RunStatus, StepStatus, run_id_for
 from l1web.state import StateManager
 from l1web.store import ContentStore
 
-DIGEST_RE = re.compile(r"^[0-9a-f]{64}$")
+DIGEST_RE = re.compile(r"^[0-9a-f]{64}\Z")
 #: Longest output name accepted, in characters.
 MAX_OUTPUT_NAME = 128
-OUTPUT_NAME_RE = re.compile(r"^[\w .,()+-]{1,128}$")
+OUTPUT_NAME_RE = re.compile(r"^[\w .,()+-]{1,128}\Z")
 
 
 @dataclass(frozen=True)
@@ -51,7 +51,7 @@ class Submission:
         else:
             raise BadRequest("'inputs' must be a list or an object", field="inputs")
         output_name = body.get("output_name")
-        if output_name is not None and (not isinstance(output_name, str) or not OUTPUT_NAME_RE.match(output_name)):
+        if output_name is not None and (not isinstance(output_name, str) or not OUTPUT_NAME_RE.fullmatch(output_name)):
             raise BadRequest("'output_name' must be 1-128 letters, digits, spaces or . , ( ) + - _",
                              field="output_name")
         params = body.get("params") or {}
@@ -82,7 +82,7 @@ class RunService:
     # Submitting ----------------------------------------------------------------------------
     def resolve_recipe(self, ref: str, user: User, params: Mapping[str, object]) -> tuple[Recipe, str | None]:
         """(recipe, config id) for an effect name/hash, a recipe id, or one of the user's recipe names."""
-        config_id = ref if DIGEST_RE.match(ref) else self.state.configs.id_for_name(user.name, ref)
+        config_id = ref if DIGEST_RE.fullmatch(ref) else self.state.configs.id_for_name(user.name, ref)
         if config_id:
             config = self.state.configs.get(config_id)
             if config and self.state.configs.visible_to(config, user.name, user.is_admin):
@@ -98,7 +98,7 @@ class RunService:
             raise NotFound(f"no effect or recipe named {ref!r}", field="recipe") from None
 
     def resolve_input(self, ref: str, field_name: str) -> str:
-        if DIGEST_RE.match(ref):
+        if DIGEST_RE.fullmatch(ref):
             if not self.state.cache.exists(ref):
                 raise NotFound(f"input {ref[:12]}… is not in the cache; upload it first", field=field_name)
             return ref
@@ -156,7 +156,7 @@ class RunService:
     # Reading -------------------------------------------------------------------------------
     def get(self, run_id: str, user: User) -> dict:
         """The run if this user may see it; the same 404 for unknown and for someone else's."""
-        run = self.state.runs.get(run_id) if DIGEST_RE.match(run_id) else None
+        run = self.state.runs.get(run_id) if DIGEST_RE.fullmatch(run_id) else None
         if run is None or not (user.is_admin or run.get("owner") == user.name):
             raise NotFound(f"no run {run_id[:64]!r}")
         return run

@@ -8,6 +8,7 @@ WATCH transaction, so "delete unless referenced" can never lose a run's input.
 from __future__ import annotations
 
 import json
+import math
 import re
 import time
 from dataclasses import asdict, dataclass, fields
@@ -151,9 +152,12 @@ def _cursor_for(meta: ItemMeta) -> str:
 def _parse_cursor(cursor: str) -> tuple[float, str]:
     score, _, digest = cursor.partition(":")
     try:
-        return float(score), digest
+        value = float(score)
     except ValueError:
-        raise BadRequest(f"malformed cursor {cursor[:80]!r}") from None
+        value = math.nan
+    if not math.isfinite(value):  # "nan" or "inf" would reach Redis as a range bound and fail there
+        raise BadRequest(f"malformed cursor {cursor[:80]!r}")
+    return value, digest
 
 
 class CacheIndex:

@@ -210,7 +210,8 @@ class ContentStore:
             if writer.size == 0:
                 raise BadRequest("empty upload: a zero-byte item cannot be stored")
             known = self.index.get(digest)
-            facts = media.describe(writer.path) if known is None else None
+            refuse = source == "upload" or source.startswith("import:")
+            facts = media.describe(writer.path, refuse_hostile=refuse) if known is None else None
             with self.index.lock(digest):
                 return self._install(writer, digest, known, facts, source=source, owner=owner, name=name)
         finally:
