@@ -20,6 +20,18 @@ DEFAULT_QUEUES = ("steps", "runs", "default")
 JOB_MONITORING_INTERVAL = 5
 #: Seconds between a worker's sweeps for jobs abandoned by dead workers (RQ's default is 10 min).
 MAINTENANCE_INTERVAL = 30
+#: Modules every job needs. RQ runs each job in a fresh fork of the worker: imported here once,
+#: before forking, they are shared by every job; imported by the job, each job pays for them
+#: again (the engine pulls in scipy: 1-3 s per job on a busy machine, more than a small render).
+PRELOAD = ("l1web.jobs.runs",)
+
+
+def preload() -> None:
+    """Import what the jobs import, in the worker itself, so its forks inherit it."""
+    import importlib
+
+    for name in PRELOAD:
+        importlib.import_module(name)
 
 
 def horse_killed(job, retpid: int, ret_val: int, rusage) -> None:
@@ -44,6 +56,7 @@ def main(argv: list[str] | None = None) -> None:
     args = parser.parse_args(argv)
     logging.basicConfig(level=logging.INFO, format="%(asctime)s %(levelname)s %(name)s %(message)s")
     settings = Settings.from_env()
+    preload()
     connection = connect(settings.redis_url, decode=False)
     queues = [Queue(name, connection=connection, serializer=JSONSerializer) for name in args.queues]
     worker = Worker(
