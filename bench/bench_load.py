@@ -83,6 +83,7 @@ def to_rows(report: dict, profile: Profile) -> list[dict]:
     submitted = runs["runs"]
     for label, value, goal in (("runs lost", runs["lost"], "0"), ("runs stuck after the drain", runs["stuck"], "0"),
                                ("runs completed", runs["finals"].get("completed", 0), f"{submitted}"),
+                               ("runs the API has that no client was told about", runs["unacknowledged"], "0"),
                                ("runs already final when the load ended", runs["final_when_load_ended"], "")):
         out.append({"benchmark": f"{tag}: {label}", "l1": value, "baseline": submitted, "ratio": None,
                     "goal": goal, "unit": "runs (baseline: runs submitted)"})

@@ -356,15 +356,18 @@ async def final_states(shared: Shared, timeout: float) -> dict:
     finals = Counter(seen[rid]["status"] for rid in shared.runs if rid in seen)
     errors = Counter(seen[rid].get("error") or "" for rid in shared.runs
                      if rid in seen and seen[rid]["status"] == "failed")
+    # A run the API has but no client was told about (say, one created by a request that then failed).
+    unacknowledged = [rid for rid in seen if rid not in shared.runs]
     return {"runs": len(shared.runs), "lost": len(lost), "stuck": len(stuck), "finals": dict(finals),
+            "unacknowledged": len(unacknowledged),
             "drain_seconds": time.monotonic() - started, "lost_ids": lost[:5], "stuck_ids": stuck[:5],
             "failed_errors": dict(errors.most_common(5))}
 
 
 async def _sweep(shared: Shared) -> dict[str, dict]:
-    """Every submitting user's runs as the API lists them; unlisted ones asked for one by one."""
+    """Every user's runs as the API lists them; acknowledged runs not listed asked for one by one."""
     found: dict[str, dict] = {}
-    for user in sorted(set(shared.runs.values())):
+    for user in range(len(shared.tokens)):
         offset = 0
         while True:
             answer = await call(shared, "drain_list", "GET", f"/runs?limit={LIST_PAGE}&offset={offset}",

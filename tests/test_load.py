@@ -1,0 +1,80 @@
+"""Load, bounded: the real stack (app.py under waitress, 2 RQ workers, redis-server, dev L2)
+under concurrent asyncio clients for about 10 s. Nothing answers 5xx, no run is lost or stuck.
+
+Latencies are printed for the log, never asserted: this machine is shared. The full-size load
+(200 + 50 clients, 60 s) is `bench/bench_load.py`; docs/load.md has its numbers.
+"""
+
+from __future__ import annotations
+
+import json
+import subprocess
+import sys
+
+import pytest
+
+from bench.loadgen import NON_RENDER_KINDS, Profile, run_load
+from l1web.services import ROOT
+
+pytestmark = [pytest.mark.slow, pytest.mark.timeout(600)]
+
+#: Seconds every run gets to become final after the load: generous, the machine is shared.
+DRAIN = 300.0
+
+
+def summary(report: dict) -> str:
+    lines = [f"{kind}: {s['requests']} requests, p50 {s['p50_ms']:.1f} ms, p99 {s['p99_ms']:.1f} ms, {s['statuses']}"
+             for kind, s in report["load"]["kinds"].items()]
+    return "\n".join([*lines, json.dumps(report["runs"]), json.dumps(report["load"]["examples"])[:2000]])
+
+
+def test_concurrent_uploads_runs_and_polls_never_5xx_and_every_run_finishes(tmp_path):
+    profile = Profile(submitters=30, pollers=10, floor_clients=1, duration=10, think=(2.0, 4.0), drain=DRAIN,
+                      users=5, capacity_seconds=0, env={"RUN_RATE_LIMIT": "100000"})
+    report = run_load(profile, tmp_path)
+    print(summary(report))
+    load, runs = report["load"], report["runs"]
+    assert load["5xx"] == 0, summary(report)
+    assert load["transport_failures"] == 0, summary(report)
+    assert load["4xx"] == 0 and load["429"] == 0, summary(report)
+    for kind in NON_RENDER_KINDS:
+        assert load["kinds"][kind]["requests"] > 0, f"no {kind} request was made"
+    assert runs["runs"] >= profile.submitters, "every submitter submits at least one run"
+    assert runs["lost"] == 0 and runs["stuck"] == 0, summary(report)
+    assert runs["finals"] == {"completed": runs["runs"]}, summary(report)
+    assert runs["unacknowledged"] == 0, summary(report)
+    assert report["drain_http"]["5xx"] == 0
+    assert report["tracebacks"] == {"web": 0, "worker-0": 0, "worker-1": 0}
+
+
+def test_rate_limited_submissions_answer_429_and_start_nothing(tmp_path):
+    """With the default per-address limit shared by every client, extra runs are refused, not lost."""
+    limit = 5
+    profile = Profile(submitters=12, pollers=2, floor_clients=1, duration=6, think=(0.5, 1.0), drain=DRAIN,
+                      users=3, capacity_seconds=0, env={"RUN_RATE_LIMIT": str(limit)})
+    report = run_load(profile, tmp_path)
+    submits = report["load"]["kinds"]["submit"]["statuses"]
+    assert submits.get("429", 0) > 0, summary(report)
+    assert report["load"]["5xx"] == 0 and report["load"]["transport_failures"] == 0, summary(report)
+    runs = report["runs"]
+    # One fixed window may end during the load, so up to twice the limit get through.
+    assert 0 < runs["runs"] == submits.get("201", 0) <= 2 * limit
+    assert runs["unacknowledged"] == 0, "a refused submission must not leave a run behind"
+    assert runs["lost"] == 0 and runs["stuck"] == 0 and runs["finals"] == {"completed": runs["runs"]}
+
+
+def test_a_worker_imports_the_job_modules_before_it_forks_a_job():
+    """RQ forks the worker for every job; whatever the worker has not imported, each job imports."""
+    code = (
+        "import sys\n"
+        "from l1web.worker import preload\n"
+        "assert 'l1web.jobs.runs' not in sys.modules and 'scipy' not in sys.modules\n"
+        "preload()\n"
+        "from l1web.runs import provenance\n"
+        "assert 'l1web.jobs.runs' in sys.modules and 'scipy.ndimage' in sys.modules\n"
+        "assert provenance.infrastructure.cache_info().currsize == 1\n"
+        "assert provenance.tool_versions()['ffmpeg']\n"
+    )
+    done = subprocess.run([sys.executable, "-c", code], cwd=ROOT, capture_output=True, text=True, timeout=120,
+                          check=False)
+    assert done.returncode == 0, done.stderr
