@@ -7,14 +7,23 @@ Latencies are printed for the log, never asserted: this machine is shared. The f
 
 from __future__ import annotations
 
+import asyncio
 import json
 import subprocess
 import sys
+import time
 
+import aiohttp
 import pytest
+import requests
 
-from bench.loadgen import NON_RENDER_KINDS, Profile, run_load
+from bench.loadgen import LIVE, NON_RENDER_KINDS, Profile, Stack, png_bytes, run_load
+from l1web.context import User
+from l1web.errors import NotFound
+from l1web.runs.service import RunService, Submission
 from l1web.services import ROOT
+from l1web.state import connect
+from l1web.store import ContentStore
 
 pytestmark = [pytest.mark.slow, pytest.mark.timeout(600)]
 
@@ -78,3 +87,68 @@ def test_a_worker_imports_the_job_modules_before_it_forks_a_job():
     done = subprocess.run([sys.executable, "-c", code], cwd=ROOT, capture_output=True, text=True, timeout=120,
                           check=False)
     assert done.returncode == 0, done.stderr
+
+
+# Races the load probes found ------------------------------------------------------------------
+class DeletedWhileSubmitting(RunService):
+    """Deletes each input right after it is resolved: a DELETE /cache/<hash> landing mid-submit."""
+
+    def resolve_input(self, ref: str, field_name: str) -> str:
+        digest = super().resolve_input(ref, field_name)
+        self.store.delete(digest)
+        return digest
+
+
+def test_a_run_whose_input_is_deleted_mid_submit_is_refused_and_leaves_nothing(settings, state, redis_client):
+    store = ContentStore(settings.cache_dir, state.cache)
+    digest = store.put_bytes(png_bytes(7), source="upload", owner="alice").digest
+    service = DeletedWhileSubmitting(state, store, connect(settings.redis_url, decode=False))
+    before = set(redis_client.keys("artdag:run*"))
+    with pytest.raises(NotFound):
+        service.submit(Submission("invert", [digest]), User("alice"))
+    assert set(redis_client.keys("artdag:run*")) == before, "no run may be written"
+    assert redis_client.llen("rq:queue:runs") == 0
+    assert state.cache.refs(digest) == set()
+
+
+def test_submitting_and_deleting_the_same_upload_at_once_never_strands_a_run(tmp_path):
+    """Over HTTP: either the delete wins (the submit is a 404) or the run does (the delete a 409)."""
+
+    async def race(stack: Stack, token: str) -> list[tuple[int, int]]:
+        headers = {"Authorization": f"Bearer {token}"}
+        outcomes = []
+        async with aiohttp.ClientSession(headers=headers) as http:
+            for seed in range(RACES):
+                async with http.post(f"{stack.url}/cache/upload", data=png_bytes(seed)) as answer:
+                    digest = (await answer.json())["digest"]
+                submit = http.post(f"{stack.url}/runs", json={"recipe": "invert", "inputs": [digest]})
+                delete = http.delete(f"{stack.url}/cache/{digest}")
+                answers = await asyncio.gather(submit, delete)
+                outcomes.append(tuple(a.status for a in answers))
+                for answer in answers:
+                    answer.release()
+        return outcomes
+
+    with Stack(tmp_path, env={"RUN_RATE_LIMIT": "100000"}) as stack:
+        token = stack.mint("alice")
+        outcomes = asyncio.run(race(stack, token))
+        assert set(outcomes) <= {(201, 409), (404, 200)}, outcomes
+        runs = sum(1 for submitted, _ in outcomes if submitted == 201)
+        final = wait_until_final(stack, token, runs)
+        assert len(final) == runs and set(final.values()) <= {"completed"}, final
+
+
+#: Upload/submit/delete races run over HTTP.
+RACES = 30
+
+
+def wait_until_final(stack: Stack, token: str, expected: int, timeout: float = DRAIN) -> dict[str, str]:
+    """Every run the API lists for the user, once none is pending or running: id → status."""
+    deadline = time.monotonic() + timeout
+    while True:
+        answer = requests.get(f"{stack.url}/runs", params={"limit": 200}, timeout=30,
+                              headers={"Authorization": f"Bearer {token}"})
+        statuses = {run["id"]: run["status"] for run in answer.json()["runs"]}
+        if len(statuses) >= expected and not set(statuses.values()) & LIVE or time.monotonic() > deadline:
+            return statuses
+        time.sleep(0.5)
