@@ -22,7 +22,7 @@ from l1web.context import User
 from l1web.errors import NotFound
 from l1web.runs.service import RunService, Submission
 from l1web.services import ROOT
-from l1web.state import connect
+from l1web.state import connect, keys
 from l1web.store import ContentStore
 
 pytestmark = [pytest.mark.slow, pytest.mark.timeout(600)]
@@ -152,3 +152,26 @@ def wait_until_final(stack: Stack, token: str, expected: int, timeout: float = D
         if len(statuses) >= expected and not set(statuses.values()) & LIVE or time.monotonic() > deadline:
             return statuses
         time.sleep(0.5)
+
+
+def test_concurrent_first_requests_with_one_token_ask_l2_once(tmp_path):
+    """Ten requests at once with each of eight fresh tokens: 8 L2 calls, not 80 (and no 429s:
+    80 calls would pass the per-address sign-in limit of 30 a minute)."""
+    users, each = 8, 10
+
+    async def first_requests(stack: Stack, tokens: list[str]) -> list[int]:
+        async with aiohttp.ClientSession() as http:
+            async def whoami(token: str) -> int:
+                async with http.get(f"{stack.url}/auth/whoami", headers={"Authorization": f"Bearer {token}"}) as a:
+                    await a.read()
+                    return a.status
+
+            return await asyncio.gather(*(whoami(token) for token in tokens for _ in range(each)))
+
+    with Stack(tmp_path, workers=0) as stack:
+        tokens = [stack.mint(f"user{index}") for index in range(users)]
+        statuses = asyncio.run(first_requests(stack, tokens))
+        client = connect(stack.env["REDIS_URL"])
+        verifications = sum(int(client.get(key)) for key in client.scan_iter(keys.rate("verify:*")))
+    assert statuses == [200] * users * each
+    assert verifications == users

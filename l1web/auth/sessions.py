@@ -9,7 +9,10 @@ from __future__ import annotations
 import hashlib
 import logging
 import secrets
+import threading
 import time
+from collections.abc import Iterator
+from contextlib import contextmanager
 from dataclasses import dataclass
 from enum import StrEnum
 
@@ -76,17 +79,45 @@ def authenticate_token(token: str) -> tuple[str, Verified]:
         raise Unauthorized("This token has been revoked; sign in again.")
     verified = tokens.cached(digest)
     if verified is None:
-        settings = context.settings()
-        # Every unseen token costs an L2 call; cap them per address so L1 is no amplifier.
-        rate_limit(f"verify:addr:{request.remote_addr}", settings.auth_rate_limit, AUTH_WINDOW)
-        server = l2.pick_l2(token, settings.l2_servers)
-        try:
-            verified = l2.verify(server, token, settings.l1_public_url, settings.l2_timeout)
-        except l2.Invalid as exc:
-            log.info("token refused by L2: %s", exc)
-            raise Unauthorized("This token is not valid on this server; sign in again.") from exc
-        tokens.remember(digest, verified)
+        # Concurrent requests with one token ask L2 once: the others wait and read its answer.
+        with _one_verification(digest):
+            verified = tokens.cached(digest) or _verify_with_l2(token, digest)
     return digest, verified
+
+
+def _verify_with_l2(token: str, digest: str) -> Verified:
+    settings = context.settings()
+    # Every unseen token costs an L2 call; cap them per address so L1 is no amplifier.
+    rate_limit(f"verify:addr:{request.remote_addr}", settings.auth_rate_limit, AUTH_WINDOW)
+    server = l2.pick_l2(token, settings.l2_servers)
+    try:
+        verified = l2.verify(server, token, settings.l1_public_url, settings.l2_timeout)
+    except l2.Invalid as exc:
+        log.info("token refused by L2: %s", exc)
+        raise Unauthorized("This token is not valid on this server; sign in again.") from exc
+    context.state().tokens.remember(digest, verified)
+    return verified
+
+
+#: Token hash → [lock, requests using it]: one L2 verification in flight per token per process.
+_in_flight: dict[str, list] = {}
+_in_flight_guard = threading.Lock()
+
+
+@contextmanager
+def _one_verification(digest: str) -> Iterator[None]:
+    """Serialise verifications of one token; entries go away when no request holds them."""
+    with _in_flight_guard:
+        entry = _in_flight.setdefault(digest, [threading.Lock(), 0])
+        entry[1] += 1
+    try:
+        with entry[0]:
+            yield
+    finally:
+        with _in_flight_guard:
+            entry[1] -= 1
+            if entry[1] == 0:
+                del _in_flight[digest]
 
 
 def bearer_token() -> str | None:
