@@ -2,7 +2,7 @@
 
 Video: H.264 4:2:0 in MP4 with the index first, so browsers play it while it downloads; audio
 AAC; images PNG (lossless, keeps alpha); audio-only outputs AAC in an M4A container. The
-settings match the effects package so an EFFECT step and a bare ffmpeg run compare fairly.
+effects package takes these same settings (effects/encoding.py), so every step encodes alike.
 """
 
 from __future__ import annotations

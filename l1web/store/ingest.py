@@ -43,9 +43,11 @@ def raise_if_full(exc: OSError) -> None:
 class TempWriter:
     """A temp file being filled and hashed; `finish` fsyncs it, `discard` removes it.
 
-    Hashing runs in the caller's thread and disk writes in a helper thread (both release the
-    GIL), so an upload costs about max(hash, write) rather than their sum. The queue between
-    them is short, which keeps memory at a few chunks however large the upload.
+    The caller's thread only hands chunks on: one helper thread hashes them and another writes
+    them (hashing and `os.write` both release the GIL), so an upload costs about the slowest of
+    reading, hashing and writing rather than their sum — which matters most for multipart, where
+    the caller's thread is also busy finding part boundaries. The queues are short, which keeps
+    memory at a few chunks however large the upload.
     """
 
     def __init__(self, tmp_dir: Path, max_bytes: int | None) -> None:
@@ -55,10 +57,15 @@ class TempWriter:
         self.max_bytes = max_bytes
         self.size = 0
         self._hasher = new_hasher()
-        self._queue: queue.Queue[bytes | None] = queue.Queue(maxsize=QUEUE_CHUNKS)
+        self._hash_queue: queue.Queue[bytes | None] = queue.Queue(maxsize=QUEUE_CHUNKS)
+        self._write_queue: queue.Queue[bytes | None] = queue.Queue(maxsize=QUEUE_CHUNKS)
         self._error: BaseException | None = None
-        self._writer = threading.Thread(target=self._drain, args=(fd,), name="ingest-writer", daemon=True)
-        self._writer.start()
+        self._threads = [
+            threading.Thread(target=self._hash, name="ingest-hasher", daemon=True),
+            threading.Thread(target=self._drain, args=(fd,), name="ingest-writer", daemon=True),
+        ]
+        for thread in self._threads:
+            thread.start()
 
     def write(self, data: bytes | bytearray | memoryview) -> None:
         self._raise_pending()
@@ -66,17 +73,23 @@ class TempWriter:
         if self.max_bytes is not None and self.size > self.max_bytes:
             raise PayloadTooLarge(f"upload is larger than the limit of {self.max_bytes} bytes",
                                   limit=self.max_bytes)
-        self._hasher.update(data)
-        self._queue.put(bytes(data))
+        chunk = bytes(data)  # immutable: both threads read it while the caller moves on
+        self._hash_queue.put(chunk)
+        self._write_queue.put(chunk)
 
     def copy_from(self, source: Readable, chunk: int = CHUNK) -> None:
         while data := source.read(chunk):
             self.write(data)
 
+    def _hash(self) -> None:
+        """The hashing thread: feed every queued chunk to the SHA3 hasher."""
+        while (data := self._hash_queue.get()) is not None:
+            self._hasher.update(data)
+
     def _drain(self, fd: int) -> None:
         """The writer thread: write every queued chunk, flushing to disk as it goes."""
         unsynced = 0
-        while (data := self._queue.get()) is not None:
+        while (data := self._write_queue.get()) is not None:
             if self._error is not None:
                 continue  # keep draining so the producer never blocks on a full queue
             try:
@@ -91,10 +104,11 @@ class TempWriter:
             except BaseException as exc:  # noqa: BLE001 - handed to the producer thread
                 self._error = exc
 
-    def _stop_writer(self) -> None:
-        if self._writer.is_alive():
-            self._queue.put(None)
-            self._writer.join()
+    def _stop_threads(self) -> None:
+        for pipe, thread in zip((self._hash_queue, self._write_queue), self._threads, strict=True):
+            if thread.is_alive():
+                pipe.put(None)
+                thread.join()
 
     def _raise_pending(self) -> None:
         if self._error is not None:
@@ -106,7 +120,7 @@ class TempWriter:
     def finish(self) -> str:
         """Flush the bytes to disk and close; the digest of everything written."""
         assert self.fd is not None
-        self._stop_writer()
+        self._stop_threads()
         try:
             self._raise_pending()
             os.fsync(self.fd)
@@ -119,7 +133,7 @@ class TempWriter:
         return self._hasher.hexdigest()
 
     def discard(self) -> None:
-        self._stop_writer()
+        self._stop_threads()
         self._error = None
         if self.fd is not None:
             os.close(self.fd)
