@@ -32,10 +32,13 @@ import random
 import shutil
 import sys
 import tempfile
+import threading
 import time
 from collections import Counter, defaultdict
+from collections.abc import Coroutine
 from dataclasses import dataclass, field
 from pathlib import Path
+from typing import Any, TypeVar
 
 import aiohttp
 import numpy as np
@@ -47,6 +50,8 @@ if str(ROOT) not in sys.path:
 
 from devl2.testing import LiveL2  # noqa: E402
 from l1web.services import free_port, python_process, start_redis, stop_process, wait_for  # noqa: E402
+
+T = TypeVar("T")
 
 #: Statuses of a run that is still in progress.
 LIVE = frozenset({"pending", "running"})
@@ -430,6 +435,26 @@ async def drive(base: str, tokens: list[str], profile: Profile) -> dict:
             "drain_http": {k: drain[k] for k in ("total_requests", "2xx", "4xx", "429", "5xx", "transport_failures")}}
 
 
+def run_async(coroutine: Coroutine[Any, Any, T]) -> T:
+    """`asyncio.run` in a thread of its own: callers may already run an event loop (pytest with
+    Playwright's sync API does), and asyncio refuses to nest one in the same thread."""
+    result: list[T] = []
+    failure: list[BaseException] = []
+
+    def target() -> None:
+        try:
+            result.append(asyncio.run(coroutine))
+        except BaseException as exc:  # noqa: BLE001 - re-raised in the caller's thread
+            failure.append(exc)
+
+    thread = threading.Thread(target=target, name="loadgen")
+    thread.start()
+    thread.join()
+    if failure:
+        raise failure[0]
+    return result[0]
+
+
 def run_load(profile: Profile, work: Path | None = None) -> dict:
     """Start the stack in a temp dir (or `work`), drive it, stop it; the report."""
     own = work is None
@@ -437,7 +462,7 @@ def run_load(profile: Profile, work: Path | None = None) -> dict:
     try:
         with Stack(work, workers=profile.workers, env=profile.env) as stack:
             tokens = [stack.mint(f"load{index:02d}") for index in range(profile.users)]
-            report = asyncio.run(drive(stack.url, tokens, profile))
+            report = run_async(drive(stack.url, tokens, profile))
             report["tracebacks"] = stack.log_problems()
         report["profile"] = {k: v for k, v in vars(profile).items()}
         return report

@@ -17,7 +17,7 @@ import aiohttp
 import pytest
 import requests
 
-from bench.loadgen import LIVE, NON_RENDER_KINDS, Profile, Stack, png_bytes, run_load
+from bench.loadgen import LIVE, NON_RENDER_KINDS, Profile, Stack, png_bytes, run_async, run_load
 from l1web.context import User
 from l1web.errors import NotFound
 from l1web.runs.service import RunService, Submission
@@ -131,7 +131,7 @@ def test_submitting_and_deleting_the_same_upload_at_once_never_strands_a_run(tmp
 
     with Stack(tmp_path, env={"RUN_RATE_LIMIT": "100000"}) as stack:
         token = stack.mint("alice")
-        outcomes = asyncio.run(race(stack, token))
+        outcomes = run_async(race(stack, token))
         assert set(outcomes) <= {(201, 409), (404, 200)}, outcomes
         runs = sum(1 for submitted, _ in outcomes if submitted == 201)
         final = wait_until_final(stack, token, runs)
@@ -170,7 +170,7 @@ def test_concurrent_first_requests_with_one_token_ask_l2_once(tmp_path):
 
     with Stack(tmp_path, workers=0) as stack:
         tokens = [stack.mint(f"user{index}") for index in range(users)]
-        statuses = asyncio.run(first_requests(stack, tokens))
+        statuses = run_async(first_requests(stack, tokens))
         client = connect(stack.env["REDIS_URL"])
         verifications = sum(int(client.get(key)) for key in client.scan_iter(keys.rate("verify:*")))
     assert statuses == [200] * users * each
