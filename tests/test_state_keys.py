@@ -27,3 +27,14 @@ def test_every_key_has_the_artdag_prefix():
 
 def test_revoked_tokens_are_kept_thirty_days():
     assert keys.REVOKED_TTL == 30 * 24 * 3600
+
+
+def test_ipfs_and_ipns_keys():
+    assert keys.ipfs_cids() == "artdag:ipfs:cids"
+    assert keys.ipfs_results() == "artdag:ipfs:results"
+    assert keys.ipfs_runs() == "artdag:ipfs:runs"
+    assert keys.ipfs_pending() == "artdag:ipfs:pending"
+    assert keys.ipns_status() == "artdag:ipns:status"
+    assert keys.ipns_peer("12D3KooWx") == "artdag:ipns:peer:12D3KooWx"
+    assert keys.ipns_remote_results() == "artdag:ipns:remote:results"
+    assert keys.ipns_remote_cids() == "artdag:ipns:remote:cids"

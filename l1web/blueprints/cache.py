@@ -6,10 +6,16 @@ errors that `l1web.errors` maps to `{"error", "message"}` with the right status.
 
 from __future__ import annotations
 
+import hashlib
+import hmac
+
 from flask import Blueprint, Response, jsonify, request, send_file, url_for
 
 from l1web import context, media
-from l1web.errors import BadRequest, Forbidden, InvalidHash, NotFound, PayloadTooLarge
+from l1web.auth.guard import public
+from l1web.errors import BadRequest, Forbidden, InvalidHash, L1Error, NotFound, PayloadTooLarge, Unauthorized
+from l1web.ipfs.fetch import WORKER_TOKEN_HEADER, ingest_verified
+from l1web.ipfs.index import IPFSIndex
 from l1web.state.cache import MAX_PAGE, ItemMeta
 from l1web.store import Stored
 from l1web.store.names import check_digest
@@ -106,6 +112,9 @@ def download(digest: str):
     response.headers["Cache-Control"] = f"private, max-age={IMMUTABLE_AGE}, immutable"
     response.headers["X-Content-Type-Options"] = "nosniff"
     response.headers["Content-Security-Policy"] = "sandbox"
+    cid = ipfs_cid(digest)
+    if cid:
+        response.headers["X-Ipfs-Path"] = f"/ipfs/{cid}"
     return response
 
 
@@ -114,7 +123,59 @@ def metadata(digest: str):
     meta = visible_meta(digest)
     index = context.state().cache
     refs = sorted(index.refs(digest))
-    return jsonify({**item_json(meta), "refs": refs, "published": index.is_published(digest)})
+    return jsonify({**item_json(meta), "refs": refs, "published": index.is_published(digest),
+                    "ipfs_cid": ipfs_cid(digest)})
+
+
+@bp.app_template_global("ipfs_cid")
+def ipfs_cid(digest: str) -> str | None:
+    """The IPFS CID this node added the item under (None when IPFS is off or not added yet)."""
+    return IPFSIndex(context.state().redis).cid(digest) if context.settings().ipfs_api else None
+
+
+@bp.app_template_global("ipfs_run")
+def ipfs_run(run_id: str) -> dict | None:
+    """A completed run's output and provenance CIDs (the run page shows them)."""
+    return IPFSIndex(context.state().redis).run(run_id) if context.settings().ipfs_api else None
+
+
+# Workers on other hosts (WORKER_TOKEN): fetch inputs they lack, send back what they rendered ---------
+def check_worker_token() -> None:
+    """404 when the feature is off (as if the route did not exist), 401 for a wrong token."""
+    expected = context.settings().worker_token
+    if not expected:
+        raise NotFound("no such route")
+    sent = request.headers.get(WORKER_TOKEN_HEADER, "")
+    if not hmac.compare_digest(hashlib.sha256(sent.encode()).digest(), hashlib.sha256(expected.encode()).digest()):
+        raise Unauthorized(f"{WORKER_TOKEN_HEADER} is missing or wrong")
+
+
+@bp.get("/worker/cache/<digest>")
+@public
+def worker_download(digest: str):
+    check_worker_token()
+    check_digest(digest)
+    return send_file(context.store().path_for(digest), mimetype="application/octet-stream", conditional=False)
+
+
+@bp.put("/worker/cache/<digest>")
+@public
+def worker_upload(digest: str):
+    """A worker's output, stored only if its bytes hash to `digest` (400 and discarded otherwise)."""
+    check_worker_token()
+    check_digest(digest)
+    store = context.store()
+    if not store.has(digest):
+        owner = request.args.get("owner") or None
+        chunks = iter(lambda: request.stream.read(1024 * 1024), b"")
+        try:
+            ingest_verified(store, digest, chunks, source="worker", owner=owner,
+                            max_bytes=context.settings().max_upload_bytes)
+        except PayloadTooLarge:
+            raise
+        except L1Error as exc:
+            raise BadRequest(exc.message) from None
+    return jsonify(stored=digest)
 
 
 @bp.delete("/cache/<digest>")

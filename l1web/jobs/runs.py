@@ -23,6 +23,7 @@ from rq import get_current_job
 from l1web.engine.analysis import analyze
 from l1web.engine.plan import plan as plan_dag
 from l1web.engine.steps import run_step
+from l1web.ipfs import fetch, publish
 from l1web.jobs import queues
 from l1web.jobs.context import JobContext, JobLogAdapter, job_context
 from l1web.recipes import bind_inputs, recipe_from_data
@@ -53,6 +54,7 @@ def plan_run(run_id: str) -> dict:
     try:
         recipe = recipe_from_data(run["recipe"])
         dag = bind_inputs(recipe, run["input_hashes"])
+        fetch.ensure_local(ctx, run["input_hashes"].values())  # workers on other hosts fetch their inputs
         analysis = analyze(dag, ctx.store)
         plan = plan_dag(dag, analysis)
     except Exception as exc:
@@ -70,7 +72,7 @@ def _initial_state(ctx: JobContext, step: dict) -> dict:
     """SOURCE steps are their input files: already there (cached) or missing (failed)."""
     if step["type"] != "SOURCE":
         return {"status": StepStatus.PENDING}
-    if ctx.store.has(step["cache_id"]):
+    if fetch.has(ctx, step["cache_id"]):  # on this host, or fetched from L1/IPFS (workers elsewhere)
         return {"status": StepStatus.CACHED, "output": step["cache_id"], "duration": 0}
     return {"status": StepStatus.FAILED, "error": f"input {step['cache_id'][:12]}… is no longer in the cache"}
 
@@ -139,13 +141,14 @@ def _produce(ctx: JobContext, run: dict, step: dict, holder: str, jlog) -> tuple
 
 def _recorded(ctx: JobContext, cache_id: str) -> str | None:
     digest = ctx.state.results.get_result(cache_id)
-    if digest and ctx.store.has(digest):
+    if digest and fetch.has(ctx, digest):
         return digest
-    return None
+    return fetch.peer_result(ctx, cache_id)  # a peer L1 rendered it (IPNS sync): fetched and verified
 
 
 def _render(ctx: JobContext, run: dict, step: dict) -> str:
     states = ctx.state.runs.step_states(run["id"])
+    fetch.ensure_local(ctx, [states[dep]["output"] for dep in step["inputs"]])
     input_paths = [ctx.store.path_for(states[dep]["output"]) for dep in step["inputs"]]
     # Renders happen on the cache's filesystem so the output moves into the store by rename.
     work_root = ctx.settings.cache_dir / WORK_DIR
@@ -153,7 +156,9 @@ def _render(ctx: JobContext, run: dict, step: dict) -> str:
     work = Path(tempfile.mkdtemp(prefix="step-", dir=work_root))
     try:
         out = run_step(step, input_paths, work, timeout=queues.STEP_TIMEOUT)
-        return ctx.store.put_file(out, source=f"run:{run['id']}", owner=run.get("owner") or None)
+        digest = ctx.store.put_file(out, source=f"run:{run['id']}", owner=run.get("owner") or None)
+        fetch.share(ctx, digest, run.get("owner"))  # a worker on another host sends it to the L1 server
+        return digest
     finally:
         shutil.rmtree(work, ignore_errors=True)
 
@@ -227,6 +232,7 @@ def _finish(ctx: JobContext, run: dict, steps: list[dict], states: dict[str, dic
         record = provenance.build(ctx, run, steps, states, digest)
         ctx.state.runs.set_status(run_id, RunStatus.COMPLETED, expected=[RunStatus.RUNNING],
                                   output_hash=digest, finished=time.time(), provenance=record)
+        publish.after_run(ctx, run_id)  # IPFS add+pin when enabled; never fails the run
         return
     failed = [(sid, s) for sid, s in states.items() if s["status"] == StepStatus.FAILED]
     reason = f"step {failed[0][0]!r} failed: {failed[0][1].get('error', 'unknown error')}" if failed \

@@ -182,5 +182,36 @@ def ipfs_cids() -> str:
     return f"{PREFIX}ipfs:cids"
 
 
+def ipfs_results() -> str:
+    """Hash: step cache id → output digest, for outputs added to IPFS (shared with peers)."""
+    return f"{PREFIX}ipfs:results"
+
+
+def ipfs_runs() -> str:
+    """Hash: run id → JSON {output_hash, output_cid, provenance_cid, recipe} of completed runs added to IPFS."""
+    return f"{PREFIX}ipfs:runs"
+
+
+def ipfs_pending() -> str:
+    """Set: run ids whose outputs still have to be added to IPFS (the sync task retries them)."""
+    return f"{PREFIX}ipfs:pending"
+
+
 def ipns_status() -> str:
+    """Hash: the background IPNS sync's state (read by the admin status page)."""
     return f"{PREFIX}ipns:status"
+
+
+def ipns_peer(name: str) -> str:
+    """String: the last document read from a peer's IPNS name (JSON, as fetched)."""
+    return f"{PREFIX}ipns:peer:{name}"
+
+
+def ipns_remote_results() -> str:
+    """Hash: step cache id → JSON {digest, cid, peer} merged from peers; never local truth."""
+    return f"{PREFIX}ipns:remote:results"
+
+
+def ipns_remote_cids() -> str:
+    """Hash: digest → JSON {cid, peer} merged from peers' CID indexes."""
+    return f"{PREFIX}ipns:remote:cids"
