@@ -11,7 +11,10 @@ import asyncio
 import json
 import subprocess
 import sys
+import threading
 import time
+from concurrent.futures import ThreadPoolExecutor
+from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 
 import aiohttp
 import pytest
@@ -175,3 +178,46 @@ def test_concurrent_first_requests_with_one_token_ask_l2_once(tmp_path):
         verifications = sum(int(client.get(key)) for key in client.scan_iter(keys.rate("verify:*")))
     assert statuses == [200] * users * each
     assert verifications == users
+
+
+class SlowL2(BaseHTTPRequestHandler):
+    """An L2 that takes longer than L1 waits; counts the verify calls it gets."""
+
+    calls = 0
+    delay = 2.0
+
+    def do_POST(self):
+        type(self).calls += 1
+        time.sleep(self.delay)
+        self.send_response(503)
+        self.send_header("Content-Length", "0")
+        self.end_headers()
+
+    def log_message(self, *args):
+        pass
+
+
+def test_concurrent_requests_with_one_token_share_a_slow_l2s_timeout(tmp_path):
+    """With L2 slow, requests with one token fail together after one timeout (504), rather than
+    each asking L2 in turn and waiting out the timeout once more."""
+    l2_server = ThreadingHTTPServer(("127.0.0.1", 0), SlowL2)
+    l2_server.daemon_threads = True
+    threading.Thread(target=l2_server.serve_forever, daemon=True).start()
+    SlowL2.calls = 0
+    slow_l2 = f"http://127.0.0.1:{l2_server.server_address[1]}"
+    try:
+        with Stack(tmp_path, workers=0, env={"L2_SERVER": slow_l2, "L2_TIMEOUT": "1"}) as stack, \
+                ThreadPoolExecutor(SAME_TOKEN_REQUESTS) as pool:
+            statuses = list(pool.map(lambda _: requests.get(
+                f"{stack.url}/auth/whoami", headers={"Authorization": "Bearer header.payload.signature"},
+                timeout=60).status_code, range(SAME_TOKEN_REQUESTS)))
+    finally:
+        l2_server.shutdown()
+        l2_server.server_close()
+    assert statuses == [504] * SAME_TOKEN_REQUESTS
+    # One call when all arrive within the timeout; a straggler on a busy machine may start a second.
+    assert SlowL2.calls <= 2 < SAME_TOKEN_REQUESTS
+
+
+#: Requests sent at once with one token to a server whose L2 is slow (app.py has 8 threads).
+SAME_TOKEN_REQUESTS = 6

@@ -6,6 +6,7 @@ token behind it. A Redis error propagates (→ 503); it is never taken as "not r
 
 from __future__ import annotations
 
+import copy
 import hashlib
 import logging
 import secrets
@@ -13,7 +14,7 @@ import threading
 import time
 from collections.abc import Iterator
 from contextlib import contextmanager
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from enum import StrEnum
 
 from flask import Response, g, request
@@ -79,10 +80,27 @@ def authenticate_token(token: str) -> tuple[str, Verified]:
         raise Unauthorized("This token has been revoked; sign in again.")
     verified = tokens.cached(digest)
     if verified is None:
-        # Concurrent requests with one token ask L2 once: the others wait and read its answer.
-        with _one_verification(digest):
-            verified = tokens.cached(digest) or _verify_with_l2(token, digest)
+        verified = _verify_once(token, digest)
     return digest, verified
+
+
+def _verify_once(token: str, digest: str) -> Verified:
+    """Concurrent requests with one token ask L2 once: the others wait and share its outcome.
+
+    Sharing a failure matters as much as sharing a success: with L2 slow or down, requests
+    that retried one after another would each wait out the timeout in turn.
+    """
+    with _one_flight(digest) as flight:
+        if flight.failure is not None:
+            raise copy.copy(flight.failure)
+        verified = context.state().tokens.cached(digest)
+        if verified is None:
+            try:
+                verified = _verify_with_l2(token, digest)
+            except Exception as exc:
+                flight.failure = exc
+                raise
+        return verified
 
 
 def _verify_with_l2(token: str, digest: str) -> Verified:
@@ -99,24 +117,32 @@ def _verify_with_l2(token: str, digest: str) -> Verified:
     return verified
 
 
-#: Token hash → [lock, requests using it]: one L2 verification in flight per token per process.
-_in_flight: dict[str, list] = {}
+@dataclass
+class _Flight:
+    """The verification of one token in this process, and the requests waiting on it."""
+
+    lock: threading.Lock = field(default_factory=threading.Lock)
+    waiting: int = 0
+    failure: Exception | None = None
+
+
+#: Token hash → its verification in flight; an entry lives while any request holds it.
+_in_flight: dict[str, _Flight] = {}
 _in_flight_guard = threading.Lock()
 
 
 @contextmanager
-def _one_verification(digest: str) -> Iterator[None]:
-    """Serialise verifications of one token; entries go away when no request holds them."""
+def _one_flight(digest: str) -> Iterator[_Flight]:
     with _in_flight_guard:
-        entry = _in_flight.setdefault(digest, [threading.Lock(), 0])
-        entry[1] += 1
+        flight = _in_flight.setdefault(digest, _Flight())
+        flight.waiting += 1
     try:
-        with entry[0]:
-            yield
+        with flight.lock:
+            yield flight
     finally:
         with _in_flight_guard:
-            entry[1] -= 1
-            if entry[1] == 0:
+            flight.waiting -= 1
+            if flight.waiting == 0:
                 del _in_flight[digest]
 
 
