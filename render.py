@@ -1,12 +1,15 @@
 #!/usr/bin/env python3
 """L1 command-line client: render media through an effect or recipe on an L1 server.
 
-    python render.py dog cat --sync                 # the sample cat through the dog effect, and wait
+    python render.py login --token TOKEN             # check a token (from L2) and keep it
+    python render.py dog cat --sync                  # the sample cat through the dog effect, and wait
     python render.py my-recipe --input image=photo.jpg --sync --output out.png
-    python render.py invert 3f2a…(hash) --json      # submit and print the run as JSON
+    python render.py invert 3f2a…(hash) --json       # submit and print the run as JSON
+    python render.py logout                          # revoke the kept token and forget it
 
 Inputs are asset names, content hashes, or local files (hashed here, uploaded only when the
-server lacks them). Needs only `requests` and the standard library, so it runs as one file.
+server lacks them). Needs only `requests` and the standard library, so it runs as one file:
+`GET /download/client` on a server serves it with that server as the default.
 """
 
 from __future__ import annotations
@@ -21,90 +24,267 @@ from pathlib import Path
 
 import requests
 
-#: Server used when neither --server nor L1_SERVER says otherwise (`/download/client` fills it in).
+#: Server used when neither --server, L1_SERVER nor `login` says otherwise (`/download/client` fills it in).
 DEFAULT_SERVER = "http://127.0.0.1:8100"
 #: Seconds between status polls while waiting.
-POLL_INTERVAL = 1.0
-#: Seconds one HTTP request may take.
+POLL_INTERVAL = 0.5
+#: Seconds one HTTP request (other than an upload or download) may take.
 HTTP_TIMEOUT = 30
+#: Run states in which the run may still change.
 LIVE = ("pending", "running")
+#: Step states whose output exists.
+DONE = ("cached", "completed")
+#: Characters of the progress bar.
+BAR_WIDTH = 30
+#: Environment variable naming the config file (tests point it at a temporary file).
+CONFIG_ENV = "L1_CONFIG"
+#: Words that start a subcommand rather than name an effect or recipe.
+COMMANDS = ("login", "logout", "whoami")
+
+# Exit statuses: each kind of failure has its own, so scripts can tell them apart.
+EXIT_OK = 0
+EXIT_RUN_FAILED = 1  # the run failed or was cancelled
+EXIT_USAGE = 2  # bad arguments (argparse uses 2 as well)
+EXIT_UNREACHABLE = 3  # no answer from the server
+EXIT_AUTH = 4  # no token, or the server refused it (401/403)
+EXIT_NOT_FOUND = 5  # unknown effect, recipe, input or run (404)
+EXIT_REFUSED = 6  # any other refusal or server error
+EXIT_INTERRUPTED = 130
 
 
 class ClientError(Exception):
-    """A failure to report to the user (exit status 1)."""
+    """A failure to report to the user, with the exit status it maps to."""
+
+    def __init__(self, message: str, status: int = EXIT_REFUSED) -> None:
+        super().__init__(message)
+        self.status = status
 
 
+# Entry points ---------------------------------------------------------------------------------
 def main(argv: list[str] | None = None) -> int:
-    args = parse_args(argv)
-    session = requests.Session()
-    token = args.token or os.environ.get("L1_TOKEN") or read_token_file()
-    if token:
-        session.headers["Authorization"] = f"Bearer {token}"
-    session.headers["Accept"] = "application/json"
+    argv = sys.argv[1:] if argv is None else argv
+    command = argv[0] if argv and argv[0] in COMMANDS else "render"
+    args = parse_args(command, argv[1:] if command != "render" else argv)
     try:
-        inputs = resolve_inputs(session, args)
-        run = submit(session, args, inputs)
-        if not args.sync:
-            print(json.dumps(run, indent=2) if args.json else run["id"])
-            return 0
-        run = wait(session, args.server, run, quiet=args.json)
-        if args.output and run.get("output_hash"):
-            download(session, args.server, run["output_hash"], Path(args.output))
-        report(session, args, run)
-        return 0 if run["status"] == "completed" else 1
+        return {"login": login, "logout": logout, "whoami": whoami, "render": render}[command](args)
     except ClientError as exc:
-        print(f"render.py: {exc}", file=sys.stderr)
-        return 1
+        return fail(args, str(exc), exc.status)
     except requests.ConnectionError:
-        print(f"render.py: cannot reach the L1 server at {args.server}", file=sys.stderr)
-        return 1
+        return fail(args, f"cannot reach the L1 server at {args.server} (is it running? try --server)",
+                    EXIT_UNREACHABLE)
+    except requests.Timeout:
+        return fail(args, f"the L1 server at {args.server} did not answer in time", EXIT_UNREACHABLE)
+    except KeyboardInterrupt:
+        return fail(args, "interrupted (a submitted run goes on on the server)", EXIT_INTERRUPTED)
 
 
-def parse_args(argv: list[str] | None) -> argparse.Namespace:
-    parser = argparse.ArgumentParser(description="Render media on an L1 server.")
-    parser.add_argument("recipe", help="effect name (dog, invert, …), recipe name or recipe id")
-    parser.add_argument("inputs", nargs="*", help="asset names, content hashes or local files, in order")
-    parser.add_argument("--input", action="append", default=[], metavar="NAME=VALUE",
-                        help="a named input of a recipe (asset name, hash or local file)")
-    parser.add_argument("--sync", action="store_true", help="wait for the run to finish")
-    parser.add_argument("--output", help="download the result to this file (with --sync)")
-    parser.add_argument("--output-name", help="a name for the output")
-    parser.add_argument("--force", action="store_true", help="render again even if this run exists")
-    parser.add_argument("--server", default=os.environ.get("L1_SERVER", DEFAULT_SERVER))
-    parser.add_argument("--token", help="an L2 token for this server (or L1_TOKEN, or ~/.config/l1/token)")
-    parser.add_argument("--json", action="store_true", help="machine-readable output")
+def fail(args: argparse.Namespace, message: str, status: int) -> int:
+    print(f"render.py: {message}", file=sys.stderr)
+    if getattr(args, "json", False):
+        print(json.dumps({"error": message, "exit_status": status}))
+    return status
+
+
+def parse_args(command: str, argv: list[str]) -> argparse.Namespace:
+    config = read_config()
+    server = os.environ.get("L1_SERVER") or config.get("server") or DEFAULT_SERVER
+    parser = argparse.ArgumentParser(prog=f"render.py {command}" if command != "render" else "render.py",
+                                     description=COMMAND_HELP[command])
+    parser.add_argument("--server", metavar="URL", default=server,
+                        help="the L1 server's URL (default: %(default)s; env L1_SERVER, or the one you logged in to)")
+    parser.add_argument("--json", action="store_true", help="machine-readable output on stdout")
+    if command == "render":
+        add_render_args(parser)
+    if command in ("render", "login", "whoami"):
+        parser.add_argument("--token", metavar="TOKEN",
+                            help="an L2 token for this server (else L1_TOKEN, else the one kept by login)")
     args = parser.parse_args(argv)
     args.server = args.server.rstrip("/")
-    if args.inputs and args.input:
+    args.config = config
+    if command == "render" and args.inputs and args.input:
         parser.error("give inputs either in order or as --input NAME=VALUE, not both")
     return args
 
 
-def read_token_file() -> str | None:
-    path = Path(os.environ.get("XDG_CONFIG_HOME", Path.home() / ".config")) / "l1" / "token"
-    return path.read_text().strip() if path.is_file() else None
+COMMAND_HELP = {
+    "render": "Render media on an L1 server. Also: render.py login, render.py logout, render.py whoami "
+              "(each with --help).",
+    "login": "Check a token with the server and keep it (in $L1_CONFIG, else ~/.config/l1/config.json, mode 0600).",
+    "logout": "Revoke the kept token on the server and forget it.",
+    "whoami": "Show who the server takes you for.",
+}
+
+
+def add_render_args(parser: argparse.ArgumentParser) -> None:
+    parser.add_argument("recipe", help="effect name (dog, invert, …), recipe name or recipe id")
+    parser.add_argument("inputs", nargs="*", help="asset names, content hashes or local files, in order")
+    parser.add_argument("--input", action="append", default=[], metavar="NAME=VALUE",
+                        help="a named input of a recipe (asset name, hash or local file)")
+    parser.add_argument("--param", action="append", default=[], metavar="NAME=NUMBER",
+                        help="a parameter of a single effect (see GET /effects)")
+    parser.add_argument("--sync", action="store_true", help="wait for the run to finish")
+    parser.add_argument("--output", metavar="FILE", help="download the result to this file (implies --sync)")
+    parser.add_argument("--output-name", metavar="NAME", help="a name for the output")
+    parser.add_argument("--force", action="store_true", help="render again even if this run exists")
+
+
+# The config file --------------------------------------------------------------------------------
+def config_path() -> Path:
+    if os.environ.get(CONFIG_ENV):
+        return Path(os.environ[CONFIG_ENV])
+    base = os.environ.get("XDG_CONFIG_HOME") or Path.home() / ".config"
+    return Path(base) / "l1" / "config.json"
+
+
+def read_config() -> dict:
+    """`{"server": URL, "tokens": {URL: token}}`; empty when there is none or it is unreadable."""
+    try:
+        data = json.loads(config_path().read_text(encoding="utf-8"))
+    except (OSError, ValueError):
+        return {}
+    return data if isinstance(data, dict) else {}
+
+
+def write_config(data: dict) -> Path:
+    """Write the config readable by its owner only (0600), replacing the old one in one step."""
+    path = config_path()
+    path.parent.mkdir(mode=0o700, parents=True, exist_ok=True)
+    temporary = path.with_name(f".{path.name}.{os.getpid()}")
+    fd = os.open(temporary, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600)
+    with os.fdopen(fd, "w", encoding="utf-8") as out:
+        json.dump(data, out, indent=2)
+    os.chmod(temporary, 0o600)
+    os.replace(temporary, path)
+    return path
+
+
+def token_for(args: argparse.Namespace) -> str | None:
+    return getattr(args, "token", None) or os.environ.get("L1_TOKEN") or \
+        (args.config.get("tokens") or {}).get(args.server)
+
+
+def session_for(token: str | None) -> requests.Session:
+    session = requests.Session()
+    session.headers["Accept"] = "application/json"
+    session.headers["User-Agent"] = "l1-render.py"
+    if token:
+        session.headers["Authorization"] = f"Bearer {token}"
+    return session
+
+
+# login / logout / whoami -------------------------------------------------------------------------
+def ask_server(session: requests.Session, server: str) -> dict:
+    answer = session.get(f"{server}/auth/whoami", timeout=HTTP_TIMEOUT)
+    check(answer, "checking the token")
+    return answer.json()
+
+
+def login(args: argparse.Namespace) -> int:
+    token = args.token or os.environ.get("L1_TOKEN")
+    if not token:
+        if not sys.stdin.isatty():
+            raise ClientError("give the token with --token (or L1_TOKEN)", EXIT_USAGE)
+        import getpass
+
+        token = getpass.getpass("Token from L2 (input hidden): ").strip()
+    who = ask_server(session_for(token), args.server)
+    config = dict(args.config)
+    config["server"] = args.server
+    config["tokens"] = {**(config.get("tokens") or {}), args.server: token}
+    path = write_config(config)
+    if args.json:
+        print(json.dumps({"server": args.server, "username": who["username"], "config": str(path)}))
+    else:
+        print(f"Logged in to {args.server} as {who['username']}; token kept in {path}")
+    return EXIT_OK
+
+
+def logout(args: argparse.Namespace) -> int:
+    tokens = dict(args.config.get("tokens") or {})
+    token = tokens.pop(args.server, None)
+    if token is None:
+        raise ClientError(f"not logged in to {args.server}", EXIT_AUTH)
+    revoked = True
+    try:
+        answer = session_for(None).post(f"{args.server}/auth/revoke", json={"token": token}, timeout=HTTP_TIMEOUT)
+        revoked = answer.status_code in (200, 401)  # 401: already revoked or expired
+    except requests.RequestException:
+        revoked = False
+    config = {**args.config, "tokens": tokens}
+    if config.get("server") == args.server:
+        config.pop("server")
+    write_config(config)
+    note = "" if revoked else " (the server could not be told; the token stays valid there until it expires)"
+    if args.json:
+        print(json.dumps({"server": args.server, "revoked": revoked}))
+    else:
+        print(f"Logged out of {args.server}{note}")
+    return EXIT_OK
+
+
+def whoami(args: argparse.Namespace) -> int:
+    token = token_for(args)
+    if not token:
+        raise ClientError(f"not logged in to {args.server}: run render.py login --token TOKEN", EXIT_AUTH)
+    who = ask_server(session_for(token), args.server)
+    print(json.dumps(who) if args.json else f"{who['username']} on {args.server}"
+          + (" (admin)" if who.get("is_admin") else ""))
+    return EXIT_OK
+
+
+# Rendering ----------------------------------------------------------------------------------------
+def render(args: argparse.Namespace) -> int:
+    token = token_for(args)
+    if not token:
+        raise ClientError(f"no token for {args.server}: run render.py login --token TOKEN, "
+                          "or pass --token / set L1_TOKEN", EXIT_AUTH)
+    session = session_for(token)
+    inputs = resolve_inputs(session, args)
+    run = submit(session, args, inputs)
+    if not (args.sync or args.output):
+        print(json.dumps(run, indent=2) if args.json else run["id"])
+        return EXIT_OK
+    run = wait(session, args.server, run, show=not args.json)
+    if run["status"] != "completed":
+        if args.json:
+            print(json.dumps({"run": run}, indent=2))
+        reason = run.get("error") or failed_step_error(run) or "no reason given"
+        print(f"render.py: run {run['id'][:12]} {run['status']}: {reason}", file=sys.stderr)
+        return EXIT_RUN_FAILED
+    if args.output:
+        download(session, args.server, run["output_hash"], Path(args.output))
+    report(session, args, run)
+    return EXIT_OK
 
 
 def resolve_inputs(session: requests.Session, args: argparse.Namespace) -> list[str] | dict[str, str]:
     if args.input:
         pairs = [item.split("=", 1) for item in args.input]
         if any(len(pair) != 2 or not pair[0] for pair in pairs):
-            raise ClientError("--input takes NAME=VALUE")
+            raise ClientError("--input takes NAME=VALUE", EXIT_USAGE)
         return {name: resolve_one(session, args.server, value) for name, value in pairs}
     return [resolve_one(session, args.server, value) for value in args.inputs]
 
 
 def resolve_one(session: requests.Session, server: str, value: str) -> str:
+    """A local file becomes its hash (uploaded first if the server lacks it); names and hashes pass."""
     path = Path(value)
     if not path.is_file():
+        if os.sep in value and not path.exists():
+            raise ClientError(f"no such file: {value}", EXIT_NOT_FOUND)
         return value  # an asset name or a hash: the server resolves it
     digest = sha3_file(path)
-    if session.head(f"{server}/cache/{digest}", timeout=HTTP_TIMEOUT).status_code == 200:
+    head = session.head(f"{server}/cache/{digest}", timeout=HTTP_TIMEOUT)
+    if head.status_code == 200:
         return digest
+    if head.status_code != 404:
+        check(head, f"asking the server for {path}")
     with open(path, "rb") as body:
-        answer = session.post(f"{server}/cache/upload", data=body, timeout=None,
-                              headers={"Content-Type": "application/octet-stream"})
+        answer = session.post(f"{server}/cache/upload", data=body, params={"filename": path.name},
+                              headers={"Content-Type": "application/octet-stream"}, timeout=(HTTP_TIMEOUT, None))
     check(answer, f"uploading {path}")
+    if answer.json().get("digest") != digest:
+        raise ClientError(f"the server stored {path} under another hash than {digest}")
     return digest
 
 
@@ -117,69 +297,135 @@ def sha3_file(path: Path) -> str:
 
 
 def submit(session: requests.Session, args: argparse.Namespace, inputs) -> dict:
-    body = {"recipe": args.recipe, "inputs": inputs, "force": args.force}
+    body: dict = {"recipe": args.recipe, "inputs": inputs, "force": args.force}
     if args.output_name:
         body["output_name"] = args.output_name
+    if args.param:
+        body["params"] = parse_params(args.param)
     answer = session.post(f"{args.server}/runs", json=body, timeout=HTTP_TIMEOUT)
     check(answer, "starting the run")
     return answer.json()
 
 
-def wait(session: requests.Session, server: str, run: dict, *, quiet: bool) -> dict:
-    shown = ""
+def parse_params(items: list[str]) -> dict[str, float | int]:
+    params: dict[str, float | int] = {}
+    for item in items:
+        name, _, value = item.partition("=")
+        try:
+            params[name] = int(value) if value.lstrip("-").isdigit() else float(value)
+        except ValueError:
+            raise ClientError(f"--param takes NAME=NUMBER, not {item!r}", EXIT_USAGE) from None
+    return params
+
+
+# Waiting, with progress ------------------------------------------------------------------------------
+def wait(session: requests.Session, server: str, run: dict, *, show: bool) -> dict:
+    """Poll until the run is no longer live; progress goes to stderr (redrawn on a terminal)."""
+    progress = Progress(sys.stderr) if show else None
     while run["status"] in LIVE:
         time.sleep(POLL_INTERVAL)
-        answer = session.get(f"{server}/runs/{run['id']}", timeout=HTTP_TIMEOUT)
+        try:
+            answer = session.get(f"{server}/runs/{run['id']}", timeout=HTTP_TIMEOUT)
+        except (requests.ConnectionError, requests.Timeout):
+            raise ClientError(f"lost the L1 server at {server} while waiting; run {run['id']} goes on there "
+                              "if the server does", EXIT_UNREACHABLE) from None
         check(answer, "reading the run")
         run = answer.json()
-        line = progress_line(run)
-        if not quiet and line != shown:
-            print(line, file=sys.stderr, flush=True)
-            shown = line
+        if progress:
+            progress.show(run)
+    if progress:
+        progress.finish()
     return run
 
 
-def progress_line(run: dict) -> str:
-    steps = run.get("steps") or []
-    done = sum(1 for s in steps if s.get("status") in ("cached", "completed"))
-    states = " ".join(f"{s['step_id']}:{s.get('status')}" for s in steps if s.get("type") != "SOURCE")
-    return f"[{run['status']}] {done}/{len(steps)} steps  {states}"
+class Progress:
+    """Per-step states and an overall bar: redrawn in place on a terminal, else one line per change."""
+
+    def __init__(self, stream) -> None:
+        self.stream = stream
+        self.tty = stream.isatty()
+        self.drawn = 0
+        self.last = ""
+
+    def show(self, run: dict) -> None:
+        steps = [s for s in run.get("steps") or [] if s.get("type") != "SOURCE"]
+        done, total = sum(1 for s in steps if s.get("status") in DONE), len(steps)
+        if self.tty:
+            self._redraw(run, steps, done, total)
+            return
+        states = " ".join(f"{s['step_id']}:{s.get('status', 'pending')}" for s in steps)
+        line = f"[{run['status']}] {done}/{total} steps  {states}".rstrip()
+        if line != self.last:
+            print(line, file=self.stream, flush=True)
+            self.last = line
+
+    def _redraw(self, run: dict, steps: list[dict], done: int, total: int) -> None:
+        filled = BAR_WIDTH * done // total if total else 0
+        lines = [f"[{'#' * filled}{'-' * (BAR_WIDTH - filled)}] {done}/{total} steps  {run['status']}"]
+        lines += [f"  {step_mark(s.get('status'))} {s['step_id']:<24} {s.get('status', 'pending')}" for s in steps]
+        up = f"\x1b[{self.drawn}F" if self.drawn else ""
+        self.stream.write(up + "".join(f"\x1b[2K{line}\n" for line in lines))
+        self.stream.flush()
+        self.drawn = len(lines)
+
+    def finish(self) -> None:
+        self.stream.flush()
 
 
+def step_mark(status: str | None) -> str:
+    return {"completed": "✓", "cached": "✓", "failed": "✗", "skipped": "-", "running": "…"}.get(status or "", " ")
+
+
+def failed_step_error(run: dict) -> str | None:
+    for step in run.get("steps") or []:
+        if step.get("status") == "failed" and step.get("error"):
+            return f"step {step['step_id']}: {step['error']}"
+    return None
+
+
+# Results ------------------------------------------------------------------------------------------------
 def download(session: requests.Session, server: str, digest: str, target: Path) -> None:
+    """Stream the output to `target` (through a temporary file) and check its hash."""
+    partial = target.with_name(f".{target.name}.part")
+    hasher = hashlib.sha3_256()
     with session.get(f"{server}/cache/{digest}", stream=True, timeout=HTTP_TIMEOUT) as answer:
         check(answer, "downloading the output")
-        with open(target, "wb") as out:
+        with open(partial, "wb") as out:
             for chunk in answer.iter_content(1 << 20):
+                hasher.update(chunk)
                 out.write(chunk)
+    if hasher.hexdigest() != digest:
+        partial.unlink()
+        raise ClientError(f"the download of {digest[:12]}… did not match its hash; try again")
+    os.replace(partial, target)
 
 
 def report(session: requests.Session, args: argparse.Namespace, run: dict) -> None:
-    if run["status"] != "completed":
-        if args.json:
-            print(json.dumps(run, indent=2))
-        raise ClientError(f"run {run['id'][:12]} {run['status']}: {run.get('error') or 'no reason given'}")
     answer = session.get(f"{args.server}/runs/{run['id']}/provenance", timeout=HTTP_TIMEOUT)
     provenance = answer.json() if answer.ok else None
     if args.json:
-        print(json.dumps({"run": run, "provenance": provenance}, indent=2))
+        print(json.dumps({"run": run, "provenance": provenance, "output": args.output}, indent=2))
         return
     print(f"completed: {run['output_hash']}")
     print(f"  {args.server}/cache/{run['output_hash']}")
+    if args.output:
+        print(f"  saved to {args.output}")
     if provenance:
         print(json.dumps(provenance, indent=2))
 
 
 def check(answer: requests.Response, doing: str) -> None:
+    """Raise a ClientError naming what failed and why, with the exit status for its kind."""
     if answer.status_code < 400:
         return
     try:
         message = answer.json().get("message") or answer.text
     except ValueError:
-        message = answer.text[:200]
+        message = answer.text[:200].strip() or answer.reason
+    status = {401: EXIT_AUTH, 403: EXIT_AUTH, 404: EXIT_NOT_FOUND}.get(answer.status_code, EXIT_REFUSED)
     if answer.status_code == 401:
-        message += " (pass --token, set L1_TOKEN, or sign in on L2 and copy a token)"
-    raise ClientError(f"{doing} failed ({answer.status_code}): {message}")
+        message += " — the token is missing, expired or revoked: get a new one on L2 and run render.py login"
+    raise ClientError(f"{doing} failed ({answer.status_code}): {message}", status)
 
 
 if __name__ == "__main__":

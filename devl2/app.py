@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import hmac
 import logging
+import re
 import secrets
 from dataclasses import dataclass
 from datetime import UTC, datetime
@@ -27,12 +28,17 @@ from flask import (
 
 from devl2.config import Config
 from devl2.issuer import Issued, Issuer
+from devl2.publications import Publications
 
 log = logging.getLogger(__name__)
 bp = Blueprint("devl2", __name__)
 EXTENSION = "devl2"
 #: Largest JSON body accepted by the API routes, in bytes.
 MAX_JSON_BYTES = 16 * 1024
+#: Largest publication accepted, in bytes (a provenance record lists every step).
+MAX_PUBLISH_BYTES = 1024 * 1024
+#: A content hash or run id: 64 lower-case hex digits.
+HEX64 = re.compile(r"[0-9a-f]{64}")
 
 
 @dataclass
@@ -41,6 +47,7 @@ class DevL2:
 
     config: Config
     issuer: Issuer
+    publications: Publications
 
 
 def create_app(config: Config) -> Flask:
@@ -49,7 +56,8 @@ def create_app(config: Config) -> Flask:
     app.config.update(SECRET_KEY=secrets.token_urlsafe(32), SESSION_COOKIE_NAME="devl2_session",
                       SESSION_COOKIE_HTTPONLY=True, SESSION_COOKIE_SAMESITE="Lax",
                       MAX_CONTENT_LENGTH=MAX_JSON_BYTES)
-    app.extensions[EXTENSION] = DevL2(config, Issuer(config.data_dir, config.public_url))
+    app.extensions[EXTENSION] = DevL2(config, Issuer(config.data_dir, config.public_url),
+                                       Publications(config.data_dir))
     app.register_blueprint(bp)
     app.context_processor(lambda: {"csrf_token": _csrf_token, "user": session.get("user")})
     app.jinja_env.filters["utc"] = lambda t: datetime.fromtimestamp(t, UTC).strftime("%Y-%m-%d %H:%M UTC")
@@ -201,3 +209,58 @@ def notify_logout(username: str) -> int:
             continue
         done += answer.status_code == 200
     return done
+
+
+# Publishing (L1 → L2) -------------------------------------------------------------------------
+def _api_error(status: int, code: str, message: str):
+    return jsonify({"error": code, "message": message}), status
+
+
+@bp.post("/publish")
+def publish():
+    """Record a run's output published from an L1, for the user whose L1-scoped token is Bearer."""
+    scheme, _, token = request.headers.get("Authorization", "").partition(" ")
+    if scheme.lower() != "bearer" or not token.strip():
+        return _api_error(401, "unauthorized", "send the user's L1-scoped token as Authorization: Bearer")
+    request.max_content_length = MAX_PUBLISH_BYTES
+    body = request.get_json(silent=True)
+    if not isinstance(body, dict) or not isinstance(body.get("l1"), str):
+        return _api_error(400, "bad_request", "the body must be a JSON object naming its 'l1'")
+    verdict = dev_l2().issuer.verify(token.strip(), body["l1"])
+    if not verdict.valid:
+        return _api_error(401, "unauthorized", f"the token is not valid for that L1 ({verdict.reason})")
+    run_id, output, provenance = body.get("run_id"), body.get("output_hash"), body.get("provenance")
+    name = body.get("output_name") or ""
+    if not isinstance(run_id, str) or not HEX64.fullmatch(run_id):
+        return _api_error(400, "bad_request", "'run_id' must be 64 hex digits")
+    if not isinstance(output, str) or not HEX64.fullmatch(output):
+        return _api_error(400, "bad_request", "'output_hash' must be 64 hex digits")
+    if not isinstance(provenance, dict) or not isinstance(name, str):
+        return _api_error(400, "bad_request", "'provenance' must be an object and 'output_name' text")
+    said = (provenance.get("output") or {}).get("content_hash") if isinstance(provenance.get("output"), dict) \
+        else None
+    if said is not None and said != output:
+        return _api_error(400, "bad_request", "the provenance names another output than 'output_hash'")
+    ext = dev_l2()
+    record, created = ext.publications.add(verdict.username, verdict.l1, run_id, output_hash=output,
+                                           output_name=name[:256], provenance=provenance)
+    log.info("published %s from %s for %s", output[:12], verdict.l1, verdict.username)
+    return jsonify(record.as_json(ext.config.public_url)), 201 if created else 200
+
+
+@bp.get("/published")
+def published():
+    ext = dev_l2()
+    items = ext.publications.all()
+    if request.accept_mimetypes.best == "application/json":
+        return jsonify({"published": [p.as_json(ext.config.public_url) for p in items]})
+    return render_template("published.html", items=items)
+
+
+@bp.get("/published/<int:publication_id>")
+def published_item(publication_id: int):
+    ext = dev_l2()
+    record = ext.publications.get(publication_id)
+    if record is None:
+        abort(404)
+    return jsonify({**record.as_json(ext.config.public_url), "provenance": record.provenance})

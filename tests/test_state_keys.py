@@ -18,6 +18,11 @@ def test_cache_keys():
     assert keys.assets() == "artdag:assets"
 
 
+def test_operations_keys():
+    assert keys.step_metrics() == "artdag:metrics:steps"
+    assert keys.session_token(D) == f"artdag:session_token:{D}"
+
+
 def test_every_key_has_the_artdag_prefix():
     builders = [getattr(keys, n) for n in dir(keys) if callable(getattr(keys, n)) and not n.startswith("_")]
     for build in builders:

@@ -20,7 +20,7 @@ from enum import StrEnum
 from flask import Response, g, request
 
 from l1web import context
-from l1web.auth import l2
+from l1web.auth import l2, sealed
 from l1web.auth.ratelimit import rate_limit
 from l1web.auth.tokens import checked_token, token_hash
 from l1web.context import User
@@ -192,6 +192,7 @@ def end_session() -> None:
     session_id = request.cookies.get(cookie_name())
     if session_id:
         context.state().tokens.end_session(_session_hash(session_id))
+        sealed.forget(session_id)
 
 
 def set_cookie(response: Response, session_id: str, ttl: int) -> None:

@@ -15,6 +15,9 @@ MODULES = (
     "auth",
     "cache",
     "media",
+    "apidocs",
+    "ops",
+    "publish",
 )
 
 

@@ -9,7 +9,7 @@ from urllib.parse import urlencode
 from flask import Blueprint, flash, jsonify, redirect, render_template, request
 
 from l1web import context
-from l1web.auth import rate_limit, require_user
+from l1web.auth import rate_limit, require_user, sealed
 from l1web.auth import sessions as auth_sessions
 from l1web.auth.csrf import csrf_token
 from l1web.auth.redirects import safe_next
@@ -50,6 +50,7 @@ def auth():
     digest, verified = auth_sessions.authenticate_token(token)
     rate_limit(f"auth:user:{verified.username}", settings.auth_rate_limit, AUTH_WINDOW)
     session_id, ttl = auth_sessions.start_session(digest, verified)
+    sealed.keep(session_id, token, ttl)  # so publishing to L2 can act for this browser user
     log.info("signed in %s through L2 (session cookie)", verified.username)
     response = redirect(safe_next(request.args.get("next")), 303)
     auth_sessions.set_cookie(response, session_id, ttl)
@@ -69,6 +70,8 @@ def whoami():
 def revoke():
     """Revoke one token: the one in the body (holding it is the right), else this request's own."""
     body = request.get_json(silent=True) if request.is_json else request.form
+    if request.is_json and not isinstance(body, dict):
+        raise BadRequest('Send JSON {"token": "..."}, or no body to revoke the token of this request.')
     token = (body or {}).get("token")
     if token is not None:
         digest, verified = auth_sessions.authenticate_token(str(token))

@@ -16,6 +16,7 @@ from l1web.auth.guard import public
 from l1web.errors import BadRequest, Forbidden, InvalidHash, L1Error, NotFound, PayloadTooLarge, Unauthorized
 from l1web.ipfs.fetch import WORKER_TOKEN_HEADER, ingest_verified
 from l1web.ipfs.index import IPFSIndex
+from l1web.state import MAX_OFFSET
 from l1web.state.cache import MAX_PAGE, ItemMeta
 from l1web.store import Stored
 from l1web.store.names import check_digest
@@ -41,6 +42,8 @@ def page_args() -> tuple[int, str | None, int]:
         raise BadRequest("limit and page must be integers") from None
     if not 1 <= limit <= MAX_PAGE or page < 1:
         raise BadRequest(f"limit must be 1–{MAX_PAGE} and page at least 1")
+    if (page - 1) * limit > MAX_OFFSET:
+        raise BadRequest(f"page {page} is beyond any listing (offsets stop at {MAX_OFFSET})")
     return limit, request.args.get("cursor") or None, (page - 1) * limit
 
 

@@ -15,6 +15,7 @@ from l1web.context import User
 from l1web.errors import BadRequest, Conflict, Forbidden, L1Error, NotFound
 from l1web.recipes import MAX_RECIPE_BYTES, Recipe, RecipeError, parse_recipe, recipe_from_data
 from l1web.runs.service import DIGEST_RE, Submission
+from l1web.state import MAX_OFFSET
 
 bp = Blueprint("recipes", __name__)
 
@@ -102,6 +103,8 @@ def _page_of_configs(user: User) -> tuple[list[dict], int, int]:
         offset = max(int(request.args.get("offset", 0)), 0)
     except ValueError:
         raise BadRequest("'offset' must be a whole number") from None
+    if offset > MAX_OFFSET:
+        raise BadRequest(f"'offset' must be at most {MAX_OFFSET}", field="offset")
     configs, total = context.state().configs.page(user=None if user.is_admin else user.name,
                                                   offset=offset, limit=PAGE_SIZE)
     return configs, total, offset

@@ -17,6 +17,7 @@ from l1web.context import User
 from l1web.errors import BadRequest, Conflict, L1Error, PayloadTooLarge, Unauthorized, wants_json
 from l1web.runs.model import RunStatus, StepStatus
 from l1web.runs.service import Submission
+from l1web.state import MAX_OFFSET
 
 bp = Blueprint("runs", __name__)
 
@@ -95,8 +96,8 @@ def list_args(user: User) -> dict:
         limit = int(request.args.get("limit", PAGE_SIZE))
     except ValueError:
         raise BadRequest("'offset' and 'limit' must be whole numbers") from None
-    if offset < 0 or not 1 <= limit <= MAX_PAGE:
-        raise BadRequest(f"'offset' must be ≥ 0 and 'limit' between 1 and {MAX_PAGE}")
+    if not 0 <= offset <= MAX_OFFSET or not 1 <= limit <= MAX_PAGE:
+        raise BadRequest(f"'offset' must be 0–{MAX_OFFSET} and 'limit' between 1 and {MAX_PAGE}")
     owner = (request.args.get("user") or None) if user.is_admin else user.name
     return {"status": status, "user": owner, "offset": offset, "limit": limit}
 

@@ -26,6 +26,7 @@ from l1web.engine.steps import run_step
 from l1web.ipfs import fetch, publish
 from l1web.jobs import queues
 from l1web.jobs.context import JobContext, JobLogAdapter, job_context
+from l1web.logs import step_finished
 from l1web.recipes import bind_inputs, recipe_from_data
 from l1web.runs import provenance
 from l1web.runs.model import RunStatus, StepStatus
@@ -101,12 +102,15 @@ def execute_step(run_id: str, step_id: str) -> dict:
                          error=_short(exc), finished=time.time(),
                          duration=round(time.monotonic() - started, 3))
         jlog.warning("step %s failed: %s", step_id, _short(exc))
+        step_finished(ctx.state.redis, run_id, job_id, step, outcome=StepStatus.FAILED,
+                      seconds=time.monotonic() - started)
         advance(ctx, run_id)
         raise
     status = StepStatus.CACHED if cached else StepStatus.COMPLETED
     runs.update_step(run_id, step_id, expected=[StepStatus.RUNNING], status=status, output=digest,
                      finished=time.time(), duration=round(time.monotonic() - started, 3))
     ctx.state.cache.incr("cache_hits" if cached else "cache_misses")
+    step_finished(ctx.state.redis, run_id, job_id, step, outcome=status, seconds=time.monotonic() - started)
     jlog.info("step %s %s → %s", step_id, status, digest[:12])
     advance(ctx, run_id)
     return {"status": str(status), "output": digest}

@@ -80,7 +80,9 @@ class RunService:
                 return recipe_from_data(config["recipe"]), config_id
         try:
             return effect_recipe(ref, params), None
-        except RecipeError:
+        except RecipeError as exc:
+            if exc.field == "params":  # the effect exists; its parameters are wrong
+                raise BadRequest(str(exc), field="params") from None
             raise NotFound(f"no effect or recipe named {ref!r}", field="recipe") from None
 
     def resolve_input(self, ref: str, field_name: str) -> str:

@@ -16,6 +16,9 @@ from l1web.state.results import Results
 from l1web.state.runs import Runs
 from l1web.state.tokens import Tokens
 
+#: Largest offset a listing accepts: Redis ranges take 64-bit integers, and nobody pages this far.
+MAX_OFFSET = 10**9
+
 
 def connect(url: str, *, decode: bool = True) -> redis.Redis:
     """A Redis client for `url`; short timeouts so a dead Redis fails fast, never hangs."""

@@ -171,9 +171,21 @@ def session(session_hash: str) -> str:
     return f"{PREFIX}session:{session_hash}"
 
 
+def session_token(session_hash: str) -> str:
+    """String with the session's TTL: the session's L2 token, sealed under a key derived from the
+    session id in the browser's cookie (which L1 never stores), so Redis alone cannot read it."""
+    return f"{PREFIX}session_token:{session_hash}"
+
+
 def rate(bucket: str) -> str:
     """Counter with the window's TTL: requests in one fixed rate-limit window."""
     return f"{PREFIX}rate:{bucket}"
+
+
+# Operations --------------------------------------------------------------------------------
+def step_metrics() -> str:
+    """Hash: step timings for /metrics (`<type>|le:<bound>`, `<type>|sum`, `<type>|outcome:<x>`)."""
+    return f"{PREFIX}metrics:steps"
 
 
 # IPFS / IPNS sync --------------------------------------------------------------------------

@@ -1,0 +1,209 @@
+"""For operators: `/healthz`, `/readyz`, `/metrics`, the admin status page and the RQ dashboard.
+
+- `/healthz` answers from the process alone (no Redis): "the web process is alive".
+- `/readyz` answers 200 only when Redis answers, at least one RQ worker is registered and no
+  queue is deeper than `READY_MAX_QUEUE`; otherwise 503 with the reason.
+- `/metrics` is the Prometheus text format, read from Redis at scrape time through a registry
+  of this app's own. Admins (session or their L2 token as Bearer) may read it, and so may a
+  scraper holding the token whose SHA-256 is `METRICS_TOKEN_SHA256`.
+- `/rq` is rq-dashboard, which has no auth of its own: every request under `/rq` (pages, its
+  JSON and its static files) needs an admin, and the dashboard is read-only here (its requeue,
+  delete, empty and compact actions are refused), because a job deleted or requeued behind the
+  runs' backs would leave a run waiting for ever; runs are cancelled and re-run through /runs.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import hmac
+import logging
+
+import redis
+from flask import Blueprint, Flask, Response, current_app, g, jsonify, render_template, request
+from rq import Worker
+from rq.serializers import JSONSerializer
+
+from l1web import context, metrics
+from l1web.auth import require_admin
+from l1web.auth.sessions import bearer_token
+from l1web.errors import Forbidden, Unauthorized, wants_json
+from l1web.logs import install_request_log
+from l1web.state import keys
+
+log = logging.getLogger(__name__)
+bp = Blueprint("ops", __name__)
+
+#: Where rq-dashboard is mounted.
+DASHBOARD_PREFIX = "/rq"
+#: rq-dashboard views that change RQ's state; refused whatever the method (one takes GET).
+DASHBOARD_ACTIONS = frozenset({
+    "rq_dashboard.delete_job_view", "rq_dashboard.requeue_job_view", "rq_dashboard.requeue_all",
+    "rq_dashboard.empty_queue", "rq_dashboard.compact_queue",
+})
+#: Milliseconds between the dashboard's own refreshes.
+DASHBOARD_POLL_MS = 5000
+#: app.extensions key of this app's Prometheus registry.
+REGISTRY = "l1.metrics"
+
+
+@bp.record_once
+def _setup(setup_state) -> None:
+    app: Flask = setup_state.app
+    bundle = app.extensions[context.EXTENSION]
+    app.extensions[REGISTRY] = metrics.registry_for(bundle.state, bundle.rq_connection, bundle.settings.cache_dir)
+    install_request_log(app)
+    app.before_request_funcs.setdefault(None, []).insert(1, _metrics_token)
+    app.before_request(_guard_dashboard)
+    _mount_dashboard(app, bundle.settings.redis_url)
+
+
+def _mount_dashboard(app: Flask, redis_url: str) -> None:
+    import rq_dashboard
+
+    app.config.update(RQ_DASHBOARD_REDIS_URL=redis_url, RQ_DASHBOARD_DISABLE_DELETE=True,
+                      RQ_DASHBOARD_POLL_INTERVAL=DASHBOARD_POLL_MS)
+    # The dashboard keeps its serializer in a module global; ours is JSON everywhere. It also
+    # lists workers without one, and a busy worker's job would then be unpickled (and fail).
+    rq_dashboard.web.config.serializer = JSONSerializer
+    rq_dashboard.web.Worker = _JSONWorker
+    rq_dashboard.web.setup_rq_connection(app)
+    app.register_blueprint(rq_dashboard.blueprint, url_prefix=DASHBOARD_PREFIX)
+
+
+class _JSONWorker(Worker):
+    """rq's Worker whose `all()` decodes jobs with our JSON serializer unless told otherwise."""
+
+    @classmethod
+    def all(cls, *args, serializer=None, **kwargs):  # type: ignore[override]
+        return Worker.all(*args, serializer=serializer or JSONSerializer, **kwargs)
+
+
+def _under_dashboard() -> bool:
+    return request.path == DASHBOARD_PREFIX or request.path.startswith(DASHBOARD_PREFIX + "/")
+
+
+def _guard_dashboard() -> None:
+    """After sign-in ran: only admins reach anything under /rq, and only to look."""
+    if not _under_dashboard():
+        return
+    user = g.get("user")
+    if user is None:  # routed paths were already sent to sign-in; this covers unrouted ones
+        raise Unauthorized("Sign in as an administrator to open the RQ dashboard.")
+    if not user.is_admin:
+        raise Forbidden("The RQ dashboard is for administrators only.")
+    if request.endpoint in DASHBOARD_ACTIONS or request.method not in ("GET", "HEAD"):
+        raise Forbidden("The RQ dashboard is read-only on L1: cancel, re-run or delete runs at /runs instead.")
+
+
+# Health ---------------------------------------------------------------------------------------
+@bp.get("/healthz")
+def healthz():
+    """The process is up and serving; touches nothing else."""
+    from l1web import __version__
+
+    return jsonify({"ok": True, "version": __version__})
+
+
+def readiness() -> tuple[bool, dict]:
+    """(ready, details): Redis answers, a worker is registered, no queue is over the limit."""
+    settings = context.settings()
+    limit = settings.ready_max_queue
+    details: dict = {"redis": "unknown", "workers": None, "queues": {}, "max_queue": limit}
+    try:
+        context.state().ping()
+        details["redis"] = "ok"
+        alive = metrics.live_workers(context.l1().rq_connection)
+        queued = metrics.queue_depths(context.l1().rq_connection)
+    except redis.RedisError as exc:
+        details["redis"] = "unreachable"
+        return False, {**details, "reason": f"Redis is unreachable ({type(exc).__name__})."}
+    details["workers"] = alive
+    details["queues"] = queued
+    if not alive:
+        return False, {**details, "reason": "No RQ worker is alive: start one with `python worker.py`."}
+    over = [(name, depth) for name, depth in queued.items() if depth > limit]
+    if over:
+        name, depth = over[0]
+        return False, {**details, "reason": f"Queue {name!r} holds {depth} waiting jobs (limit {limit})."}
+    return True, details
+
+
+@bp.get("/readyz")
+def readyz():
+    ready, details = readiness()
+    return jsonify({"ready": ready, **details}), 200 if ready else 503
+
+
+# Metrics --------------------------------------------------------------------------------------
+def _metrics_response() -> Response:
+    body = metrics.exposition(current_app.extensions[REGISTRY])
+    return Response(body, content_type=metrics.CONTENT_TYPE, headers={"Cache-Control": "no-store"})
+
+
+def _metrics_token() -> Response | None:
+    """Before sign-in: a scraper's METRICS token gets the metrics; any other Bearer goes on to L2."""
+    expected = context.settings().metrics_token_sha256
+    if request.path != "/metrics" or request.method != "GET" or not expected:
+        return None
+    token = bearer_token()
+    if not token:
+        return None
+    if hmac.compare_digest(hashlib.sha256(token.encode()).hexdigest(), expected):
+        return _metrics_response()
+    return None
+
+
+@bp.get("/metrics")
+def metrics_page():
+    require_admin()
+    return _metrics_response()
+
+
+# Status page ----------------------------------------------------------------------------------
+def ipns_state() -> dict | str | None:
+    """Whatever the IPFS sync wrote to `artdag:ipns:status` (a hash or a string); None if unset."""
+    client = context.state().redis
+    key = keys.ipns_status()
+    kind = client.type(key)
+    kind = kind.decode() if isinstance(kind, bytes) else kind
+    if kind == "hash":
+        return dict(sorted(client.hgetall(key).items()))
+    if kind == "string":
+        return client.get(key)
+    return None
+
+
+def redis_info() -> dict:
+    info = context.state().redis.info()
+    return {
+        "version": info.get("redis_version"),
+        "used_memory": info.get("used_memory"),
+        "used_memory_human": info.get("used_memory_human"),
+        "maxmemory": info.get("maxmemory"),
+        "aof_enabled": bool(info.get("aof_enabled")),
+        "uptime_seconds": info.get("uptime_in_seconds"),
+        "connected_clients": info.get("connected_clients"),
+    }
+
+
+def status_view() -> dict:
+    bundle = context.l1()
+    queue_list = metrics.queues(bundle.rq_connection)
+    return {
+        "workers": [w.__dict__ for w in metrics.workers(bundle.rq_connection)],
+        "queues": [q.__dict__ for q in queue_list],
+        "failed_jobs": sum(q.failed for q in queue_list),
+        "storage": metrics.storage(bundle.state, bundle.settings.cache_dir).__dict__,
+        "redis": redis_info(),
+        "ipns": ipns_state(),
+        "ready": readiness()[1].get("reason") or "ready",
+    }
+
+
+@bp.get("/admin/status")
+def status_page():
+    require_admin()
+    view = status_view()
+    if wants_json():
+        return jsonify(view)
+    return render_template("admin_status.html", **view)
