@@ -7,11 +7,12 @@ thinks 20–40 s; each poller follows one run's status fragment every second unt
 final (every fifth one polls the runs list fragment every 2 s instead). Afterwards every
 acknowledged run is followed through the API until it is final (drain, at most 300 s).
 
-Baselines, measured in the same run: latencies are shown beside the anonymous server-info JSON
-(`GET /`: no Redis, no template) measured under the same load; throughput beside what 32
-closed-loop clients get from that same request before the load (the server's capacity for its
-cheapest answer). RUN_RATE_LIMIT is raised for the load (all clients share one address, and
-the limit counts per address); 429s are counted in their own row all the same.
+Baselines, measured in the same run: latencies are shown beside `GET /healthz` (anonymous,
+answered from the process alone: no Redis, no template) measured under the same load;
+throughput beside what 32 closed-loop clients get from that same request before the load (the
+server's capacity for its cheapest answer). RUN_RATE_LIMIT is raised for the load (all clients
+share one address, and the limit counts per address); 429s are counted in their own row all
+the same.
 
 `python bench/bench_load.py` runs it alone; BENCH_LOAD_SUBMITTERS, BENCH_LOAD_POLLERS and
 BENCH_LOAD_SECONDS scale it; BENCH_LOAD_JSON=path also writes the whole report as JSON.
@@ -56,10 +57,10 @@ def rows() -> list[dict]:
 
 def to_rows(report: dict, profile: Profile) -> list[dict]:
     load, kinds, runs = report["load"], report["load"]["kinds"], report["runs"]
-    floor = kinds["floor_info"]
-    capacity = report["capacity"]["kinds"]["capacity_info"]
+    floor = kinds["floor_healthz"]
+    capacity = report["capacity"]["kinds"]["capacity_healthz"]
     tag = f"load {profile.submitters}+{profile.pollers} clients {profile.duration:g} s"
-    out = [{"benchmark": f"{tag}: requests/s, all kinds (baseline: GET / capacity, 32 closed-loop clients)",
+    out = [{"benchmark": f"{tag}: requests/s, all kinds (baseline: GET /healthz capacity, 32 closed-loop clients)",
             "l1": load["per_second"], "baseline": capacity["per_second"],
             "ratio": load["per_second"] / capacity["per_second"], "goal": "", "unit": "req/s"}]
     for kind in (*NON_RENDER_KINDS, "floor_whoami"):
@@ -72,7 +73,7 @@ def to_rows(report: dict, profile: Profile) -> list[dict]:
                 "l1": stats[f"{pct}_ms"], "baseline": floor[f"{pct}_ms"],
                 "ratio": stats[f"{pct}_ms"] / floor[f"{pct}_ms"],
                 "goal": f"< {P99_GOAL_MS}" if pct == "p99" and kind not in FLOOR_KINDS else "",
-                "unit": "ms (baseline: GET / under the same load)"})
+                "unit": "ms (baseline: GET /healthz under the same load)"})
     total = load["total_requests"]
     for label, key, goal in (("responses 5xx", "5xx", "0"), ("transport failures (reset, timeout)",
                                                               "transport_failures", "0"),

@@ -10,9 +10,9 @@ the development L2 (it mints the Bearer tokens and answers L1's verify calls), `
 - *pollers* each watch one recent run the way the run page does under htmx: its status
   fragment every second until the run is final, then the next run; every fifth poller polls
   the runs list fragment every two seconds instead;
-- *floor* clients ask for the anonymous server-info JSON (`GET /`, no Redis, no template)
-  and the signed-in `GET /auth/whoami` at a steady pace, so the report shows the server's own
-  floor measured under the same load beside each endpoint.
+- *floor* clients ask for `GET /healthz` (anonymous; answers from the process alone: no Redis,
+  no template) and the signed-in `GET /auth/whoami` at a steady pace, so the report shows the
+  server's own floor measured under the same load beside each endpoint.
 
 After the load, every acknowledged run is followed through the API (`GET /runs` per user, then
 `GET /runs/<id>` for any not listed) until it is final or the drain time is over: a run the API
@@ -78,7 +78,7 @@ LIST_PAGE = 200
 #: Request kinds that render nothing; the p99 goal applies to them.
 NON_RENDER_KINDS = ("upload", "submit", "run_fragment", "list_fragment", "run_json")
 #: Request kinds that show the server's floor.
-FLOOR_KINDS = ("floor_info", "floor_whoami")
+FLOOR_KINDS = ("floor_healthz", "floor_whoami")
 
 
 @dataclass(frozen=True)
@@ -328,18 +328,18 @@ async def floor_client(shared: Shared, index: int) -> None:
     user = index % len(shared.tokens)
     while not shared.stop.is_set():
         started = time.monotonic()
-        await call(shared, "floor_info", "GET", "/", headers={"Accept": "application/json"})
+        await call(shared, "floor_healthz", "GET", "/healthz")
         await call(shared, "floor_whoami", "GET", "/auth/whoami", headers=shared.headers(user))
         await pause(shared, FLOOR_EVERY - (time.monotonic() - started))
 
 
 async def capacity_probe(shared: Shared, seconds: float) -> None:
-    """The most the server answers of its cheapest request: closed-loop clients on `GET /`."""
+    """The most the server answers of its cheapest request: closed-loop clients on `GET /healthz`."""
     deadline = time.monotonic() + seconds
 
     async def client() -> None:
         while time.monotonic() < deadline:
-            await call(shared, "capacity_info", "GET", "/", headers={"Accept": "application/json"})
+            await call(shared, "capacity_healthz", "GET", "/healthz")
 
     await asyncio.gather(*(client() for _ in range(CAPACITY_CLIENTS)))
 
@@ -408,7 +408,7 @@ async def drive(base: str, tokens: list[str], profile: Profile) -> dict:
         # The floor with nothing else going on, one request at a time.
         idle = shared.recorder = Recorder(started=time.perf_counter())
         for _ in range(IDLE_FLOOR_REQUESTS):
-            await call(shared, "floor_info", "GET", "/", headers={"Accept": "application/json"})
+            await call(shared, "floor_healthz", "GET", "/healthz")
             await call(shared, "floor_whoami", "GET", "/auth/whoami", headers=shared.headers(0))
         idle.stopped = time.perf_counter()
         capacity = shared.recorder = Recorder(started=time.perf_counter())
