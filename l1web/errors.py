@@ -8,12 +8,22 @@ reaches a user.
 from __future__ import annotations
 
 import logging
+import threading
+import time
 
 import redis
 from flask import Flask, Response, jsonify, render_template, request
 from werkzeug.exceptions import HTTPException
 
 log = logging.getLogger(__name__)
+
+#: How a reachable Redis refuses writes: out of memory under `noeviction` and a read-only replica
+#: (redis-py gives these their own classes), snapshots failing (`stop-writes-on-bgsave-error`)
+#: and too few replicas (plain errors with these prefixes).
+REDIS_REFUSING_CLASSES = (redis.exceptions.OutOfMemoryError, redis.exceptions.ReadOnlyError)
+REDIS_REFUSING_PREFIXES = ("MISCONF", "NOREPLICAS", "OOM", "READONLY")
+#: Seconds between two log lines about Redis refusing writes (one alert, not one per request).
+REFUSAL_LOG_INTERVAL = 60.0
 
 
 class L1Error(Exception):
@@ -134,7 +144,36 @@ def init_app(app: Flask) -> None:
         log.error("redis unreachable: %s", exc)
         return error_response(503, "unavailable", "The state store (Redis) is unreachable; try again shortly.")
 
+    @app.errorhandler(redis.exceptions.ResponseError)
+    def _redis_refusing(exc: redis.exceptions.ResponseError) -> Response:
+        if not isinstance(exc, REDIS_REFUSING_CLASSES) and not str(exc).startswith(REDIS_REFUSING_PREFIXES):
+            return _unexpected(exc)
+        _refusals.note(f"{type(exc).__name__}: {exc}")
+        return error_response(503, "unavailable",
+                              "The state store (Redis) is refusing writes right now; try again shortly.")
+
     @app.errorhandler(Exception)
     def _unexpected(exc: Exception) -> Response:
         log.exception("unhandled error on %s %s", request.method, request.path)
         return error_response(500, "internal_error", "Something went wrong on the server; it has been logged.")
+
+
+class _RefusalLog:
+    """Logs Redis refusing writes once per `REFUSAL_LOG_INTERVAL`, with how often it happened."""
+
+    def __init__(self) -> None:
+        self.lock = threading.Lock()
+        self.last = -REFUSAL_LOG_INTERVAL
+        self.suppressed = 0
+
+    def note(self, message: str) -> None:
+        with self.lock:
+            now = time.monotonic()
+            if now - self.last < REFUSAL_LOG_INTERVAL:
+                self.suppressed += 1
+                return
+            self.last, suppressed, self.suppressed = now, self.suppressed, 0
+        log.error("redis refuses writes: %s (%d more since the last report)", message, suppressed)
+
+
+_refusals = _RefusalLog()

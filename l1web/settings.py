@@ -26,6 +26,8 @@ DEFAULT_L2_TIMEOUT = 3.0
 DEFAULT_AUTH_RATE_LIMIT = 30
 #: Run submissions per user, and per client address, per minute.
 DEFAULT_RUN_RATE_LIMIT = 30
+#: Seconds one render step's ffmpeg may run before it is killed with its process group (6 h).
+DEFAULT_STEP_TIMEOUT = 6 * 3600.0
 #: Jobs waiting in any one queue above which /readyz answers 503 (the node is saturated).
 DEFAULT_READY_MAX_QUEUE = 1000
 #: Seconds L1 waits for an L2 to answer a publication (connect and read each).
@@ -74,6 +76,7 @@ class Settings:
     auth_rate_limit: int = DEFAULT_AUTH_RATE_LIMIT
     run_rate_limit: int = DEFAULT_RUN_RATE_LIMIT
     session_ttl: int = DEFAULT_SESSION_TTL
+    step_timeout: float = DEFAULT_STEP_TIMEOUT
     ready_max_queue: int = DEFAULT_READY_MAX_QUEUE
     metrics_token_sha256: str = ""
     l2_publish_timeout: float = DEFAULT_L2_PUBLISH_TIMEOUT
@@ -117,6 +120,7 @@ class Settings:
             auth_rate_limit=int(env.get("AUTH_RATE_LIMIT", DEFAULT_AUTH_RATE_LIMIT)),
             run_rate_limit=int(env.get("RUN_RATE_LIMIT", DEFAULT_RUN_RATE_LIMIT)),
             session_ttl=int(env.get("SESSION_TTL", DEFAULT_SESSION_TTL)),
+            step_timeout=float(env.get("STEP_TIMEOUT", DEFAULT_STEP_TIMEOUT)),
             ready_max_queue=int(env.get("READY_MAX_QUEUE", DEFAULT_READY_MAX_QUEUE)),
             metrics_token_sha256=env.get("METRICS_TOKEN_SHA256", "").strip().lower(),
             l2_publish_timeout=float(env.get("L2_PUBLISH_TIMEOUT", DEFAULT_L2_PUBLISH_TIMEOUT)),

@@ -3,13 +3,15 @@
 from __future__ import annotations
 
 import argparse
+import contextlib
 import logging
 
 from rq import Queue, Worker
 from rq.serializers import JSONSerializer
 
 from l1web.settings import Settings
-from l1web.state import connect
+from l1web.state import StateManager, connect
+from l1web.store import ContentStore
 
 #: Queues a worker listens on by default, highest priority first.
 DEFAULT_QUEUES = ("steps", "runs", "default")
@@ -55,6 +57,46 @@ def horse_killed(job, retpid: int, ret_val: int, rusage) -> None:
         runs.on_plan_failure(job, None, RuntimeError, error, None)
 
 
+#: Why a step failed when a second SIGTERM (or SIGINT) stopped its worker mid-render.
+COLD_SHUTDOWN = "the worker was shut down while rendering this step (cold shutdown: a second stop signal)"
+
+
+class L1Worker(Worker):
+    """RQ's worker, except that a cold shutdown fails the job it interrupts, with a reason.
+
+    On a second stop signal RQ kills the work horse and exits, leaving the job "started" until
+    another worker's maintenance finds it abandoned a minute or more later, or never if no other
+    worker runs. The run would sit in "running" meanwhile; here it fails at once instead.
+    """
+
+    def request_force_stop(self, signum, frame):
+        job = None
+        if self.horse_pid:
+            with contextlib.suppress(Exception):  # Redis down: the abandoned-job sweep covers it
+                job = self.get_current_job()
+        try:
+            super().request_force_stop(signum, frame)
+        except SystemExit:
+            if job is not None:
+                _fail_interrupted(self, job)
+            raise
+
+
+def _fail_interrupted(worker: Worker, job) -> None:
+    from l1web.jobs import runs
+
+    try:
+        error = RuntimeError(COLD_SHUTDOWN)
+        if job.func_name.endswith("execute_step"):
+            runs.on_step_failure(job, None, RuntimeError, error, None)
+        elif job.func_name.endswith("plan_run"):
+            runs.on_plan_failure(job, None, RuntimeError, error, None)
+        queue = Queue(job.origin, connection=worker.connection, serializer=JSONSerializer)
+        worker.handle_job_failure(job, queue=queue, exc_string=COLD_SHUTDOWN)
+    except Exception:  # noqa: BLE001 - exiting anyway; the abandoned-job sweep is the fallback
+        logging.getLogger(__name__).exception("could not fail job %s on cold shutdown", job.id)
+
+
 def main(argv: list[str] | None = None) -> None:
     parser = argparse.ArgumentParser(description="Run an L1 render worker.")
     parser.add_argument("queues", nargs="*", default=list(DEFAULT_QUEUES))
@@ -64,9 +106,11 @@ def main(argv: list[str] | None = None) -> None:
     logging.basicConfig(level=logging.INFO, format="%(asctime)s %(levelname)s %(name)s %(message)s")
     settings = Settings.from_env()
     preload()
+    # Opening the store sweeps temp files and work folders a crashed worker left behind.
+    ContentStore(settings.cache_dir, StateManager.from_url(settings.redis_url).cache)
     connection = connect(settings.redis_url, decode=False)
     queues = [Queue(name, connection=connection, serializer=JSONSerializer) for name in args.queues]
-    worker = Worker(
+    worker = L1Worker(
         queues, connection=connection, serializer=JSONSerializer, name=args.name,
         work_horse_killed_handler=horse_killed,
         job_monitoring_interval=JOB_MONITORING_INTERVAL, maintenance_interval=MAINTENANCE_INTERVAL,

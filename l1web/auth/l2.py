@@ -1,19 +1,23 @@
 """The L2 client: `POST {L2}/auth/verify`, to configured L2 servers only, failing closed.
 
-No redirect is followed, connect and read time out quickly, the whole answer must arrive within
-the timeout and be at most `MAX_ANSWER_BYTES`. Anything unexpected is an error, never a session.
+Plain `http.client`: no redirect is followed, no proxy is used, the whole exchange must finish
+within the timeout and the answer be at most `MAX_ANSWER_BYTES`. Anything unexpected is an error, never a session.
 """
 
 from __future__ import annotations
 
 import base64
 import binascii
+import contextlib
+import http.client
 import json
 import logging
+import math
+import socket
+import threading
 import time
 from datetime import datetime
-
-import requests
+from urllib.parse import urlsplit
 
 from l1web.auth.tokens import is_username
 from l1web.errors import BadGateway, GatewayTimeout, Unavailable
@@ -58,30 +62,67 @@ def _unverified_issuer(token: str) -> str | None:
 
 
 def verify(l2_url: str, token: str, l1_url: str, timeout: float) -> Verified:
-    """Ask `l2_url` whether `token` is valid for `l1_url`; raise `Invalid` or a 502/503/504."""
-    deadline = time.monotonic() + timeout
+    """Ask `l2_url` whether `token` is valid for `l1_url`; raise `Invalid` or a 502/503/504.
+
+    The whole exchange (connect, headers, body) must fit in `timeout`: a watchdog shuts the
+    socket at the deadline, since a socket timeout only bounds each wait for a byte and an L2
+    dripping its headers or body one byte at a time would otherwise hold this thread for ever.
+    """
+    target = urlsplit(l2_url)
+    connection_class = http.client.HTTPSConnection if target.scheme == "https" else http.client.HTTPConnection
+    connection = connection_class(target.hostname or "", target.port, timeout=timeout)
+    watchdog = _Watchdog(connection, timeout)
     try:
-        with requests.post(f"{l2_url}{VERIFY_PATH}", json={"token": token, "l1": l1_url},
-                           timeout=(timeout, timeout), allow_redirects=False, stream=True) as answer:
-            body = _read_capped(answer, deadline)
-            status = answer.status_code
-    except requests.Timeout as exc:
-        log.warning("L2 %s timed out verifying a token", l2_url)
-        raise GatewayTimeout("Sign-in is unavailable: the L2 server did not answer in time.") from exc
-    except requests.RequestException as exc:
-        log.warning("L2 %s unreachable: %s", l2_url, type(exc).__name__)
-        raise Unavailable("Sign-in is unavailable: the L2 server cannot be reached.") from exc
+        connection.request("POST", f"{target.path.rstrip('/')}{VERIFY_PATH}",
+                           body=json.dumps({"token": token, "l1": l1_url}).encode(),
+                           headers={"Content-Type": "application/json", "Accept": "application/json"})
+        answer = connection.getresponse()  # never follows a redirect
+        body = _read_capped(answer)
+        status = answer.status
+    except (OSError, http.client.HTTPException) as exc:
+        if watchdog.expired.is_set() or isinstance(exc, TimeoutError):
+            log.warning("L2 %s timed out verifying a token", l2_url)
+            raise GatewayTimeout("Sign-in is unavailable: the L2 server did not answer in time.") from exc
+        log.warning("L2 %s unreachable or unusable: %s", l2_url, type(exc).__name__)
+        if isinstance(exc, OSError):
+            raise Unavailable("Sign-in is unavailable: the L2 server cannot be reached.") from exc
+        raise BadGateway("The L2 server gave an unusable answer.") from exc
+    finally:
+        watchdog.cancel()
+        connection.close()
+    if watchdog.expired.is_set():
+        raise GatewayTimeout("Sign-in is unavailable: the L2 server did not answer in time.")
     return _verdict(l2_url, status, body, l1_url)
 
 
-def _read_capped(answer: requests.Response, deadline: float) -> bytes:
+class _Watchdog:
+    """Shuts the connection's socket once `timeout` seconds have passed, whatever it is doing."""
+
+    def __init__(self, connection: http.client.HTTPConnection, timeout: float) -> None:
+        self.connection = connection
+        self.expired = threading.Event()
+        self.timer = threading.Timer(timeout, self._cut)
+        self.timer.daemon = True
+        self.timer.start()
+
+    def _cut(self) -> None:
+        self.expired.set()
+        sock = self.connection.sock
+        if sock is not None:
+            with contextlib.suppress(OSError):
+                sock.shutdown(socket.SHUT_RDWR)
+
+    def cancel(self) -> None:
+        self.timer.cancel()
+
+
+def _read_capped(answer: http.client.HTTPResponse) -> bytes:
+    """The body, refused once it passes `MAX_ANSWER_BYTES` (whatever Content-Length claims)."""
     body = b""
-    for chunk in answer.iter_content(CHUNK_BYTES):
+    while chunk := answer.read(CHUNK_BYTES):
         body += chunk
         if len(body) > MAX_ANSWER_BYTES:
             raise BadGateway("The L2 server sent an answer that is too large.")
-        if time.monotonic() > deadline:
-            raise requests.Timeout("L2 answer took too long")
     return body
 
 
@@ -115,7 +156,7 @@ def _epoch(value: object) -> int | None:
     if isinstance(value, bool):
         return None
     if isinstance(value, int | float):
-        return int(value)
+        return int(value) if math.isfinite(value) else None
     if isinstance(value, str):
         try:
             moment = datetime.fromisoformat(value)

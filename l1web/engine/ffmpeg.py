@@ -8,12 +8,14 @@ URL or a device), a timeout that kills the whole process group, and stderr kept 
 from __future__ import annotations
 
 import contextlib
+import ctypes
 import functools
 import json
 import os
 import shutil
 import signal
 import subprocess
+import sys
 from pathlib import Path
 
 #: Seconds an ffprobe call may take before it is killed.
@@ -37,6 +39,10 @@ MEDIA_INPUT_FLAGS = (*INPUT_FLAGS, "-format_whitelist", SAFE_DEMUXERS)
 BASE_FLAGS = ("-hide_banner", "-nostdin", "-loglevel", "error", "-y")
 #: Bytes of stderr kept for an error message.
 STDERR_KEEP = 4000
+
+
+#: prctl option: the signal the kernel sends a child when the thread that started it dies.
+PR_SET_PDEATHSIG = 1
 
 
 class FFmpegError(RuntimeError):
@@ -68,6 +74,29 @@ def ffprobe_exe() -> str:
     raise FFmpegError("ffprobe not found: install the ffmpeg system package")
 
 
+@functools.cache
+def _libc() -> ctypes.CDLL:
+    return ctypes.CDLL(None, use_errno=True)
+
+
+def _die_with_parent() -> None:
+    """In the child before exec: be SIGKILLed if our starter dies (e.g. a SIGKILLed RQ horse).
+
+    The child has a session of its own (so a timeout can kill its group), which also takes it
+    out of the process group that RQ kills; without this it would render on as an orphan.
+    """
+    _libc().prctl(PR_SET_PDEATHSIG, signal.SIGKILL)
+
+
+def child_options() -> dict:
+    """Popen options for every ffmpeg child: its own process group, killed if we die."""
+    options: dict = {"start_new_session": True}
+    if sys.platform.startswith("linux"):
+        _libc()  # loaded before fork, so the child only makes the call
+        options["preexec_fn"] = _die_with_parent
+    return options
+
+
 def run(args: list[str], *, timeout: float = RENDER_TIMEOUT, stdin: bytes | None = None) -> bytes:
     """Run a command given as an argument list; return stdout or raise FFmpegError.
 
@@ -78,7 +107,7 @@ def run(args: list[str], *, timeout: float = RENDER_TIMEOUT, stdin: bytes | None
         stdin=subprocess.PIPE if stdin is not None else subprocess.DEVNULL,
         stdout=subprocess.PIPE,
         stderr=subprocess.PIPE,
-        start_new_session=True,
+        **child_options(),
     )
     try:
         out, err = proc.communicate(stdin, timeout=timeout)

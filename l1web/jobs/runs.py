@@ -159,7 +159,7 @@ def _render(ctx: JobContext, run: dict, step: dict) -> str:
     work_root.mkdir(parents=True, exist_ok=True)
     work = Path(tempfile.mkdtemp(prefix="step-", dir=work_root))
     try:
-        out = run_step(step, input_paths, work, timeout=queues.STEP_TIMEOUT)
+        out = run_step(step, input_paths, work, timeout=ctx.settings.step_timeout)
         digest = ctx.store.put_file(out, source=f"run:{run['id']}", owner=run.get("owner") or None)
         fetch.share(ctx, digest, run.get("owner"))  # a worker on another host sends it to the L1 server
         return digest

@@ -1,7 +1,8 @@
 """The content-addressed store: files named by the SHA3-256 of their bytes, indexed in Redis.
 
 Layout under the root: `ab/abcdef…` (the item, fanned out by its first two hex characters),
-`tmp/` (ingest in progress, same filesystem so the final rename is atomic), `quarantine/`
+`tmp/` (ingest in progress, same filesystem so the final rename is atomic), `work/` (one
+directory per step a worker is rendering, see `l1web.jobs.runs`), `quarantine/`
 (files whose bytes stopped matching their name), `thumbs/ab/abcdef….jpg` (previews).
 Satisfies the engine's `Store` protocol (`has`, `path_for`, `put_file`).
 """
@@ -11,6 +12,7 @@ from __future__ import annotations
 import contextlib
 import logging
 import os
+import shutil
 import time
 from collections.abc import Iterable
 from dataclasses import dataclass, replace
@@ -21,7 +23,7 @@ from l1web.errors import BadRequest, Conflict, CorruptItem, NotFound, PayloadToo
 from l1web.state.cache import CacheIndex, ItemMeta
 from l1web.store import names
 from l1web.store.imports import open_for_import
-from l1web.store.ingest import CHUNK, TEMP_PREFIX, Readable, TempWriter, raise_if_full
+from l1web.store.ingest import CHUNK, TEMP_PREFIX, AdoptedFile, Readable, TempWriter, raise_if_full
 from l1web.store.multipart import read_multipart
 from l1web.store.names import check_digest, digest_for, hash_file
 
@@ -31,6 +33,8 @@ log = logging.getLogger(__name__)
 STALE_TEMP_AGE = 3600.0
 #: Directories under the root that are not fan-out directories.
 TMP_DIR, QUARANTINE_DIR, THUMBS_DIR = "tmp", "quarantine", "thumbs"
+#: Where workers render steps (`l1web.jobs.runs.WORK_DIR`); a crash leaves `step-*` folders here.
+WORK_DIR, WORK_PREFIX = "work", "step-"
 
 
 @dataclass(frozen=True)
@@ -76,7 +80,15 @@ class ContentStore:
 
     # Reading ---------------------------------------------------------------------------------------
     def has(self, digest: str) -> bool:
-        return names.is_digest(digest) and self.index.exists(digest) and self.location(digest).is_file()
+        """True if the item is here with the right bytes: a recorded step output that was
+        corrupted on disk is quarantined and reported missing, so the step renders again."""
+        if not (names.is_digest(digest) and self.index.exists(digest)):
+            return False
+        try:
+            self.path_for(digest)  # rehashes only if the file changed since it was last verified
+        except (CorruptItem, NotFound):
+            return False
+        return True
 
     def meta(self, digest: str) -> ItemMeta:
         check_digest(digest)
@@ -171,7 +183,12 @@ class ContentStore:
         return self.commit(writer, source=source, owner=owner, name=name)
 
     def put_file(self, path: Path, *, source: str, owner: str | None = None) -> str:
-        """Consume the file at `path` (a render output): store its bytes, remove it."""
+        """Consume the file at `path` (a render output): store its bytes, remove it.
+
+        On the store's own filesystem the file is moved in (no copy, no extra space needed).
+        """
+        if Path(path).stat().st_dev == self.tmp.stat().st_dev:
+            return self.commit(AdoptedFile(Path(path), self.tmp), source=source, owner=owner).digest
         with open(path, "rb", buffering=0) as handle:
             digest = self.put_stream(handle, source=source, owner=owner).digest
         path.unlink(missing_ok=True)
@@ -185,7 +202,7 @@ class ContentStore:
             raise_if_full(exc)
             raise
 
-    def commit(self, writer: TempWriter, *, source: str, owner: str | None = None,
+    def commit(self, writer: TempWriter | AdoptedFile, *, source: str, owner: str | None = None,
                name: str | None = None) -> Stored:
         """Give the temp file its content name (atomic rename) and index it; discards on error."""
         try:
@@ -199,7 +216,7 @@ class ContentStore:
         finally:
             writer.discard()
 
-    def _install(self, writer: TempWriter, digest: str, known: ItemMeta | None,
+    def _install(self, writer: TempWriter | AdoptedFile, digest: str, known: ItemMeta | None,
                  facts: media.MediaFacts | None, *, source: str, owner: str | None,
                  name: str | None) -> Stored:
         final = self.location(digest)
@@ -252,7 +269,11 @@ class ContentStore:
         self.index.quarantine(digest, reason)
 
     def sweep_temp(self, max_age: float = STALE_TEMP_AGE) -> int:
-        """Remove temp files abandoned by a crashed ingest; the number removed."""
+        """Remove temp files of a crashed ingest and work folders of a crashed render; how many.
+
+        Only what nobody has written to for `max_age` goes: a render still running elsewhere
+        keeps touching its output file, so its folder is never taken from under it.
+        """
         cutoff = time.time() - max_age
         removed = 0
         for path in self.tmp.glob(f"{TEMP_PREFIX}*"):
@@ -262,9 +283,22 @@ class ContentStore:
                     removed += 1
             except FileNotFoundError:
                 continue
+        for folder in (self.root / WORK_DIR).glob(f"{WORK_PREFIX}*"):
+            if _last_write(folder) < cutoff:
+                shutil.rmtree(folder, ignore_errors=True)
+                removed += 1
         if removed:
-            log.info("removed %d abandoned temp files from %s", removed, self.tmp)
+            log.info("removed %d abandoned temp files and work folders from %s", removed, self.root)
         return removed
+
+
+def _last_write(folder: Path) -> float:
+    """The newest mtime of a folder and everything in it (0 if it vanished meanwhile)."""
+    newest = 0.0
+    for path in (folder, *folder.rglob("*")):
+        with contextlib.suppress(FileNotFoundError):
+            newest = max(newest, path.lstat().st_mtime)
+    return newest
 
 
 def _fsync_dir(directory: Path) -> None:

@@ -15,7 +15,7 @@ from pathlib import Path
 from typing import Protocol
 
 from l1web.errors import InsufficientStorage, PayloadTooLarge
-from l1web.store.names import new_hasher
+from l1web.store.names import hash_file, new_hasher
 
 #: Bytes read from a client or file per loop turn (1 MiB): big enough that the per-call
 #: overhead vanishes next to hashing, small enough that memory stays flat.
@@ -37,7 +37,7 @@ class Readable(Protocol):
 def raise_if_full(exc: OSError) -> None:
     """Turn a full disk into the user-facing 507; other I/O errors are left to the caller."""
     if exc.errno in DISK_FULL:
-        raise InsufficientStorage("storage full: the cache's disk has no room for this item") from exc
+        raise InsufficientStorage("storage full: no space left on the cache's disk for this item") from exc
 
 
 class TempWriter:
@@ -138,4 +138,34 @@ class TempWriter:
         if self.fd is not None:
             os.close(self.fd)
             self.fd = None
+        self.path.unlink(missing_ok=True)
+
+
+class AdoptedFile:
+    """A finished file already on the store's filesystem, taken over as the temp file by rename.
+
+    A render output is moved in rather than copied, so storing it needs no extra disk space
+    (a copy would need twice the output's size free). Same interface as `TempWriter` for `commit`.
+    """
+
+    def __init__(self, source: Path, tmp_dir: Path) -> None:
+        fd, name = tempfile.mkstemp(dir=tmp_dir, prefix=TEMP_PREFIX, suffix=TEMP_SUFFIX)
+        os.close(fd)
+        self.path = Path(name)
+        try:
+            os.replace(source, self.path)
+        except BaseException:
+            self.path.unlink(missing_ok=True)
+            raise
+        self.size = self.path.stat().st_size
+
+    def finish(self) -> str:
+        fd = os.open(self.path, os.O_RDONLY)
+        try:
+            os.fsync(fd)
+        finally:
+            os.close(fd)
+        return hash_file(self.path)
+
+    def discard(self) -> None:
         self.path.unlink(missing_ok=True)

@@ -21,7 +21,7 @@ from typing import IO
 import numpy as np
 
 from l1web.engine.effects.errors import EffectError
-from l1web.engine.ffmpeg import STDERR_KEEP, FFmpegError, kill_group
+from l1web.engine.ffmpeg import STDERR_KEEP, FFmpegError, child_options, kill_group
 
 #: Threads transforming frames: scipy.ndimage and numpy release the GIL, so frames are
 #: processed in parallel while the two ffmpeg processes use their own cores.
@@ -177,5 +177,5 @@ def _spawn(args: list[str], log: IO[bytes], **pipes: int) -> subprocess.Popen:
         stdin=pipes.get("stdin", subprocess.DEVNULL),
         stdout=pipes.get("stdout", subprocess.DEVNULL),
         stderr=log,
-        start_new_session=True,
+        **child_options(),
     )
