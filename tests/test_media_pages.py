@@ -131,7 +131,9 @@ def test_delete_without_javascript_redirects_to_the_grid(client):
 def test_delete_with_htmx_removes_the_card(client):
     digest = upload_page(client, png_bytes(), "gone.png").headers["Location"].rsplit("/", 1)[-1]
     response = client.post(f"/media/{digest}/delete", headers=HTMX)
-    assert response.status_code == 200 and response.data == b""
+    html = response.data.decode()
+    assert response.status_code == 200 and f"item-{digest}" not in html  # the card's swap: gone
+    assert 'id="media-status"' in html and "Deleted gone.png." in html and html.count('hx-swap-oob') == 2
 
 
 def test_deleting_a_sample_shows_why_it_is_refused(admin_client, sample_assets):

@@ -58,6 +58,10 @@ def test_publish_then_deletes_are_refused(app, alice_client, start_worker, tmp_p
     assert "published" in refused.json["message"]
     assert state.runs.get(run["id"]) is not None
     assert state.cache.exists(output)
+    for forced in (alice_client.post(f"/runs/{run['id']}/rerun"),
+                   alice_client.post("/runs", json={"recipe": "invert", "inputs": run["input_hashes"], "force": True})):
+        assert forced.status_code == 409 and "published" in forced.json["message"]
+    assert alice_client.get(f"/runs/{run['id']}").json["output_hash"] == output
 
     # Publishing again changes nothing, here or on L2.
     again = alice_client.post(f"/runs/{run['id']}/publish")

@@ -17,6 +17,10 @@ from l1web.auth.sessions import drop_cookie, load_user
 
 #: Paths whose responses must not be cached or leak a Referer (they carry or set credentials).
 PRIVATE_PREFIXES = ("/auth", "/logout", "/login")
+#: Referrer policy per private prefix. `/auth` has the token in its URL: no Referer at all. The
+#: /login and /logout pages hold forms (sign out); under `no-referrer` a browser posts them with
+#: `Origin: null`, which the CSRF check refuses, so they send a Referer to this origin only.
+REFERRER_POLICY = {"/auth": "no-referrer", "/logout": "same-origin", "/login": "same-origin"}
 
 
 def init_app(app: Flask) -> None:
@@ -30,7 +34,8 @@ def init_app(app: Flask) -> None:
 
 def _after(response: Response) -> Response:
     if request.path.startswith(PRIVATE_PREFIXES):
-        response.headers["Referrer-Policy"] = "no-referrer"
+        prefix = next(p for p in PRIVATE_PREFIXES if request.path.startswith(p))
+        response.headers["Referrer-Policy"] = REFERRER_POLICY[prefix]
         response.headers["Cache-Control"] = "no-store"
     if g.get("drop_cookie"):
         drop_cookie(response)

@@ -56,10 +56,13 @@ def thumbnail(digest: str):
 
 @bp.post("/media/<digest>/delete")
 def delete(digest: str):
-    visible_meta(digest)
+    meta = visible_meta(digest)
     context.store().delete(digest)
     if htmx:
-        return ""
+        # The card goes; the status line (which may still show an earlier refusal) and the count
+        # are replaced out of band, as after an upload.
+        page = context.state().cache.list(limit=context.settings().page_size, owner=listing_owner())
+        return render_template("_media_deleted.html", meta=meta, page=page, assets=_asset_names())
     flash(f"Deleted {digest[:12]}….", "info")
     return redirect(url_for("media.index"), code=303)
 

@@ -209,6 +209,9 @@ class RunService:
     def rerun(self, run_id: str, user: User, *, force: bool = False, admit: Callable[[], None] | None = None) -> dict:
         """Run a failed or cancelled run again (or any finished run when forced)."""
         run = self.get(run_id, user)
+        if run.get("published") == "1":
+            # Its output and provenance are on L2 as they are: a new render would change them.
+            raise Conflict("the run's output has been published to L2; it cannot be rendered again")
         allowed = [RunStatus.FAILED, RunStatus.CANCELLED] + ([RunStatus.COMPLETED] if force else [])
         attempt = int(run.get("attempt") or 1) + 1
         if admit is not None and run["status"] in allowed:
