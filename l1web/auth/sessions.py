@@ -6,11 +6,15 @@ token behind it. A Redis error propagates (→ 503); it is never taken as "not r
 
 from __future__ import annotations
 
+import copy
 import hashlib
 import logging
 import secrets
+import threading
 import time
-from dataclasses import dataclass
+from collections.abc import Iterator
+from contextlib import contextmanager
+from dataclasses import dataclass, field
 from enum import StrEnum
 
 from flask import Response, g, request
@@ -76,17 +80,70 @@ def authenticate_token(token: str) -> tuple[str, Verified]:
         raise Unauthorized("This token has been revoked; sign in again.")
     verified = tokens.cached(digest)
     if verified is None:
-        settings = context.settings()
-        # Every unseen token costs an L2 call; cap them per address so L1 is no amplifier.
-        rate_limit(f"verify:addr:{request.remote_addr}", settings.auth_rate_limit, AUTH_WINDOW)
-        server = l2.pick_l2(token, settings.l2_servers)
-        try:
-            verified = l2.verify(server, token, settings.l1_public_url, settings.l2_timeout)
-        except l2.Invalid as exc:
-            log.info("token refused by L2: %s", exc)
-            raise Unauthorized("This token is not valid on this server; sign in again.") from exc
-        tokens.remember(digest, verified)
+        verified = _verify_once(token, digest)
     return digest, verified
+
+
+def _verify_once(token: str, digest: str) -> Verified:
+    """Concurrent requests with one token ask L2 once: the others wait and share its outcome.
+
+    Sharing a failure matters as much as sharing a success: with L2 slow or down, requests
+    that retried one after another would each wait out the timeout in turn.
+    """
+    with _one_flight(digest) as flight:
+        if flight.failure is not None:
+            raise copy.copy(flight.failure)
+        verified = context.state().tokens.cached(digest)
+        if verified is None:
+            try:
+                verified = _verify_with_l2(token, digest)
+            except Exception as exc:
+                flight.failure = exc
+                raise
+        return verified
+
+
+def _verify_with_l2(token: str, digest: str) -> Verified:
+    settings = context.settings()
+    # Every unseen token costs an L2 call; cap them per address so L1 is no amplifier.
+    rate_limit(f"verify:addr:{request.remote_addr}", settings.auth_rate_limit, AUTH_WINDOW)
+    server = l2.pick_l2(token, settings.l2_servers)
+    try:
+        verified = l2.verify(server, token, settings.l1_public_url, settings.l2_timeout)
+    except l2.Invalid as exc:
+        log.info("token refused by L2: %s", exc)
+        raise Unauthorized("This token is not valid on this server; sign in again.") from exc
+    context.state().tokens.remember(digest, verified)
+    return verified
+
+
+@dataclass
+class _Flight:
+    """The verification of one token in this process, and the requests waiting on it."""
+
+    lock: threading.Lock = field(default_factory=threading.Lock)
+    waiting: int = 0
+    failure: Exception | None = None
+
+
+#: Token hash → its verification in flight; an entry lives while any request holds it.
+_in_flight: dict[str, _Flight] = {}
+_in_flight_guard = threading.Lock()
+
+
+@contextmanager
+def _one_flight(digest: str) -> Iterator[_Flight]:
+    with _in_flight_guard:
+        flight = _in_flight.setdefault(digest, _Flight())
+        flight.waiting += 1
+    try:
+        with flight.lock:
+            yield flight
+    finally:
+        with _in_flight_guard:
+            flight.waiting -= 1
+            if flight.waiting == 0:
+                del _in_flight[digest]
 
 
 def bearer_token() -> str | None:

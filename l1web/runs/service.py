@@ -144,14 +144,28 @@ class RunService:
             "recipe": recipe.to_dict(), "input_hashes": input_hashes, "params": submission.params,
             "output_name": submission.output_name or "", "attempt": 1, "force": False,
         }
+        # Hold the inputs before the run exists: an input deleted meanwhile is a 404 with no run
+        # written, never a run that was written but not enqueued (pending for ever).
+        self._hold_inputs(run_id, input_hashes)
         if not self.state.runs.create(run):
             return self.state.runs.get(run_id) or run, False
-        for digest in input_hashes.values():
-            self.state.cache.add_ref(digest, f"run:{run_id}")
         if config_id:
             self.state.configs.add_ref(config_id, run_id)
         queues.enqueue_plan(self.rq, run_id, 1, render_inline=renders_one_step(recipe))
         return self.state.runs.get(run_id) or run, True
+
+    def _hold_inputs(self, run_id: str, input_hashes: Mapping[str, str]) -> None:
+        """Reference every input for `run:<id>` (so none can be deleted), or none of them."""
+        held: list[str] = []
+        try:
+            for digest in input_hashes.values():
+                self.state.cache.add_ref(digest, f"run:{run_id}")
+                held.append(digest)
+        except NotFound:
+            if self.state.runs.get(run_id) is None:  # an identical run may hold the same references
+                for digest in held:
+                    self.state.cache.remove_ref(digest, f"run:{run_id}")
+            raise
 
     # Reading -------------------------------------------------------------------------------
     def get(self, run_id: str, user: User) -> dict:
