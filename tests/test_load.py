@@ -21,12 +21,12 @@ import pytest
 import requests
 
 from bench.loadgen import LIVE, NON_RENDER_KINDS, Profile, Stack, png_bytes, run_async, run_load
-from l1web.context import User
 from l1web.errors import NotFound
 from l1web.runs.service import RunService, Submission
 from l1web.services import ROOT
 from l1web.state import connect, keys
 from l1web.store import ContentStore
+from l1web.users import User
 
 pytestmark = [pytest.mark.slow, pytest.mark.timeout(600)]
 
