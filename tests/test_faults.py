@@ -29,7 +29,6 @@ import redis
 from PIL import Image
 
 from devl2.testing import sign_in
-from l1web import errors
 from l1web.jobs.queues import run_service
 from l1web.recipes import parse_recipe
 from l1web.runs.model import RunStatus, StepStatus
@@ -38,7 +37,7 @@ from l1web.services import RedisServer, free_port, python_process, stop_process
 from l1web.state import StateManager, connect
 from l1web.store import STALE_TEMP_AGE, ContentStore
 from l1web.users import User
-from l1web.web import create_app
+from l1web.web import create_app, errors
 
 JSON = {"Accept": "application/json"}
 HTML = {"Accept": "text/html"}
