@@ -21,7 +21,7 @@ from typing import Protocol
 
 
 class Person(Protocol):
-    """Anything with a user's name and admin flag (`l1web.context.User`)."""
+    """Anything with a user's name and admin flag (`l1web.users.User`)."""
 
     name: str
     is_admin: bool

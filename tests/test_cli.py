@@ -24,9 +24,9 @@ import requests
 from PIL import Image
 
 from devl2.testing import LiveServer
-from l1web import create_app
 from l1web.services import ROOT, free_port
 from l1web.store import ContentStore
+from l1web.web import create_app
 
 #: Seconds one CLI call may take (a render of a small image takes a second or two).
 CLI_TIMEOUT = 120

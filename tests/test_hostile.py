@@ -787,8 +787,8 @@ def route_table():
     match URLs at collection time (creating the app opens no connection)."""
     import tempfile
 
-    from l1web import create_app
     from l1web.state import StateManager
+    from l1web.web import create_app
 
     scratch = Path(tempfile.mkdtemp(prefix="l1-routes-"))
     settings = Settings(secret_key="routes", testing=True, cache_dir=scratch / "cache", data_dir=scratch / "data")

@@ -29,7 +29,8 @@ PAGE_ENDPOINTS = frozenset({
     "apidocs.docs",
     "auth.login", "auth.auth", "auth.logout_page", "auth.logout",
     "media.index", "media.upload", "media.item", "media.thumbnail", "media.delete", "media.share",
-    "recipes.index", "recipes.upload_form", "recipes.page", "recipes.run_form", "recipes.delete_form", "recipes.share_form",
+    "recipes.index", "recipes.upload_form", "recipes.page", "recipes.run_form", "recipes.delete_form",
+    "recipes.share_form",
     "runs.page", "runs.run_fragment", "runs.list_fragment", "runs.act",
     "publish.publish_page",
     # Catch-all that answers 400 for /cache/<anything with a slash>: part of /cache/{digest}'s contract.

@@ -21,9 +21,9 @@ from rq import Queue
 from rq.serializers import JSONSerializer
 from test_browser_signin import CHROMIUM_ARGS
 
-from l1web import create_app
 from l1web.services import RedisServer
 from l1web.state import StateManager, connect, keys
+from l1web.web import create_app
 
 #: Seconds a test waits for a run (or a worker) before failing.
 WAIT = 120

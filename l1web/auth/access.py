@@ -4,8 +4,8 @@ from __future__ import annotations
 
 from flask import g
 
-from l1web.context import User
 from l1web.errors import Forbidden, Unauthorized
+from l1web.users import User
 
 
 def require_user() -> User:

@@ -18,12 +18,12 @@ import requests
 import urllib3
 
 from l1web.auth import l2
-from l1web.context import User
 from l1web.errors import BadGateway, Conflict, Forbidden, GatewayTimeout, Unauthorized, Unavailable
 from l1web.runs.model import RunStatus
 from l1web.runs.service import RunService
 from l1web.settings import Settings
 from l1web.state import keys
+from l1web.users import User
 
 log = logging.getLogger(__name__)
 

@@ -6,17 +6,17 @@ import re
 import time
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
+from typing import Protocol
 
 import redis
 
 from l1web import access
-from l1web.context import User
 from l1web.errors import BadRequest, Conflict, NotFound
-from l1web.jobs import queues
 from l1web.recipes import Recipe, RecipeError, effect_recipe, recipe_from_data
 from l1web.runs.model import RunStatus, StepStatus, legacy_run_id_for, run_id_for
 from l1web.state import StateManager
 from l1web.store import ContentStore
+from l1web.users import User
 
 DIGEST_RE = re.compile(r"^[0-9a-f]{64}\Z")
 #: Longest output name accepted, in characters.
@@ -76,9 +76,19 @@ def _stored_renders_one_step(run: dict) -> bool:
         return False  # a record without a usable recipe: its plan job will say why
 
 
+class EnqueuePlan(Protocol):
+    """Puts a run's plan job on the queue (the job layer's `enqueue_plan`, bound to its connection)."""
+
+    def __call__(self, run_id: str, attempt: int, *, render_inline: bool = False) -> object: ...
+
+
 class RunService:
-    def __init__(self, state: StateManager, store: ContentStore, rq_connection: redis.Redis) -> None:
+    """Submitting, viewing, cancelling and re-running runs; the job layer is injected, not imported."""
+
+    def __init__(self, state: StateManager, store: ContentStore, rq_connection: redis.Redis,
+                 enqueue_plan: EnqueuePlan) -> None:
         self.state, self.store, self.rq = state, store, rq_connection
+        self.enqueue_plan = enqueue_plan
 
     # Submitting ----------------------------------------------------------------------------
     def resolve_recipe(self, ref: str, user: User, params: Mapping[str, object]) -> tuple[Recipe, str | None]:
@@ -167,7 +177,7 @@ class RunService:
             return self.state.runs.get(run_id) or run, False
         if config_id:
             self.state.configs.add_ref(config_id, run_id)
-        queues.enqueue_plan(self.rq, run_id, 1, render_inline=renders_one_step(recipe))
+        self.enqueue_plan(run_id, 1, render_inline=renders_one_step(recipe))
         return self.state.runs.get(run_id) or run, True
 
     def _legacy_run(self, user: User, recipe_id: str, inputs: Mapping[str, str], params: Mapping) -> dict | None:
@@ -253,5 +263,5 @@ class RunService:
         if not self.state.runs.set_status(run_id, RunStatus.PENDING, expected=allowed, attempt=attempt,
                                           error="", output_hash="", finished="", force=force):
             raise Conflict(f"the run is {run['status']}; only failed or cancelled runs can be re-run")
-        queues.enqueue_plan(self.rq, run_id, attempt, render_inline=_stored_renders_one_step(run))
+        self.enqueue_plan(run_id, attempt, render_inline=_stored_renders_one_step(run))
         return self.state.runs.get(run_id) or run
