@@ -98,8 +98,8 @@ def test_a_worker_imports_the_job_modules_before_it_forks_a_job():
 class DeletedWhileSubmitting(RunService):
     """Deletes each input right after it is resolved: a DELETE /cache/<hash> landing mid-submit."""
 
-    def resolve_input(self, ref: str, field_name: str) -> str:
-        digest = super().resolve_input(ref, field_name)
+    def resolve_input(self, ref: str, field_name: str, user) -> str:
+        digest = super().resolve_input(ref, field_name, user)
         self.store.delete(digest)
         return digest
 

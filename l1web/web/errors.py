@@ -45,6 +45,8 @@ def error_response(status: int, code: str, message: str, /, **details: object) -
         template = "_error.html" if request.headers.get("HX-Request") else "error.html"
         response = Response(render_template(template, status=status, code=code, message=message))
     response.status_code = status
+    if status == 429:  # every 429 says when to come back, in the header as well as the body
+        response.headers["Retry-After"] = str(max(1, int(details.get("retry_after") or 1)))
     return response
 
 
