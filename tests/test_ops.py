@@ -52,9 +52,9 @@ def put_image(app, tmp_path: Path, owner: str = "alice") -> str:
     return app.extensions["l1"].store.put_file(path, source="test", owner=owner)
 
 
-def completed_run(app, client, start_worker, tmp_path: Path, recipe: str = "invert") -> dict:
-    """Start a worker, submit a one-step run through the API and wait for it to complete."""
-    digest = put_image(app, tmp_path)
+def completed_run(app, client, start_worker, tmp_path: Path, recipe: str = "invert", owner: str = "alice") -> dict:
+    """Start a worker, submit a one-step run of `owner`'s (the client's user's) image and wait for it."""
+    digest = put_image(app, tmp_path, owner)
     start_worker()
     answer = client.post("/runs", json={"recipe": recipe, "inputs": [digest]})
     assert answer.status_code == 201, answer.json
