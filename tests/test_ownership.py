@@ -187,3 +187,45 @@ def test_can_use_never_admits_what_can_see_refuses(user, item):
         assert access.can_see(user, item)
     if not item.exists:
         assert not access.can_see(user, item)
+
+
+def test_the_run_form_refuses_another_users_hash_like_an_unknown_one(alice_client, bob_client, redis_client,
+                                                                     settings):
+    """The recipe page's Run button (a form post, CSRF and all) asks the same rule as the API."""
+    mine = upload(alice_client)
+    recipe = """\
+name: form-run
+dag:
+  nodes:
+    - {id: src, type: SOURCE, config: {input: true, name: image}}
+    - {id: out, type: EFFECT, config: {effect: invert}, inputs: [src]}
+  output: out
+"""
+    config = bob_client.post("/configs/upload", data=recipe.encode(), content_type="application/x-yaml", headers=JSON)
+    assert config.status_code in (200, 201), config.data
+    path = f"/recipe/{config.json['id']}/run"
+
+    def flashed(digest: str) -> str:
+        answer = bob_client.post(path, data={"input.image": digest}, follow_redirects=True)
+        assert answer.status_code == 200
+        return answer.get_data(as_text=True)
+
+    before = snapshot(redis_client, settings.cache_dir)
+    hers = flashed(mine)
+    after = snapshot(redis_client, settings.cache_dir)
+    unknown = flashed(UNKNOWN)
+    assert "is not in the cache" in hers
+    assert hers.replace(mine[:12], "") == unknown.replace(UNKNOWN[:12], "")
+    assert {k for k in after[0] if k.startswith("artdag:run")} == {k for k in before[0] if k.startswith("artdag:run")}
+    assert after[1] == before[1]
+
+
+def test_the_runs_fragment_lists_only_ones_own_runs(alice_client, bob_client):
+    alices = alice_client.post("/runs", json={"recipe": "invert", "inputs": [upload(alice_client, 3)]}, headers=JSON)
+    bobs = bob_client.post("/runs", json={"recipe": "invert", "inputs": [upload(bob_client, 4)]}, headers=JSON)
+    assert alices.status_code == bobs.status_code == 201
+    for client, own, other in ((alice_client, alices, bobs), (bob_client, bobs, alices)):
+        for path in ("/runs", "/runs/fragment"):  # the page and the fragment it polls
+            html = client.get(path, headers={"Accept": "text/html"}).get_data(as_text=True)
+            assert f"run-link-{own.json['id'][:16]}" in html, path
+            assert other.json["id"][:12] not in html, path
