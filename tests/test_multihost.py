@@ -165,8 +165,11 @@ def test_two_hosts_render_one_dag_together_and_match_a_single_worker(
 FAN_OUT_INPUTS = {"mix1": ("ink", "warm"), "mix2": ("soft", "neg"), "final": ("mix1", "mix2")}
 
 
-def test_worker_routes_need_the_token_and_verify_what_they_receive(settings, store, live_l1, tmp_path):
+def test_worker_routes_need_the_token_and_verify_what_they_receive(settings, state, store, live_l1, tmp_path):
     digest = put_image(store, tmp_path)
+    # A worker may fetch only what a live run needs (issue 13: a hash is not a key).
+    state.runs.create({"id": "d" * 64, "status": RunStatus.RUNNING, "created": 1.0, "owner": "alice",
+                       "input_hashes": {"input": digest}})
     url = f"{live_l1.url}/worker/cache/{digest}"
     assert requests.get(url, timeout=5).status_code == 401
     assert requests.get(url, headers={WORKER_TOKEN_HEADER: "wrong"}, timeout=5).status_code == 401
