@@ -24,15 +24,16 @@ from pathlib import Path
 ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT))
 
-from l1web.context import User  # noqa: E402
 from l1web.ipfs.daemon import IPFSDaemon  # noqa: E402
 from l1web.ipfs.index import IPFSIndex  # noqa: E402
+from l1web.jobs.queues import run_service  # noqa: E402
 from l1web.recipes import parse_recipe  # noqa: E402
 from l1web.runs.model import RunStatus  # noqa: E402
-from l1web.runs.service import RunService, Submission  # noqa: E402
+from l1web.runs.service import Submission  # noqa: E402
 from l1web.services import python_process, start_redis, stop_process, wait_for  # noqa: E402
 from l1web.state import StateManager, connect  # noqa: E402
 from l1web.store import ContentStore  # noqa: E402
+from l1web.users import User  # noqa: E402
 
 #: Seconds between syncs on both nodes.
 INTERVAL = 1.0
@@ -56,7 +57,7 @@ class Node:
         self.url = f"{self.redis.url}/5"
         self.state = StateManager(connect(self.url))
         self.store = ContentStore(root / "cache", self.state.cache)
-        self.service = RunService(self.state, self.store, connect(self.url, decode=False))
+        self.service = run_service(self.state, self.store, connect(self.url, decode=False))
         self.index = IPFSIndex(self.state.redis)
         self.env = {"REDIS_URL": self.url, "CACHE_DIR": str(root / "cache"), "DATA_DIR": str(root),
                     "SECRET_KEY": "bench", "IPFS_API": ipfs_api, "IPNS_KEY": f"bench-{name}",

@@ -47,7 +47,7 @@ BOUNDARY = "l1benchboundary7d1f0c2a"
 SERVER = """
 import sys, time
 from waitress import serve
-from l1web import create_app
+from l1web.web import create_app
 from l1web.settings import Settings
 settings = Settings.from_env(dotenv=False)
 app = create_app(settings)

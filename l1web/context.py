@@ -9,6 +9,7 @@ from flask import Flask, current_app, g
 
 from l1web.settings import Settings
 from l1web.state import StateManager
+from l1web.users import User
 
 if TYPE_CHECKING:
     import redis
@@ -29,13 +30,13 @@ class L1:
 
     @classmethod
     def create(cls, app: Flask, settings: Settings, state: StateManager) -> L1:
-        from l1web.runs.service import RunService
+        from l1web.jobs.queues import run_service
         from l1web.state import connect
         from l1web.store import ContentStore
 
         store = ContentStore(settings.cache_dir, state.cache)
         rq_connection = connect(settings.redis_url, decode=False)
-        bundle = cls(settings, state, store, rq_connection, RunService(state, store, rq_connection))
+        bundle = cls(settings, state, store, rq_connection, run_service(state, store, rq_connection))
         app.extensions[EXTENSION] = bundle
         return bundle
 
@@ -58,14 +59,6 @@ def store() -> ContentStore:
 
 def runs() -> RunService:
     return l1().runs
-
-
-@dataclass(frozen=True)
-class User:
-    """A signed-in user, as L2 vouched for them."""
-
-    name: str
-    is_admin: bool = False
 
 
 def current_user() -> User | None:

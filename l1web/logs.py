@@ -45,8 +45,8 @@ def _line(response: Response) -> Response:
     seconds = time.perf_counter() - started if started is not None else 0.0
     user = g.get("user")
     match = RUN_IN_PATH.match(request.path)
-    ACCESS.info("request method=%s path=%s status=%d seconds=%.4f user=%s run=%s",
-                request.method, redacted_path(), response.status_code, seconds,
+    ACCESS.info("request method=%s path=%s status=%d seconds=%.4f addr=%s user=%s run=%s",
+                request.method, redacted_path(), response.status_code, seconds, request.remote_addr,
                 user.name if user else "-", match.group(1) if match else "-")
     return response
 

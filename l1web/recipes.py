@@ -65,6 +65,14 @@ class Recipe:
         return [_input_name(node) for node in self.dag.nodes.values()
                 if node.type == "SOURCE" and node.config.get("input")]
 
+    @property
+    def fixed_hashes(self) -> list[str]:
+        """Content hashes the recipe itself names (registry.assets, `hash:` SOURCEs), sorted."""
+        fixed = set(self.assets.values())
+        fixed.update(node.config["hash"] for node in self.dag.nodes.values()
+                     if node.type == "SOURCE" and node.config.get("hash"))
+        return sorted(fixed)
+
     def to_dict(self) -> dict:
         return {
             "name": self.name,

@@ -89,6 +89,8 @@ class Settings:
     ready_max_queue: int = DEFAULT_READY_MAX_QUEUE
     metrics_token_sha256: str = ""
     l2_publish_timeout: float = DEFAULT_L2_PUBLISH_TIMEOUT
+    #: Address of the reverse proxy whose `X-Forwarded-For`/`-Proto` waitress believes (none by default).
+    trusted_proxy: str = ""
     testing: bool = False
     extra: Mapping[str, str] = field(default_factory=dict)
 
@@ -136,6 +138,7 @@ class Settings:
             ready_max_queue=int(env.get("READY_MAX_QUEUE", DEFAULT_READY_MAX_QUEUE)),
             metrics_token_sha256=env.get("METRICS_TOKEN_SHA256", "").strip().lower(),
             l2_publish_timeout=float(env.get("L2_PUBLISH_TIMEOUT", DEFAULT_L2_PUBLISH_TIMEOUT)),
+            trusted_proxy=env.get("TRUSTED_PROXY", "").strip(),
             testing=_bool(env.get("TESTING", "0")),
         )
 

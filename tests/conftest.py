@@ -14,10 +14,10 @@ import pytest
 import redis
 
 from devl2.testing import LiveL2, LiveServer, SignedInClient, sign_in
-from l1web import create_app
 from l1web.services import RedisServer, free_port, python_process, stop_process
 from l1web.settings import Settings
 from l1web.state import StateManager, connect
+from l1web.web import create_app
 
 #: Redis database the tests use (the app's default, 5, as in the seed).
 TEST_DB = 5

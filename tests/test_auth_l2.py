@@ -7,9 +7,9 @@ from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 
 import pytest
 
-from l1web import create_app
 from l1web.auth import l2
 from l1web.services import free_port
+from l1web.web import create_app
 
 JSON = {"Accept": "application/json"}
 L1 = "http://127.0.0.1:8100"

@@ -24,9 +24,9 @@ import requests
 from PIL import Image
 
 from devl2.testing import LiveServer
-from l1web import create_app
 from l1web.services import ROOT, free_port
 from l1web.store import ContentStore
+from l1web.web import create_app
 
 #: Seconds one CLI call may take (a render of a small image takes a second or two).
 CLI_TIMEOUT = 120
@@ -303,3 +303,17 @@ def test_the_client_download_falls_back_to_the_request_host(app, settings):
     answer = app.test_client().get("/download/client", base_url="http://render.example:8080")
     assert answer.status_code == 200
     assert 'DEFAULT_SERVER = "http://render.example:8080"\n' in answer.get_data(as_text=True)
+
+
+def test_another_users_private_hash_is_refused_like_an_unknown_one(server, dev_l2, settings, state, cli, tmp_path):
+    """`render.py --input HASH` of alice's private upload, as bob: the unknown-hash answer, no run."""
+    private = ContentStore(settings.cache_dir, state.cache).put_file(
+        png(tmp_path / "alices.png", (9, 99, 199)), source="upload", owner="alice")
+    bob = dev_l2.mint("bob", server.url)
+    hers = cli("invert", private, "--server", server.url, "--token", bob)
+    unknown = cli("invert", "e" * 64, "--server", server.url, "--token", bob)
+    assert hers.returncode == unknown.returncode == 5
+    assert hers.stderr.replace(private[:12], "") == unknown.stderr.replace("e" * 12, "")
+    assert not [k for k in state.redis.keys("artdag:run:*")], "no run may be written"
+    mine = cli("invert", private, "--server", server.url, "--token", dev_l2.mint("alice", server.url))
+    assert mine.returncode == 0, mine.stderr  # the owner may

@@ -29,14 +29,15 @@ import redis
 from PIL import Image
 
 from devl2.testing import sign_in
-from l1web import create_app, errors
-from l1web.context import User
+from l1web.jobs.queues import run_service
 from l1web.recipes import parse_recipe
 from l1web.runs.model import RunStatus, StepStatus
 from l1web.runs.service import RunService, Submission
 from l1web.services import RedisServer, free_port, python_process, stop_process
 from l1web.state import StateManager, connect
 from l1web.store import STALE_TEMP_AGE, ContentStore
+from l1web.users import User
+from l1web.web import create_app, errors
 
 JSON = {"Accept": "application/json"}
 HTML = {"Accept": "text/html"}
@@ -64,7 +65,7 @@ def store(settings, state) -> ContentStore:
 
 @pytest.fixture()
 def service(settings, state, store) -> RunService:
-    return RunService(state, store, connect(settings.redis_url, decode=False))
+    return run_service(state, store, connect(settings.redis_url, decode=False))
 
 
 def put_image(store: ContentStore, tmp_path: Path, seed: int = 1, size=(64, 48)) -> str:
@@ -312,7 +313,7 @@ def test_disk_full_during_a_render_fails_the_step_with_no_space(settings, state,
                                                                  tmp_path):
     cache = tiny_disk / "cache"
     store = ContentStore(cache, state.cache)
-    service = RunService(state, store, connect(settings.redis_url, decode=False))
+    service = run_service(state, store, connect(settings.redis_url, decode=False))
     clip = store.put_file(make_video(tmp_path / "clip.mp4", 2, "160x120"), source="test")
     filler = fill(tiny_disk, leave=64 * 1024)
     start_worker(env={"CACHE_DIR": str(cache)})

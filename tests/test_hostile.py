@@ -787,8 +787,8 @@ def route_table():
     match URLs at collection time (creating the app opens no connection)."""
     import tempfile
 
-    from l1web import create_app
     from l1web.state import StateManager
+    from l1web.web import create_app
 
     scratch = Path(tempfile.mkdtemp(prefix="l1-routes-"))
     settings = Settings(secret_key="routes", testing=True, cache_dir=scratch / "cache", data_dir=scratch / "data")
@@ -938,6 +938,12 @@ UNSAFE_REQUESTS = [
     ("POST", "/cache/upload", "alice", {"data": b"fresh bytes"}),
     ("DELETE", "/cache/{img}", "alice", {}),
     ("DELETE", "/cache/{img}/x", "alice", {}),
+    ("POST", "/cache/{img}/share", "alice", {}),
+    ("DELETE", "/cache/{img}/share", "alice", {}),
+    ("POST", "/configs/{cfg}/share", "alice", {}),
+    ("DELETE", "/configs/{cfg}/share", "alice", {}),
+    ("POST", "/media/{img}/share", "alice", {"data": {"shared": "1"}}),
+    ("POST", "/recipe/{cfg}/share", "alice", {"data": {"shared": "1"}}),
     ("POST", "/configs/upload", "alice", {"data": RECIPE.replace("invert-it", "other").encode(), "headers": YAML}),
     ("DELETE", "/configs/{cfg}", "alice", {}),
     ("POST", "/configs/{cfg}/run", "alice", {"json": {"inputs": {"input_image": "{img}"}, "output_name": "b"}}),

@@ -18,13 +18,13 @@ import numpy as np
 import pytest
 from PIL import Image
 
-from l1web.context import User
 from l1web.ipfs import daemon as ipfs_daemon
 from l1web.ipfs import fetch
 from l1web.ipfs.client import IPFSClient, IPFSError, api_base
 from l1web.ipfs.index import IPFSIndex
 from l1web.ipfs.publish import canonical_bytes
 from l1web.ipfs.sync import DOC_FORMAT, SyncTask, validate_document
+from l1web.jobs.queues import run_service
 from l1web.runs.model import RunStatus, StepStatus
 from l1web.runs.service import RunService, Submission
 from l1web.services import free_port, python_process, stop_process, wait_for
@@ -32,6 +32,7 @@ from l1web.settings import Settings
 from l1web.state import StateManager, connect
 from l1web.store import ContentStore
 from l1web.store.names import new_hasher
+from l1web.users import User
 
 ALICE = User("alice")
 RUN_WAIT = 120
@@ -75,7 +76,7 @@ class Node:
     @classmethod
     def make(cls, settings: Settings, state: StateManager) -> Node:
         store = ContentStore(settings.cache_dir, state.cache)
-        return cls(settings, state, store, RunService(state, store, connect(settings.redis_url, decode=False)))
+        return cls(settings, state, store, run_service(state, store, connect(settings.redis_url, decode=False)))
 
     @property
     def env(self) -> dict[str, str]:

@@ -8,6 +8,7 @@ Latencies are printed for the log, never asserted: this machine is shared. The f
 from __future__ import annotations
 
 import asyncio
+import functools
 import json
 import subprocess
 import sys
@@ -21,12 +22,13 @@ import pytest
 import requests
 
 from bench.loadgen import LIVE, NON_RENDER_KINDS, Profile, Stack, png_bytes, run_async, run_load
-from l1web.context import User
 from l1web.errors import NotFound
+from l1web.jobs import queues
 from l1web.runs.service import RunService, Submission
 from l1web.services import ROOT
 from l1web.state import connect, keys
 from l1web.store import ContentStore
+from l1web.users import User
 
 pytestmark = [pytest.mark.slow, pytest.mark.timeout(600)]
 
@@ -96,8 +98,8 @@ def test_a_worker_imports_the_job_modules_before_it_forks_a_job():
 class DeletedWhileSubmitting(RunService):
     """Deletes each input right after it is resolved: a DELETE /cache/<hash> landing mid-submit."""
 
-    def resolve_input(self, ref: str, field_name: str) -> str:
-        digest = super().resolve_input(ref, field_name)
+    def resolve_input(self, ref: str, field_name: str, user) -> str:
+        digest = super().resolve_input(ref, field_name, user)
         self.store.delete(digest)
         return digest
 
@@ -105,7 +107,8 @@ class DeletedWhileSubmitting(RunService):
 def test_a_run_whose_input_is_deleted_mid_submit_is_refused_and_leaves_nothing(settings, state, redis_client):
     store = ContentStore(settings.cache_dir, state.cache)
     digest = store.put_bytes(png_bytes(7), source="upload", owner="alice").digest
-    service = DeletedWhileSubmitting(state, store, connect(settings.redis_url, decode=False))
+    rq = connect(settings.redis_url, decode=False)
+    service = DeletedWhileSubmitting(state, store, rq, functools.partial(queues.enqueue_plan, rq))
     before = set(redis_client.keys("artdag:run*"))
     with pytest.raises(NotFound):
         service.submit(Submission("invert", [digest]), User("alice"))

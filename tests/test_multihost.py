@@ -17,8 +17,8 @@ from PIL import Image
 from rq import Worker
 from rq.job import Job
 
-from l1web.context import User
 from l1web.ipfs.fetch import WORKER_TOKEN_HEADER
+from l1web.jobs.queues import run_service
 from l1web.recipes import parse_recipe
 from l1web.runs.model import RunStatus, StepStatus
 from l1web.runs.service import RunService, Submission
@@ -26,6 +26,7 @@ from l1web.services import stop_process
 from l1web.state import connect
 from l1web.store import ContentStore, names
 from l1web.store.names import hash_file
+from l1web.users import User
 
 ALICE = User("alice")
 TOKEN = "worker-secret-for-tests"
@@ -62,7 +63,7 @@ def store(settings, state) -> ContentStore:
 
 @pytest.fixture()
 def service(state, store, settings) -> RunService:
-    return RunService(state, store, connect(settings.redis_url, decode=False))
+    return run_service(state, store, connect(settings.redis_url, decode=False))
 
 
 def put_image(store: ContentStore, tmp_path: Path) -> str:
@@ -164,8 +165,11 @@ def test_two_hosts_render_one_dag_together_and_match_a_single_worker(
 FAN_OUT_INPUTS = {"mix1": ("ink", "warm"), "mix2": ("soft", "neg"), "final": ("mix1", "mix2")}
 
 
-def test_worker_routes_need_the_token_and_verify_what_they_receive(settings, store, live_l1, tmp_path):
+def test_worker_routes_need_the_token_and_verify_what_they_receive(settings, state, store, live_l1, tmp_path):
     digest = put_image(store, tmp_path)
+    # A worker may fetch only what a live run needs (issue 13: a hash is not a key).
+    state.runs.create({"id": "d" * 64, "status": RunStatus.RUNNING, "created": 1.0, "owner": "alice",
+                       "input_hashes": {"input": digest}})
     url = f"{live_l1.url}/worker/cache/{digest}"
     assert requests.get(url, timeout=5).status_code == 401
     assert requests.get(url, headers={WORKER_TOKEN_HEADER: "wrong"}, timeout=5).status_code == 401
@@ -196,7 +200,7 @@ def test_worker_routes_do_not_exist_without_a_token(app):
     answer = client.get(f"/worker/cache/{'a' * 64}", headers={WORKER_TOKEN_HEADER: ""})
     assert answer.status_code == 401  # settings here carry WORKER_TOKEN
     off = app.extensions["l1"].settings.with_changes(worker_token="")
-    from l1web import create_app
+    from l1web.web import create_app
 
     bare = create_app(off, state=app.extensions["l1"].state).test_client()
     assert bare.get(f"/worker/cache/{'a' * 64}", headers={WORKER_TOKEN_HEADER: ""}).status_code == 404

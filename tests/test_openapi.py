@@ -28,8 +28,9 @@ PAGE_ENDPOINTS = frozenset({
     "static",
     "apidocs.docs",
     "auth.login", "auth.auth", "auth.logout_page", "auth.logout",
-    "media.index", "media.upload", "media.item", "media.thumbnail", "media.delete",
+    "media.index", "media.upload", "media.item", "media.thumbnail", "media.delete", "media.share",
     "recipes.index", "recipes.upload_form", "recipes.page", "recipes.run_form", "recipes.delete_form",
+    "recipes.share_form",
     "runs.page", "runs.run_fragment", "runs.list_fragment", "runs.act",
     "publish.publish_page",
     # Catch-all that answers 400 for /cache/<anything with a slash>: part of /cache/{digest}'s contract.
@@ -260,6 +261,9 @@ def test_real_responses_of_every_operation_fit_the_document(app, alice_client, a
     check(alice_client, "GET", "/cache", expect=400, query_string={"limit": "x"})
     check(alice_client, "GET", "/cache/{digest}/meta", digest=digest, expect=200)
     check(alice_client, "GET", "/cache/{digest}/meta", digest="ab" * 32, expect=404)
+    check(alice_client, "POST", "/cache/{digest}/share", digest=digest, expect=200)
+    check(alice_client, "DELETE", "/cache/{digest}/share", digest=digest, expect=200)
+    check(alice_client, "POST", "/cache/{digest}/share", digest="ab" * 32, expect=404)
     check(alice_client, "GET", "/cache/{digest}", digest=digest, expect=200)
     check(alice_client, "HEAD", "/cache/{digest}", digest=digest, expect=200)
     check(alice_client, "GET", "/cache/{digest}", digest="XYZ", expect=400)
@@ -279,6 +283,9 @@ def test_real_responses_of_every_operation_fit_the_document(app, alice_client, a
     check(admin_client, "GET", "/configs", expect=200)
     check(alice_client, "GET", "/configs/{config_id}", config_id=config["id"], expect=200)
     check(alice_client, "GET", "/configs/{config_id}", config_id="0" * 64, expect=404)
+    check(alice_client, "POST", "/configs/{config_id}/share", config_id=config["id"], expect=200)
+    check(alice_client, "DELETE", "/configs/{config_id}/share", config_id=config["id"], expect=200)
+    check(alice_client, "DELETE", "/configs/{config_id}/share", config_id="0" * 64, expect=404)
     by_recipe = check(plain, "POST", "/configs/{config_id}/run", config_id=config["id"], expect=201, headers=bearer,
                       json={"inputs": {"input_image": digest}}).json
     run = check(plain, "POST", "/runs", expect=201, headers=bearer, json={"recipe": "invert", "inputs": [digest]}).json
@@ -322,6 +329,10 @@ def test_real_responses_of_every_operation_fit_the_document(app, alice_client, a
     app.extensions["l1"].settings = app.extensions["l1"].settings.with_changes(worker_token="w-secret")
     worker = {"X-Worker-Token": "w-secret", "Content-Type": "application/octet-stream"}
     check(plain, "GET", "/worker/cache/{digest}", digest=digest, expect=401, headers={"X-Worker-Token": "wrong"})
+    # Issue 13: a worker may fetch only what a live run needs; a pending run needing `digest`:
+    check(plain, "GET", "/worker/cache/{digest}", digest=digest, expect=404, headers=worker)
+    app.extensions["l1"].state.runs.create({"id": "f" * 64, "status": "pending", "created": 1.0, "owner": "alice",
+                                            "input_hashes": {"input": digest}})
     check(plain, "GET", "/worker/cache/{digest}", digest=digest, expect=200, headers=worker)
     with plain.get(f"/worker/cache/{digest}", headers=worker) as fetched:
         assert hashlib.sha3_256(fetched.data).hexdigest() == digest

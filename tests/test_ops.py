@@ -21,9 +21,9 @@ from rq import Queue
 from rq.serializers import JSONSerializer
 from test_browser_signin import CHROMIUM_ARGS
 
-from l1web import create_app
 from l1web.services import RedisServer
 from l1web.state import StateManager, connect, keys
+from l1web.web import create_app
 
 #: Seconds a test waits for a run (or a worker) before failing.
 WAIT = 120
@@ -52,9 +52,9 @@ def put_image(app, tmp_path: Path, owner: str = "alice") -> str:
     return app.extensions["l1"].store.put_file(path, source="test", owner=owner)
 
 
-def completed_run(app, client, start_worker, tmp_path: Path, recipe: str = "invert") -> dict:
-    """Start a worker, submit a one-step run through the API and wait for it to complete."""
-    digest = put_image(app, tmp_path)
+def completed_run(app, client, start_worker, tmp_path: Path, recipe: str = "invert", owner: str = "alice") -> dict:
+    """Start a worker, submit a one-step run of `owner`'s (the client's user's) image and wait for it."""
+    digest = put_image(app, tmp_path, owner)
     start_worker()
     answer = client.post("/runs", json={"recipe": recipe, "inputs": [digest]})
     assert answer.status_code == 201, answer.json

@@ -16,8 +16,8 @@ from test_browser_signin import CHROMIUM_ARGS
 from test_ops import completed_run, put_image
 
 from devl2.testing import LiveServer
-from l1web import create_app
 from l1web.services import free_port
+from l1web.web import create_app
 
 JSON = {"Accept": "application/json"}
 HTML = {"Accept": "text/html"}
@@ -157,6 +157,36 @@ def test_slow_l2_gives_504_and_marks_nothing(app, alice_client, start_worker, tm
     assert alice_client.delete(f"/runs/{run['id']}").status_code == 200
 
 
+def test_l2_dripping_its_publication_answer_is_cut_off_at_the_deadline(app, alice_client, start_worker, tmp_path,
+                                                                       settings, state):
+    """Each byte arrives well within a read timeout, so only a whole-exchange deadline stops it."""
+    run = completed_run(app, alice_client, start_worker, tmp_path)
+
+    def drip(environ, start_response):
+        start_response("201 Created", [("Content-Type", "application/json"), ("Content-Length", "1000")])
+
+        def body():
+            for _ in range(1000):
+                time.sleep(0.2)
+                yield b" "
+
+        return body()
+
+    server = LiveServer(drip)
+    try:
+        client = _l1_with_l2(settings, state, server.url, l2_publish_timeout=1.0).test_client()
+        started = time.monotonic()
+        answer = client.post(f"/runs/{run['id']}/publish", headers={"Authorization": f"Bearer {alice_client.token}"})
+        took = time.monotonic() - started
+    finally:
+        server.stop()
+    assert answer.status_code == 504, answer.json
+    assert "did not answer within 1 s" in answer.json["message"]
+    assert took < 4, took  # the deadline, not 1000 bytes × 0.2 s
+    assert state.runs.get(run["id"]).get("published") != "1"
+    assert not state.cache.is_published(run["output_hash"])
+
+
 def _answering(status: str, body: bytes, content_type: str = "application/json", extra=()):
     def app(environ, start_response):
         start_response(status, [("Content-Type", content_type), *extra])
@@ -190,7 +220,7 @@ def test_unusable_l2_answers_give_502_and_mark_nothing(app, alice_client, start_
 
 
 def test_l2_refusing_the_token_marks_nothing(app, bob_client, state, dev_l2, start_worker, tmp_path):
-    run = completed_run(app, bob_client, start_worker, tmp_path)
+    run = completed_run(app, bob_client, start_worker, tmp_path, owner="bob")  # bob may use only his own
     dev_l2.revoke_user("bob")  # L1 still trusts its recent verification; L2 does not
     answer = bob_client.post(f"/runs/{run['id']}/publish")
     assert answer.status_code == 403

@@ -138,7 +138,7 @@ def test_the_pages_forms_carry_the_csrf_token(alice_client, recipe_id):
     recipe = text(alice_client.get(f"/recipe/{recipe_id}", headers=HTML))
     forms = re.findall(rf'action="/recipe/{recipe_id}/\w+"[^>]*>\s*<input type="hidden" name="csrf_token" '
                        rf'value="{token}">', recipe)
-    assert len(forms) == 2  # run and delete
+    assert len(forms) == 3  # run, share (issue 13) and delete
 
 
 def test_a_form_post_without_the_csrf_token_changes_nothing(app, alice_client, recipe_id):

@@ -228,6 +228,7 @@ def test_run_submission_is_rate_limited_per_user_and_changes_nothing_when_refuse
     refused = alice_client.post("/runs", json={"recipe": "invert", "inputs": [second]})
     assert refused.status_code == 429
     assert "Too many requests" in refused.json["message"]
+    assert int(refused.headers["Retry-After"]) >= 1  # issue 13: the header, not only the JSON field
     assert queued(app) == 1
     assert app.extensions["l1"].state.runs.page()[1] == 1
     # Asking for a run that already exists enqueues nothing, so it is never refused.

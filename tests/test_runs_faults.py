@@ -17,12 +17,13 @@ import psutil
 import pytest
 
 from devl2.testing import sign_in
-from l1web import create_app
+from l1web.jobs.queues import run_service
 from l1web.runs.model import RunStatus, StepStatus
 from l1web.runs.service import RunService, Submission
 from l1web.services import RedisServer
 from l1web.state import StateManager, connect, keys
 from l1web.store import ContentStore
+from l1web.web import create_app
 from tests.test_runs_workers import ALICE, put_image, put_video, submit_recipe, wait_for_run
 
 #: Worker timings for the lost-worker test: heartbeat, grace after it, sweep interval (seconds).
@@ -38,7 +39,7 @@ def store(settings, state) -> ContentStore:
 
 @pytest.fixture()
 def service(state, store, settings) -> RunService:
-    return RunService(state, store, connect(settings.redis_url, decode=False))
+    return run_service(state, store, connect(settings.redis_url, decode=False))
 
 
 # A failing middle step ---------------------------------------------------------------------
@@ -108,7 +109,7 @@ def test_a_redis_restart_loses_nothing_and_a_live_run_completes(own_redis, setti
     client = connect(url)
     state = StateManager(client)
     store = ContentStore(settings.cache_dir, state.cache)
-    service = RunService(state, store, connect(url, decode=False))
+    service = run_service(state, store, connect(url, decode=False))
     start_worker(env={"REDIS_URL": url})
     image = put_image(store, tmp_path)
     done = wait_for_run(state, service.submit(Submission("invert", [image], "inverted"), ALICE)[0]["id"])

@@ -15,12 +15,13 @@ from PIL import Image
 from rq import Queue, Worker
 from rq.registry import FinishedJobRegistry
 
-from l1web.context import User
+from l1web.jobs.queues import run_service
 from l1web.recipes import parse_recipe
 from l1web.runs.model import RunStatus, StepStatus
 from l1web.runs.service import RunService, Submission
 from l1web.state import connect
 from l1web.store import ContentStore
+from l1web.users import User
 
 ALICE = User("alice")
 #: Seconds a test waits for a run to finish before failing.
@@ -39,7 +40,7 @@ def rq_conn(settings) -> redis.Redis:
 
 @pytest.fixture()
 def service(state, store, rq_conn) -> RunService:
-    return RunService(state, store, rq_conn)
+    return run_service(state, store, rq_conn)
 
 
 def put_image(store: ContentStore, tmp_path: Path, seed: int = 1, size=(64, 48)) -> str:

@@ -8,7 +8,7 @@ from __future__ import annotations
 
 from flask import Flask, Response, g, request
 
-from l1web.auth.access import can_see, owned_or_404, require_admin, require_user
+from l1web.auth.access import require_admin, require_user
 from l1web.auth.csrf import check_csrf, csrf_token
 from l1web.auth.guard import public, require_sign_in
 from l1web.auth.ratelimit import limit_run_submission, rate_limit, rate_limit_user_and_address
@@ -43,6 +43,6 @@ def _after(response: Response) -> Response:
 
 
 __all__ = [
-    "can_see", "csrf_token", "init_app", "limit_run_submission", "owned_or_404", "public", "rate_limit",
+    "csrf_token", "init_app", "limit_run_submission", "public", "rate_limit",
     "rate_limit_user_and_address", "require_admin", "require_user",
 ]

@@ -8,7 +8,8 @@ from urllib.parse import urlencode
 
 from flask import Response, current_app, g, redirect, request
 
-from l1web.errors import Unauthorized, wants_json
+from l1web.errors import Unauthorized
+from l1web.web.errors import wants_json
 
 #: Paths anyone may open.
 PUBLIC_PATHS = frozenset({

@@ -1,4 +1,4 @@
-"""The L2 client: `POST {L2}/auth/verify`, to configured L2 servers only, failing closed.
+"""The L2 client: `POST {L2}/auth/verify` (and the publish call's exchange), to configured L2 servers only.
 
 Plain `http.client`: no redirect is followed, no proxy is used, the whole exchange must finish
 within the timeout and the answer be at most `MAX_ANSWER_BYTES`. Anything unexpected is an error, never a session.
@@ -61,37 +61,57 @@ def _unverified_issuer(token: str) -> str | None:
     return issuer.rstrip("/") if isinstance(issuer, str) else None
 
 
-def verify(l2_url: str, token: str, l1_url: str, timeout: float) -> Verified:
-    """Ask `l2_url` whether `token` is valid for `l1_url`; raise `Invalid` or a 502/503/504.
+class L2Timeout(Exception):
+    """The whole exchange with L2 did not finish within its deadline."""
+
+
+def exchange(url: str, path: str, payload: dict, timeout: float, *, headers: dict[str, str] | None = None,
+             max_bytes: int = MAX_ANSWER_BYTES) -> tuple[int, bytes]:
+    """POST `payload` as JSON to `url` + `path`; (status, at most `max_bytes` + 1 bytes of body).
 
     The whole exchange (connect, headers, body) must fit in `timeout`: a watchdog shuts the
     socket at the deadline, since a socket timeout only bounds each wait for a byte and an L2
     dripping its headers or body one byte at a time would otherwise hold this thread for ever.
+    Raises `L2Timeout`, or the `OSError` / `http.client.HTTPException` of an unusable exchange.
+    No redirect is followed and no proxy is used: every L2 call (verify, publish) comes here.
     """
-    target = urlsplit(l2_url)
+    target = urlsplit(url)
     connection_class = http.client.HTTPSConnection if target.scheme == "https" else http.client.HTTPConnection
     connection = connection_class(target.hostname or "", target.port, timeout=timeout)
     watchdog = _Watchdog(connection, timeout)
     try:
-        connection.request("POST", f"{target.path.rstrip('/')}{VERIFY_PATH}",
-                           body=json.dumps({"token": token, "l1": l1_url}).encode(),
-                           headers={"Content-Type": "application/json", "Accept": "application/json"})
+        connection.request("POST", f"{target.path.rstrip('/')}{path}", body=json.dumps(payload).encode(),
+                           headers={"Content-Type": "application/json", "Accept": "application/json",
+                                    **(headers or {})})
         answer = connection.getresponse()  # never follows a redirect
-        body = _read_capped(answer)
+        body = _read_capped(answer, max_bytes)
         status = answer.status
     except (OSError, http.client.HTTPException) as exc:
         if watchdog.expired.is_set() or isinstance(exc, TimeoutError):
-            log.warning("L2 %s timed out verifying a token", l2_url)
-            raise GatewayTimeout("Sign-in is unavailable: the L2 server did not answer in time.") from exc
-        log.warning("L2 %s unreachable or unusable: %s", l2_url, type(exc).__name__)
-        if isinstance(exc, OSError):
-            raise Unavailable("Sign-in is unavailable: the L2 server cannot be reached.") from exc
-        raise BadGateway("The L2 server gave an unusable answer.") from exc
+            raise L2Timeout(str(exc)) from exc
+        raise
     finally:
         watchdog.cancel()
         connection.close()
     if watchdog.expired.is_set():
-        raise GatewayTimeout("Sign-in is unavailable: the L2 server did not answer in time.")
+        raise L2Timeout("the deadline passed")
+    return status, body
+
+
+def verify(l2_url: str, token: str, l1_url: str, timeout: float) -> Verified:
+    """Ask `l2_url` whether `token` is valid for `l1_url`; raise `Invalid` or a 502/503/504."""
+    try:
+        status, body = exchange(l2_url, VERIFY_PATH, {"token": token, "l1": l1_url}, timeout)
+    except L2Timeout as exc:
+        log.warning("L2 %s timed out verifying a token", l2_url)
+        raise GatewayTimeout("Sign-in is unavailable: the L2 server did not answer in time.") from exc
+    except (OSError, http.client.HTTPException) as exc:
+        log.warning("L2 %s unreachable or unusable: %s", l2_url, type(exc).__name__)
+        if isinstance(exc, OSError):
+            raise Unavailable("Sign-in is unavailable: the L2 server cannot be reached.") from exc
+        raise BadGateway("The L2 server gave an unusable answer.") from exc
+    if len(body) > MAX_ANSWER_BYTES:
+        raise BadGateway("The L2 server sent an answer that is too large.")
     return _verdict(l2_url, status, body, l1_url)
 
 
@@ -116,14 +136,12 @@ class _Watchdog:
         self.timer.cancel()
 
 
-def _read_capped(answer: http.client.HTTPResponse) -> bytes:
-    """The body, refused once it passes `MAX_ANSWER_BYTES` (whatever Content-Length claims)."""
+def _read_capped(answer: http.client.HTTPResponse, max_bytes: int) -> bytes:
+    """The body, cut at `max_bytes` + 1 bytes (whatever Content-Length claims): a caller sees "too large"."""
     body = b""
-    while chunk := answer.read(CHUNK_BYTES):
+    while len(body) <= max_bytes and (chunk := answer.read(CHUNK_BYTES)):
         body += chunk
-        if len(body) > MAX_ANSWER_BYTES:
-            raise BadGateway("The L2 server sent an answer that is too large.")
-    return body
+    return body[:max_bytes + 1]
 
 
 def _verdict(l2_url: str, status: int, body: bytes, l1_url: str) -> Verified:

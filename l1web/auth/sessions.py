@@ -23,9 +23,9 @@ from l1web import context
 from l1web.auth import l2, sealed
 from l1web.auth.ratelimit import rate_limit
 from l1web.auth.tokens import checked_token, token_hash
-from l1web.context import User
 from l1web.errors import Unauthorized
 from l1web.state.tokens import Session, Verified
+from l1web.users import User
 
 log = logging.getLogger(__name__)
 

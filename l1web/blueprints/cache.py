@@ -12,7 +12,7 @@ import hmac
 from flask import Blueprint, Response, jsonify, request, send_file, url_for
 from werkzeug.exceptions import ClientDisconnected
 
-from l1web import context, media
+from l1web import access, context, media
 from l1web.auth.guard import public
 from l1web.errors import BadRequest, Forbidden, InvalidHash, L1Error, NotFound, PayloadTooLarge, Unauthorized
 from l1web.ipfs.fetch import WORKER_TOKEN_HEADER, ingest_verified
@@ -53,14 +53,26 @@ def owner_name() -> str | None:
     return user.name if user else None
 
 
+def access_item(digest: str) -> access.Item:
+    return context.state().cache.access_item(digest, owner_name())
+
+
 def visible_meta(digest: str) -> ItemMeta:
-    """The item's metadata if this user may see it: admins see all, users their own uploads and
-    shared items (samples, imports without owner); anything else is the same 404 as unknown."""
+    """The item's metadata if this user may see it (`l1web.access.can_see`); anything else is
+    the same 404 as an unknown hash."""
     meta = context.store().meta(digest)
-    user = context.current_user()
-    if meta.owner is None or (user and (user.is_admin or context.state().cache.uploaded_by(digest, user.name))):
+    if access.can_see(context.current_user(), access_item(digest)):
         return meta
     raise NotFound(f"no cached item {digest}")
+
+
+def managed_meta(digest: str) -> ItemMeta:
+    """Like `visible_meta`, for changes (delete, share): one's own items only (admins: any).
+    Another user's shared item is visible but answers 403 here, since seeing it is allowed."""
+    meta = visible_meta(digest)
+    if not access.can_manage(context.current_user(), access_item(digest)):
+        raise Forbidden("only the item's owner can change it")
+    return meta
 
 
 def listing_owner() -> str | None:
@@ -164,6 +176,8 @@ def check_worker_token() -> None:
 def worker_download(digest: str):
     check_worker_token()
     check_digest(digest)
+    if not context.state().runs.live_run_needs(digest):  # a worker token is no key to the whole cache
+        raise NotFound(f"no cached item {digest}")
     return send_file(context.store().path_for(digest), mimetype="application/octet-stream", conditional=False)
 
 
@@ -190,9 +204,28 @@ def worker_upload(digest: str):
 
 @bp.delete("/cache/<digest>")
 def delete(digest: str):
-    visible_meta(digest)
+    managed_meta(digest)
     context.store().delete(digest)
     return jsonify(deleted=digest)
+
+
+def share_item(digest: str, shared: bool) -> ItemMeta:
+    """Share (or stop sharing) one of the user's items with every signed-in user."""
+    meta = managed_meta(digest)
+    context.state().cache.set_shared(digest, shared)
+    return meta
+
+
+@bp.post("/cache/<digest>/share")
+def share(digest: str):
+    share_item(digest, True)
+    return jsonify(digest=digest, shared=True)
+
+
+@bp.delete("/cache/<digest>/share")
+def unshare(digest: str):
+    share_item(digest, False)
+    return jsonify(digest=digest, shared=False)
 
 
 @bp.route("/cache/<path:junk>", methods=["GET", "HEAD", "DELETE"])

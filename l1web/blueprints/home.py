@@ -5,7 +5,7 @@ from __future__ import annotations
 from flask import Blueprint, jsonify, render_template
 
 from l1web import __version__, context
-from l1web.errors import wants_json
+from l1web.web.errors import wants_json
 
 bp = Blueprint("home", __name__)
 

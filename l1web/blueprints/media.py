@@ -8,11 +8,20 @@ from __future__ import annotations
 
 from datetime import UTC, datetime
 
-from flask import Blueprint, abort, flash, redirect, render_template, send_file, url_for
+from flask import Blueprint, abort, flash, redirect, render_template, request, send_file, url_for
 from flask_htmx import HTMX
 
 from l1web import context
-from l1web.blueprints.cache import IMMUTABLE_AGE, ingest_request, listing_owner, page_args, visible_meta
+from l1web.blueprints.cache import (
+    IMMUTABLE_AGE,
+    ingest_request,
+    listing_owner,
+    managed_meta,
+    page_args,
+    share_item,
+    visible_meta,
+)
+from l1web.errors import L1Error
 
 bp = Blueprint("media", __name__)
 htmx = HTMX()
@@ -22,7 +31,8 @@ htmx = HTMX()
 def index():
     limit, cursor, offset = page_args()
     page = context.state().cache.list(limit=limit, cursor=cursor, offset=offset, owner=listing_owner())
-    return render_template("media.html", page=page, assets=_asset_names())
+    return render_template("media.html", page=page, assets=_asset_names(),
+                           shared=context.state().cache.shared(context.settings().page_size))
 
 
 @bp.post("/media")
@@ -40,7 +50,25 @@ def item(digest: str):
     meta = visible_meta(digest)
     index = context.state().cache
     return render_template("media_item.html", item=meta, refs=sorted(index.refs(digest)),
-                           published=index.is_published(digest), assets=_asset_names())
+                           published=index.is_published(digest), assets=_asset_names(),
+                           shared=index.is_shared(digest), is_owner=_manages(digest))
+
+
+def _manages(digest: str) -> bool:
+    try:
+        managed_meta(digest)
+    except L1Error:
+        return False
+    return True
+
+
+@bp.post("/media/<digest>/share")
+def share(digest: str):
+    """The Share / Stop sharing button on an item's page."""
+    shared = request.form.get("shared", "1") == "1"
+    share_item(digest, shared)
+    flash("Shared with every signed-in user." if shared else "No longer shared.", "info")
+    return redirect(url_for("media.item", digest=digest), code=303)
 
 
 @bp.get("/media/<digest>/thumb")
@@ -56,7 +84,7 @@ def thumbnail(digest: str):
 
 @bp.post("/media/<digest>/delete")
 def delete(digest: str):
-    meta = visible_meta(digest)
+    meta = managed_meta(digest)
     context.store().delete(digest)
     if htmx:
         # The card goes; the status line (which may still show an earlier refusal) and the count

@@ -11,11 +11,11 @@ from flask import Blueprint, flash, jsonify, redirect, render_template, request,
 from l1web import context, dagsvg
 from l1web.auth import limit_run_submission
 from l1web.blueprints.runs import current, json_body, run_response
-from l1web.context import User
 from l1web.errors import BadRequest, Conflict, Forbidden, L1Error, NotFound
 from l1web.recipes import MAX_RECIPE_BYTES, Recipe, RecipeError, parse_recipe, recipe_from_data
 from l1web.runs.service import DIGEST_RE, Submission
 from l1web.state import MAX_OFFSET
+from l1web.users import User
 
 bp = Blueprint("recipes", __name__)
 
@@ -48,6 +48,7 @@ def save_recipe(data: bytes, user: User) -> tuple[dict, bool]:
         recipe = parse_recipe(data)
     except RecipeError as exc:
         raise BadRequest(str(exc), line=exc.line, column=exc.column, node=exc.node, field=exc.field) from None
+    context.runs().check_fixed_inputs(recipe, user)  # a recipe is no way round the ownership rule
     created = context.state().configs.save(recipe.id, name=recipe.name, owner=user.name,
                                            yaml_text=data.decode("utf-8"), recipe=recipe.to_dict())
     return lookup(recipe.id, user), created
@@ -57,7 +58,7 @@ def lookup(config_id: str, user: User) -> dict:
     """The config if this user may see it; the same 404 for unknown and for someone else's."""
     configs = context.state().configs
     config = configs.get(config_id) if DIGEST_RE.fullmatch(config_id) else None
-    if config is None or not configs.visible_to(config, user.name, user.is_admin):
+    if config is None or not configs.visible_to(config, user):
         raise NotFound(f"no recipe {config_id[:64]!r}")
     return config
 
@@ -71,6 +72,15 @@ def remove(config_id: str, user: User) -> None:
         shown = ", ".join(run_id[:12] for run_id in using[:5]) + (" …" if len(using) > 5 else "")
         raise Conflict(f"{len(using)} run(s) still use this recipe ({shown}); delete them first",
                        runs=using)
+
+
+def share_recipe(config_id: str, user: User, shared: bool) -> dict:
+    """Share (or stop sharing) one of the user's recipes with every signed-in user."""
+    config = lookup(config_id, user)
+    if not (user.is_admin or user.name in config["owners"]):
+        raise Forbidden("only the recipe's owners can share it")
+    context.state().configs.set_shared(config_id, shared)
+    return lookup(config_id, user)
 
 
 def run_recipe(config_id: str, body: dict, user: User) -> tuple[dict, bool]:
@@ -87,7 +97,7 @@ def config_json(config: dict, user: User, *, full: bool = False) -> dict:
         "id": config["id"], "name": recipe.name, "version": recipe.version,
         "description": recipe.description, "variable_inputs": recipe.variable_inputs,
         "nodes": len(recipe.dag.nodes), "output": recipe.dag.output,
-        "created": float(config.get("created") or 0),
+        "created": float(config.get("created") or 0), "shared": bool(config.get("shared")),
         "links": {"self": f"/configs/{config['id']}", "run": f"/configs/{config['id']}/run",
                   "page": f"/recipe/{config['id']}"},
     }
@@ -138,6 +148,18 @@ def delete(config_id: str):
     return jsonify({"id": config_id, "deleted": True})
 
 
+@bp.post("/configs/<config_id>/share")
+def share(config_id: str):
+    user = current()
+    return jsonify(config_json(share_recipe(config_id, user, True), user))
+
+
+@bp.delete("/configs/<config_id>/share")
+def unshare(config_id: str):
+    user = current()
+    return jsonify(config_json(share_recipe(config_id, user, False), user))
+
+
 @bp.post("/configs/<config_id>/run")
 def run(config_id: str):
     run, created = run_recipe(config_id, json_body(), current())
@@ -149,7 +171,7 @@ def run(config_id: str):
 def index():
     configs, total, offset = _page_of_configs(current())
     return render_template("recipes.html", configs=configs, total=total, offset=offset,
-                           page_size=PAGE_SIZE, error=None, yaml_text="")
+                           page_size=PAGE_SIZE, error=None, yaml_text="", shared=context.state().configs.shared())
 
 
 @bp.post("/recipes")
@@ -160,14 +182,18 @@ def upload_form():
     except BadRequest as exc:
         configs, total, offset = _page_of_configs(user)
         return render_template("recipes.html", configs=configs, total=total, offset=offset,
-                               page_size=PAGE_SIZE, error=exc, yaml_text=request.form.get("yaml", "")), 400
+                               page_size=PAGE_SIZE, error=exc, yaml_text=request.form.get("yaml", ""),
+                               shared=context.state().configs.shared()), 400
     flash(f"Recipe {config['name']} {'uploaded' if created else 'was already here'}.", "info")
     return redirect(url_for("recipes.page", config_id=config["id"]), code=303)
 
 
 def _media_choices(user: User) -> dict:
     cache = context.state().cache
-    return {"media": cache.list(limit=MEDIA_CHOICES, owner=user.name).items, "assets": cache.assets()}
+    own = cache.list(limit=MEDIA_CHOICES, owner=user.name).items
+    mine = {m.digest for m in own}
+    shared = [m for m in cache.shared(MEDIA_CHOICES) if m.digest not in mine]
+    return {"media": own + shared, "assets": cache.assets()}
 
 
 @bp.get("/recipe/<config_id>")
@@ -178,6 +204,7 @@ def page(config_id: str):
     dag = dagsvg.render(dagsvg.from_dag(recipe.dag.to_dict()), title=f"Recipe {recipe.name}")
     return render_template("recipe.html", config=config, recipe=recipe, dag=dag,
                            is_owner=user.name in config["owners"], **_media_choices(user))
+
 
 
 @bp.post("/recipe/<config_id>/run")
@@ -195,6 +222,15 @@ def run_form(config_id: str):
     if not created:
         flash("The same run already exists; here it is.", "info")
     return redirect(url_for("runs.page", run_id=run["id"]), code=303)
+
+
+@bp.post("/recipe/<config_id>/share")
+def share_form(config_id: str):
+    """The Share / Stop sharing button on a recipe's page."""
+    shared = request.form.get("shared", "1") == "1"
+    share_recipe(config_id, current(), shared)
+    flash("Recipe shared with every signed-in user." if shared else "Recipe no longer shared.", "info")
+    return redirect(url_for("recipes.page", config_id=config_id), code=303)
 
 
 @bp.post("/recipe/<config_id>/delete")

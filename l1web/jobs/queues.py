@@ -2,12 +2,20 @@
 
 from __future__ import annotations
 
+import functools
+from typing import TYPE_CHECKING
+
 import redis
 from rq import Callback, Queue
 from rq.job import Job
 from rq.serializers import JSONSerializer
 
 from l1web.engine.canonical import sha3_json
+
+if TYPE_CHECKING:
+    from l1web.runs.service import RunService
+    from l1web.state import StateManager
+    from l1web.store import ContentStore
 
 #: Queue for planning runs (cheap, quick).
 RUNS_QUEUE = "runs"
@@ -56,3 +64,10 @@ def fetch(connection: redis.Redis, job_id: str) -> Job | None:
         return Job.fetch(job_id, connection=connection, serializer=JSONSerializer)
     except NoSuchJobError:
         return None
+
+
+def run_service(state: StateManager, store: ContentStore, connection: redis.Redis) -> RunService:
+    """A `RunService` whose plan jobs go on this connection's queue (the one wiring of the two)."""
+    from l1web.runs.service import RunService
+
+    return RunService(state, store, connection, functools.partial(enqueue_plan, connection))

@@ -253,6 +253,8 @@ def _finish(ctx: JobContext, run: dict, steps: list[dict], states: dict[str, dic
     if StepStatus(output.get("status", StepStatus.FAILED)).done:
         digest = output["output"]
         ctx.state.cache.add_ref(digest, f"run:{run_id}")
+        if run.get("owner"):  # reused from another user's run: the output is this owner's too now
+            ctx.state.cache.grant(digest, run["owner"])
         record = provenance.build(ctx, run, steps, states, digest)
         ctx.state.runs.set_status(run_id, RunStatus.COMPLETED, expected=[RunStatus.RUNNING],
                                   output_hash=digest, finished=time.time(), provenance=record)

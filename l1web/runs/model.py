@@ -40,6 +40,15 @@ class StepStatus(enum.StrEnum):
         return self in (StepStatus.CACHED, StepStatus.COMPLETED, StepStatus.FAILED, StepStatus.SKIPPED)
 
 
-def run_id_for(recipe_id: str, inputs: Mapping[str, str], params: Mapping[str, object]) -> str:
-    """SHA3 of the canonical (recipe id, inputs, parameters): the same submission, the same id."""
+def run_id_for(owner: str, recipe_id: str, inputs: Mapping[str, str], params: Mapping[str, object]) -> str:
+    """SHA3 of the canonical (owner, recipe id, inputs, parameters).
+
+    The same user submitting the same run gets the same id; another user gets a run of their
+    own (which reuses every rendered step: step cache ids name content, not people).
+    """
+    return sha3_json({"owner": owner, "recipe": recipe_id, "inputs": dict(inputs), "params": dict(params)})
+
+
+def legacy_run_id_for(recipe_id: str, inputs: Mapping[str, str], params: Mapping[str, object]) -> str:
+    """The id runs had before owners were part of it; such runs keep it (and their owner)."""
     return sha3_json({"recipe": recipe_id, "inputs": dict(inputs), "params": dict(params)})

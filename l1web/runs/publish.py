@@ -9,21 +9,20 @@ refuses, nothing is marked and the user is told why.
 
 from __future__ import annotations
 
+import http.client
 import json
 import logging
 import time
 
 import redis
-import requests
-import urllib3
 
 from l1web.auth import l2
-from l1web.context import User
 from l1web.errors import BadGateway, Conflict, Forbidden, GatewayTimeout, Unauthorized, Unavailable
 from l1web.runs.model import RunStatus
 from l1web.runs.service import RunService
 from l1web.settings import Settings
 from l1web.state import keys
+from l1web.users import User
 
 log = logging.getLogger(__name__)
 
@@ -57,18 +56,17 @@ def publish(service: RunService, settings: Settings, run_id: str, user: User, to
 
 
 def _post(server: str, token: str, body: dict, timeout: float) -> dict:
+    # The same whole-exchange deadline as sign-in's verify call: an L2 dripping its answer byte
+    # by byte must not hold this request's thread past `timeout` (a read timeout would not stop it).
     try:
-        response = requests.post(f"{server}/publish", json=body, timeout=timeout, allow_redirects=False,
-                                 headers={"Authorization": f"Bearer {token}"}, stream=True)
-        with response:
-            raw = response.raw.read(MAX_ANSWER_BYTES + 1, decode_content=True)
-    except (requests.Timeout, urllib3.exceptions.ReadTimeoutError) as exc:
+        status, raw = l2.exchange(server, "/publish", body, timeout, headers={"Authorization": f"Bearer {token}"},
+                                  max_bytes=MAX_ANSWER_BYTES)
+    except l2.L2Timeout as exc:
         raise GatewayTimeout(f"L2 at {server} did not answer within {timeout:g} s; the run was not published.") \
             from exc
-    except (requests.RequestException, urllib3.exceptions.HTTPError) as exc:
+    except (OSError, http.client.HTTPException) as exc:
         raise Unavailable(f"L2 at {server} is unreachable ({type(exc).__name__}); the run was not published.") \
             from exc
-    status = response.status_code
     try:
         data = json.loads(raw) if len(raw) <= MAX_ANSWER_BYTES else None
     except ValueError:

@@ -6,16 +6,17 @@ import re
 import time
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
+from typing import Protocol
 
 import redis
 
-from l1web.context import User
+from l1web import access
 from l1web.errors import BadRequest, Conflict, NotFound
-from l1web.jobs import queues
 from l1web.recipes import Recipe, RecipeError, effect_recipe, recipe_from_data
-from l1web.runs.model import RunStatus, StepStatus, run_id_for
+from l1web.runs.model import RunStatus, StepStatus, legacy_run_id_for, run_id_for
 from l1web.state import StateManager
 from l1web.store import ContentStore
+from l1web.users import User
 
 DIGEST_RE = re.compile(r"^[0-9a-f]{64}\Z")
 #: Longest output name accepted, in characters.
@@ -75,9 +76,19 @@ def _stored_renders_one_step(run: dict) -> bool:
         return False  # a record without a usable recipe: its plan job will say why
 
 
+class EnqueuePlan(Protocol):
+    """Puts a run's plan job on the queue (the job layer's `enqueue_plan`, bound to its connection)."""
+
+    def __call__(self, run_id: str, attempt: int, *, render_inline: bool = False) -> object: ...
+
+
 class RunService:
-    def __init__(self, state: StateManager, store: ContentStore, rq_connection: redis.Redis) -> None:
+    """Submitting, viewing, cancelling and re-running runs; the job layer is injected, not imported."""
+
+    def __init__(self, state: StateManager, store: ContentStore, rq_connection: redis.Redis,
+                 enqueue_plan: EnqueuePlan) -> None:
         self.state, self.store, self.rq = state, store, rq_connection
+        self.enqueue_plan = enqueue_plan
 
     # Submitting ----------------------------------------------------------------------------
     def resolve_recipe(self, ref: str, user: User, params: Mapping[str, object]) -> tuple[Recipe, str | None]:
@@ -85,7 +96,7 @@ class RunService:
         config_id = ref if DIGEST_RE.fullmatch(ref) else self.state.configs.id_for_name(user.name, ref)
         if config_id:
             config = self.state.configs.get(config_id)
-            if config and self.state.configs.visible_to(config, user.name, user.is_admin):
+            if config and self.state.configs.visible_to(config, user):
                 if params:
                     raise BadRequest("'params' apply to a single effect; put a recipe's parameters in the recipe",
                                      field="params")
@@ -97,9 +108,13 @@ class RunService:
                 raise BadRequest(str(exc), field="params") from None
             raise NotFound(f"no effect or recipe named {ref!r}", field="recipe") from None
 
-    def resolve_input(self, ref: str, field_name: str) -> str:
+    def may_use(self, user: User, digest: str) -> bool:
+        """The one rule (`l1web.access.can_use`) over what the index knows of `digest`."""
+        return access.can_use(user, self.state.cache.access_item(digest, user.name))
+
+    def resolve_input(self, ref: str, field_name: str, user: User) -> str:
         if DIGEST_RE.fullmatch(ref):
-            if not self.state.cache.exists(ref):
+            if not self.may_use(user, ref):  # someone else's private item answers like an unknown one
                 raise NotFound(f"input {ref[:12]}… is not in the cache; upload it first", field=field_name)
             return ref
         digest = self.state.cache.asset(ref)
@@ -108,7 +123,14 @@ class RunService:
                            field=field_name)
         return digest
 
-    def bind(self, recipe: Recipe, inputs: list[str] | dict[str, str]) -> dict[str, str]:
+    def check_fixed_inputs(self, recipe: Recipe, user: User) -> None:
+        """Every hash the recipe itself names must be usable by `user` (at upload and at run time)."""
+        for digest in recipe.fixed_hashes:
+            if not self.may_use(user, digest):
+                raise NotFound(f"recipe input {digest[:12]}… is not in the cache; upload it first",
+                               field="recipe")
+
+    def bind(self, recipe: Recipe, inputs: list[str] | dict[str, str], user: User) -> dict[str, str]:
         names = recipe.variable_inputs
         if isinstance(inputs, list):
             if len(inputs) != len(names):
@@ -120,7 +142,9 @@ class RunService:
         if missing or extra:
             what = f"missing input {missing[0]!r}" if missing else f"unexpected input {extra[0]!r}"
             raise BadRequest(f"{what}; {recipe.name} takes: {', '.join(names) or 'none'}", field="inputs")
-        return {name: self.resolve_input(ref, f"inputs.{name}") for name, ref in inputs.items()}
+        bound = {name: self.resolve_input(ref, f"inputs.{name}", user) for name, ref in inputs.items()}
+        self.check_fixed_inputs(recipe, user)
+        return bound
 
     def submit(self, submission: Submission, user: User, admit: Callable[[], None] | None = None) -> tuple[dict, bool]:
         """Start a run, or return the existing identical one; (run, created).
@@ -129,9 +153,11 @@ class RunService:
         forced re-run), before anything is written: a rate limit raises there and changes nothing.
         """
         recipe, config_id = self.resolve_recipe(submission.recipe, user, submission.params)
-        input_hashes = self.bind(recipe, submission.inputs)
-        run_id = run_id_for(recipe.id, input_hashes, submission.params)
-        existing = self.state.runs.get(run_id)
+        input_hashes = self.bind(recipe, submission.inputs, user)
+        run_id = run_id_for(user.name, recipe.id, input_hashes, submission.params)
+        existing = self.state.runs.get(run_id) or self._legacy_run(user, recipe.id, input_hashes, submission.params)
+        if existing:
+            run_id = existing["id"]
         if existing and not submission.force:
             return existing, False
         if existing:
@@ -151,8 +177,13 @@ class RunService:
             return self.state.runs.get(run_id) or run, False
         if config_id:
             self.state.configs.add_ref(config_id, run_id)
-        queues.enqueue_plan(self.rq, run_id, 1, render_inline=renders_one_step(recipe))
+        self.enqueue_plan(run_id, 1, render_inline=renders_one_step(recipe))
         return self.state.runs.get(run_id) or run, True
+
+    def _legacy_run(self, user: User, recipe_id: str, inputs: Mapping[str, str], params: Mapping) -> dict | None:
+        """This user's identical run under its pre-owner id, if they have one (runs are not rewritten)."""
+        run = self.state.runs.get(legacy_run_id_for(recipe_id, inputs, params))
+        return run if run and run.get("owner") == user.name else None
 
     def _hold_inputs(self, run_id: str, input_hashes: Mapping[str, str]) -> None:
         """Reference every input for `run:<id>` (so none can be deleted), or none of them."""
@@ -171,7 +202,7 @@ class RunService:
     def get(self, run_id: str, user: User) -> dict:
         """The run if this user may see it; the same 404 for unknown and for someone else's."""
         run = self.state.runs.get(run_id) if DIGEST_RE.fullmatch(run_id) else None
-        if run is None or not (user.is_admin or run.get("owner") == user.name):
+        if run is None or not access.owns(user, [run.get("owner") or ""]):
             raise NotFound(f"no run {run_id[:64]!r}")
         return run
 
@@ -232,5 +263,5 @@ class RunService:
         if not self.state.runs.set_status(run_id, RunStatus.PENDING, expected=allowed, attempt=attempt,
                                           error="", output_hash="", finished="", force=force):
             raise Conflict(f"the run is {run['status']}; only failed or cancelled runs can be re-run")
-        queues.enqueue_plan(self.rq, run_id, attempt, render_inline=_stored_renders_one_step(run))
+        self.enqueue_plan(run_id, attempt, render_inline=_stored_renders_one_step(run))
         return self.state.runs.get(run_id) or run

@@ -16,6 +16,7 @@ from dataclasses import asdict, dataclass, fields
 import redis
 import redis.lock
 
+from l1web.access import Item
 from l1web.errors import BadRequest, NotFound
 from l1web.state import keys
 
@@ -196,6 +197,43 @@ class CacheIndex:
         """True when `owner` stored these bytes (first or later: each uploader's index has it)."""
         return self.redis.zscore(keys.cache_owner_index(owner), digest) is not None
 
+    def access_item(self, digest: str, asker: str | None) -> Item:
+        """The facts `l1web.access` decides on, for `asker` (one Redis round trip)."""
+        with self.redis.pipeline(transaction=False) as pipe:
+            pipe.hget(keys.cache_item(digest), "size")
+            pipe.hget(keys.cache_item(digest), "owner")
+            pipe.zscore(keys.cache_owner_index(asker or ""), digest)
+            pipe.hvals(keys.assets())
+            pipe.sismember(keys.cache_published(), digest)
+            pipe.zscore(keys.cache_shared(), digest)
+            size, owner, held, assets, published, shared = pipe.execute()
+        return Item(exists=size is not None, owner=owner or None,
+                    holders=frozenset([asker]) if asker and held is not None else frozenset(),
+                    asset=digest in assets, published=bool(published), shared=shared is not None)
+
+    def grant(self, digest: str, owner: str) -> None:
+        """List an existing item among `owner`'s own (an output their run reused)."""
+        if self.exists(digest):
+            self.redis.zadd(keys.cache_owner_index(owner), {digest: time.time()}, nx=True)
+
+    def set_shared(self, digest: str, shared: bool) -> None:
+        """Share an item with every signed-in user, or stop sharing it."""
+        if shared:
+            created = self.require(digest).created
+            self.redis.zadd(keys.cache_shared(), {digest: created})
+        else:
+            self.redis.zrem(keys.cache_shared(), digest)
+
+    def shared(self, limit: int = MAX_PAGE) -> list[ItemMeta]:
+        """Items shared on purpose, and published ones (public anyway), newest first."""
+        digests = set(self.redis.zrevrange(keys.cache_shared(), 0, limit - 1))
+        digests.update(self.redis.srandmember(keys.cache_published(), limit) or [])
+        metas = [m for m in map(self.get, sorted(digests)) if m is not None]
+        return sorted(metas, key=lambda m: m.created, reverse=True)[:limit]
+
+    def is_shared(self, digest: str) -> bool:
+        return self.redis.zscore(keys.cache_shared(), digest) is not None
+
     def count(self) -> int:
         return int(self.redis.zcard(keys.cache_index()))
 
@@ -244,6 +282,8 @@ class CacheIndex:
         status, *blockers = self._delete(keys=item_keys, args=[digest])
         if int(status) < 0:
             raise NotFound(f"no cached item {digest}")
+        if int(status) == 1:
+            self.redis.zrem(keys.cache_shared(), digest)
         return DeleteOutcome(deleted=int(status) == 1, blockers=tuple(sorted(blockers)))
 
     # References and publication -------------------------------------------------------------

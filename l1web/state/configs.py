@@ -7,6 +7,7 @@ import time
 
 import redis
 
+from l1web.access import can_see_recipe
 from l1web.state import keys
 
 
@@ -35,10 +36,25 @@ class Configs:
             return None
         raw["recipe"] = json.loads(raw["recipe"])
         raw["owners"] = sorted(self.redis.smembers(keys.config_owners(config_id)))
+        raw["shared"] = self.redis.zscore(keys.configs_shared(), config_id) is not None
         return raw
 
-    def visible_to(self, config: dict, user: str | None, is_admin: bool) -> bool:
-        return is_admin or (user is not None and user in config.get("owners", []))
+    def visible_to(self, config: dict, user) -> bool:
+        """Whether `user` may see (and run) this config: the one rule in `l1web.access`."""
+        return can_see_recipe(user, config.get("owners", []), shared=bool(config.get("shared")))
+
+    def set_shared(self, config_id: str, shared: bool) -> None:
+        """Share a config with every signed-in user, or stop sharing it."""
+        if shared:
+            created = float(self.redis.hget(keys.config(config_id), "created") or time.time())
+            self.redis.zadd(keys.configs_shared(), {config_id: created})
+        else:
+            self.redis.zrem(keys.configs_shared(), config_id)
+
+    def shared(self, limit: int = 50) -> list[dict]:
+        """Configs shared on purpose, newest first."""
+        ids = self.redis.zrevrange(keys.configs_shared(), 0, limit - 1)
+        return [c for c in (self.get(i) for i in ids) if c]
 
     def id_for_name(self, owner: str, name: str) -> str | None:
         return self.redis.hget(keys.config_names(owner), name)
@@ -86,3 +102,4 @@ class Configs:
         if self.redis.smembers(keys.config_owners(config_id)) <= {owner}:
             pipe.delete(keys.config(config_id), keys.config_owners(config_id))
             pipe.zrem(keys.configs_index(), config_id)
+            pipe.zrem(keys.configs_shared(), config_id)

@@ -46,6 +46,11 @@ def cache_published() -> str:
     return f"{PREFIX}cache:published"
 
 
+def cache_shared() -> str:
+    """Sorted set: digests their owners shared with every signed-in user, scored by creation time."""
+    return f"{PREFIX}cache:shared"
+
+
 def cache_lock(digest: str) -> str:
     """Lock (SET NX PX): held while an item's file and index entry change together."""
     return f"{PREFIX}cache:lock:{digest}"
@@ -138,6 +143,11 @@ def configs_by_user(username: str) -> str:
 def config_owners(config_id: str) -> str:
     """Set: users who uploaded this (canonical) recipe; each sees it as their own."""
     return f"{PREFIX}config:{config_id}:owners"
+
+
+def configs_shared() -> str:
+    """Sorted set: config ids an owner shared with every signed-in user, scored by creation time."""
+    return f"{PREFIX}configs:shared"
 
 
 def config_names(username: str) -> str:

@@ -113,6 +113,10 @@ def _decode(raw: Mapping[str, str]) -> dict:
     return out
 
 
+#: Statuses of runs that may still need content (their names in `runs/model.py:RunStatus`).
+LIVE_STATUSES = ("pending", "running")
+
+
 class Runs:
     """Typed access to run records, their indexes and their steps."""
 
@@ -175,6 +179,21 @@ class Runs:
             index = keys.runs_index()
         total, records = self._page(keys=[index], args=[offset, offset + limit - 1, *HEAVY_FIELDS])
         return [_decode(raw) for raw in json.loads(records)], int(total)
+
+    def live_run_needs(self, digest: str) -> bool:
+        """True when a pending or running run has `digest` as an input, a SOURCE or a step output:
+        what a remote worker may fetch. Scans only live runs, which are few."""
+        prefix = keys.run("")
+        for status in LIVE_STATUSES:
+            for key in self.redis.zrange(keys.runs_by_status(status), 0, -1):
+                run_id = key[len(prefix):]
+                if digest in json.loads(self.redis.hget(key, "input_hashes") or "{}").values():
+                    return True
+                if any(step.get("cache_id") == digest for step in self.steps(run_id)):
+                    return True
+                if any(state.get("output") == digest for state in self.step_states(run_id).values()):
+                    return True
+        return False
 
     def count_by_status(self, statuses: Iterable[str]) -> dict[str, int]:
         with self.redis.pipeline() as pipe:

@@ -1,0 +1,56 @@
+"""The web layer: the Flask application factory and what only the web app uses."""
+
+from __future__ import annotations
+
+import logging
+
+from flask import Flask
+
+from l1web import __version__, auth
+from l1web.context import L1
+from l1web.settings import Settings
+from l1web.state import StateManager
+from l1web.web import errors
+
+#: Largest request body of any route but the uploads, in bytes: recipes (256 KiB), JSON bodies
+#: (256 KiB) and forms fit; werkzeug refuses more (413) before reading it, whether or not a
+#: Content-Length was sent. Upload routes raise the cap for their own request.
+MAX_REQUEST_BYTES = 1024 * 1024
+
+
+def create_app(settings: Settings | None = None, *, state: StateManager | None = None) -> Flask:
+    """Build the web app; nothing is started or connected at import time."""
+    settings = settings or Settings.from_env()
+    # Named for the package, so templates and static files resolve from l1web/, not l1web/web/.
+    app = Flask("l1web")
+    app.config.update(
+        SECRET_KEY=settings.resolved_secret_key(),
+        TESTING=settings.testing,
+        # Uploads stream to disk through our own reader and lift this cap per request.
+        MAX_CONTENT_LENGTH=MAX_REQUEST_BYTES,
+        MAX_FORM_MEMORY_SIZE=1024 * 1024,
+        JSON_SORT_KEYS=False,
+        SESSION_COOKIE_HTTPONLY=True,
+        SESSION_COOKIE_SAMESITE="Lax",
+        SESSION_COOKIE_SECURE=settings.l1_public_url.startswith("https://"),
+    )
+    logging.basicConfig(level=logging.INFO, format="%(asctime)s %(levelname)s %(name)s %(message)s")
+    L1.create(app, settings, state or StateManager.from_url(settings.redis_url))
+    errors.init_app(app)
+    auth.init_app(app)
+
+    from l1web.blueprints import register_all
+
+    register_all(app)
+    app.context_processor(_template_globals)
+    return app
+
+
+#: The navigation bar: (path, label).
+NAV_LINKS = (("/", "Home"), ("/runs", "Runs"), ("/recipes", "Recipes"), ("/media", "Media"))
+
+
+def _template_globals() -> dict:
+    from l1web.context import current_user
+
+    return {"current_user": current_user, "nav_links": NAV_LINKS, "l1_version": __version__}

@@ -1,0 +1,26 @@
+"""How waitress serves L1 (`python app.py`): one place, so tests serve the app the same way."""
+
+from __future__ import annotations
+
+from l1web.settings import Settings
+
+
+def waitress_options(settings: Settings) -> dict:
+    """Keyword arguments for `waitress.serve` / `create_server`, from the settings."""
+    options: dict = {
+        "host": settings.host, "port": settings.port, "ident": "L1",
+        "threads": 8,
+        # Many clients poll status fragments at once: accept them rather than queue at 100.
+        "connection_limit": 500,
+        # Read uploads in 1 MiB slices (waitress's 8 KiB default caps loopback upload speed).
+        "recv_bytes": 1024 * 1024,
+        # Waitress refuses a larger body itself; let the app's own limit (a clear 413) decide.
+        "max_request_body_size": settings.max_upload_bytes + 1024 * 1024,
+    }
+    if settings.trusted_proxy:
+        # Waitress's own proxy handling, not a ProxyFix on every peer: forwarded headers are believed
+        # only from this address (one hop) and dropped from everyone else, so no client can pick
+        # its own address to dodge the per-address rate limits.
+        options.update(trusted_proxy=settings.trusted_proxy, trusted_proxy_count=1,
+                       trusted_proxy_headers={"x-forwarded-for", "x-forwarded-proto"})
+    return options
