@@ -4,19 +4,27 @@ VENV := .venv
 PY := $(VENV)/bin/python
 VENDOR := l1web/static/vendor
 
-.PHONY: setup run test lint bench clean
+.PHONY: setup run test lint bench clean lock
 
 setup: $(VENV)/.installed $(VENDOR)/.installed
 
-$(VENV)/.installed: requirements.txt requirements-dev.txt
+# Every package, transitive ones too, comes from the lock with its hash (see README, "Dependencies").
+$(VENV)/.installed: requirements-dev.lock
 	$(PYTHON) -m venv $(VENV)
-	$(PY) -m pip install -q --upgrade pip
-	$(PY) -m pip install -q -r requirements-dev.txt
+	$(PY) -m pip install -q --require-hashes --no-deps -r requirements-dev.lock
 	touch $@
 
+# Regenerate the locks after editing requirements.txt or requirements-dev.txt.
+lock:
+	$(PYTHON) -m venv .lock-venv
+	.lock-venv/bin/pip install -q pip-tools==7.7.0
+	.lock-venv/bin/pip-compile -q --generate-hashes --allow-unsafe --strip-extras -o requirements.lock requirements.txt
+	.lock-venv/bin/pip-compile -q --generate-hashes --allow-unsafe --strip-extras -o requirements-dev.lock requirements-dev.txt
+	rm -rf .lock-venv
+
 # Front-end assets come from their npm packages (versions pinned in package.json), never a CDN.
-$(VENDOR)/.installed: package.json
-	npm install --no-audit --no-fund --loglevel=error
+$(VENDOR)/.installed: package.json package-lock.json
+	npm ci --no-audit --no-fund --loglevel=error
 	mkdir -p $(VENDOR)/swagger-ui
 	cp node_modules/htmx.org/dist/htmx.min.js $(VENDOR)/
 	cp node_modules/swagger-ui-dist/swagger-ui.css node_modules/swagger-ui-dist/swagger-ui-bundle.js \
@@ -26,7 +34,10 @@ $(VENDOR)/.installed: package.json
 run: setup
 	$(PY) -m l1web.launcher
 
+# The tests use real redis-server, ffmpeg/ffprobe and chromium: the script installs them
+# (root with apt) or names the packages and stops, before any test runs.
 test: setup
+	devtools/ensure-test-tools.sh
 	$(PY) -m pytest -q
 
 lint: setup

@@ -125,6 +125,21 @@ def benchmark() -> list[dict]:
     return rows
 
 
+#: L1's step may cost at most this much more than the bare command it wraps.
+GOAL_RATIO = "< 1.2"
+
+
+def rows() -> list[dict]:
+    """`make bench`'s rows (bench/run.py): each effect's L1 step beside its bare command."""
+    width, height = CLIP_SIZE
+    clip = f"{width}x{height} {CLIP_SECONDS} s"
+    return [
+        {"benchmark": f"effect {r['effect']} ({clip})", "l1": r["l1_s"], "baseline": r["bare_s"],
+         "ratio": r["ratio"], "goal": GOAL_RATIO, "unit": "s (baseline: bare ffmpeg/pipe)"}
+        for r in benchmark()
+    ]
+
+
 def report(rows: list[dict]) -> None:
     width, height = CLIP_SIZE
     print(f"{width}x{height}, {CLIP_SECONDS} s at {CLIP_FPS} fps, best of {REPEATS}")

@@ -49,29 +49,39 @@ class FFmpegError(RuntimeError):
     """ffmpeg or ffprobe failed, timed out, or is missing."""
 
 
+#: Where the ffmpeg binary came from, as provenance records it.
+SOURCE_SETTING, SOURCE_SYSTEM, SOURCE_WHEEL = "FFMPEG setting", "system", "imageio-ffmpeg"
+#: The one line a machine without any ffmpeg gets, naming both ways to get one.
+MISSING_FFMPEG = "ffmpeg not found: install the ffmpeg package (apt-get install ffmpeg) or pip install imageio-ffmpeg"
+#: The PyAV prober run as a script (not `-m l1web…`, which would import the web app's packages).
+AVPROBE = Path(__file__).with_name("avprobe.py")
+
+
 @functools.cache
-def ffmpeg_exe() -> str:
-    """The ffmpeg binary: `FFMPEG` from the environment, the system one, or imageio-ffmpeg's."""
-    found = os.environ.get("FFMPEG") or shutil.which("ffmpeg")
-    if found:
-        return found
+def ffmpeg_source() -> tuple[str, str]:
+    """(path, where it came from): `FFMPEG` from the environment, the system's, or imageio-ffmpeg's."""
+    if os.environ.get("FFMPEG"):
+        return os.environ["FFMPEG"], SOURCE_SETTING
+    system = shutil.which("ffmpeg")
+    if system:
+        return system, SOURCE_SYSTEM
     try:
         import imageio_ffmpeg  # type: ignore[import-not-found]
-    except ImportError as exc:  # pragma: no cover - depends on the machine
-        raise FFmpegError("ffmpeg not found: install ffmpeg or imageio-ffmpeg") from exc
-    return str(imageio_ffmpeg.get_ffmpeg_exe())
+
+        return str(imageio_ffmpeg.get_ffmpeg_exe()), SOURCE_WHEEL
+    except (ImportError, RuntimeError) as exc:  # pragma: no cover - depends on the machine
+        raise FFmpegError(MISSING_FFMPEG) from exc
+
+
+def ffmpeg_exe() -> str:
+    """The ffmpeg binary (see `ffmpeg_source`)."""
+    return ffmpeg_source()[0]
 
 
 @functools.cache
-def ffprobe_exe() -> str:
-    """The ffprobe binary: `FFPROBE`, or the one beside ffmpeg, or the system one."""
-    found = os.environ.get("FFPROBE") or shutil.which("ffprobe")
-    if found:
-        return found
-    beside = Path(ffmpeg_exe()).with_name("ffprobe")
-    if beside.exists():
-        return str(beside)
-    raise FFmpegError("ffprobe not found: install the ffmpeg system package")
+def ffprobe_exe() -> str | None:
+    """The ffprobe binary: `FFPROBE`, or the system one; None means probe with PyAV instead."""
+    return os.environ.get("FFPROBE") or shutil.which("ffprobe")
 
 
 @functools.cache
@@ -136,13 +146,16 @@ def ffmpeg(*args: str, timeout: float = RENDER_TIMEOUT) -> bytes:
 
 
 def probe(path: Path, *, timeout: float = PROBE_TIMEOUT, safe: bool = False) -> dict:
-    """ffprobe's JSON (format and streams) for a local file; `safe` adds the demuxer allow-list."""
-    flags = MEDIA_INPUT_FLAGS if safe else INPUT_FLAGS
-    out = run(
-        [
-            ffprobe_exe(), "-v", "error", *flags,
-            "-show_format", "-show_streams", "-of", "json", str(path),
-        ],
-        timeout=timeout,
-    )
-    return json.loads(out or b"{}")
+    """ffprobe's JSON (format and streams) for a local file; `safe` adds the demuxer allow-list.
+
+    Without an ffprobe binary (a pip-only install), PyAV prints the same fields in the same
+    shape, in a child process bounded by the same timeout (l1web.engine.avprobe).
+    """
+    exe = ffprobe_exe()
+    if exe is None:
+        formats = ["--formats", SAFE_DEMUXERS] if safe else []
+        args = [sys.executable, str(AVPROBE), "--protocols", PROTOCOLS, *formats, str(path)]
+    else:
+        flags = MEDIA_INPUT_FLAGS if safe else INPUT_FLAGS
+        args = [exe, "-v", "error", *flags, "-show_format", "-show_streams", "-of", "json", str(path)]
+    return json.loads(run(args, timeout=timeout) or b"{}")

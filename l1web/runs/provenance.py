@@ -31,7 +31,24 @@ def tool_versions() -> dict:
         versions["ffmpeg"] = first.split(" version ")[1].split()[0] if " version " in first else first
     except (ffmpeg.FFmpegError, OSError, IndexError):
         versions["ffmpeg"] = None
+    versions["ffmpeg_source"] = _ffmpeg_source()
+    versions["probe"] = "ffprobe" if ffmpeg.ffprobe_exe() else "pyav " + _package_version("av")
     return versions
+
+
+def _ffmpeg_source() -> str | None:
+    """Which ffmpeg rendered: "system", "imageio-ffmpeg" or "FFMPEG setting"."""
+    try:
+        return ffmpeg.ffmpeg_source()[1]
+    except ffmpeg.FFmpegError:
+        return None
+
+
+def _package_version(name: str) -> str:
+    try:
+        return importlib.metadata.version(name)
+    except importlib.metadata.PackageNotFoundError:
+        return "?"
 
 
 @functools.cache

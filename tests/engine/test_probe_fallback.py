@@ -1,0 +1,89 @@
+"""Probing without ffprobe (PyAV, l1web.engine.avprobe) gives the engine what ffprobe gives it.
+
+Media is generated with the real ffmpeg; each file is probed twice through `ffmpeg.probe`: once
+with the ffprobe binary, once with it hidden (so the PyAV child runs). The fields the engine
+reads must be identical, and so must everything derived from them (detected facts, clip info),
+so cache ids and analysis results do not depend on which prober a machine has.
+"""
+
+from __future__ import annotations
+
+import pytest
+
+from l1web.engine import avprobe, ffmpeg
+from l1web.engine.media import detect
+from l1web.engine.steps.job import clip_info
+from tests.engine.conftest import make
+
+#: (file name, ffmpeg arguments): a video with audio, a rotated one, VP9 in WebM, audio, an image.
+MEDIA = {
+    "av.mp4": ("-f", "lavfi", "-i", "testsrc2=size=160x120:rate=25:duration=2", "-f", "lavfi",
+               "-i", "sine=frequency=440:duration=2", "-c:v", "libx264", "-pix_fmt", "yuv420p",
+               "-c:a", "aac", "-shortest", "-movflags", "+faststart"),
+    "rate.mp4": ("-f", "lavfi", "-i", "testsrc2=size=96x64:rate=30000/1001:duration=1", "-c:v", "libx264",
+                 "-pix_fmt", "yuv420p"),
+    "vp9.webm": ("-f", "lavfi", "-i", "testsrc2=size=64x48:rate=10:duration=1", "-c:v", "libvpx-vp9"),
+    "tone.wav": ("-f", "lavfi", "-i", "sine=frequency=220:duration=1.5"),
+    "tone.m4a": ("-f", "lavfi", "-i", "sine=frequency=220:duration=1.5", "-c:a", "aac"),
+    "still.png": ("-f", "lavfi", "-i", "testsrc2=size=64x48", "-frames:v", "1"),
+}
+
+
+@pytest.fixture(scope="module")
+def media(tmp_path_factory) -> dict:
+    root = tmp_path_factory.mktemp("probe")
+    files = {name: make(root / name, *args) for name, args in MEDIA.items()}
+    rotated = root / "rotated.mp4"
+    ffmpeg.run([ffmpeg.ffmpeg_exe(), "-v", "error", "-y", "-i", str(files["av.mp4"]), "-metadata:s:v:0", "rotate=90",
+                "-c", "copy", str(rotated)], timeout=30)
+    files["rotated.mp4"] = rotated
+    return files
+
+
+@pytest.fixture
+def without_ffprobe(monkeypatch):
+    """Make `ffmpeg.probe` take the PyAV path, as on a machine with only imageio-ffmpeg."""
+    monkeypatch.setattr(ffmpeg, "ffprobe_exe", lambda: None)
+
+
+def _both(path, monkeypatch, *, safe: bool) -> tuple[dict, dict]:
+    assert ffmpeg.ffprobe_exe(), "ffprobe is installed by devtools/ensure-test-tools.sh"
+    with_ffprobe = ffmpeg.probe(path, safe=safe)
+    with monkeypatch.context() as patch:
+        patch.setattr(ffmpeg, "ffprobe_exe", lambda: None)
+        with_pyav = ffmpeg.probe(path, safe=safe)
+    return with_ffprobe, with_pyav
+
+
+@pytest.mark.parametrize("name", [*MEDIA, "rotated.mp4"])
+def test_fallback_probe_matches_ffprobe(media, monkeypatch, name):
+    ffprobe_result, pyav_result = _both(media[name], monkeypatch, safe=True)
+    assert avprobe.engine_view(pyav_result) == avprobe.engine_view(ffprobe_result)
+    assert pyav_result["streams"], "a real probe result, not an empty one"
+
+
+def test_rotation_is_read(media, without_ffprobe):
+    data = ffmpeg.probe(media["rotated.mp4"], safe=True)
+    assert avprobe.engine_view(data)["streams"][0]["rotation"] in (90, -90)
+
+
+@pytest.mark.parametrize("name", ["av.mp4", "rate.mp4", "tone.wav", "vp9.webm"])
+def test_detected_facts_and_clip_info_match(media, monkeypatch, name):
+    facts, clip = detect(media[name]), clip_info(media[name])
+    monkeypatch.setattr(ffmpeg, "ffprobe_exe", lambda: None)
+    assert detect(media[name]) == facts
+    assert clip_info(media[name]) == clip
+
+
+def test_fallback_keeps_the_demuxer_allow_list(tmp_path, without_ffprobe):
+    nut = make(tmp_path / "clip.nut", "-f", "lavfi", "-i", "testsrc2=size=64x48:duration=0.2", "-f", "nut")
+    with pytest.raises(ffmpeg.FFmpegError):
+        ffmpeg.probe(nut, safe=True)
+    assert ffmpeg.probe(nut)["streams"][0]["codec_type"] == "video"
+
+
+def test_fallback_error_on_garbage_is_an_ffmpeg_error(tmp_path, without_ffprobe):
+    junk = tmp_path / "junk.mp4"
+    junk.write_bytes(b"\x00not media at all" * 64)
+    with pytest.raises(ffmpeg.FFmpegError):
+        ffmpeg.probe(junk, safe=True)
