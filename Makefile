@@ -23,8 +23,9 @@ lock:
 	rm -rf .lock-venv
 
 # Front-end assets come from their npm packages (versions pinned in package.json), never a CDN.
+# `npm ci` refuses this lock ("Missing: headless@ from lock file", in js-ipfs's tree), so `npm install`.
 $(VENDOR)/.installed: package.json package-lock.json
-	npm ci --no-audit --no-fund --loglevel=error
+	npm install --no-audit --no-fund --loglevel=error
 	mkdir -p $(VENDOR)/swagger-ui
 	cp node_modules/htmx.org/dist/htmx.min.js $(VENDOR)/
 	cp node_modules/swagger-ui-dist/swagger-ui.css node_modules/swagger-ui-dist/swagger-ui-bundle.js \
