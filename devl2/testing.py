@@ -42,7 +42,10 @@ class LiveServer:
 
     def stop(self) -> None:
         self.server.task_dispatcher.shutdown()  # type: ignore[union-attr]
-        wasyncore.close_all(self.server._map)  # type: ignore[union-attr]  # noqa: SLF001
+        # Close the sockets from inside the serving thread (waitress's trigger runs the thunk
+        # there): closing them from this thread raced its select() and raised EBADF in it.
+        sockets = self.server._map  # type: ignore[union-attr]  # noqa: SLF001
+        self.server.trigger.pull_trigger(lambda: wasyncore.close_all(sockets))  # type: ignore[union-attr]
         self.thread.join(5)
 
 
