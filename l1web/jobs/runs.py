@@ -3,8 +3,9 @@
 Flow: `plan_run` (one job) analyzes and plans the run's DAG and writes its steps; `advance`
 then enqueues every step whose inputs are ready. Each `execute_step` job reuses a recorded
 result when there is one, or claims the step's cache id, renders it and records the output;
-then it calls `advance` again. Steps move between states only by compare-and-set, so workers
-racing on the same run enqueue each step once and finish the run once. Failure callbacks
+then it calls `advance` again. Steps and runs change status only by the events of
+`l1web/lifecycle.py`, each a compare-and-set in Redis, so workers racing on the same run
+enqueue each step once and finish the run once. Failure callbacks
 (which RQ also fires for jobs whose worker died) mark the step failed and advance the run, so
 a run never stays "running" with nobody working on it.
 """
@@ -21,6 +22,7 @@ from pathlib import Path
 import redis
 from rq import get_current_job
 
+from l1web import lifecycle
 from l1web.engine.analysis import analyze
 from l1web.engine.plan import plan as plan_dag
 from l1web.engine.steps import run_step
@@ -28,9 +30,10 @@ from l1web.ipfs import fetch, pinning
 from l1web.jobs import queues
 from l1web.jobs.context import JobContext, JobLogAdapter, job_context
 from l1web.jobs.steplog import step_finished
+from l1web.lifecycle import RunEvent, StepEvent
 from l1web.recipes.parse import bind_inputs, recipe_from_data
 from l1web.runs import provenance
-from l1web.runs.model import RunStatus, StepStatus
+from l1web.status import RunStatus, StepStatus
 
 log = logging.getLogger(__name__)
 
@@ -54,8 +57,7 @@ def plan_run(run_id: str, render_inline: bool = False) -> dict:
     jlog = JobLogAdapter(log, {"run": run_id, "job": job.id if job else "-"})
     runs = ctx.state.runs
     run = runs.get(run_id)
-    if run is None or not runs.set_status(run_id, RunStatus.RUNNING, expected=[RunStatus.PENDING],
-                                          started=time.time()):
+    if run is None or not runs.transition(run_id, RunEvent.START, started=time.time()):
         jlog.info("run is not pending any more; nothing to plan")
         return {"planned": False}
     try:
@@ -79,10 +81,12 @@ def plan_run(run_id: str, render_inline: bool = False) -> dict:
 def _initial_state(ctx: JobContext, step: dict) -> dict:
     """SOURCE steps are their input files: already there (cached) or missing (failed)."""
     if step["type"] != "SOURCE":
-        return {"status": StepStatus.PENDING}
-    if fetch.has(ctx, step["cache_id"]):  # on this host, or fetched from L1/IPFS (workers elsewhere)
-        return {"status": StepStatus.CACHED, "output": step["cache_id"], "duration": 0}
-    return {"status": StepStatus.FAILED, "error": f"input {step['cache_id'][:12]}… is no longer in the cache"}
+        return {"status": lifecycle.initial(step, False)}
+    # On this host, or fetched from L1/IPFS (workers elsewhere).
+    status = lifecycle.initial(step, fetch.has(ctx, step["cache_id"]))
+    if status == StepStatus.CACHED:
+        return {"status": status, "output": step["cache_id"], "duration": 0}
+    return {"status": status, "error": f"input {step['cache_id'][:12]}… is no longer in the cache"}
 
 
 def execute_step(run_id: str, step_id: str) -> dict:
@@ -94,11 +98,9 @@ def execute_step(run_id: str, step_id: str) -> dict:
     runs = ctx.state.runs
     run, steps, states = runs.snapshot(run_id)
     if run is None or run["status"] != RunStatus.RUNNING:
-        runs.update_step(run_id, step_id, expected=[StepStatus.QUEUED], status=StepStatus.SKIPPED,
-                         error="run is no longer running")
+        runs.step_transition(run_id, step_id, StepEvent.SKIP, error="run is no longer running")
         return {"status": "skipped"}
-    if not runs.update_step(run_id, step_id, expected=[StepStatus.QUEUED], status=StepStatus.RUNNING,
-                            started=time.time(), job_id=job_id):
+    if not runs.step_transition(run_id, step_id, StepEvent.START, started=time.time(), job_id=job_id):
         return {"status": "not-queued"}
     step = next(s for s in steps if s["step_id"] == step_id)
     # The inputs were final before this step was queued, so this snapshot has their outputs.
@@ -107,17 +109,17 @@ def execute_step(run_id: str, step_id: str) -> dict:
     try:
         digest, cached = _produce(ctx, run, step, job_id, jlog, inputs=input_digests)
     except Exception as exc:
-        runs.update_step(run_id, step_id, expected=[StepStatus.RUNNING], status=StepStatus.FAILED,
-                         error=_short(exc), finished=time.time(),
-                         duration=round(time.monotonic() - started, 3))
+        runs.step_transition(run_id, step_id, StepEvent.FAIL, error=_short(exc), finished=time.time(),
+                             duration=round(time.monotonic() - started, 3))
         jlog.warning("step %s failed: %s", step_id, _short(exc))
         step_finished(ctx.state.redis, run_id, job_id, step, outcome=StepStatus.FAILED,
                       seconds=time.monotonic() - started)
         advance(ctx, run_id)
         raise
-    status = StepStatus.CACHED if cached else StepStatus.COMPLETED
-    runs.update_step(run_id, step_id, expected=[StepStatus.RUNNING], status=status, output=digest,
-                     finished=time.time(), duration=round(time.monotonic() - started, 3))
+    event = StepEvent.REUSE if cached else StepEvent.SUCCEED
+    status = lifecycle.target(event)
+    runs.step_transition(run_id, step_id, event, output=digest, finished=time.time(),
+                         duration=round(time.monotonic() - started, 3))
     ctx.state.cache.incr("cache_hits" if cached else "cache_misses")
     step_finished(ctx.state.redis, run_id, job_id, step, outcome=status, seconds=time.monotonic() - started)
     jlog.info("step %s %s → %s", step_id, status, digest[:12])
@@ -217,18 +219,14 @@ def advance(ctx: JobContext, run_id: str, *, keep: int = 0) -> list[str]:
     kept: list[str] = []
     for step in steps:
         sid = step["step_id"]
-        if states[sid]["status"] != StepStatus.PENDING:
-            continue
-        ready = all(StepStatus(states[dep]["status"]).done for dep in step["inputs"])
-        if ready and runs.update_step(run_id, sid, expected=[StepStatus.PENDING], status=StepStatus.QUEUED):
-            states[sid] = {**states[sid], "status": StepStatus.QUEUED}
+        if lifecycle.ready(step, states) and runs.step_transition(run_id, sid, StepEvent.ENQUEUE):
+            states[sid] = {**states[sid], "status": lifecycle.target(StepEvent.ENQUEUE)}
             if len(kept) < keep:
                 kept.append(sid)
             else:
                 queues.enqueue_step(ctx.rq_connection, run_id, sid, attempt)
-    if any(not StepStatus(s["status"]).final for s in states.values()):
-        return kept
-    _finish(ctx, run, steps, states)
+    if lifecycle.settled(states):
+        _finish(ctx, run, steps, states)
     return kept
 
 
@@ -237,39 +235,32 @@ def _skip_blocked(runs, run_id: str, steps: list[dict], states: dict[str, dict])
     # Steps are in level order, so one pass carries a failure down the whole graph.
     for step in steps:
         sid = step["step_id"]
-        if states[sid]["status"] != StepStatus.PENDING:
+        blocked = lifecycle.blocked_by(step, states)
+        if blocked is None:
             continue
-        blocked = [dep for dep in step["inputs"]
-                   if states[dep]["status"] in (StepStatus.FAILED, StepStatus.SKIPPED)]
-        error = f"input step {blocked[0]!r} did not complete" if blocked else ""
-        if blocked and runs.update_step(run_id, sid, expected=[StepStatus.PENDING], status=StepStatus.SKIPPED,
-                                        error=error):
-            states[sid] = {**states[sid], "status": StepStatus.SKIPPED, "error": error}
+        error = f"input step {blocked!r} did not complete"
+        if runs.step_transition(run_id, sid, StepEvent.SKIP, error=error):
+            states[sid] = {**states[sid], "status": lifecycle.target(StepEvent.SKIP), "error": error}
 
 
 def _finish(ctx: JobContext, run: dict, steps: list[dict], states: dict[str, dict]) -> None:
     run_id = run["id"]
-    output = states.get(run.get("output_step", ""), {})
-    if StepStatus(output.get("status", StepStatus.FAILED)).done:
-        digest = output["output"]
+    end = lifecycle.outcome(run.get("output_step", ""), states, order=[s["step_id"] for s in steps])
+    if end.event == RunEvent.COMPLETE:
+        digest = end.output
         ctx.state.cache.add_ref(digest, f"run:{run_id}")
         if run.get("owner"):  # reused from another user's run: the output is this owner's too now
             ctx.state.cache.grant(digest, run["owner"])
         record = provenance.build(ctx, run, steps, states, digest)
-        ctx.state.runs.set_status(run_id, RunStatus.COMPLETED, expected=[RunStatus.RUNNING],
-                                  output_hash=digest, finished=time.time(), provenance=record)
-        pinning.after_run(ctx, run_id)  # IPFS add+pin when enabled; never fails the run
+        if ctx.state.runs.transition(run_id, RunEvent.COMPLETE, output_hash=digest, finished=time.time(),
+                                     provenance=record):
+            pinning.after_run(ctx, run_id)  # IPFS add+pin when enabled; never fails the run
         return
-    failed = [(sid, s) for sid, s in states.items() if s["status"] == StepStatus.FAILED]
-    reason = f"step {failed[0][0]!r} failed: {failed[0][1].get('error', 'unknown error')}" if failed \
-        else "the output step did not complete"
-    ctx.state.runs.set_status(run_id, RunStatus.FAILED, expected=[RunStatus.RUNNING],
-                              error=reason[:MAX_ERROR], finished=time.time())
+    ctx.state.runs.transition(run_id, RunEvent.FAIL, error=end.reason[:MAX_ERROR], finished=time.time())
 
 
 def fail_run(ctx: JobContext, run_id: str, reason: str) -> None:
-    ctx.state.runs.set_status(run_id, RunStatus.FAILED, expected=[RunStatus.PENDING, RunStatus.RUNNING],
-                              error=reason[:MAX_ERROR], finished=time.time())
+    ctx.state.runs.transition(run_id, RunEvent.FAIL, error=reason[:MAX_ERROR], finished=time.time())
 
 
 def on_plan_failure(job, connection, exc_type, exc_value, tb) -> None:
@@ -283,8 +274,8 @@ def on_plan_failure(job, connection, exc_type, exc_value, tb) -> None:
     rendering = [sid for sid, s in ctx.state.runs.step_states(run_id).items()
                  if s.get("status") == StepStatus.RUNNING and s.get("job_id") == job.id]
     for step_id in rendering:
-        ctx.state.runs.update_step(run_id, step_id, expected=[StepStatus.RUNNING], status=StepStatus.FAILED,
-                                   error=_describe(exc_type, exc_value), finished=time.time())
+        ctx.state.runs.step_transition(run_id, step_id, StepEvent.FAIL, error=_describe(exc_type, exc_value),
+                                       finished=time.time())
     if rendering:
         advance(ctx, run_id)
     fail_run(ctx, run_id, f"planning failed: {_describe(exc_type, exc_value)}")
@@ -294,9 +285,13 @@ def on_step_failure(job, connection, exc_type, exc_value, tb) -> None:
     """RQ failure callback: also fired when the worker running the step died or was stopped."""
     ctx = job_context()
     run_id, step_id = job.args
-    ctx.state.runs.update_step(run_id, step_id, expected=[StepStatus.QUEUED, StepStatus.RUNNING],
-                               status=StepStatus.FAILED, error=_describe(exc_type, exc_value),
-                               finished=time.time())
+    run = ctx.state.runs.get(run_id)
+    if run is not None and run.get("status") == RunStatus.CANCELLED:  # stopped because the run was
+        ctx.state.runs.step_transition(run_id, step_id, StepEvent.CANCEL, error="run cancelled",
+                                       finished=time.time())
+        return
+    ctx.state.runs.step_transition(run_id, step_id, StepEvent.FAIL, error=_describe(exc_type, exc_value),
+                                   finished=time.time())
     advance(ctx, run_id)
 
 

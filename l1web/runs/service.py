@@ -10,8 +10,9 @@ from typing import Protocol
 
 import redis
 
-from l1web import access
+from l1web import access, lifecycle
 from l1web.errors import BadRequest, Conflict, NotFound
+from l1web.lifecycle import RunEvent, StepEvent
 from l1web.recipes.parse import Recipe, RecipeError, effect_recipe, recipe_from_data
 from l1web.runs.model import RunStatus, StepStatus, legacy_run_id_for, run_id_for
 from l1web.state import StateManager
@@ -229,10 +230,9 @@ class RunService:
 
     def cancel(self, run_id: str, user: User) -> dict:
         run = self.get(run_id, user)
-        if not self.state.runs.set_status(run_id, RunStatus.CANCELLED,
-                                          expected=[RunStatus.PENDING, RunStatus.RUNNING],
-                                          error="cancelled by the user", finished=time.time()):
-            raise Conflict(f"the run is {run['status']}; only pending or running runs can be cancelled")
+        if not self.state.runs.transition(run_id, RunEvent.CANCEL, error="cancelled by the user",
+                                          finished=time.time()):
+            raise Conflict(f"the run is {run['status']}; only pending, running or paused runs can be cancelled")
         self._stop_steps(run_id)
         return self.state.runs.get(run_id) or run
 
@@ -241,9 +241,8 @@ class RunService:
 
         for step_id, step in self.state.runs.step_states(run_id).items():
             status = step.get("status")
-            if status in (StepStatus.PENDING, StepStatus.QUEUED):
-                self.state.runs.update_step(run_id, step_id, expected=[status], status=StepStatus.SKIPPED,
-                                            error="run cancelled")
+            if lifecycle.allowed(status, StepEvent.SKIP):
+                self.state.runs.step_transition(run_id, step_id, StepEvent.SKIP, error="run cancelled")
             elif status == StepStatus.RUNNING and step.get("job_id"):
                 try:
                     send_stop_job_command(self.rq, step["job_id"])
@@ -256,11 +255,11 @@ class RunService:
         if run.get("published") == "1":
             # Its output and provenance are on L2 as they are: a new render would change them.
             raise Conflict("the run's output has been published to L2; it cannot be rendered again")
-        allowed = [RunStatus.FAILED, RunStatus.CANCELLED] + ([RunStatus.COMPLETED] if force else [])
+        event = RunEvent.FORCE_RERUN if force else RunEvent.RERUN
         attempt = int(run.get("attempt") or 1) + 1
-        if admit is not None and run["status"] in allowed:
+        if admit is not None and lifecycle.allowed(run["status"], event):
             admit()
-        if not self.state.runs.set_status(run_id, RunStatus.PENDING, expected=allowed, attempt=attempt,
+        if not self.state.runs.transition(run_id, event, attempt=attempt,
                                           error="", output_hash="", finished="", force=force):
             raise Conflict(f"the run is {run['status']}; only failed or cancelled runs can be re-run")
         self.enqueue_plan(run_id, attempt, render_inline=_stored_renders_one_step(run))

@@ -14,6 +14,8 @@ from collections.abc import Iterable, Mapping
 
 import redis
 
+from l1web import lifecycle
+from l1web.lifecycle import RunEvent, StepEvent
 from l1web.state import keys
 
 #: Run fields a listing leaves out: the large ones, which only the run's own page and API
@@ -113,8 +115,8 @@ def _decode(raw: Mapping[str, str]) -> dict:
     return out
 
 
-#: Statuses of runs that may still need content (their names in `runs/model.py:RunStatus`).
-LIVE_STATUSES = ("pending", "running")
+#: Statuses of runs that may still need content (`l1web/status.py:LIVE_RUN`).
+LIVE_STATUSES = ("pending", "running", "paused")
 
 
 class Runs:
@@ -149,6 +151,10 @@ class Runs:
         """Move a run to `status` (and its indexes with it) if its status is one of `expected`."""
         args = [keys.PREFIX, status, ",".join(expected), *_encode(fields)]
         return bool(self._set_status(keys=[keys.run(run_id)], args=args))
+
+    def transition(self, run_id: str, event: RunEvent, **fields: object) -> bool:
+        """Apply a life-cycle event (`l1web/lifecycle.py`) if the run's status allows it, atomically."""
+        return self.set_status(run_id, lifecycle.target(event), expected=lifecycle.sources(event), **fields)
 
     def delete(self, run_id: str) -> None:
         run = self.get(run_id)
@@ -236,6 +242,11 @@ class Runs:
     def step_states(self, run_id: str) -> dict[str, dict]:
         raw = self.redis.hgetall(keys.run_step_status(run_id))
         return {sid: json.loads(value) for sid, value in raw.items()}
+
+    def step_transition(self, run_id: str, step_id: str, event: StepEvent, **patch: object) -> bool:
+        """Apply a life-cycle event to a step if its status allows it (compare-and-set)."""
+        return self.update_step(run_id, step_id, expected=lifecycle.sources(event),
+                                status=lifecycle.target(event), **patch)
 
     def update_step(self, run_id: str, step_id: str, *, expected: Iterable[str] = (), **patch: object) -> bool:
         """Merge `patch` into a step's state if its status is one of `expected` (any if empty)."""
