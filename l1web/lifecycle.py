@@ -196,7 +196,7 @@ INFRASTRUCTURE_ERRORS = frozenset({
     "JobTimeoutException",  # RQ: the job outlived its timeout
     "WorkHorseKilled",  # L1: the process rendering the step was killed (OOM killer, SIGKILL)
     "WorkerShutdown",  # L1: the worker was stopped mid-render (cold shutdown)
-    "RenderTimeout",  # L1: ffmpeg outlived STEP_TIMEOUT and was killed
+    "FFmpegTimeout",  # L1: ffmpeg outlived STEP_TIMEOUT and was killed
     "ConnectionError", "TimeoutError",  # Redis or a peer unreachable for a moment
 })
 #: errno values (as text in the message) that mean the machine failed: disk full, quota, I/O.
@@ -221,14 +221,18 @@ def retry_event(cause: Cause, attempts: int, max_retries: int) -> StepEvent:
 
 
 def blocklisted(attempts: Iterable[Mapping], limit: int) -> frozenset[str]:
-    """Workers that failed `limit` or more attempts of one run's steps (`limit` 0: none)."""
+    """Workers that failed `limit` or more different steps of one run (`limit` 0: none).
+
+    `attempts`: every attempt of the run's steps, each with its `step` id, `worker` and `outcome`.
+    Failing one step twice counts once: it says as much about the step as about the worker.
+    """
     if limit <= 0:
         return frozenset()
-    counts: dict[str, int] = {}
+    failed: dict[str, set[str]] = {}
     for attempt in attempts:
-        if attempt.get("outcome") == "failed" and attempt.get("worker"):
-            counts[attempt["worker"]] = counts.get(attempt["worker"], 0) + 1
-    return frozenset(worker for worker, n in counts.items() if n >= limit)
+        if attempt.get("outcome") == S.FAILED and attempt.get("worker"):
+            failed.setdefault(attempt["worker"], set()).add(attempt.get("step", ""))
+    return frozenset(worker for worker, steps in failed.items() if len(steps) >= limit)
 
 
 class Placement(enum.StrEnum):

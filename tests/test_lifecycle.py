@@ -146,7 +146,7 @@ def test_outcome_of_a_settled_run():
     ("JobTimeoutException", "Task exceeded maximum timeout value", Cause.INFRASTRUCTURE),
     ("WorkHorseKilled", "the worker process was killed (signal 9)", Cause.INFRASTRUCTURE),
     ("WorkerShutdown", "", Cause.INFRASTRUCTURE),
-    ("RenderTimeout", "ffmpeg timed out after 1 s", Cause.INFRASTRUCTURE),
+    ("FFmpegTimeout", "ffmpeg timed out after 1 s", Cause.INFRASTRUCTURE),
     ("OSError", "[Errno 28] No space left on device", Cause.INFRASTRUCTURE),
     ("StepError", "SEGMENT: offset 30 is past the end", Cause.DETERMINISTIC),
     ("MediaError", "not a media file", Cause.DETERMINISTIC),
@@ -164,10 +164,11 @@ def test_retry_event_counts_attempts():
     assert lifecycle.retry_event(infra, 1, 0) == StepEvent.FAIL
 
 
-def test_blocklist_counts_failed_attempts_per_worker():
-    attempts = [{"worker": "w1", "outcome": "failed"}, {"worker": "w1", "outcome": "failed"},
-                {"worker": "w2", "outcome": "failed"}, {"worker": "w2", "outcome": "completed"}]
-    assert lifecycle.blocklisted(attempts, 2) == {"w1"}
+def test_blocklist_counts_different_failed_steps_per_worker():
+    attempts = [{"step": "a", "worker": "w1", "outcome": "failed"}, {"step": "b", "worker": "w1", "outcome": "failed"},
+                {"step": "a", "worker": "w2", "outcome": "failed"}, {"step": "a", "worker": "w2", "outcome": "failed"},
+                {"step": "c", "worker": "w2", "outcome": "completed"}]
+    assert lifecycle.blocklisted(attempts, 2) == {"w1"}  # w2 failed one step twice: that counts once
     assert lifecycle.blocklisted(attempts, 1) == {"w1", "w2"}
     assert lifecycle.blocklisted(attempts, 0) == frozenset()
 

@@ -13,7 +13,7 @@ from functools import partial
 from flask import Blueprint, Response, flash, jsonify, redirect, render_template, request, url_for
 
 from l1web import context
-from l1web.auth import limit_run_submission
+from l1web.auth import limit_run_submission, require_admin
 from l1web.errors import BadRequest, Conflict, L1Error, PayloadTooLarge, Unauthorized
 from l1web.runs.service import Submission
 from l1web.state import MAX_OFFSET
@@ -158,6 +158,48 @@ def rerun(run_id: str):
     return run_response(context.runs().rerun(run_id, current(), admit=limit_run_submission))
 
 
+@bp.post("/runs/<run_id>/pause")
+def pause(run_id: str):
+    return run_response(context.runs().pause(run_id, current()))
+
+
+@bp.post("/runs/<run_id>/resume")
+def resume(run_id: str):
+    return run_response(context.runs().resume(run_id, current()))
+
+
+@bp.post("/runs/<run_id>/requeue")
+def requeue(run_id: str):
+    return run_response(context.runs().requeue(run_id, current(), admit=limit_run_submission))
+
+
+# The whole queue (admins) ------------------------------------------------------------------------
+@bp.get("/admin/queue")
+def queue_state():
+    require_admin()
+    return jsonify({"paused": context.runs().queue_paused()})
+
+
+@bp.post("/admin/queue/<action>")
+def queue_action(action: str):
+    """Pause or resume the whole queue: JSON for scripts, a redirect back for the status page's form."""
+    if action not in ("pause", "resume"):
+        raise BadRequest(f"unknown action {action[:32]!r}; pause or resume")
+    user = require_admin()
+    if action == "pause":
+        context.runs().pause_queue(user)
+    else:
+        context.runs().resume_queue(user)
+    if wants_json():
+        return jsonify({"paused": context.runs().queue_paused()})
+    flash("The queue is paused: no new step starts." if action == "pause" else "The queue is running again.", "info")
+    return redirect(request.referrer if _same_site(request.referrer) else url_for("runs.index"), code=303)
+
+
+def _same_site(url: str | None) -> bool:
+    return bool(url) and url.startswith(request.host_url)
+
+
 @bp.get("/runs/<run_id>/provenance")
 def provenance(run_id: str):
     run = context.runs().get(run_id, current())
@@ -228,6 +270,8 @@ def act(run_id: str, action: str):
     """The page's buttons: cancel, re-run or delete, then back to a page (POST-redirect-GET)."""
     actions = {"cancel": context.runs().cancel,
                "rerun": partial(context.runs().rerun, admit=limit_run_submission),
+               "requeue": partial(context.runs().requeue, admit=limit_run_submission),
+               "pause": context.runs().pause, "resume": context.runs().resume,
                "delete": context.runs().delete}
     if action not in actions:
         raise BadRequest(f"unknown action {action[:32]!r}")
@@ -242,5 +286,6 @@ def act(run_id: str, action: str):
     if action == "delete":
         flash(f"Run {run_id[:12]} deleted.", "info")
         return redirect(url_for("runs.index"), code=303)
-    flash({"cancel": "Run cancelled.", "rerun": "Run started again."}[action], "info")
+    flash({"cancel": "Run cancelled.", "rerun": "Run started again.", "pause": "Run paused.",
+           "resume": "Run resumed.", "requeue": "Unfinished steps queued again."}[action], "info")
     return redirect(url_for("runs.page", run_id=run_id), code=303)

@@ -79,7 +79,8 @@ if #out == 0 then return {total, '[]'} end
 return {total, cjson.encode(out)}
 """
 
-# KEYS: step status hash; ARGV: step id, expected statuses (comma list or ''), JSON patch
+# KEYS: step status hash; ARGV: step id, expected statuses (comma list or ''), JSON patch,
+# an attempt record (JSON) to append to the step's `attempts` list, or ''
 _STEP_UPDATE = """
 local raw = redis.call('HGET', KEYS[1], ARGV[1])
 if not raw then return 0 end
@@ -90,6 +91,11 @@ if ARGV[2] ~= '' then
   if not ok then return 0 end
 end
 for k, v in pairs(cjson.decode(ARGV[3])) do state[k] = v end
+if ARGV[4] and ARGV[4] ~= '' then
+  local attempts = state['attempts'] or {}
+  attempts[#attempts + 1] = cjson.decode(ARGV[4])
+  state['attempts'] = attempts
+end
 redis.call('HSET', KEYS[1], ARGV[1], cjson.encode(state))
 return 1
 """
@@ -208,6 +214,21 @@ class Runs:
                 pipe.zcard(keys.runs_by_status(name))
             return dict(zip(names, pipe.execute(), strict=True))
 
+    def ids_with_status(self, status: str) -> list[str]:
+        """Ids of every run with `status` (for the few live statuses: running, paused)."""
+        prefix = keys.run("")
+        return [key[len(prefix):] for key in self.redis.zrange(keys.runs_by_status(status), 0, -1)]
+
+    # The whole queue ---------------------------------------------------------------------
+    def queue_paused(self) -> bool:
+        return self.redis.get(keys.queue_paused()) == "1"
+
+    def set_queue_paused(self, paused: bool) -> None:
+        if paused:
+            self.redis.set(keys.queue_paused(), "1")
+        else:
+            self.redis.delete(keys.queue_paused())
+
     # Steps -------------------------------------------------------------------------------
     def init_steps(self, run_id: str, steps: list[dict], initial: Mapping[str, dict]) -> None:
         """Write each step's static description and initial state (replacing any old ones)."""
@@ -243,12 +264,15 @@ class Runs:
         raw = self.redis.hgetall(keys.run_step_status(run_id))
         return {sid: json.loads(value) for sid, value in raw.items()}
 
-    def step_transition(self, run_id: str, step_id: str, event: StepEvent, **patch: object) -> bool:
-        """Apply a life-cycle event to a step if its status allows it (compare-and-set)."""
-        return self.update_step(run_id, step_id, expected=lifecycle.sources(event),
+    def step_transition(self, run_id: str, step_id: str, event: StepEvent, *, attempt: Mapping | None = None,
+                        **patch: object) -> bool:
+        """Apply a life-cycle event to a step if its status allows it (compare-and-set), appending
+        `attempt` (worker, start, end, outcome, reason) to its attempts in the same step."""
+        return self.update_step(run_id, step_id, expected=lifecycle.sources(event), attempt=attempt,
                                 status=lifecycle.target(event), **patch)
 
-    def update_step(self, run_id: str, step_id: str, *, expected: Iterable[str] = (), **patch: object) -> bool:
+    def update_step(self, run_id: str, step_id: str, *, expected: Iterable[str] = (),
+                    attempt: Mapping | None = None, **patch: object) -> bool:
         """Merge `patch` into a step's state if its status is one of `expected` (any if empty)."""
-        args = [step_id, ",".join(expected), json.dumps(patch)]
+        args = [step_id, ",".join(expected), json.dumps(patch), json.dumps(attempt) if attempt else ""]
         return bool(self._step_update(keys=[keys.run_step_status(run_id)], args=args))
