@@ -25,7 +25,7 @@ import redis
 import requests
 from PIL import Image
 
-from l1web import samples
+from l1web import samples, services
 from l1web.engine.effects import get_effect
 from l1web.engine.effects.apply import apply_effect
 from l1web.services import ROOT, EmbeddedRedis, free_port, python_process, start_redis, stop_process
@@ -42,18 +42,7 @@ HIDDEN = ("ffmpeg", "ffprobe", "redis-server")
 # Helpers ---------------------------------------------------------------------------------------
 def path_without(tmp_path: Path, hidden=HIDDEN) -> str:
     """A PATH of one temp dir of symlinks to every program on ours except `hidden` (and redis-*)."""
-    bin_dir = tmp_path / "bin"
-    bin_dir.mkdir(exist_ok=True)
-    for folder in os.environ.get("PATH", "").split(os.pathsep):
-        if not os.path.isdir(folder):
-            continue
-        for entry in os.scandir(folder):
-            if entry.name in hidden or entry.name.startswith("redis-"):
-                continue
-            link = bin_dir / entry.name
-            if not link.exists() and not link.is_symlink():
-                link.symlink_to(entry.path)
-    path = str(bin_dir)
+    path = services.path_without(tmp_path / "bin", hidden)
     for name in hidden:
         assert shutil.which(name, path=path) is None, f"{name} still on the test PATH"
     assert shutil.which("node", path=path) or not shutil.which("node"), "everything else stays reachable"
