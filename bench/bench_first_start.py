@@ -24,7 +24,8 @@ import requests
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
 from devl2.testing import LiveL2  # noqa: E402
-from l1web.services import ROOT, free_port, path_without, python_process, stop_process  # noqa: E402
+from l1web.devtools.processes import free_port, path_without, python_process, stop_process  # noqa: E402
+from l1web.paths import ROOT  # noqa: E402
 
 #: Seconds a start or a render may take before the benchmark gives up.
 TIMEOUT = 180

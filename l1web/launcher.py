@@ -20,7 +20,8 @@ from urllib.parse import urlsplit
 import redis
 
 from l1web import startup
-from l1web.services import ROOT, EmbeddedRedis, RedisServer, python_process, start_redis, stop_process
+from l1web.devtools.processes import EmbeddedRedis, RedisServer, python_process, start_redis, stop_process
+from l1web.paths import ROOT
 from l1web.settings import Settings
 
 #: Port of the development L2 started beside L1.

@@ -25,10 +25,12 @@ import redis
 import requests
 from PIL import Image
 
-from l1web import samples, services
+from l1web import samples
+from l1web.devtools import processes
+from l1web.devtools.processes import EmbeddedRedis, free_port, python_process, start_redis, stop_process
 from l1web.engine.effects import get_effect
 from l1web.engine.effects.apply import apply_effect
-from l1web.services import ROOT, EmbeddedRedis, free_port, python_process, start_redis, stop_process
+from l1web.paths import ROOT
 from l1web.state import StateManager
 
 #: Seconds a server has to answer after its start (a first start makes the samples).
@@ -42,7 +44,7 @@ HIDDEN = ("ffmpeg", "ffprobe", "redis-server")
 # Helpers ---------------------------------------------------------------------------------------
 def path_without(tmp_path: Path, hidden=HIDDEN) -> str:
     """A PATH of one temp dir of symlinks to every program on ours except `hidden` (and redis-*)."""
-    path = services.path_without(tmp_path / "bin", hidden)
+    path = processes.path_without(tmp_path / "bin", hidden)
     for name in hidden:
         assert shutil.which(name, path=path) is None, f"{name} still on the test PATH"
     assert shutil.which("node", path=path) or not shutil.which("node"), "everything else stays reachable"

@@ -11,7 +11,7 @@ from collections.abc import Callable
 import numpy as np
 from PIL import Image
 
-from l1web.engine.steps.job import Job, check_scaled
+from l1web.engine.steps.task import RenderTask, check_scaled
 
 Array = np.ndarray
 #: Blend modes on float RGB arrays in 0..255: A is the base, B the layer.
@@ -30,7 +30,7 @@ MODES: dict[str, Callable[[Array, Array], Array]] = {
 }
 
 
-def blend(job: Job) -> None:
+def blend(job: RenderTask) -> None:
     with Image.open(job.inputs[0]) as im:
         base = im.convert("RGB")
     with Image.open(job.inputs[1]) as im:
@@ -42,7 +42,7 @@ def blend(job: Job) -> None:
     Image.fromarray(out, "RGB").save(job.out, "PNG")
 
 
-def layer(job: Job) -> None:
+def layer(job: RenderTask) -> None:
     with Image.open(job.inputs[0]) as im:
         keep_alpha = "A" in im.getbands()
         canvas = im.convert("RGBA")
