@@ -65,8 +65,13 @@ def check_redis(url: str) -> None:
 
 
 def make_samples(settings: Settings) -> dict[str, str] | None:
-    """The sample assets, made once by whichever server starts first (SAMPLE_ASSETS=0: skipped)."""
-    if not settings.sample_assets:
+    """The sample assets, made once by whichever server starts first (SAMPLE_ASSETS=0: skipped).
+
+    A worker on another host with its own cache (`L1_SERVER_URL`) never makes them: its files
+    are not the server's, and a sample made there (another ffmpeg, other bytes) would rename
+    the server's asset to a digest the server does not hold.
+    """
+    if not settings.sample_assets or settings.l1_server_url:
         return None
     from l1web.samples import ensure_samples_once
     from l1web.state import StateManager

@@ -156,8 +156,10 @@ def test_app_and_worker_alone_make_the_samples_once_and_dog_cat_renders(tmp_path
     assert "generated" not in (tmp_path / "again.log").read_text()
 
 
-def test_sample_assets_0_makes_none(tmp_path, redis_client, redis_url, dev_l2):
-    env = server_env(tmp_path, redis_url, free_port(), dev_l2.url, SAMPLE_ASSETS="0")
+@pytest.mark.parametrize("setting", [{"SAMPLE_ASSETS": "0"}, {"L1_SERVER_URL": "http://127.0.0.1:9"}],
+                         ids=["SAMPLE_ASSETS=0", "remote worker with its own cache"])
+def test_no_samples_when_off_or_on_a_remote_worker(setting, tmp_path, redis_client, redis_url, dev_l2):
+    env = server_env(tmp_path, redis_url, free_port(), dev_l2.url, **setting)
     proc = python_process(["worker.py", "--burst"], env, log=tmp_path / "worker.log")
     assert proc.wait(START_TIMEOUT) == 0, (tmp_path / "worker.log").read_text()
     assert redis_client.hgetall("artdag:assets") == {}
