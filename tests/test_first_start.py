@@ -14,6 +14,7 @@ from __future__ import annotations
 import json
 import os
 import shutil
+import socket
 import subprocess
 import sys
 import time
@@ -200,6 +201,16 @@ def test_a_bad_ffmpeg_setting_is_one_line(tmp_path, dev_l2):
     env = server_env(tmp_path, f"redis://127.0.0.1:{free_port()}/5", free_port(), dev_l2.url,
                      FFMPEG=str(tmp_path / "no-such-ffmpeg"))
     assert_one_line(run_briefly(["worker.py"], env), "FFMPEG=", "is not an executable file")
+
+
+@pytest.mark.parametrize("entry", [["app.py"], ["-m", "l1web.launcher", "--no-l2", "--workers", "0"]])
+def test_a_taken_port_is_one_line(entry, tmp_path, redis_url, dev_l2):
+    with socket.socket() as taken:
+        taken.bind(("127.0.0.1", 0))
+        taken.listen()
+        port = taken.getsockname()[1]
+        env = server_env(tmp_path, redis_url, port, dev_l2.url, SAMPLE_ASSETS="0")
+        assert_one_line(run_briefly(entry, env), f"cannot listen on 127.0.0.1:{port}", "set PORT")
 
 
 def test_a_worker_without_redis_is_one_line(tmp_path, dev_l2):
