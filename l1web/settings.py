@@ -91,6 +91,11 @@ class Settings:
     l2_publish_timeout: float = DEFAULT_L2_PUBLISH_TIMEOUT
     #: Address of the reverse proxy whose `X-Forwarded-For`/`-Proto` waitress believes (none by default).
     trusted_proxy: str = ""
+    #: Paths of the ffmpeg / ffprobe binaries; empty: the system's, else imageio-ffmpeg's / PyAV.
+    ffmpeg: str = ""
+    ffprobe: str = ""
+    #: Make the sample assets (`cat`, `testvideo`) at the first start of the web app or a worker.
+    sample_assets: bool = True
     testing: bool = False
     extra: Mapping[str, str] = field(default_factory=dict)
 
@@ -139,6 +144,9 @@ class Settings:
             metrics_token_sha256=env.get("METRICS_TOKEN_SHA256", "").strip().lower(),
             l2_publish_timeout=float(env.get("L2_PUBLISH_TIMEOUT", DEFAULT_L2_PUBLISH_TIMEOUT)),
             trusted_proxy=env.get("TRUSTED_PROXY", "").strip(),
+            ffmpeg=env.get("FFMPEG", "").strip(),
+            ffprobe=env.get("FFPROBE", "").strip(),
+            sample_assets=_bool(env.get("SAMPLE_ASSETS", "1")),
             testing=_bool(env.get("TESTING", "0")),
         )
 

@@ -66,6 +66,11 @@ def assets() -> str:
     return f"{PREFIX}assets"
 
 
+def samples_lock() -> str:
+    """Lock (redis-py Lock): held by the one process making the sample assets at first start."""
+    return f"{PREFIX}samples:lock"
+
+
 def stats() -> str:
     """Hash: counters (cache hits and misses, bytes ingested)."""
     return f"{PREFIX}stats"
