@@ -8,8 +8,8 @@ from __future__ import annotations
 
 from flask import g, request
 
-from l1web import context
 from l1web.errors import TooManyRequests
+from l1web.web import current
 
 #: Seconds in the run-submission window (the limit is `RUN_RATE_LIMIT` per window).
 RUN_WINDOW = 60
@@ -17,7 +17,7 @@ RUN_WINDOW = 60
 
 def rate_limit(bucket: str, limit: int, window: int) -> None:
     """Count one request against `bucket`; 429 (with `retry_after`) once `limit` is exceeded."""
-    if context.state().tokens.count_hit(bucket, window) > limit:
+    if current.state().tokens.count_hit(bucket, window) > limit:
         raise TooManyRequests("Too many requests; wait a moment and try again.", retry_after=window)
 
 
@@ -31,4 +31,4 @@ def rate_limit_user_and_address(name: str, limit: int, window: int) -> None:
 
 def limit_run_submission() -> None:
     """Call before enqueueing a run: `RUN_RATE_LIMIT` per user and per address per minute."""
-    rate_limit_user_and_address("runs", context.settings().run_rate_limit, RUN_WINDOW)
+    rate_limit_user_and_address("runs", current.settings().run_rate_limit, RUN_WINDOW)

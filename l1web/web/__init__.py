@@ -7,11 +7,11 @@ import logging
 from flask import Flask
 
 from l1web import __version__, auth
-from l1web.context import L1
+from l1web.clients import Clients
 from l1web.engine import ffmpeg
 from l1web.settings import Settings
 from l1web.state import StateManager
-from l1web.web import errors
+from l1web.web import current, errors
 
 #: Largest request body of any route but the uploads, in bytes: recipes (256 KiB), JSON bodies
 #: (256 KiB) and forms fit; werkzeug refuses more (413) before reading it, whether or not a
@@ -37,7 +37,10 @@ def create_app(settings: Settings | None = None, *, state: StateManager | None =
         SESSION_COOKIE_SECURE=settings.l1_public_url.startswith("https://"),
     )
     logging.basicConfig(level=logging.INFO, format="%(asctime)s %(levelname)s %(name)s %(message)s")
-    L1.create(app, settings, state or StateManager.from_url(settings.redis_url))
+    clients = Clients.from_settings(settings, state=state)
+    from l1web.jobs.queues import run_service
+
+    current.install(app, clients, run_service(clients.state, clients.store, clients.rq_connection))
     errors.init_app(app)
     auth.init_app(app)
 
@@ -53,6 +56,4 @@ NAV_LINKS = (("/", "Home"), ("/runs", "Runs"), ("/recipes", "Recipes"), ("/media
 
 
 def _template_globals() -> dict:
-    from l1web.context import current_user
-
-    return {"current_user": current_user, "nav_links": NAV_LINKS, "l1_version": __version__}
+    return {"current_user": current.user, "nav_links": NAV_LINKS, "l1_version": __version__}
