@@ -100,6 +100,7 @@ def preload() -> None:
     redis-py opens new connections in a forked child.
     """
     import PIL.Image
+    import scipy.signal  # noqa: F401 - audio analysis imports it lazily (the web app never needs it)
 
     import l1web.engine.effects.apply  # noqa: F401 - imported lazily by the renderers
     from l1web.jobs import runs  # noqa: F401 - the job code every horse runs
