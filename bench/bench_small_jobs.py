@@ -40,6 +40,9 @@ from PIL import Image
 
 ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT))
+sys.path.insert(0, str(ROOT / "bench"))
+
+from images import photo  # noqa: E402
 
 from devl2.testing import LiveL2  # noqa: E402
 from l1web.engine.effects.image import apply_image  # noqa: E402
@@ -59,21 +62,6 @@ UPLOAD_BYTES, UPLOADS = 1_560_000, 30
 BIG, SMALL = (1920, 1080), (451, 300)
 #: Goals from the issue.
 BIG_GOAL, SMALL_GOAL, OVERHEAD_GOAL_MS, BURST_GOAL = 1.25, 1.5, 10, 1.5
-
-
-def photo(size: tuple[int, int], seed: int) -> np.ndarray:
-    """Photo-like pixels: smooth colour fields at a few scales plus sensor noise (no downloads)."""
-    from scipy import ndimage
-
-    width, height = size
-    rng = np.random.default_rng(seed)
-    out = np.full((height, width, 3), 128.0, np.float32)
-    for sigma, amplitude in ((height / 8, 60), (height / 32, 30), (height / 128, 15), (1.0, 8)):
-        field = ndimage.gaussian_filter(rng.normal(0, 1, (height, width, 3)).astype(np.float32),
-                                        (sigma, sigma, 0))
-        out += amplitude * field / (field.std() + 1e-9)
-    out += rng.normal(0, 2.5, out.shape)
-    return np.clip(out, 0, 255).astype(np.uint8)
 
 
 def png_bytes(size: tuple[int, int], seed: int) -> bytes:

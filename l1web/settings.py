@@ -84,6 +84,7 @@ class Settings:
     auth_rate_limit: int = DEFAULT_AUTH_RATE_LIMIT
     run_rate_limit: int = DEFAULT_RUN_RATE_LIMIT
     run_rate_burst: int = DEFAULT_RUN_RATE_BURST
+    png_encoding: str = "fast"
     session_ttl: int = DEFAULT_SESSION_TTL
     worker_heartbeat: int = DEFAULT_WORKER_HEARTBEAT
     worker_abandon_grace: int = DEFAULT_WORKER_ABANDON_GRACE
@@ -134,6 +135,7 @@ class Settings:
             auth_rate_limit=int(env.get("AUTH_RATE_LIMIT", DEFAULT_AUTH_RATE_LIMIT)),
             run_rate_limit=int(env.get("RUN_RATE_LIMIT", DEFAULT_RUN_RATE_LIMIT)),
             run_rate_burst=int(env.get("RUN_RATE_BURST", DEFAULT_RUN_RATE_BURST)),
+            png_encoding=env.get("PNG_ENCODING", "fast").strip().lower() or "fast",
             session_ttl=int(env.get("SESSION_TTL", DEFAULT_SESSION_TTL)),
             worker_heartbeat=int(env.get("WORKER_HEARTBEAT", DEFAULT_WORKER_HEARTBEAT)),
             worker_abandon_grace=int(env.get("WORKER_ABANDON_GRACE", DEFAULT_WORKER_ABANDON_GRACE)),

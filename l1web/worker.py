@@ -21,6 +21,7 @@ import redis
 from rq import Queue, Worker
 from rq.serializers import JSONSerializer
 
+from l1web.engine import encoding
 from l1web.settings import Settings
 from l1web.state import StateManager, connect
 from l1web.store import ContentStore
@@ -133,6 +134,7 @@ def main(argv: list[str] | None = None) -> None:
     args = parser.parse_args(argv)
     logging.basicConfig(level=logging.INFO, format="%(asctime)s %(levelname)s %(name)s %(message)s")
     settings = Settings.from_env()
+    encoding.configure(settings.png_encoding)  # before any plan (cache ids) or render (bytes)
     # Opening the store sweeps temp files and work folders a crashed worker left behind.
     ContentStore(settings.cache_dir, StateManager.from_url(settings.redis_url).cache)
     connection = connect(settings.redis_url, decode=False)
