@@ -16,8 +16,8 @@ from pathlib import Path
 from rq import Queue
 from rq.serializers import JSONSerializer
 
+from l1web.devtools.processes import python_process, start_redis, stop_process, wait_for
 from l1web.metrics import record_step
-from l1web.services import python_process, start_redis, stop_process, wait_for
 from l1web.settings import Settings
 from l1web.state import StateManager, connect, keys
 from l1web.web import create_app

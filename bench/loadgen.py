@@ -49,7 +49,7 @@ if str(ROOT) not in sys.path:
     sys.path.insert(0, str(ROOT))
 
 from devl2.testing import LiveL2  # noqa: E402
-from l1web.services import free_port, python_process, start_redis, stop_process, wait_for  # noqa: E402
+from l1web.devtools.processes import free_port, python_process, start_redis, stop_process, wait_for  # noqa: E402
 
 T = TypeVar("T")
 

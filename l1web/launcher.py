@@ -18,7 +18,8 @@ import time
 
 import redis
 
-from l1web.services import ROOT, python_process, start_redis, stop_process, wait_for
+from l1web.devtools.processes import python_process, start_redis, stop_process, wait_for
+from l1web.paths import ROOT
 from l1web.settings import Settings
 
 #: Port of the development L2 started beside L1.

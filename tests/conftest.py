@@ -14,7 +14,7 @@ import pytest
 import redis
 
 from devl2.testing import LiveL2, LiveServer, SignedInClient, sign_in
-from l1web.services import RedisServer, free_port, python_process, stop_process
+from l1web.devtools.processes import RedisServer, free_port, python_process, stop_process
 from l1web.settings import Settings
 from l1web.state import StateManager, connect
 from l1web.web import create_app

@@ -10,8 +10,8 @@ from werkzeug.serving import make_server
 
 from l1web.auth import rate_limit, require_admin, require_user
 from l1web.auth.tokens import token_hash
+from l1web.devtools.processes import RedisServer, free_port
 from l1web.errors import Forbidden, TooManyRequests, Unauthorized
-from l1web.services import RedisServer, free_port
 from l1web.state import StateManager, connect, keys
 from l1web.users import User
 from l1web.web import create_app

@@ -24,8 +24,8 @@ import requests
 from bench.loadgen import LIVE, NON_RENDER_KINDS, Profile, Stack, png_bytes, run_async, run_load
 from l1web.errors import NotFound
 from l1web.jobs import queues
+from l1web.paths import ROOT
 from l1web.runs.service import RunService, Submission
-from l1web.services import ROOT
 from l1web.state import connect, keys
 from l1web.store import ContentStore
 from l1web.users import User

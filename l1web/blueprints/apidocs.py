@@ -13,7 +13,7 @@ import re
 from flask import Blueprint, Response, jsonify, render_template, request
 
 from l1web import context, openapi
-from l1web.services import ROOT
+from l1web.paths import ROOT
 
 bp = Blueprint("apidocs", __name__)
 

@@ -12,14 +12,14 @@ import hmac
 from flask import Blueprint, Response, jsonify, request, send_file, url_for
 from werkzeug.exceptions import ClientDisconnected
 
-from l1web import access, context, media
+from l1web import access, context
 from l1web.auth.guard import public
 from l1web.errors import BadRequest, Forbidden, InvalidHash, L1Error, NotFound, PayloadTooLarge, Unauthorized
 from l1web.ipfs.fetch import WORKER_TOKEN_HEADER, ingest_verified
 from l1web.ipfs.index import IPFSIndex
 from l1web.state import MAX_OFFSET
 from l1web.state.cache import MAX_PAGE, ItemMeta
-from l1web.store import Stored
+from l1web.store import Stored, facts
 from l1web.store.names import check_digest
 
 bp = Blueprint("cache", __name__)
@@ -124,10 +124,10 @@ def download(digest: str):
     """The item's bytes (Range, ETag); an attachment unless `?inline=1` asks for playable media."""
     meta = visible_meta(digest)
     path = context.store().path_for(digest)
-    inline = request.args.get("inline") == "1" and media.may_inline(meta.kind, meta.mimetype)
+    inline = request.args.get("inline") == "1" and facts.may_inline(meta.kind, meta.mimetype)
     response = send_file(
         path, mimetype=meta.mimetype, as_attachment=not inline, conditional=True, etag=digest,
-        download_name=f"{digest}.{media.extension(meta.kind, meta.format)}",
+        download_name=f"{digest}.{facts.extension(meta.kind, meta.format)}",
         last_modified=meta.created or None,
     )
     response.headers["Cache-Control"] = f"private, max-age={IMMUTABLE_AGE}, immutable"

@@ -27,8 +27,8 @@ from l1web import context, metrics
 from l1web.auth import require_admin
 from l1web.auth.sessions import bearer_token
 from l1web.errors import Forbidden, Unauthorized
-from l1web.logs import install_request_log
 from l1web.state import keys
+from l1web.web.access_log import install_request_log
 from l1web.web.errors import wants_json
 
 log = logging.getLogger(__name__)

@@ -1,7 +1,7 @@
 """Publishing to L2: `POST /runs/<id>/publish` (JSON) and the run page's Publish button.
 
 The token sent to L2 is the caller's own: the Bearer token of an API call, or, for a browser,
-the session's token unsealed with the cookie (l1web/auth/sealed.py). See l1web/runs/publish.py.
+the session's token unsealed with the cookie (l1web/auth/sealed.py). See l1web/runs/l2_publish.py.
 """
 
 from __future__ import annotations
@@ -12,7 +12,7 @@ from l1web import context
 from l1web.auth import require_user, sealed
 from l1web.auth.sessions import Via, bearer_token, cookie_name, current_auth
 from l1web.errors import L1Error
-from l1web.runs.publish import publish
+from l1web.runs.l2_publish import publish
 
 bp = Blueprint("publish", __name__)
 

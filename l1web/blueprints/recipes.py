@@ -8,14 +8,15 @@ from __future__ import annotations
 
 from flask import Blueprint, flash, jsonify, redirect, render_template, request, url_for
 
-from l1web import context, dagsvg
+from l1web import context
 from l1web.auth import limit_run_submission
 from l1web.blueprints.runs import current, json_body, run_response
 from l1web.errors import BadRequest, Conflict, Forbidden, L1Error, NotFound
-from l1web.recipes import MAX_RECIPE_BYTES, Recipe, RecipeError, parse_recipe, recipe_from_data
+from l1web.recipes.parse import MAX_RECIPE_BYTES, Recipe, RecipeError, parse_recipe, recipe_from_data
 from l1web.runs.service import DIGEST_RE, Submission
 from l1web.state import MAX_OFFSET
 from l1web.users import User
+from l1web.web import dagsvg
 
 bp = Blueprint("recipes", __name__)
 
@@ -49,14 +50,14 @@ def save_recipe(data: bytes, user: User) -> tuple[dict, bool]:
     except RecipeError as exc:
         raise BadRequest(str(exc), line=exc.line, column=exc.column, node=exc.node, field=exc.field) from None
     context.runs().check_fixed_inputs(recipe, user)  # a recipe is no way round the ownership rule
-    created = context.state().configs.save(recipe.id, name=recipe.name, owner=user.name,
+    created = context.state().recipes.save(recipe.id, name=recipe.name, owner=user.name,
                                            yaml_text=data.decode("utf-8"), recipe=recipe.to_dict())
     return lookup(recipe.id, user), created
 
 
 def lookup(config_id: str, user: User) -> dict:
     """The config if this user may see it; the same 404 for unknown and for someone else's."""
-    configs = context.state().configs
+    configs = context.state().recipes
     config = configs.get(config_id) if DIGEST_RE.fullmatch(config_id) else None
     if config is None or not configs.visible_to(config, user):
         raise NotFound(f"no recipe {config_id[:64]!r}")
@@ -67,7 +68,7 @@ def remove(config_id: str, user: User) -> None:
     config = lookup(config_id, user)
     if user.name not in config["owners"]:
         raise Forbidden("only the recipe's owners can delete it")
-    using = context.state().configs.delete(config_id, user.name)
+    using = context.state().recipes.delete(config_id, user.name)
     if using:
         shown = ", ".join(run_id[:12] for run_id in using[:5]) + (" …" if len(using) > 5 else "")
         raise Conflict(f"{len(using)} run(s) still use this recipe ({shown}); delete them first",
@@ -79,7 +80,7 @@ def share_recipe(config_id: str, user: User, shared: bool) -> dict:
     config = lookup(config_id, user)
     if not (user.is_admin or user.name in config["owners"]):
         raise Forbidden("only the recipe's owners can share it")
-    context.state().configs.set_shared(config_id, shared)
+    context.state().recipes.set_shared(config_id, shared)
     return lookup(config_id, user)
 
 
@@ -115,7 +116,7 @@ def _page_of_configs(user: User) -> tuple[list[dict], int, int]:
         raise BadRequest("'offset' must be a whole number") from None
     if offset > MAX_OFFSET:
         raise BadRequest(f"'offset' must be at most {MAX_OFFSET}", field="offset")
-    configs, total = context.state().configs.page(user=None if user.is_admin else user.name,
+    configs, total = context.state().recipes.page(user=None if user.is_admin else user.name,
                                                   offset=offset, limit=PAGE_SIZE)
     return configs, total, offset
 
@@ -171,7 +172,7 @@ def run(config_id: str):
 def index():
     configs, total, offset = _page_of_configs(current())
     return render_template("recipes.html", configs=configs, total=total, offset=offset,
-                           page_size=PAGE_SIZE, error=None, yaml_text="", shared=context.state().configs.shared())
+                           page_size=PAGE_SIZE, error=None, yaml_text="", shared=context.state().recipes.shared())
 
 
 @bp.post("/recipes")
@@ -183,7 +184,7 @@ def upload_form():
         configs, total, offset = _page_of_configs(user)
         return render_template("recipes.html", configs=configs, total=total, offset=offset,
                                page_size=PAGE_SIZE, error=exc, yaml_text=request.form.get("yaml", ""),
-                               shared=context.state().configs.shared()), 400
+                               shared=context.state().recipes.shared()), 400
     flash(f"Recipe {config['name']} {'uploaded' if created else 'was already here'}.", "info")
     return redirect(url_for("recipes.page", config_id=config["id"]), code=303)
 

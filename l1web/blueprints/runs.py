@@ -12,13 +12,14 @@ from functools import partial
 
 from flask import Blueprint, Response, flash, jsonify, redirect, render_template, request, url_for
 
-from l1web import context, dagsvg
+from l1web import context
 from l1web.auth import limit_run_submission
 from l1web.errors import BadRequest, Conflict, L1Error, PayloadTooLarge, Unauthorized
 from l1web.runs.model import RunStatus, StepStatus
 from l1web.runs.service import Submission
 from l1web.state import MAX_OFFSET
 from l1web.users import User
+from l1web.web import dagsvg
 from l1web.web.errors import wants_json
 
 bp = Blueprint("runs", __name__)

@@ -19,7 +19,7 @@ import requests
 from l1web.errors import L1Error
 from l1web.ipfs.client import CONNECT_TIMEOUT, IPFSError
 from l1web.ipfs.index import IPFSIndex
-from l1web.ipfs.publish import client_for
+from l1web.ipfs.pinning import client_for
 from l1web.settings import Settings
 from l1web.state import StateManager, keys
 from l1web.store import ContentStore

@@ -23,7 +23,7 @@ import time
 
 from l1web.ipfs.client import IPFSClient, IPFSError
 from l1web.ipfs.index import IPFSIndex
-from l1web.ipfs.publish import canonical_bytes, client_for, retry_pending
+from l1web.ipfs.pinning import canonical_bytes, client_for, retry_pending
 from l1web.settings import Settings
 from l1web.state import StateManager
 from l1web.store import ContentStore
@@ -51,7 +51,7 @@ def build_document(state: StateManager, index: IPFSIndex) -> dict:
     runs = index.runs()
     configs = {}
     for config_id in sorted({r.get("config_id") for r in runs.values() if r.get("config_id")})[:MAX_CONFIGS]:
-        config = state.configs.get(config_id)
+        config = state.recipes.get(config_id)
         if config:
             configs[config_id] = {"name": config.get("name", ""), "recipe": config["recipe"]}
     return {"format": DOC_FORMAT, "cids": cids, "results": results, "runs": runs, "configs": configs}

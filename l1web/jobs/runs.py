@@ -24,11 +24,11 @@ from rq import get_current_job
 from l1web.engine.analysis import analyze
 from l1web.engine.plan import plan as plan_dag
 from l1web.engine.steps import run_step
-from l1web.ipfs import fetch, publish
+from l1web.ipfs import fetch, pinning
 from l1web.jobs import queues
 from l1web.jobs.context import JobContext, JobLogAdapter, job_context
-from l1web.logs import step_finished
-from l1web.recipes import bind_inputs, recipe_from_data
+from l1web.jobs.steplog import step_finished
+from l1web.recipes.parse import bind_inputs, recipe_from_data
 from l1web.runs import provenance
 from l1web.runs.model import RunStatus, StepStatus
 
@@ -258,7 +258,7 @@ def _finish(ctx: JobContext, run: dict, steps: list[dict], states: dict[str, dic
         record = provenance.build(ctx, run, steps, states, digest)
         ctx.state.runs.set_status(run_id, RunStatus.COMPLETED, expected=[RunStatus.RUNNING],
                                   output_hash=digest, finished=time.time(), provenance=record)
-        publish.after_run(ctx, run_id)  # IPFS add+pin when enabled; never fails the run
+        pinning.after_run(ctx, run_id)  # IPFS add+pin when enabled; never fails the run
         return
     failed = [(sid, s) for sid, s in states.items() if s["status"] == StepStatus.FAILED]
     reason = f"step {failed[0][0]!r} failed: {failed[0][1].get('error', 'unknown error')}" if failed \

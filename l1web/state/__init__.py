@@ -11,7 +11,7 @@ import redis
 from l1web.state import keys
 from l1web.state.cache import CacheIndex
 from l1web.state.claims import Claims
-from l1web.state.configs import Configs
+from l1web.state.recipes import Recipes
 from l1web.state.results import Results
 from l1web.state.runs import Runs
 from l1web.state.tokens import Tokens
@@ -41,7 +41,7 @@ class StateManager:
         self.cache = CacheIndex(client)
         self.runs = Runs(client)
         self.claims = Claims(client)
-        self.configs = Configs(client)
+        self.recipes = Recipes(client)
 
     @classmethod
     def from_url(cls, url: str) -> StateManager:

@@ -18,10 +18,10 @@ from collections.abc import Iterable
 from dataclasses import dataclass, replace
 from pathlib import Path
 
-from l1web import media
 from l1web.errors import BadRequest, Conflict, CorruptItem, NotFound, PayloadTooLarge
 from l1web.state.cache import CacheIndex, ItemMeta
-from l1web.store import names
+from l1web.store import names, thumbs
+from l1web.store.facts import MediaFacts, describe
 from l1web.store.imports import open_for_import
 from l1web.store.ingest import CHUNK, TEMP_PREFIX, AdoptedFile, Readable, TempWriter, raise_if_full
 from l1web.store.multipart import read_multipart
@@ -128,7 +128,7 @@ class ContentStore:
 
     def _reindex(self, digest: str, path: Path, seen: str) -> None:
         """A verified file the index forgot (Redis lost its data) is indexed again."""
-        facts = media.describe(path)
+        facts = describe(path)
         meta = ItemMeta(digest=digest, size=path.stat().st_size, created=time.time(),
                         source="recovered", **vars(facts))
         self.index.record(meta, verified=seen)
@@ -139,10 +139,10 @@ class ContentStore:
         if thumb.is_file():
             return thumb
         meta = self.meta(digest)
-        if meta.kind not in media.PREVIEW_KINDS:
+        if meta.kind not in thumbs.PREVIEW_KINDS:
             return None
         source = self.path_for(digest)
-        return thumb if media.make_thumbnail(source, meta.kind, thumb, duration=meta.duration) else None
+        return thumb if thumbs.make_thumbnail(source, meta.kind, thumb, duration=meta.duration) else None
 
     # Writing ---------------------------------------------------------------------------------------
     def put_stream(
@@ -211,14 +211,14 @@ class ContentStore:
                 raise BadRequest("empty upload: a zero-byte item cannot be stored")
             known = self.index.get(digest)
             refuse = source == "upload" or source.startswith("import:")
-            facts = media.describe(writer.path, refuse_hostile=refuse) if known is None else None
+            facts = describe(writer.path, refuse_hostile=refuse) if known is None else None
             with self.index.lock(digest):
                 return self._install(writer, digest, known, facts, source=source, owner=owner, name=name)
         finally:
             writer.discard()
 
     def _install(self, writer: TempWriter | AdoptedFile, digest: str, known: ItemMeta | None,
-                 facts: media.MediaFacts | None, *, source: str, owner: str | None,
+                 facts: MediaFacts | None, *, source: str, owner: str | None,
                  name: str | None) -> Stored:
         final = self.location(digest)
         verified = self.index.verified_signature(digest)
@@ -232,7 +232,7 @@ class ContentStore:
             _fsync_dir(final.parent)
             current = signature(final.stat())
         meta = known or ItemMeta(digest=digest, size=writer.size, created=time.time(), source=source,
-                                 owner=owner, name=_clean_name(name), **vars(facts or media.MediaFacts()))
+                                 owner=owner, name=_clean_name(name), **vars(facts or MediaFacts()))
         new = self.index.record(replace(meta, owner=owner or meta.owner), verified=current)
         return Stored(self.index.get(digest) or meta, new)
 

@@ -12,7 +12,7 @@ import pytest
 
 from l1web.engine import avprobe, ffmpeg
 from l1web.engine.media import detect
-from l1web.engine.steps.job import clip_info
+from l1web.engine.steps.task import clip_info
 from tests.engine.conftest import make
 
 #: (file name, ffmpeg arguments): a video with audio, a rotated one, VP9 in WebM, audio, an image.

@@ -12,7 +12,7 @@ import numpy as np
 from PIL import Image
 
 from l1web.engine.encoding import png_options
-from l1web.engine.steps.job import Job, check_scaled
+from l1web.engine.steps.task import RenderTask, check_scaled
 
 Array = np.ndarray
 #: Blend modes on float RGB arrays in 0..255: A is the base, B the layer.
@@ -31,7 +31,7 @@ MODES: dict[str, Callable[[Array, Array], Array]] = {
 }
 
 
-def blend(job: Job) -> None:
+def blend(job: RenderTask) -> None:
     with Image.open(job.inputs[0]) as im:
         base = im.convert("RGB")
     with Image.open(job.inputs[1]) as im:
@@ -43,7 +43,7 @@ def blend(job: Job) -> None:
     Image.fromarray(out, "RGB").save(job.out, "PNG", **png_options())
 
 
-def layer(job: Job) -> None:
+def layer(job: RenderTask) -> None:
     with Image.open(job.inputs[0]) as im:
         keep_alpha = "A" in im.getbands()
         canvas = im.convert("RGBA")

@@ -18,12 +18,12 @@ from pathlib import Path
 
 import redis
 
+from l1web.paths import ROOT
+
 #: Seconds to wait for a started service to answer.
 START_TIMEOUT = 15.0
 #: Seconds a stopping process gets before it is killed.
 STOP_TIMEOUT = 10.0
-#: The project's root (where app.py, worker.py and render.py live).
-ROOT = Path(__file__).resolve().parent.parent
 
 
 def free_port() -> int:
