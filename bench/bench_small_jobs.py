@@ -45,9 +45,9 @@ sys.path.insert(0, str(ROOT / "bench"))
 from images import photo  # noqa: E402
 
 from devl2.testing import LiveL2  # noqa: E402
+from l1web.devtools.processes import free_port, python_process, start_redis, stop_process, wait_for  # noqa: E402
 from l1web.engine.effects.image import apply_image  # noqa: E402
 from l1web.engine.effects.registry import get_effect  # noqa: E402
-from devtools.processes import free_port, python_process, start_redis, stop_process, wait_for  # noqa: E402
 
 #: Fresh jobs per size (each a new image); the first `WARMUP` are dropped.
 ROUNDS = int(os.environ.get("BENCH_SMALL_ROUNDS", "15"))

@@ -14,7 +14,7 @@ import requests
 from PIL import Image
 
 from devl2.testing import LiveServer
-from devtools.processes import free_port
+from l1web.devtools.processes import free_port
 from l1web.settings import DEFAULT_RUN_RATE_BURST, DEFAULT_RUN_RATE_LIMIT
 from l1web.state import keys
 from l1web.web import create_app
