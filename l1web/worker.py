@@ -23,6 +23,7 @@ from rq.serializers import JSONSerializer
 
 from l1web import startup
 from l1web.clients import process_clients
+from l1web.engine import encoding
 from l1web.settings import Settings
 
 #: Queues a worker listens on by default, highest priority first.
@@ -133,9 +134,11 @@ def main(argv: list[str] | None = None) -> None:
     parser.add_argument("--name", default=None)
     args = parser.parse_args(argv)
     logging.basicConfig(level=logging.INFO, format="%(asctime)s %(levelname)s %(name)s %(message)s")
+    settings = Settings.from_env()
+    encoding.configure(settings.png_encoding)  # before any plan (cache ids) or render (bytes)
     # One line and exit 1, never a traceback, when ffmpeg, a prober or Redis is missing; the first
     # server to start makes the sample assets.
-    startup.prepare(Settings.from_env(), "worker", redis_required=True)
+    startup.prepare(settings, "worker", redis_required=True)
     # Opening the store sweeps temp files and work folders a crashed worker left behind.
     clients = process_clients()
     settings, connection = clients.settings, clients.rq_connection
