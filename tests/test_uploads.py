@@ -278,3 +278,43 @@ def test_a_refused_item_leaves_nothing_behind(server, dev_l2, redis_client):
     assert s.head(url, headers=TUS).status_code == 404
     assert {k for k in redis_client.keys("artdag:cache:*")} == before
     assert len(part_files(server.settings)) == 1  # only the first, still unfinished
+
+
+# POST /cache/missing --------------------------------------------------------------------------------
+def upload_plain(client, data: bytes) -> str:
+    answer = client.post("/cache/upload", data=data, headers={"Content-Type": "application/octet-stream",
+                                                               "Accept": "application/json"})
+    assert answer.status_code in (200, 201), answer.data
+    return answer.json["digest"]
+
+
+def ask_missing(client, hashes: list[str]) -> list[str]:
+    answer = client.post("/cache/missing", json={"hashes": hashes}, headers={"Accept": "application/json"})
+    assert answer.status_code == 200, answer.data
+    return answer.json["missing"]
+
+
+def test_missing_answers_in_order_and_another_users_private_item_counts_as_missing(
+        alice_client, bob_client, admin_client):
+    mine = upload_plain(alice_client, b"alice's own bytes")
+    bobs = upload_plain(bob_client, b"bob's private bytes")
+    shared = upload_plain(bob_client, b"bob's shared bytes")
+    assert bob_client.post(f"/cache/{shared}/share", headers={"Accept": "application/json"}).status_code == 200
+    unknown = hashlib.sha3_256(b"nobody has these").hexdigest()
+    asked = [unknown, mine, bobs, shared, mine, unknown]
+    assert ask_missing(alice_client, asked) == [unknown, bobs]
+    assert ask_missing(bob_client, asked) == [unknown, mine]
+    assert ask_missing(admin_client, asked) == [unknown]
+    upload_plain(alice_client, b"bob's private bytes")  # the same bytes uploaded: now alice holds them too
+    assert ask_missing(alice_client, asked) == [unknown]
+    assert ask_missing(alice_client, []) == []
+
+
+def test_missing_refuses_bad_input_naming_it(alice_client):
+    for body, words in [({"hashes": "abc"}, "hashes"), ({"hashes": ["A" * 64]}, "not a content hash"),
+                        ({"hashes": ["a" * 64] * 1001}, "at most 1000"), ([1, 2], "hashes")]:
+        answer = alice_client.post("/cache/missing", json=body, headers={"Accept": "application/json"})
+        assert answer.status_code == 400 and words in answer.json["message"], answer.json
+    anonymous = alice_client.application.test_client()
+    assert anonymous.post("/cache/missing", json={"hashes": []},
+                          headers={"Accept": "application/json"}).status_code == 401
