@@ -229,7 +229,8 @@ class ContentStore:
                  facts: MediaFacts | None, *, source: str, owner: str | None,
                  name: str | None) -> Stored:
         final = self.location(digest)
-        verified = self.index.verified_signature(digest)
+        # A new item has no verified signature to compare with: one round trip fewer.
+        verified = self.index.verified_signature(digest) if known is not None else None
         try:
             current = signature(final.stat())
         except FileNotFoundError:
@@ -241,8 +242,10 @@ class ContentStore:
             current = signature(final.stat())
         meta = known or ItemMeta(digest=digest, size=writer.size, created=time.time(), source=source,
                                  owner=owner, name=_clean_name(name), **vars(facts or MediaFacts()))
-        new = self.index.record(replace(meta, owner=owner or meta.owner), verified=current)
-        return Stored(self.index.get(digest) or meta, new)
+        recorded = replace(meta, owner=owner or meta.owner)
+        new = self.index.record(recorded, verified=current)
+        # New: the index holds exactly `recorded`. Known: it keeps its first metadata; read it.
+        return Stored(recorded if new else (self.index.get(digest) or meta), new)
 
     # Import ------------------------------------------------------------------------------------------
     def import_path(self, path: str, roots: Iterable[Path], *, owner: str | None = None,
