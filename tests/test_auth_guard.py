@@ -8,13 +8,14 @@ import requests
 from flask import g
 from werkzeug.serving import make_server
 
-from l1web.auth import rate_limit, require_admin, require_user
+from l1web.auth import rate_limit, require_admin
 from l1web.auth.tokens import token_hash
 from l1web.devtools.processes import RedisServer, free_port
 from l1web.errors import Forbidden, TooManyRequests, Unauthorized
 from l1web.state import StateManager, connect, keys
 from l1web.users import User
 from l1web.web import create_app
+from l1web.web.requests import signed_in
 
 JSON = {"Accept": "application/json"}
 HTML = {"Accept": "text/html"}
@@ -114,7 +115,7 @@ def test_admin_helpers(app):
     with app.test_request_context():
         g.user = None
         with pytest.raises(Unauthorized):
-            require_user()
+            signed_in()
         g.user = User("alice")
         with pytest.raises(Forbidden):
             require_admin()

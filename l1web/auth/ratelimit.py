@@ -13,8 +13,8 @@ import math
 
 from flask import g, request
 
-from l1web import context
 from l1web.errors import TooManyRequests
+from l1web.web import current
 
 #: Seconds in the run-submission window (the limit is `RUN_RATE_LIMIT` per window).
 RUN_WINDOW = 60
@@ -22,7 +22,7 @@ RUN_WINDOW = 60
 
 def rate_limit(bucket: str, limit: int, window: int) -> None:
     """Count one request against `bucket`; 429 (with `retry_after`) once `limit` is exceeded."""
-    if context.state().tokens.count_hit(bucket, window) > limit:
+    if current.state().tokens.count_hit(bucket, window) > limit:
         raise TooManyRequests("Too many requests; wait a moment and try again.", retry_after=window)
 
 
@@ -40,12 +40,12 @@ def limit_run_submission() -> None:
     Each holds `RUN_RATE_BURST` tokens and gains `RUN_RATE_LIMIT` a minute; a refusal (429)
     takes no token and says how many seconds until one is back.
     """
-    settings = context.settings()
+    settings = current.settings()
     user = g.get("user")
     buckets = [f"runs:addr:{request.remote_addr}"]
     if user is not None:
         buckets.insert(0, f"runs:user:{user.name}")
-    wait = context.state().tokens.take_tokens(buckets, settings.run_rate_burst, settings.run_rate_limit)
+    wait = current.state().tokens.take_tokens(buckets, settings.run_rate_burst, settings.run_rate_limit)
     if wait:
         retry = RUN_WINDOW if math.isinf(wait) else max(1, math.ceil(wait))
         raise TooManyRequests(f"Too many requests: run submissions are limited; try again in {retry} s.",

