@@ -55,7 +55,8 @@ def test_the_run_page_fills_nodes_and_tails_the_log(page: Page, live_l1, dev_l2,
     filling = page.locator("g.dag-node.state-running[data-percent]")
     expect(filling).to_have_count(1, timeout=60_000)
     first = float(filling.get_attribute("data-percent") or 0)
-    expect(page.locator("tr", has_text="soft").locator(".step-progress")).to_contain_text(re.compile(r"\d+ %.*ETA"), timeout=10_000)
+    soft_row = page.locator("tr", has_text="soft").locator(".step-progress")
+    expect(soft_row).to_contain_text(re.compile(r"\d+ %.*ETA"), timeout=10_000)
     expect(page.locator("#step-log pre.log")).to_contain_text("Stream mapping", timeout=10_000)
     page.wait_for_function(
         f"() => {{ const n = document.querySelector('g.dag-node.state-running[data-percent]');"
