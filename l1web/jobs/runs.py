@@ -23,13 +23,16 @@ import redis
 from rq import Worker, get_current_job
 
 from l1web import lifecycle
+from l1web.clients import Clients, process_clients
+from l1web.engine import estimate
 from l1web.engine.analysis import analyze
 from l1web.engine.plan import plan as plan_dag
 from l1web.engine.steps import run_step
+from l1web.engine.watch import Redactor, StepWatch, watching
+from l1web.engine.watch import current as watch_current
 from l1web.ipfs import fetch, pinning
 from l1web.jobs import queues
-from l1web.jobs.context import JobContext, JobLogAdapter, job_context
-from l1web.jobs.steplog import step_finished
+from l1web.jobs.steplog import JobLogAdapter, step_finished
 from l1web.lifecycle import RunEvent, StepEvent
 from l1web.recipes.parse import bind_inputs, recipe_from_data
 from l1web.runs import provenance
@@ -52,7 +55,7 @@ def plan_run(run_id: str, render_inline: bool = False) -> dict:
     timeout too) the ready step is rendered in this job rather than enqueued: one job per
     one-step run instead of two, which halves RQ's share of a quick run.
     """
-    ctx = job_context()
+    ctx = process_clients()
     job = get_current_job()
     jlog = JobLogAdapter(log, {"run": run_id, "job": job.id if job else "-"})
     runs = ctx.state.runs
@@ -66,10 +69,11 @@ def plan_run(run_id: str, render_inline: bool = False) -> dict:
         fetch.ensure_local(ctx, run["input_hashes"].values())  # workers on other hosts fetch their inputs
         analysis = analyze(dag, ctx.store)
         plan = plan_dag(dag, analysis)
+        expected = estimate.expect(plan, analysis)  # each step's 100 % and weight in the run's progress
     except Exception as exc:
         fail_run(ctx, run_id, f"planning failed: {exc}")
         raise
-    steps = [dict(step, order=index) for index, step in enumerate(plan["steps"])]
+    steps = [dict(step, order=index, expect=expected[step["step_id"]]) for index, step in enumerate(plan["steps"])]
     runs.init_steps(run_id, steps, {step["step_id"]: _initial_state(ctx, step) for step in steps})
     runs.update(run_id, plan_id=plan["plan_id"], output_step=plan["output"], steps_total=len(steps))
     jlog.info("planned %d steps (plan %s)", len(steps), plan["plan_id"][:12])
@@ -78,7 +82,7 @@ def plan_run(run_id: str, render_inline: bool = False) -> dict:
     return {"planned": True, "plan_id": plan["plan_id"], "steps": len(steps)}
 
 
-def _initial_state(ctx: JobContext, step: dict) -> dict:
+def _initial_state(ctx: Clients, step: dict) -> dict:
     """SOURCE steps are their input files: already there (cached) or missing (failed)."""
     if step["type"] != "SOURCE":
         return {"status": lifecycle.initial(step, False)}
@@ -99,7 +103,7 @@ class WorkerShutdown(RuntimeError):
 
 def execute_step(run_id: str, step_id: str) -> dict:
     """Render one step of a run, or reuse its recorded output; then advance the run."""
-    ctx = job_context()
+    ctx = process_clients()
     job = get_current_job()
     job_id = job.id if job else "inline"
     worker = _worker_name(job)
@@ -136,17 +140,25 @@ def execute_step(run_id: str, step_id: str) -> dict:
     # The inputs were final before this step was queued, so this snapshot has their outputs.
     input_digests = [states[dep].get("output") for dep in step["inputs"]]
     started = time.monotonic()
+    watch = step_watch(ctx, run_id, step)
+    watch.line(f"step {step_id} ({step['type']}) started on worker job {job_id}")
     try:
-        digest, cached = _produce(ctx, run, step, job_id, jlog, inputs=input_digests)
+        with watching(watch):
+            digest, cached = _produce(ctx, run, step, job_id, jlog, inputs=input_digests)
     except Exception as exc:
+        watch.line(f"step {step_id} failed: {_short(exc)}")
+        watch.finish(ok=False)
         jlog.warning("step %s failed: %s", step_id, _short(exc))
         step_finished(ctx.state.redis, run_id, job_id, step, outcome=StepStatus.FAILED,
                       seconds=time.monotonic() - started)
         attempt_failed(ctx, run_id, step_id, job_id=job_id, worker=worker, error_type=type(exc).__name__,
-                       reason=_short(exc))
+                       reason=_short(exc),
+                       error_text=with_log_excerpt(_short(exc), ctx.state.watch.log(run_id, step_id)))
         raise
     event = StepEvent.REUSE if cached else StepEvent.SUCCEED
     status = lifecycle.target(event)
+    watch.line(f"step {step_id} {status}: output {digest}")
+    watch.finish(ok=True)
     finished = time.time()
     runs.step_transition(run_id, step_id, event, output=digest, finished=finished,
                          duration=round(time.monotonic() - started, 3),
@@ -177,7 +189,7 @@ def _attempt(worker: str, job_id: str, started: float | None, finished: float, o
     return record
 
 
-def _placement(ctx: JobContext, me: str, state: dict, states: dict[str, dict]) -> lifecycle.Placement:
+def _placement(ctx: Clients, me: str, state: dict, states: dict[str, dict]) -> lifecycle.Placement:
     """Where this step should render: here, on another worker (a retry), or nowhere (blocklisted)."""
     avoid = {a.get("worker") for a in state.get("attempts", []) if a.get("outcome") == StepStatus.FAILED}
     blocked = lifecycle.blocklisted([{**a, "step": sid} for sid, s in states.items() for a in s.get("attempts", [])],
@@ -190,7 +202,7 @@ def _placement(ctx: JobContext, me: str, state: dict, states: dict[str, dict]) -
     return lifecycle.placement(me, avoid, blocked, alive)
 
 
-def _hand_back(ctx: JobContext, run: dict, step_id: str, state: dict, jlog) -> dict:
+def _hand_back(ctx: Clients, run: dict, step_id: str, state: dict, jlog) -> dict:
     """Put the step back on its queue as a new job for another worker, and pause a moment so
     that an idle one takes it rather than this one again."""
     attempt, tries = int(run.get("attempt") or 1), int(state.get("tries") or 1) + 1
@@ -204,10 +216,13 @@ def _hand_back(ctx: JobContext, run: dict, step_id: str, state: dict, jlog) -> d
     return {"status": "handed-back"}
 
 
-def attempt_failed(ctx: JobContext, run_id: str, step_id: str, *, job_id: str, worker: str,
-                   error_type: str, reason: str) -> None:
+def attempt_failed(ctx: Clients, run_id: str, step_id: str, *, job_id: str, worker: str,
+                   error_type: str, reason: str, error_text: str = "") -> None:
     """An attempt of a step failed: queue another (infrastructure failure with retries left,
-    preferably on another worker) or fail the step for good; then advance the run."""
+    preferably on another worker) or fail the step for good; then advance the run.
+
+    `reason` is what the attempt record keeps and what the failure is classified by;
+    `error_text` (the reason and the end of the step's log) is the step's error when it fails."""
     runs = ctx.state.runs
     run = runs.get(run_id)
     state = runs.step_states(run_id).get(step_id, {})
@@ -231,16 +246,52 @@ def attempt_failed(ctx: JobContext, run_id: str, step_id: str, *, job_id: str, w
             queues.enqueue_step(ctx.rq_connection, run_id, step_id, attempt, tries)
             log.warning("[run %s] step %s: attempt %d failed (%s); retrying", run_id[:12], step_id, number, reason)
         return
-    runs.step_transition(run_id, step_id, StepEvent.FAIL, attempt=record, error=reason, finished=now,
-                         duration=duration)
+    runs.step_transition(run_id, step_id, StepEvent.FAIL, attempt=record, error=error_text or reason,
+                         finished=now, duration=duration)
     advance(ctx, run_id)
 
 
-def _produce(ctx: JobContext, run: dict, step: dict, holder: str, jlog, *, inputs: list[str]) -> tuple[str, bool]:
+def step_watch(ctx: Clients, run_id: str, step: dict) -> StepWatch:
+    """The watch a step renders under: progress and log go to `state.watch` (one pipelined
+    write at most every `engine.watch.INTERVAL` seconds), local paths shortened, secrets hidden."""
+    expect = step.get("expect") or {}
+    cache_dir = ctx.settings.cache_dir
+    redact = Redactor({str(cache_dir / WORK_DIR): "<work>", str(cache_dir): "<cache>"},
+                      secrets=[ctx.settings.worker_token, ctx.settings.secret_key])
+    step_id = step["step_id"]
+
+    def sink(progress: dict, text: str) -> None:
+        ctx.state.watch.publish(run_id, step_id, progress, text)
+
+    return StepWatch(seconds=expect.get("seconds"), frames=expect.get("frames"), sink=sink, redact=redact)
+
+
+#: Lines of a failed step's log kept in its error, and characters of each.
+LOG_EXCERPT_LINES, LOG_EXCERPT_WIDTH = 16, 160
+
+
+def with_log_excerpt(error: str, log_text: str | None) -> str:
+    """A failed step's error followed by the last lines of its log (what ffmpeg printed)."""
+    if not log_text:
+        return error
+    lines = log_text.rstrip("\n").splitlines()[:-1]  # the last line repeats the error itself
+    # Deeply indented lines are ffmpeg's stream metadata: kept in the log, left out of the error.
+    lines = [ln for ln in lines if not ln.startswith("    ") and ln.strip()]
+    clipped = [ln if len(ln) <= LOG_EXCERPT_WIDTH else ln[: LOG_EXCERPT_WIDTH - 1] + "…"
+               for ln in lines[-LOG_EXCERPT_LINES:]]
+    excerpt = "\n".join(clipped)
+    if not excerpt.strip():
+        return error
+    room = MAX_ERROR - len(excerpt) - 30
+    return f"{error[:max(room, 300)]}\n--- log (last lines) ---\n{excerpt}"[:MAX_ERROR]
+
+
+def _produce(ctx: Clients, run: dict, step: dict, holder: str, jlog, *, inputs: list[str]) -> tuple[str, bool]:
     """The step's output digest and whether it was reused rather than rendered here."""
     cache_id = step["cache_id"]
     force = run.get("force") == "1"
     deadline = time.monotonic() + queues.STEP_TIMEOUT
+    waiting = False
     while True:
         if not force:
             found = _recorded(ctx, cache_id)
@@ -249,9 +300,13 @@ def _produce(ctx: JobContext, run: dict, step: dict, holder: str, jlog, *, input
         token = ctx.state.claims.acquire(cache_id, holder)
         if token:
             break
+        if not waiting:
+            waiting = True
+            step_log_line(f"another worker renders cache id {cache_id[:12]}…; waiting for its result")
         if time.monotonic() > deadline:
             raise TimeoutError(f"waited too long for another worker rendering {cache_id[:12]}")
         time.sleep(CLAIM_POLL)  # someone else renders it: wait for their result or their claim to lapse
+    step_log_line(f"rendering cache id {cache_id[:12]}… from {len(inputs)} input(s)")
     try:
         with _renewing(ctx, cache_id, token):
             digest = _render(ctx, run, step, inputs)
@@ -263,14 +318,14 @@ def _produce(ctx: JobContext, run: dict, step: dict, holder: str, jlog, *, input
     return digest, False
 
 
-def _recorded(ctx: JobContext, cache_id: str) -> str | None:
+def _recorded(ctx: Clients, cache_id: str) -> str | None:
     digest = ctx.state.results.get_result(cache_id)
     if digest and fetch.has(ctx, digest):
         return digest
     return fetch.peer_result(ctx, cache_id)  # a peer L1 rendered it (IPNS sync): fetched and verified
 
 
-def _render(ctx: JobContext, run: dict, step: dict, inputs: list[str]) -> str:
+def _render(ctx: Clients, run: dict, step: dict, inputs: list[str]) -> str:
     fetch.ensure_local(ctx, inputs)
     input_paths = [ctx.store.path_for(digest) for digest in inputs]
     # Renders happen on the cache's filesystem so the output moves into the store by rename.
@@ -286,10 +341,17 @@ def _render(ctx: JobContext, run: dict, step: dict, inputs: list[str]) -> str:
         shutil.rmtree(work, ignore_errors=True)
 
 
+def step_log_line(text: str) -> None:
+    """A worker line for the log of the step rendering in this context, if any."""
+    current = watch_current()
+    if current is not None:
+        current.line(text)
+
+
 class _renewing:
     """Renews a claim in a background thread while the step renders."""
 
-    def __init__(self, ctx: JobContext, cache_id: str, token: str) -> None:
+    def __init__(self, ctx: Clients, cache_id: str, token: str) -> None:
         self.ctx, self.cache_id, self.token = ctx, cache_id, token
         self.stop = threading.Event()
         self.thread = threading.Thread(target=self._loop, daemon=True)
@@ -312,7 +374,7 @@ class _renewing:
         self.thread.join(timeout=5)
 
 
-def advance(ctx: JobContext, run_id: str, *, keep: int = 0) -> list[str]:
+def advance(ctx: Clients, run_id: str, *, keep: int = 0) -> list[str]:
     """Skip what can no longer run, enqueue what is ready, and finish the run when nothing is left.
 
     Up to `keep` ready steps are marked queued but not enqueued; they are returned for the
@@ -358,7 +420,7 @@ def _skip_blocked(runs, run_id: str, steps: list[dict], states: dict[str, dict])
             states[sid] = {**states[sid], "status": lifecycle.target(StepEvent.SKIP), "error": error}
 
 
-def _finish(ctx: JobContext, run: dict, steps: list[dict], states: dict[str, dict]) -> None:
+def _finish(ctx: Clients, run: dict, steps: list[dict], states: dict[str, dict]) -> None:
     run_id = run["id"]
     end = lifecycle.outcome(run.get("output_step", ""), states, order=[s["step_id"] for s in steps])
     if end.event == RunEvent.COMPLETE:
@@ -376,11 +438,11 @@ def _finish(ctx: JobContext, run: dict, steps: list[dict], states: dict[str, dic
 
 def advance_run(run_id: str) -> dict:
     """A job: enqueue a run's ready steps (after the run or the whole queue is resumed, or a requeue)."""
-    queued = advance(job_context(), run_id)
+    queued = advance(process_clients(), run_id)
     return {"advanced": True, "kept": len(queued)}
 
 
-def fail_run(ctx: JobContext, run_id: str, reason: str) -> None:
+def fail_run(ctx: Clients, run_id: str, reason: str) -> None:
     ctx.state.runs.transition(run_id, RunEvent.FAIL, error=reason[:MAX_ERROR], finished=time.time())
 
 
@@ -390,7 +452,7 @@ def on_plan_failure(job, connection, exc_type, exc_value, tb) -> None:
     A plan job that was rendering its run's step itself (`render_inline`) fails that step's
     attempt (which may be retried), so the run's error names the step, as for a step job.
     """
-    ctx = job_context()
+    ctx = process_clients()
     run_id = job.args[0]
     states = ctx.state.runs.step_states(run_id)
     if states:  # planned: the failure, if any is left to record, is the inline step's
@@ -408,7 +470,7 @@ def on_step_failure(job, connection, exc_type, exc_value, tb) -> None:
     A failure the job itself recorded (an exception in `execute_step`) is not recorded twice:
     only a step still running this job, or still queued for it, is changed here.
     """
-    ctx = job_context()
+    ctx = process_clients()
     run_id, step_id = job.args
     state = ctx.state.runs.step_states(run_id).get(step_id, {})
     status = state.get("status")
