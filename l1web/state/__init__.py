@@ -11,6 +11,7 @@ import redis
 from l1web.state import keys
 from l1web.state.cache import CacheIndex
 from l1web.state.claims import Claims
+from l1web.state.fair import FairShare
 from l1web.state.recipes import Recipes
 from l1web.state.results import Results
 from l1web.state.runs import Runs
@@ -43,6 +44,7 @@ class StateManager:
         self.runs = Runs(client)
         self.claims = Claims(client)
         self.recipes = Recipes(client)
+        self.fair = FairShare(client)
         self.watch = StepWatches(client)
 
     @classmethod
