@@ -109,6 +109,17 @@ def boundaries(facts: Facts, chunking: Chunking) -> list[tuple[int, int | None]]
     return [(start, end) for start, end in zip(cuts, [*cuts[1:], None], strict=True)]
 
 
+def trim_filter(frames: tuple[int, int | None]) -> str:
+    """The ffmpeg filters keeping frames `[start, end)` by index, timestamps restarting at 0.
+
+    `trim` counts decoded frames, so a chunk is exactly its frames, not whatever rounded
+    timestamps would pick; `setpts` restarts its clock so the join lays chunks end to end.
+    """
+    start, end = frames
+    bounds = f"start_frame={int(start)}" + (f":end_frame={int(end)}" if end is not None else "")
+    return f"trim={bounds},setpts=PTS-STARTPTS"
+
+
 def chunk_step_id(node_id: str, index: int) -> str:
     """Id of chunk `index` of a node's step (`~` cannot appear in node ids)."""
     return f"{node_id}~c{index}"

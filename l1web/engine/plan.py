@@ -15,7 +15,7 @@ of SEQUENCE steps (`<node>~<depth>.<index>`), the last one keeping the node's id
 
 With a `Chunking` setting, a frame-wise step on a long video becomes chunk steps
 (`<node>~c<i>`, with `"frames": [start, end]` and `"chunk": {"of", "index", "count"}`) and a
-join step keeping the node's id (`"join": {"chunks": [ids], "seconds": s}`, inputs = the chunks
+join step keeping the node's id (`"join": {"chunks": [ids], "frames": [ranges], "seconds": s}`, inputs = the chunks
 then the node's own inputs, whose sound it adds once); see engine/chunks.py.
 """
 
@@ -81,7 +81,7 @@ def _chunked(steps: dict[str, dict], node: Node, kind: str, ranges: list[tuple[i
         input_cache_ids=[*(s["cache_id"] for s in parts), *whole["input_cache_ids"]],
         input_kinds=[*(s["kind"] for s in parts), *whole["input_kinds"]],
         level=1 + max(s["level"] for s in parts),
-        join={"chunks": ids, **chunking.cache_part()},
+        join={"chunks": ids, "frames": [list(r) for r in ranges], **chunking.cache_part()},
     )
     _add(steps, whole)
 

@@ -69,7 +69,8 @@ def test_a_long_effect_becomes_chunks_and_a_join_keeping_the_node_id():
     assert steps["fx~c2"]["chunk"] == {"of": "fx", "index": 2, "count": 6}
     join = steps["fx"]
     assert join["inputs"] == [*chunk_ids, "v"] and join["level"] == 2
-    assert join["join"] == {"chunks": chunk_ids, "seconds": 10.0}
+    assert join["join"] == {"chunks": chunk_ids, "seconds": 10.0,
+                            "frames": [steps[c]["frames"] for c in chunk_ids]}
     assert join["input_cache_ids"][:6] == [steps[c]["cache_id"] for c in chunk_ids]
     assert p["output"] == "fx" and p["output_cache_id"] == join["cache_id"]
     assert p["levels"] == [["v"], chunk_ids, ["fx"]]
