@@ -18,6 +18,8 @@ TOKEN_VERIFY_TTL = 60
 CACHE_LOCK_TTL = 30
 #: Seconds a cached analysis or plan is kept (they are cheap to recompute).
 ANALYSIS_TTL = 30 * 24 * 3600
+#: Seconds a removed chunk stays listed for other hosts to sweep their copies (1 day).
+CHUNKS_REMOVED_TTL = 24 * 3600
 
 
 # Content store index ------------------------------------------------------------------------
@@ -237,3 +239,11 @@ def ipns_remote_results() -> str:
 def ipns_remote_cids() -> str:
     """Hash: digest → JSON {cid, peer} merged from peers' CID indexes."""
     return f"{PREFIX}ipns:remote:cids"
+
+
+def chunks_removed() -> str:
+    """Sorted set: digest of a joined step's temporary chunk → when it was removed (engine/chunks.py).
+
+    Every host sweeps its own copies of these files; entries older than CHUNKS_REMOVED_TTL go.
+    """
+    return f"{PREFIX}chunks:removed"
