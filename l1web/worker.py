@@ -21,9 +21,10 @@ import redis
 from rq import Queue, Worker
 from rq.serializers import JSONSerializer
 
+from l1web import startup
+from l1web.clients import process_clients
+from l1web.engine import encoding
 from l1web.settings import Settings
-from l1web.state import StateManager, connect
-from l1web.store import ContentStore
 
 #: Queues a worker listens on by default, highest priority first.
 DEFAULT_QUEUES = ("steps", "runs", "default")
@@ -102,11 +103,11 @@ def preload() -> None:
     import PIL.Image
 
     import l1web.engine.effects.apply  # noqa: F401 - imported lazily by the renderers
-    from l1web.jobs import runs
+    from l1web.jobs import runs  # noqa: F401 - the job code every horse runs
     from l1web.runs import provenance
 
     PIL.Image.init()  # registers every image plugin now rather than in each horse
-    runs.job_context()
+    process_clients()
     provenance.infrastructure()
 
 
@@ -133,9 +134,13 @@ def main(argv: list[str] | None = None) -> None:
     args = parser.parse_args(argv)
     logging.basicConfig(level=logging.INFO, format="%(asctime)s %(levelname)s %(name)s %(message)s")
     settings = Settings.from_env()
+    encoding.configure(settings.png_encoding)  # before any plan (cache ids) or render (bytes)
+    # One line and exit 1, never a traceback, when ffmpeg, a prober or Redis is missing; the first
+    # server to start makes the sample assets.
+    startup.prepare(settings, "worker", redis_required=True)
     # Opening the store sweeps temp files and work folders a crashed worker left behind.
-    ContentStore(settings.cache_dir, StateManager.from_url(settings.redis_url).cache)
-    connection = connect(settings.redis_url, decode=False)
+    clients = process_clients()
+    settings, connection = clients.settings, clients.rq_connection
     queues = [Queue(name, connection=connection, serializer=JSONSerializer) for name in args.queues]
     worker = L1Worker(
         queues, connection=connection, serializer=JSONSerializer, name=args.name,

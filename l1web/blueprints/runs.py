@@ -6,21 +6,20 @@ API clients get JSON (`wants_json`); browsers get pages that work as plain links
 
 from __future__ import annotations
 
-import json
 from datetime import UTC, datetime
 from functools import partial
 
 from flask import Blueprint, Response, flash, jsonify, redirect, render_template, request, url_for
 
-from l1web import context
 from l1web.auth import limit_run_submission
-from l1web.errors import BadRequest, Conflict, L1Error, PayloadTooLarge, Unauthorized
+from l1web.errors import BadRequest, Conflict, L1Error
 from l1web.runs.model import RunStatus, StepStatus
 from l1web.runs.service import Submission
 from l1web.state import MAX_OFFSET
 from l1web.users import User
-from l1web.web import dagsvg
+from l1web.web import current, dagsvg
 from l1web.web.errors import wants_json
+from l1web.web.requests import json_body, signed_in
 
 bp = Blueprint("runs", __name__)
 
@@ -28,8 +27,6 @@ bp = Blueprint("runs", __name__)
 PAGE_SIZE = 50
 #: Most runs one listing returns, whatever the client asks for.
 MAX_PAGE = 200
-#: Largest JSON request body accepted, in bytes.
-MAX_JSON_BYTES = 256 * 1024
 #: Step statuses whose output exists: they count as done on the progress bar.
 DONE = frozenset(s for s in StepStatus if s.done)
 #: Every run status, as the text a query may filter on.
@@ -52,30 +49,6 @@ def when(timestamp: object) -> str:
         return "—"
 
 
-def current() -> User:
-    """The signed-in user; anonymous requests are refused."""
-    user = context.current_user()
-    if user is None:
-        raise Unauthorized("sign in first")
-    return user
-
-
-def json_body() -> dict:
-    if (request.content_length or 0) > MAX_JSON_BYTES:
-        raise PayloadTooLarge(f"the request body is larger than {MAX_JSON_BYTES} bytes")
-    try:
-        body = request.get_json(force=True, silent=True)
-    except RecursionError:  # `silent` covers ValueError only; "[[[[…" of 100 KB recurses in json
-        raise BadRequest("the request body nests too deeply to be a JSON object") from None
-    if not isinstance(body, dict):
-        raise BadRequest("the request body must be a JSON object")
-    try:  # JSON may spell lone surrogates ("\ud800"); they cannot be stored or hashed as UTF-8
-        json.dumps(body, ensure_ascii=False).encode("utf-8")
-    except UnicodeEncodeError:
-        raise BadRequest("the request body contains text that is not valid Unicode (a lone surrogate)") from None
-    return body
-
-
 # JSON shapes ----------------------------------------------------------------------------------
 def run_json(run: dict, steps: list[dict] | None = None) -> dict:
     out = {k: v for k, v in run.items() if k not in ("recipe", "force")}
@@ -93,7 +66,7 @@ def run_json(run: dict, steps: list[dict] | None = None) -> dict:
 
 def run_response(run: dict, status: int = 200) -> tuple[Response, int]:
     """A run with its steps, as the API returns it after any change."""
-    return jsonify(run_json(run, context.runs().steps_view(run["id"]))), status
+    return jsonify(run_json(run, current.runs().steps_view(run["id"]))), status
 
 
 def list_args(user: User) -> dict:
@@ -115,15 +88,15 @@ def list_args(user: User) -> dict:
 # JSON API -------------------------------------------------------------------------------------
 @bp.post("/runs")
 def submit():
-    run, created = context.runs().submit(Submission.from_json(json_body()), current(), admit=limit_run_submission)
+    run, created = current.runs().submit(Submission.from_json(json_body()), signed_in(), admit=limit_run_submission)
     return run_response(run, 201 if created else 200)
 
 
 @bp.get("/runs")
 def index():
-    user = current()
+    user = signed_in()
     args = list_args(user)
-    runs, total = context.state().runs.page(**args)
+    runs, total = current.state().runs.page(**args)
     if not wants_json():
         return render_template("runs.html", **_list_view(runs, total, args))
     following = args["offset"] + len(runs)
@@ -136,7 +109,7 @@ def index():
 
 @bp.get("/runs/<run_id>")
 def show(run_id: str):
-    run = context.runs().get(run_id, current())
+    run = current.runs().get(run_id, signed_in())
     if not wants_json():
         return redirect(url_for("runs.page", run_id=run["id"]))
     return run_response(run)
@@ -144,23 +117,23 @@ def show(run_id: str):
 
 @bp.delete("/runs/<run_id>")
 def delete(run_id: str):
-    context.runs().delete(run_id, current())
+    current.runs().delete(run_id, signed_in())
     return jsonify({"id": run_id, "deleted": True})
 
 
 @bp.post("/runs/<run_id>/cancel")
 def cancel(run_id: str):
-    return run_response(context.runs().cancel(run_id, current()))
+    return run_response(current.runs().cancel(run_id, signed_in()))
 
 
 @bp.post("/runs/<run_id>/rerun")
 def rerun(run_id: str):
-    return run_response(context.runs().rerun(run_id, current(), admit=limit_run_submission))
+    return run_response(current.runs().rerun(run_id, signed_in(), admit=limit_run_submission))
 
 
 @bp.get("/runs/<run_id>/provenance")
 def provenance(run_id: str):
-    run = context.runs().get(run_id, current())
+    run = current.runs().get(run_id, signed_in())
     if run["status"] != RunStatus.COMPLETED or not run.get("provenance"):
         raise Conflict(f"the run is {run['status']}; provenance exists once it has completed",
                        run_status=run["status"])
@@ -190,21 +163,21 @@ def _list_view(runs: list[dict], total: int, args: dict) -> dict:
 
 @bp.get("/runs/fragment")
 def list_fragment():
-    args = list_args(current())
-    runs, total = context.state().runs.page(**args)
+    args = list_args(signed_in())
+    runs, total = current.state().runs.page(**args)
     return render_template("_runs_list.html", **_list_view(runs, total, args))
 
 
 def _run_view(run_id: str) -> dict:
-    run = context.runs().get(run_id, current())
-    steps = context.runs().steps_view(run["id"])
+    run = current.runs().get(run_id, signed_in())
+    steps = current.runs().steps_view(run["id"])
     live = RunStatus(run["status"]).live
     if steps:
         nodes = dagsvg.from_steps(steps)
     else:  # not planned yet (or never): the recipe's own graph
         nodes = dagsvg.from_dag((run.get("recipe") or {}).get("dag") or {},
                                 state=StepStatus.PENDING if live else None)
-    output = context.state().cache.get(run["output_hash"]) if run.get("output_hash") else None
+    output = current.state().cache.get(run["output_hash"]) if run.get("output_hash") else None
     return {
         "run": run, "steps": steps, "live": live, "output": output,
         "done": sum(1 for s in steps if s.get("status") in DONE),
@@ -226,12 +199,12 @@ def run_fragment(run_id: str):
 @bp.post("/run/<run_id>/<action>")
 def act(run_id: str, action: str):
     """The page's buttons: cancel, re-run or delete, then back to a page (POST-redirect-GET)."""
-    actions = {"cancel": context.runs().cancel,
-               "rerun": partial(context.runs().rerun, admit=limit_run_submission),
-               "delete": context.runs().delete}
+    actions = {"cancel": current.runs().cancel,
+               "rerun": partial(current.runs().rerun, admit=limit_run_submission),
+               "delete": current.runs().delete}
     if action not in actions:
         raise BadRequest(f"unknown action {action[:32]!r}")
-    user = current()
+    user = signed_in()
     try:
         actions[action](run_id, user)
     except L1Error as exc:

@@ -21,13 +21,13 @@ from pathlib import Path
 import redis
 from rq import get_current_job
 
+from l1web.clients import Clients, process_clients
 from l1web.engine.analysis import analyze
 from l1web.engine.plan import plan as plan_dag
 from l1web.engine.steps import run_step
 from l1web.ipfs import fetch, pinning
 from l1web.jobs import chunked, queues
-from l1web.jobs.context import JobContext, JobLogAdapter, job_context
-from l1web.jobs.steplog import step_finished
+from l1web.jobs.steplog import JobLogAdapter, step_finished
 from l1web.recipes.parse import bind_inputs, recipe_from_data
 from l1web.runs import provenance
 from l1web.runs.model import RunStatus, StepStatus
@@ -49,7 +49,7 @@ def plan_run(run_id: str, render_inline: bool = False) -> dict:
     timeout too) the ready step is rendered in this job rather than enqueued: one job per
     one-step run instead of two, which halves RQ's share of a quick run.
     """
-    ctx = job_context()
+    ctx = process_clients()
     job = get_current_job()
     jlog = JobLogAdapter(log, {"run": run_id, "job": job.id if job else "-"})
     runs = ctx.state.runs
@@ -76,7 +76,7 @@ def plan_run(run_id: str, render_inline: bool = False) -> dict:
     return {"planned": True, "plan_id": plan["plan_id"], "steps": len(steps)}
 
 
-def _initial_state(ctx: JobContext, step: dict) -> dict:
+def _initial_state(ctx: Clients, step: dict) -> dict:
     """SOURCE steps are their input files: already there (cached) or missing (failed)."""
     if step["type"] != "SOURCE":
         return {"status": StepStatus.PENDING}
@@ -87,7 +87,7 @@ def _initial_state(ctx: JobContext, step: dict) -> dict:
 
 def execute_step(run_id: str, step_id: str) -> dict:
     """Render one step of a run, or reuse its recorded output; then advance the run."""
-    ctx = job_context()
+    ctx = process_clients()
     job = get_current_job()
     job_id = job.id if job else "inline"
     jlog = JobLogAdapter(log, {"run": run_id, "job": job_id})
@@ -130,7 +130,7 @@ def execute_step(run_id: str, step_id: str) -> dict:
     return {"status": str(status), "output": digest}
 
 
-def _produce(ctx: JobContext, run: dict, step: dict, holder: str, jlog, *, inputs: list[str],
+def _produce(ctx: Clients, run: dict, step: dict, holder: str, jlog, *, inputs: list[str],
              steps: list[dict] = ()) -> tuple[str, bool]:
     """The step's output digest and whether it was reused rather than rendered here."""
     cache_id = step["cache_id"]
@@ -161,14 +161,14 @@ def _produce(ctx: JobContext, run: dict, step: dict, holder: str, jlog, *, input
     return digest, False
 
 
-def _recorded(ctx: JobContext, cache_id: str) -> str | None:
+def _recorded(ctx: Clients, cache_id: str) -> str | None:
     digest = ctx.state.results.get_result(cache_id)
     if digest and fetch.has(ctx, digest):
         return digest
     return fetch.peer_result(ctx, cache_id)  # a peer L1 rendered it (IPNS sync): fetched and verified
 
 
-def _render(ctx: JobContext, run: dict, step: dict, inputs: list[str]) -> str:
+def _render(ctx: Clients, run: dict, step: dict, inputs: list[str]) -> str:
     fetch.ensure_local(ctx, inputs)
     input_paths = [ctx.store.path_for(digest) for digest in inputs]
     # Renders happen on the cache's filesystem so the output moves into the store by rename.
@@ -192,7 +192,7 @@ def _render(ctx: JobContext, run: dict, step: dict, inputs: list[str]) -> str:
 class _renewing:
     """Renews a claim in a background thread while the step renders."""
 
-    def __init__(self, ctx: JobContext, cache_id: str, token: str) -> None:
+    def __init__(self, ctx: Clients, cache_id: str, token: str) -> None:
         self.ctx, self.cache_id, self.token = ctx, cache_id, token
         self.stop = threading.Event()
         self.thread = threading.Thread(target=self._loop, daemon=True)
@@ -215,7 +215,7 @@ class _renewing:
         self.thread.join(timeout=5)
 
 
-def advance(ctx: JobContext, run_id: str, *, keep: int = 0) -> list[str]:
+def advance(ctx: Clients, run_id: str, *, keep: int = 0) -> list[str]:
     """Skip what can no longer run, enqueue what is ready, and finish the run when nothing is left.
 
     Up to `keep` ready steps are marked queued but not enqueued; they are returned for the
@@ -261,7 +261,7 @@ def _skip_blocked(runs, run_id: str, steps: list[dict], states: dict[str, dict])
             states[sid] = {**states[sid], "status": StepStatus.SKIPPED, "error": error}
 
 
-def _finish(ctx: JobContext, run: dict, steps: list[dict], states: dict[str, dict]) -> None:
+def _finish(ctx: Clients, run: dict, steps: list[dict], states: dict[str, dict]) -> None:
     run_id = run["id"]
     output = states.get(run.get("output_step", ""), {})
     if StepStatus(output.get("status", StepStatus.FAILED)).done:
@@ -281,7 +281,7 @@ def _finish(ctx: JobContext, run: dict, steps: list[dict], states: dict[str, dic
                               error=reason[:MAX_ERROR], finished=time.time())
 
 
-def fail_run(ctx: JobContext, run_id: str, reason: str) -> None:
+def fail_run(ctx: Clients, run_id: str, reason: str) -> None:
     ctx.state.runs.set_status(run_id, RunStatus.FAILED, expected=[RunStatus.PENDING, RunStatus.RUNNING],
                               error=reason[:MAX_ERROR], finished=time.time())
 
@@ -292,7 +292,7 @@ def on_plan_failure(job, connection, exc_type, exc_value, tb) -> None:
     A plan job that was rendering its run's step itself (`render_inline`) fails that step,
     so the run's error names the step, as it would for a step job.
     """
-    ctx = job_context()
+    ctx = process_clients()
     run_id = job.args[0]
     rendering = [sid for sid, s in ctx.state.runs.step_states(run_id).items()
                  if s.get("status") == StepStatus.RUNNING and s.get("job_id") == job.id]
@@ -306,7 +306,7 @@ def on_plan_failure(job, connection, exc_type, exc_value, tb) -> None:
 
 def on_step_failure(job, connection, exc_type, exc_value, tb) -> None:
     """RQ failure callback: also fired when the worker running the step died or was stopped."""
-    ctx = job_context()
+    ctx = process_clients()
     run_id, step_id = job.args
     ctx.state.runs.update_step(run_id, step_id, expected=[StepStatus.QUEUED, StepStatus.RUNNING],
                                status=StepStatus.FAILED, error=_describe(exc_type, exc_value),

@@ -1,5 +1,6 @@
 """One log line per step job, as `key=value` pairs grep and log shippers read:
-`step run=<id> job=<job id> step=<step id> type=EFFECT outcome=completed seconds=1.234`.
+`step run=<id> job=<job id> step=<step id> type=EFFECT outcome=completed seconds=1.234`;
+and the run and job ids stamped on every other line a job logs (`JobLogAdapter`).
 """
 
 from __future__ import annotations
@@ -24,3 +25,11 @@ def step_finished(client: redis.Redis, run_id: str, job_id: str, step: dict, *, 
         record_step(client, node_type, outcome, seconds)
     except redis.RedisError as exc:
         STEPS.warning("step run=%s job=%s: could not record its timing: %s", run_id, job_id, type(exc).__name__)
+
+
+class JobLogAdapter(logging.LoggerAdapter):
+    """Stamps the run and job ids on every line a job logs."""
+
+    def process(self, msg, kwargs):
+        extra = self.extra or {}
+        return f"[run {str(extra.get('run', '-'))[:12]} job {extra.get('job', '-')}] {msg}", kwargs

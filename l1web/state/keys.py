@@ -68,6 +68,11 @@ def assets() -> str:
     return f"{PREFIX}assets"
 
 
+def samples_lock() -> str:
+    """Lock (redis-py Lock): held by the one process making the sample assets at first start."""
+    return f"{PREFIX}samples:lock"
+
+
 def stats() -> str:
     """Hash: counters (cache hits and misses, bytes ingested)."""
     return f"{PREFIX}stats"
@@ -239,6 +244,27 @@ def ipns_remote_results() -> str:
 def ipns_remote_cids() -> str:
     """Hash: digest → JSON {cid, peer} merged from peers' CID indexes."""
     return f"{PREFIX}ipns:remote:cids"
+
+
+# Resumable uploads (tus 1.0, `l1web/store/uploads.py`) ------------------------------------------
+def upload(upload_id: str) -> str:
+    """Hash: one resumable upload (owner, length, offset, name, expires, digest once finished)."""
+    return f"{PREFIX}upload:{upload_id}"
+
+
+def upload_lock(upload_id: str) -> str:
+    """Lock (SET NX PX): held by the one PATCH writing an upload; a second one answers 409."""
+    return f"{PREFIX}upload:lock:{upload_id}"
+
+
+def uploads_expiry() -> str:
+    """Sorted set: upload id → the time it expires (the sweep removes what is past)."""
+    return f"{PREFIX}uploads:expiry"
+
+
+def uploads_inflight(username: str) -> str:
+    """String (integer): bytes one user's unfinished uploads announced, held against their limit."""
+    return f"{PREFIX}uploads:inflight:{username}"
 
 
 def chunks_removed() -> str:
