@@ -60,6 +60,16 @@ class L1Worker(Worker):
             self.log.warning("Worker %s: heartbeat for job %s failed (%s); retrying at the next one",
                              self.name, job.id, exc)
 
+    def run_maintenance_tasks(self) -> None:
+        super().run_maintenance_tasks()
+        # This host's copies of chunks joined elsewhere go even while it is idle (jobs/chunked.py).
+        try:
+            from l1web.jobs import chunked
+
+            chunked.sweep(process_clients())
+        except (redis.RedisError, OSError) as exc:
+            self.log.warning("Worker %s: chunk sweep failed (%s)", self.name, exc)
+
     @property
     def dequeue_timeout(self) -> int:
         # An idle worker sweeps only between blocking dequeues: wake up once per maintenance interval.
