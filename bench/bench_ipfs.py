@@ -61,7 +61,7 @@ class Node:
         self.index = IPFSIndex(self.state.redis)
         self.env = {"REDIS_URL": self.url, "CACHE_DIR": str(root / "cache"), "DATA_DIR": str(root),
                     "SECRET_KEY": "bench", "IPFS_API": ipfs_api, "IPNS_KEY": f"bench-{name}",
-                    "IPNS_SYNC_INTERVAL": str(INTERVAL)}
+                    "IPNS_SYNC_INTERVAL": str(INTERVAL), "SAMPLE_ASSETS": "0"}
         self.procs: list[subprocess.Popen] = []
 
     def start(self, peers: str = "") -> None:

@@ -88,7 +88,7 @@ class Bench:
         self.env = {
             "REDIS_URL": f"{self.redis.url}/5", "CACHE_DIR": str(work / "cache"), "DATA_DIR": str(work / "data"),
             "PORT": str(self.port), "L1_PUBLIC_URL": self.l1_url, "L2_SERVER": self.l2.url,
-            "SECRET_KEY": "bench", "RUN_RATE_LIMIT": "100000",
+            "SECRET_KEY": "bench", "RUN_RATE_LIMIT": "100000", "SAMPLE_ASSETS": "0",
         }
         self.state = StateManager(connect(self.env["REDIS_URL"]))
         self.rq = connect(self.env["REDIS_URL"], decode=False)

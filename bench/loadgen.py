@@ -186,7 +186,7 @@ class Stack:
         self.env = {
             "REDIS_URL": f"{self.redis.url}/5", "CACHE_DIR": str(self.work / "cache"),
             "DATA_DIR": str(self.work / "data"), "PORT": str(self.port), "HOST": "127.0.0.1",
-            "L1_PUBLIC_URL": self.url, "L2_SERVER": self.l2.url, "SECRET_KEY": "load-test",
+            "L1_PUBLIC_URL": self.url, "L2_SERVER": self.l2.url, "SECRET_KEY": "load-test", "SAMPLE_ASSETS": "0",
             **self.extra_env,
         }
         self.web = python_process(["app.py"], self.env, log=self.work / "web.log")

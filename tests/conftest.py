@@ -75,6 +75,8 @@ def worker_env(settings: Settings) -> dict[str, str]:
         "CACHE_DIR": str(settings.cache_dir),
         "DATA_DIR": str(settings.data_dir),
         "SECRET_KEY": settings.secret_key,
+        # Tests make the samples they need themselves; workers must not add items behind their back.
+        "SAMPLE_ASSETS": "0",
     }
 
 

@@ -182,7 +182,7 @@ def test_the_access_log_never_shows_the_token(app, dev_l2, caplog):
 def test_run_submission_limit_counts_per_user_and_per_address(app):
     from l1web.auth import limit_run_submission
 
-    app.extensions["l1"].settings = app.extensions["l1"].settings.with_changes(run_rate_limit=1)
+    app.extensions["l1"].settings = app.extensions["l1"].settings.with_changes(run_rate_limit=1, run_rate_burst=1)
     with app.test_request_context(environ_base={"REMOTE_ADDR": "10.0.0.1"}):
         g.user = User("alice")
         limit_run_submission()

@@ -774,8 +774,42 @@ def ops_cases() -> list[Case]:
     return cases
 
 
+def tus_cases() -> list[Case]:
+    """Resumable uploads (tus) and /cache/missing: bad headers, ids and bodies change nothing."""
+    tus, unknown = {"Tus-Resumable": "1.0.0"}, "/cache/uploads/" + "0" * 32
+    patch = {**tus, "Content-Type": "application/offset+octet-stream", "Upload-Offset": "0"}
+    return [replace(case, group="tus") for case in [
+        Case("tus create without Tus-Resumable", "POST", "/cache/uploads", 412, "Tus-Resumable",
+             kwargs={"headers": {"Upload-Length": "5"}}),
+        Case("tus create with a text length", "POST", "/cache/uploads", 400, "non-negative integer",
+             kwargs={"headers": {**tus, "Upload-Length": "five"}}),
+        Case("tus create larger than the limit", "POST", "/cache/uploads", 413, "larger than the limit",
+             kwargs={"headers": {**tus, "Upload-Length": str(10 * MAX_UPLOAD)}}),
+        Case("tus create with deferred length", "POST", "/cache/uploads", 400, "not supported",
+             kwargs={"headers": {**tus, "Upload-Defer-Length": "1"}}),
+        Case("tus create with broken metadata", "POST", "/cache/uploads", 400, "not base64",
+             kwargs={"headers": {**tus, "Upload-Length": "5", "Upload-Metadata": "filename <script>"}}),
+        Case("tus create with a body", "POST", "/cache/uploads", 400, "PATCH",
+             kwargs={"headers": {**tus, "Upload-Length": "5"}, "data": b"12345"}),
+        Case("tus patch of an unknown upload", "PATCH", unknown, 404, "no upload",
+             kwargs={"headers": patch, "data": b"abc"}),
+        Case("tus patch with a path in the id", "PATCH", "/cache/uploads/..%2f..%2fetc", 405, "not allowed",
+             kwargs={"headers": patch, "data": b"abc"}),
+        Case("tus patch without its content type", "PATCH", unknown, 415, "offset+octet-stream",
+             kwargs={"headers": {**tus, "Upload-Offset": "0"}, "data": b"abc"}),
+        Case("tus patch with a negative offset", "PATCH", unknown, 400, "non-negative integer",
+             kwargs={"headers": {**patch, "Upload-Offset": "-5"}, "data": b"abc"}),
+        Case("tus delete of an unknown upload", "DELETE", unknown, 404, "no upload", kwargs={"headers": tus}),
+        Case("missing: not JSON", "POST", "/cache/missing", 400, "hashes", kwargs={"data": b"x"}),
+        Case("missing: junk hash", "POST", "/cache/missing", 400, "not a content hash",
+             kwargs={"json": {"hashes": ["../../etc/passwd"]}}),
+        Case("missing: too many", "POST", "/cache/missing", 400, "at most 1000",
+             kwargs={"json": {"hashes": ["a" * 64] * 1001}}),
+    ]]
+
+
 ALL_CASES_BUILDERS = (upload_cases, recipe_cases, run_cases, listing_cases, token_cases, import_cases, worker_cases,
-                      ops_cases)
+                      ops_cases, tus_cases)
 
 
 def static_cases() -> list[Case]:
@@ -936,6 +970,11 @@ UNSAFE_REQUESTS = [
     ("POST", "/auth/revoke-user", "anon", {"json": {"username": "alice", "tokens": ["ALICE_TOKEN"]}}),
     ("POST", "/cache/import", "admin", {"query_string": {"path": "{imports}/a.bin"}}),
     ("POST", "/cache/upload", "alice", {"data": b"fresh bytes"}),
+    ("POST", "/cache/uploads", "alice", {"headers": {"Tus-Resumable": "1.0.0", "Upload-Length": "5"}}),
+    ("PATCH", "/cache/uploads/" + "0" * 32, "alice", {"data": b"abc", "headers": {
+        "Tus-Resumable": "1.0.0", "Upload-Offset": "0", "Content-Type": "application/offset+octet-stream"}}),
+    ("DELETE", "/cache/uploads/" + "0" * 32, "alice", {"headers": {"Tus-Resumable": "1.0.0"}}),
+    ("POST", "/cache/missing", "alice", {"json": {"hashes": []}}),
     ("DELETE", "/cache/{img}", "alice", {}),
     ("DELETE", "/cache/{img}/x", "alice", {}),
     ("POST", "/cache/{img}/share", "alice", {}),

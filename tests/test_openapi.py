@@ -31,7 +31,7 @@ PAGE_ENDPOINTS = frozenset({
     "media.index", "media.upload", "media.item", "media.thumbnail", "media.delete", "media.share",
     "recipes.index", "recipes.upload_form", "recipes.page", "recipes.run_form", "recipes.delete_form",
     "recipes.share_form",
-    "runs.page", "runs.run_fragment", "runs.list_fragment", "runs.act",
+    "runs.page", "runs.run_fragment", "runs.list_fragment", "runs.act", "runs.log_panel",
     "publish.publish_page",
     # Catch-all that answers 400 for /cache/<anything with a slash>: part of /cache/{digest}'s contract.
     "cache.malformed",
@@ -207,7 +207,7 @@ class Checker:
             assert "application/json" in content, f"{method} {template} {expect} answered JSON it does not document"
             errors = schema_errors(content["application/json"]["schema"], answer.json)
             assert errors == [], (method, template, expect, errors)
-        elif method != "HEAD":
+        elif method != "HEAD" and expect != 204:  # 204 No Content has no body and no type
             assert answer.mimetype in content or "*/*" in content, (method, template, expect, answer.mimetype)
         answer.close()
         self.seen.add((template.replace("{", "<").replace("}", ">"), method))
@@ -273,6 +273,18 @@ def test_real_responses_of_every_operation_fit_the_document(app, alice_client, a
     admin_client.application.extensions["l1"].settings = settings.with_changes(import_roots=(tmp_path,))
     check(admin_client, "POST", "/cache/import", expect=201, query_string={"path": str(roots_file)})
     check(alice_client, "GET", "/assets", expect=200)
+    check(plain, "POST", "/cache/missing", expect=200, headers=bearer, json={"hashes": [digest, "ab" * 32]})
+    check(plain, "POST", "/cache/missing", expect=400, headers=bearer, json={"hashes": ["nope"]})
+    tus = {**bearer, "Tus-Resumable": "1.0.0"}
+    created = check(plain, "POST", "/cache/uploads", expect=201, headers={**tus, "Upload-Length": "3"}).json
+    check(plain, "POST", "/cache/uploads", expect=400, headers={**tus, "Upload-Length": "-3"})
+    check(plain, "HEAD", "/cache/uploads/{upload_id}", upload_id=created["id"], expect=200, headers=tus)
+    check(plain, "PATCH", "/cache/uploads/{upload_id}", upload_id=created["id"], expect=409, data=b"abc",
+          headers={**tus, "Upload-Offset": "1", "Content-Type": "application/offset+octet-stream"})
+    check(plain, "PATCH", "/cache/uploads/{upload_id}", upload_id=created["id"], expect=204, data=b"a",
+          headers={**tus, "Upload-Offset": "0", "Content-Type": "application/offset+octet-stream"})
+    check(plain, "DELETE", "/cache/uploads/{upload_id}", upload_id=created["id"], expect=204, headers=tus)
+    check(plain, "DELETE", "/cache/uploads/{upload_id}", upload_id=created["id"], expect=404, headers=tus)
 
     # Recipes and runs
     config = check(alice_client, "POST", "/configs/upload", expect=201, data=RECIPE.encode(),
@@ -299,6 +311,8 @@ def test_real_responses_of_every_operation_fit_the_document(app, alice_client, a
     shown = check(alice_client, "GET", "/runs/{run_id}", run_id=run["id"], expect=200).json
     assert [s["status"] for s in shown["steps"]] and shown["links"]["output"]
     check(alice_client, "GET", "/runs/{run_id}/provenance", run_id=run["id"], expect=200)
+    check(alice_client, "GET", "/runs/{run_id}/steps/{step_id}/log", run_id=run["id"], step_id="invert", expect=200)
+    check(alice_client, "GET", "/runs/{run_id}/steps/{step_id}/log", run_id=run["id"], step_id="nope", expect=404)
     check(anonymous, "GET", "/healthz", expect=200)
     check(anonymous, "GET", "/readyz", expect=200)  # a worker has just finished runs
     check(admin_client, "GET", "/metrics", expect=200)

@@ -31,6 +31,9 @@ SIGN_OUT_PATHS = ("/auth/revoke", "/auth/revoke-user", "/logout")
 CHECKS = [status_code_conformance, content_type_conformance, response_schema_conformance,
           response_headers_conformance]
 
+# tus PATCH bodies (`application/offset+octet-stream`) are raw bytes, like application/octet-stream.
+schemathesis.serializer.alias("application/offset+octet-stream", "application/octet-stream")
+
 
 @pytest.fixture()
 def settings(settings: Settings) -> Settings:

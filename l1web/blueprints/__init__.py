@@ -14,6 +14,7 @@ MODULES = (
     "recipes",
     "auth",
     "cache",
+    "uploads",
     "media",
     "apidocs",
     "ops",

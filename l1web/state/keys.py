@@ -18,6 +18,10 @@ TOKEN_VERIFY_TTL = 60
 CACHE_LOCK_TTL = 30
 #: Seconds a cached analysis or plan is kept (they are cheap to recompute).
 ANALYSIS_TTL = 30 * 24 * 3600
+#: Seconds a step's progress hash lives after its last write (it is rewritten while rendering).
+STEP_PROGRESS_TTL = 24 * 3600
+#: Seconds a step's log is kept after its last line.
+STEP_LOG_TTL = 7 * 24 * 3600
 
 
 # Content store index ------------------------------------------------------------------------
@@ -66,6 +70,11 @@ def assets() -> str:
     return f"{PREFIX}assets"
 
 
+def samples_lock() -> str:
+    """Lock (redis-py Lock): held by the one process making the sample assets at first start."""
+    return f"{PREFIX}samples:lock"
+
+
 def stats() -> str:
     """Hash: counters (cache hits and misses, bytes ingested)."""
     return f"{PREFIX}stats"
@@ -109,6 +118,17 @@ def run_steps(run_id: str) -> str:
 def run_step_status(run_id: str) -> str:
     """Hash: step id → status of each step of a run (changed only by compare-and-set)."""
     return f"{PREFIX}run:{run_id}:status"
+
+
+def step_progress(run_id: str, step_id: str) -> str:
+    """Hash: a rendering step's progress (frames, total_frames, percent, fps, eta…), with a TTL."""
+    return f"{PREFIX}run:{run_id}:progress:{step_id}"
+
+
+def step_log(run_id: str, step_id: str) -> str:
+    """String: the last `STEP_LOG_CAP` bytes of a step's log (commands, ffmpeg's stderr, the
+    worker's lines), with a TTL."""
+    return f"{PREFIX}run:{run_id}:log:{step_id}"
 
 
 def runs_index() -> str:
@@ -237,3 +257,24 @@ def ipns_remote_results() -> str:
 def ipns_remote_cids() -> str:
     """Hash: digest → JSON {cid, peer} merged from peers' CID indexes."""
     return f"{PREFIX}ipns:remote:cids"
+
+
+# Resumable uploads (tus 1.0, `l1web/store/uploads.py`) ------------------------------------------
+def upload(upload_id: str) -> str:
+    """Hash: one resumable upload (owner, length, offset, name, expires, digest once finished)."""
+    return f"{PREFIX}upload:{upload_id}"
+
+
+def upload_lock(upload_id: str) -> str:
+    """Lock (SET NX PX): held by the one PATCH writing an upload; a second one answers 409."""
+    return f"{PREFIX}upload:lock:{upload_id}"
+
+
+def uploads_expiry() -> str:
+    """Sorted set: upload id → the time it expires (the sweep removes what is past)."""
+    return f"{PREFIX}uploads:expiry"
+
+
+def uploads_inflight(username: str) -> str:
+    """String (integer): bytes one user's unfinished uploads announced, held against their limit."""
+    return f"{PREFIX}uploads:inflight:{username}"

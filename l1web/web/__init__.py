@@ -8,6 +8,7 @@ from flask import Flask
 
 from l1web import auth, metrics
 from l1web.clients import Clients
+from l1web.engine import encoding, ffmpeg
 from l1web.settings import Settings
 from l1web.state import StateManager
 from l1web.web import access_log, current, dashboard, errors, htmx, templating
@@ -21,6 +22,8 @@ MAX_REQUEST_BYTES = 1024 * 1024
 def create_app(settings: Settings | None = None, *, state: StateManager | None = None) -> Flask:
     """Build the web app; nothing is started or connected at import time."""
     settings = settings or Settings.from_env()
+    ffmpeg.configure(settings)
+    encoding.configure(settings.png_encoding)  # cache ids planned here match the workers'
     # Named for the package, so templates and static files resolve from l1web/, not l1web/web/.
     app = Flask("l1web")
     app.config.update(

@@ -10,7 +10,7 @@ from l1web import __version__
 from l1web.auth.csrf import csrf_token
 from l1web.ipfs.index import IPFSIndex
 from l1web.runs.model import RunStatus, StepStatus
-from l1web.web import current
+from l1web.web import current, dagsvg
 
 #: The navigation bar: (path, label).
 NAV_LINKS = (("/", "Home"), ("/runs", "Runs"), ("/recipes", "Recipes"), ("/media", "Media"))
@@ -20,6 +20,7 @@ def init_app(app: Flask) -> None:
     app.context_processor(_context)
     app.add_template_filter(when, "when")
     app.add_template_filter(media_time, "media_time")
+    app.add_template_filter(eta, "eta")
     app.add_template_global(ipfs_cid, "ipfs_cid")
     app.add_template_global(ipfs_run, "ipfs_run")
 
@@ -36,6 +37,11 @@ def when(timestamp: object) -> str:
         return datetime.fromtimestamp(float(timestamp), UTC).strftime("%Y-%m-%d %H:%M:%S UTC")  # type: ignore[arg-type]
     except (TypeError, ValueError):
         return "—"
+
+
+def eta(seconds: object) -> str:
+    """Seconds left as `42 s`, `3 min`, `1 h 5 min`."""
+    return dagsvg.duration(seconds)  # type: ignore[arg-type]
 
 
 def media_time(epoch: float) -> str:

@@ -85,5 +85,5 @@ def test_fallback_keeps_the_demuxer_allow_list(tmp_path, without_ffprobe):
 def test_fallback_error_on_garbage_is_an_ffmpeg_error(tmp_path, without_ffprobe):
     junk = tmp_path / "junk.mp4"
     junk.write_bytes(b"\x00not media at all" * 64)
-    with pytest.raises(ffmpeg.FFmpegError):
+    with pytest.raises(ffmpeg.FFmpegError, match=r"^ffprobe \(PyAV\) failed"):
         ffmpeg.probe(junk, safe=True)

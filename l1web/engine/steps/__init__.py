@@ -9,7 +9,7 @@ from __future__ import annotations
 from collections.abc import Callable
 from pathlib import Path
 
-from l1web.engine.encoding import SUFFIX
+from l1web.engine.encoding import SUFFIX, encoder_version
 from l1web.engine.errors import StepError
 from l1web.engine.ffmpeg import RENDER_TIMEOUT
 from l1web.engine.steps import audio, compose, effect, sequence, video
@@ -37,6 +37,12 @@ def run_step(step: dict, input_paths: list[Path], work_dir: Path, *,
     if len(input_paths) != len(step["inputs"]):
         raise StepError(f"step {step['step_id']!r}: {len(step['inputs'])} inputs expected, "
                         f"{len(input_paths)} given")
+    planned = step.get("encoder")
+    if planned and planned != encoder_version():
+        # Its cache id promises the planned settings: rendering with others would make the id
+        # name two different byte strings. Workers must share PNG_ENCODING.
+        raise StepError(f"step {step['step_id']!r} was planned with encoder {planned}, but this worker "
+                        f"encodes as {encoder_version()} (PNG_ENCODING differs between workers)")
     out = Path(work_dir) / f"out{SUFFIX[step['kind']]}"
     render(RenderTask(step["node_id"], step["config"], [Path(p) for p in input_paths],
                list(step["input_kinds"]), step["kind"], out, timeout))

@@ -11,6 +11,7 @@ from collections.abc import Callable
 import numpy as np
 from PIL import Image
 
+from l1web.engine.encoding import png_options
 from l1web.engine.steps.task import RenderTask, check_scaled
 
 Array = np.ndarray
@@ -39,7 +40,7 @@ def blend(job: RenderTask) -> None:
     b = np.asarray(top, dtype=np.float32)
     mixed = a + (MODES[job.config["mode"]](a, b) - a) * job.config["opacity"]
     out = np.clip(np.rint(mixed), 0, 255).astype(np.uint8)
-    Image.fromarray(out, "RGB").save(job.out, "PNG")
+    Image.fromarray(out, "RGB").save(job.out, "PNG", **png_options())
 
 
 def layer(job: RenderTask) -> None:
@@ -51,7 +52,7 @@ def layer(job: RenderTask) -> None:
         with Image.open(job.inputs[index]) as im:
             check_scaled(index, im.width, im.height, entry["scale"])
             _paste(canvas, _prepared(im.convert("RGBA"), entry), entry["position"])
-    (canvas if keep_alpha else canvas.convert("RGB")).save(job.out, "PNG")
+    (canvas if keep_alpha else canvas.convert("RGB")).save(job.out, "PNG", **png_options())
 
 
 def _prepared(im: Image.Image, entry: dict) -> Image.Image:

@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from l1web.engine.encoding import AUDIO_ARGS, CONTAINER_ARGS, EVEN_SIZE, video_out
+from l1web.engine.encoding import AUDIO_ARGS, CONTAINER_ARGS, EVEN_SIZE, png_ffmpeg_args, video_out
 from l1web.engine.errors import StepError
 from l1web.engine.steps.task import RenderTask, clip_info, num
 
@@ -100,7 +100,7 @@ def atempo_chain(speed: float) -> str:
 def _render_visual(job: RenderTask, chain: str) -> None:
     if job.kind == "image":
         job.run(*job.input_args(), "-vf", chain, "-frames:v", "1", "-update", "1",
-                str(job.out))
+                *png_ffmpeg_args(), str(job.out))
         return
     job.run(*job.input_args(), "-map", "0:v:0", "-map", "0:a:0?", "-vf", f"{chain},{EVEN_SIZE}",
             *video_out(str(job.out), audio=True))

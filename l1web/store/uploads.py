@@ -1,0 +1,304 @@
+"""Resumable uploads (tus 1.0): bytes appended in order to a file, hashed as they arrive.
+
+An upload is a file `CACHE_DIR/uploads/<id>.part` plus a Redis record (`l1web.state.uploads`).
+Each PATCH appends at the recorded offset, under a one-writer lock, and feeds the same bytes to
+the upload's incremental SHA3-256 state, kept in this web process (`_HASHERS`). A hashlib state
+cannot be stored in Redis, so when it is lost (a restart, or the previous PATCH went to another
+web process) the upload is hashed once from disk when it is complete. The last byte hands the
+file to `ContentStore.commit`, which dedups, checks the media, records the owner and renames it
+into place atomically, exactly as for `POST /cache/upload`.
+
+Why hand-written: no maintained tus server exists for Flask/WSGI (the Python ones are for other
+frameworks, or unmaintained), and the store integration (hash while receiving, the ownership
+rule, the in-flight limit) is most of the work anyway. The protocol is followed as specified:
+https://tus.io/protocols/resumable-upload (core, creation, termination, checksum, expiration).
+"""
+
+from __future__ import annotations
+
+import base64
+import binascii
+import hashlib
+import logging
+import os
+import threading
+import time
+from dataclasses import dataclass, replace
+from pathlib import Path
+
+from l1web.errors import BadRequest, Conflict, L1Error, NotFound, PayloadTooLarge
+from l1web.state.uploads import InflightLimit, Upload, Uploads
+from l1web.store import ContentStore, Stored
+from l1web.store.ingest import raise_if_full
+from l1web.store.names import hash_file, new_hasher
+
+log = logging.getLogger(__name__)
+
+#: Folder under the store's root holding unfinished uploads (same filesystem: the final rename is atomic).
+UPLOADS_DIR = "uploads"
+#: Bytes read from the request body per loop turn.
+CHUNK = 1024 * 1024
+#: Checksum algorithms a PATCH may name in `Upload-Checksum` (tus checksum extension; sha1 is required).
+CHECKSUMS = ("sha1", "md5", "sha256", "sha512")
+#: Longest `Upload-Metadata` header accepted, in bytes.
+MAX_METADATA = 4096
+
+
+class ChecksumMismatch(L1Error):
+    """tus: the PATCH body does not match its `Upload-Checksum` (460, nothing is kept)."""
+
+    status, code = 460, "checksum_mismatch"
+
+
+class Expired(L1Error):
+    status, code = 410, "expired"
+
+
+@dataclass
+class _HashState:
+    offset: int
+    hasher: object
+
+
+#: Upload id → the SHA3 state of its first `offset` bytes, in this process only.
+_HASHERS: dict[str, _HashState] = {}
+_HASHERS_LOCK = threading.Lock()
+
+
+def forget_hash_states() -> None:
+    """Drop every in-process hash state (what a restart does; tests use it)."""
+    with _HASHERS_LOCK:
+        _HASHERS.clear()
+
+
+def parse_metadata(header: str | None) -> dict[str, str]:
+    """`Upload-Metadata: key base64value,key2 …` → dict; 400 naming the broken pair."""
+    if not header:
+        return {}
+    if len(header) > MAX_METADATA:
+        raise BadRequest(f"Upload-Metadata is longer than {MAX_METADATA} bytes")
+    out: dict[str, str] = {}
+    for pair in header.split(","):
+        parts = pair.strip().split(" ")
+        if not parts[0] or len(parts) > 2:
+            raise BadRequest(f"Upload-Metadata pair {pair.strip()[:40]!r} is not 'key base64value'")
+        try:
+            out[parts[0]] = base64.b64decode(parts[1], validate=True).decode("utf-8") if len(parts) == 2 else ""
+        except (binascii.Error, UnicodeDecodeError):
+            raise BadRequest(f"Upload-Metadata value of {parts[0][:40]!r} is not base64 of UTF-8 text") from None
+    return out
+
+
+def parse_checksum(header: str | None):
+    """`Upload-Checksum: sha1 base64digest` → (hasher, expected bytes), or None when absent."""
+    if header is None:
+        return None
+    algorithm, _, value = header.strip().partition(" ")
+    if algorithm not in CHECKSUMS:
+        raise BadRequest(f"Upload-Checksum algorithm {algorithm[:20]!r} is not supported "
+                         f"(use one of {', '.join(CHECKSUMS)})")
+    try:
+        expected = base64.b64decode(value.strip(), validate=True)
+    except binascii.Error:
+        raise BadRequest("Upload-Checksum value is not base64") from None
+    return hashlib.new(algorithm), expected
+
+
+class _FinishedUpload:
+    """A complete upload file handed to `ContentStore.commit` (same interface as its writers)."""
+
+    def __init__(self, path: Path, size: int, digest: str | None) -> None:
+        self.path, self.size, self._digest = path, size, digest
+
+    def finish(self) -> str:
+        fd = os.open(self.path, os.O_RDONLY)
+        try:
+            os.fsync(fd)
+        finally:
+            os.close(fd)
+        return self._digest or hash_file(self.path)  # the in-process state was lost: hash once
+
+    def discard(self) -> None:
+        self.path.unlink(missing_ok=True)
+
+
+class UploadStore:
+    """Resumable uploads into one `ContentStore`."""
+
+    def __init__(self, store: ContentStore, uploads: Uploads) -> None:
+        self.store = store
+        self.uploads = uploads
+        self.dir = store.root / UPLOADS_DIR
+
+    def path(self, upload_id: str) -> Path:
+        return self.dir / f"{upload_id}.part"
+
+    # Creation and lookup ------------------------------------------------------------------------
+    def create(self, owner: str, length: int, *, max_bytes: int, expiry: float, limit: int,
+               metadata: dict[str, str]) -> Upload:
+        if length <= 0:
+            raise BadRequest("Upload-Length must be at least 1 (a zero-byte item cannot be stored)")
+        if length > max_bytes:
+            raise PayloadTooLarge(f"Upload-Length {length} is larger than the limit of {max_bytes} bytes",
+                                  limit=max_bytes)
+        self.sweep()
+        try:
+            upload = self.uploads.create(owner, length, expiry=expiry, limit=limit,
+                                         name=metadata.get("filename") or metadata.get("name"), metadata=metadata)
+        except InflightLimit as exc:
+            raise PayloadTooLarge(
+                f"your unfinished uploads already hold {exc.held} bytes; with {length} more they would pass "
+                f"the limit of {limit} bytes: finish or delete some first", limit=limit) from None
+        try:
+            self.dir.mkdir(exist_ok=True)
+            self.path(upload.id).touch(exist_ok=False)
+        except OSError as exc:
+            self.uploads.drop(upload.id)
+            raise_if_full(exc)
+            raise
+        return upload
+
+    def owned(self, upload_id: str, owner: str) -> Upload:
+        """The caller's upload; another user's id answers exactly like an unknown one (404)."""
+        upload = self.uploads.get(upload_id) if upload_id.isalnum() and len(upload_id) <= 64 else None
+        if upload is None or upload.owner != owner:
+            raise NotFound(f"no upload {upload_id[:64]!r}")
+        if upload.expires < time.time() and not upload.finished:
+            self.remove(upload_id)
+            raise Expired(f"upload {upload_id} expired before it was finished; start a new one")
+        return upload
+
+    # Appending ------------------------------------------------------------------------------------
+    def append(self, upload: Upload, offset: int, body, declared: int | None, *, checksum: str | None,
+               expiry: float) -> tuple[Upload, Stored | None]:
+        """Write a PATCH body at `offset` (which must be the upload's offset); the Stored item
+        once the last byte is in. Bad offsets, lengths and checksums change nothing."""
+        check = parse_checksum(checksum)
+        if upload.finished:
+            raise Conflict(f"upload {upload.id} is already complete (offset {upload.length})",
+                           offset=upload.length)
+        lock = self.uploads.lock(upload.id)
+        if not lock.acquire():
+            raise Conflict(f"another request is writing upload {upload.id} right now; "
+                           "ask HEAD for its offset and continue from there")
+        try:
+            current = self.uploads.get(upload.id)
+            if current is None or current.owner != upload.owner:
+                raise NotFound(f"no upload {upload.id!r}")
+            if offset != current.offset:
+                raise Conflict(f"Upload-Offset {offset} does not match the upload's offset {current.offset}; "
+                               "ask HEAD for the offset and continue from there", offset=current.offset)
+            room = current.length - current.offset
+            if declared is not None and declared > room:
+                raise BadRequest(f"the body ({declared} bytes) goes past Upload-Length {current.length}: "
+                                 f"only {room} bytes remain from offset {current.offset}")
+            written, hasher = self._write(current, body, room, check)
+            now_offset = current.offset + written
+            self.uploads.advance(upload.id, now_offset, written, time.time() + expiry)
+            current = replace(current, offset=now_offset, appended=current.appended + written)
+            if now_offset < current.length:
+                return current, None
+            stored = self._complete(current, hasher, expiry)
+            return replace(current, digest=stored.digest), stored
+        finally:
+            try:
+                lock.release()
+            except Exception:  # noqa: BLE001 - an expired lock is not this request's failure
+                log.warning("upload %s: its lock had expired before the PATCH finished", upload.id)
+
+    def _write(self, upload: Upload, body, room: int, check) -> tuple[int, object | None]:
+        """Append the body at the upload's offset, feeding the hash state; undo on any failure."""
+        with _HASHERS_LOCK:
+            state = _HASHERS.get(upload.id)
+        if state is not None and state.offset == upload.offset:
+            hasher = state.hasher.copy()  # the kept state moves only once the PATCH succeeded
+        elif upload.offset == 0:
+            hasher = new_hasher()
+        else:
+            hasher = None  # lost (restart, another process): hashed from disk once complete
+        path = self.path(upload.id)
+        try:
+            fd = os.open(path, os.O_WRONLY)
+        except FileNotFoundError:
+            raise NotFound(f"no upload {upload.id!r}") from None
+        written = 0
+        try:
+            os.ftruncate(fd, upload.offset)  # bytes of a PATCH that died half-way are not data
+            while True:
+                data = body.read(CHUNK)
+                if not data:
+                    break
+                if written + len(data) > room:
+                    raise BadRequest(f"the body goes past Upload-Length {upload.length}: only {room} bytes "
+                                     f"remain from offset {upload.offset}")
+                if hasher is not None:
+                    hasher.update(data)
+                if check is not None:
+                    check[0].update(data)
+                view = memoryview(data)
+                position = upload.offset + written
+                while view:
+                    count = os.pwrite(fd, view, position)
+                    view, position = view[count:], position + count
+                written += len(data)
+            if check is not None and check[0].digest() != check[1]:
+                raise ChecksumMismatch(f"the body's {check[0].name} does not match Upload-Checksum; "
+                                       "nothing was kept, send it again")
+            if written and upload.offset + written == upload.length:
+                os.fsync(fd)
+        except BaseException as exc:
+            os.ftruncate(fd, upload.offset)
+            if isinstance(exc, OSError):
+                raise_if_full(exc)
+            raise
+        finally:
+            os.close(fd)
+        if hasher is not None:
+            with _HASHERS_LOCK:
+                _HASHERS[upload.id] = _HashState(upload.offset + written, hasher)
+        return written, hasher
+
+    def _complete(self, upload: Upload, hasher, expiry: float) -> Stored:
+        """All bytes are in: into the content store (dedup, media check, owner, atomic rename)."""
+        with _HASHERS_LOCK:
+            _HASHERS.pop(upload.id, None)
+        digest = hasher.hexdigest() if hasher is not None else None
+        try:
+            stored = self.store.commit(_FinishedUpload(self.path(upload.id), upload.length, digest),
+                                       source="upload", owner=upload.owner, name=upload.name)
+        except BaseException:
+            self.remove(upload.id)  # refused (hostile media, full disk …): nothing stays behind
+            raise
+        self.uploads.finish(upload.id, stored.digest, time.time() + expiry)
+        return stored
+
+    # Termination and expiry --------------------------------------------------------------------------
+    def remove(self, upload_id: str) -> None:
+        """Forget an upload and delete its bytes (tus termination, expiry, a refused commit)."""
+        with _HASHERS_LOCK:
+            _HASHERS.pop(upload_id, None)
+        self.uploads.drop(upload_id)
+        self.path(upload_id).unlink(missing_ok=True)
+
+    def terminate(self, upload: Upload) -> None:
+        lock = self.uploads.lock(upload.id)
+        if not lock.acquire():
+            raise Conflict(f"a request is writing upload {upload.id} right now; delete it afterwards")
+        try:
+            self.remove(upload.id)
+        finally:
+            try:
+                lock.release()
+            except Exception:  # noqa: BLE001
+                log.warning("upload %s: its lock had expired", upload.id)
+
+    def sweep(self, now: float | None = None) -> int:
+        """Remove expired uploads (records, files, held bytes); how many."""
+        removed = 0
+        for upload_id in self.uploads.expired(now):
+            self.remove(upload_id)
+            removed += 1
+        if removed:
+            log.info("swept %d expired uploads", removed)
+        return removed
+

@@ -1,0 +1,320 @@
+"""Resumable uploads (tus 1.0) against the real app under real waitress, with real Redis and
+dev-L2 tokens: chunked uploads equal plain ones, bad offsets/lengths/checksums and other users'
+ids change nothing, one of two concurrent PATCHes wins, expiry sweeps, the in-flight limit."""
+
+from __future__ import annotations
+
+import base64
+import hashlib
+import os
+import threading
+import time
+from collections.abc import Iterator
+from pathlib import Path
+
+import pytest
+import requests
+from waitress import create_server, wasyncore
+
+from l1web.devtools.processes import free_port
+from l1web.settings import Settings
+from l1web.state import StateManager
+from l1web.store.uploads import UPLOADS_DIR, forget_hash_states
+from l1web.web import create_app
+from l1web.web.serving import waitress_options
+
+TUS = {"Tus-Resumable": "1.0.0"}
+PATCH = {**TUS, "Content-Type": "application/offset+octet-stream"}
+MiB = 1024 * 1024
+
+
+class Waitress:
+    """The app served by waitress exactly as `python app.py` serves it (`waitress_options`)."""
+
+    def __init__(self, settings: Settings, state: StateManager) -> None:
+        port = free_port()
+        self.url = f"http://127.0.0.1:{port}"
+        self.settings = settings.with_changes(l1_public_url=self.url, port=port)
+        options = {**waitress_options(self.settings), "threads": 4}
+        self.server = create_server(create_app(self.settings, state=state), **options)
+        self.thread = threading.Thread(target=self.server.run, daemon=True)
+        self.thread.start()
+
+    def stop(self) -> None:
+        self.server.task_dispatcher.shutdown()
+        sockets = self.server._map  # noqa: SLF001
+        self.server.trigger.pull_trigger(lambda: wasyncore.close_all(sockets))
+        self.thread.join(5)
+
+
+@pytest.fixture()
+def make_server(settings, state, dev_l2) -> Iterator:
+    servers: list[Waitress] = []
+
+    def make(**changes) -> Waitress:
+        server = Waitress(settings.with_changes(**changes), state)
+        dev_l2.allow(server.url)
+        servers.append(server)
+        return server
+
+    yield make
+    for server in servers:
+        server.stop()
+    forget_hash_states()
+
+
+@pytest.fixture()
+def server(make_server) -> Waitress:
+    return make_server()
+
+
+def session(dev_l2, server: Waitress, user: str = "alice") -> requests.Session:
+    s = requests.Session()
+    s.headers.update({"Authorization": f"Bearer {dev_l2.mint(user, server.url)}", "Accept": "application/json"})
+    return s
+
+
+def create(s: requests.Session, server: Waitress, length: int, name: str = "clip.bin") -> str:
+    meta = f"filename {base64.b64encode(name.encode()).decode()}"
+    answer = s.post(f"{server.url}/cache/uploads", headers={**TUS, "Upload-Length": str(length),
+                                                            "Upload-Metadata": meta})
+    assert answer.status_code == 201, answer.text
+    assert answer.headers["Tus-Resumable"] == "1.0.0" and "Upload-Expires" in answer.headers
+    return server.url + answer.headers["Location"]
+
+
+def patch(s: requests.Session, url: str, offset: int, data: bytes, **headers) -> requests.Response:
+    return s.patch(url, data=data, headers={**PATCH, "Upload-Offset": str(offset), **headers})
+
+
+def head_offset(s: requests.Session, url: str) -> int:
+    answer = s.head(url, headers=TUS)
+    assert answer.status_code == 200
+    return int(answer.headers["Upload-Offset"])
+
+
+def upload_file(s, server, data: bytes, chunk: int) -> requests.Response:
+    url = create(s, server, len(data))
+    offset, answer = 0, None
+    while offset < len(data):
+        answer = patch(s, url, offset, data[offset:offset + chunk])
+        assert answer.status_code == 204, answer.text
+        offset = int(answer.headers["Upload-Offset"])
+    return answer
+
+
+def part_files(settings: Settings) -> list[Path]:
+    return sorted((settings.cache_dir / UPLOADS_DIR).glob("*.part"))
+
+
+# The protocol and the store ----------------------------------------------------------------------
+def test_discovery_names_version_extensions_and_checksums(server):
+    answer = requests.options(f"{server.url}/cache/uploads")
+    assert answer.status_code == 204
+    assert answer.headers["Tus-Version"] == "1.0.0"
+    assert set(answer.headers["Tus-Extension"].split(",")) >= {"creation", "termination", "checksum", "expiration"}
+    assert "sha1" in answer.headers["Tus-Checksum-Algorithm"].split(",")
+
+
+def test_64_mib_in_chunks_equals_a_plain_upload(server, dev_l2):
+    s = session(dev_l2, server)
+    data = os.urandom(64 * MiB)
+    digest = hashlib.sha3_256(data).hexdigest()
+    last = upload_file(s, server, data, 8 * MiB)
+    assert last.headers["L1-Digest"] == digest
+    assert s.get(f"{server.url}/cache/{digest}").content == data
+    meta = s.get(f"{server.url}/cache/{digest}/meta").json()
+    assert meta["owner"] == "alice" and meta["size"] == len(data) and meta["name"] == "clip.bin"
+    plain = s.post(f"{server.url}/cache/upload", data=data, headers={"Content-Type": "application/octet-stream"})
+    assert plain.status_code == 200 and plain.json()["digest"] == digest and plain.json()["new"] is False
+    assert part_files(server.settings) == []  # the finished upload was renamed into the store
+    assert s.get(f"{server.url}/cache").json()["total"] == 1
+
+
+def test_lost_hash_state_is_rehashed_from_disk_once_complete(server, dev_l2):
+    s = session(dev_l2, server)
+    data = os.urandom(3 * MiB)
+    url = create(s, server, len(data))
+    assert patch(s, url, 0, data[:MiB]).status_code == 204
+    forget_hash_states()  # as after a restart, or when the previous PATCH went to another process
+    assert patch(s, url, MiB, data[MiB:2 * MiB]).status_code == 204
+    last = patch(s, url, 2 * MiB, data[2 * MiB:])
+    assert last.headers["L1-Digest"] == hashlib.sha3_256(data).hexdigest()
+    done = s.head(url, headers=TUS)  # a client that lost the last answer still learns the hash
+    assert done.headers["Upload-Offset"] == str(len(data)) and done.headers["L1-Digest"] == last.headers["L1-Digest"]
+
+
+def test_bad_offsets_lengths_and_headers_are_4xx_and_change_nothing(server, dev_l2):
+    s = session(dev_l2, server)
+    url = create(s, server, 1000)
+    assert patch(s, url, 0, b"a" * 400).status_code == 204
+    cases = [
+        (patch(s, url, 100, b"b" * 10), 409, "does not match the upload's offset 400"),
+        (patch(s, url, 500, b"b" * 10), 409, "does not match the upload's offset 400"),
+        (patch(s, url, 400, b"b" * 601), 400, "goes past Upload-Length 1000"),
+        (patch(s, url, 400, b"b", **{"Upload-Offset": "-1"}), 400, "Upload-Offset must be a non-negative"),
+        (s.patch(url, data=b"b", headers={**TUS, "Upload-Offset": "400"}), 415, "application/offset+octet-stream"),
+        (s.patch(url, data=b"b", headers={**PATCH, "Upload-Offset": "400", "Tus-Resumable": "0.2.2"}),
+         412, "Tus-Resumable: 1.0.0"),
+        (s.post(f"{server.url}/cache/uploads", headers={**TUS, "Upload-Length": "x"}), 400, "Upload-Length must"),
+        (s.post(f"{server.url}/cache/uploads", headers=TUS), 400, "Upload-Length header is missing"),
+        (s.post(f"{server.url}/cache/uploads", headers={**TUS, "Upload-Length": "0"}), 400, "at least 1"),
+        (s.post(f"{server.url}/cache/uploads", headers={**TUS, "Upload-Length": "5", "Upload-Metadata": "name !!"}),
+         400, "not base64"),
+    ]
+    for answer, status, words in cases:
+        assert answer.status_code == status, (status, answer.text)
+        assert words in answer.json()["message"], answer.json()
+    assert head_offset(s, url) == 400
+    assert [p.stat().st_size for p in part_files(server.settings)] == [400]
+
+
+def test_checksums_are_checked_and_a_mismatch_keeps_nothing(server, dev_l2):
+    s = session(dev_l2, server)
+    data = b"0123456789" * 100
+    url = create(s, server, len(data))
+    good = base64.b64encode(hashlib.sha1(data[:500]).digest()).decode()
+    wrong = base64.b64encode(hashlib.sha1(b"other").digest()).decode()
+    bad = patch(s, url, 0, data[:500], **{"Upload-Checksum": f"sha1 {wrong}"})
+    assert bad.status_code == 460 and "does not match Upload-Checksum" in bad.json()["message"]
+    assert head_offset(s, url) == 0 and part_files(server.settings)[0].stat().st_size == 0
+    odd = patch(s, url, 0, data[:500], **{"Upload-Checksum": f"crc99 {good}"})
+    assert odd.status_code == 400 and "not supported" in odd.json()["message"]
+    assert patch(s, url, 0, data[:500], **{"Upload-Checksum": f"sha1 {good}"}).status_code == 204
+    sha256 = base64.b64encode(hashlib.sha256(data[500:]).digest()).decode()
+    last = patch(s, url, 500, data[500:], **{"Upload-Checksum": f"sha256 {sha256}"})
+    assert last.headers["L1-Digest"] == hashlib.sha3_256(data).hexdigest()  # the mismatch left no trace
+
+
+def test_another_users_upload_answers_like_an_unknown_one(server, dev_l2):
+    alice, bob = session(dev_l2, server), session(dev_l2, server, "bob")
+    url = create(alice, server, 100)
+    assert patch(alice, url, 0, b"x" * 10).status_code == 204
+    unknown = url.rsplit("/", 1)[0] + "/" + "0" * 32
+    for target in (url, unknown):
+        answers = [bob.head(target, headers=TUS), patch(bob, target, 10, b"y" * 10), bob.delete(target, headers=TUS)]
+        assert [a.status_code for a in answers] == [404, 404, 404]
+    assert patch(bob, url, 10, b"y").json()["message"].startswith("no upload ")
+    assert head_offset(alice, url) == 10
+
+
+def test_concurrent_patches_at_the_same_offset_one_wins_the_other_409(server, dev_l2):
+    s1, s2 = session(dev_l2, server), session(dev_l2, server)
+    size = 16 * MiB
+    url = create(s1, server, 2 * size)
+    bodies = [os.urandom(size), os.urandom(size)]
+    answers: list[requests.Response] = []
+    barrier = threading.Barrier(2)
+
+    def send(s, body):
+        barrier.wait()
+        answers.append(patch(s, url, 0, body))
+
+    threads = [threading.Thread(target=send, args=(s, b)) for s, b in zip((s1, s2), bodies, strict=True)]
+    for t in threads:
+        t.start()
+    for t in threads:
+        t.join()
+    assert sorted(a.status_code for a in answers) == [204, 409]
+    assert "offset" in next(a for a in answers if a.status_code == 409).json()["message"]
+    assert head_offset(s1, url) == size
+    winner = next(b for b, a in zip(bodies, answers, strict=True) if a.status_code == 204) \
+        if answers[0].status_code == answers[1].status_code else None
+    kept = part_files(server.settings)[0].read_bytes()
+    assert kept in bodies and winner in (None, kept)
+
+
+def test_termination_deletes_the_bytes_and_frees_the_limit(make_server, dev_l2):
+    server = make_server(upload_inflight_bytes=100)
+    s = session(dev_l2, server)
+    url = create(s, server, 100)
+    assert patch(s, url, 0, b"z" * 50).status_code == 204
+    refused = s.post(f"{server.url}/cache/uploads", headers={**TUS, "Upload-Length": "1"})
+    assert refused.status_code == 413 and "unfinished uploads already hold 100 bytes" in refused.json()["message"]
+    assert s.delete(url, headers=TUS).status_code == 204
+    assert s.head(url, headers=TUS).status_code == 404 and part_files(server.settings) == []
+    create(s, server, 100)
+
+
+def test_per_user_limit_counts_unfinished_bytes_only(make_server, dev_l2):
+    server = make_server(upload_inflight_bytes=1000)
+    alice, bob = session(dev_l2, server), session(dev_l2, server, "bob")
+    url = create(alice, server, 600)
+    over = alice.post(f"{server.url}/cache/uploads", headers={**TUS, "Upload-Length": "500"})
+    assert over.status_code == 413 and "limit of 1000 bytes" in over.json()["message"]
+    create(bob, server, 600)  # the limit is per user
+    assert patch(alice, url, 0, os.urandom(600)).status_code == 204  # finished: no longer in flight
+    create(alice, server, 1000)
+    too_big = alice.post(f"{server.url}/cache/uploads", headers={**TUS, "Upload-Length": str(10**15)})
+    assert too_big.status_code == 413 and "larger than the limit" in too_big.json()["message"]
+
+
+def test_expired_uploads_are_refused_then_swept(make_server, dev_l2, redis_client):
+    server = make_server(upload_expiry=1, upload_inflight_bytes=150)
+    s = session(dev_l2, server)
+    first, second = create(s, server, 100), create(s, server, 50)
+    assert patch(s, first, 0, b"q" * 30).status_code == 204
+    time.sleep(1.3)
+    gone = patch(s, first, 30, b"q" * 10)
+    assert gone.status_code == 410 and "expired" in gone.json()["message"]
+    assert len(part_files(server.settings)) == 1  # the refused one went at once
+    create(s, server, 150)  # creating sweeps the other expired one and frees its bytes
+    assert s.head(second, headers=TUS).status_code == 404
+    assert len(part_files(server.settings)) == 1
+    assert redis_client.get("artdag:uploads:inflight:alice") == "150"
+
+
+def test_a_refused_item_leaves_nothing_behind(server, dev_l2, redis_client):
+    s = session(dev_l2, server)
+    url = create(s, server, 4)
+    before = {k for k in redis_client.keys("artdag:cache:*")}
+    answer = patch(s, url, 0, b"")
+    assert answer.status_code == 204 and answer.headers["Upload-Offset"] == "0"
+    playlist = b"#EXTM3U\n#EXT-X-VERSION:3\nfile:///etc/passwd\n"
+    url = create(s, server, len(playlist))
+    refused = patch(s, url, 0, playlist)
+    assert 400 <= refused.status_code < 500, refused.text
+    assert refused.json()["message"]
+    assert s.head(url, headers=TUS).status_code == 404
+    assert {k for k in redis_client.keys("artdag:cache:*")} == before
+    assert len(part_files(server.settings)) == 1  # only the first, still unfinished
+
+
+# POST /cache/missing --------------------------------------------------------------------------------
+def upload_plain(client, data: bytes) -> str:
+    answer = client.post("/cache/upload", data=data, headers={"Content-Type": "application/octet-stream",
+                                                               "Accept": "application/json"})
+    assert answer.status_code in (200, 201), answer.data
+    return answer.json["digest"]
+
+
+def ask_missing(client, hashes: list[str]) -> list[str]:
+    answer = client.post("/cache/missing", json={"hashes": hashes}, headers={"Accept": "application/json"})
+    assert answer.status_code == 200, answer.data
+    return answer.json["missing"]
+
+
+def test_missing_answers_in_order_and_another_users_private_item_counts_as_missing(
+        alice_client, bob_client, admin_client):
+    mine = upload_plain(alice_client, b"alice's own bytes")
+    bobs = upload_plain(bob_client, b"bob's private bytes")
+    shared = upload_plain(bob_client, b"bob's shared bytes")
+    assert bob_client.post(f"/cache/{shared}/share", headers={"Accept": "application/json"}).status_code == 200
+    unknown = hashlib.sha3_256(b"nobody has these").hexdigest()
+    asked = [unknown, mine, bobs, shared, mine, unknown]
+    assert ask_missing(alice_client, asked) == [unknown, bobs]
+    assert ask_missing(bob_client, asked) == [unknown, mine]
+    assert ask_missing(admin_client, asked) == [unknown]
+    upload_plain(alice_client, b"bob's private bytes")  # the same bytes uploaded: now alice holds them too
+    assert ask_missing(alice_client, asked) == [unknown]
+    assert ask_missing(alice_client, []) == []
+
+
+def test_missing_refuses_bad_input_naming_it(alice_client):
+    for body, words in [({"hashes": "abc"}, "hashes"), ({"hashes": ["A" * 64]}, "not a content hash"),
+                        ({"hashes": ["a" * 64] * 1001}, "at most 1000"), ([1, 2], "hashes")]:
+        answer = alice_client.post("/cache/missing", json=body, headers={"Accept": "application/json"})
+        assert answer.status_code == 400 and words in answer.json["message"], answer.json
+    anonymous = alice_client.application.test_client()
+    assert anonymous.post("/cache/missing", json={"hashes": []},
+                          headers={"Accept": "application/json"}).status_code == 401
