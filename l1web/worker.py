@@ -200,8 +200,9 @@ def _alive(pid: int) -> bool:
 def _warm_connections(worker: Worker) -> None:
     """Open this process's Redis connections now, not when its job starts (each costs round trips)."""
     ctx = process_clients()
-    for client in (worker.connection, ctx.state.redis, ctx.rq_connection):
-        client.ping()
+    worker.connection.ping()
+    ctx.state.ping()
+    ctx.rq_connection.ping()
 
 
 def horse_killed(job, retpid: int, ret_val: int, rusage) -> None:

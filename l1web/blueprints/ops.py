@@ -22,7 +22,6 @@ from prometheus_client import CollectorRegistry
 from l1web import metrics
 from l1web.auth import require_admin
 from l1web.auth.sessions import bearer_token
-from l1web.state import keys
 from l1web.web import current
 from l1web.web.errors import wants_json
 
@@ -107,19 +106,11 @@ def metrics_page():
 # Status page ----------------------------------------------------------------------------------
 def ipns_state() -> dict | str | None:
     """Whatever the IPFS sync wrote to `artdag:ipns:status` (a hash or a string); None if unset."""
-    client = current.state().redis
-    key = keys.ipns_status()
-    kind = client.type(key)
-    kind = kind.decode() if isinstance(kind, bytes) else kind
-    if kind == "hash":
-        return dict(sorted(client.hgetall(key).items()))
-    if kind == "string":
-        return client.get(key)
-    return None
+    return current.state().ipns_status()
 
 
 def redis_info() -> dict:
-    info = current.state().redis.info()
+    info = current.state().server_info()
     return {
         "version": info.get("redis_version"),
         "used_memory": info.get("used_memory"),

@@ -8,7 +8,6 @@ from flask import Flask
 
 from l1web import __version__
 from l1web.auth.csrf import csrf_token
-from l1web.ipfs.index import IPFSIndex
 from l1web.runs.model import RunStatus, StepStatus
 from l1web.web import current, dagsvg
 
@@ -51,9 +50,9 @@ def media_time(epoch: float) -> str:
 
 def ipfs_cid(digest: str) -> str | None:
     """The IPFS CID this node added the item under (None when IPFS is off or not added yet)."""
-    return IPFSIndex(current.state().redis).cid(digest) if current.settings().ipfs_api else None
+    return current.state().ipfs.cid(digest) if current.settings().ipfs_api else None
 
 
 def ipfs_run(run_id: str) -> dict | None:
     """A completed run's output and provenance CIDs (the run page shows them)."""
-    return IPFSIndex(current.state().redis).run(run_id) if current.settings().ipfs_api else None
+    return current.state().ipfs.run(run_id) if current.settings().ipfs_api else None
