@@ -40,6 +40,7 @@ from l1web import startup
 from l1web.clients import process_clients
 from l1web.engine import encoding
 from l1web.settings import Settings
+from l1web.state import connect
 
 #: Queues a worker listens on by default, highest priority first.
 DEFAULT_QUEUES = ("steps", "runs", "default")
@@ -211,9 +212,10 @@ def _alive(pid: int) -> bool:
 
 def _warm_connections(worker: Worker) -> None:
     """Open this process's Redis connections now, not when its job starts (each costs round trips)."""
-    clients = process_clients()
-    for client in (worker.connection, clients.state.redis, clients.rq_connection):
-        client.ping()
+    ctx = process_clients()
+    worker.connection.ping()
+    ctx.state.ping()
+    ctx.rq_connection.ping()
 
 
 def horse_killed(job, retpid: int, ret_val: int, rusage) -> None:
@@ -283,7 +285,8 @@ def main(argv: list[str] | None = None) -> None:
     startup.prepare(settings, "worker", redis_required=True)
     # Opening the store sweeps temp files and work folders a crashed worker left behind.
     clients = process_clients()
-    settings, connection = clients.settings, clients.rq_connection
+    settings = clients.settings
+    connection = connect(settings.redis_url, decode=False)  # the worker's own, as RQ expects
     queues = [Queue(name, connection=connection, serializer=JSONSerializer) for name in args.queues]
     worker = L1Worker(
         queues, connection=connection, serializer=JSONSerializer, name=args.name,
