@@ -56,6 +56,10 @@ DEFAULT_USER_MAX_RUNNING = 0
 DEFAULT_USER_MAX_PRIORITY = 0
 #: Seconds one IPFS RPC call may take (a missing CID on an offline node would block for ever).
 DEFAULT_IPFS_TIMEOUT = 20.0
+#: Seconds of video per chunk when a frame-wise step is split (0: never split; engine/chunks.py).
+DEFAULT_CHUNK_SECONDS = 10.0
+#: Videos at most this long (seconds) are rendered in one piece.
+DEFAULT_CHUNK_MIN_SECONDS = 30.0
 #: Name of this node's key in the IPFS keystore; its IPNS name is what peers list in IPNS_PEERS.
 DEFAULT_IPNS_KEY = "artdag-l1"
 
@@ -108,6 +112,8 @@ class Settings:
     worker_blocklist_after: int = DEFAULT_WORKER_BLOCKLIST_AFTER
     user_max_running: int = DEFAULT_USER_MAX_RUNNING
     user_max_priority: int = DEFAULT_USER_MAX_PRIORITY
+    chunk_seconds: float = DEFAULT_CHUNK_SECONDS
+    chunk_min_seconds: float = DEFAULT_CHUNK_MIN_SECONDS
     ready_max_queue: int = DEFAULT_READY_MAX_QUEUE
     metrics_token_sha256: str = ""
     l2_publish_timeout: float = DEFAULT_L2_PUBLISH_TIMEOUT
@@ -170,6 +176,8 @@ class Settings:
             worker_blocklist_after=max(0, int(env.get("WORKER_BLOCKLIST_AFTER", DEFAULT_WORKER_BLOCKLIST_AFTER))),
             user_max_running=max(0, int(env.get("USER_MAX_RUNNING", DEFAULT_USER_MAX_RUNNING))),
             user_max_priority=int(env.get("USER_MAX_PRIORITY", DEFAULT_USER_MAX_PRIORITY)),
+            chunk_seconds=float(env.get("CHUNK_SECONDS", DEFAULT_CHUNK_SECONDS)),
+            chunk_min_seconds=float(env.get("CHUNK_MIN_SECONDS", DEFAULT_CHUNK_MIN_SECONDS)),
             ready_max_queue=int(env.get("READY_MAX_QUEUE", DEFAULT_READY_MAX_QUEUE)),
             metrics_token_sha256=env.get("METRICS_TOKEN_SHA256", "").strip().lower(),
             l2_publish_timeout=float(env.get("L2_PUBLISH_TIMEOUT", DEFAULT_L2_PUBLISH_TIMEOUT)),

@@ -16,7 +16,6 @@ from rq.job import Job
 from rq.serializers import JSONSerializer
 
 from l1web.engine.canonical import sha3_json
-from l1web.state import keys
 
 if TYPE_CHECKING:
     from l1web.runs.service import RunService
@@ -69,9 +68,7 @@ def file_work(connection: redis.Redis, run_id: str, piece: dict) -> Job:
     """File a piece of work under its run's owner and priority, and put one token on its queue."""
     from l1web.state.fair import FairShare
 
-    owner, priority = connection.hmget(f"{keys.run(run_id)}", ["owner", "priority"])
-    owner = (owner or b"").decode() if isinstance(owner, bytes) else (owner or "")
-    FairShare(connection).put(piece["kind"], _int(priority), owner, piece)
+    FairShare(connection).file(run_id, piece)
     return enqueue_token(connection, piece["kind"])
 
 
@@ -81,13 +78,6 @@ def enqueue_token(connection: redis.Redis, kind: str) -> Job:
         job_timeout=TOKEN_TIMEOUTS[kind], result_ttl=RESULT_TTL, failure_ttl=FAILURE_TTL,
         on_failure=Callback("l1web.jobs.runs.on_work_failure"), description=f"take the next {kind}",
     )
-
-
-def _int(value: object) -> int:
-    try:
-        return int(value.decode() if isinstance(value, bytes) else value)  # type: ignore[union-attr,arg-type]
-    except (TypeError, ValueError):
-        return 0
 
 
 def enqueue_advance(connection: redis.Redis, run_id: str) -> Job:

@@ -31,7 +31,7 @@ from l1web.engine.steps import run_step
 from l1web.engine.watch import Redactor, StepWatch, watching
 from l1web.engine.watch import current as watch_current
 from l1web.ipfs import fetch, pinning
-from l1web.jobs import queues
+from l1web.jobs import chunked, queues
 from l1web.jobs.steplog import JobLogAdapter, step_finished
 from l1web.lifecycle import RunEvent, StepEvent
 from l1web.recipes.parse import bind_inputs, recipe_from_data
@@ -102,7 +102,7 @@ def plan_run(run_id: str, render_inline: bool = False, work_id: str | None = Non
         dag = bind_inputs(recipe, run["input_hashes"])
         fetch.ensure_local(ctx, run["input_hashes"].values())  # workers on other hosts fetch their inputs
         analysis = analyze(dag, ctx.store)
-        plan = plan_dag(dag, analysis)
+        plan = plan_dag(dag, analysis, chunked.chunking(ctx.settings))
         expected = estimate.expect(plan, analysis)  # each step's 100 % and weight in the run's progress
     except Exception as exc:
         fail_run(ctx, run_id, f"planning failed: {exc}")
@@ -148,10 +148,61 @@ def execute_step(run_id: str, step_id: str, work_id: str | None = None) -> dict:
     runs = ctx.state.runs
     run, steps, states = runs.snapshot(run_id)
     state = states.get(step_id, {})
+    early = _before_start(ctx, run, step_id, states, job_id=job_id if job else None, worker=worker, jlog=jlog)
+    if early is not None:
+        return early
+    started_at = time.time()
+    cleared = {"error": ""} if state.get("error") else {}  # the last attempt's reason, while retrying
+    if not runs.step_transition(run_id, step_id, StepEvent.START, started=started_at, job_id=job_id,
+                                worker=worker, **cleared):
+        return {"status": "not-queued"}
+    step = next(s for s in steps if s["step_id"] == step_id)
+    # The inputs were final before this step was queued, so this snapshot has their outputs.
+    input_digests = [states[dep].get("output") for dep in step["inputs"]]
+    started = time.monotonic()
+    watch = step_watch(ctx, run_id, step)
+    watch.line(f"step {step_id} ({step['type']}) started on worker job {job_id}")
+    try:
+        with watching(watch):
+            digest, cached = _produce(ctx, run, step, job_id, jlog, inputs=input_digests, steps=steps)
+    except Exception as exc:
+        watch.line(f"step {step_id} failed: {_short(exc)}")
+        watch.finish(ok=False)
+        jlog.warning("step %s failed: %s", step_id, _short(exc))
+        step_finished(ctx.state, run_id, job_id, step, outcome=StepStatus.FAILED,
+                      seconds=time.monotonic() - started)
+        attempt_failed(ctx, run_id, step_id, job_id=job_id, worker=worker, error_type=type(exc).__name__,
+                       reason=_short(exc),
+                       error_text=with_log_excerpt(_short(exc), ctx.state.watch.log(run_id, step_id)))
+        _drop_chunks_unless_retrying(ctx, run_id, step_id)
+        raise
+    if chunked.is_join(step):  # joined: the chunks were temporary
+        chunked.remove_chunks(ctx, steps, step, runs.step_states(run_id))
+    event = StepEvent.REUSE if cached else StepEvent.SUCCEED
+    status = lifecycle.target(event)
+    watch.line(f"step {step_id} {status}: output {digest}")
+    watch.finish(ok=True)
+    finished = time.time()
+    runs.step_transition(run_id, step_id, event, output=digest, finished=finished,
+                         duration=round(time.monotonic() - started, 3),
+                         attempt=_attempt(worker, job_id, started_at, finished, status))
+    ctx.state.cache.incr("cache_hits" if cached else "cache_misses")
+    step_finished(ctx.state, run_id, job_id, step, outcome=status, seconds=time.monotonic() - started)
+    jlog.info("step %s %s → %s", step_id, status, digest[:12])
+    advance(ctx, run_id)
+    chunked.sweep(ctx)  # this host's copies of chunks joined elsewhere
+    return {"status": str(status), "output": digest}
+
+
+def _before_start(ctx: Clients, run: dict | None, step_id: str, states: dict[str, dict], *, job_id: str | None,
+                  worker: str, jlog) -> dict | None:
+    """Why this job does not render the step after all (its answer), or None to go on."""
+    runs, run_id, state = ctx.state.runs, run["id"] if run else "", states.get(step_id, {})
     if run is None or run["status"] not in (RunStatus.RUNNING, RunStatus.PAUSED):
-        runs.step_transition(run_id, step_id, StepEvent.SKIP, error="run is no longer running")
+        if run is not None:
+            runs.step_transition(run_id, step_id, StepEvent.SKIP, error="run is no longer running")
         return {"status": "skipped"}
-    if job and state.get("queued_job") not in (None, job_id):
+    if job_id and state.get("queued_job") not in (None, job_id):
         return {"status": "superseded"}  # an older job for this step; a newer one is queued
     if run["status"] == RunStatus.PAUSED or runs.queue_paused():
         # Back to waiting: resuming the run (or the queue) enqueues it again, as a new job.
@@ -168,43 +219,7 @@ def execute_step(run_id: str, step_id: str, work_id: str | None = None) -> dict:
                                    + (f"; the last attempt failed: {last}" if last else ""))
         advance(ctx, run_id)
         return {"status": "failed"}
-    started_at = time.time()
-    cleared = {"error": ""} if state.get("error") else {}  # the last attempt's reason, while retrying
-    if not runs.step_transition(run_id, step_id, StepEvent.START, started=started_at, job_id=job_id,
-                                worker=worker, **cleared):
-        return {"status": "not-queued"}
-    step = next(s for s in steps if s["step_id"] == step_id)
-    # The inputs were final before this step was queued, so this snapshot has their outputs.
-    input_digests = [states[dep].get("output") for dep in step["inputs"]]
-    started = time.monotonic()
-    watch = step_watch(ctx, run_id, step)
-    watch.line(f"step {step_id} ({step['type']}) started on worker job {job_id}")
-    try:
-        with watching(watch):
-            digest, cached = _produce(ctx, run, step, job_id, jlog, inputs=input_digests)
-    except Exception as exc:
-        watch.line(f"step {step_id} failed: {_short(exc)}")
-        watch.finish(ok=False)
-        jlog.warning("step %s failed: %s", step_id, _short(exc))
-        step_finished(ctx.state.redis, run_id, job_id, step, outcome=StepStatus.FAILED,
-                      seconds=time.monotonic() - started)
-        attempt_failed(ctx, run_id, step_id, job_id=job_id, worker=worker, error_type=type(exc).__name__,
-                       reason=_short(exc),
-                       error_text=with_log_excerpt(_short(exc), ctx.state.watch.log(run_id, step_id)))
-        raise
-    event = StepEvent.REUSE if cached else StepEvent.SUCCEED
-    status = lifecycle.target(event)
-    watch.line(f"step {step_id} {status}: output {digest}")
-    watch.finish(ok=True)
-    finished = time.time()
-    runs.step_transition(run_id, step_id, event, output=digest, finished=finished,
-                         duration=round(time.monotonic() - started, 3),
-                         attempt=_attempt(worker, job_id, started_at, finished, status))
-    ctx.state.cache.incr("cache_hits" if cached else "cache_misses")
-    step_finished(ctx.state.redis, run_id, job_id, step, outcome=status, seconds=time.monotonic() - started)
-    jlog.info("step %s %s → %s", step_id, status, digest[:12])
-    advance(ctx, run_id)
-    return {"status": str(status), "output": digest}
+    return None
 
 
 #: Seconds a worker waits after handing a step back, so that another worker takes it first.
@@ -323,17 +338,21 @@ def with_log_excerpt(error: str, log_text: str | None) -> str:
     return f"{error[:max(room, 300)]}\n--- log (last lines) ---\n{excerpt}"[:MAX_ERROR]
 
 
-def _produce(ctx: Clients, run: dict, step: dict, holder: str, jlog, *, inputs: list[str]) -> tuple[str, bool]:
+def _produce(ctx: Clients, run: dict, step: dict, holder: str, jlog, *, inputs: list[str],
+             steps: list[dict] = ()) -> tuple[str, bool]:
     """The step's output digest and whether it was reused rather than rendered here."""
     cache_id = step["cache_id"]
     force = run.get("force") == "1"
     deadline = time.monotonic() + queues.STEP_TIMEOUT
     waiting = False
+    whole = chunked.joined_whole(list(steps), step) if chunked.is_chunk(step) else None
     while True:
         if not force:
             found = _recorded(ctx, cache_id)
             if found:
                 return found, True
+            if whole is not None and (found := _recorded(ctx, whole["cache_id"])):
+                return found, True  # the joined whole exists: this chunk's frames are in it
         token = ctx.state.claims.acquire(cache_id, holder)
         if token:
             break
@@ -371,6 +390,11 @@ def _render(ctx: Clients, run: dict, step: dict, inputs: list[str]) -> str:
     work = Path(tempfile.mkdtemp(prefix="step-", dir=work_root))
     try:
         out = run_step(step, input_paths, work, timeout=ctx.settings.step_timeout)
+        if chunked.is_chunk(step):  # temporary, nobody's media: removed once joined
+            digest = ctx.store.put_file(out, source=f"{chunked.SOURCE_PREFIX}{run['id']}")
+            ctx.state.removed_chunks.discard(digest)
+            fetch.share(ctx, digest, None)
+            return digest
         digest = ctx.store.put_file(out, source=f"run:{run['id']}", owner=run.get("owner") or None)
         fetch.share(ctx, digest, run.get("owner"))  # a worker on another host sends it to the L1 server
         return digest
@@ -540,6 +564,16 @@ def step_failed(ctx: Clients, job, run_id: str, step_id: str, work_id: str, *, e
         return
     attempt_failed(ctx, run_id, step_id, job_id=work_id, worker=_worker_name(job),
                    error_type=_type_name(exc_type), reason=_describe(exc_type, exc_value))
+    _drop_chunks_unless_retrying(ctx, run_id, step_id)
+
+
+def _drop_chunks_unless_retrying(ctx: Clients, run_id: str, step_id: str) -> None:
+    """A join that failed for good (or was cancelled): its chunks were temporary, they go. A join
+    that will be tried again keeps them: its next attempt joins them."""
+    _, steps, states = ctx.state.runs.snapshot(run_id, with_run=False)
+    step = next((s for s in steps if s["step_id"] == step_id), None)
+    if step is not None and chunked.is_join(step) and states.get(step_id, {}).get("status") != StepStatus.RETRYING:
+        chunked.remove_chunks(ctx, steps, step, states)
 
 
 def _type_name(exc_type) -> str:

@@ -115,6 +115,16 @@ class FairShare:
         self._done = client.register_script(_DONE)
         self._move = client.register_script(_MOVE)
 
+    def file(self, run_id: str, piece: Mapping) -> None:
+        """File a piece of a run's work under the run's owner and priority."""
+        owner, priority = (_text(v) if v is not None else None
+                           for v in self.redis.hmget(keys.run(run_id), ["owner", "priority"]))
+        try:
+            level = int(priority or 0)
+        except ValueError:
+            level = 0
+        self.put(piece["kind"], level, owner or "", piece)
+
     def put(self, kind: str, priority: int, user: str, piece: Mapping) -> None:
         self._put(args=[keys.fair(kind), int(priority), user, json.dumps(dict(piece), sort_keys=True)])
 
