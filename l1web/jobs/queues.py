@@ -45,6 +45,8 @@ PLAN, STEP = "plan", "step"
 TOKEN_QUEUES = {PLAN: RUNS_QUEUE, STEP: STEPS_QUEUE}
 #: A token's timeout: the longest piece of its kind (a plan may render its run's one step).
 TOKEN_TIMEOUTS = {PLAN: PLAN_TIMEOUT + STEP_TIMEOUT, STEP: STEP_TIMEOUT}
+#: What the RQ dashboard says a token does (which run is decided when a worker takes it).
+TOKEN_DESCRIPTIONS = {PLAN: "plan run (the next one by fair share)", STEP: "render step (the next one by fair share)"}
 
 
 def enqueue_plan(connection: redis.Redis, run_id: str, attempt: int, *, render_inline: bool = False) -> Job:
@@ -76,7 +78,7 @@ def enqueue_token(connection: redis.Redis, kind: str) -> Job:
     return queue(connection, TOKEN_QUEUES[kind]).enqueue(
         "l1web.jobs.runs.take_work", kind,
         job_timeout=TOKEN_TIMEOUTS[kind], result_ttl=RESULT_TTL, failure_ttl=FAILURE_TTL,
-        on_failure=Callback("l1web.jobs.runs.on_work_failure"), description=f"take the next {kind}",
+        on_failure=Callback("l1web.jobs.runs.on_work_failure"), description=TOKEN_DESCRIPTIONS[kind],
     )
 
 

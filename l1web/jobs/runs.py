@@ -154,7 +154,7 @@ def execute_step(run_id: str, step_id: str, work_id: str | None = None) -> dict:
     started_at = time.time()
     cleared = {"error": ""} if state.get("error") else {}  # the last attempt's reason, while retrying
     if not runs.step_transition(run_id, step_id, StepEvent.START, started=started_at, job_id=job_id,
-                                worker=worker, **cleared):
+                                rq_job=job.id if job else "", worker=worker, **cleared):
         return {"status": "not-queued"}
     step = next(s for s in steps if s["step_id"] == step_id)
     # The inputs were final before this step was queued, so this snapshot has their outputs.
