@@ -15,6 +15,7 @@ from l1web.state.recipes import Recipes
 from l1web.state.results import Results
 from l1web.state.runs import Runs
 from l1web.state.tokens import Tokens
+from l1web.state.watch import StepWatches
 
 #: Largest offset a listing accepts: Redis ranges take 64-bit integers, and nobody pages this far.
 MAX_OFFSET = 10**9
@@ -42,6 +43,7 @@ class StateManager:
         self.runs = Runs(client)
         self.claims = Claims(client)
         self.recipes = Recipes(client)
+        self.watch = StepWatches(client)
 
     @classmethod
     def from_url(cls, url: str) -> StateManager:
