@@ -174,24 +174,9 @@ def execute_step(run_id: str, step_id: str, work_id: str | None = None) -> dict:
         attempt_failed(ctx, run_id, step_id, job_id=job_id, worker=worker, error_type=type(exc).__name__,
                        reason=_short(exc),
                        error_text=with_log_excerpt(_short(exc), ctx.state.watch.log(run_id, step_id)))
-        _drop_chunks_unless_retrying(ctx, run_id, step_id)
         raise
-    if chunked.is_join(step):  # joined: the chunks were temporary
-        chunked.remove_chunks(ctx, steps, step, runs.step_states(run_id))
-    event = StepEvent.REUSE if cached else StepEvent.SUCCEED
-    status = lifecycle.target(event)
-    watch.line(f"step {step_id} {status}: output {digest}")
-    watch.finish(ok=True)
-    finished = time.time()
-    runs.step_transition(run_id, step_id, event, output=digest, finished=finished,
-                         duration=round(time.monotonic() - started, 3),
-                         attempt=_attempt(worker, job_id, started_at, finished, status))
-    ctx.state.cache.incr("cache_hits" if cached else "cache_misses")
-    step_finished(ctx.state, run_id, job_id, step, outcome=status, seconds=time.monotonic() - started)
-    jlog.info("step %s %s → %s", step_id, status, digest[:12])
-    advance(ctx, run_id)
-    chunked.sweep(ctx)  # this host's copies of chunks joined elsewhere
-    return {"status": str(status), "output": digest}
+    return _step_done(ctx, run_id, step, steps, digest=digest, cached=cached, watch=watch, worker=worker, job_id=job_id,
+                      started_at=started_at, started=started, jlog=jlog)
 
 
 def _before_start(ctx: Clients, run: dict | None, step_id: str, states: dict[str, dict], *, job_id: str | None,
@@ -220,6 +205,28 @@ def _before_start(ctx: Clients, run: dict | None, step_id: str, states: dict[str
         advance(ctx, run_id)
         return {"status": "failed"}
     return None
+
+
+def _step_done(ctx: Clients, run_id: str, step: dict, steps: list[dict], *, digest: str, cached: bool,
+               watch: StepWatch, worker: str, job_id: str, started_at: float, started: float, jlog) -> dict:
+    """Record a step's output (rendered or reused) and advance its run."""
+    runs, step_id = ctx.state.runs, step["step_id"]
+    if chunked.is_join(step):  # joined: the chunks were temporary (a failed join drops them in attempt_failed)
+        chunked.remove_chunks(ctx, steps, step, runs.step_states(run_id))
+    event = StepEvent.REUSE if cached else StepEvent.SUCCEED
+    status = lifecycle.target(event)
+    watch.line(f"step {step_id} {status}: output {digest}")
+    watch.finish(ok=True)
+    finished = time.time()
+    runs.step_transition(run_id, step_id, event, output=digest, finished=finished,
+                         duration=round(time.monotonic() - started, 3),
+                         attempt=_attempt(worker, job_id, started_at, finished, status))
+    ctx.state.cache.incr("cache_hits" if cached else "cache_misses")
+    step_finished(ctx.state, run_id, job_id, step, outcome=status, seconds=time.monotonic() - started)
+    jlog.info("step %s %s → %s", step_id, status, digest[:12])
+    advance(ctx, run_id)
+    chunked.sweep(ctx)  # this host's copies of chunks joined elsewhere
+    return {"status": str(status), "output": digest}
 
 
 #: Seconds a worker waits after handing a step back, so that another worker takes it first.
@@ -288,6 +295,7 @@ def attempt_failed(ctx: Clients, run_id: str, step_id: str, *, job_id: str, work
     if run is not None and run.get("status") == RunStatus.CANCELLED:  # stopped because the run was
         runs.step_transition(run_id, step_id, StepEvent.CANCEL, attempt={**record, "outcome": StepStatus.CANCELLED},
                              error="run cancelled", finished=now, duration=duration)
+        _drop_chunks_of_join(ctx, run_id, step_id)
         return
     if event == StepEvent.RETRY and run is not None:
         attempt, tries = int(run.get("attempt") or 1), int(state.get("tries") or 1) + 1
@@ -300,7 +308,16 @@ def attempt_failed(ctx: Clients, run_id: str, step_id: str, *, job_id: str, work
         return
     runs.step_transition(run_id, step_id, StepEvent.FAIL, attempt=record, error=error_text or reason,
                          finished=now, duration=duration)
+    _drop_chunks_of_join(ctx, run_id, step_id)
     advance(ctx, run_id)
+
+
+def _drop_chunks_of_join(ctx: Clients, run_id: str, step_id: str) -> None:
+    """A join that ended without joining (failed for good, cancelled): its chunks were temporary."""
+    _, steps, states = ctx.state.runs.snapshot(run_id)
+    step = next((s for s in steps if s["step_id"] == step_id), None)
+    if step is not None and chunked.is_join(step):
+        chunked.remove_chunks(ctx, steps, step, states)
 
 
 def step_watch(ctx: Clients, run_id: str, step: dict) -> StepWatch:
@@ -564,16 +581,6 @@ def step_failed(ctx: Clients, job, run_id: str, step_id: str, work_id: str, *, e
         return
     attempt_failed(ctx, run_id, step_id, job_id=work_id, worker=_worker_name(job),
                    error_type=_type_name(exc_type), reason=_describe(exc_type, exc_value))
-    _drop_chunks_unless_retrying(ctx, run_id, step_id)
-
-
-def _drop_chunks_unless_retrying(ctx: Clients, run_id: str, step_id: str) -> None:
-    """A join that failed for good (or was cancelled): its chunks were temporary, they go. A join
-    that will be tried again keeps them: its next attempt joins them."""
-    _, steps, states = ctx.state.runs.snapshot(run_id, with_run=False)
-    step = next((s for s in steps if s["step_id"] == step_id), None)
-    if step is not None and chunked.is_join(step) and states.get(step_id, {}).get("status") != StepStatus.RETRYING:
-        chunked.remove_chunks(ctx, steps, step, states)
 
 
 def _type_name(exc_type) -> str:
