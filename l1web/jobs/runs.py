@@ -531,7 +531,10 @@ def on_work_failure(job, connection, exc_type, exc_value, tb) -> None:
     except Exception:  # noqa: BLE001 - the job record is gone: nothing is known to release
         piece = (job.meta or {}).get("work")
     if not piece:
-        return  # it failed before taking any work
+        # It failed before taking any work (its worker's horse died first): the piece it stood
+        # for still waits in the pool, so it gets a token again (tokens stay one for one).
+        queues.enqueue_token(process_clients().rq_connection, job.args[0])
+        return
     ctx = process_clients()
     ctx.state.fair.done(piece["user"])
     if piece["kind"] == queues.PLAN:
