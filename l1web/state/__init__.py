@@ -11,6 +11,7 @@ import redis.lock
 
 from l1web.state import keys
 from l1web.state.cache import CacheIndex
+from l1web.state.chunks import RemovedChunks
 from l1web.state.claims import Claims
 from l1web.state.ipfs import IPFSIndex
 from l1web.state.metrics import StepMetrics
@@ -51,6 +52,7 @@ class StateManager:
         self.step_metrics = StepMetrics(client)
         self.uploads = Uploads(client)
         self.watch = StepWatches(client)
+        self.removed_chunks = RemovedChunks(client)
 
     @classmethod
     def from_url(cls, url: str) -> StateManager:
