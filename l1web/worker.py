@@ -39,12 +39,9 @@ from rq.serializers import JSONSerializer
 from l1web import startup
 from l1web.clients import process_clients
 from l1web.engine import encoding
+from l1web.jobs.queues import QUEUES
 from l1web.settings import Settings
 from l1web.state import connect
-
-#: Queues a worker listens on by default, highest priority first.
-DEFAULT_QUEUES = ("steps", "runs", "default")
-
 
 #: Why a step failed when a second SIGTERM (or SIGINT) stopped its worker mid-render.
 COLD_SHUTDOWN = "the worker was shut down while rendering this step (cold shutdown: a second stop signal)"
@@ -273,7 +270,7 @@ def _fail_interrupted(worker: Worker, job) -> None:
 
 def main(argv: list[str] | None = None) -> None:
     parser = argparse.ArgumentParser(description="Run an L1 render worker.")
-    parser.add_argument("queues", nargs="*", default=list(DEFAULT_QUEUES))
+    parser.add_argument("queues", nargs="*", default=list(QUEUES))
     parser.add_argument("--burst", action="store_true", help="exit when the queues are empty")
     parser.add_argument("--name", default=None)
     args = parser.parse_args(argv)

@@ -21,6 +21,9 @@ if TYPE_CHECKING:
 RUNS_QUEUE = "runs"
 #: Queue for rendering steps (the heavy work).
 STEPS_QUEUE = "steps"
+#: Every queue L1 uses, highest priority first: workers listen on these by default and /metrics
+#: always reports them ("default" is RQ's own, for jobs enqueued without a queue name).
+QUEUES = (STEPS_QUEUE, RUNS_QUEUE, "default")
 #: Seconds a plan job may take (analysis probes every input).
 PLAN_TIMEOUT = 900
 #: Seconds a render step may take, far above RQ's 180 s default: long videos render slowly.
