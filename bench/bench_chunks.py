@@ -115,11 +115,12 @@ def measure(farm: Farm, digest: str) -> list[dict]:
     farm.set_workers(1, {"CHUNK_SECONDS": "0"})
     whole_wall, _, whole = farm.render(digest)
     farm.set_workers(2, CHUNK)
-    chunked_wall, _, states = farm.render(digest)
+    chunked_wall, record, states = farm.render(digest)
     chunks = {sid: s for sid, s in states.items() if "~c" in sid}
     join = states["dog"]
     chunk_sum = sum(float(s["duration"]) for s in chunks.values())
     gap = float(join["started"]) - max(float(s["finished"]) for s in chunks.values())
+    planning = min(float(s["started"]) for s in chunks.values()) - float(record["started"])
     pinning = "1 CPU per worker, 1 numeric thread"
     label = f"dog, {CLIP_SECONDS} s {CLIP_SIZE}"
     return [
@@ -134,6 +135,8 @@ def measure(farm: Farm, digest: str) -> list[dict]:
          "ratio": chunk_sum / float(whole["dog"]["duration"]), "goal": "", "unit": "s"},
         {"benchmark": f"{label}: queue gap, last chunk done → join started, vs the chunked render",
          "l1": gap, "baseline": chunked_wall, "ratio": gap / chunked_wall, "goal": "", "unit": "s"},
+        {"benchmark": f"{label}: planning (probe, analysis, plan) before the first chunk, vs the chunked render",
+         "l1": planning, "baseline": chunked_wall, "ratio": planning / chunked_wall, "goal": "", "unit": "s"},
     ]
 
 
