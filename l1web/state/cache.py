@@ -261,6 +261,15 @@ class CacheIndex:
                                blocking_timeout=LOCK_WAIT)
 
     # Verification ------------------------------------------------------------------------------
+    def check(self, digest: str) -> tuple[bool, str | None, str | None]:
+        """(indexed?, verified signature, quarantine reason) in one round trip: what every read asks."""
+        with self.redis.pipeline(transaction=False) as pipe:
+            pipe.exists(keys.cache_item(digest))
+            pipe.hget(keys.cache_item(digest), "verified")
+            pipe.hget(keys.cache_quarantine(), digest)
+            exists, verified, quarantined = pipe.execute()
+        return bool(exists), verified, (json.loads(quarantined)["reason"] if quarantined else None)
+
     def verified_signature(self, digest: str) -> str | None:
         """The (size, mtime, inode, ctime) signature of the file the last time it hashed right."""
         return self.redis.hget(keys.cache_item(digest), "verified")
@@ -352,3 +361,26 @@ class CacheIndex:
 
     def stats(self) -> dict[str, int]:
         return {k: int(v) for k, v in self.redis.hgetall(keys.stats()).items()}
+
+    def access_items(self, digests: list[str], asker: str) -> list[Item]:
+        """The ownership rule's facts for many hashes in one Redis round trip (`CacheIndex.access_item`
+        for each, batched); quarantined items count as absent."""
+        with self.redis.pipeline(transaction=False) as pipe:
+            pipe.hvals(keys.assets())
+            pipe.hmget(keys.cache_quarantine(), digests) if digests else pipe.echo("")
+            for digest in digests:
+                pipe.hmget(keys.cache_item(digest), "size", "owner")
+                pipe.zscore(keys.cache_owner_index(asker), digest)
+                pipe.sismember(keys.cache_published(), digest)
+                pipe.zscore(keys.cache_shared(), digest)
+            answers = pipe.execute()
+        assets = set(answers[0])
+        quarantined = answers[1] if digests else []
+        items = []
+        for i, digest in enumerate(digests):
+            (size, owner), held, published, shared = answers[2 + 4 * i: 6 + 4 * i]
+            items.append(Item(
+                exists=size is not None and quarantined[i] is None, owner=owner or None,
+                holders=frozenset([asker]) if asker and held is not None else frozenset(),
+                asset=digest in assets, published=bool(published), shared=shared is not None))
+        return items

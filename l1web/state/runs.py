@@ -113,6 +113,11 @@ def _decode(raw: Mapping[str, str]) -> dict:
     return out
 
 
+def _watch_keys(run_id: str, step_ids: Iterable[str]) -> list[str]:
+    """The progress and log keys of a run's steps (`state/watch.py`)."""
+    return [k for sid in step_ids for k in (keys.step_progress(run_id, sid), keys.step_log(run_id, sid))]
+
+
 #: Statuses of runs that may still need content (their names in `runs/model.py:RunStatus`).
 LIVE_STATUSES = ("pending", "running")
 
@@ -137,6 +142,22 @@ class Runs:
         ]
         return bool(self._create(keys=index_keys, args=[run["created"], status, *_encode(run)]))
 
+    def mark_published(self, run_id: str, **fields: str) -> bool:
+        """Set `published` and `fields` on a completed run and add its output to the published
+        set, in one transaction; False (nothing written) unless the run exists and completed."""
+        run_key = keys.run(run_id)
+
+        def transaction(pipe: redis.client.Pipeline) -> bool:
+            status, output = pipe.hmget(run_key, "status", "output_hash")
+            if status != "completed" or not output:
+                return False
+            pipe.multi()
+            pipe.hset(run_key, mapping={"published": "1", **fields})
+            pipe.sadd(keys.cache_published(), output)
+            return True
+
+        return bool(self.redis.transaction(transaction, run_key, value_from_callable=True))
+
     def get(self, run_id: str) -> dict | None:
         raw = self.redis.hgetall(keys.run(run_id))
         return _decode(raw) if raw else None
@@ -155,12 +176,13 @@ class Runs:
         if run is None:
             return
         owner, status, key = str(run.get("owner") or ""), str(run["status"]), keys.run(run_id)
+        watched = _watch_keys(run_id, self.redis.hkeys(keys.run_steps(run_id)))
         with self.redis.pipeline() as pipe:
             pipe.zrem(keys.runs_index(), key)
             pipe.zrem(keys.runs_by_status(status), key)
             pipe.zrem(keys.runs_by_user(owner), key)
             pipe.zrem(keys.runs_by_user_status(owner, status), key)
-            pipe.delete(key, keys.run_steps(run_id), keys.run_step_status(run_id))
+            pipe.delete(key, keys.run_steps(run_id), keys.run_step_status(run_id), *watched)
             pipe.execute()
 
     def page(self, *, status: str | None = None, user: str | None = None,
@@ -204,9 +226,12 @@ class Runs:
 
     # Steps -------------------------------------------------------------------------------
     def init_steps(self, run_id: str, steps: list[dict], initial: Mapping[str, dict]) -> None:
-        """Write each step's static description and initial state (replacing any old ones)."""
+        """Write each step's static description and initial state (replacing any old ones, and
+        the progress and logs of an earlier attempt)."""
+        old = self.redis.hkeys(keys.run_steps(run_id))
+        watched = _watch_keys(run_id, {*old, *(s["step_id"] for s in steps)})
         with self.redis.pipeline() as pipe:
-            pipe.delete(keys.run_steps(run_id), keys.run_step_status(run_id))
+            pipe.delete(keys.run_steps(run_id), keys.run_step_status(run_id), *watched)
             if steps:
                 pipe.hset(keys.run_steps(run_id), mapping={s["step_id"]: json.dumps(s) for s in steps})
                 pipe.hset(keys.run_step_status(run_id),
