@@ -5,8 +5,14 @@ ids change nothing, one of two concurrent PATCHes wins, expiry sweeps, the in-fl
 from __future__ import annotations
 
 import base64
+import contextlib
 import hashlib
+import io
+import json
 import os
+import socket
+import subprocess
+import sys
 import threading
 import time
 from collections.abc import Iterator
@@ -318,3 +324,173 @@ def test_missing_refuses_bad_input_naming_it(alice_client):
     anonymous = alice_client.application.test_client()
     assert anonymous.post("/cache/missing", json={"hashes": []},
                           headers={"Accept": "application/json"}).status_code == 401
+
+
+# render.py: only what is missing, resumable, with a progress bar ----------------------------------------
+ROOT = Path(__file__).resolve().parent.parent
+#: waitress does not close the body buffer (a temp file) of a request still being received when its
+#: client goes away (`HTTPChannel.handle_close`); the garbage collector closes it, with a
+#: ResourceWarning. A client killed mid-upload, or one that hangs up after its pipelined PATCHes,
+#: causes exactly that, so these tests tolerate it.
+WAITRESS_PARTIAL_BODY = pytest.mark.filterwarnings("ignore::pytest.PytestUnraisableExceptionWarning")
+
+
+class PausingProxy:
+    """A TCP proxy in front of the server that stops forwarding the client's bytes once `pause_at`
+    bytes have passed (as a stalled network would), until `cut` closes every connection."""
+
+    def __init__(self, target_port: int, pause_at: int) -> None:
+        self.listener = socket.create_server(("127.0.0.1", 0))
+        self.port = self.listener.getsockname()[1]
+        self.url = f"http://127.0.0.1:{self.port}"
+        self.target_port, self.pause_at = target_port, pause_at
+        self.forwarded = 0
+        self.paused = threading.Event()
+        self.sockets: list[socket.socket] = []
+        self.lock = threading.Lock()
+        threading.Thread(target=self._accept, daemon=True).start()
+
+    def _accept(self) -> None:
+        while True:
+            try:
+                client, _ = self.listener.accept()
+            except OSError:
+                return
+            upstream = socket.create_connection(("127.0.0.1", self.target_port))
+            self.sockets += [client, upstream]
+            threading.Thread(target=self._pump, args=(client, upstream, True), daemon=True).start()
+            threading.Thread(target=self._pump, args=(upstream, client, False), daemon=True).start()
+
+    def _pump(self, source: socket.socket, sink: socket.socket, counted: bool) -> None:
+        try:
+            while True:
+                if counted and self.pause_at and self.forwarded >= self.pause_at:
+                    self.paused.set()
+                    time.sleep(0.05)
+                    continue
+                data = source.recv(256 * 1024)
+                if not data:
+                    break
+                sink.sendall(data)
+                if counted:
+                    with self.lock:
+                        self.forwarded += len(data)
+        except OSError:
+            pass
+        finally:
+            for s in (source, sink):
+                with contextlib.suppress(OSError):
+                    s.shutdown(socket.SHUT_RDWR)
+
+    def cut(self) -> None:
+        """Drop every connection and forward freely from now on."""
+        self.pause_at = 0
+        for s in self.sockets:
+            with contextlib.suppress(OSError):
+                s.shutdown(socket.SHUT_RDWR)
+            s.close()
+
+    def close(self) -> None:
+        self.cut()
+        self.listener.close()
+
+
+@pytest.fixture()
+def cli_env(tmp_path: Path) -> dict[str, str]:
+    return {**os.environ, "HOME": str(tmp_path / "home"), "L1_CONFIG": str(tmp_path / "l1" / "config.json")}
+
+
+def render_py(*args: str, env: dict[str, str], **popen) -> subprocess.Popen:
+    return subprocess.Popen([sys.executable, str(ROOT / "render.py"), *args], stdout=subprocess.PIPE,
+                            stderr=subprocess.PIPE, text=True, env=env, **popen)
+
+
+@WAITRESS_PARTIAL_BODY
+def test_render_py_uploads_only_what_is_missing_with_progress(server, dev_l2, cli_env, tmp_path, redis_client):
+    token = dev_l2.mint("alice", server.url)
+    have, new = tmp_path / "have.bin", tmp_path / "new.bin"
+    have.write_bytes(os.urandom(MiB))
+    new.write_bytes(os.urandom(20 * MiB + 123))
+    s = session(dev_l2, server)
+    upload_plain_http(s, server, have.read_bytes())
+    proc = render_py("upload", str(have), str(new), "--server", server.url, "--token", token, env=cli_env)
+    out, err = proc.communicate(timeout=120)
+    assert proc.returncode == 0, err
+    digests = {line.split()[1]: line.split()[0] for line in out.splitlines()}
+    assert digests == {str(p): hashlib.sha3_256(p.read_bytes()).hexdigest() for p in (have, new)}
+    assert s.get(f"{server.url}/cache/{digests[str(new)]}").content == new.read_bytes()
+    lines = [line for line in err.splitlines() if line.startswith("new.bin [")]
+    assert lines and lines[-1].split("]")[1].split()[0] == "100%" and "MiB/s" in lines[-1] and "ETA" in lines[-1]
+    assert not any(line.startswith("have.bin") for line in err.splitlines())  # the server had it: not sent
+    records = [redis_client.hgetall(k) for k in redis_client.keys("artdag:upload:*") if ":lock:" not in k]
+    assert [int(r["appended"]) for r in records] == [new.stat().st_size]  # every byte sent once
+
+
+def upload_plain_http(s: requests.Session, server: Waitress, data: bytes) -> str:
+    answer = s.post(f"{server.url}/cache/upload", data=data, headers={"Content-Type": "application/octet-stream"})
+    assert answer.status_code in (200, 201), answer.text
+    return answer.json()["digest"]
+
+
+@WAITRESS_PARTIAL_BODY
+def test_killed_at_half_and_resumed_by_another_process(server, dev_l2, cli_env, tmp_path, redis_client):
+    token = dev_l2.mint("alice", server.url)
+    source = tmp_path / "big.bin"
+    source.write_bytes(os.urandom(64 * MiB))
+    digest = hashlib.sha3_256(source.read_bytes()).hexdigest()
+    proxy = PausingProxy(int(server.url.rsplit(":", 1)[1]), pause_at=32 * MiB)
+    dev_l2.allow(proxy.url)
+    try:
+        first = render_py("upload", str(source), "--server", proxy.url, "--token", token, env=cli_env)
+        assert proxy.paused.wait(60), "the upload never reached half way"
+        time.sleep(0.5)  # let the server take in whatever arrived
+        first.kill()
+        first.communicate(timeout=10)
+        proxy.cut()
+        s = session(dev_l2, server)
+        [key] = [k for k in redis_client.keys("artdag:upload:*") if ":lock:" not in k]
+        reached = int(redis_client.hget(key, "offset"))
+        assert 0 < reached <= 32 * MiB
+        second = render_py("upload", str(source), "--server", proxy.url, "--token", token, env=cli_env)
+        out, err = second.communicate(timeout=120)
+    finally:
+        proxy.close()
+    assert second.returncode == 0, err
+    assert f"resuming the upload of big.bin at {reached} of {64 * MiB} bytes" in err
+    assert out.split()[0] == digest
+    record = redis_client.hgetall(key)
+    assert record["digest"] == digest and int(record["appended"]) == 64 * MiB  # bytes received once
+    assert s.get(f"{server.url}/cache").json()["total"] == 1
+    assert s.get(f"{server.url}/cache/{digest}").content == source.read_bytes()
+    assert part_files(server.settings) == []
+    assert json.loads(Path(cli_env["L1_CONFIG"]).with_name("uploads.json").read_text()) == {}
+
+
+@WAITRESS_PARTIAL_BODY
+def test_render_py_renders_a_local_file_after_asking_what_is_missing(server, dev_l2, cli_env, tmp_path, start_worker):
+    from PIL import Image
+
+    start_worker()
+    token = dev_l2.mint("alice", server.url)
+    image = tmp_path / "photo.png"
+    Image.new("RGB", (32, 24), (10, 200, 30)).save(image)
+    proc = render_py("invert", str(image), "--sync", "--json", "--server", server.url, "--token", token, env=cli_env)
+    out, err = proc.communicate(timeout=180)
+    assert proc.returncode == 0, err
+    run = json.loads(out)["run"]
+    assert run["status"] == "completed"
+    assert hashlib.sha3_256(image.read_bytes()).hexdigest() in json.dumps(run)
+
+
+def test_tuspy_an_independent_client_uploads(server, dev_l2, tmp_path):
+    from tusclient import client as tus_client
+
+    data = os.urandom(5 * MiB + 7)
+    token = dev_l2.mint("alice", server.url)
+    tus = tus_client.TusClient(f"{server.url}/cache/uploads", headers={"Authorization": f"Bearer {token}"})
+    uploader = tus.uploader(file_stream=io.BytesIO(data), chunk_size=MiB, metadata={"filename": "from-tuspy.bin"},
+                            upload_checksum=True)
+    uploader.upload()
+    digest = hashlib.sha3_256(data).hexdigest()
+    answer = session(dev_l2, server).get(f"{server.url}/cache/{digest}/meta")
+    assert answer.status_code == 200 and answer.json()["name"] == "from-tuspy.bin" and answer.json()["owner"] == "alice"
