@@ -7,9 +7,6 @@ settings = Settings.from_env()
 app = create_app(settings)
 
 if __name__ == "__main__":
-    from waitress import serve
+    from l1web.web.serving import serve
 
-    from l1web.web.serving import waitress_options
-
-    print(f"L1 listening on http://{settings.host}:{settings.port}", flush=True)
-    serve(app, **waitress_options(settings))
+    serve(settings, app)

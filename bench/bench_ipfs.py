@@ -24,13 +24,13 @@ from pathlib import Path
 ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT))
 
+from l1web.devtools.processes import python_process, start_redis, stop_process, wait_for  # noqa: E402
 from l1web.ipfs.daemon import IPFSDaemon  # noqa: E402
 from l1web.ipfs.index import IPFSIndex  # noqa: E402
 from l1web.jobs.queues import run_service  # noqa: E402
-from l1web.recipes import parse_recipe  # noqa: E402
+from l1web.recipes.parse import parse_recipe  # noqa: E402
 from l1web.runs.model import RunStatus  # noqa: E402
 from l1web.runs.service import Submission  # noqa: E402
-from l1web.services import python_process, start_redis, stop_process, wait_for  # noqa: E402
 from l1web.state import StateManager, connect  # noqa: E402
 from l1web.store import ContentStore  # noqa: E402
 from l1web.users import User  # noqa: E402
@@ -61,7 +61,7 @@ class Node:
         self.index = IPFSIndex(self.state.redis)
         self.env = {"REDIS_URL": self.url, "CACHE_DIR": str(root / "cache"), "DATA_DIR": str(root),
                     "SECRET_KEY": "bench", "IPFS_API": ipfs_api, "IPNS_KEY": f"bench-{name}",
-                    "IPNS_SYNC_INTERVAL": str(INTERVAL)}
+                    "IPNS_SYNC_INTERVAL": str(INTERVAL), "SAMPLE_ASSETS": "0"}
         self.procs: list[subprocess.Popen] = []
 
     def start(self, peers: str = "") -> None:
@@ -72,7 +72,7 @@ class Node:
 
     def run(self, clip: str) -> dict:
         recipe = parse_recipe(RECIPE)
-        self.state.configs.save(recipe.id, name=recipe.name, owner="bench", yaml_text=RECIPE,
+        self.state.recipes.save(recipe.id, name=recipe.name, owner="bench", yaml_text=RECIPE,
                                 recipe=recipe.to_dict())
         run, _ = self.service.submit(Submission(recipe.id, {"clip": clip}), User("bench"))
         wait_for(lambda: not RunStatus(self.state.runs.get(run["id"])["status"]).live, timeout=WAIT,

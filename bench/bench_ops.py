@@ -16,8 +16,8 @@ from pathlib import Path
 from rq import Queue
 from rq.serializers import JSONSerializer
 
+from l1web.devtools.processes import python_process, start_redis, stop_process, wait_for
 from l1web.metrics import record_step
-from l1web.services import python_process, start_redis, stop_process, wait_for
 from l1web.settings import Settings
 from l1web.state import StateManager, connect, keys
 from l1web.web import create_app
@@ -62,7 +62,8 @@ def rows() -> list[dict]:
         work = Path(tmp)
         redis = start_redis(work / "redis")
         url = f"{redis.url}/5"
-        env = {"REDIS_URL": url, "CACHE_DIR": str(work / "cache"), "DATA_DIR": str(work / "data"), "SECRET_KEY": "b"}
+        env = {"REDIS_URL": url, "CACHE_DIR": str(work / "cache"), "DATA_DIR": str(work / "data"), "SECRET_KEY": "b",
+               "SAMPLE_ASSETS": "0"}
         worker = python_process(["worker.py", "steps", "runs", "default"], env, log=work / "worker.log")
         try:
             settings = Settings(redis_url=url, cache_dir=work / "cache", data_dir=work / "data", secret_key="b",

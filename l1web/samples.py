@@ -13,9 +13,11 @@ from collections.abc import Callable
 from pathlib import Path
 
 import numpy as np
+import redis
 from PIL import Image, ImageDraw, ImageFilter
 
 from l1web.engine import ffmpeg
+from l1web.state import keys
 from l1web.state.cache import CacheIndex
 from l1web.store import ContentStore
 
@@ -31,6 +33,10 @@ VIDEO_SIZE, VIDEO_RATE, VIDEO_SECONDS, VIDEO_TONE = "320x240", 25, 3, 440
 VIDEO_TIMEOUT = 60.0
 #: Where generated samples come from, as recorded in the index.
 SOURCE = "sample"
+#: Seconds the start-up lock lives (making both samples takes a few); a crashed holder frees it then.
+LOCK_TTL = 120
+#: Seconds another starting process waits for the holder before going on without the samples.
+LOCK_WAIT = 150
 
 
 def _fur(rng: np.random.Generator, size: tuple[int, int], blur: float, streak: int) -> Image.Image:
@@ -119,6 +125,39 @@ def ensure_samples(store: ContentStore, index: CacheIndex) -> dict[str, str]:
             log.info("sample asset %s generated: %s", name, digest)
         found[name] = digest
     return found
+
+
+def present(store: ContentStore, index: CacheIndex) -> dict[str, str] | None:
+    """name → digest when every sample is registered and stored, else None."""
+    found = {name: index.asset(name) for name in SAMPLES}
+    if all(digest and store.has(digest) for digest in found.values()):
+        return found  # type: ignore[return-value]
+    return None
+
+
+def ensure_samples_once(store: ContentStore, index: CacheIndex, client: redis.Redis, *,
+                        wait: float = LOCK_WAIT) -> dict[str, str] | None:
+    """At a server's start: make the missing samples, in one process only.
+
+    The web app and every worker call this when they start. The first to take the Redis lock
+    makes them; the others wait for it, then find them made. Returns name → digest, or None
+    when the lock was not freed within `wait` seconds (the holder is still at it).
+    """
+    found = present(store, index)
+    if found is not None:
+        return found
+    lock = client.lock(keys.samples_lock(), timeout=LOCK_TTL, blocking_timeout=wait)
+    if not lock.acquire():
+        log.warning("sample assets: another process holds %s for over %g s; going on without waiting",
+                    keys.samples_lock(), wait)
+        return None
+    try:
+        return ensure_samples(store, index)
+    finally:
+        try:
+            lock.release()
+        except redis.exceptions.LockError:  # expired while generating: someone else may hold it now
+            log.warning("sample assets: the start-up lock expired before they were made")
 
 
 def _generate(store: ContentStore, name: str, suffix: str, make: Callable[[Path], None]) -> str:

@@ -28,8 +28,10 @@ DEFAULT_PAGE_SIZE = 50
 DEFAULT_L2_TIMEOUT = 3.0
 #: Sign-in attempts (and L2 verifications) per client address per minute.
 DEFAULT_AUTH_RATE_LIMIT = 30
-#: Run submissions per user, and per client address, per minute.
-DEFAULT_RUN_RATE_LIMIT = 30
+#: Run submissions per user, and per client address: a token bucket holding a batch script's
+#: burst (`RUN_RATE_BURST`), refilled by `RUN_RATE_LIMIT` tokens a minute.
+DEFAULT_RUN_RATE_LIMIT = 60
+DEFAULT_RUN_RATE_BURST = 200
 #: Seconds one render step's ffmpeg may run before it is killed with its process group (6 h).
 DEFAULT_STEP_TIMEOUT = 6 * 3600.0
 #: Jobs waiting in any one queue above which /readyz answers 503 (the node is saturated).
@@ -87,6 +89,8 @@ class Settings:
     l2_timeout: float = DEFAULT_L2_TIMEOUT
     auth_rate_limit: int = DEFAULT_AUTH_RATE_LIMIT
     run_rate_limit: int = DEFAULT_RUN_RATE_LIMIT
+    run_rate_burst: int = DEFAULT_RUN_RATE_BURST
+    png_encoding: str = "fast"
     session_ttl: int = DEFAULT_SESSION_TTL
     worker_heartbeat: int = DEFAULT_WORKER_HEARTBEAT
     worker_abandon_grace: int = DEFAULT_WORKER_ABANDON_GRACE
@@ -97,6 +101,11 @@ class Settings:
     l2_publish_timeout: float = DEFAULT_L2_PUBLISH_TIMEOUT
     #: Address of the reverse proxy whose `X-Forwarded-For`/`-Proto` waitress believes (none by default).
     trusted_proxy: str = ""
+    #: Paths of the ffmpeg / ffprobe binaries; empty: the system's, else imageio-ffmpeg's / PyAV.
+    ffmpeg: str = ""
+    ffprobe: str = ""
+    #: Make the sample assets (`cat`, `testvideo`) at the first start of the web app or a worker.
+    sample_assets: bool = True
     testing: bool = False
     extra: Mapping[str, str] = field(default_factory=dict)
 
@@ -138,6 +147,8 @@ class Settings:
             l2_timeout=float(env.get("L2_TIMEOUT", DEFAULT_L2_TIMEOUT)),
             auth_rate_limit=int(env.get("AUTH_RATE_LIMIT", DEFAULT_AUTH_RATE_LIMIT)),
             run_rate_limit=int(env.get("RUN_RATE_LIMIT", DEFAULT_RUN_RATE_LIMIT)),
+            run_rate_burst=int(env.get("RUN_RATE_BURST", DEFAULT_RUN_RATE_BURST)),
+            png_encoding=env.get("PNG_ENCODING", "fast").strip().lower() or "fast",
             session_ttl=int(env.get("SESSION_TTL", DEFAULT_SESSION_TTL)),
             worker_heartbeat=int(env.get("WORKER_HEARTBEAT", DEFAULT_WORKER_HEARTBEAT)),
             worker_abandon_grace=int(env.get("WORKER_ABANDON_GRACE", DEFAULT_WORKER_ABANDON_GRACE)),
@@ -147,6 +158,9 @@ class Settings:
             metrics_token_sha256=env.get("METRICS_TOKEN_SHA256", "").strip().lower(),
             l2_publish_timeout=float(env.get("L2_PUBLISH_TIMEOUT", DEFAULT_L2_PUBLISH_TIMEOUT)),
             trusted_proxy=env.get("TRUSTED_PROXY", "").strip(),
+            ffmpeg=env.get("FFMPEG", "").strip(),
+            ffprobe=env.get("FFPROBE", "").strip(),
+            sample_assets=_bool(env.get("SAMPLE_ASSETS", "1")),
             testing=_bool(env.get("TESTING", "0")),
         )
 

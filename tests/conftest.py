@@ -14,7 +14,7 @@ import pytest
 import redis
 
 from devl2.testing import LiveL2, LiveServer, SignedInClient, sign_in
-from l1web.services import RedisServer, free_port, python_process, stop_process
+from l1web.devtools.processes import RedisServer, free_port, python_process, stop_process
 from l1web.settings import Settings
 from l1web.state import StateManager, connect
 from l1web.web import create_app
@@ -75,6 +75,8 @@ def worker_env(settings: Settings) -> dict[str, str]:
         "CACHE_DIR": str(settings.cache_dir),
         "DATA_DIR": str(settings.data_dir),
         "SECRET_KEY": settings.secret_key,
+        # Tests make the samples they need themselves; workers must not add items behind their back.
+        "SAMPLE_ASSETS": "0",
     }
 
 

@@ -8,13 +8,14 @@ import requests
 from flask import g
 from werkzeug.serving import make_server
 
-from l1web.auth import rate_limit, require_admin, require_user
+from l1web.auth import rate_limit, require_admin
 from l1web.auth.tokens import token_hash
+from l1web.devtools.processes import RedisServer, free_port
 from l1web.errors import Forbidden, TooManyRequests, Unauthorized
-from l1web.services import RedisServer, free_port
 from l1web.state import StateManager, connect, keys
 from l1web.users import User
 from l1web.web import create_app
+from l1web.web.requests import signed_in
 
 JSON = {"Accept": "application/json"}
 HTML = {"Accept": "text/html"}
@@ -114,7 +115,7 @@ def test_admin_helpers(app):
     with app.test_request_context():
         g.user = None
         with pytest.raises(Unauthorized):
-            require_user()
+            signed_in()
         g.user = User("alice")
         with pytest.raises(Forbidden):
             require_admin()
@@ -181,7 +182,7 @@ def test_the_access_log_never_shows_the_token(app, dev_l2, caplog):
 def test_run_submission_limit_counts_per_user_and_per_address(app):
     from l1web.auth import limit_run_submission
 
-    app.extensions["l1"].settings = app.extensions["l1"].settings.with_changes(run_rate_limit=1)
+    app.extensions["l1"].settings = app.extensions["l1"].settings.with_changes(run_rate_limit=1, run_rate_burst=1)
     with app.test_request_context(environ_base={"REMOTE_ADDR": "10.0.0.1"}):
         g.user = User("alice")
         limit_run_submission()

@@ -8,7 +8,7 @@ from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 import pytest
 
 from l1web.auth import l2
-from l1web.services import free_port
+from l1web.devtools.processes import free_port
 from l1web.web import create_app
 
 JSON = {"Accept": "application/json"}

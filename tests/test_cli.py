@@ -24,7 +24,8 @@ import requests
 from PIL import Image
 
 from devl2.testing import LiveServer
-from l1web.services import ROOT, free_port
+from l1web.devtools.processes import free_port
+from l1web.paths import ROOT
 from l1web.store import ContentStore
 from l1web.web import create_app
 

@@ -1,7 +1,7 @@
 import xml.etree.ElementTree as ET
 
-from l1web import dagsvg
-from l1web.dagsvg import DrawNode
+from l1web.web import dagsvg
+from l1web.web.dagsvg import DrawNode
 
 SVG = "{http://www.w3.org/2000/svg}"
 

@@ -10,7 +10,8 @@ import requests
 
 from devl2 import Config, create_app
 from devl2.testing import free_port
-from l1web.services import ROOT, python_process, stop_process, wait_for
+from l1web.devtools.processes import python_process, stop_process, wait_for
+from l1web.paths import ROOT
 
 L1 = "http://127.0.0.1:8100"
 

@@ -29,11 +29,11 @@ import redis
 from PIL import Image
 
 from devl2.testing import sign_in
+from l1web.devtools.processes import RedisServer, free_port, python_process, stop_process
 from l1web.jobs.queues import run_service
-from l1web.recipes import parse_recipe
+from l1web.recipes.parse import parse_recipe
 from l1web.runs.model import RunStatus, StepStatus
 from l1web.runs.service import RunService, Submission
-from l1web.services import RedisServer, free_port, python_process, stop_process
 from l1web.state import StateManager, connect
 from l1web.store import STALE_TEMP_AGE, ContentStore
 from l1web.users import User
@@ -110,7 +110,7 @@ def hash_named_files(root: Path) -> set[str]:
 
 def submit_recipe(service, state, yaml_text: str, inputs: dict) -> dict:
     recipe = parse_recipe(yaml_text)
-    state.configs.save(recipe.id, name=recipe.name, owner=ALICE.name, yaml_text=yaml_text,
+    state.recipes.save(recipe.id, name=recipe.name, owner=ALICE.name, yaml_text=yaml_text,
                        recipe=recipe.to_dict())
     run, created = service.submit(Submission(recipe.id, inputs), ALICE)
     assert created

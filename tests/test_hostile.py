@@ -27,7 +27,7 @@ from werkzeug.routing import RequestRedirect
 
 from devl2.testing import LiveL2, SignedInClient
 from l1web.ipfs.fetch import WORKER_TOKEN_HEADER
-from l1web.recipes import MAX_RECIPE_BYTES
+from l1web.recipes.parse import MAX_RECIPE_BYTES
 from l1web.settings import Settings
 
 #: Upload limit of the app under test: small, so oversized bodies cost nothing to build.

@@ -18,16 +18,16 @@ import numpy as np
 import pytest
 from PIL import Image
 
+from l1web.devtools.processes import free_port, python_process, stop_process, wait_for
 from l1web.ipfs import daemon as ipfs_daemon
 from l1web.ipfs import fetch
 from l1web.ipfs.client import IPFSClient, IPFSError, api_base
 from l1web.ipfs.index import IPFSIndex
-from l1web.ipfs.publish import canonical_bytes
+from l1web.ipfs.pinning import canonical_bytes
 from l1web.ipfs.sync import DOC_FORMAT, SyncTask, validate_document
 from l1web.jobs.queues import run_service
 from l1web.runs.model import RunStatus, StepStatus
 from l1web.runs.service import RunService, Submission
-from l1web.services import free_port, python_process, stop_process, wait_for
 from l1web.settings import Settings
 from l1web.state import StateManager, connect
 from l1web.store import ContentStore
@@ -138,10 +138,10 @@ dag:
 
 
 def submit_two_steps(node: Node, digest: str) -> dict:
-    from l1web.recipes import parse_recipe
+    from l1web.recipes.parse import parse_recipe
 
     recipe = parse_recipe(TWO_STEPS)
-    node.state.configs.save(recipe.id, name=recipe.name, owner="alice", yaml_text=TWO_STEPS, recipe=recipe.to_dict())
+    node.state.recipes.save(recipe.id, name=recipe.name, owner="alice", yaml_text=TWO_STEPS, recipe=recipe.to_dict())
     run, _ = node.service.submit(Submission(recipe.id, {"image": digest}), ALICE)
     return run
 
@@ -359,7 +359,7 @@ def test_the_document_is_canonical_json(node_a):
 
 def test_ipfs_off_leaves_runs_alone(settings, redis_client):
     ctx = SimpleNamespace(settings=settings.with_changes(ipfs_api=""), state=StateManager(redis_client), store=None)
-    from l1web.ipfs import publish
+    from l1web.ipfs import pinning
 
-    publish.after_run(ctx, "r" * 64)  # no IPFS: nothing written, nothing raised
+    pinning.after_run(ctx, "r" * 64)  # no IPFS: nothing written, nothing raised
     assert redis_client.keys("artdag:ipfs:*") == []

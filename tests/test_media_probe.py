@@ -6,8 +6,9 @@ from pathlib import Path
 
 from PIL import Image
 
-from l1web import media
 from l1web.engine import ffmpeg
+from l1web.store import facts as media
+from l1web.store import thumbs
 
 
 def test_png_is_an_image_with_its_size(tmp_path):
@@ -43,12 +44,12 @@ def test_only_real_media_kinds_may_be_inline():
 
 
 def test_no_thumbnail_for_audio_or_other(tmp_path):
-    assert not media.make_thumbnail(Path("/nonexistent"), "audio", tmp_path / "t.jpg")
+    assert not thumbs.make_thumbnail(Path("/nonexistent"), "audio", tmp_path / "t.jpg")
     assert not (tmp_path / "t.jpg").exists()
 
 
 def test_a_broken_image_gives_no_thumbnail_and_leaves_no_temp(tmp_path):
     path = tmp_path / "broken.png"
     path.write_bytes(b"\x89PNG\r\n\x1a\n" + b"\x00" * 50)
-    assert not media.make_thumbnail(path, "image", tmp_path / "out" / "t.jpg")
+    assert not thumbs.make_thumbnail(path, "image", tmp_path / "out" / "t.jpg")
     assert list((tmp_path / "out").iterdir()) == []

@@ -17,12 +17,12 @@ from PIL import Image
 from rq import Worker
 from rq.job import Job
 
+from l1web.devtools.processes import stop_process
 from l1web.ipfs.fetch import WORKER_TOKEN_HEADER
 from l1web.jobs.queues import run_service
-from l1web.recipes import parse_recipe
+from l1web.recipes.parse import parse_recipe
 from l1web.runs.model import RunStatus, StepStatus
 from l1web.runs.service import RunService, Submission
-from l1web.services import stop_process
 from l1web.state import connect
 from l1web.store import ContentStore, names
 from l1web.store.names import hash_file
@@ -120,7 +120,7 @@ def test_two_hosts_render_one_dag_together_and_match_a_single_worker(
         settings, state, store, service, start_worker, live_l1, tmp_path):
     digest = put_image(store, tmp_path)
     recipe = parse_recipe(FAN_OUT)
-    state.configs.save(recipe.id, name=recipe.name, owner="alice", yaml_text=FAN_OUT, recipe=recipe.to_dict())
+    state.recipes.save(recipe.id, name=recipe.name, owner="alice", yaml_text=FAN_OUT, recipe=recipe.to_dict())
     _, host_a = remote_worker(start_worker, live_l1, tmp_path, "host-a")
     proc_b, host_b = remote_worker(start_worker, live_l1, tmp_path, "host-b")
     wait_for_workers(settings, {"host-a", "host-b"})

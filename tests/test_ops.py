@@ -21,7 +21,7 @@ from rq import Queue
 from rq.serializers import JSONSerializer
 from test_browser_signin import CHROMIUM_ARGS
 
-from l1web.services import RedisServer
+from l1web.devtools.processes import RedisServer
 from l1web.state import StateManager, connect, keys
 from l1web.web import create_app
 

@@ -160,7 +160,7 @@ def test_bobs_identical_run_is_his_own_and_renders_nothing(alice_client, bob_cli
 def test_a_run_under_its_old_id_still_resolves_and_is_returned_on_resubmission(alice_client, bob_client, state):
     cat = upload(alice_client, seed=5)
     state.cache.set_asset("cat", cat)
-    from l1web.recipes import effect_recipe
+    from l1web.recipes.parse import effect_recipe
 
     recipe = effect_recipe("invert", {})
     old_id = legacy_run_id_for(recipe.id, {"input": cat}, {})

@@ -29,8 +29,8 @@ from l1web.engine.errors import DagError
 from l1web.engine.node_types import NODE_TYPES
 from l1web.engine.schema import DIGEST_RE as SCHEMA_DIGEST_RE
 from l1web.errors import BadRequest, InvalidHash, L1Error
-from l1web.recipes import DIGEST_RE as RECIPE_DIGEST_RE
-from l1web.recipes import NAME_RE, RecipeError, parse_recipe, recipe_from_data
+from l1web.recipes.parse import DIGEST_RE as RECIPE_DIGEST_RE
+from l1web.recipes.parse import NAME_RE, RecipeError, parse_recipe, recipe_from_data
 from l1web.runs.service import DIGEST_RE as RUNS_DIGEST_RE
 from l1web.runs.service import OUTPUT_NAME_RE, Submission
 from l1web.store.names import check_digest, is_digest, location

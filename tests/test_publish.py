@@ -16,7 +16,7 @@ from test_browser_signin import CHROMIUM_ARGS
 from test_ops import completed_run, put_image
 
 from devl2.testing import LiveServer
-from l1web.services import free_port
+from l1web.devtools.processes import free_port
 from l1web.web import create_app
 
 JSON = {"Accept": "application/json"}

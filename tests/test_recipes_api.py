@@ -6,7 +6,7 @@ import pytest
 import rq
 from PIL import Image
 
-from l1web.recipes import MAX_RECIPE_BYTES, parse_recipe
+from l1web.recipes.parse import MAX_RECIPE_BYTES, parse_recipe
 
 JSON = {"Accept": "application/json"}
 YAML = {"Content-Type": "application/x-yaml", "Accept": "application/json"}

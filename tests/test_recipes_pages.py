@@ -7,7 +7,7 @@ import pytest
 import rq
 from PIL import Image
 
-from l1web.recipes import parse_recipe
+from l1web.recipes.parse import parse_recipe
 
 HTML = {"Accept": "text/html"}
 

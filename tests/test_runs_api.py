@@ -222,7 +222,7 @@ def test_provenance_of_an_unfinished_run_is_a_conflict(alice_client, state):
 
 
 def test_run_submission_is_rate_limited_per_user_and_changes_nothing_when_refused(app, alice_client):
-    app.extensions["l1"].settings = app.extensions["l1"].settings.with_changes(run_rate_limit=1)
+    app.extensions["l1"].settings = app.extensions["l1"].settings.with_changes(run_rate_limit=1, run_rate_burst=1)
     first, second = put_image(app), put_image(app, colour=(10, 200, 10))
     assert alice_client.post("/runs", json={"recipe": "invert", "inputs": [first]}).status_code == 201
     refused = alice_client.post("/runs", json={"recipe": "invert", "inputs": [second]})

@@ -17,10 +17,10 @@ import psutil
 import pytest
 
 from devl2.testing import sign_in
+from l1web.devtools.processes import RedisServer
 from l1web.jobs.queues import run_service
 from l1web.runs.model import RunStatus, StepStatus
 from l1web.runs.service import RunService, Submission
-from l1web.services import RedisServer
 from l1web.state import StateManager, connect, keys
 from l1web.store import ContentStore
 from l1web.web import create_app

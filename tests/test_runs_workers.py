@@ -16,7 +16,7 @@ from rq import Queue, Worker
 from rq.registry import FinishedJobRegistry
 
 from l1web.jobs.queues import run_service
-from l1web.recipes import parse_recipe
+from l1web.recipes.parse import parse_recipe
 from l1web.runs.model import RunStatus, StepStatus
 from l1web.runs.service import RunService, Submission
 from l1web.state import connect
@@ -74,7 +74,7 @@ def wait_for_run(state, run_id: str, timeout: float = RUN_WAIT) -> dict:
 
 def submit_recipe(service, state, yaml_text: str, inputs: dict) -> dict:
     recipe = parse_recipe(yaml_text)
-    state.configs.save(recipe.id, name=recipe.name, owner=ALICE.name, yaml_text=yaml_text,
+    state.recipes.save(recipe.id, name=recipe.name, owner=ALICE.name, yaml_text=yaml_text,
                        recipe=recipe.to_dict())
     run, created = service.submit(Submission(recipe.id, inputs), ALICE)
     assert created

@@ -68,3 +68,29 @@ def test_samples_cannot_be_deleted_while_named(registered, store):
 
     with pytest.raises(Conflict, match="asset:cat"):
         store.delete(registered["cat"])
+
+
+def test_a_start_waits_for_the_process_making_them(store, state):
+    """Another process holds the start-up lock: this one makes nothing and goes on after `wait`."""
+    from l1web.state import keys
+
+    held = state.redis.lock(keys.samples_lock(), timeout=30)
+    assert held.acquire(blocking=False)
+    try:
+        assert samples.ensure_samples_once(store, state.cache, state.redis, wait=0.3) is None
+        assert state.cache.assets() == {}
+    finally:
+        held.release()
+    made = samples.ensure_samples_once(store, state.cache, state.redis, wait=0.3)
+    assert set(made) == {"cat", "testvideo"} and state.cache.assets() == made
+    assert not state.redis.exists(keys.samples_lock())
+
+
+def test_configured_tool_paths_are_checked(tmp_path, settings):
+    try:
+        ffmpeg.configure(settings.with_changes(ffprobe=str(tmp_path / "missing-ffprobe")))
+        with pytest.raises(ffmpeg.FFmpegError, match="FFPROBE=.* is not an executable file"):
+            ffmpeg.ffprobe_exe()
+    finally:
+        ffmpeg.configure(settings)
+    assert ffmpeg.ffprobe_exe()

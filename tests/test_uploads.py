@@ -22,7 +22,7 @@ import pytest
 import requests
 from waitress import create_server, wasyncore
 
-from l1web.services import free_port
+from l1web.devtools.processes import free_port
 from l1web.settings import Settings
 from l1web.state import StateManager
 from l1web.store.uploads import UPLOADS_DIR, forget_hash_states

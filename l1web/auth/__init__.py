@@ -8,7 +8,7 @@ from __future__ import annotations
 
 from flask import Flask, Response, g, request
 
-from l1web.auth.access import require_admin, require_user
+from l1web.auth.access import require_admin
 from l1web.auth.csrf import check_csrf, csrf_token
 from l1web.auth.guard import public, require_sign_in
 from l1web.auth.ratelimit import limit_run_submission, rate_limit, rate_limit_user_and_address
@@ -44,5 +44,5 @@ def _after(response: Response) -> Response:
 
 __all__ = [
     "csrf_token", "init_app", "limit_run_submission", "public", "rate_limit",
-    "rate_limit_user_and_address", "require_admin", "require_user",
+    "rate_limit_user_and_address", "require_admin",
 ]

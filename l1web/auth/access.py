@@ -1,22 +1,17 @@
-"""Sign-in and admin checks for routes. Who may see or use a record is `l1web.access`."""
+"""The admin check for routes; the signed-in check is `l1web.web.requests.signed_in`.
+
+Who may see or use a record is `l1web.access`.
+"""
 
 from __future__ import annotations
 
-from flask import g
-
-from l1web.errors import Forbidden, Unauthorized
+from l1web.errors import Forbidden
 from l1web.users import User
-
-
-def require_user() -> User:
-    user = g.get("user")
-    if user is None:
-        raise Unauthorized("Sign in to do this.")
-    return user
+from l1web.web.requests import signed_in
 
 
 def require_admin() -> User:
-    user = require_user()
+    user = signed_in()
     if not user.is_admin:
         raise Forbidden("Only administrators may do this.")
     return user

@@ -15,9 +15,9 @@ from urllib.parse import urlsplit
 
 from flask import current_app, request
 
-from l1web import context
 from l1web.auth.sessions import Via, current_auth
 from l1web.errors import Forbidden
+from l1web.web import current
 
 #: Methods that never change state (T9: mutating routes accept none of them).
 SAFE_METHODS = frozenset({"GET", "HEAD", "OPTIONS", "TRACE"})
@@ -61,7 +61,7 @@ def check_csrf() -> None:
     if site is not None and site not in OWN_SITES:
         raise Forbidden("Cross-site requests may not change anything here.")
     origin = request.headers.get("Origin")
-    allowed = {_origin(context.settings().l1_public_url), _origin(request.host_url)}
+    allowed = {_origin(current.settings().l1_public_url), _origin(request.host_url)}
     if origin is not None and origin.lower() not in allowed:
         raise Forbidden("Cross-origin requests may not change anything here.")
     if auth is not None:

@@ -1,15 +1,20 @@
-"""Fixed-window rate limits in Redis: `rate_limit(bucket, limit, window)` for any route.
+"""Rate limits in Redis: fixed windows for sign-in (`rate_limit`), a token bucket for runs.
 
 A fixed window lets a burst of up to twice `limit` through at a window edge; that is fine for
-stopping floods and guessing, and costs one round trip.
+stopping floods and guessing, and costs one round trip. Run submission uses a token bucket
+instead: a batch script's burst (`RUN_RATE_BURST`, 200 by default) passes at once, after which
+submissions pass at the refill rate (`RUN_RATE_LIMIT` per minute), and a refused one is told
+exactly when a token is back (`Retry-After`).
 """
 
 from __future__ import annotations
 
+import math
+
 from flask import g, request
 
-from l1web import context
 from l1web.errors import TooManyRequests
+from l1web.web import current
 
 #: Seconds in the run-submission window (the limit is `RUN_RATE_LIMIT` per window).
 RUN_WINDOW = 60
@@ -17,7 +22,7 @@ RUN_WINDOW = 60
 
 def rate_limit(bucket: str, limit: int, window: int) -> None:
     """Count one request against `bucket`; 429 (with `retry_after`) once `limit` is exceeded."""
-    if context.state().tokens.count_hit(bucket, window) > limit:
+    if current.state().tokens.count_hit(bucket, window) > limit:
         raise TooManyRequests("Too many requests; wait a moment and try again.", retry_after=window)
 
 
@@ -30,5 +35,18 @@ def rate_limit_user_and_address(name: str, limit: int, window: int) -> None:
 
 
 def limit_run_submission() -> None:
-    """Call before enqueueing a run: `RUN_RATE_LIMIT` per user and per address per minute."""
-    rate_limit_user_and_address("runs", context.settings().run_rate_limit, RUN_WINDOW)
+    """Call before enqueueing a run: one token from the user's bucket and the address's bucket.
+
+    Each holds `RUN_RATE_BURST` tokens and gains `RUN_RATE_LIMIT` a minute; a refusal (429)
+    takes no token and says how many seconds until one is back.
+    """
+    settings = current.settings()
+    user = g.get("user")
+    buckets = [f"runs:addr:{request.remote_addr}"]
+    if user is not None:
+        buckets.insert(0, f"runs:user:{user.name}")
+    wait = current.state().tokens.take_tokens(buckets, settings.run_rate_burst, settings.run_rate_limit)
+    if wait:
+        retry = RUN_WINDOW if math.isinf(wait) else max(1, math.ceil(wait))
+        raise TooManyRequests(f"Too many requests: run submissions are limited; try again in {retry} s.",
+                              retry_after=retry)

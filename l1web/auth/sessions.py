@@ -19,13 +19,13 @@ from enum import StrEnum
 
 from flask import Response, g, request
 
-from l1web import context
 from l1web.auth import l2, sealed
 from l1web.auth.ratelimit import rate_limit
 from l1web.auth.tokens import checked_token, token_hash
 from l1web.errors import Unauthorized
 from l1web.state.tokens import Session, Verified
 from l1web.users import User
+from l1web.web import current
 
 log = logging.getLogger(__name__)
 
@@ -55,7 +55,7 @@ class Auth:
 
 
 def secure() -> bool:
-    return context.settings().l1_public_url.startswith("https://")
+    return current.settings().l1_public_url.startswith("https://")
 
 
 def cookie_name() -> str:
@@ -68,14 +68,14 @@ def current_auth() -> Auth | None:
 
 def _sign_in(auth: Auth) -> None:
     g.auth = auth
-    g.user = User(auth.username, auth.username in context.settings().admin_users)
+    g.user = User(auth.username, auth.username in current.settings().admin_users)
 
 
 def authenticate_token(token: str) -> tuple[str, Verified]:
     """(hash, what L2 vouched for) of a token; 400 malformed, 401 invalid or revoked."""
     token = checked_token(token)
     digest = token_hash(token)
-    tokens = context.state().tokens
+    tokens = current.state().tokens
     if tokens.is_revoked(digest):
         raise Unauthorized("This token has been revoked; sign in again.")
     verified = tokens.cached(digest)
@@ -93,7 +93,7 @@ def _verify_once(token: str, digest: str) -> Verified:
     with _one_flight(digest) as flight:
         if flight.failure is not None:
             raise copy.copy(flight.failure)
-        verified = context.state().tokens.cached(digest)
+        verified = current.state().tokens.cached(digest)
         if verified is None:
             try:
                 verified = _verify_with_l2(token, digest)
@@ -104,7 +104,7 @@ def _verify_once(token: str, digest: str) -> Verified:
 
 
 def _verify_with_l2(token: str, digest: str) -> Verified:
-    settings = context.settings()
+    settings = current.settings()
     # Every unseen token costs an L2 call; cap them per address so L1 is no amplifier.
     rate_limit(f"verify:addr:{request.remote_addr}", settings.auth_rate_limit, AUTH_WINDOW)
     server = l2.pick_l2(token, settings.l2_servers)
@@ -113,7 +113,7 @@ def _verify_with_l2(token: str, digest: str) -> Verified:
     except l2.Invalid as exc:
         log.info("token refused by L2: %s", exc)
         raise Unauthorized("This token is not valid on this server; sign in again.") from exc
-    context.state().tokens.remember(digest, verified)
+    current.state().tokens.remember(digest, verified)
     return verified
 
 
@@ -166,7 +166,7 @@ def load_user() -> None:
     if not session_id:
         return
     session_hash = _session_hash(session_id)
-    tokens = context.state().tokens
+    tokens = current.state().tokens
     session = tokens.session(session_hash)
     if session is None or tokens.is_revoked(session.token_hash):
         g.drop_cookie = True
@@ -182,8 +182,8 @@ def start_session(digest: str, verified: Verified) -> tuple[str, int]:
     """A new session for a verified token, ending the request's old one: (id, seconds to live)."""
     end_session()
     session_id = secrets.token_urlsafe(SESSION_ID_BYTES)
-    ttl = min(context.settings().session_ttl, verified.expires_at - int(time.time()))
-    context.state().tokens.start_session(_session_hash(session_id), Session(verified.username, digest), ttl)
+    ttl = min(current.settings().session_ttl, verified.expires_at - int(time.time()))
+    current.state().tokens.start_session(_session_hash(session_id), Session(verified.username, digest), ttl)
     return session_id, ttl
 
 
@@ -191,7 +191,7 @@ def end_session() -> None:
     """Forget the session this request's cookie names (whatever its state)."""
     session_id = request.cookies.get(cookie_name())
     if session_id:
-        context.state().tokens.end_session(_session_hash(session_id))
+        current.state().tokens.end_session(_session_hash(session_id))
         sealed.forget(session_id)
 
 

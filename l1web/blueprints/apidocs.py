@@ -12,8 +12,9 @@ import re
 
 from flask import Blueprint, Response, jsonify, render_template, request
 
-from l1web import context, openapi
-from l1web.services import ROOT
+from l1web import openapi
+from l1web.paths import ROOT
+from l1web.web import current
 
 bp = Blueprint("apidocs", __name__)
 
@@ -27,7 +28,7 @@ PYTHON_MIMETYPE = "text/x-python"
 
 def public_url() -> str:
     """This server as clients reach it: the L1_PUBLIC_URL setting, else the request's host."""
-    return (context.settings().l1_public_url or request.host_url).rstrip("/")
+    return (current.settings().l1_public_url or request.host_url).rstrip("/")
 
 
 @bp.get("/openapi.json")
@@ -37,7 +38,7 @@ def openapi_json():
 
 @bp.get("/docs")
 def docs():
-    return render_template("docs.html", spec_url="/openapi.json", user=context.current_user())
+    return render_template("docs.html", spec_url="/openapi.json", user=current.user())
 
 
 def client_script(server_url: str) -> str:

@@ -8,14 +8,15 @@ from urllib.parse import urlencode
 
 from flask import Blueprint, flash, jsonify, redirect, render_template, request
 
-from l1web import context
-from l1web.auth import rate_limit, require_user, sealed
+from l1web.auth import rate_limit, sealed
 from l1web.auth import sessions as auth_sessions
 from l1web.auth.csrf import csrf_token
 from l1web.auth.redirects import safe_next
 from l1web.auth.sessions import AUTH_WINDOW, Via, current_auth
 from l1web.auth.tokens import MAX_TOKEN_LENGTH, TOKEN_PATTERN, checked_token, is_username, token_hash
 from l1web.errors import BadRequest, Unauthorized
+from l1web.web import current
+from l1web.web.requests import signed_in
 
 log = logging.getLogger(__name__)
 bp = Blueprint("auth", __name__)
@@ -30,7 +31,7 @@ L2_RENDERERS_PATH = "/renderers"
 
 @bp.get("/login")
 def login():
-    settings = context.settings()
+    settings = current.settings()
     next_path = safe_next(request.args.get("next"))
     l2_link = None
     if settings.l2_servers:
@@ -38,14 +39,14 @@ def login():
         l2_link = f"{settings.l2_servers[0]}{L2_RENDERERS_PATH}?{query}"
     return render_template("login.html", l2_link=l2_link, l2=settings.l2_servers[:1], next=next_path,
                            l1_url=settings.l1_public_url,
-                           user=context.current_user())
+                           user=current.user())
 
 
 @bp.get("/auth")
 def auth():
     """Exchange the token L2 put in the URL for a session, then 303 to a clean local URL."""
     token = checked_token(request.args.get("auth_token"))
-    settings = context.settings()
+    settings = current.settings()
     rate_limit(f"auth:addr:{request.remote_addr}", settings.auth_rate_limit, AUTH_WINDOW)
     digest, verified = auth_sessions.authenticate_token(token)
     rate_limit(f"auth:user:{verified.username}", settings.auth_rate_limit, AUTH_WINDOW)
@@ -60,7 +61,7 @@ def auth():
 @bp.get("/auth/whoami")
 def whoami():
     """The signed-in user, and the CSRF token a cookie session sends on state changes."""
-    user = require_user()
+    user = signed_in()
     auth = current_auth()
     return jsonify({"username": user.name, "is_admin": user.is_admin,
                     "via": auth.via.value if auth else None, "csrf_token": csrf_token() or None})
@@ -84,7 +85,7 @@ def revoke():
         if auth is None:
             raise Unauthorized("Send the token to revoke, or sign in.")
         digest, username = auth.token_hash, auth.username
-    context.state().tokens.revoke(digest, username)
+    current.state().tokens.revoke(digest, username)
     response = jsonify({"revoked": True})
     auth = current_auth()
     if auth is not None and auth.via is Via.COOKIE and auth.token_hash == digest:
@@ -100,9 +101,9 @@ def revoke_user():
     Tokens already revoked prove nothing new: a replayed call answers 200 and revokes nothing,
     so it cannot sign the user out of sessions started since.
     """
-    rate_limit(f"auth:addr:{request.remote_addr}", context.settings().auth_rate_limit, AUTH_WINDOW)
+    rate_limit(f"auth:addr:{request.remote_addr}", current.settings().auth_rate_limit, AUTH_WINDOW)
     username, hashes = _revoke_user_request()
-    tokens = context.state().tokens
+    tokens = current.state().tokens
     if any(tokens.is_live(digest, username) for digest in hashes):
         count = tokens.revoke_user(username)
         log.info("revoked %d token(s) of %s at L2's request", count, username)
@@ -136,7 +137,7 @@ def _revoke_user_request() -> tuple[str, list[str]]:
 
 @bp.get("/logout")
 def logout_page():
-    return render_template("auth_logout.html", user=context.current_user())
+    return render_template("auth_logout.html", user=current.user())
 
 
 @bp.post("/logout")
@@ -144,7 +145,7 @@ def logout():
     """End this browser's session and revoke its token here (L2 sessions are L2's business)."""
     auth = current_auth()
     if auth is not None and auth.via is Via.COOKIE:
-        context.state().tokens.revoke(auth.token_hash, auth.username)
+        current.state().tokens.revoke(auth.token_hash, auth.username)
     auth_sessions.end_session()
     flash("You are signed out of this renderer.")
     return auth_sessions.drop_cookie(redirect("/", 303))

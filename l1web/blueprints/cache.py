@@ -12,15 +12,16 @@ import hmac
 from flask import Blueprint, Response, jsonify, request, send_file, url_for
 from werkzeug.exceptions import ClientDisconnected
 
-from l1web import access, context, media
+from l1web import access
 from l1web.auth.guard import public
 from l1web.errors import BadRequest, Forbidden, InvalidHash, L1Error, NotFound, PayloadTooLarge, Unauthorized
 from l1web.ipfs.fetch import WORKER_TOKEN_HEADER, ingest_verified
 from l1web.ipfs.index import IPFSIndex
 from l1web.state import MAX_OFFSET
 from l1web.state.cache import MAX_PAGE, ItemMeta
-from l1web.store import Stored
+from l1web.store import Stored, facts
 from l1web.store.names import check_digest
+from l1web.web import current
 
 bp = Blueprint("cache", __name__)
 
@@ -37,7 +38,7 @@ def item_json(meta: ItemMeta) -> dict:
 def page_args() -> tuple[int, str | None, int]:
     """`limit`, `cursor` and an offset from `page` (1-based) — 400 on nonsense."""
     try:
-        limit = int(request.args.get("limit", context.settings().page_size))
+        limit = int(request.args.get("limit", current.settings().page_size))
         page = int(request.args.get("page", 1))
     except ValueError:
         raise BadRequest("limit and page must be integers") from None
@@ -49,19 +50,19 @@ def page_args() -> tuple[int, str | None, int]:
 
 
 def owner_name() -> str | None:
-    user = context.current_user()
+    user = current.user()
     return user.name if user else None
 
 
 def access_item(digest: str) -> access.Item:
-    return context.state().cache.access_item(digest, owner_name())
+    return current.state().cache.access_item(digest, owner_name())
 
 
 def visible_meta(digest: str) -> ItemMeta:
     """The item's metadata if this user may see it (`l1web.access.can_see`); anything else is
     the same 404 as an unknown hash."""
-    meta = context.store().meta(digest)
-    if access.can_see(context.current_user(), access_item(digest)):
+    meta = current.store().meta(digest)
+    if access.can_see(current.user(), access_item(digest)):
         return meta
     raise NotFound(f"no cached item {digest}")
 
@@ -70,14 +71,14 @@ def managed_meta(digest: str) -> ItemMeta:
     """Like `visible_meta`, for changes (delete, share): one's own items only (admins: any).
     Another user's shared item is visible but answers 403 here, since seeing it is allowed."""
     meta = visible_meta(digest)
-    if not access.can_manage(context.current_user(), access_item(digest)):
+    if not access.can_manage(current.user(), access_item(digest)):
         raise Forbidden("only the item's owner can change it")
     return meta
 
 
 def listing_owner() -> str | None:
     """Whose uploads a listing shows: everyone's for admins, one's own otherwise."""
-    user = context.current_user()
+    user = current.user()
     if user is None or user.is_admin:
         return request.args.get("owner") or None
     return user.name
@@ -85,13 +86,13 @@ def listing_owner() -> str | None:
 
 def ingest_request(source: str) -> Stored:
     """Store the body of this request: the `file` part of a multipart form, or the raw body."""
-    limit = context.settings().max_upload_bytes
+    limit = current.settings().max_upload_bytes
     request.max_content_length = limit + MULTIPART_SLACK  # our writer enforces `limit` exactly
     declared = request.content_length
     if declared is not None and declared > limit + MULTIPART_SLACK:
         raise PayloadTooLarge(f"upload of {declared} bytes is larger than the limit of {limit} bytes",
                               limit=limit)
-    store = context.store()
+    store = current.store()
     try:
         if request.mimetype == "multipart/form-data":
             boundary = request.mimetype_params.get("boundary", "")
@@ -114,7 +115,7 @@ def stored_response(stored: Stored) -> tuple[Response, int, dict[str, str]]:
 @bp.get("/cache")
 def listing():
     limit, cursor, offset = page_args()
-    page = context.state().cache.list(limit=limit, cursor=cursor, offset=offset, owner=listing_owner())
+    page = current.state().cache.list(limit=limit, cursor=cursor, offset=offset, owner=listing_owner())
     return jsonify(items=[item_json(m) for m in page.items], next_cursor=page.next_cursor,
                    total=page.total, limit=limit)
 
@@ -123,11 +124,11 @@ def listing():
 def download(digest: str):
     """The item's bytes (Range, ETag); an attachment unless `?inline=1` asks for playable media."""
     meta = visible_meta(digest)
-    path = context.store().path_for(digest)
-    inline = request.args.get("inline") == "1" and media.may_inline(meta.kind, meta.mimetype)
+    path = current.store().path_for(digest)
+    inline = request.args.get("inline") == "1" and facts.may_inline(meta.kind, meta.mimetype)
     response = send_file(
         path, mimetype=meta.mimetype, as_attachment=not inline, conditional=True, etag=digest,
-        download_name=f"{digest}.{media.extension(meta.kind, meta.format)}",
+        download_name=f"{digest}.{facts.extension(meta.kind, meta.format)}",
         last_modified=meta.created or None,
     )
     response.headers["Cache-Control"] = f"private, max-age={IMMUTABLE_AGE}, immutable"
@@ -142,7 +143,7 @@ def download(digest: str):
 @bp.get("/cache/<digest>/meta")
 def metadata(digest: str):
     meta = visible_meta(digest)
-    index = context.state().cache
+    index = current.state().cache
     refs = sorted(index.refs(digest))
     return jsonify({**item_json(meta), "refs": refs, "published": index.is_published(digest),
                     "ipfs_cid": ipfs_cid(digest)})
@@ -151,19 +152,19 @@ def metadata(digest: str):
 @bp.app_template_global("ipfs_cid")
 def ipfs_cid(digest: str) -> str | None:
     """The IPFS CID this node added the item under (None when IPFS is off or not added yet)."""
-    return IPFSIndex(context.state().redis).cid(digest) if context.settings().ipfs_api else None
+    return IPFSIndex(current.state().redis).cid(digest) if current.settings().ipfs_api else None
 
 
 @bp.app_template_global("ipfs_run")
 def ipfs_run(run_id: str) -> dict | None:
     """A completed run's output and provenance CIDs (the run page shows them)."""
-    return IPFSIndex(context.state().redis).run(run_id) if context.settings().ipfs_api else None
+    return IPFSIndex(current.state().redis).run(run_id) if current.settings().ipfs_api else None
 
 
 # Workers on other hosts (WORKER_TOKEN): fetch inputs they lack, send back what they rendered ---------
 def check_worker_token() -> None:
     """404 when the feature is off (as if the route did not exist), 401 for a wrong token."""
-    expected = context.settings().worker_token
+    expected = current.settings().worker_token
     if not expected:
         raise NotFound("no such route")
     sent = request.headers.get(WORKER_TOKEN_HEADER, "")
@@ -176,9 +177,9 @@ def check_worker_token() -> None:
 def worker_download(digest: str):
     check_worker_token()
     check_digest(digest)
-    if not context.state().runs.live_run_needs(digest):  # a worker token is no key to the whole cache
+    if not current.state().runs.live_run_needs(digest):  # a worker token is no key to the whole cache
         raise NotFound(f"no cached item {digest}")
-    return send_file(context.store().path_for(digest), mimetype="application/octet-stream", conditional=False)
+    return send_file(current.store().path_for(digest), mimetype="application/octet-stream", conditional=False)
 
 
 @bp.put("/worker/cache/<digest>")
@@ -187,14 +188,14 @@ def worker_upload(digest: str):
     """A worker's output, stored only if its bytes hash to `digest` (400 and discarded otherwise)."""
     check_worker_token()
     check_digest(digest)
-    request.max_content_length = context.settings().max_upload_bytes + 1  # ingest_verified says 413
-    store = context.store()
+    request.max_content_length = current.settings().max_upload_bytes + 1  # ingest_verified says 413
+    store = current.store()
     if not store.has(digest):
         owner = request.args.get("owner") or None
         chunks = iter(lambda: request.stream.read(1024 * 1024), b"")
         try:
             ingest_verified(store, digest, chunks, source="worker", owner=owner,
-                            max_bytes=context.settings().max_upload_bytes)
+                            max_bytes=current.settings().max_upload_bytes)
         except PayloadTooLarge:
             raise
         except L1Error as exc:
@@ -205,14 +206,14 @@ def worker_upload(digest: str):
 @bp.delete("/cache/<digest>")
 def delete(digest: str):
     managed_meta(digest)
-    context.store().delete(digest)
+    current.store().delete(digest)
     return jsonify(deleted=digest)
 
 
 def share_item(digest: str, shared: bool) -> ItemMeta:
     """Share (or stop sharing) one of the user's items with every signed-in user."""
     meta = managed_meta(digest)
-    context.state().cache.set_shared(digest, shared)
+    current.state().cache.set_shared(digest, shared)
     return meta
 
 
@@ -242,18 +243,18 @@ def upload():
 
 @bp.post("/cache/import")
 def import_path():
-    user = context.current_user()
+    user = current.user()
     if not (user and user.is_admin):
         raise Forbidden("import by path is for admins only")
-    settings = context.settings()
-    stored = context.store().import_path(request.args.get("path", ""), settings.import_roots,
+    settings = current.settings()
+    stored = current.store().import_path(request.args.get("path", ""), settings.import_roots,
                                          owner=user.name, max_bytes=settings.max_upload_bytes)
     return stored_response(stored)
 
 
 @bp.get("/assets")
 def assets():
-    index = context.state().cache
+    index = current.state().cache
     found = {}
     for name, digest in index.assets().items():
         meta = index.get(digest)

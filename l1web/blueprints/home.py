@@ -4,15 +4,16 @@ from __future__ import annotations
 
 from flask import Blueprint, jsonify, render_template
 
-from l1web import __version__, context
+from l1web import __version__
+from l1web.web import current
 from l1web.web.errors import wants_json
 
 bp = Blueprint("home", __name__)
 
 
 def server_info() -> dict:
-    settings = context.settings()
-    state = context.state()
+    settings = current.settings()
+    state = current.state()
     return {
         "name": "L1",
         "description": "Art DAG rendering server",
@@ -29,4 +30,4 @@ def index():
     info = server_info()
     if wants_json():
         return jsonify(info)
-    return render_template("home.html", info=info, user=context.current_user())
+    return render_template("home.html", info=info, user=current.user())

@@ -11,7 +11,6 @@ from datetime import UTC, datetime
 from flask import Blueprint, abort, flash, redirect, render_template, request, send_file, url_for
 from flask_htmx import HTMX
 
-from l1web import context
 from l1web.blueprints.cache import (
     IMMUTABLE_AGE,
     ingest_request,
@@ -22,6 +21,7 @@ from l1web.blueprints.cache import (
     visible_meta,
 )
 from l1web.errors import L1Error
+from l1web.web import current
 
 bp = Blueprint("media", __name__)
 htmx = HTMX()
@@ -30,16 +30,16 @@ htmx = HTMX()
 @bp.get("/media")
 def index():
     limit, cursor, offset = page_args()
-    page = context.state().cache.list(limit=limit, cursor=cursor, offset=offset, owner=listing_owner())
+    page = current.state().cache.list(limit=limit, cursor=cursor, offset=offset, owner=listing_owner())
     return render_template("media.html", page=page, assets=_asset_names(),
-                           shared=context.state().cache.shared(context.settings().page_size))
+                           shared=current.state().cache.shared(current.settings().page_size))
 
 
 @bp.post("/media")
 def upload():
     stored = ingest_request("upload")
     if htmx:
-        page = context.state().cache.list(limit=context.settings().page_size, owner=listing_owner())
+        page = current.state().cache.list(limit=current.settings().page_size, owner=listing_owner())
         return render_template("_media_uploaded.html", stored=stored, page=page, assets=_asset_names())
     flash("Uploaded." if stored.new else "Already in the cache.", "info")
     return redirect(url_for("media.item", digest=stored.digest), code=303)
@@ -48,7 +48,7 @@ def upload():
 @bp.get("/media/<digest>")
 def item(digest: str):
     meta = visible_meta(digest)
-    index = context.state().cache
+    index = current.state().cache
     return render_template("media_item.html", item=meta, refs=sorted(index.refs(digest)),
                            published=index.is_published(digest), assets=_asset_names(),
                            shared=index.is_shared(digest), is_owner=_manages(digest))
@@ -74,7 +74,7 @@ def share(digest: str):
 @bp.get("/media/<digest>/thumb")
 def thumbnail(digest: str):
     visible_meta(digest)
-    thumb = context.store().thumbnail(digest)
+    thumb = current.store().thumbnail(digest)
     if thumb is None:
         abort(404)
     response = send_file(thumb, mimetype="image/jpeg", conditional=True, max_age=IMMUTABLE_AGE)
@@ -85,11 +85,11 @@ def thumbnail(digest: str):
 @bp.post("/media/<digest>/delete")
 def delete(digest: str):
     meta = managed_meta(digest)
-    context.store().delete(digest)
+    current.store().delete(digest)
     if htmx:
         # The card goes; the status line (which may still show an earlier refusal) and the count
         # are replaced out of band, as after an upload.
-        page = context.state().cache.list(limit=context.settings().page_size, owner=listing_owner())
+        page = current.state().cache.list(limit=current.settings().page_size, owner=listing_owner())
         return render_template("_media_deleted.html", meta=meta, page=page, assets=_asset_names())
     flash(f"Deleted {digest[:12]}….", "info")
     return redirect(url_for("media.index"), code=303)
@@ -97,7 +97,7 @@ def delete(digest: str):
 
 @bp.context_processor
 def _media_globals() -> dict:
-    return {"max_upload": context.settings().max_upload_bytes}
+    return {"max_upload": current.settings().max_upload_bytes}
 
 
 @bp.app_template_filter("media_time")
@@ -109,6 +109,6 @@ def media_time(epoch: float) -> str:
 def _asset_names() -> dict[str, list[str]]:
     """digest → the asset names pointing at it, to label samples such as `cat`."""
     names: dict[str, list[str]] = {}
-    for name, digest in context.state().cache.assets().items():
+    for name, digest in current.state().cache.assets().items():
         names.setdefault(digest, []).append(name)
     return names

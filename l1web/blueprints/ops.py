@@ -23,12 +23,13 @@ from flask import Blueprint, Flask, Response, current_app, g, jsonify, render_te
 from rq import Worker
 from rq.serializers import JSONSerializer
 
-from l1web import context, metrics
+from l1web import metrics
 from l1web.auth import require_admin
 from l1web.auth.sessions import bearer_token
 from l1web.errors import Forbidden, Unauthorized
-from l1web.logs import install_request_log
 from l1web.state import keys
+from l1web.web import current
+from l1web.web.access_log import install_request_log
 from l1web.web.errors import wants_json
 
 log = logging.getLogger(__name__)
@@ -50,7 +51,7 @@ REGISTRY = "l1.metrics"
 @bp.record_once
 def _setup(setup_state) -> None:
     app: Flask = setup_state.app
-    bundle = app.extensions[context.EXTENSION]
+    bundle = app.extensions[current.EXTENSION]
     app.extensions[REGISTRY] = metrics.registry_for(bundle.state, bundle.rq_connection, bundle.settings.cache_dir)
     install_request_log(app)
     app.before_request_funcs.setdefault(None, []).insert(1, _metrics_token)
@@ -107,14 +108,14 @@ def healthz():
 
 def readiness() -> tuple[bool, dict]:
     """(ready, details): Redis answers, a worker is registered, no queue is over the limit."""
-    settings = context.settings()
+    settings = current.settings()
     limit = settings.ready_max_queue
     details: dict = {"redis": "unknown", "workers": None, "queues": {}, "max_queue": limit}
     try:
-        context.state().ping()
+        current.state().ping()
         details["redis"] = "ok"
-        alive = metrics.live_workers(context.l1().rq_connection)
-        queued = metrics.queue_depths(context.l1().rq_connection)
+        alive = metrics.live_workers(current.clients().rq_connection)
+        queued = metrics.queue_depths(current.clients().rq_connection)
     except redis.RedisError as exc:
         details["redis"] = "unreachable"
         return False, {**details, "reason": f"Redis is unreachable ({type(exc).__name__})."}
@@ -143,7 +144,7 @@ def _metrics_response() -> Response:
 
 def _metrics_token() -> Response | None:
     """Before sign-in: a scraper's METRICS token gets the metrics; any other Bearer goes on to L2."""
-    expected = context.settings().metrics_token_sha256
+    expected = current.settings().metrics_token_sha256
     if request.path != "/metrics" or request.method != "GET" or not expected:
         return None
     token = bearer_token()
@@ -163,7 +164,7 @@ def metrics_page():
 # Status page ----------------------------------------------------------------------------------
 def ipns_state() -> dict | str | None:
     """Whatever the IPFS sync wrote to `artdag:ipns:status` (a hash or a string); None if unset."""
-    client = context.state().redis
+    client = current.state().redis
     key = keys.ipns_status()
     kind = client.type(key)
     kind = kind.decode() if isinstance(kind, bytes) else kind
@@ -175,7 +176,7 @@ def ipns_state() -> dict | str | None:
 
 
 def redis_info() -> dict:
-    info = context.state().redis.info()
+    info = current.state().redis.info()
     return {
         "version": info.get("redis_version"),
         "used_memory": info.get("used_memory"),
@@ -188,7 +189,7 @@ def redis_info() -> dict:
 
 
 def status_view() -> dict:
-    bundle = context.l1()
+    bundle = current.clients()
     queue_list = metrics.queues(bundle.rq_connection)
     return {
         "workers": [w.__dict__ for w in metrics.workers(bundle.rq_connection)],

@@ -1,18 +1,19 @@
 """Publishing to L2: `POST /runs/<id>/publish` (JSON) and the run page's Publish button.
 
 The token sent to L2 is the caller's own: the Bearer token of an API call, or, for a browser,
-the session's token unsealed with the cookie (l1web/auth/sealed.py). See l1web/runs/publish.py.
+the session's token unsealed with the cookie (l1web/auth/sealed.py). See l1web/runs/l2_publish.py.
 """
 
 from __future__ import annotations
 
 from flask import Blueprint, flash, jsonify, redirect, request, url_for
 
-from l1web import context
-from l1web.auth import require_user, sealed
+from l1web.auth import sealed
 from l1web.auth.sessions import Via, bearer_token, cookie_name, current_auth
 from l1web.errors import L1Error
-from l1web.runs.publish import publish
+from l1web.runs.l2_publish import publish
+from l1web.web import current
+from l1web.web.requests import signed_in
 
 bp = Blueprint("publish", __name__)
 
@@ -28,7 +29,7 @@ def _token() -> str | None:
 
 
 def _publish(run_id: str) -> tuple[dict, bool]:
-    return publish(context.runs(), context.settings(), run_id, require_user(), _token())
+    return publish(current.runs(), current.settings(), run_id, signed_in(), _token())
 
 
 @bp.post("/runs/<run_id>/publish")

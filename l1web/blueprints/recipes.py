@@ -8,14 +8,15 @@ from __future__ import annotations
 
 from flask import Blueprint, flash, jsonify, redirect, render_template, request, url_for
 
-from l1web import context, dagsvg
 from l1web.auth import limit_run_submission
-from l1web.blueprints.runs import current, json_body, run_response
+from l1web.blueprints.runs import run_response
 from l1web.errors import BadRequest, Conflict, Forbidden, L1Error, NotFound
-from l1web.recipes import MAX_RECIPE_BYTES, Recipe, RecipeError, parse_recipe, recipe_from_data
+from l1web.recipes.parse import MAX_RECIPE_BYTES, Recipe, RecipeError, parse_recipe, recipe_from_data
 from l1web.runs.service import DIGEST_RE, Submission
 from l1web.state import MAX_OFFSET
 from l1web.users import User
+from l1web.web import current, dagsvg
+from l1web.web.requests import json_body, signed_in
 
 bp = Blueprint("recipes", __name__)
 
@@ -48,15 +49,15 @@ def save_recipe(data: bytes, user: User) -> tuple[dict, bool]:
         recipe = parse_recipe(data)
     except RecipeError as exc:
         raise BadRequest(str(exc), line=exc.line, column=exc.column, node=exc.node, field=exc.field) from None
-    context.runs().check_fixed_inputs(recipe, user)  # a recipe is no way round the ownership rule
-    created = context.state().configs.save(recipe.id, name=recipe.name, owner=user.name,
+    current.runs().check_fixed_inputs(recipe, user)  # a recipe is no way round the ownership rule
+    created = current.state().recipes.save(recipe.id, name=recipe.name, owner=user.name,
                                            yaml_text=data.decode("utf-8"), recipe=recipe.to_dict())
     return lookup(recipe.id, user), created
 
 
 def lookup(config_id: str, user: User) -> dict:
     """The config if this user may see it; the same 404 for unknown and for someone else's."""
-    configs = context.state().configs
+    configs = current.state().recipes
     config = configs.get(config_id) if DIGEST_RE.fullmatch(config_id) else None
     if config is None or not configs.visible_to(config, user):
         raise NotFound(f"no recipe {config_id[:64]!r}")
@@ -67,7 +68,7 @@ def remove(config_id: str, user: User) -> None:
     config = lookup(config_id, user)
     if user.name not in config["owners"]:
         raise Forbidden("only the recipe's owners can delete it")
-    using = context.state().configs.delete(config_id, user.name)
+    using = current.state().recipes.delete(config_id, user.name)
     if using:
         shown = ", ".join(run_id[:12] for run_id in using[:5]) + (" …" if len(using) > 5 else "")
         raise Conflict(f"{len(using)} run(s) still use this recipe ({shown}); delete them first",
@@ -79,7 +80,7 @@ def share_recipe(config_id: str, user: User, shared: bool) -> dict:
     config = lookup(config_id, user)
     if not (user.is_admin or user.name in config["owners"]):
         raise Forbidden("only the recipe's owners can share it")
-    context.state().configs.set_shared(config_id, shared)
+    current.state().recipes.set_shared(config_id, shared)
     return lookup(config_id, user)
 
 
@@ -87,7 +88,7 @@ def run_recipe(config_id: str, body: dict, user: User) -> tuple[dict, bool]:
     lookup(config_id, user)
     if "recipe" in body:
         raise BadRequest("unknown field 'recipe': the recipe is the one in the URL", field="recipe")
-    return context.runs().submit(Submission.from_json({**body, "recipe": config_id}), user,
+    return current.runs().submit(Submission.from_json({**body, "recipe": config_id}), user,
                                  admit=limit_run_submission)
 
 
@@ -115,7 +116,7 @@ def _page_of_configs(user: User) -> tuple[list[dict], int, int]:
         raise BadRequest("'offset' must be a whole number") from None
     if offset > MAX_OFFSET:
         raise BadRequest(f"'offset' must be at most {MAX_OFFSET}", field="offset")
-    configs, total = context.state().configs.page(user=None if user.is_admin else user.name,
+    configs, total = current.state().recipes.page(user=None if user.is_admin else user.name,
                                                   offset=offset, limit=PAGE_SIZE)
     return configs, total, offset
 
@@ -123,14 +124,14 @@ def _page_of_configs(user: User) -> tuple[list[dict], int, int]:
 # JSON API -------------------------------------------------------------------------------------
 @bp.post("/configs/upload")
 def upload():
-    user = current()
+    user = signed_in()
     config, created = save_recipe(uploaded_text(), user)
     return jsonify(config_json(config, user)), 201 if created else 200
 
 
 @bp.get("/configs")
 def list_configs():
-    user = current()
+    user = signed_in()
     configs, total, offset = _page_of_configs(user)
     return jsonify({"configs": [config_json(c, user) for c in configs], "total": total,
                     "offset": offset, "limit": PAGE_SIZE})
@@ -138,58 +139,58 @@ def list_configs():
 
 @bp.get("/configs/<config_id>")
 def show(config_id: str):
-    user = current()
+    user = signed_in()
     return jsonify(config_json(lookup(config_id, user), user, full=True))
 
 
 @bp.delete("/configs/<config_id>")
 def delete(config_id: str):
-    remove(config_id, current())
+    remove(config_id, signed_in())
     return jsonify({"id": config_id, "deleted": True})
 
 
 @bp.post("/configs/<config_id>/share")
 def share(config_id: str):
-    user = current()
+    user = signed_in()
     return jsonify(config_json(share_recipe(config_id, user, True), user))
 
 
 @bp.delete("/configs/<config_id>/share")
 def unshare(config_id: str):
-    user = current()
+    user = signed_in()
     return jsonify(config_json(share_recipe(config_id, user, False), user))
 
 
 @bp.post("/configs/<config_id>/run")
 def run(config_id: str):
-    run, created = run_recipe(config_id, json_body(), current())
+    run, created = run_recipe(config_id, json_body(), signed_in())
     return run_response(run, 201 if created else 200)
 
 
 # Pages ----------------------------------------------------------------------------------------
 @bp.get("/recipes")
 def index():
-    configs, total, offset = _page_of_configs(current())
+    configs, total, offset = _page_of_configs(signed_in())
     return render_template("recipes.html", configs=configs, total=total, offset=offset,
-                           page_size=PAGE_SIZE, error=None, yaml_text="", shared=context.state().configs.shared())
+                           page_size=PAGE_SIZE, error=None, yaml_text="", shared=current.state().recipes.shared())
 
 
 @bp.post("/recipes")
 def upload_form():
-    user = current()
+    user = signed_in()
     try:
         config, created = save_recipe(uploaded_text(), user)
     except BadRequest as exc:
         configs, total, offset = _page_of_configs(user)
         return render_template("recipes.html", configs=configs, total=total, offset=offset,
                                page_size=PAGE_SIZE, error=exc, yaml_text=request.form.get("yaml", ""),
-                               shared=context.state().configs.shared()), 400
+                               shared=current.state().recipes.shared()), 400
     flash(f"Recipe {config['name']} {'uploaded' if created else 'was already here'}.", "info")
     return redirect(url_for("recipes.page", config_id=config["id"]), code=303)
 
 
 def _media_choices(user: User) -> dict:
-    cache = context.state().cache
+    cache = current.state().cache
     own = cache.list(limit=MEDIA_CHOICES, owner=user.name).items
     mine = {m.digest for m in own}
     shared = [m for m in cache.shared(MEDIA_CHOICES) if m.digest not in mine]
@@ -198,7 +199,7 @@ def _media_choices(user: User) -> dict:
 
 @bp.get("/recipe/<config_id>")
 def page(config_id: str):
-    user = current()
+    user = signed_in()
     config = lookup(config_id, user)
     recipe: Recipe = recipe_from_data(config["recipe"])
     dag = dagsvg.render(dagsvg.from_dag(recipe.dag.to_dict()), title=f"Recipe {recipe.name}")
@@ -210,7 +211,7 @@ def page(config_id: str):
 @bp.post("/recipe/<config_id>/run")
 def run_form(config_id: str):
     """The Run button: start (or find) the run, then show it; a refusal goes back to the form."""
-    user = current()
+    user = signed_in()
     inputs = {k[len(INPUT_FIELD):]: v for k, v in request.form.items() if k.startswith(INPUT_FIELD)}
     body = {"inputs": inputs, "output_name": request.form.get("output_name") or None}
     lookup(config_id, user)  # an unknown recipe is a 404 page, not a message on a form
@@ -228,7 +229,7 @@ def run_form(config_id: str):
 def share_form(config_id: str):
     """The Share / Stop sharing button on a recipe's page."""
     shared = request.form.get("shared", "1") == "1"
-    share_recipe(config_id, current(), shared)
+    share_recipe(config_id, signed_in(), shared)
     flash("Recipe shared with every signed-in user." if shared else "Recipe no longer shared.", "info")
     return redirect(url_for("recipes.page", config_id=config_id), code=303)
 
@@ -236,7 +237,7 @@ def share_form(config_id: str):
 @bp.post("/recipe/<config_id>/delete")
 def delete_form(config_id: str):
     try:
-        remove(config_id, current())
+        remove(config_id, signed_in())
     except Conflict as exc:
         flash(exc.message, "error")
         return redirect(url_for("recipes.page", config_id=config_id), code=303)

@@ -6,20 +6,21 @@ API clients get JSON (`wants_json`); browsers get pages that work as plain links
 
 from __future__ import annotations
 
-import json
 from datetime import UTC, datetime
 from functools import partial
 
 from flask import Blueprint, Response, flash, jsonify, redirect, render_template, request, url_for
 
-from l1web import context, dagsvg
 from l1web.auth import limit_run_submission
-from l1web.errors import BadRequest, Conflict, L1Error, PayloadTooLarge, Unauthorized
+from l1web.errors import BadRequest, Conflict, L1Error, NotFound
 from l1web.runs.model import RunStatus, StepStatus
+from l1web.runs.progress import run_progress
 from l1web.runs.service import Submission
 from l1web.state import MAX_OFFSET
 from l1web.users import User
+from l1web.web import current, dagsvg
 from l1web.web.errors import wants_json
+from l1web.web.requests import json_body, signed_in
 
 bp = Blueprint("runs", __name__)
 
@@ -27,8 +28,6 @@ bp = Blueprint("runs", __name__)
 PAGE_SIZE = 50
 #: Most runs one listing returns, whatever the client asks for.
 MAX_PAGE = 200
-#: Largest JSON request body accepted, in bytes.
-MAX_JSON_BYTES = 256 * 1024
 #: Step statuses whose output exists: they count as done on the progress bar.
 DONE = frozenset(s for s in StepStatus if s.done)
 #: Every run status, as the text a query may filter on.
@@ -51,28 +50,10 @@ def when(timestamp: object) -> str:
         return "—"
 
 
-def current() -> User:
-    """The signed-in user; anonymous requests are refused."""
-    user = context.current_user()
-    if user is None:
-        raise Unauthorized("sign in first")
-    return user
-
-
-def json_body() -> dict:
-    if (request.content_length or 0) > MAX_JSON_BYTES:
-        raise PayloadTooLarge(f"the request body is larger than {MAX_JSON_BYTES} bytes")
-    try:
-        body = request.get_json(force=True, silent=True)
-    except RecursionError:  # `silent` covers ValueError only; "[[[[…" of 100 KB recurses in json
-        raise BadRequest("the request body nests too deeply to be a JSON object") from None
-    if not isinstance(body, dict):
-        raise BadRequest("the request body must be a JSON object")
-    try:  # JSON may spell lone surrogates ("\ud800"); they cannot be stored or hashed as UTF-8
-        json.dumps(body, ensure_ascii=False).encode("utf-8")
-    except UnicodeEncodeError:
-        raise BadRequest("the request body contains text that is not valid Unicode (a lone surrogate)") from None
-    return body
+@bp.app_template_filter("eta")
+def eta(seconds: object) -> str:
+    """Seconds left as `42 s`, `3 min`, `1 h 5 min`."""
+    return dagsvg.duration(seconds)  # type: ignore[arg-type]
 
 
 # JSON shapes ----------------------------------------------------------------------------------
@@ -87,12 +68,13 @@ def run_json(run: dict, steps: list[dict] | None = None) -> dict:
                     "output": f"/cache/{run['output_hash']}" if run.get("output_hash") else None}
     if steps is not None:
         out["steps"] = steps
+        out["progress"] = run_progress(run, steps)
     return out
 
 
 def run_response(run: dict, status: int = 200) -> tuple[Response, int]:
     """A run with its steps, as the API returns it after any change."""
-    return jsonify(run_json(run, context.runs().steps_view(run["id"]))), status
+    return jsonify(run_json(run, current.runs().steps_view(run["id"]))), status
 
 
 def list_args(user: User) -> dict:
@@ -114,15 +96,15 @@ def list_args(user: User) -> dict:
 # JSON API -------------------------------------------------------------------------------------
 @bp.post("/runs")
 def submit():
-    run, created = context.runs().submit(Submission.from_json(json_body()), current(), admit=limit_run_submission)
+    run, created = current.runs().submit(Submission.from_json(json_body()), signed_in(), admit=limit_run_submission)
     return run_response(run, 201 if created else 200)
 
 
 @bp.get("/runs")
 def index():
-    user = current()
+    user = signed_in()
     args = list_args(user)
-    runs, total = context.state().runs.page(**args)
+    runs, total = current.state().runs.page(**args)
     if not wants_json():
         return render_template("runs.html", **_list_view(runs, total, args))
     following = args["offset"] + len(runs)
@@ -135,7 +117,7 @@ def index():
 
 @bp.get("/runs/<run_id>")
 def show(run_id: str):
-    run = context.runs().get(run_id, current())
+    run = current.runs().get(run_id, signed_in())
     if not wants_json():
         return redirect(url_for("runs.page", run_id=run["id"]))
     return run_response(run)
@@ -143,29 +125,75 @@ def show(run_id: str):
 
 @bp.delete("/runs/<run_id>")
 def delete(run_id: str):
-    context.runs().delete(run_id, current())
+    current.runs().delete(run_id, signed_in())
     return jsonify({"id": run_id, "deleted": True})
 
 
 @bp.post("/runs/<run_id>/cancel")
 def cancel(run_id: str):
-    return run_response(context.runs().cancel(run_id, current()))
+    return run_response(current.runs().cancel(run_id, signed_in()))
 
 
 @bp.post("/runs/<run_id>/rerun")
 def rerun(run_id: str):
-    return run_response(context.runs().rerun(run_id, current(), admit=limit_run_submission))
+    return run_response(current.runs().rerun(run_id, signed_in(), admit=limit_run_submission))
 
 
 @bp.get("/runs/<run_id>/provenance")
 def provenance(run_id: str):
-    run = context.runs().get(run_id, current())
+    run = current.runs().get(run_id, signed_in())
     if run["status"] != RunStatus.COMPLETED or not run.get("provenance"):
         raise Conflict(f"the run is {run['status']}; provenance exists once it has completed",
                        run_status=run["status"])
     response = jsonify(run["provenance"])
     if request.args.get("download") == "1":
         response.headers["Content-Disposition"] = f'attachment; filename="provenance-{run["id"][:16]}.json"'
+    return response
+
+
+#: Most lines `?tail=` may ask for (the whole log is at most `STEP_LOG_CAP` bytes anyway).
+MAX_TAIL = 100_000
+#: Lines the run page's log panel shows.
+PANEL_LINES = 200
+
+
+def step_and_log(run_id: str, step_id: str) -> tuple[dict, dict, str]:
+    """(run, step, log text) for the run's owner or an admin; the same 404 for anyone else."""
+    run = current.runs().get(run_id, signed_in())
+    step = next((s for s in current.runs().steps_view(run["id"]) if s["step_id"] == step_id), None)
+    if step is None:
+        raise NotFound(f"run {run_id[:12]} has no step {step_id[:64]!r}")
+    return run, step, current.state().watch.log(run["id"], step_id) or ""
+
+
+def tail_arg() -> int | None:
+    raw = request.args.get("tail")
+    if raw is None or raw == "":
+        return None
+    try:
+        lines = int(raw)
+    except ValueError:
+        raise BadRequest("'tail' must be a whole number of lines", field="tail") from None
+    if not 1 <= lines <= MAX_TAIL:
+        raise BadRequest(f"'tail' must be between 1 and {MAX_TAIL}", field="tail")
+    return lines
+
+
+def last_lines(text: str, lines: int | None) -> str:
+    if lines is None:
+        return text
+    kept = text.splitlines(keepends=True)[-lines:]
+    return "".join(kept)
+
+
+@bp.get("/runs/<run_id>/steps/<step_id>/log")
+def step_log(run_id: str, step_id: str):
+    """A step's log as text: commands (local paths shortened), ffmpeg's output, the worker's lines."""
+    lines = tail_arg()
+    _, step, text = step_and_log(run_id, step_id)
+    response = Response(last_lines(text, lines), mimetype="text/plain")
+    response.headers["X-Step-Status"] = str(step.get("status") or "")
+    response.headers["Cache-Control"] = "no-store"
     return response
 
 
@@ -189,23 +217,24 @@ def _list_view(runs: list[dict], total: int, args: dict) -> dict:
 
 @bp.get("/runs/fragment")
 def list_fragment():
-    args = list_args(current())
-    runs, total = context.state().runs.page(**args)
+    args = list_args(signed_in())
+    runs, total = current.state().runs.page(**args)
     return render_template("_runs_list.html", **_list_view(runs, total, args))
 
 
 def _run_view(run_id: str) -> dict:
-    run = context.runs().get(run_id, current())
-    steps = context.runs().steps_view(run["id"])
+    run = current.runs().get(run_id, signed_in())
+    steps = current.runs().steps_view(run["id"])
     live = RunStatus(run["status"]).live
     if steps:
         nodes = dagsvg.from_steps(steps)
     else:  # not planned yet (or never): the recipe's own graph
         nodes = dagsvg.from_dag((run.get("recipe") or {}).get("dag") or {},
                                 state=StepStatus.PENDING if live else None)
-    output = context.state().cache.get(run["output_hash"]) if run.get("output_hash") else None
+    output = current.state().cache.get(run["output_hash"]) if run.get("output_hash") else None
     return {
         "run": run, "steps": steps, "live": live, "output": output,
+        "progress": run_progress(run, steps),
         "done": sum(1 for s in steps if s.get("status") in DONE),
         "total": int(run.get("steps_total") or len(steps)),
         "dag": dagsvg.render(nodes, title=f"Steps of run {run['id'][:12]}"),
@@ -214,7 +243,40 @@ def _run_view(run_id: str) -> dict:
 
 @bp.get("/run/<run_id>")
 def page(run_id: str):
-    return render_template("run.html", **_run_view(run_id))
+    view = _run_view(run_id)
+    return render_template("run.html", **view, **_log_panel(view["run"], view["steps"], request.args.get("log")))
+
+
+#: Step statuses whose log may still grow.
+LOG_LIVE = frozenset({StepStatus.PENDING, StepStatus.QUEUED, StepStatus.RUNNING})
+
+
+def _log_panel(run: dict, steps: list[dict], chosen: str | None) -> dict:
+    """The log panel's step (`?log=` or, following the run, the step rendering now, else the
+    failed one, else the output step), its last lines, and whether the panel keeps polling."""
+    rendered = [s for s in steps if s.get("type") != "SOURCE"]
+    step = next((s for s in rendered if s["step_id"] == chosen), None) if chosen else None
+    follow = step is None
+    if step is None:
+        by_status = {str(s.get("status")): s for s in reversed(rendered)}
+        step = (by_status.get(StepStatus.RUNNING) or by_status.get(StepStatus.FAILED)
+                or next((s for s in rendered if s["step_id"] == run.get("output_step")), None)
+                or (rendered[-1] if rendered else None))
+    live = RunStatus(run["status"]).live
+    text = current.state().watch.log(run["id"], step["step_id"]) or "" if step else ""
+    return {
+        "log_step": step, "log_text": last_lines(text, PANEL_LINES), "log_lines": PANEL_LINES,
+        "log_follow": follow, "log_steps": rendered,
+        "log_polling": live and (follow or (step is not None and step.get("status") in LOG_LIVE)),
+    }
+
+
+@bp.get("/run/<run_id>/log-panel")
+def log_panel(run_id: str):
+    """The run page's log panel (htmx polls it while the step, or the followed run, is live)."""
+    run = current.runs().get(run_id, signed_in())
+    steps = current.runs().steps_view(run["id"])
+    return render_template("_step_log.html", run=run, **_log_panel(run, steps, request.args.get("step")))
 
 
 @bp.get("/run/<run_id>/fragment")
@@ -225,12 +287,12 @@ def run_fragment(run_id: str):
 @bp.post("/run/<run_id>/<action>")
 def act(run_id: str, action: str):
     """The page's buttons: cancel, re-run or delete, then back to a page (POST-redirect-GET)."""
-    actions = {"cancel": context.runs().cancel,
-               "rerun": partial(context.runs().rerun, admit=limit_run_submission),
-               "delete": context.runs().delete}
+    actions = {"cancel": current.runs().cancel,
+               "rerun": partial(current.runs().rerun, admit=limit_run_submission),
+               "delete": current.runs().delete}
     if action not in actions:
         raise BadRequest(f"unknown action {action[:32]!r}")
-    user = current()
+    user = signed_in()
     try:
         actions[action](run_id, user)
     except L1Error as exc:

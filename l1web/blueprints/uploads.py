@@ -17,7 +17,7 @@ from email.utils import formatdate
 
 from flask import Blueprint, Response, jsonify, request, url_for
 
-from l1web import access, context
+from l1web import access
 from l1web.auth.guard import public
 from l1web.errors import BadRequest, L1Error, UnsupportedMedia
 from l1web.state.keys import assets as assets_key
@@ -25,6 +25,7 @@ from l1web.state.keys import cache_item, cache_owner_index, cache_published, cac
 from l1web.state.uploads import Upload, Uploads
 from l1web.store.names import DIGEST
 from l1web.store.uploads import CHECKSUMS, UploadStore, parse_metadata
+from l1web.web import current
 
 bp = Blueprint("uploads", __name__)
 
@@ -43,11 +44,11 @@ class PreconditionFailed(L1Error):
 
 
 def upload_store() -> UploadStore:
-    return UploadStore(context.store(), Uploads(context.state().redis))
+    return UploadStore(current.store(), Uploads(current.state().redis))
 
 
 def username() -> str:
-    user = context.current_user()
+    user = current.user()
     assert user is not None  # the guard lets only signed-in users reach these routes
     return user.name
 
@@ -91,7 +92,7 @@ def expires_header(upload: Upload) -> dict[str, str]:
 @public
 def discover():
     """tus discovery: versions, extensions, the largest upload and the checksum algorithms."""
-    settings = context.settings()
+    settings = current.settings()
     return no_content({
         "Tus-Version": TUS_VERSION, "Tus-Extension": TUS_EXTENSIONS,
         "Tus-Max-Size": str(settings.max_upload_bytes), "Tus-Checksum-Algorithm": ",".join(CHECKSUMS)})
@@ -107,7 +108,7 @@ def create():
                          "is not supported)")
     length = int_header("Upload-Length")
     assert length is not None
-    settings = context.settings()
+    settings = current.settings()
     upload = upload_store().create(username(), length, max_bytes=settings.max_upload_bytes,
                                    expiry=settings.upload_expiry, limit=settings.upload_inflight_bytes,
                                    metadata=parse_metadata(request.headers.get("Upload-Metadata")))
@@ -140,7 +141,7 @@ def append(upload_id: str):
     assert offset is not None
     store = upload_store()
     upload = store.owned(upload_id, username())
-    settings = context.settings()
+    settings = current.settings()
     request.max_content_length = settings.max_upload_bytes  # the store checks the upload's own length
     upload, stored = store.append(upload, offset, request.stream, request.content_length,
                                   checksum=request.headers.get("Upload-Checksum"),
@@ -176,7 +177,7 @@ def missing():
             shown = value[:80] if isinstance(value, str) else type(value).__name__
             raise BadRequest(f"not a content hash: {shown!r} (expected 64 lower-case hex characters)")
     unique = list(dict.fromkeys(hashes))
-    user = context.current_user()
+    user = current.user()
     lacking = [d for d, item in zip(unique, access_items(unique, user.name if user else ""), strict=True)
                if not access.can_use(user, item)]
     return jsonify(missing=lacking, asked=len(unique))
@@ -185,7 +186,7 @@ def missing():
 def access_items(digests: list[str], asker: str) -> list[access.Item]:
     """The ownership rule's facts for many hashes in one Redis round trip (`CacheIndex.access_item`
     for each, batched); quarantined items count as absent."""
-    redis = context.state().redis
+    redis = current.state().redis
     with redis.pipeline(transaction=False) as pipe:
         pipe.hvals(assets_key())
         pipe.hmget(cache_quarantine(), digests) if digests else pipe.echo("")

@@ -19,7 +19,7 @@ import json
 import sys
 from fractions import Fraction
 
-#: What the engine reads from a probe (l1web.engine.media, steps.job, effects.video): format
+#: What the engine reads from a probe (l1web.engine.media, steps.task, effects.video): format
 #: fields, and per stream the fields listed (disposition.attached_pic, tags, side data rotation).
 ENGINE_FIELDS = {
     "format": ("format_name", "duration"),

@@ -5,7 +5,7 @@
         "config": <config with every default filled in>,
         "inputs": [<cache id of each input, in input order>],
         "version": {"executor": <type version, or the effect's version hash>,
-                    "encoder": <ENCODER_VERSION>},
+                    "encoder": <encoder_version(): ENCODER_VERSION with the default PNG_ENCODING>},
     }))
 
 A SOURCE's cache id is the content hash of its file. Inputs keep their order, so
@@ -16,7 +16,7 @@ changing an effect changes its id and every id downstream of it.
 from __future__ import annotations
 
 from l1web.engine.canonical import sha3_json
-from l1web.engine.encoding import ENCODER_VERSION
+from l1web.engine.encoding import encoder_version
 from l1web.engine.node_types import NODE_TYPES
 
 
@@ -36,6 +36,6 @@ def cache_id(node_type: str, config: dict, input_ids: list[str], version: str) -
             "type": node_type,
             "config": config,
             "inputs": list(input_ids),
-            "version": {"executor": version, "encoder": ENCODER_VERSION},
+            "version": {"executor": version, "encoder": encoder_version()},
         }
     )

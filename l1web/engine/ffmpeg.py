@@ -16,7 +16,10 @@ import shutil
 import signal
 import subprocess
 import sys
+import threading
 from pathlib import Path
+
+from l1web.engine import watch
 
 #: Seconds an ffprobe call may take before it is killed.
 PROBE_TIMEOUT = 30.0
@@ -53,15 +56,44 @@ class FFmpegError(RuntimeError):
 SOURCE_SETTING, SOURCE_SYSTEM, SOURCE_WHEEL = "FFMPEG setting", "system", "imageio-ffmpeg"
 #: The one line a machine without any ffmpeg gets, naming both ways to get one.
 MISSING_FFMPEG = "ffmpeg not found: install the ffmpeg package (apt-get install ffmpeg) or pip install imageio-ffmpeg"
+#: The one line a machine with neither ffprobe nor PyAV gets.
+MISSING_PROBE = "ffprobe not found and PyAV is not installed: apt-get install ffmpeg, or pip install av"
+#: How errors and provenance name probing through PyAV.
+PYAV_PROBE = "ffprobe (PyAV)"
 #: The PyAV prober run as a script (not `-m l1web…`, which would import the web app's packages).
 AVPROBE = Path(__file__).with_name("avprobe.py")
 
 
+#: Paths from the settings (`FFMPEG`, `FFPROBE`; see `configure`); empty means "look for one".
+_configured = {"ffmpeg": "", "ffprobe": ""}
+
+
+def configure(settings) -> None:
+    """Use the settings' `FFMPEG` / `FFPROBE` paths (empty: the system's, then the fallbacks).
+
+    Called by each entry point (web app, worker, launcher) before any ffmpeg runs; RQ's forked
+    work horses inherit it.
+    """
+    wanted = {"ffmpeg": settings.ffmpeg, "ffprobe": settings.ffprobe}
+    if wanted != _configured:
+        _configured.update(wanted)
+        ffmpeg_source.cache_clear()
+        ffprobe_exe.cache_clear()
+
+
+def _executable(setting: str, path: str) -> str:
+    """A configured path, resolved; a missing or non-executable one is one clear error."""
+    found = shutil.which(path)
+    if not found:
+        raise FFmpegError(f"{setting}={path} is not an executable file: fix or unset {setting}")
+    return found
+
+
 @functools.cache
 def ffmpeg_source() -> tuple[str, str]:
-    """(path, where it came from): `FFMPEG` from the environment, the system's, or imageio-ffmpeg's."""
-    if os.environ.get("FFMPEG"):
-        return os.environ["FFMPEG"], SOURCE_SETTING
+    """(path, where it came from): the `FFMPEG` setting, the system's, or imageio-ffmpeg's."""
+    if _configured["ffmpeg"]:
+        return _executable("FFMPEG", _configured["ffmpeg"]), SOURCE_SETTING
     system = shutil.which("ffmpeg")
     if system:
         return system, SOURCE_SYSTEM
@@ -69,7 +101,7 @@ def ffmpeg_source() -> tuple[str, str]:
         import imageio_ffmpeg  # type: ignore[import-not-found]
 
         return str(imageio_ffmpeg.get_ffmpeg_exe()), SOURCE_WHEEL
-    except (ImportError, RuntimeError) as exc:  # pragma: no cover - depends on the machine
+    except (ImportError, RuntimeError) as exc:
         raise FFmpegError(MISSING_FFMPEG) from exc
 
 
@@ -80,8 +112,24 @@ def ffmpeg_exe() -> str:
 
 @functools.cache
 def ffprobe_exe() -> str | None:
-    """The ffprobe binary: `FFPROBE`, or the system one; None means probe with PyAV instead."""
-    return os.environ.get("FFPROBE") or shutil.which("ffprobe")
+    """The ffprobe binary: the `FFPROBE` setting, or the system one; None means probe with PyAV."""
+    if _configured["ffprobe"]:
+        return _executable("FFPROBE", _configured["ffprobe"])
+    return shutil.which("ffprobe")
+
+
+def prober() -> str:
+    """What probes media here: "ffprobe", or "ffprobe (PyAV)" when there is no ffprobe binary.
+
+    Raises FFmpegError with one line when there is neither.
+    """
+    if ffprobe_exe():
+        return "ffprobe"
+    try:
+        import av  # noqa: F401 - only whether it is installed
+    except ImportError as exc:
+        raise FFmpegError(MISSING_PROBE) from exc
+    return PYAV_PROBE
 
 
 @functools.cache
@@ -107,11 +155,14 @@ def child_options() -> dict:
     return options
 
 
-def run(args: list[str], *, timeout: float = RENDER_TIMEOUT, stdin: bytes | None = None) -> bytes:
+def run(args: list[str], *, timeout: float = RENDER_TIMEOUT, stdin: bytes | None = None,
+        name: str | None = None) -> bytes:
     """Run a command given as an argument list; return stdout or raise FFmpegError.
 
     The child gets its own process group so a timeout kills ffmpeg and anything it started.
+    Errors name the tool as `name` (default: the program's file name).
     """
+    name = name or Path(args[0]).name
     proc = subprocess.Popen(
         args,
         stdin=subprocess.PIPE if stdin is not None else subprocess.DEVNULL,
@@ -124,13 +175,13 @@ def run(args: list[str], *, timeout: float = RENDER_TIMEOUT, stdin: bytes | None
     except subprocess.TimeoutExpired:
         kill_group(proc)
         proc.communicate()
-        raise FFmpegError(f"{Path(args[0]).name} timed out after {timeout:g} s") from None
+        raise FFmpegError(f"{name} timed out after {timeout:g} s") from None
     except BaseException:
         kill_group(proc)
         raise
     if proc.returncode != 0:
         tail = err.decode("utf-8", "replace")[-STDERR_KEEP:].strip()
-        raise FFmpegError(f"{Path(args[0]).name} failed (exit {proc.returncode}): {tail}")
+        raise FFmpegError(f"{name} failed (exit {proc.returncode}): {tail}")
     return out
 
 
@@ -141,8 +192,106 @@ def kill_group(proc: subprocess.Popen) -> None:
 
 
 def ffmpeg(*args: str, timeout: float = RENDER_TIMEOUT) -> bytes:
-    """Run ffmpeg with the base flags; callers put `*INPUT_FLAGS` before each `-i`."""
+    """Run ffmpeg with the base flags; callers put `*INPUT_FLAGS` before each `-i`.
+
+    Inside a watched step (`engine.watch.watching`) ffmpeg also reports its progress and its
+    log to the step's watch (`run_watched`).
+    """
+    step = watch.current()
+    if step is not None:
+        return run_watched(list(args), step, timeout=timeout)
     return run([ffmpeg_exe(), *BASE_FLAGS, *args], timeout=timeout)
+
+
+#: Seconds between two `-progress` blocks of a watched ffmpeg.
+STATS_PERIOD = "0.5"
+#: ffmpeg's log levels that make an error message (`-loglevel level+info` tags every line).
+ERROR_TAGS = ("[error] ", "[fatal] ", "[panic] ")
+
+
+def run_watched(args: list[str], step: watch.StepWatch, *, timeout: float = RENDER_TIMEOUT) -> bytes:
+    """ffmpeg with `-progress` on a pipe of its own and its stderr at info level, both read
+    by threads as it runs and handed to `step`; same rules and errors as `run`.
+
+    The progress pipe is a separate descriptor (not stdout, which a caller may use for data).
+    """
+    read_fd, write_fd = os.pipe()
+    argv = [ffmpeg_exe(), "-hide_banner", "-nostdin", "-loglevel", "level+info", "-y", "-nostats",
+            "-stats_period", STATS_PERIOD, "-progress", f"pipe:{write_fd}", *args]
+    step.command([Path(argv[0]).name, *args])
+    try:
+        proc = subprocess.Popen(argv, stdin=subprocess.DEVNULL, stdout=subprocess.PIPE,
+                                stderr=subprocess.PIPE, pass_fds=(write_fd,), **child_options())
+    except BaseException:
+        os.close(read_fd)
+        raise
+    finally:
+        os.close(write_fd)
+    streams = _Streams(proc, read_fd, step)
+    try:
+        proc.wait(timeout=timeout)
+    except subprocess.TimeoutExpired:
+        kill_group(proc)
+        proc.wait()
+        raise FFmpegError(f"ffmpeg timed out after {timeout:g} s") from None
+    except BaseException:
+        kill_group(proc)
+        raise
+    finally:
+        streams.join()
+    if proc.returncode != 0:
+        text = "\n".join(streams.errors or streams.tail)
+        for tag in ERROR_TAGS:
+            text = text.replace(tag, "")
+        raise FFmpegError(f"ffmpeg failed (exit {proc.returncode}): {text[-STDERR_KEEP:].strip()}")
+    return bytes(streams.out)
+
+
+class _Streams:
+    """Threads reading a watched ffmpeg's stdout (kept), stderr (to the log; error lines kept)
+    and progress pipe (to the watch), so none of the three can fill up and stall ffmpeg."""
+
+    def __init__(self, proc: subprocess.Popen, progress_fd: int, step: watch.StepWatch) -> None:
+        self.proc, self.progress_fd, self.step = proc, progress_fd, step
+        self.errors: list[str] = []
+        self.tail: list[str] = []
+        self.out = bytearray()
+        self.threads = [threading.Thread(target=fn, daemon=True)
+                        for fn in (self._stderr, self._progress, self._stdout)]
+        for thread in self.threads:
+            thread.start()
+
+    def join(self) -> None:
+        for thread in self.threads:
+            thread.join(timeout=5)
+
+    def _stderr(self) -> None:
+        assert self.proc.stderr is not None
+        for raw in self.proc.stderr:
+            line = raw.decode("utf-8", "replace").rstrip("\n")
+            if line.startswith("[info] ffmpeg stats and -progress period"):
+                continue
+            line = line.removeprefix("[info] ")
+            self.step.line(line)
+            self.tail.append(line)
+            del self.tail[:-40]
+            if any(tag in line for tag in ERROR_TAGS):
+                self.errors.append(line)
+
+    def _progress(self) -> None:
+        block: dict[str, str] = {}
+        with os.fdopen(self.progress_fd, "rb") as stream:
+            for raw in stream:
+                key, _, value = raw.decode("ascii", "replace").strip().partition("=")
+                block[key] = value
+                if key == "progress":
+                    self.step.ffmpeg_progress(block)
+                    block = {}
+
+    def _stdout(self) -> None:
+        assert self.proc.stdout is not None
+        while chunk := self.proc.stdout.read(65536):
+            self.out.extend(chunk)
 
 
 def probe(path: Path, *, timeout: float = PROBE_TIMEOUT, safe: bool = False) -> dict:
@@ -154,8 +303,8 @@ def probe(path: Path, *, timeout: float = PROBE_TIMEOUT, safe: bool = False) -> 
     exe = ffprobe_exe()
     if exe is None:
         formats = ["--formats", SAFE_DEMUXERS] if safe else []
-        args = [sys.executable, str(AVPROBE), "--protocols", PROTOCOLS, *formats, str(path)]
+        args, name = [sys.executable, str(AVPROBE), "--protocols", PROTOCOLS, *formats, str(path)], PYAV_PROBE
     else:
         flags = MEDIA_INPUT_FLAGS if safe else INPUT_FLAGS
-        args = [exe, "-v", "error", *flags, "-show_format", "-show_streams", "-of", "json", str(path)]
-    return json.loads(run(args, timeout=timeout) or b"{}")
+        args, name = [exe, "-v", "error", *flags, "-show_format", "-show_streams", "-of", "json", str(path)], None
+    return json.loads(run(args, timeout=timeout, name=name) or b"{}")

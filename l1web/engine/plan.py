@@ -7,7 +7,7 @@ A plan is a JSON-ready dict (it travels through RQ's JSON serializer):
 and a step is
 
     {"step_id", "node_id", "type", "config", "inputs", "input_cache_ids", "input_kinds",
-     "kind", "cache_id", "level"}
+     "kind", "cache_id", "encoder", "level"}   (SOURCE steps have no "encoder")
 
 Steps are listed inputs first; steps of one level only depend on lower levels, so they can
 run in parallel. A SEQUENCE of more than MAX_SEQUENCE_FANIN inputs becomes a balanced tree
@@ -19,6 +19,7 @@ from __future__ import annotations
 from l1web.engine.cache_ids import cache_id, executor_version
 from l1web.engine.canonical import sha3_json
 from l1web.engine.dag import Dag, Node, topological_order, validate
+from l1web.engine.encoding import encoder_version
 from l1web.engine.errors import DagError
 from l1web.engine.kinds import output_kind
 
@@ -75,6 +76,7 @@ def _step(step_id: str, node: Node, inputs: list[str], steps: dict[str, dict],
         "inputs": inputs, "input_cache_ids": input_ids,
         "input_kinds": [s["kind"] for s in upstream], "kind": kind,
         "cache_id": cache_id(node.type, node.config, input_ids, version),
+        "encoder": encoder_version(),  # what the cache id promises; the renderer checks it
         "level": 1 + max(s["level"] for s in upstream),
     }
 

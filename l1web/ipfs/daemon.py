@@ -16,8 +16,9 @@ import time
 from dataclasses import dataclass, field
 from pathlib import Path
 
+from l1web.devtools.processes import free_port, wait_for
 from l1web.ipfs.client import IPFSClient, IPFSError
-from l1web.services import ROOT, free_port, wait_for
+from l1web.paths import ROOT
 
 #: The js-ipfs command line installed by `npm install`.
 JSIPFS = ROOT / "node_modules" / ".bin" / "jsipfs"

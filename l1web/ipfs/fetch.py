@@ -12,16 +12,16 @@ from __future__ import annotations
 import logging
 import time
 from collections.abc import Iterable
-from typing import Protocol
 
 import requests
 
+from l1web.clients import Clients
 from l1web.errors import L1Error
 from l1web.ipfs.client import CONNECT_TIMEOUT, IPFSError
 from l1web.ipfs.index import IPFSIndex
-from l1web.ipfs.publish import client_for
+from l1web.ipfs.pinning import client_for
 from l1web.settings import Settings
-from l1web.state import StateManager, keys
+from l1web.state import keys
 from l1web.store import ContentStore
 from l1web.store.names import is_digest, new_hasher
 
@@ -45,12 +45,6 @@ class Mismatch(FetchError):
     """The bytes that came do not hash to the name they were asked for."""
 
 
-class HasContext(Protocol):
-    settings: Settings
-    state: StateManager
-    store: ContentStore
-
-
 def remote_worker(settings: Settings) -> bool:
     """A worker on another host: it pulls inputs from and pushes outputs to the L1 server."""
     return bool(settings.l1_server_url and settings.worker_token)
@@ -60,7 +54,7 @@ def sources(settings: Settings) -> bool:
     return bool(settings.ipfs_api) or remote_worker(settings)
 
 
-def has(ctx: HasContext, digest: str) -> bool:
+def has(ctx: Clients, digest: str) -> bool:
     """True when `digest` is in this host's store now — fetching it first when it is elsewhere."""
     if ctx.store.has(digest):
         return True
@@ -74,14 +68,14 @@ def has(ctx: HasContext, digest: str) -> bool:
         return False
 
 
-def ensure_local(ctx: HasContext, digests: Iterable[str]) -> None:
+def ensure_local(ctx: Clients, digests: Iterable[str]) -> None:
     """Fetch every one of `digests` this host lacks (a render's inputs); FetchError names the first miss."""
     for digest in digests:
         if not ctx.store.has(digest) and sources(ctx.settings):
             fetch(ctx, digest)
 
 
-def peer_result(ctx: HasContext, cache_id: str) -> str | None:
+def peer_result(ctx: Clients, cache_id: str) -> str | None:
     """A step output a peer L1 published for `cache_id`, fetched by CID and verified; else None."""
     if not ctx.settings.ipfs_api:
         return None
@@ -104,7 +98,7 @@ def peer_result(ctx: HasContext, cache_id: str) -> str | None:
     return None
 
 
-def fetch(ctx: HasContext, digest: str) -> str:
+def fetch(ctx: Clients, digest: str) -> str:
     """Fetch `digest` from the first source that has it; raises FetchError naming each failure."""
     failures = []
     index = IPFSIndex(ctx.state.redis)
@@ -124,12 +118,12 @@ def fetch(ctx: HasContext, digest: str) -> str:
                      + ("; ".join(failures) or "no source configured"))
 
 
-def from_ipfs(ctx: HasContext, digest: str, cid: str, *, source: str) -> str:
+def from_ipfs(ctx: Clients, digest: str, cid: str, *, source: str) -> str:
     client = client_for(ctx.settings.ipfs_api, ctx.settings.ipfs_timeout)
     return ingest_verified(ctx.store, digest, client.cat_iter(cid), source=source)
 
 
-def from_l1(ctx: HasContext, digest: str) -> str:
+def from_l1(ctx: Clients, digest: str) -> str:
     url = f"{ctx.settings.l1_server_url}/worker/cache/{digest}"
     try:
         with requests.get(url, headers={WORKER_TOKEN_HEADER: ctx.settings.worker_token}, stream=True,
@@ -141,7 +135,7 @@ def from_l1(ctx: HasContext, digest: str) -> str:
         raise FetchError(f"GET /worker/cache/{digest[:12]}… failed: {type(exc).__name__}") from None
 
 
-def share(ctx: HasContext, digest: str, owner: str | None) -> None:
+def share(ctx: Clients, digest: str, owner: str | None) -> None:
     """On a worker on another host: send a rendered output to the L1 server, which verifies it.
 
     Done before the step counts as finished, so the next step (on any host) and the L1 server's

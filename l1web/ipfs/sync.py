@@ -21,9 +21,10 @@ import sys
 import threading
 import time
 
+from l1web.clients import Clients
 from l1web.ipfs.client import IPFSClient, IPFSError
 from l1web.ipfs.index import IPFSIndex
-from l1web.ipfs.publish import canonical_bytes, client_for, retry_pending
+from l1web.ipfs.pinning import canonical_bytes, client_for, retry_pending
 from l1web.settings import Settings
 from l1web.state import StateManager
 from l1web.store import ContentStore
@@ -51,7 +52,7 @@ def build_document(state: StateManager, index: IPFSIndex) -> dict:
     runs = index.runs()
     configs = {}
     for config_id in sorted({r.get("config_id") for r in runs.values() if r.get("config_id")})[:MAX_CONFIGS]:
-        config = state.configs.get(config_id)
+        config = state.recipes.get(config_id)
         if config:
             configs[config_id] = {"name": config.get("name", ""), "recipe": config["recipe"]}
     return {"format": DOC_FORMAT, "cids": cids, "results": results, "runs": runs, "configs": configs}
@@ -160,8 +161,8 @@ def main(argv: list[str] | None = None) -> int:
     if not settings.ipfs_api or settings.ipns_sync_interval <= 0:
         print("IPNS sync is off (set IPFS_API and IPNS_SYNC_INTERVAL > 0)", file=sys.stderr)
         return 0
-    state = StateManager.from_url(settings.redis_url)
-    task = SyncTask(settings, state, ContentStore(settings.cache_dir, state.cache))
+    clients = Clients.from_settings(settings)
+    task = SyncTask(settings, clients.state, clients.store)
     signal.signal(signal.SIGTERM, lambda *_: task.stop.set())
     signal.signal(signal.SIGINT, lambda *_: task.stop.set())
     log.info("IPNS sync every %g s via %s, key %s, peers %s", settings.ipns_sync_interval, settings.ipfs_api,

@@ -21,14 +21,17 @@ from pathlib import Path
 import redis
 from rq import get_current_job
 
+from l1web.clients import Clients, process_clients
+from l1web.engine import estimate
 from l1web.engine.analysis import analyze
 from l1web.engine.plan import plan as plan_dag
 from l1web.engine.steps import run_step
-from l1web.ipfs import fetch, publish
+from l1web.engine.watch import Redactor, StepWatch, watching
+from l1web.engine.watch import current as watch_current
+from l1web.ipfs import fetch, pinning
 from l1web.jobs import queues
-from l1web.jobs.context import JobContext, JobLogAdapter, job_context
-from l1web.logs import step_finished
-from l1web.recipes import bind_inputs, recipe_from_data
+from l1web.jobs.steplog import JobLogAdapter, step_finished
+from l1web.recipes.parse import bind_inputs, recipe_from_data
 from l1web.runs import provenance
 from l1web.runs.model import RunStatus, StepStatus
 
@@ -49,7 +52,7 @@ def plan_run(run_id: str, render_inline: bool = False) -> dict:
     timeout too) the ready step is rendered in this job rather than enqueued: one job per
     one-step run instead of two, which halves RQ's share of a quick run.
     """
-    ctx = job_context()
+    ctx = process_clients()
     job = get_current_job()
     jlog = JobLogAdapter(log, {"run": run_id, "job": job.id if job else "-"})
     runs = ctx.state.runs
@@ -64,10 +67,11 @@ def plan_run(run_id: str, render_inline: bool = False) -> dict:
         fetch.ensure_local(ctx, run["input_hashes"].values())  # workers on other hosts fetch their inputs
         analysis = analyze(dag, ctx.store)
         plan = plan_dag(dag, analysis)
+        expected = estimate.expect(plan, analysis)  # each step's 100 % and weight in the run's progress
     except Exception as exc:
         fail_run(ctx, run_id, f"planning failed: {exc}")
         raise
-    steps = [dict(step, order=index) for index, step in enumerate(plan["steps"])]
+    steps = [dict(step, order=index, expect=expected[step["step_id"]]) for index, step in enumerate(plan["steps"])]
     runs.init_steps(run_id, steps, {step["step_id"]: _initial_state(ctx, step) for step in steps})
     runs.update(run_id, plan_id=plan["plan_id"], output_step=plan["output"], steps_total=len(steps))
     jlog.info("planned %d steps (plan %s)", len(steps), plan["plan_id"][:12])
@@ -76,7 +80,7 @@ def plan_run(run_id: str, render_inline: bool = False) -> dict:
     return {"planned": True, "plan_id": plan["plan_id"], "steps": len(steps)}
 
 
-def _initial_state(ctx: JobContext, step: dict) -> dict:
+def _initial_state(ctx: Clients, step: dict) -> dict:
     """SOURCE steps are their input files: already there (cached) or missing (failed)."""
     if step["type"] != "SOURCE":
         return {"status": StepStatus.PENDING}
@@ -87,7 +91,7 @@ def _initial_state(ctx: JobContext, step: dict) -> dict:
 
 def execute_step(run_id: str, step_id: str) -> dict:
     """Render one step of a run, or reuse its recorded output; then advance the run."""
-    ctx = job_context()
+    ctx = process_clients()
     job = get_current_job()
     job_id = job.id if job else "inline"
     jlog = JobLogAdapter(log, {"run": run_id, "job": job_id})
@@ -104,18 +108,25 @@ def execute_step(run_id: str, step_id: str) -> dict:
     # The inputs were final before this step was queued, so this snapshot has their outputs.
     input_digests = [states[dep].get("output") for dep in step["inputs"]]
     started = time.monotonic()
+    watch = step_watch(ctx, run_id, step)
+    watch.line(f"step {step_id} ({step['type']}) started on worker job {job_id}")
     try:
-        digest, cached = _produce(ctx, run, step, job_id, jlog, inputs=input_digests)
+        with watching(watch):
+            digest, cached = _produce(ctx, run, step, job_id, jlog, inputs=input_digests)
     except Exception as exc:
+        watch.line(f"step {step_id} failed: {_short(exc)}")
+        watch.finish(ok=False)
         runs.update_step(run_id, step_id, expected=[StepStatus.RUNNING], status=StepStatus.FAILED,
-                         error=_short(exc), finished=time.time(),
-                         duration=round(time.monotonic() - started, 3))
+                         error=with_log_excerpt(_short(exc), ctx.state.watch.log(run_id, step_id)),
+                         finished=time.time(), duration=round(time.monotonic() - started, 3))
         jlog.warning("step %s failed: %s", step_id, _short(exc))
         step_finished(ctx.state.redis, run_id, job_id, step, outcome=StepStatus.FAILED,
                       seconds=time.monotonic() - started)
         advance(ctx, run_id)
         raise
     status = StepStatus.CACHED if cached else StepStatus.COMPLETED
+    watch.line(f"step {step_id} {status}: output {digest}")
+    watch.finish(ok=True)
     runs.update_step(run_id, step_id, expected=[StepStatus.RUNNING], status=status, output=digest,
                      finished=time.time(), duration=round(time.monotonic() - started, 3))
     ctx.state.cache.incr("cache_hits" if cached else "cache_misses")
@@ -125,11 +136,47 @@ def execute_step(run_id: str, step_id: str) -> dict:
     return {"status": str(status), "output": digest}
 
 
-def _produce(ctx: JobContext, run: dict, step: dict, holder: str, jlog, *, inputs: list[str]) -> tuple[str, bool]:
+def step_watch(ctx: Clients, run_id: str, step: dict) -> StepWatch:
+    """The watch a step renders under: progress and log go to `state.watch` (one pipelined
+    write at most every `engine.watch.INTERVAL` seconds), local paths shortened, secrets hidden."""
+    expect = step.get("expect") or {}
+    cache_dir = ctx.settings.cache_dir
+    redact = Redactor({str(cache_dir / WORK_DIR): "<work>", str(cache_dir): "<cache>"},
+                      secrets=[ctx.settings.worker_token, ctx.settings.secret_key])
+    step_id = step["step_id"]
+
+    def sink(progress: dict, text: str) -> None:
+        ctx.state.watch.publish(run_id, step_id, progress, text)
+
+    return StepWatch(seconds=expect.get("seconds"), frames=expect.get("frames"), sink=sink, redact=redact)
+
+
+#: Lines of a failed step's log kept in its error, and characters of each.
+LOG_EXCERPT_LINES, LOG_EXCERPT_WIDTH = 16, 160
+
+
+def with_log_excerpt(error: str, log_text: str | None) -> str:
+    """A failed step's error followed by the last lines of its log (what ffmpeg printed)."""
+    if not log_text:
+        return error
+    lines = log_text.rstrip("\n").splitlines()[:-1]  # the last line repeats the error itself
+    # Deeply indented lines are ffmpeg's stream metadata: kept in the log, left out of the error.
+    lines = [ln for ln in lines if not ln.startswith("    ") and ln.strip()]
+    clipped = [ln if len(ln) <= LOG_EXCERPT_WIDTH else ln[: LOG_EXCERPT_WIDTH - 1] + "…"
+               for ln in lines[-LOG_EXCERPT_LINES:]]
+    excerpt = "\n".join(clipped)
+    if not excerpt.strip():
+        return error
+    room = MAX_ERROR - len(excerpt) - 30
+    return f"{error[:max(room, 300)]}\n--- log (last lines) ---\n{excerpt}"[:MAX_ERROR]
+
+
+def _produce(ctx: Clients, run: dict, step: dict, holder: str, jlog, *, inputs: list[str]) -> tuple[str, bool]:
     """The step's output digest and whether it was reused rather than rendered here."""
     cache_id = step["cache_id"]
     force = run.get("force") == "1"
     deadline = time.monotonic() + queues.STEP_TIMEOUT
+    waiting = False
     while True:
         if not force:
             found = _recorded(ctx, cache_id)
@@ -138,9 +185,13 @@ def _produce(ctx: JobContext, run: dict, step: dict, holder: str, jlog, *, input
         token = ctx.state.claims.acquire(cache_id, holder)
         if token:
             break
+        if not waiting:
+            waiting = True
+            step_log_line(f"another worker renders cache id {cache_id[:12]}…; waiting for its result")
         if time.monotonic() > deadline:
             raise TimeoutError(f"waited too long for another worker rendering {cache_id[:12]}")
         time.sleep(CLAIM_POLL)  # someone else renders it: wait for their result or their claim to lapse
+    step_log_line(f"rendering cache id {cache_id[:12]}… from {len(inputs)} input(s)")
     try:
         with _renewing(ctx, cache_id, token):
             digest = _render(ctx, run, step, inputs)
@@ -152,14 +203,14 @@ def _produce(ctx: JobContext, run: dict, step: dict, holder: str, jlog, *, input
     return digest, False
 
 
-def _recorded(ctx: JobContext, cache_id: str) -> str | None:
+def _recorded(ctx: Clients, cache_id: str) -> str | None:
     digest = ctx.state.results.get_result(cache_id)
     if digest and fetch.has(ctx, digest):
         return digest
     return fetch.peer_result(ctx, cache_id)  # a peer L1 rendered it (IPNS sync): fetched and verified
 
 
-def _render(ctx: JobContext, run: dict, step: dict, inputs: list[str]) -> str:
+def _render(ctx: Clients, run: dict, step: dict, inputs: list[str]) -> str:
     fetch.ensure_local(ctx, inputs)
     input_paths = [ctx.store.path_for(digest) for digest in inputs]
     # Renders happen on the cache's filesystem so the output moves into the store by rename.
@@ -175,10 +226,17 @@ def _render(ctx: JobContext, run: dict, step: dict, inputs: list[str]) -> str:
         shutil.rmtree(work, ignore_errors=True)
 
 
+def step_log_line(text: str) -> None:
+    """A worker line for the log of the step rendering in this context, if any."""
+    current = watch_current()
+    if current is not None:
+        current.line(text)
+
+
 class _renewing:
     """Renews a claim in a background thread while the step renders."""
 
-    def __init__(self, ctx: JobContext, cache_id: str, token: str) -> None:
+    def __init__(self, ctx: Clients, cache_id: str, token: str) -> None:
         self.ctx, self.cache_id, self.token = ctx, cache_id, token
         self.stop = threading.Event()
         self.thread = threading.Thread(target=self._loop, daemon=True)
@@ -201,7 +259,7 @@ class _renewing:
         self.thread.join(timeout=5)
 
 
-def advance(ctx: JobContext, run_id: str, *, keep: int = 0) -> list[str]:
+def advance(ctx: Clients, run_id: str, *, keep: int = 0) -> list[str]:
     """Skip what can no longer run, enqueue what is ready, and finish the run when nothing is left.
 
     Up to `keep` ready steps are marked queued but not enqueued; they are returned for the
@@ -247,7 +305,7 @@ def _skip_blocked(runs, run_id: str, steps: list[dict], states: dict[str, dict])
             states[sid] = {**states[sid], "status": StepStatus.SKIPPED, "error": error}
 
 
-def _finish(ctx: JobContext, run: dict, steps: list[dict], states: dict[str, dict]) -> None:
+def _finish(ctx: Clients, run: dict, steps: list[dict], states: dict[str, dict]) -> None:
     run_id = run["id"]
     output = states.get(run.get("output_step", ""), {})
     if StepStatus(output.get("status", StepStatus.FAILED)).done:
@@ -258,7 +316,7 @@ def _finish(ctx: JobContext, run: dict, steps: list[dict], states: dict[str, dic
         record = provenance.build(ctx, run, steps, states, digest)
         ctx.state.runs.set_status(run_id, RunStatus.COMPLETED, expected=[RunStatus.RUNNING],
                                   output_hash=digest, finished=time.time(), provenance=record)
-        publish.after_run(ctx, run_id)  # IPFS add+pin when enabled; never fails the run
+        pinning.after_run(ctx, run_id)  # IPFS add+pin when enabled; never fails the run
         return
     failed = [(sid, s) for sid, s in states.items() if s["status"] == StepStatus.FAILED]
     reason = f"step {failed[0][0]!r} failed: {failed[0][1].get('error', 'unknown error')}" if failed \
@@ -267,7 +325,7 @@ def _finish(ctx: JobContext, run: dict, steps: list[dict], states: dict[str, dic
                               error=reason[:MAX_ERROR], finished=time.time())
 
 
-def fail_run(ctx: JobContext, run_id: str, reason: str) -> None:
+def fail_run(ctx: Clients, run_id: str, reason: str) -> None:
     ctx.state.runs.set_status(run_id, RunStatus.FAILED, expected=[RunStatus.PENDING, RunStatus.RUNNING],
                               error=reason[:MAX_ERROR], finished=time.time())
 
@@ -278,7 +336,7 @@ def on_plan_failure(job, connection, exc_type, exc_value, tb) -> None:
     A plan job that was rendering its run's step itself (`render_inline`) fails that step,
     so the run's error names the step, as it would for a step job.
     """
-    ctx = job_context()
+    ctx = process_clients()
     run_id = job.args[0]
     rendering = [sid for sid, s in ctx.state.runs.step_states(run_id).items()
                  if s.get("status") == StepStatus.RUNNING and s.get("job_id") == job.id]
@@ -292,7 +350,7 @@ def on_plan_failure(job, connection, exc_type, exc_value, tb) -> None:
 
 def on_step_failure(job, connection, exc_type, exc_value, tb) -> None:
     """RQ failure callback: also fired when the worker running the step died or was stopped."""
-    ctx = job_context()
+    ctx = process_clients()
     run_id, step_id = job.args
     ctx.state.runs.update_step(run_id, step_id, expected=[StepStatus.QUEUED, StepStatus.RUNNING],
                                status=StepStatus.FAILED, error=_describe(exc_type, exc_value),

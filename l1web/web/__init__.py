@@ -7,10 +7,11 @@ import logging
 from flask import Flask
 
 from l1web import __version__, auth
-from l1web.context import L1
+from l1web.clients import Clients
+from l1web.engine import encoding, ffmpeg
 from l1web.settings import Settings
 from l1web.state import StateManager
-from l1web.web import errors
+from l1web.web import current, errors
 
 #: Largest request body of any route but the uploads, in bytes: recipes (256 KiB), JSON bodies
 #: (256 KiB) and forms fit; werkzeug refuses more (413) before reading it, whether or not a
@@ -21,6 +22,8 @@ MAX_REQUEST_BYTES = 1024 * 1024
 def create_app(settings: Settings | None = None, *, state: StateManager | None = None) -> Flask:
     """Build the web app; nothing is started or connected at import time."""
     settings = settings or Settings.from_env()
+    ffmpeg.configure(settings)
+    encoding.configure(settings.png_encoding)  # cache ids planned here match the workers'
     # Named for the package, so templates and static files resolve from l1web/, not l1web/web/.
     app = Flask("l1web")
     app.config.update(
@@ -35,7 +38,10 @@ def create_app(settings: Settings | None = None, *, state: StateManager | None =
         SESSION_COOKIE_SECURE=settings.l1_public_url.startswith("https://"),
     )
     logging.basicConfig(level=logging.INFO, format="%(asctime)s %(levelname)s %(name)s %(message)s")
-    L1.create(app, settings, state or StateManager.from_url(settings.redis_url))
+    clients = Clients.from_settings(settings, state=state)
+    from l1web.jobs.queues import run_service
+
+    current.install(app, clients, run_service(clients.state, clients.store, clients.rq_connection))
     errors.init_app(app)
     auth.init_app(app)
 
@@ -51,6 +57,4 @@ NAV_LINKS = (("/", "Home"), ("/runs", "Runs"), ("/recipes", "Recipes"), ("/media
 
 
 def _template_globals() -> dict:
-    from l1web.context import current_user
-
-    return {"current_user": current_user, "nav_links": NAV_LINKS, "l1_version": __version__}
+    return {"current_user": current.user, "nav_links": NAV_LINKS, "l1_version": __version__}

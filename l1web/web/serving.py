@@ -24,3 +24,22 @@ def waitress_options(settings: Settings) -> dict:
         options.update(trusted_proxy=settings.trusted_proxy, trusted_proxy_count=1,
                        trusted_proxy_headers={"x-forwarded-for", "x-forwarded-proto"})
     return options
+
+
+def serve(settings: Settings | None = None, app=None) -> None:
+    """`python app.py` / `l1 web`: check the tools and Redis, make the samples, then serve."""
+    from waitress import serve as waitress_serve
+
+    from l1web import startup
+
+    settings = settings or Settings.from_env()
+    startup.prepare(settings, "web app", redis_required=False)
+    if app is None:
+        from l1web.web import create_app
+
+        app = create_app(settings)
+    print(f"L1 listening on http://{settings.host}:{settings.port}", flush=True)
+    try:
+        waitress_serve(app, **waitress_options(settings))
+    except OSError as exc:  # the port is taken, or the address is not ours
+        startup.fail("web app", f"cannot listen on {settings.host}:{settings.port} ({exc.strerror}): set PORT/HOST")

@@ -18,18 +18,18 @@ SEGMENT_CONFIG = {"offset": 0.0, "duration": 2.0, "precise": True}
 SEGMENT_TEXT = (
     '{"config":{"duration":2.0,"offset":0.0,"precise":true},'
     '"inputs":["c149bf191f6333977e91e845b761c4f4b6b8040e3cf8b27a0e7cf1d181084ee3"],'
-    '"type":"SEGMENT","version":{"encoder":"7e82f09055a742fb","executor":"SEGMENT/1"}}'
+    '"type":"SEGMENT","version":{"encoder":"5ed7cc90f34d4146","executor":"SEGMENT/1"}}'
 )
-SEGMENT_ID = "9b7ed1d2b0f7d2c27bd2d42fc10f69c267f64e0d7051b1f0fcef0394867fa36f"
-SEQUENCE_AB = "a7cb590949b6895141dec1cda129435c423ee2a384e31daf1143e68c5b34a5df"
-SEQUENCE_BA = "e952291553f7262308b039cbbf318c70dcd4a5c85093701377e77fe2edff9bbd"
+SEGMENT_ID = "1bfefbc6b30ad988c5e5c316f43fd45ba229458612f15c18d4f74f863c80bdb8"
+SEQUENCE_AB = "f17e9430e8d4f824a760a00ea934766676965331182d328f7d2c985a6b9e2ce5"
+SEQUENCE_BA = "2d38bcb5f01edd78bd04acf25a7dbe600650d5eff81c17c21bd3b1357b25f07d"
 SEQUENCE_CONFIG = {"transition": {"type": "cut", "duration": 0.5}, "target_size": "first",
                    "width": None, "height": None, "background": "#000000"}
 
 
 def test_encoder_version_is_pinned():
     # Changing encoder settings must be a deliberate act: update this and docs/engine.md.
-    assert ENCODER_VERSION == "7e82f09055a742fb"
+    assert ENCODER_VERSION == "5ed7cc90f34d4146"
 
 
 def test_segment_vector():
@@ -124,3 +124,22 @@ def test_cache_id_is_sha3_of_the_canonical_record(config, inputs):
               "version": {"executor": "T/1", "encoder": ENCODER_VERSION}}
     assert cache_id("T", config, inputs, "T/1") == sha3_json(record)
     assert cache_id("T", config, inputs[::-1], "T/1") != cache_id("T", config, inputs, "T/1")
+
+
+def test_the_png_setting_is_part_of_every_cache_id():
+    """Issue 19: another PNG_ENCODING makes other bytes, so it must make other ids."""
+    from l1web.engine import encoding
+
+    assert encoding.encoder_version("small") != encoding.encoder_version("fast") == ENCODER_VERSION
+    nodes = [{"id": "a", "type": "SOURCE", "config": {"hash": A}},
+             {"id": "fx", "type": "EFFECT", "config": {"effect": "invert"}, "inputs": ["a"]}]
+    fast = _ids(_plan(nodes, {A: "image"}))
+    try:
+        encoding.configure("small")
+        small_plan = _plan(nodes, {A: "image"})
+    finally:
+        encoding.configure("fast")
+    small = _ids(small_plan)
+    assert small["a"] == fast["a"] == A  # a source is its content, whatever the settings
+    assert small["fx"] != fast["fx"]
+    assert {s["step_id"]: s.get("encoder") for s in small_plan["steps"]}["fx"] == encoding.encoder_version("small")

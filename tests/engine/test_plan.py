@@ -45,7 +45,7 @@ def test_plan_is_plain_json_and_deterministic():
     assert make_plan(nodes)["plan_id"] == first["plan_id"]
     step = first["steps"][-1]
     assert set(step) == {"step_id", "node_id", "type", "config", "inputs", "input_cache_ids",
-                         "input_kinds", "kind", "cache_id", "level"}
+                         "input_kinds", "kind", "cache_id", "encoder", "level"}
     assert step["config"]["mode"] == "fit"  # defaults filled
 
 

@@ -12,7 +12,7 @@ import pytest
 
 from l1web.engine import avprobe, ffmpeg
 from l1web.engine.media import detect
-from l1web.engine.steps.job import clip_info
+from l1web.engine.steps.task import clip_info
 from tests.engine.conftest import make
 
 #: (file name, ffmpeg arguments): a video with audio, a rotated one, VP9 in WebM, audio, an image.
@@ -85,5 +85,5 @@ def test_fallback_keeps_the_demuxer_allow_list(tmp_path, without_ffprobe):
 def test_fallback_error_on_garbage_is_an_ffmpeg_error(tmp_path, without_ffprobe):
     junk = tmp_path / "junk.mp4"
     junk.write_bytes(b"\x00not media at all" * 64)
-    with pytest.raises(ffmpeg.FFmpegError):
+    with pytest.raises(ffmpeg.FFmpegError, match=r"^ffprobe \(PyAV\) failed"):
         ffmpeg.probe(junk, safe=True)

@@ -11,6 +11,7 @@ from PIL import Image, ImageOps
 from l1web.engine.effects.effect import Effect
 from l1web.engine.effects.encoding import IMAGE_FORMATS
 from l1web.engine.effects.errors import EffectError
+from l1web.engine.encoding import png_options
 
 #: Largest image accepted, in pixels (64 MPixel: 192 MB as RGB, ~770 MB as float32 for blur).
 MAX_PIXELS = 64_000_000
@@ -63,4 +64,4 @@ def save_rgb(rgb: np.ndarray, alpha: Image.Image | None, dst: Path, fmt: str) ->
     out = Image.fromarray(rgb, "RGB")
     if alpha is not None and fmt != "JPEG":
         out.putalpha(alpha)
-    out.save(dst, format=fmt)
+    out.save(dst, format=fmt, **(png_options() if fmt == "PNG" else {}))

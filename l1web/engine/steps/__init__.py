@@ -9,13 +9,13 @@ from __future__ import annotations
 from collections.abc import Callable
 from pathlib import Path
 
-from l1web.engine.encoding import SUFFIX
+from l1web.engine.encoding import SUFFIX, encoder_version
 from l1web.engine.errors import StepError
 from l1web.engine.ffmpeg import RENDER_TIMEOUT
 from l1web.engine.steps import audio, compose, effect, sequence, video
-from l1web.engine.steps.job import Job
+from l1web.engine.steps.task import RenderTask
 
-RENDERERS: dict[str, Callable[[Job], None]] = {
+RENDERERS: dict[str, Callable[[RenderTask], None]] = {
     "SEGMENT": video.segment,
     "RESIZE": video.resize,
     "TRANSFORM": video.transform,
@@ -37,8 +37,14 @@ def run_step(step: dict, input_paths: list[Path], work_dir: Path, *,
     if len(input_paths) != len(step["inputs"]):
         raise StepError(f"step {step['step_id']!r}: {len(step['inputs'])} inputs expected, "
                         f"{len(input_paths)} given")
+    planned = step.get("encoder")
+    if planned and planned != encoder_version():
+        # Its cache id promises the planned settings: rendering with others would make the id
+        # name two different byte strings. Workers must share PNG_ENCODING.
+        raise StepError(f"step {step['step_id']!r} was planned with encoder {planned}, but this worker "
+                        f"encodes as {encoder_version()} (PNG_ENCODING differs between workers)")
     out = Path(work_dir) / f"out{SUFFIX[step['kind']]}"
-    render(Job(step["node_id"], step["config"], [Path(p) for p in input_paths],
+    render(RenderTask(step["node_id"], step["config"], [Path(p) for p in input_paths],
                list(step["input_kinds"]), step["kind"], out, timeout))
     if not out.is_file() or out.stat().st_size == 0:
         raise StepError(f"step {step['step_id']!r}: {step['type']} wrote no output")

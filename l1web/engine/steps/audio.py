@@ -4,10 +4,10 @@ from __future__ import annotations
 
 from l1web.engine.encoding import AUDIO_ARGS, CONTAINER_ARGS, EVEN_SIZE, VIDEO_ARGS
 from l1web.engine.errors import StepError
-from l1web.engine.steps.job import Job, clip_info, num
+from l1web.engine.steps.task import RenderTask, clip_info, num
 
 
-def mux(job: Job) -> None:
+def mux(job: RenderTask) -> None:
     cfg = job.config
     video, audio = cfg["video_stream"], cfg["audio_stream"]
     if not clip_info(job.inputs[audio]).has_audio:
@@ -21,7 +21,7 @@ def mux(job: Job) -> None:
             str(job.out))
 
 
-def audio_mix(job: Job) -> None:
+def audio_mix(job: RenderTask) -> None:
     for index, path in enumerate(job.inputs):
         if not clip_info(path).has_audio:
             raise StepError(f"input {index} has no audio stream")

@@ -8,7 +8,7 @@ from __future__ import annotations
 
 from l1web.engine.encoding import EVEN_SIZE, video_out
 from l1web.engine.steps import images
-from l1web.engine.steps.job import Job, check_scaled, clip_info, num
+from l1web.engine.steps.task import RenderTask, check_scaled, clip_info, num
 
 #: Our blend mode names → ffmpeg's `blend` filter mode names.
 FFMPEG_MODES = {"add": "addition"}
@@ -16,7 +16,7 @@ FFMPEG_MODES = {"add": "addition"}
 HOLD = "tpad=stop=-1:stop_mode=clone"
 
 
-def layer(job: Job) -> None:
+def layer(job: RenderTask) -> None:
     if job.kind == "image":
         images.layer(job)
         return
@@ -39,7 +39,7 @@ def layer(job: Job) -> None:
             "-map", "0:a:0?", *video_out(str(job.out), audio=True))
 
 
-def blend(job: Job) -> None:
+def blend(job: RenderTask) -> None:
     """base + (mode(base, layer) - base) × opacity, in RGB; the layer is scaled to the base."""
     if job.kind == "image":
         images.blend(job)

@@ -2,10 +2,10 @@
 
 from __future__ import annotations
 
-from l1web.engine.steps.job import Job
+from l1web.engine.steps.task import RenderTask
 
 
-def effect(job: Job) -> None:
+def effect(job: RenderTask) -> None:
     from l1web.engine.effects import get_effect
     from l1web.engine.effects.apply import apply_effect
 

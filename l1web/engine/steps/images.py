@@ -11,7 +11,8 @@ from collections.abc import Callable
 import numpy as np
 from PIL import Image
 
-from l1web.engine.steps.job import Job, check_scaled
+from l1web.engine.encoding import png_options
+from l1web.engine.steps.task import RenderTask, check_scaled
 
 Array = np.ndarray
 #: Blend modes on float RGB arrays in 0..255: A is the base, B the layer.
@@ -30,7 +31,7 @@ MODES: dict[str, Callable[[Array, Array], Array]] = {
 }
 
 
-def blend(job: Job) -> None:
+def blend(job: RenderTask) -> None:
     with Image.open(job.inputs[0]) as im:
         base = im.convert("RGB")
     with Image.open(job.inputs[1]) as im:
@@ -39,10 +40,10 @@ def blend(job: Job) -> None:
     b = np.asarray(top, dtype=np.float32)
     mixed = a + (MODES[job.config["mode"]](a, b) - a) * job.config["opacity"]
     out = np.clip(np.rint(mixed), 0, 255).astype(np.uint8)
-    Image.fromarray(out, "RGB").save(job.out, "PNG")
+    Image.fromarray(out, "RGB").save(job.out, "PNG", **png_options())
 
 
-def layer(job: Job) -> None:
+def layer(job: RenderTask) -> None:
     with Image.open(job.inputs[0]) as im:
         keep_alpha = "A" in im.getbands()
         canvas = im.convert("RGBA")
@@ -51,7 +52,7 @@ def layer(job: Job) -> None:
         with Image.open(job.inputs[index]) as im:
             check_scaled(index, im.width, im.height, entry["scale"])
             _paste(canvas, _prepared(im.convert("RGBA"), entry), entry["position"])
-    (canvas if keep_alpha else canvas.convert("RGB")).save(job.out, "PNG")
+    (canvas if keep_alpha else canvas.convert("RGB")).save(job.out, "PNG", **png_options())
 
 
 def _prepared(im: Image.Image, entry: dict) -> Image.Image:

@@ -9,13 +9,13 @@ from __future__ import annotations
 
 from l1web.engine.encoding import AUDIO_ARGS, AUDIO_RATE, CONTAINER_ARGS, EVEN_SIZE, video_out
 from l1web.engine.errors import StepError
-from l1web.engine.steps.job import Clip, Job, clip_info, num
+from l1web.engine.steps.task import Clip, RenderTask, clip_info, num
 
 #: The audio layout every clip is converted to before joining.
 AUDIO_FORMAT = f"aresample={AUDIO_RATE},aformat=sample_fmts=fltp:channel_layouts=stereo"
 
 
-def sequence(job: Job) -> None:
+def sequence(job: RenderTask) -> None:
     clips = [clip_info(path) for path in job.inputs]
     for index, clip in enumerate(clips):
         if clip.duration <= 0:

@@ -2,15 +2,15 @@
 
 from __future__ import annotations
 
-from l1web.engine.encoding import AUDIO_ARGS, CONTAINER_ARGS, EVEN_SIZE, video_out
+from l1web.engine.encoding import AUDIO_ARGS, CONTAINER_ARGS, EVEN_SIZE, png_ffmpeg_args, video_out
 from l1web.engine.errors import StepError
-from l1web.engine.steps.job import Job, clip_info, num
+from l1web.engine.steps.task import RenderTask, clip_info, num
 
 #: Smallest and largest factor one ffmpeg `atempo` filter is asked for.
 ATEMPO_RANGE = (0.5, 2.0)
 
 
-def segment(job: Job) -> None:
+def segment(job: RenderTask) -> None:
     """`offset`/`duration` of a video or audio; precise re-encodes, fast copies streams."""
     cfg = job.config
     clip = clip_info(job.inputs[0])
@@ -32,7 +32,7 @@ def segment(job: Job) -> None:
                 *video_out(str(job.out), audio=True))
 
 
-def resize(job: Job) -> None:
+def resize(job: RenderTask) -> None:
     """Scale to width×height by `mode`: fit (letterbox), fill (crop), stretch, pad."""
     chain = resize_chain(job.config)
     _render_visual(job, chain)
@@ -50,7 +50,7 @@ def resize_chain(cfg: dict) -> str:
     return chains[cfg["mode"]] + ",setsar=1"
 
 
-def transform(job: Job) -> None:
+def transform(job: RenderTask) -> None:
     """Colour, blur, sharpen and speed, as one filter chain in a fixed order."""
     fx = job.config["effects"]
     if job.kind == "audio":
@@ -97,10 +97,10 @@ def atempo_chain(speed: float) -> str:
     return ",".join(f"atempo={num(f)}" for f in factors)
 
 
-def _render_visual(job: Job, chain: str) -> None:
+def _render_visual(job: RenderTask, chain: str) -> None:
     if job.kind == "image":
         job.run(*job.input_args(), "-vf", chain, "-frames:v", "1", "-update", "1",
-                str(job.out))
+                *png_ffmpeg_args(), str(job.out))
         return
     job.run(*job.input_args(), "-map", "0:v:0", "-map", "0:a:0?", "-vf", f"{chain},{EVEN_SIZE}",
             *video_out(str(job.out), audio=True))

@@ -3,7 +3,7 @@
 `parse_recipe` turns untrusted YAML text into a validated `Recipe` or raises `RecipeError`
 naming the line and column, or the node and field. Only `yaml.SafeLoader` is used; documents
 over a size cap, and anchors/aliases that expand past a limit, are refused while parsing,
-before anything is built from them. `bind_inputs` turns a recipe plus run-time inputs into a
+before anything is built from them (`yaml_guard.py`). `bind_inputs` turns a recipe plus run-time inputs into a
 plain engine DAG whose SOURCE nodes all carry content hashes.
 """
 
@@ -13,34 +13,21 @@ import re
 from collections.abc import Mapping
 from dataclasses import dataclass
 
-import yaml
-
 from l1web.engine.canonical import sha3_json
 from l1web.engine.dag import Dag, parse_dag, validate
 from l1web.engine.effects import EffectError, get_effect
 from l1web.engine.errors import DagError
+from l1web.recipes.errors import RecipeError
+from l1web.recipes.yaml_guard import load_yaml
 
 #: Largest recipe document accepted, in bytes.
 MAX_RECIPE_BYTES = 256 * 1024
-#: Most YAML nodes a document may expand to once aliases are followed (alias-bomb guard).
-MAX_EXPANDED_NODES = 20_000
-#: Deepest nesting of YAML collections accepted (a real recipe needs about six levels).
-MAX_DEPTH = 64
 #: Recipe names: what users type on the command line; no markup, no paths.
 NAME_RE = re.compile(r"^[A-Za-z0-9][A-Za-z0-9_.-]{0,63}\Z")
 #: Longest description kept, in characters.
 MAX_DESCRIPTION = 2000
 TOP_LEVEL_KEYS = frozenset({"name", "version", "description", "registry", "dag"})
 DIGEST_RE = re.compile(r"^[0-9a-f]{64}\Z")
-
-
-class RecipeError(ValueError):
-    """A recipe that cannot be used; the message says where (line/column or node/field)."""
-
-    def __init__(self, message: str, *, line: int | None = None, column: int | None = None,
-                 node: str | None = None, field: str | None = None) -> None:
-        super().__init__(message)
-        self.line, self.column, self.node, self.field = line, column, node, field
 
 
 @dataclass(frozen=True)
@@ -100,87 +87,6 @@ def parse_recipe(text: str | bytes) -> Recipe:
     if not text.strip():
         raise RecipeError("recipe is empty")
     return recipe_from_data(load_yaml(text))
-
-
-def load_yaml(text: str) -> object:
-    """`yaml.safe_load` with the nesting and alias-bomb guards and errors that carry line and column."""
-    loader = None
-    try:
-        _check_depth(text)
-        loader = yaml.SafeLoader(text)  # its reader refuses NUL and control characters at once
-        root = loader.get_single_node()
-        if root is None:
-            raise RecipeError("recipe is empty")
-        _check_expansion(root)
-        return _construct(loader, root)
-    except yaml.MarkedYAMLError as exc:
-        mark = exc.problem_mark or exc.context_mark
-        line, column = (mark.line + 1, mark.column + 1) if mark else (None, None)
-        problem = exc.problem or exc.context or "invalid YAML"
-        where = f"line {line}, column {column}: " if line else ""
-        raise RecipeError(f"YAML syntax error at {where}{problem}", line=line, column=column) from None
-    except yaml.YAMLError as exc:
-        raise RecipeError(f"invalid YAML: {exc}") from None
-    finally:
-        if loader is not None:
-            loader.dispose()
-
-
-def _construct(loader: yaml.SafeLoader, root: yaml.Node) -> object:
-    try:
-        return loader.construct_document(root)
-    except ValueError as exc:  # a scalar Python refuses to convert, e.g. an int of 5000 digits
-        mark = root.start_mark
-        raise RecipeError(f"a value in the recipe cannot be read: {str(exc)[:120]}",
-                          line=mark.line + 1, column=mark.column + 1) from None
-
-
-def _check_depth(text: str) -> None:
-    """Refuse nesting deeper than MAX_DEPTH before composing: the composer recurses per level
-    (a few kilobytes of brackets would exhaust Python's stack), the event parser does not."""
-    depth = 0
-    for event in yaml.parse(text, Loader=yaml.SafeLoader):
-        if isinstance(event, yaml.CollectionStartEvent):
-            depth += 1
-            if depth > MAX_DEPTH:
-                mark = event.start_mark
-                raise RecipeError(f"recipe nests deeper than {MAX_DEPTH} levels at line {mark.line + 1}, "
-                                  f"column {mark.column + 1}", line=mark.line + 1, column=mark.column + 1)
-        elif isinstance(event, yaml.CollectionEndEvent):
-            depth -= 1
-
-
-def _check_expansion(root: yaml.Node) -> None:
-    """Refuse documents whose alias-expanded size exceeds MAX_EXPANDED_NODES.
-
-    The composed graph shares aliased nodes, so sizes are memoised per node: the check costs
-    one pass over the distinct nodes however large the expansion would be.
-    """
-    sizes: dict[int, int] = {}
-
-    def size(node: yaml.Node, depth: int = 0) -> int:
-        if depth > MAX_DEPTH:
-            raise RecipeError(f"recipe nests deeper than {MAX_DEPTH} levels")
-        known = sizes.get(id(node))
-        if known is not None:
-            return known
-        sizes[id(node)] = MAX_EXPANDED_NODES + 1  # a node reached through itself is a loop
-        total = 1
-        if isinstance(node, yaml.SequenceNode):
-            total += sum(size(child, depth + 1) for child in node.value)
-        elif isinstance(node, yaml.MappingNode):
-            total += sum(size(k, depth + 1) + size(v, depth + 1) for k, v in node.value)
-        if total > MAX_EXPANDED_NODES:
-            mark = node.start_mark
-            raise RecipeError(
-                f"recipe expands to more than {MAX_EXPANDED_NODES} YAML nodes (alias bomb?) "
-                f"at line {mark.line + 1}, column {mark.column + 1}",
-                line=mark.line + 1, column=mark.column + 1,
-            )
-        sizes[id(node)] = total
-        return total
-
-    size(root)
 
 
 def recipe_from_data(data: object) -> Recipe:

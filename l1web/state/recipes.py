@@ -11,7 +11,9 @@ from l1web.access import can_see_recipe
 from l1web.state import keys
 
 
-class Configs:
+class Recipes:
+    """Saved recipes (the seed calls them "configs": its `/configs` URLs and `config` keys stay)."""
+
     def __init__(self, client: redis.Redis) -> None:
         self.redis = client
 
@@ -52,7 +54,7 @@ class Configs:
             self.redis.zrem(keys.configs_shared(), config_id)
 
     def shared(self, limit: int = 50) -> list[dict]:
-        """Configs shared on purpose, newest first."""
+        """Recipes shared on purpose, newest first."""
         ids = self.redis.zrevrange(keys.configs_shared(), 0, limit - 1)
         return [c for c in (self.get(i) for i in ids) if c]
 

@@ -1,7 +1,7 @@
-"""One log line per request and one per step job, as `key=value` pairs grep and log shippers read.
+"""One log line per request, as `key=value` pairs grep and log shippers read (the step jobs'
+lines are `l1web.jobs.steplog`'s).
 
 Request lines: `request method=GET path=/runs/… status=200 seconds=0.004 user=alice run=<id>`.
-Step lines: `step run=<id> job=<job id> step=<step id> type=EFFECT outcome=completed seconds=1.234`.
 
 Secrets never reach them: the path's query goes through the same redaction as werkzeug's lines
 (`auth_token`, `token`, `csrf_token` values become `[redacted]`), headers are never logged, and
@@ -14,15 +14,12 @@ import logging
 import re
 import time
 
-import redis
 from flask import Flask, Response, g, request
 
 from l1web.auth.redact import SECRET_PARAMS
 
 #: Logger of the request lines (separate, so operators can route or silence it on its own).
 ACCESS = logging.getLogger("l1web.access")
-#: Logger of the per-step lines written by workers.
-STEPS = logging.getLogger("l1web.steps")
 #: Characters escaped in logged paths, so a request can neither split nor forge a log line.
 UNPRINTABLE = re.compile(r"[\x00-\x20\x7f-\x9f]")
 #: Run ids in paths (`/runs/<id>`, `/run/<id>/…`).
@@ -55,17 +52,3 @@ def install_request_log(app: Flask) -> None:
     """Time every request from the very first hook (before sign-in runs) and log it at the end."""
     app.before_request_funcs.setdefault(None, []).insert(0, _start)
     app.after_request_funcs.setdefault(None, []).append(_line)
-
-
-def step_finished(client: redis.Redis, run_id: str, job_id: str, step: dict, *, outcome: str, seconds: float) -> None:
-    """A step job ended: log its line and count it for /metrics (a Redis hiccup here only loses
-    the count, never the step's result)."""
-    node_type = str(step.get("type") or "-")
-    STEPS.info("step run=%s job=%s step=%s type=%s outcome=%s seconds=%.3f",
-               run_id, job_id, step.get("step_id", "-"), node_type, outcome, seconds)
-    from l1web.metrics import record_step
-
-    try:
-        record_step(client, node_type, outcome, seconds)
-    except redis.RedisError as exc:
-        STEPS.warning("step run=%s job=%s: could not record its timing: %s", run_id, job_id, type(exc).__name__)

@@ -11,8 +11,8 @@ from __future__ import annotations
 import functools
 import json
 import logging
-from typing import Protocol
 
+from l1web.clients import Clients
 from l1web.errors import L1Error
 from l1web.ipfs.client import IPFSClient, IPFSError
 from l1web.ipfs.index import IPFSIndex
@@ -24,12 +24,6 @@ from l1web.store import ContentStore
 log = logging.getLogger(__name__)
 
 
-class HasContext(Protocol):
-    settings: Settings
-    state: StateManager
-    store: ContentStore
-
-
 @functools.cache
 def client_for(api: str, timeout: float) -> IPFSClient:
     return IPFSClient(api, timeout=timeout)
@@ -39,7 +33,7 @@ def enabled(settings: Settings) -> bool:
     return bool(settings.ipfs_api)
 
 
-def after_run(ctx: HasContext, run_id: str) -> None:
+def after_run(ctx: Clients, run_id: str) -> None:
     """The worker's hook when a run completes: add and pin its outputs; never raises."""
     if not enabled(ctx.settings):
         return

@@ -20,6 +20,8 @@ NODE_WIDTH, NODE_HEIGHT = 168, 46
 COLUMN_GAP, ROW_GAP, MARGIN = 56, 18, 12
 #: Characters of a label shown inside a box; the full text is in the node's <title>.
 LABEL_CHARS = 20
+#: Characters of the smaller caption line (type, state or percent and time left).
+CAPTION_CHARS = 26
 #: Fill and stroke per state; "none" is a recipe node that has no run state.
 COLOURS = {
     "none": ("#ffffff", "#8893a2"),
@@ -31,6 +33,8 @@ COLOURS = {
     "failed": ("#fbe7e6", "#b3261e"),
     "skipped": ("#f4f4f4", "#b7bcc4"),
 }
+#: The part of a running node already rendered.
+FILL_COLOUR = "#c3d3f6"
 
 
 @dataclass(frozen=True)
@@ -42,6 +46,9 @@ class DrawNode:
     inputs: tuple[str, ...] = ()
     state: str | None = None
     detail: str = ""
+    #: Percent rendered, drawn as a fill while the step runs; `eta` in seconds.
+    percent: float | None = None
+    eta: float | None = None
 
 
 def levels(nodes: Iterable[DrawNode]) -> dict[str, int]:
@@ -112,21 +119,43 @@ def _box(node: DrawNode, x: float, y: float) -> str:
     fill, stroke = COLOURS[state]
     caption = node.type + (f" · {node.state}" if node.state else "")
     tooltip = f"{node.id} ({node.type})" + (f": {node.state}" if node.state else "")
+    filling = state == "running" and node.percent is not None
+    if filling:
+        caption = f"{node.type} · {node.percent:.0f} %" + (f" · {duration(node.eta)} left" if node.eta else "")
+        if node.percent:
+            tooltip += f", {node.percent:.1f} %" + (f", about {duration(node.eta)} left" if node.eta else "")
     if node.detail:
         tooltip += f" — {node.detail}"
+    fill_bar = ""
+    if filling:
+        share = max(0.0, min(float(node.percent or 0), 100.0)) / 100
+        fill_bar = (f'<rect class="dag-fill" width="{NODE_WIDTH * share:.1f}" height="{NODE_HEIGHT}" rx="7" '
+                    f'fill="{FILL_COLOUR}"/>')
     return (
-        f'<g class="dag-node state-{escape(state)}" transform="translate({x:g},{y:g})">'
+        f'<g class="dag-node state-{escape(state)}" transform="translate({x:g},{y:g})"'
+        + (f' data-percent="{node.percent:.1f}"' if filling else "") + ">"
         f"<title>{escape(tooltip)}</title>"
-        f'<rect width="{NODE_WIDTH}" height="{NODE_HEIGHT}" rx="7" fill="{fill}" stroke="{stroke}" '
+        f'<rect width="{NODE_WIDTH}" height="{NODE_HEIGHT}" rx="7" fill="{fill}"/>{fill_bar}'
+        f'<rect width="{NODE_WIDTH}" height="{NODE_HEIGHT}" rx="7" fill="none" stroke="{stroke}" '
         f'stroke-width="{3 if state in ("running", "failed") else 1.5}"/>'
         f'<text x="10" y="19" font-size="13" font-weight="600" fill="#1d2126">{escape(_clip(node.id))}</text>'
-        f'<text x="10" y="36" font-size="11" fill="#5b6470">{escape(_clip(caption))}</text>'
+        f'<text x="10" y="36" font-size="11" fill="#5b6470">{escape(_clip(caption, CAPTION_CHARS))}</text>'
         "</g>"
     )
 
 
-def _clip(text: str) -> str:
-    return text if len(text) <= LABEL_CHARS else text[: LABEL_CHARS - 1] + "…"
+def duration(seconds: float | None) -> str:
+    """`42 s`, `3 min`, `1 h 5 min` for an ETA."""
+    whole = round(float(seconds or 0))
+    if whole < 60:
+        return f"{whole} s"
+    if whole < 3600:
+        return f"{round(whole / 60)} min"
+    return f"{whole // 3600} h {round(whole % 3600 / 60)} min"
+
+
+def _clip(text: str, most: int = LABEL_CHARS) -> str:
+    return text if len(text) <= most else text[: most - 1] + "…"
 
 
 def from_steps(steps: Iterable[Mapping]) -> list[DrawNode]:
@@ -134,7 +163,8 @@ def from_steps(steps: Iterable[Mapping]) -> list[DrawNode]:
     return [
         DrawNode(str(s["step_id"]), str(s.get("type") or ""),
                  tuple(s.get("depends_on") or s.get("inputs") or ()),
-                 str(s.get("status") or "pending"), str(s.get("error") or ""))
+                 str(s.get("status") or "pending"), str(s.get("error") or ""),
+                 (s.get("progress") or {}).get("percent"), (s.get("progress") or {}).get("eta"))
         for s in steps
     ]
 

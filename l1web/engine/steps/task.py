@@ -16,7 +16,7 @@ DEFAULT_FPS = 25.0
 
 
 @dataclass(frozen=True)
-class Job:
+class RenderTask:
     """One step to render: filled config, input files and kinds, where to write, how long."""
 
     node: str

@@ -18,12 +18,12 @@ from pathlib import Path
 
 import redis
 
+from l1web.paths import ROOT
+
 #: Seconds to wait for a started service to answer.
 START_TIMEOUT = 15.0
 #: Seconds a stopping process gets before it is killed.
 STOP_TIMEOUT = 10.0
-#: The project's root (where app.py, worker.py and render.py live).
-ROOT = Path(__file__).resolve().parent.parent
 
 
 def free_port() -> int:
@@ -117,6 +117,25 @@ def start_redis(data_dir: Path, port: int = 0) -> RedisServer | EmbeddedRedis:
     if shutil.which("redis-server"):
         return RedisServer(data_dir, port=port).start()
     return EmbeddedRedis(data_dir, port or free_port())
+
+
+def path_without(bin_dir: Path, hidden: tuple[str, ...], path: str | None = None) -> str:
+    """A PATH of one directory of symlinks to every program on `path` (default: ours) but `hidden`.
+
+    What a machine without those programs looks like to L1 (the tests and benchmarks of a
+    newcomer's first start); `redis-*` are hidden along with `redis-server`.
+    """
+    bin_dir.mkdir(parents=True, exist_ok=True)
+    for folder in (os.environ.get("PATH", "") if path is None else path).split(os.pathsep):
+        if not os.path.isdir(folder):
+            continue
+        for entry in os.scandir(folder):
+            if entry.name in hidden or ("redis-server" in hidden and entry.name.startswith("redis-")):
+                continue
+            link = bin_dir / entry.name
+            if not link.exists() and not link.is_symlink():
+                link.symlink_to(entry.path)
+    return str(bin_dir)
 
 
 def python_process(args: list[str], env: dict[str, str], *, log: Path | None = None) -> subprocess.Popen:

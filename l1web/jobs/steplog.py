@@ -1,0 +1,35 @@
+"""One log line per step job, as `key=value` pairs grep and log shippers read:
+`step run=<id> job=<job id> step=<step id> type=EFFECT outcome=completed seconds=1.234`;
+and the run and job ids stamped on every other line a job logs (`JobLogAdapter`).
+"""
+
+from __future__ import annotations
+
+import logging
+
+import redis
+
+#: Logger of the per-step lines written by workers.
+STEPS = logging.getLogger("l1web.steps")
+
+
+def step_finished(client: redis.Redis, run_id: str, job_id: str, step: dict, *, outcome: str, seconds: float) -> None:
+    """A step job ended: log its line and count it for /metrics (a Redis hiccup here only loses
+    the count, never the step's result)."""
+    node_type = str(step.get("type") or "-")
+    STEPS.info("step run=%s job=%s step=%s type=%s outcome=%s seconds=%.3f",
+               run_id, job_id, step.get("step_id", "-"), node_type, outcome, seconds)
+    from l1web.metrics import record_step
+
+    try:
+        record_step(client, node_type, outcome, seconds)
+    except redis.RedisError as exc:
+        STEPS.warning("step run=%s job=%s: could not record its timing: %s", run_id, job_id, type(exc).__name__)
+
+
+class JobLogAdapter(logging.LoggerAdapter):
+    """Stamps the run and job ids on every line a job logs."""
+
+    def process(self, msg, kwargs):
+        extra = self.extra or {}
+        return f"[run {str(extra.get('run', '-'))[:12]} job {extra.get('job', '-')}] {msg}", kwargs
