@@ -10,6 +10,7 @@ import hashlib
 import io
 import json
 import os
+import re
 import socket
 import subprocess
 import sys
@@ -494,3 +495,91 @@ def test_tuspy_an_independent_client_uploads(server, dev_l2, tmp_path):
     digest = hashlib.sha3_256(data).hexdigest()
     answer = session(dev_l2, server).get(f"{server.url}/cache/{digest}/meta")
     assert answer.status_code == 200 and answer.json()["name"] == "from-tuspy.bin" and answer.json()["owner"] == "alice"
+
+
+# The browser: the /media form uploads with tus-js-client ---------------------------------------------
+SCREENSHOTS = ROOT / "docs" / "screenshots"
+
+
+@pytest.fixture(scope="session")
+def browser_type_launch_args(browser_type_launch_args):
+    return {**browser_type_launch_args, "executable_path": "/usr/bin/chromium",
+            "args": ["--headless", "--no-sandbox", "--disable-gpu", "--disable-background-networking"]}
+
+
+def sign_in_page(page, url: str, user: str = "alice") -> None:
+    from playwright.sync_api import expect
+
+    page.goto(f"{url}/media")
+    page.get_by_role("link", name=re.compile("Sign in with L2")).click()
+    page.get_by_label("User name").fill(user)
+    page.get_by_label("Password").fill(user)
+    page.get_by_role("button", name="Sign in").click()
+    page.locator(".card.wanted").get_by_role("button", name="Attach").click()
+    expect(page).to_have_url(re.compile(r"/media$"))
+
+
+def wait_until(condition, timeout: float = 60) -> None:
+    deadline = time.monotonic() + timeout
+    while not condition():
+        assert time.monotonic() < deadline, "timed out"
+        time.sleep(0.05)
+
+
+@pytest.mark.browser
+@WAITRESS_PARTIAL_BODY
+def test_browser_uploads_with_a_progress_bar_and_resumes_after_a_reload(server, dev_l2, page, tmp_path, redis_client):
+    from playwright.sync_api import expect
+
+    source = tmp_path / "holiday.bin"
+    source.write_bytes(os.urandom(24 * MiB))
+    digest = hashlib.sha3_256(source.read_bytes()).hexdigest()
+    sign_in_page(page, server.url)
+    # The browser reaches L1 through a proxy that stalls, like a network that breaks mid-upload.
+    proxy = PausingProxy(int(server.url.rsplit(":", 1)[1]), pause_at=0)
+    try:
+        page.set_viewport_size({"width": 1000, "height": 700})
+        page.goto(f"{proxy.url}/media")
+        expect(page.locator("form.media-upload")).to_have_attribute("data-resumable", "on")
+        page.set_input_files("#media-file", str(source))
+        proxy.pause_at = proxy.forwarded + 12 * MiB  # one 8 MiB PATCH gets through, the next stalls
+        page.get_by_role("button", name="Upload").click()
+        bar = page.locator("progress.upload-progress")
+        expect(bar).to_be_visible()
+        assert proxy.paused.wait(60)
+        keys = lambda: [k for k in redis_client.keys("artdag:upload:*") if ":lock:" not in k]  # noqa: E731
+        wait_until(lambda: keys() and int(redis_client.hget(keys()[0], "offset")) == 8 * MiB)
+        wait_until(lambda: float(bar.get_attribute("value")) >= 8 * MiB)
+        expect(page.locator(".upload-progress-text")).to_contain_text("of 24.0 MiB")
+        page.screenshot(path=str(SCREENSHOTS / "media-upload-progress.png"))
+        proxy.cut()  # the connection breaks; the page is reloaded
+        page.goto(f"{proxy.url}/media")
+        page.set_input_files("#media-file", str(source))
+        page.get_by_role("button", name="Upload").click()
+        expect(page.locator("#media-status")).to_contain_text("Resuming the upload of holiday.bin")
+        expect(page).to_have_url(f"{proxy.url}/media/{digest}", timeout=60_000)
+    finally:
+        proxy.close()
+    record = redis_client.hgetall(keys()[0])
+    assert record["digest"] == digest and int(record["appended"]) == 24 * MiB  # resumed, not restarted
+    assert session(dev_l2, server).get(f"{server.url}/cache/{digest}").content == source.read_bytes()
+
+
+@pytest.mark.browser
+def test_without_javascript_the_plain_form_still_uploads(server, dev_l2, browser, tmp_path):
+    from playwright.sync_api import expect
+
+    context = browser.new_context(java_script_enabled=False)
+    page = context.new_page()
+    try:
+        sign_in_page(page, server.url)
+        image = tmp_path / "plain.png"
+        from PIL import Image
+
+        Image.new("RGB", (20, 10), (200, 10, 10)).save(image)
+        page.set_input_files("#media-file", str(image))
+        page.get_by_role("button", name="Upload").click()
+        digest = hashlib.sha3_256(image.read_bytes()).hexdigest()
+        expect(page).to_have_url(f"{server.url}/media/{digest}")
+    finally:
+        context.close()
