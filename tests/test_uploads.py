@@ -21,13 +21,14 @@ from pathlib import Path
 
 import pytest
 import requests
-from waitress import create_server, wasyncore
+from waitress import wasyncore
 
 from l1web.devtools.processes import free_port
 from l1web.settings import Settings
 from l1web.state import StateManager
 from l1web.store.uploads import UPLOADS_DIR, forget_hash_states
 from l1web.web import create_app
+from l1web.web.keepalive import create_server
 from l1web.web.serving import waitress_options
 
 TUS = {"Tus-Resumable": "1.0.0"}
@@ -36,7 +37,8 @@ MiB = 1024 * 1024
 
 
 class Waitress:
-    """The app served by waitress exactly as `python app.py` serves it (`waitress_options`)."""
+    """The app served by waitress exactly as `python app.py` serves it (`waitress_options`, and
+    `keepalive.create_server`, which keeps connections open after 204s)."""
 
     def __init__(self, settings: Settings, state: StateManager) -> None:
         port = free_port()
@@ -557,7 +559,10 @@ def test_browser_uploads_with_a_progress_bar_and_resumes_after_a_reload(server, 
         page.set_input_files("#media-file", str(source))
         page.get_by_role("button", name="Upload").click()
         expect(page.locator("#media-status")).to_contain_text("Resuming the upload of holiday.bin")
-        expect(page).to_have_url(f"{proxy.url}/media/{digest}", timeout=60_000)
+        expect(page.locator("#media-status")).to_contain_text("Uploaded holiday.bin", timeout=60_000)
+        expect(page.locator("#media-status a")).to_have_attribute("href", f"/media/{digest}")
+        expect(page.locator("#media-grid")).to_contain_text("holiday.bin")
+        expect(page.get_by_label("Add a file")).to_have_value("")
     finally:
         proxy.close()
     record = redis_client.hgetall(keys()[0])

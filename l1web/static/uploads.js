@@ -54,8 +54,18 @@
         },
         onSuccess: function (payload) {
           var digest = payload && payload.lastResponse ? payload.lastResponse.getHeader("L1-Digest") : null;
-          say("Uploaded " + file.name + ".");
-          window.location.assign(digest ? "/media/" + digest : "/media");
+          // As the htmx form does: say so with a link, reset the form, refresh the grid in place.
+          var link = document.createElement("a");
+          link.href = "/media/" + (digest || "");
+          link.textContent = file.name;
+          if (status) status.replaceChildren("Uploaded ", link, ".");
+          form.reset();
+          button.disabled = false;
+          bar.hidden = true;
+          text.textContent = "";
+          if (window.htmx) {
+            window.htmx.ajax("GET", window.location.pathname, { target: "#media-grid", select: "#media-grid", swap: "outerHTML" });
+          }
         },
       });
       upload.findPreviousUploads().then(function (previous) {

@@ -31,6 +31,7 @@ def serve(settings: Settings | None = None, app=None) -> None:
     from waitress import serve as waitress_serve
 
     from l1web import startup
+    from l1web.web.keepalive import create_server  # 204s keep their connection (tus PATCHes)
 
     settings = settings or Settings.from_env()
     startup.prepare(settings, "web app", redis_required=False)
@@ -40,6 +41,6 @@ def serve(settings: Settings | None = None, app=None) -> None:
         app = create_app(settings)
     print(f"L1 listening on http://{settings.host}:{settings.port}", flush=True)
     try:
-        waitress_serve(app, **waitress_options(settings))
+        waitress_serve(app, _server=create_server, **waitress_options(settings))
     except OSError as exc:  # the port is taken, or the address is not ours
         startup.fail("web app", f"cannot listen on {settings.host}:{settings.port} ({exc.strerror}): set PORT/HOST")
