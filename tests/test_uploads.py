@@ -588,3 +588,28 @@ def test_without_javascript_the_plain_form_still_uploads(server, dev_l2, browser
         expect(page).to_have_url(f"{server.url}/media/{digest}")
     finally:
         context.close()
+
+
+def test_pipelined_patches_are_all_answered_on_one_connection(server, dev_l2):
+    """waitress (with `keepalive.create_server`) keeps the connection after a 204, so PATCHes sent
+    back to back, before their answers, are each applied in order and answered on it."""
+    sys.path.insert(0, str(ROOT))
+    import render
+
+    token = dev_l2.mint("alice", server.url)
+    s = session(dev_l2, server)
+    data = os.urandom(3 * MiB)
+    url = create(s, server, len(data))
+    with socket.create_connection(("127.0.0.1", int(server.url.rsplit(":", 1)[1])), timeout=30) as sock:
+        for offset in (0, MiB, 2 * MiB):
+            sock.sendall(f"PATCH {url.split(server.url)[1]} HTTP/1.1\r\nHost: x\r\nAuthorization: Bearer {token}\r\n"
+                         f"Tus-Resumable: 1.0.0\r\nContent-Type: application/offset+octet-stream\r\n"
+                         f"Upload-Offset: {offset}\r\nContent-Length: {MiB}\r\n\r\n".encode()
+                         + data[offset:offset + MiB])
+        answers = sock.makefile("rb")
+        got = [render.read_answer(answers) for _ in range(3)]
+        answers.close()
+    assert [status for status, _, _ in got] == [204, 204, 204]
+    assert [h["Upload-Offset"] for _, h, _ in got] == [str(MiB), str(2 * MiB), str(3 * MiB)]
+    assert all(h.get("Connection") != "close" for _, h, _ in got)
+    assert got[-1][1]["L1-Digest"] == hashlib.sha3_256(data).hexdigest()
