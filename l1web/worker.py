@@ -225,11 +225,11 @@ def horse_killed(job, retpid: int, ret_val: int, rusage) -> None:
     from l1web.jobs import runs
 
     signal_note = f"signal {os.WTERMSIG(ret_val)}" if ret_val and os.WIFSIGNALED(ret_val) else f"status {ret_val}"
-    error = RuntimeError(f"the worker process was killed ({signal_note})")
+    error = runs.WorkHorseKilled(f"the worker process was killed ({signal_note})")
     if job.func_name.endswith("execute_step"):
-        runs.on_step_failure(job, None, RuntimeError, error, None)
+        runs.on_step_failure(job, None, runs.WorkHorseKilled, error, None)
     elif job.func_name.endswith("plan_run"):
-        runs.on_plan_failure(job, None, RuntimeError, error, None)
+        runs.on_plan_failure(job, None, runs.WorkHorseKilled, error, None)
 
 
 def preload() -> None:
@@ -260,11 +260,11 @@ def _fail_interrupted(worker: Worker, job) -> None:
     from l1web.jobs import runs
 
     try:
-        error = RuntimeError(COLD_SHUTDOWN)
+        error = runs.WorkerShutdown(COLD_SHUTDOWN)
         if job.func_name.endswith("execute_step"):
-            runs.on_step_failure(job, None, RuntimeError, error, None)
+            runs.on_step_failure(job, None, runs.WorkerShutdown, error, None)
         elif job.func_name.endswith("plan_run"):
-            runs.on_plan_failure(job, None, RuntimeError, error, None)
+            runs.on_plan_failure(job, None, runs.WorkerShutdown, error, None)
         queue = Queue(job.origin, connection=worker.connection, serializer=JSONSerializer)
         worker.handle_job_failure(job, queue=queue, exc_string=COLD_SHUTDOWN)
     except Exception:  # noqa: BLE001 - exiting anyway; the abandoned-job sweep is the fallback

@@ -671,7 +671,7 @@ def test_one_sigterm_lets_the_running_step_finish_then_the_worker_exits(service,
 def test_a_second_sigterm_stops_the_render_and_fails_the_step_with_a_reason(service, state, store,
                                                                             start_worker, tmp_path):
     clip = store.put_file(make_video(tmp_path / "clip.mp4", 8, "1280x720"), source="test")
-    worker = start_worker()
+    worker = start_worker(env={"STEP_RETRIES": "0"})  # with retries the step would wait for another worker
     run, _ = service.submit(Submission("blur", [clip]), ALICE)
     wait_for_step(state, run["id"], "blur", StepStatus.RUNNING)
     deadline = time.monotonic() + 10

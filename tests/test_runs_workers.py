@@ -188,7 +188,7 @@ def test_a_later_run_reuses_steps_already_rendered(service, state, store, start_
 
 def test_a_killed_worker_leaves_the_run_failed_with_a_reason(service, state, store, start_worker, tmp_path):
     clip = put_video(store, tmp_path, seconds=10, size="640x360")
-    worker = start_worker()
+    worker = start_worker(env={"STEP_RETRIES": "0"})  # retries: tests/test_runs_retries.py
     run, _ = service.submit(Submission("dog", [clip]), ALICE)
     deadline = time.monotonic() + 60
     while state.runs.step_states(run["id"]).get("dog", {}).get("status") != StepStatus.RUNNING:
