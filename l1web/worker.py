@@ -197,12 +197,16 @@ def _alive(pid: int) -> bool:
 
 
 def _warm_connections(worker: Worker) -> None:
-    """Open this process's Redis connections now, not when its job starts (each costs round trips)."""
-    from l1web.jobs.context import job_context
+    """Open this process's Redis connections now, not when its job starts (each costs round trips).
 
-    ctx = job_context()
-    for client in (worker.connection, ctx.state.redis, ctx.rq_connection):
-        client.ping()
+    A failure only means the job connects later, as a freshly forked horse would.
+    """
+    try:
+        clients = process_clients()
+        for client in (worker.connection, clients.state.redis, clients.rq_connection):
+            client.ping()
+    except Exception as exc:  # noqa: BLE001 - warming up is an optimisation, never a failure
+        logging.getLogger(__name__).warning("spare horse could not connect ahead of its job: %s", exc)
 
 
 def horse_killed(job, retpid: int, ret_val: int, rusage) -> None:
