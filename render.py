@@ -353,16 +353,21 @@ class Progress:
         if self.tty:
             self._redraw(run, steps, done, total)
             return
-        states = " ".join(f"{s['step_id']}:{s.get('status', 'pending')}" for s in steps)
-        line = f"[{run['status']}] {done}/{total} steps  {states}".rstrip()
+        states = " ".join(f"{s['step_id']}:{s.get('status', 'pending')}{step_percent(s)}" for s in steps)
+        line = f"[{run['status']}] {done}/{total} steps{run_percent(run)}  {states}".rstrip()
         if line != self.last:
             print(line, file=self.stream, flush=True)
             self.last = line
 
     def _redraw(self, run: dict, steps: list[dict], done: int, total: int) -> None:
-        filled = BAR_WIDTH * done // total if total else 0
-        lines = [f"[{'#' * filled}{'-' * (BAR_WIDTH - filled)}] {done}/{total} steps  {run['status']}"]
-        lines += [f"  {step_mark(s.get('status'))} {s['step_id']:<24} {s.get('status', 'pending')}" for s in steps]
+        percent = (run.get("progress") or {}).get("percent")
+        if percent is None:  # a server from before per-step progress: steps done
+            percent = 100 * done / total if total else 0
+        filled = min(int(BAR_WIDTH * percent / 100), BAR_WIDTH)
+        bar = "#" * filled + "-" * (BAR_WIDTH - filled)
+        lines = [f"[{bar}] {done}/{total} steps{run_percent(run)}  {run['status']}"]
+        lines += [f"  {step_mark(s.get('status'))} {s['step_id']:<24} {s.get('status', 'pending')}"
+                  f"{step_percent(s)}" for s in steps]
         up = f"\x1b[{self.drawn}F" if self.drawn else ""
         self.stream.write(up + "".join(f"\x1b[2K{line}\n" for line in lines))
         self.stream.flush()
@@ -370,6 +375,28 @@ class Progress:
 
     def finish(self) -> None:
         self.stream.flush()
+
+
+def run_percent(run: dict) -> str:
+    """` 42% ETA 13s` from the run's weighted progress, when the server gives one."""
+    progress = run.get("progress") or {}
+    if progress.get("percent") is None or run.get("status") not in LIVE:
+        return ""
+    eta = progress.get("eta")
+    return f" {progress['percent']:.0f}%" + (f" ETA {eta:.0f}s" if eta else "")
+
+
+def step_percent(step: dict) -> str:
+    """` 42% 120fps ETA 3s` for a running step with live progress."""
+    progress = step.get("progress") or {}
+    if step.get("status") != "running" or progress.get("percent") is None:
+        return ""
+    text = f" {progress['percent']:.0f}%"
+    if progress.get("fps"):
+        text += f" {progress['fps']:.0f}fps"
+    if progress.get("eta"):
+        text += f" ETA {progress['eta']:.0f}s"
+    return text
 
 
 def step_mark(status: str | None) -> str:

@@ -90,6 +90,16 @@ class L1Worker(Worker):
             self.log.warning("Worker %s: heartbeat for job %s failed (%s); retrying at the next one",
                              self.name, job.id, exc)
 
+    def run_maintenance_tasks(self) -> None:
+        super().run_maintenance_tasks()
+        # This host's copies of chunks joined elsewhere go even while it is idle (jobs/chunked.py).
+        try:
+            from l1web.jobs import chunked
+
+            chunked.sweep(process_clients())
+        except (redis.RedisError, OSError) as exc:
+            self.log.warning("Worker %s: chunk sweep failed (%s)", self.name, exc)
+
     @property
     def dequeue_timeout(self) -> int:
         # An idle worker sweeps only between blocking dequeues: wake up once per maintenance interval.
@@ -204,7 +214,10 @@ class L1Worker(Worker):
             signal.signal(signal.SIGINT, signal.SIG_IGN)
             signal.signal(signal.SIGTERM, signal.SIG_DFL)
             parent = os.getppid()
-            _warm_connections(self)
+            try:
+                _warm_connections(self)
+            except Exception:  # noqa: BLE001 - warming is an optimisation: the job connects anyway
+                logging.getLogger(__name__).warning("spare horse could not warm its connections", exc_info=True)
             payload = b""
             while True:
                 ready, _, _ = select.select([pipe], [], [], self.SPARE_POLL)
@@ -289,6 +302,7 @@ def preload() -> None:
     redis-py opens new connections in a forked child.
     """
     import PIL.Image
+    import scipy.signal  # noqa: F401 - audio analysis imports it lazily (the web app never needs it)
 
     import l1web.engine.effects.apply  # noqa: F401 - imported lazily by the renderers
     from l1web.jobs import runs  # noqa: F401 - the job code every horse runs

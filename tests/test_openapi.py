@@ -31,7 +31,7 @@ PAGE_ENDPOINTS = frozenset({
     "media.index", "media.upload", "media.item", "media.thumbnail", "media.delete", "media.share",
     "recipes.index", "recipes.upload_form", "recipes.page", "recipes.run_form", "recipes.delete_form",
     "recipes.share_form",
-    "runs.page", "runs.run_fragment", "runs.list_fragment", "runs.act",
+    "runs.page", "runs.run_fragment", "runs.list_fragment", "runs.act", "runs.log_panel",
     "publish.publish_page",
     # Catch-all that answers 400 for /cache/<anything with a slash>: part of /cache/{digest}'s contract.
     "cache.malformed",
@@ -311,6 +311,8 @@ def test_real_responses_of_every_operation_fit_the_document(app, alice_client, a
     shown = check(alice_client, "GET", "/runs/{run_id}", run_id=run["id"], expect=200).json
     assert [s["status"] for s in shown["steps"]] and shown["links"]["output"]
     check(alice_client, "GET", "/runs/{run_id}/provenance", run_id=run["id"], expect=200)
+    check(alice_client, "GET", "/runs/{run_id}/steps/{step_id}/log", run_id=run["id"], step_id="invert", expect=200)
+    check(alice_client, "GET", "/runs/{run_id}/steps/{step_id}/log", run_id=run["id"], step_id="nope", expect=404)
     check(anonymous, "GET", "/healthz", expect=200)
     check(anonymous, "GET", "/readyz", expect=200)  # a worker has just finished runs
     check(admin_client, "GET", "/metrics", expect=200)
@@ -352,6 +354,12 @@ def test_real_responses_of_every_operation_fit_the_document(app, alice_client, a
     check(plain, "PUT", "/worker/cache/{digest}", digest=hashlib.sha3_256(rendered).hexdigest(), expect=200,
           headers=worker, data=rendered)
     check(plain, "PUT", "/worker/cache/{digest}", digest="ab" * 32, expect=400, headers=worker, data=rendered)
+    # Issue 16: a worker that joined a chunked step deletes the server's copy of a chunk, and only that.
+    chunk = hashlib.sha3_256(rendered).hexdigest()
+    check(plain, "DELETE", "/worker/cache/{digest}", digest=chunk, expect=404, headers=worker)
+    app.extensions["l1"].state.removed_chunks.add([chunk])
+    check(plain, "DELETE", "/worker/cache/{digest}", digest=chunk, expect=200, headers=worker)
+    check(plain, "DELETE", "/worker/cache/{digest}", digest=chunk, expect=401, headers={"X-Worker-Token": "no"})
 
     # Tokens last: they end sign-ins.
     spare = dev_l2.mint("alice", settings.l1_public_url)

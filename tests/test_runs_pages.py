@@ -98,7 +98,8 @@ def test_the_dag_shows_each_steps_state_and_progress(alice_client, state):
         assert f"<title>{step_id} (" in page and f"): {status}</title>" in page
     assert 'class="dag-node state-running"' in page
     assert 'role="img"' in page and "4 nodes (1 cached, 1 completed, 1 pending, 1 running)" in page
-    assert '<progress max="4" value="2"' in page and "2 of 4 steps done" in page
+    # Weighted, not steps done: three rendered steps of equal weight, one done, one at 0 %.
+    assert '<progress id="run-progress" max="100" value="33.3"' in page and "2 of 4 steps done · 33 %" in page
 
 
 def test_a_run_not_yet_planned_draws_its_recipes_dag_as_pending(alice_client, state):

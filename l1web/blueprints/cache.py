@@ -203,6 +203,22 @@ def worker_upload(digest: str):
     return jsonify(stored=digest)
 
 
+@bp.delete("/worker/cache/<digest>")
+@public
+def worker_remove_chunk(digest: str):
+    """A worker joined a chunked step: this server's copy of one of its chunks goes too.
+
+    Only digests listed as removed chunks (state/chunks.py) are accepted: a worker token is no
+    licence to delete anything else (404, as for an unknown item).
+    """
+    check_worker_token()
+    check_digest(digest)
+    if not current.state().removed_chunks.contains(digest):
+        raise NotFound(f"no cached item {digest}")
+    current.store().location(digest).unlink(missing_ok=True)
+    return jsonify(deleted=digest)
+
+
 @bp.delete("/cache/<digest>")
 def delete(digest: str):
     managed_meta(digest)

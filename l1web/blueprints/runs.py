@@ -12,8 +12,9 @@ from functools import partial
 from flask import Blueprint, Response, flash, jsonify, redirect, render_template, request, url_for
 
 from l1web.auth import limit_run_submission
-from l1web.errors import BadRequest, Conflict, L1Error
+from l1web.errors import BadRequest, Conflict, L1Error, NotFound
 from l1web.runs.model import RunStatus, StepStatus
+from l1web.runs.progress import run_progress
 from l1web.runs.service import Submission
 from l1web.state import MAX_OFFSET
 from l1web.users import User
@@ -49,6 +50,12 @@ def when(timestamp: object) -> str:
         return "—"
 
 
+@bp.app_template_filter("eta")
+def eta(seconds: object) -> str:
+    """Seconds left as `42 s`, `3 min`, `1 h 5 min`."""
+    return dagsvg.duration(seconds)  # type: ignore[arg-type]
+
+
 # JSON shapes ----------------------------------------------------------------------------------
 def run_json(run: dict, steps: list[dict] | None = None) -> dict:
     out = {k: v for k, v in run.items() if k not in ("recipe", "force")}
@@ -61,6 +68,7 @@ def run_json(run: dict, steps: list[dict] | None = None) -> dict:
                     "output": f"/cache/{run['output_hash']}" if run.get("output_hash") else None}
     if steps is not None:
         out["steps"] = steps
+        out["progress"] = run_progress(run, steps)
     return out
 
 
@@ -143,6 +151,52 @@ def provenance(run_id: str):
     return response
 
 
+#: Most lines `?tail=` may ask for (the whole log is at most `STEP_LOG_CAP` bytes anyway).
+MAX_TAIL = 100_000
+#: Lines the run page's log panel shows.
+PANEL_LINES = 200
+
+
+def step_and_log(run_id: str, step_id: str) -> tuple[dict, dict, str]:
+    """(run, step, log text) for the run's owner or an admin; the same 404 for anyone else."""
+    run = current.runs().get(run_id, signed_in())
+    step = next((s for s in current.runs().steps_view(run["id"]) if s["step_id"] == step_id), None)
+    if step is None:
+        raise NotFound(f"run {run_id[:12]} has no step {step_id[:64]!r}")
+    return run, step, current.state().watch.log(run["id"], step_id) or ""
+
+
+def tail_arg() -> int | None:
+    raw = request.args.get("tail")
+    if raw is None or raw == "":
+        return None
+    try:
+        lines = int(raw)
+    except ValueError:
+        raise BadRequest("'tail' must be a whole number of lines", field="tail") from None
+    if not 1 <= lines <= MAX_TAIL:
+        raise BadRequest(f"'tail' must be between 1 and {MAX_TAIL}", field="tail")
+    return lines
+
+
+def last_lines(text: str, lines: int | None) -> str:
+    if lines is None:
+        return text
+    kept = text.splitlines(keepends=True)[-lines:]
+    return "".join(kept)
+
+
+@bp.get("/runs/<run_id>/steps/<step_id>/log")
+def step_log(run_id: str, step_id: str):
+    """A step's log as text: commands (local paths shortened), ffmpeg's output, the worker's lines."""
+    lines = tail_arg()
+    _, step, text = step_and_log(run_id, step_id)
+    response = Response(last_lines(text, lines), mimetype="text/plain")
+    response.headers["X-Step-Status"] = str(step.get("status") or "")
+    response.headers["Cache-Control"] = "no-store"
+    return response
+
+
 # Pages ----------------------------------------------------------------------------------------
 def listing_url(endpoint: str, offset: int) -> str:
     """A link to the same listing (status, admin's user filter, explicit limit) at `offset`."""
@@ -180,6 +234,7 @@ def _run_view(run_id: str) -> dict:
     output = current.state().cache.get(run["output_hash"]) if run.get("output_hash") else None
     return {
         "run": run, "steps": steps, "live": live, "output": output,
+        "progress": run_progress(run, steps),
         "done": sum(1 for s in steps if s.get("status") in DONE),
         "total": int(run.get("steps_total") or len(steps)),
         "dag": dagsvg.render(nodes, title=f"Steps of run {run['id'][:12]}"),
@@ -188,7 +243,40 @@ def _run_view(run_id: str) -> dict:
 
 @bp.get("/run/<run_id>")
 def page(run_id: str):
-    return render_template("run.html", **_run_view(run_id))
+    view = _run_view(run_id)
+    return render_template("run.html", **view, **_log_panel(view["run"], view["steps"], request.args.get("log")))
+
+
+#: Step statuses whose log may still grow.
+LOG_LIVE = frozenset({StepStatus.PENDING, StepStatus.QUEUED, StepStatus.RUNNING})
+
+
+def _log_panel(run: dict, steps: list[dict], chosen: str | None) -> dict:
+    """The log panel's step (`?log=` or, following the run, the step rendering now, else the
+    failed one, else the output step), its last lines, and whether the panel keeps polling."""
+    rendered = [s for s in steps if s.get("type") != "SOURCE"]
+    step = next((s for s in rendered if s["step_id"] == chosen), None) if chosen else None
+    follow = step is None
+    if step is None:
+        by_status = {str(s.get("status")): s for s in reversed(rendered)}
+        step = (by_status.get(StepStatus.RUNNING) or by_status.get(StepStatus.FAILED)
+                or next((s for s in rendered if s["step_id"] == run.get("output_step")), None)
+                or (rendered[-1] if rendered else None))
+    live = RunStatus(run["status"]).live
+    text = current.state().watch.log(run["id"], step["step_id"]) or "" if step else ""
+    return {
+        "log_step": step, "log_text": last_lines(text, PANEL_LINES), "log_lines": PANEL_LINES,
+        "log_follow": follow, "log_steps": rendered,
+        "log_polling": live and (follow or (step is not None and step.get("status") in LOG_LIVE)),
+    }
+
+
+@bp.get("/run/<run_id>/log-panel")
+def log_panel(run_id: str):
+    """The run page's log panel (htmx polls it while the step, or the followed run, is live)."""
+    run = current.runs().get(run_id, signed_in())
+    steps = current.runs().steps_view(run["id"])
+    return render_template("_step_log.html", run=run, **_log_panel(run, steps, request.args.get("step")))
 
 
 @bp.get("/run/<run_id>/fragment")

@@ -16,7 +16,10 @@ import shutil
 import signal
 import subprocess
 import sys
+import threading
 from pathlib import Path
+
+from l1web.engine import watch
 
 #: Seconds an ffprobe call may take before it is killed.
 PROBE_TIMEOUT = 30.0
@@ -189,8 +192,106 @@ def kill_group(proc: subprocess.Popen) -> None:
 
 
 def ffmpeg(*args: str, timeout: float = RENDER_TIMEOUT) -> bytes:
-    """Run ffmpeg with the base flags; callers put `*INPUT_FLAGS` before each `-i`."""
+    """Run ffmpeg with the base flags; callers put `*INPUT_FLAGS` before each `-i`.
+
+    Inside a watched step (`engine.watch.watching`) ffmpeg also reports its progress and its
+    log to the step's watch (`run_watched`).
+    """
+    step = watch.current()
+    if step is not None:
+        return run_watched(list(args), step, timeout=timeout)
     return run([ffmpeg_exe(), *BASE_FLAGS, *args], timeout=timeout)
+
+
+#: Seconds between two `-progress` blocks of a watched ffmpeg.
+STATS_PERIOD = "0.5"
+#: ffmpeg's log levels that make an error message (`-loglevel level+info` tags every line).
+ERROR_TAGS = ("[error] ", "[fatal] ", "[panic] ")
+
+
+def run_watched(args: list[str], step: watch.StepWatch, *, timeout: float = RENDER_TIMEOUT) -> bytes:
+    """ffmpeg with `-progress` on a pipe of its own and its stderr at info level, both read
+    by threads as it runs and handed to `step`; same rules and errors as `run`.
+
+    The progress pipe is a separate descriptor (not stdout, which a caller may use for data).
+    """
+    read_fd, write_fd = os.pipe()
+    argv = [ffmpeg_exe(), "-hide_banner", "-nostdin", "-loglevel", "level+info", "-y", "-nostats",
+            "-stats_period", STATS_PERIOD, "-progress", f"pipe:{write_fd}", *args]
+    step.command([Path(argv[0]).name, *args])
+    try:
+        proc = subprocess.Popen(argv, stdin=subprocess.DEVNULL, stdout=subprocess.PIPE,
+                                stderr=subprocess.PIPE, pass_fds=(write_fd,), **child_options())
+    except BaseException:
+        os.close(read_fd)
+        raise
+    finally:
+        os.close(write_fd)
+    streams = _Streams(proc, read_fd, step)
+    try:
+        proc.wait(timeout=timeout)
+    except subprocess.TimeoutExpired:
+        kill_group(proc)
+        proc.wait()
+        raise FFmpegError(f"ffmpeg timed out after {timeout:g} s") from None
+    except BaseException:
+        kill_group(proc)
+        raise
+    finally:
+        streams.join()
+    if proc.returncode != 0:
+        text = "\n".join(streams.errors or streams.tail)
+        for tag in ERROR_TAGS:
+            text = text.replace(tag, "")
+        raise FFmpegError(f"ffmpeg failed (exit {proc.returncode}): {text[-STDERR_KEEP:].strip()}")
+    return bytes(streams.out)
+
+
+class _Streams:
+    """Threads reading a watched ffmpeg's stdout (kept), stderr (to the log; error lines kept)
+    and progress pipe (to the watch), so none of the three can fill up and stall ffmpeg."""
+
+    def __init__(self, proc: subprocess.Popen, progress_fd: int, step: watch.StepWatch) -> None:
+        self.proc, self.progress_fd, self.step = proc, progress_fd, step
+        self.errors: list[str] = []
+        self.tail: list[str] = []
+        self.out = bytearray()
+        self.threads = [threading.Thread(target=fn, daemon=True)
+                        for fn in (self._stderr, self._progress, self._stdout)]
+        for thread in self.threads:
+            thread.start()
+
+    def join(self) -> None:
+        for thread in self.threads:
+            thread.join(timeout=5)
+
+    def _stderr(self) -> None:
+        assert self.proc.stderr is not None
+        for raw in self.proc.stderr:
+            line = raw.decode("utf-8", "replace").rstrip("\n")
+            if line.startswith("[info] ffmpeg stats and -progress period"):
+                continue
+            line = line.removeprefix("[info] ")
+            self.step.line(line)
+            self.tail.append(line)
+            del self.tail[:-40]
+            if any(tag in line for tag in ERROR_TAGS):
+                self.errors.append(line)
+
+    def _progress(self) -> None:
+        block: dict[str, str] = {}
+        with os.fdopen(self.progress_fd, "rb") as stream:
+            for raw in stream:
+                key, _, value = raw.decode("ascii", "replace").strip().partition("=")
+                block[key] = value
+                if key == "progress":
+                    self.step.ffmpeg_progress(block)
+                    block = {}
+
+    def _stdout(self) -> None:
+        assert self.proc.stdout is not None
+        while chunk := self.proc.stdout.read(65536):
+            self.out.extend(chunk)
 
 
 def probe(path: Path, *, timeout: float = PROBE_TIMEOUT, safe: bool = False) -> dict:

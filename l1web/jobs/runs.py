@@ -22,11 +22,14 @@ import redis
 from rq import get_current_job
 
 from l1web.clients import Clients, process_clients
+from l1web.engine import estimate
 from l1web.engine.analysis import analyze
 from l1web.engine.plan import plan as plan_dag
 from l1web.engine.steps import run_step
+from l1web.engine.watch import Redactor, StepWatch, watching
+from l1web.engine.watch import current as watch_current
 from l1web.ipfs import fetch, pinning
-from l1web.jobs import queues
+from l1web.jobs import chunked, queues
 from l1web.jobs.steplog import JobLogAdapter, step_finished
 from l1web.recipes.parse import bind_inputs, recipe_from_data
 from l1web.runs import provenance
@@ -63,11 +66,12 @@ def plan_run(run_id: str, render_inline: bool = False) -> dict:
         dag = bind_inputs(recipe, run["input_hashes"])
         fetch.ensure_local(ctx, run["input_hashes"].values())  # workers on other hosts fetch their inputs
         analysis = analyze(dag, ctx.store)
-        plan = plan_dag(dag, analysis)
+        plan = plan_dag(dag, analysis, chunked.chunking(ctx.settings))
+        expected = estimate.expect(plan, analysis)  # each step's 100 % and weight in the run's progress
     except Exception as exc:
         fail_run(ctx, run_id, f"planning failed: {exc}")
         raise
-    steps = [dict(step, order=index) for index, step in enumerate(plan["steps"])]
+    steps = [dict(step, order=index, expect=expected[step["step_id"]]) for index, step in enumerate(plan["steps"])]
     runs.init_steps(run_id, steps, {step["step_id"]: _initial_state(ctx, step) for step in steps})
     runs.update(run_id, plan_id=plan["plan_id"], output_step=plan["output"], steps_total=len(steps))
     jlog.info("planned %d steps (plan %s)", len(steps), plan["plan_id"][:12])
@@ -104,43 +108,99 @@ def execute_step(run_id: str, step_id: str) -> dict:
     # The inputs were final before this step was queued, so this snapshot has their outputs.
     input_digests = [states[dep].get("output") for dep in step["inputs"]]
     started = time.monotonic()
+    watch = step_watch(ctx, run_id, step)
+    watch.line(f"step {step_id} ({step['type']}) started on worker job {job_id}")
     try:
-        digest, cached = _produce(ctx, run, step, job_id, jlog, inputs=input_digests)
+        try:
+            with watching(watch):
+                digest, cached = _produce(ctx, run, step, job_id, jlog, inputs=input_digests, steps=steps)
+        finally:
+            if chunked.is_join(step):  # joined or not, the chunks were temporary
+                chunked.remove_chunks(ctx, steps, step, runs.step_states(run_id))
     except Exception as exc:
+        watch.line(f"step {step_id} failed: {_short(exc)}")
+        watch.finish(ok=False)
         runs.update_step(run_id, step_id, expected=[StepStatus.RUNNING], status=StepStatus.FAILED,
-                         error=_short(exc), finished=time.time(),
-                         duration=round(time.monotonic() - started, 3))
+                         error=with_log_excerpt(_short(exc), ctx.state.watch.log(run_id, step_id)),
+                         finished=time.time(), duration=round(time.monotonic() - started, 3))
         jlog.warning("step %s failed: %s", step_id, _short(exc))
         step_finished(ctx.state.redis, run_id, job_id, step, outcome=StepStatus.FAILED,
                       seconds=time.monotonic() - started)
         advance(ctx, run_id)
         raise
     status = StepStatus.CACHED if cached else StepStatus.COMPLETED
+    watch.line(f"step {step_id} {status}: output {digest}")
+    watch.finish(ok=True)
     runs.update_step(run_id, step_id, expected=[StepStatus.RUNNING], status=status, output=digest,
                      finished=time.time(), duration=round(time.monotonic() - started, 3))
     ctx.state.cache.incr("cache_hits" if cached else "cache_misses")
     step_finished(ctx.state.redis, run_id, job_id, step, outcome=status, seconds=time.monotonic() - started)
     jlog.info("step %s %s → %s", step_id, status, digest[:12])
     advance(ctx, run_id)
+    chunked.sweep(ctx)  # this host's copies of chunks joined elsewhere
     return {"status": str(status), "output": digest}
 
 
-def _produce(ctx: Clients, run: dict, step: dict, holder: str, jlog, *, inputs: list[str]) -> tuple[str, bool]:
+def step_watch(ctx: Clients, run_id: str, step: dict) -> StepWatch:
+    """The watch a step renders under: progress and log go to `state.watch` (one pipelined
+    write at most every `engine.watch.INTERVAL` seconds), local paths shortened, secrets hidden."""
+    expect = step.get("expect") or {}
+    cache_dir = ctx.settings.cache_dir
+    redact = Redactor({str(cache_dir / WORK_DIR): "<work>", str(cache_dir): "<cache>"},
+                      secrets=[ctx.settings.worker_token, ctx.settings.secret_key])
+    step_id = step["step_id"]
+
+    def sink(progress: dict, text: str) -> None:
+        ctx.state.watch.publish(run_id, step_id, progress, text)
+
+    return StepWatch(seconds=expect.get("seconds"), frames=expect.get("frames"), sink=sink, redact=redact)
+
+
+#: Lines of a failed step's log kept in its error, and characters of each.
+LOG_EXCERPT_LINES, LOG_EXCERPT_WIDTH = 16, 160
+
+
+def with_log_excerpt(error: str, log_text: str | None) -> str:
+    """A failed step's error followed by the last lines of its log (what ffmpeg printed)."""
+    if not log_text:
+        return error
+    lines = log_text.rstrip("\n").splitlines()[:-1]  # the last line repeats the error itself
+    # Deeply indented lines are ffmpeg's stream metadata: kept in the log, left out of the error.
+    lines = [ln for ln in lines if not ln.startswith("    ") and ln.strip()]
+    clipped = [ln if len(ln) <= LOG_EXCERPT_WIDTH else ln[: LOG_EXCERPT_WIDTH - 1] + "…"
+               for ln in lines[-LOG_EXCERPT_LINES:]]
+    excerpt = "\n".join(clipped)
+    if not excerpt.strip():
+        return error
+    room = MAX_ERROR - len(excerpt) - 30
+    return f"{error[:max(room, 300)]}\n--- log (last lines) ---\n{excerpt}"[:MAX_ERROR]
+
+
+def _produce(ctx: Clients, run: dict, step: dict, holder: str, jlog, *, inputs: list[str],
+             steps: list[dict] = ()) -> tuple[str, bool]:
     """The step's output digest and whether it was reused rather than rendered here."""
     cache_id = step["cache_id"]
     force = run.get("force") == "1"
     deadline = time.monotonic() + queues.STEP_TIMEOUT
+    waiting = False
+    whole = chunked.joined_whole(list(steps), step) if chunked.is_chunk(step) else None
     while True:
         if not force:
             found = _recorded(ctx, cache_id)
             if found:
                 return found, True
+            if whole is not None and (found := _recorded(ctx, whole["cache_id"])):
+                return found, True  # the joined whole exists: this chunk's frames are in it
         token = ctx.state.claims.acquire(cache_id, holder)
         if token:
             break
+        if not waiting:
+            waiting = True
+            step_log_line(f"another worker renders cache id {cache_id[:12]}…; waiting for its result")
         if time.monotonic() > deadline:
             raise TimeoutError(f"waited too long for another worker rendering {cache_id[:12]}")
         time.sleep(CLAIM_POLL)  # someone else renders it: wait for their result or their claim to lapse
+    step_log_line(f"rendering cache id {cache_id[:12]}… from {len(inputs)} input(s)")
     try:
         with _renewing(ctx, cache_id, token):
             digest = _render(ctx, run, step, inputs)
@@ -168,11 +228,23 @@ def _render(ctx: Clients, run: dict, step: dict, inputs: list[str]) -> str:
     work = Path(tempfile.mkdtemp(prefix="step-", dir=work_root))
     try:
         out = run_step(step, input_paths, work, timeout=ctx.settings.step_timeout)
+        if chunked.is_chunk(step):  # temporary, nobody's media: removed once joined
+            digest = ctx.store.put_file(out, source=f"{chunked.SOURCE_PREFIX}{run['id']}")
+            ctx.state.removed_chunks.discard(digest)
+            fetch.share(ctx, digest, None)
+            return digest
         digest = ctx.store.put_file(out, source=f"run:{run['id']}", owner=run.get("owner") or None)
         fetch.share(ctx, digest, run.get("owner"))  # a worker on another host sends it to the L1 server
         return digest
     finally:
         shutil.rmtree(work, ignore_errors=True)
+
+
+def step_log_line(text: str) -> None:
+    """A worker line for the log of the step rendering in this context, if any."""
+    current = watch_current()
+    if current is not None:
+        current.line(text)
 
 
 class _renewing:
@@ -297,6 +369,10 @@ def on_step_failure(job, connection, exc_type, exc_value, tb) -> None:
     ctx.state.runs.update_step(run_id, step_id, expected=[StepStatus.QUEUED, StepStatus.RUNNING],
                                status=StepStatus.FAILED, error=_describe(exc_type, exc_value),
                                finished=time.time())
+    _, steps, states = ctx.state.runs.snapshot(run_id)
+    step = next((s for s in steps if s["step_id"] == step_id), None)
+    if step is not None and chunked.is_join(step):  # a join killed mid-way: its chunks go too
+        chunked.remove_chunks(ctx, steps, step, states)
     advance(ctx, run_id)
 
 

@@ -13,6 +13,7 @@ import redis
 from l1web import access
 from l1web.errors import BadRequest, Conflict, NotFound
 from l1web.recipes.parse import Recipe, RecipeError, effect_recipe, recipe_from_data
+from l1web.runs import progress
 from l1web.runs.model import RunStatus, StepStatus, legacy_run_id_for, run_id_for
 from l1web.state import StateManager
 from l1web.store import ContentStore
@@ -207,9 +208,14 @@ class RunService:
         return run
 
     def steps_view(self, run_id: str) -> list[dict]:
-        """Each step's description merged with its state (one Redis round trip)."""
+        """Each step's description merged with its state and its `progress` (two round trips:
+        the steps, then the live progress of those that rendered or render)."""
         _, steps, states = self.state.runs.snapshot(run_id, with_run=False)
-        return [{**step, **states.get(step["step_id"], {})} for step in steps]
+        merged = [{**step, **states.get(step["step_id"], {})} for step in steps]
+        live = self.state.watch.progress(run_id, [s["step_id"] for s in merged if s.get("status") in progress.WATCHED])
+        for step in merged:
+            step["progress"] = progress.step_progress(step, live.get(step["step_id"]))
+        return merged
 
     # Changing ------------------------------------------------------------------------------
     def delete(self, run_id: str, user: User) -> None:

@@ -18,6 +18,12 @@ TOKEN_VERIFY_TTL = 60
 CACHE_LOCK_TTL = 30
 #: Seconds a cached analysis or plan is kept (they are cheap to recompute).
 ANALYSIS_TTL = 30 * 24 * 3600
+#: Seconds a step's progress hash lives after its last write (it is rewritten while rendering).
+STEP_PROGRESS_TTL = 24 * 3600
+#: Seconds a step's log is kept after its last line.
+STEP_LOG_TTL = 7 * 24 * 3600
+#: Seconds a removed chunk stays listed for other hosts to sweep their copies (1 day).
+CHUNKS_REMOVED_TTL = 24 * 3600
 
 
 # Content store index ------------------------------------------------------------------------
@@ -114,6 +120,17 @@ def run_steps(run_id: str) -> str:
 def run_step_status(run_id: str) -> str:
     """Hash: step id → status of each step of a run (changed only by compare-and-set)."""
     return f"{PREFIX}run:{run_id}:status"
+
+
+def step_progress(run_id: str, step_id: str) -> str:
+    """Hash: a rendering step's progress (frames, total_frames, percent, fps, eta…), with a TTL."""
+    return f"{PREFIX}run:{run_id}:progress:{step_id}"
+
+
+def step_log(run_id: str, step_id: str) -> str:
+    """String: the last `STEP_LOG_CAP` bytes of a step's log (commands, ffmpeg's stderr, the
+    worker's lines), with a TTL."""
+    return f"{PREFIX}run:{run_id}:log:{step_id}"
 
 
 def runs_index() -> str:
@@ -263,3 +280,11 @@ def uploads_expiry() -> str:
 def uploads_inflight(username: str) -> str:
     """String (integer): bytes one user's unfinished uploads announced, held against their limit."""
     return f"{PREFIX}uploads:inflight:{username}"
+
+
+def chunks_removed() -> str:
+    """Sorted set: digest of a joined step's temporary chunk → when it was removed (engine/chunks.py).
+
+    Every host sweeps its own copies of these files; entries older than CHUNKS_REMOVED_TTL go.
+    """
+    return f"{PREFIX}chunks:removed"

@@ -113,6 +113,11 @@ def _decode(raw: Mapping[str, str]) -> dict:
     return out
 
 
+def _watch_keys(run_id: str, step_ids: Iterable[str]) -> list[str]:
+    """The progress and log keys of a run's steps (`state/watch.py`)."""
+    return [k for sid in step_ids for k in (keys.step_progress(run_id, sid), keys.step_log(run_id, sid))]
+
+
 #: Statuses of runs that may still need content (their names in `runs/model.py:RunStatus`).
 LIVE_STATUSES = ("pending", "running")
 
@@ -155,12 +160,13 @@ class Runs:
         if run is None:
             return
         owner, status, key = str(run.get("owner") or ""), str(run["status"]), keys.run(run_id)
+        watched = _watch_keys(run_id, self.redis.hkeys(keys.run_steps(run_id)))
         with self.redis.pipeline() as pipe:
             pipe.zrem(keys.runs_index(), key)
             pipe.zrem(keys.runs_by_status(status), key)
             pipe.zrem(keys.runs_by_user(owner), key)
             pipe.zrem(keys.runs_by_user_status(owner, status), key)
-            pipe.delete(key, keys.run_steps(run_id), keys.run_step_status(run_id))
+            pipe.delete(key, keys.run_steps(run_id), keys.run_step_status(run_id), *watched)
             pipe.execute()
 
     def page(self, *, status: str | None = None, user: str | None = None,
@@ -204,9 +210,12 @@ class Runs:
 
     # Steps -------------------------------------------------------------------------------
     def init_steps(self, run_id: str, steps: list[dict], initial: Mapping[str, dict]) -> None:
-        """Write each step's static description and initial state (replacing any old ones)."""
+        """Write each step's static description and initial state (replacing any old ones, and
+        the progress and logs of an earlier attempt)."""
+        old = self.redis.hkeys(keys.run_steps(run_id))
+        watched = _watch_keys(run_id, {*old, *(s["step_id"] for s in steps)})
         with self.redis.pipeline() as pipe:
-            pipe.delete(keys.run_steps(run_id), keys.run_step_status(run_id))
+            pipe.delete(keys.run_steps(run_id), keys.run_step_status(run_id), *watched)
             if steps:
                 pipe.hset(keys.run_steps(run_id), mapping={s["step_id"]: json.dumps(s) for s in steps})
                 pipe.hset(keys.run_step_status(run_id),

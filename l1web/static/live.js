@@ -3,10 +3,22 @@
 //   open <details> with an id are remembered before a swap and opened again after it settles.
 // - A live region that is replaced rather than changed is not read out by screen readers, so the
 //   status line of a swapped block is copied into one lasting region, and only when it changes.
+// - A step's log (.log-scroll) shows its newest lines: it starts scrolled to the bottom and stays
+//   there across polls, unless the reader scrolled up to read.
 (function () {
   "use strict";
   let reopen = [];
   let announced = null;
+  let logAtBottom = true;
+
+  function logScroller() {
+    return document.querySelector(".log-scroll");
+  }
+
+  function scrollLogDown() {
+    const log = logScroller();
+    if (log && logAtBottom) log.scrollTop = log.scrollHeight;
+  }
 
   function announcer() {
     let region = document.getElementById("live-announcer");
@@ -23,6 +35,8 @@
   document.addEventListener("htmx:beforeSwap", function (event) {
     const target = event.detail.target;
     reopen = target ? Array.from(target.querySelectorAll("details[id][open]"), (d) => d.id) : [];
+    const log = logScroller();
+    if (log) logAtBottom = log.scrollHeight - log.scrollTop - log.clientHeight < 24;
   });
 
   document.addEventListener("htmx:afterSettle", function () {
@@ -31,6 +45,7 @@
       if (details) details.open = true;
     });
     reopen = [];
+    scrollLogDown();
     const status = document.querySelector("[data-announce]");
     if (!status) return;
     const text = status.textContent.replace(/\s+/g, " ").trim();
@@ -39,6 +54,7 @@
   });
 
   document.addEventListener("DOMContentLoaded", function () {
+    scrollLogDown();
     const status = document.querySelector("[data-announce]");
     if (status) announced = status.textContent.replace(/\s+/g, " ").trim();
   });

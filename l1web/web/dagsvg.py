@@ -20,6 +20,8 @@ NODE_WIDTH, NODE_HEIGHT = 168, 46
 COLUMN_GAP, ROW_GAP, MARGIN = 56, 18, 12
 #: Characters of a label shown inside a box; the full text is in the node's <title>.
 LABEL_CHARS = 20
+#: Characters of the smaller caption line (type, state or percent and time left).
+CAPTION_CHARS = 26
 #: Fill and stroke per state; "none" is a recipe node that has no run state.
 COLOURS = {
     "none": ("#ffffff", "#8893a2"),
@@ -31,6 +33,8 @@ COLOURS = {
     "failed": ("#fbe7e6", "#b3261e"),
     "skipped": ("#f4f4f4", "#b7bcc4"),
 }
+#: The part of a running node already rendered.
+FILL_COLOUR = "#c3d3f6"
 
 
 @dataclass(frozen=True)
@@ -42,6 +46,11 @@ class DrawNode:
     inputs: tuple[str, ...] = ()
     state: str | None = None
     detail: str = ""
+    #: Percent rendered, drawn as a fill while the step runs; `eta` in seconds.
+    percent: float | None = None
+    eta: float | None = None
+    #: For a chunked step drawn as one node: "done/total chunks".
+    progress: str = ""
 
 
 def levels(nodes: Iterable[DrawNode]) -> dict[str, int]:
@@ -111,32 +120,91 @@ def _box(node: DrawNode, x: float, y: float) -> str:
     state = node.state if node.state in COLOURS else "none"
     fill, stroke = COLOURS[state]
     caption = node.type + (f" · {node.state}" if node.state else "")
+    if node.progress:
+        caption = f"{node.type} · {node.progress}"
     tooltip = f"{node.id} ({node.type})" + (f": {node.state}" if node.state else "")
+    filling = state == "running" and node.percent is not None
+    if filling:
+        done = node.progress or f"{node.percent:.0f} %"
+        caption = f"{node.type} · {done}" + (f" · {duration(node.eta)} left" if node.eta else "")
+        if node.percent:
+            tooltip += f", {node.percent:.1f} %" + (f", about {duration(node.eta)} left" if node.eta else "")
+    if node.progress:
+        tooltip += f", {node.progress}"
     if node.detail:
         tooltip += f" — {node.detail}"
+    fill_bar = ""
+    if filling:
+        share = max(0.0, min(float(node.percent or 0), 100.0)) / 100
+        fill_bar = (f'<rect class="dag-fill" width="{NODE_WIDTH * share:.1f}" height="{NODE_HEIGHT}" rx="7" '
+                    f'fill="{FILL_COLOUR}"/>')
     return (
-        f'<g class="dag-node state-{escape(state)}" transform="translate({x:g},{y:g})">'
+        f'<g class="dag-node state-{escape(state)}" transform="translate({x:g},{y:g})"'
+        + (f' data-percent="{node.percent:.1f}"' if filling else "") + ">"
         f"<title>{escape(tooltip)}</title>"
-        f'<rect width="{NODE_WIDTH}" height="{NODE_HEIGHT}" rx="7" fill="{fill}" stroke="{stroke}" '
+        f'<rect width="{NODE_WIDTH}" height="{NODE_HEIGHT}" rx="7" fill="{fill}"/>{fill_bar}'
+        f'<rect width="{NODE_WIDTH}" height="{NODE_HEIGHT}" rx="7" fill="none" stroke="{stroke}" '
         f'stroke-width="{3 if state in ("running", "failed") else 1.5}"/>'
         f'<text x="10" y="19" font-size="13" font-weight="600" fill="#1d2126">{escape(_clip(node.id))}</text>'
-        f'<text x="10" y="36" font-size="11" fill="#5b6470">{escape(_clip(caption))}</text>'
+        f'<text x="10" y="36" font-size="11" fill="#5b6470">{escape(_clip(caption, CAPTION_CHARS))}</text>'
         "</g>"
     )
 
 
-def _clip(text: str) -> str:
-    return text if len(text) <= LABEL_CHARS else text[: LABEL_CHARS - 1] + "…"
+def duration(seconds: float | None) -> str:
+    """`42 s`, `3 min`, `1 h 5 min` for an ETA."""
+    whole = round(float(seconds or 0))
+    if whole < 60:
+        return f"{whole} s"
+    if whole < 3600:
+        return f"{round(whole / 60)} min"
+    return f"{whole // 3600} h {round(whole % 3600 / 60)} min"
+
+
+def _clip(text: str, most: int = LABEL_CHARS) -> str:
+    return text if len(text) <= most else text[: most - 1] + "…"
+
+
+#: Step states that count a chunk as done, and states that show a chunked node as working.
+CHUNK_DONE, CHUNK_WORKING = ("completed", "cached"), ("running", "queued")
 
 
 def from_steps(steps: Iterable[Mapping]) -> list[DrawNode]:
-    """Boxes for a run's steps (`RunService.steps_view`), each in its live state."""
-    return [
-        DrawNode(str(s["step_id"]), str(s.get("type") or ""),
-                 tuple(s.get("depends_on") or s.get("inputs") or ()),
-                 str(s.get("status") or "pending"), str(s.get("error") or ""))
-        for s in steps
-    ]
+    """Boxes for a run's steps (`RunService.steps_view`), each in its live state.
+
+    A chunked step (engine/chunks.py) is one box: its chunks are folded into their join, which
+    shows how many chunks are done and is running while any chunk is.
+    """
+    steps = list(steps)
+    chunks: dict[str, list[Mapping]] = {}
+    for s in steps:
+        if s.get("chunk"):
+            chunks.setdefault(str(s["chunk"]["of"]), []).append(s)
+    nodes = []
+    for s in steps:
+        if s.get("chunk"):
+            continue
+        step_id, state = str(s["step_id"]), str(s.get("status") or "pending")
+        inputs = tuple(s.get("depends_on") or s.get("inputs") or ())
+        parts, progress, detail = chunks.get(step_id, []), "", str(s.get("error") or "")
+        live = s.get("progress") or {}
+        percent, eta = live.get("percent"), live.get("eta")
+        if parts:
+            inputs = tuple(i for i in inputs if i not in {str(p["step_id"]) for p in parts})
+            states = [str(p.get("status") or "pending") for p in parts]
+            done = sum(1 for x in states if x in CHUNK_DONE)
+            progress = f"{done}/{len(parts)} chunks"
+            percent = sum(100.0 if x in CHUNK_DONE else float((p.get("progress") or {}).get("percent") or 0)
+                          for x, p in zip(states, parts, strict=True)) / len(parts)
+            eta = None
+            failed = next((p for p in parts if p.get("status") == "failed"), None)
+            if failed is not None and not detail:
+                state, detail = "failed", f"chunk {failed['step_id']}: {failed.get('error') or ''}"
+            elif state in ("pending", "queued") and any(x in CHUNK_WORKING for x in states):
+                state = "running" if "running" in states else "queued"
+        nodes.append(DrawNode(step_id, str(s.get("type") or ""), inputs, state, detail,
+                              percent=percent, eta=eta, progress=progress))
+    return nodes
 
 
 def from_dag(dag: Mapping, *, state: str | None = None) -> list[DrawNode]:

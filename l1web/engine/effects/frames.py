@@ -16,10 +16,12 @@ import time
 from collections import deque
 from collections.abc import Callable, Iterator
 from concurrent.futures import Future, ThreadPoolExecutor
+from pathlib import Path
 from typing import IO
 
 import numpy as np
 
+from l1web.engine import watch
 from l1web.engine.effects.errors import EffectError
 from l1web.engine.ffmpeg import STDERR_KEEP, FFmpegError, child_options, kill_group
 
@@ -46,6 +48,11 @@ def apply_frames(
     written in order; at most `IN_FLIGHT` frames are held at once.
     """
     frame_bytes = int(np.prod(shape))
+    step = watch.current()  # the step being rendered, told how many frames are done
+    if step is not None:
+        step.command([Path(decoder[0]).name, *decoder[1:]])
+        step.command([Path(encoder[0]).name, *encoder[1:]])
+    written = 0
 
     def transform(buffer: bytearray) -> np.ndarray:
         out = frame_fn(np.frombuffer(buffer, np.uint8).reshape(shape))
@@ -63,8 +70,14 @@ def apply_frames(
                 pending.append(pool.submit(transform, buffer))
                 if len(pending) >= IN_FLIGHT:
                     pipeline.write_frame(pending.popleft().result())
+                    written += 1
+                    if step is not None:
+                        step.frames_done(written)
             while pending:
                 pipeline.write_frame(pending.popleft().result())
+                written += 1
+                if step is not None:
+                    step.frames_done(written)
         finally:
             for future in pending:
                 future.cancel()

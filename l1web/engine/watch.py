@@ -1,0 +1,214 @@
+"""Watching a render from inside: how far it is, and what it printed.
+
+A `StepWatch` is handed to the renderers through a context variable (`watching`), so the node
+renderers keep their signatures: `ffmpeg.ffmpeg` runs a watched ffmpeg with `-progress` and feeds
+its key=value blocks and its stderr lines here; the numpy frame loop reports frames done. The
+watch turns that into snapshots (frames, total_frames, out time, fps, speed, percent, ETA) and
+log text, and hands both to its sink at most once per `interval` (the worker writes them to
+Redis in one pipelined round trip; a sink's failure never fails a render). Pure Python: no Redis, no Flask.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import logging
+import math
+import re
+import threading
+import time
+from collections.abc import Callable, Iterable, Iterator, Mapping
+from contextvars import ContextVar
+
+log = logging.getLogger(__name__)
+
+#: Seconds between two snapshots handed to the sinks while a step renders.
+INTERVAL = 0.5
+#: Longest log line kept, in characters (ffmpeg filter graphs can be long).
+MAX_LINE = 2000
+#: Text that stands for a secret in a log.
+REDACTED = "[redacted]"
+#: Credentials that could reach a log in some tool's output: bearer tokens and token parameters.
+SECRET_PATTERNS = re.compile(
+    r"(?i)(bearer\s+)[A-Za-z0-9._~+/=-]+|((?:auth_token|token|password|secret)=)[^\s&\"']+")
+
+#: A store path after shortening (`<cache>/ab/abcdef…64 hex`): kept to its first 12 hex digits.
+DIGEST_PATH = re.compile(r"(<[a-z]+>)/[0-9a-f]{2}/([0-9a-f]{12})[0-9a-f]{52}")
+
+_current: ContextVar[StepWatch | None] = ContextVar("l1_step_watch", default=None)
+
+
+def current() -> StepWatch | None:
+    """The watch of the step rendering in this context, if any."""
+    return _current.get()
+
+
+@contextlib.contextmanager
+def watching(watch: StepWatch | None) -> Iterator[StepWatch | None]:
+    """Make `watch` the current one for the renders inside the block."""
+    token = _current.set(watch)
+    try:
+        yield watch
+    finally:
+        _current.reset(token)
+
+
+class Redactor:
+    """Shortens local paths and hides secrets in text bound for a log."""
+
+    def __init__(self, paths: Mapping[str, str] | None = None, secrets: Iterable[str] = ()) -> None:
+        # Longest prefix first, so a work dir inside the cache dir gets its own short name.
+        self.paths = sorted(((str(p), label) for p, label in (paths or {}).items() if str(p)),
+                            key=lambda item: -len(item[0]))
+        self.secrets = [s for s in secrets if s and len(s) >= 6]
+
+    def __call__(self, text: str) -> str:
+        for secret in self.secrets:
+            text = text.replace(secret, REDACTED)
+        text = SECRET_PATTERNS.sub(lambda m: (m.group(1) or m.group(2)) + REDACTED, text)
+        for path, label in self.paths:
+            text = text.replace(path, label)
+        return DIGEST_PATH.sub(r"\1/\2…", text)
+
+
+def _number(value: str | None) -> float | None:
+    try:
+        out = float(value)  # type: ignore[arg-type]
+    except (TypeError, ValueError):
+        return None
+    return out if math.isfinite(out) and out >= 0 else None  # NaN and "N/A" are unknown
+
+
+class StepWatch:
+    """Progress and log of one step's render; thread-safe (ffmpeg's pipes are read by threads)."""
+
+    def __init__(self, *, seconds: float | None = None, frames: int | None = None,
+                 sink: Callable[[dict, str], None] | None = None,
+                 redact: Callable[[str], str] | None = None,
+                 interval: float = INTERVAL, clock: Callable[[], float] = time.monotonic,
+                 wall: Callable[[], float] = time.time) -> None:
+        self.seconds = seconds if seconds and seconds > 0 else None
+        self.total_frames = frames if frames and frames > 0 else None
+        self._sink = sink
+        self.redact = redact or Redactor()
+        self.interval, self.clock, self.wall = interval, clock, wall
+        self.started = clock()
+        self._lock = threading.Lock()
+        self._emitting = threading.Lock()
+        self._last_emit = float("-inf")
+        self._pending_log: list[str] = []
+        self.frames = 0
+        self.out_seconds = 0.0
+        self.fps: float | None = None
+        self.speed: float | None = None
+        self.percent = 0.0
+        self.state = "running"
+
+    # What renderers report ---------------------------------------------------------------------
+    def ffmpeg_progress(self, fields: Mapping[str, str]) -> None:
+        """One block of ffmpeg's `-progress` output (`frame=…`, `out_time_us=…`, `progress=…`)."""
+        with self._lock:
+            frame = _number(fields.get("frame"))
+            if frame is not None:
+                self.frames = max(self.frames, int(frame))
+            out_us = _number(fields.get("out_time_us")) or _number(fields.get("out_time_ms"))
+            if out_us is not None:
+                self.out_seconds = max(self.out_seconds, out_us / 1e6)
+            fps = _number(fields.get("fps"))
+            elapsed = self.clock() - self.started
+            if fps:
+                self.fps = fps
+            elif elapsed > 0:  # ffmpeg says 0.00 in its first second, and frame=0 while its
+                # encoder fills its lookahead: count the frames its output time stands for
+                made = max(self.frames, self.out_seconds * self._rate())
+                if made:
+                    self.fps = round(made / elapsed, 2)
+            speed = _number((fields.get("speed") or "").rstrip("x"))
+            if speed:
+                self.speed = speed
+            self._advance()
+        self._maybe_emit()
+
+    def frames_done(self, count: int) -> None:
+        """Frames written so far by a numpy frame loop."""
+        with self._lock:
+            self.frames = max(self.frames, count)
+            elapsed = self.clock() - self.started
+            if elapsed > 0:
+                self.fps = round(self.frames / elapsed, 2)
+            self._advance()
+        self._maybe_emit()
+
+    def command(self, argv: Iterable[str]) -> None:
+        """The argument list of a process this step starts (local paths shortened)."""
+        self.line("$ " + " ".join(_quote(a) for a in argv))
+
+    def line(self, text: str) -> None:
+        """A line for the step's log (the worker's own, or a tool's output)."""
+        text = self.redact(text.rstrip("\n"))[:MAX_LINE]
+        with self._lock:
+            self._pending_log.append(text + "\n")
+        self._maybe_emit()
+
+    def finish(self, ok: bool) -> None:
+        """The render ended: a last snapshot (100 % when it succeeded) and the log flushed."""
+        with self._lock:
+            self.state = "done" if ok else "failed"
+            if ok:
+                self.percent = 100.0
+        self._maybe_emit(force=True)
+
+    # What the sinks get ------------------------------------------------------------------------
+    def snapshot(self) -> dict:
+        with self._lock:
+            return self._snapshot()
+
+    def _snapshot(self) -> dict:
+        elapsed = self.clock() - self.started
+        eta = None
+        if self.state == "running" and 0 < self.percent < 100:
+            eta = max(round(elapsed * (100 - self.percent) / self.percent, 1), 0.1)
+        return {
+            "frames": self.frames, "total_frames": self.total_frames,
+            "out_seconds": round(self.out_seconds, 3), "seconds": self.seconds,
+            "percent": round(self.percent, 1), "fps": self.fps, "speed": self.speed,
+            "eta": eta if self.state == "running" else 0.0 if self.state == "done" else None,
+            "elapsed": round(elapsed, 3), "state": self.state, "updated": round(self.wall(), 3),
+        }
+
+    def _rate(self) -> float:
+        """Expected frames per second of output (0 when unknown)."""
+        return self.total_frames / self.seconds if self.total_frames and self.seconds else 0.0
+
+    def _advance(self) -> None:
+        """Percent from frames (numpy loops, known frame count) or output time; never backwards."""
+        if self.total_frames and self.frames:
+            done = self.frames / self.total_frames
+        elif self.seconds and self.out_seconds:
+            done = self.out_seconds / self.seconds
+        else:
+            return
+        # Below 100 until the render has really ended: estimates of the length can be short.
+        self.percent = max(self.percent, min(done * 100, 99.9))
+
+    def _maybe_emit(self, *, force: bool = False) -> None:
+        if not force and self.clock() - self._last_emit < self.interval:
+            return  # the common case (a frame loop reports every frame): no lock taken
+        # One emission at a time, so the sinks never see an older snapshot after a newer one.
+        with self._emitting:
+            with self._lock:
+                now = self.clock()
+                if not force and now - self._last_emit < self.interval:
+                    return
+                self._last_emit = now
+                snap = self._snapshot()
+                text, self._pending_log = "".join(self._pending_log), []
+            if self._sink is None:
+                return
+            try:
+                self._sink(snap, text)
+            except Exception:  # noqa: BLE001 - a display problem must never fail the render
+                log.warning("could not report a step's progress", exc_info=True)
+
+
+def _quote(arg: str) -> str:
+    return arg if arg and not any(c in arg for c in " \t'\"\\;|&$") else "'" + arg.replace("'", "'\\''") + "'"

@@ -1,0 +1,169 @@
+"""Progress inside a step, with real RQ workers and ffmpeg: what GET /runs/{id} shows while a
+video step renders (ffmpeg's -progress, and the numpy frame loop), and the pure pieces."""
+
+from __future__ import annotations
+
+import time
+
+import pytest
+
+from l1web.engine.estimate import expect
+from l1web.engine.watch import Redactor, StepWatch
+from l1web.jobs.queues import run_service
+from l1web.runs.model import RunStatus
+from l1web.runs.progress import run_progress, step_progress
+from l1web.runs.service import Submission
+from l1web.state import connect
+from l1web.store import ContentStore
+from tests.test_runs_workers import ALICE, put_video
+
+
+@pytest.fixture()
+def store(settings, state) -> ContentStore:
+    return ContentStore(settings.cache_dir, state.cache)
+
+
+@pytest.fixture()
+def service(state, store, settings):
+    return run_service(state, store, connect(settings.redis_url, decode=False))
+
+
+def watch_run(client, run_id: str, step_id: str, timeout: float = 240) -> tuple[list[dict], dict]:
+    """Poll GET /runs/{id} until the run ends: (the step's progress while it ran, the last answer)."""
+    seen: list[dict] = []
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        answer = client.get(f"/runs/{run_id}", headers={"Accept": "application/json"})
+        assert answer.status_code == 200
+        run = answer.get_json()
+        step = next((s for s in run["steps"] if s["step_id"] == step_id), {})  # none before planning
+        if step.get("status") == "running":
+            seen.append(dict(step["progress"], run_percent=run["progress"]["percent"]))
+        if not RunStatus(run["status"]).live:
+            return seen, run
+        time.sleep(0.1)
+    raise AssertionError(f"run still live after {timeout} s")
+
+
+def distinct(values: list[float]) -> list[float]:
+    out: list[float] = []
+    for value in values:
+        if not out or value != out[-1]:
+            out.append(value)
+    return out
+
+
+def test_a_20_second_ffmpeg_step_reports_increasing_progress_to_100(alice_client, service, state, store,
+                                                                      start_worker, tmp_path):
+    clip = put_video(store, tmp_path, seconds=20, size="640x360")
+    start_worker()
+    run, _ = service.submit(Submission("blur", [clip], params={"sigma": 4}), ALICE)
+    seen, final = watch_run(alice_client, run["id"], "blur")
+    assert final["status"] == "completed", final.get("error")
+    live = [p for p in seen if p["percent"] and p["percent"] < 100]
+    assert len(live) >= 3, seen  # several snapshots while it rendered
+    percents = distinct([p["percent"] for p in seen])
+    assert percents == sorted(percents) and len(set(percents)) == len(percents), percents
+    assert all(p["fps"] and p["fps"] > 0 for p in live), live
+    assert all(p["eta"] is not None and p["eta"] > 0 for p in live), live
+    assert all(p["total_frames"] == 500 for p in seen), seen  # 20 s × 25 fps, from the analysis
+    frames = distinct([p["frames"] for p in live])
+    assert frames == sorted(frames)
+    step = next(s for s in final["steps"] if s["step_id"] == "blur")
+    assert step["progress"]["percent"] == 100 and step["progress"]["eta"] == 0
+    assert step["progress"]["frames"] >= 490
+    assert final["progress"] == {"percent": 100.0, "eta": 0.0}
+    # The run's percent is its (only rendered) step's.
+    assert all(p["run_percent"] == p["percent"] for p in live)
+
+
+def test_a_numpy_frame_loop_reports_frames(alice_client, service, state, store, start_worker, tmp_path):
+    clip = put_video(store, tmp_path, seconds=6, size="320x240")
+    start_worker()
+    run, _ = service.submit(Submission("dog", [clip]), ALICE)
+    seen, final = watch_run(alice_client, run["id"], "dog")
+    assert final["status"] == "completed", final.get("error")
+    live = [p for p in seen if p["frames"]]
+    assert live, seen
+    assert distinct([p["frames"] for p in live]) == sorted(distinct([p["frames"] for p in live]))
+    assert all(p["total_frames"] == 150 and p["fps"] > 0 for p in live)
+    step = next(s for s in final["steps"] if s["step_id"] == "dog")
+    assert step["progress"]["percent"] == 100 and step["progress"]["frames"] == 150
+
+
+# Pure parts ----------------------------------------------------------------------------------
+class Clock:
+    def __init__(self) -> None:
+        self.now = 0.0
+
+    def __call__(self) -> float:
+        return self.now
+
+
+def test_watch_throttles_and_never_goes_backwards():
+    clock, sent = Clock(), []
+    watch = StepWatch(seconds=10, frames=250, sink=lambda p, t: sent.append((p, t)), clock=clock, wall=clock)
+    clock.now = 1.0
+    watch.ffmpeg_progress({"frame": "50", "out_time_us": "2000000", "fps": "50.0", "speed": "2.0x",
+                           "progress": "continue"})
+    watch.ffmpeg_progress({"frame": "60", "out_time_us": "N/A", "progress": "continue"})  # within 0.5 s
+    assert len(sent) == 1 and sent[0][0]["percent"] == 20.0 and sent[0][0]["eta"] == 4.0
+    clock.now = 2.0
+    watch.ffmpeg_progress({"frame": "40", "progress": "continue"})  # a lower count is ignored
+    assert sent[-1][0]["frames"] == 60 and sent[-1][0]["percent"] == 24.0
+    clock.now = 2.1
+    watch.line("a line")
+    watch.finish(ok=True)
+    assert sent[-1][0]["percent"] == 100 and sent[-1][0]["eta"] == 0 and sent[-1][1] == "a line\n"
+
+
+def test_a_failing_sink_does_not_break_the_render():
+    def broken(progress, text):
+        raise ConnectionError("redis away")
+
+    watch = StepWatch(seconds=1, sink=broken)
+    watch.frames_done(3)
+    watch.finish(ok=False)
+
+
+def test_redactor_shortens_paths_and_hides_secrets():
+    digest = "ab" + "c" * 62
+    redact = Redactor({"/data/cache/work": "<work>", "/data/cache": "<cache>"}, secrets=["s3cr3t-worker-token"])
+    text = redact(f"-i /data/cache/ab/{digest} /data/cache/work/step-1/out.mp4 "
+                  "Authorization: Bearer abc.def-123 auth_token=xyz s3cr3t-worker-token")
+    assert text == ("-i <cache>/abcccccccccc… <work>/step-1/out.mp4 Authorization: Bearer [redacted] "
+                    "auth_token=[redacted] [redacted]")
+
+
+def test_expectations_follow_the_graph():
+    analysis = {"v": {"media": {"kind": "video", "duration": 20.0, "fps": 25.0}},
+                "i": {"media": {"kind": "image", "duration": None, "fps": None}}}
+    plan = {"steps": [
+        {"step_id": "src", "type": "SOURCE", "cache_id": "v", "inputs": [], "kind": "video", "config": {}},
+        {"step_id": "cut", "type": "SEGMENT", "inputs": ["src"], "kind": "video",
+         "config": {"offset": 5, "duration": 10}},
+        {"step_id": "fast", "type": "TRANSFORM", "inputs": ["cut"], "kind": "video",
+         "config": {"effects": {"speed": 2}}},
+        {"step_id": "both", "type": "SEQUENCE", "inputs": ["src", "fast"], "kind": "video",
+         "config": {"transition": {"type": "cut"}}},
+        {"step_id": "img", "type": "SOURCE", "cache_id": "i", "inputs": [], "kind": "image", "config": {}},
+        {"step_id": "ink", "type": "EFFECT", "inputs": ["img"], "kind": "image", "config": {}},
+    ]}
+    got = expect(plan, analysis)
+    assert got["cut"]["seconds"] == 10 and got["cut"]["frames"] == 250
+    assert got["fast"]["seconds"] == 5
+    assert got["both"]["seconds"] == 25 and got["both"]["frames"] == 625
+    assert got["ink"] == {"seconds": None, "fps": None, "frames": 1, "weight": 2.0}
+    assert got["src"]["weight"] == 0
+
+
+def test_run_progress_is_weighted_by_expected_work():
+    steps = [
+        {"step_id": "a", "type": "EFFECT", "status": "completed", "expect": {"weight": 1.0}},
+        {"step_id": "b", "type": "RESIZE", "status": "running", "expect": {"weight": 3.0}},
+    ]
+    for step, live in zip(steps, [None, {"percent": 50.0, "frames": 10}], strict=True):
+        step["progress"] = step_progress(step, live)
+    got = run_progress({"status": "running", "started": time.time() - 10}, steps)
+    assert got["percent"] == 62.5  # (1×100 + 3×50) / 4, not 1 of 2 steps
+    assert got["eta"] == pytest.approx(6.0, abs=0.2)
