@@ -42,6 +42,7 @@ from l1web import startup
 from l1web.clients import process_clients
 from l1web.engine import encoding
 from l1web.settings import Settings
+from l1web.state import connect
 
 #: Queues a worker listens on by default, highest priority first.
 DEFAULT_QUEUES = ("steps", "runs", "default")
@@ -272,9 +273,10 @@ def _warm_connections(worker: Worker) -> None:
     A failure only means the job connects later, as a freshly forked horse would.
     """
     try:
-        clients = process_clients()
-        for client in (worker.connection, clients.state.redis, clients.rq_connection):
-            client.ping()
+        ctx = process_clients()
+        worker.connection.ping()
+        ctx.state.ping()
+        ctx.rq_connection.ping()
     except Exception as exc:  # noqa: BLE001 - warming up is an optimisation, never a failure
         logging.getLogger(__name__).warning("spare horse could not connect ahead of its job: %s", exc)
 
@@ -346,7 +348,8 @@ def main(argv: list[str] | None = None) -> None:
     startup.prepare(settings, "worker", redis_required=True)
     # Opening the store sweeps temp files and work folders a crashed worker left behind.
     clients = process_clients()
-    settings, connection = clients.settings, clients.rq_connection
+    settings = clients.settings
+    connection = connect(settings.redis_url, decode=False)  # the worker's own, as RQ expects
     queues = [Queue(name, connection=connection, serializer=JSONSerializer) for name in args.queues]
     worker = L1Worker(
         queues, connection=connection, serializer=JSONSerializer, name=args.name,

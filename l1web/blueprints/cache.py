@@ -16,12 +16,12 @@ from l1web import access
 from l1web.auth.guard import public
 from l1web.errors import BadRequest, Forbidden, InvalidHash, L1Error, NotFound, PayloadTooLarge, Unauthorized
 from l1web.ipfs.fetch import WORKER_TOKEN_HEADER, ingest_verified
-from l1web.ipfs.index import IPFSIndex
 from l1web.state import MAX_OFFSET
 from l1web.state.cache import MAX_PAGE, ItemMeta
 from l1web.store import Stored, facts
 from l1web.store.names import check_digest
 from l1web.web import current
+from l1web.web.templating import ipfs_cid
 
 bp = Blueprint("cache", __name__)
 
@@ -147,18 +147,6 @@ def metadata(digest: str):
     refs = sorted(index.refs(digest))
     return jsonify({**item_json(meta), "refs": refs, "published": index.is_published(digest),
                     "ipfs_cid": ipfs_cid(digest)})
-
-
-@bp.app_template_global("ipfs_cid")
-def ipfs_cid(digest: str) -> str | None:
-    """The IPFS CID this node added the item under (None when IPFS is off or not added yet)."""
-    return IPFSIndex(current.state().redis).cid(digest) if current.settings().ipfs_api else None
-
-
-@bp.app_template_global("ipfs_run")
-def ipfs_run(run_id: str) -> dict | None:
-    """A completed run's output and provenance CIDs (the run page shows them)."""
-    return IPFSIndex(current.state().redis).run(run_id) if current.settings().ipfs_api else None
 
 
 # Workers on other hosts (WORKER_TOKEN): fetch inputs they lack, send back what they rendered ---------

@@ -124,7 +124,7 @@ def execute_step(run_id: str, step_id: str) -> dict:
                          error=with_log_excerpt(_short(exc), ctx.state.watch.log(run_id, step_id)),
                          finished=time.time(), duration=round(time.monotonic() - started, 3))
         jlog.warning("step %s failed: %s", step_id, _short(exc))
-        step_finished(ctx.state.redis, run_id, job_id, step, outcome=StepStatus.FAILED,
+        step_finished(ctx.state, run_id, job_id, step, outcome=StepStatus.FAILED,
                       seconds=time.monotonic() - started)
         advance(ctx, run_id)
         raise
@@ -134,7 +134,7 @@ def execute_step(run_id: str, step_id: str) -> dict:
     runs.update_step(run_id, step_id, expected=[StepStatus.RUNNING], status=status, output=digest,
                      finished=time.time(), duration=round(time.monotonic() - started, 3))
     ctx.state.cache.incr("cache_hits" if cached else "cache_misses")
-    step_finished(ctx.state.redis, run_id, job_id, step, outcome=status, seconds=time.monotonic() - started)
+    step_finished(ctx.state, run_id, job_id, step, outcome=status, seconds=time.monotonic() - started)
     jlog.info("step %s %s → %s", step_id, status, digest[:12])
     advance(ctx, run_id)
     chunked.sweep(ctx)  # this host's copies of chunks joined elsewhere
