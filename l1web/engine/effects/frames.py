@@ -23,7 +23,7 @@ import numpy as np
 
 from l1web.engine import watch
 from l1web.engine.effects.errors import EffectError
-from l1web.engine.ffmpeg import STDERR_KEEP, FFmpegError, child_options, kill_group
+from l1web.engine.ffmpeg import STDERR_KEEP, FFmpegError, FFmpegTimeout, child_options, kill_group
 
 #: Threads transforming frames: scipy.ndimage and numpy release the GIL, so frames are
 #: processed in parallel while the two ffmpeg processes use their own cores.
@@ -159,7 +159,7 @@ class Pipeline:
             self._expire()
             code = proc.wait()
         if self.timed_out.is_set():
-            raise FFmpegError(f"ffmpeg {role} timed out after {self.timeout:g} s")
+            raise FFmpegTimeout(f"ffmpeg {role} timed out after {self.timeout:g} s")
         if code:
             self.logs[index].seek(0)
             tail = self.logs[index].read().decode("utf-8", "replace")[-STDERR_KEEP:].strip()
