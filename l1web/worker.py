@@ -286,7 +286,9 @@ def horse_killed(job, retpid: int, ret_val: int, rusage) -> None:
 
     signal_note = f"signal {os.WTERMSIG(ret_val)}" if ret_val and os.WIFSIGNALED(ret_val) else f"status {ret_val}"
     error = runs.WorkHorseKilled(f"the worker process was killed ({signal_note})")
-    if job.func_name.endswith("execute_step"):
+    if job.func_name.endswith("take_work"):
+        runs.on_work_failure(job, None, runs.WorkHorseKilled, error, None)
+    elif job.func_name.endswith("execute_step"):
         runs.on_step_failure(job, None, runs.WorkHorseKilled, error, None)
     elif job.func_name.endswith("plan_run"):
         runs.on_plan_failure(job, None, runs.WorkHorseKilled, error, None)
@@ -321,7 +323,9 @@ def _fail_interrupted(worker: Worker, job) -> None:
 
     try:
         error = runs.WorkerShutdown(COLD_SHUTDOWN)
-        if job.func_name.endswith("execute_step"):
+        if job.func_name.endswith("take_work"):
+            runs.on_work_failure(job, None, runs.WorkerShutdown, error, None)
+        elif job.func_name.endswith("execute_step"):
             runs.on_step_failure(job, None, runs.WorkerShutdown, error, None)
         elif job.func_name.endswith("plan_run"):
             runs.on_plan_failure(job, None, runs.WorkerShutdown, error, None)

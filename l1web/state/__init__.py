@@ -15,6 +15,7 @@ from l1web.state import keys
 from l1web.state.cache import CacheIndex
 from l1web.state.chunks import RemovedChunks
 from l1web.state.claims import Claims
+from l1web.state.fair import FairShare
 from l1web.state.ipfs import IPFSIndex
 from l1web.state.metrics import StepMetrics
 from l1web.state.recipes import Recipes
@@ -50,6 +51,7 @@ class StateManager:
         self.runs = Runs(client)
         self.claims = Claims(client)
         self.recipes = Recipes(client)
+        self.fair = FairShare(client)
         self.ipfs = IPFSIndex(client)
         self.step_metrics = StepMetrics(client)
         self.uploads = Uploads(client)
