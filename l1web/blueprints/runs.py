@@ -11,6 +11,7 @@ from functools import partial
 
 from flask import Blueprint, Response, flash, jsonify, redirect, render_template, request, url_for
 
+from l1web import notify
 from l1web.auth import limit_run_submission
 from l1web.errors import BadRequest, Conflict, L1Error, NotFound
 from l1web.runs.model import RunStatus, StepStatus
@@ -56,6 +57,17 @@ def eta(seconds: object) -> str:
     return dagsvg.duration(seconds)  # type: ignore[arg-type]
 
 
+def check_notify_target(url: str, user: User) -> None:
+    """400 unless `url` may be called (http(s), a public address unless the operator allows
+    private ones) and the user has a signing secret to sign with."""
+    try:
+        notify.resolve(url, allow_private=current.settings().notify_allow_private)
+    except notify.TargetRefused as exc:
+        raise BadRequest(str(exc), field="notify_url") from None
+    if not current.state().notify.user(user.name)["secret"]:
+        raise BadRequest("set a signing secret first (PUT /notify) so deliveries can be signed", field="notify_url")
+
+
 # JSON shapes ----------------------------------------------------------------------------------
 def run_json(run: dict, steps: list[dict] | None = None) -> dict:
     out = {k: v for k, v in run.items() if k not in ("recipe", "force")}
@@ -96,7 +108,11 @@ def list_args(user: User) -> dict:
 # JSON API -------------------------------------------------------------------------------------
 @bp.post("/runs")
 def submit():
-    run, created = current.runs().submit(Submission.from_json(json_body()), signed_in(), admit=limit_run_submission)
+    user = signed_in()
+    submission = Submission.from_json(json_body())
+    if submission.notify_url:
+        check_notify_target(submission.notify_url, user)
+    run, created = current.runs().submit(submission, user, admit=limit_run_submission)
     return run_response(run, 201 if created else 200)
 
 
@@ -235,6 +251,7 @@ def _run_view(run_id: str) -> dict:
     return {
         "run": run, "steps": steps, "live": live, "output": output,
         "progress": run_progress(run, steps),
+        "deliveries": current.state().notify.deliveries(run["id"]),
         "done": sum(1 for s in steps if s.get("status") in DONE),
         "total": int(run.get("steps_total") or len(steps)),
         "dag": dagsvg.render(nodes, title=f"Steps of run {run['id'][:12]}"),

@@ -29,6 +29,7 @@ from l1web.engine.steps import run_step
 from l1web.engine.watch import Redactor, StepWatch, watching
 from l1web.engine.watch import current as watch_current
 from l1web.ipfs import fetch, pinning
+from l1web.jobs import notify as notify_jobs
 from l1web.jobs import queues
 from l1web.jobs.steplog import JobLogAdapter, step_finished
 from l1web.recipes.parse import bind_inputs, recipe_from_data
@@ -314,20 +315,23 @@ def _finish(ctx: Clients, run: dict, steps: list[dict], states: dict[str, dict])
         if run.get("owner"):  # reused from another user's run: the output is this owner's too now
             ctx.state.cache.grant(digest, run["owner"])
         record = provenance.build(ctx, run, steps, states, digest)
-        ctx.state.runs.set_status(run_id, RunStatus.COMPLETED, expected=[RunStatus.RUNNING],
-                                  output_hash=digest, finished=time.time(), provenance=record)
+        if ctx.state.runs.set_status(run_id, RunStatus.COMPLETED, expected=[RunStatus.RUNNING],
+                                     output_hash=digest, finished=time.time(), provenance=record):
+            notify_jobs.run_ended(ctx, run_id)  # its notify URL, if any; never fails the run
         pinning.after_run(ctx, run_id)  # IPFS add+pin when enabled; never fails the run
         return
     failed = [(sid, s) for sid, s in states.items() if s["status"] == StepStatus.FAILED]
     reason = f"step {failed[0][0]!r} failed: {failed[0][1].get('error', 'unknown error')}" if failed \
         else "the output step did not complete"
-    ctx.state.runs.set_status(run_id, RunStatus.FAILED, expected=[RunStatus.RUNNING],
-                              error=reason[:MAX_ERROR], finished=time.time())
+    if ctx.state.runs.set_status(run_id, RunStatus.FAILED, expected=[RunStatus.RUNNING],
+                                 error=reason[:MAX_ERROR], finished=time.time()):
+        notify_jobs.run_ended(ctx, run_id)
 
 
 def fail_run(ctx: Clients, run_id: str, reason: str) -> None:
-    ctx.state.runs.set_status(run_id, RunStatus.FAILED, expected=[RunStatus.PENDING, RunStatus.RUNNING],
-                              error=reason[:MAX_ERROR], finished=time.time())
+    if ctx.state.runs.set_status(run_id, RunStatus.FAILED, expected=[RunStatus.PENDING, RunStatus.RUNNING],
+                                 error=reason[:MAX_ERROR], finished=time.time()):
+        notify_jobs.run_ended(ctx, run_id)
 
 
 def on_plan_failure(job, connection, exc_type, exc_value, tb) -> None:

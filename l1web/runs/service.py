@@ -32,12 +32,14 @@ class Submission:
     output_name: str | None = None
     params: dict = field(default_factory=dict)
     force: bool = False
+    #: Where to POST the run's end (checked by the caller: `l1web.notify`); "" for the owner's default.
+    notify_url: str = ""
 
     @classmethod
     def from_json(cls, body: object) -> Submission:
         if not isinstance(body, dict):
             raise BadRequest("the request body must be a JSON object with 'recipe' and 'inputs'")
-        unknown = sorted(set(body) - {"recipe", "inputs", "output_name", "params", "force"})
+        unknown = sorted(set(body) - {"recipe", "inputs", "output_name", "params", "force", "notify_url"})
         if unknown:
             raise BadRequest(f"unknown field {unknown[0]!r}", field=unknown[0])
         recipe = body.get("recipe")
@@ -62,7 +64,10 @@ class Submission:
         force = body.get("force", False)
         if not isinstance(force, bool):
             raise BadRequest("'force' must be true or false", field="force")
-        return cls(recipe, inputs, output_name, params, force)
+        notify_url = body.get("notify_url") or ""
+        if not isinstance(notify_url, str):
+            raise BadRequest("'notify_url' must be an http(s) URL", field="notify_url")
+        return cls(recipe, inputs, output_name, params, force, notify_url)
 
 
 def renders_one_step(recipe: Recipe) -> bool:
@@ -170,6 +175,7 @@ class RunService:
             "recipe_id": recipe.id, "recipe_name": recipe.name, "config_id": config_id or "",
             "recipe": recipe.to_dict(), "input_hashes": input_hashes, "params": submission.params,
             "output_name": submission.output_name or "", "attempt": 1, "force": False,
+            "notify_url": submission.notify_url,
         }
         # Hold the inputs before the run exists: an input deleted meanwhile is a 404 with no run
         # written, never a run that was written but not enqueued (pending for ever).

@@ -11,6 +11,7 @@ import redis
 from l1web.state import keys
 from l1web.state.cache import CacheIndex
 from l1web.state.claims import Claims
+from l1web.state.notify import Notifications
 from l1web.state.recipes import Recipes
 from l1web.state.results import Results
 from l1web.state.runs import Runs
@@ -44,6 +45,7 @@ class StateManager:
         self.claims = Claims(client)
         self.recipes = Recipes(client)
         self.watch = StepWatches(client)
+        self.notify = Notifications(client)
 
     @classmethod
     def from_url(cls, url: str) -> StateManager:
