@@ -994,6 +994,7 @@ UNSAFE_REQUESTS = [
     ("POST", "/recipes", "alice", {"data": {"yaml": RECIPE.replace("invert-it", "third")}}),
     ("POST", "/run/{run}/cancel", "alice", {}),
     ("POST", "/runs", "alice", {"json": {"recipe": "invert", "inputs": ["{img}"]}}),
+    ("PUT", "/notify", "alice", {"json": {"secret": "s" * 20}}),
     ("DELETE", "/runs/{run}", "alice", {}),
     ("POST", "/runs/{run}/cancel", "alice", {}),
     ("POST", "/runs/{run}/rerun", "alice", {}),
