@@ -277,6 +277,8 @@ ID_ROUTES = [
     ("POST", "/runs/{id}/cancel", "run", {}),
     ("POST", "/runs/{id}/rerun", "run", {}),
     ("GET", "/runs/{id}/provenance", "run", {}),
+    ("GET", "/runs/{id}/steps/invert/log", "run", {}),
+    ("GET", "/run/{id}/log-panel", "run", {}),
     ("GET", "/run/{id}", "run", {}),
     ("GET", "/run/{id}/fragment", "run", {}),
     ("POST", "/run/{id}/cancel", "run", {}),
@@ -1065,6 +1067,7 @@ NO_INPUT = {
     ("apidocs.download_client", "GET"): "the CLI script; no parameters",
     ("ops.healthz", "GET"): "no parameters, touches nothing",
     ("ops.readyz", "GET"): "no parameters",
+    ("notify.show", "GET"): "the signed-in user's own settings; no parameters",
 }
 
 

@@ -3,6 +3,8 @@ video step renders (ffmpeg's -progress, and the numpy frame loop), and the pure 
 
 from __future__ import annotations
 
+import importlib.util
+import io
 import time
 
 import pytest
@@ -10,6 +12,7 @@ import pytest
 from l1web.engine.estimate import expect
 from l1web.engine.watch import Redactor, StepWatch
 from l1web.jobs.queues import run_service
+from l1web.paths import ROOT
 from l1web.runs.model import RunStatus
 from l1web.runs.progress import run_progress, step_progress
 from l1web.runs.service import Submission
@@ -167,3 +170,28 @@ def test_run_progress_is_weighted_by_expected_work():
     got = run_progress({"status": "running", "started": time.time() - 10}, steps)
     assert got["percent"] == 62.5  # (1×100 + 3×50) / 4, not 1 of 2 steps
     assert got["eta"] == pytest.approx(6.0, abs=0.2)
+
+
+class Terminal(io.StringIO):
+    def isatty(self) -> bool:
+        return True
+
+
+def test_render_py_draws_the_weighted_bar_and_each_running_steps_progress():
+    spec = importlib.util.spec_from_file_location("render_cli", ROOT / "render.py")
+    cli = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(cli)
+    run = {"id": "r", "status": "running", "progress": {"percent": 50.0, "eta": 12.0}, "steps": [
+        {"step_id": "src", "type": "SOURCE", "status": "cached"},
+        {"step_id": "soft", "type": "EFFECT", "status": "completed", "progress": {"percent": 100.0}},
+        {"step_id": "grey", "type": "EFFECT", "status": "running",
+         "progress": {"percent": 42.4, "fps": 118.6, "eta": 3.2}},
+    ]}
+    screen = Terminal()
+    cli.Progress(screen).show(run)
+    text = screen.getvalue()
+    assert f"[{'#' * 15}{'-' * 15}] 1/2 steps 50% ETA 12s  running" in text  # weighted, not 1 of 2
+    assert "grey                     running 42% 119fps ETA 3s" in text
+    plain = io.StringIO()
+    cli.Progress(plain).show(run)
+    assert plain.getvalue() == "[running] 1/2 steps 50% ETA 12s  soft:completed grey:running 42% 119fps ETA 3s\n"
