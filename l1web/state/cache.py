@@ -261,6 +261,15 @@ class CacheIndex:
                                blocking_timeout=LOCK_WAIT)
 
     # Verification ------------------------------------------------------------------------------
+    def check(self, digest: str) -> tuple[bool, str | None, str | None]:
+        """(indexed?, verified signature, quarantine reason) in one round trip: what every read asks."""
+        with self.redis.pipeline(transaction=False) as pipe:
+            pipe.exists(keys.cache_item(digest))
+            pipe.hget(keys.cache_item(digest), "verified")
+            pipe.hget(keys.cache_quarantine(), digest)
+            exists, verified, quarantined = pipe.execute()
+        return bool(exists), verified, (json.loads(quarantined)["reason"] if quarantined else None)
+
     def verified_signature(self, digest: str) -> str | None:
         """The (size, mtime, inode, ctime) signature of the file the last time it hashed right."""
         return self.redis.hget(keys.cache_item(digest), "verified")

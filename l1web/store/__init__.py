@@ -82,10 +82,13 @@ class ContentStore:
     def has(self, digest: str) -> bool:
         """True if the item is here with the right bytes: a recorded step output that was
         corrupted on disk is quarantined and reported missing, so the step renders again."""
-        if not (names.is_digest(digest) and self.index.exists(digest)):
+        if not names.is_digest(digest):
+            return False
+        indexed, verified, quarantined = self.index.check(digest)  # one round trip
+        if not indexed or quarantined is not None:
             return False
         try:
-            self.path_for(digest)  # rehashes only if the file changed since it was last verified
+            self._verified_path(digest, indexed, verified)  # rehashes only if the file changed
         except (CorruptItem, NotFound):
             return False
         return True
@@ -102,20 +105,25 @@ class ContentStore:
         so repeated range requests on a large video don't rehash it, but any change is caught.
         """
         check_digest(digest)
-        self._refuse_quarantined(digest)
+        indexed, verified, quarantined = self.index.check(digest)  # one round trip
+        if quarantined is not None:
+            raise CorruptItem(f"item {digest} is quarantined: {quarantined}")
+        return self._verified_path(digest, indexed, verified)
+
+    def _verified_path(self, digest: str, indexed: bool, verified: str | None) -> Path:
         path = self.location(digest)
         try:
             stat = path.stat()
         except FileNotFoundError:
             raise NotFound(f"no cached item {digest}") from None
         seen = signature(stat)
-        if seen == self.index.verified_signature(digest):
+        if seen == verified:
             return path
         actual = hash_file(path)
         if actual != digest:
             self.quarantine(digest, f"integrity check failed: its bytes hash to {actual}")
             raise CorruptItem(f"integrity check failed for {digest}: the item has been quarantined")
-        if self.index.exists(digest):
+        if indexed:
             self.index.set_verified(digest, seen)
         else:
             self._reindex(digest, path, seen)
@@ -221,7 +229,8 @@ class ContentStore:
                  facts: MediaFacts | None, *, source: str, owner: str | None,
                  name: str | None) -> Stored:
         final = self.location(digest)
-        verified = self.index.verified_signature(digest)
+        # A new item has no verified signature to compare with: one round trip fewer.
+        verified = self.index.verified_signature(digest) if known is not None else None
         try:
             current = signature(final.stat())
         except FileNotFoundError:
@@ -233,8 +242,10 @@ class ContentStore:
             current = signature(final.stat())
         meta = known or ItemMeta(digest=digest, size=writer.size, created=time.time(), source=source,
                                  owner=owner, name=_clean_name(name), **vars(facts or MediaFacts()))
-        new = self.index.record(replace(meta, owner=owner or meta.owner), verified=current)
-        return Stored(self.index.get(digest) or meta, new)
+        recorded = replace(meta, owner=owner or meta.owner)
+        new = self.index.record(recorded, verified=current)
+        # New: the index holds exactly `recorded`. Known: it keeps its first metadata; read it.
+        return Stored(recorded if new else (self.index.get(digest) or meta), new)
 
     # Import ------------------------------------------------------------------------------------------
     def import_path(self, path: str, roots: Iterable[Path], *, owner: str | None = None,

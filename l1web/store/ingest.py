@@ -22,6 +22,9 @@ from l1web.store.names import hash_file, new_hasher
 CHUNK = 1024 * 1024
 #: Chunks that may wait between the hashing thread and the writing thread.
 QUEUE_CHUNKS = 4
+#: Bytes hashed and written in the caller's thread before the helper threads start (4 MiB):
+#: starting and joining two threads costs more than they save on a small upload.
+INLINE_BYTES = 4 * 1024 * 1024
 #: Bytes written between two flushes to disk while an ingest is still running (64 MiB).
 SYNC_EVERY = 64 * 1024 * 1024
 #: Prefix and suffix of temp files, so a sweep recognises them.
@@ -47,7 +50,8 @@ class TempWriter:
     them (hashing and `os.write` both release the GIL), so an upload costs about the slowest of
     reading, hashing and writing rather than their sum — which matters most for multipart, where
     the caller's thread is also busy finding part boundaries. The queues are short, which keeps
-    memory at a few chunks however large the upload.
+    memory at a few chunks however large the upload. The first `INLINE_BYTES` are hashed and
+    written in the caller's thread: a small upload never pays for the threads.
     """
 
     def __init__(self, tmp_dir: Path, max_bytes: int | None) -> None:
@@ -60,12 +64,7 @@ class TempWriter:
         self._hash_queue: queue.Queue[bytes | None] = queue.Queue(maxsize=QUEUE_CHUNKS)
         self._write_queue: queue.Queue[bytes | None] = queue.Queue(maxsize=QUEUE_CHUNKS)
         self._error: BaseException | None = None
-        self._threads = [
-            threading.Thread(target=self._hash, name="ingest-hasher", daemon=True),
-            threading.Thread(target=self._drain, args=(fd,), name="ingest-writer", daemon=True),
-        ]
-        for thread in self._threads:
-            thread.start()
+        self._threads: list[threading.Thread] = []
 
     def write(self, data: bytes | bytearray | memoryview) -> None:
         self._raise_pending()
@@ -73,6 +72,23 @@ class TempWriter:
         if self.max_bytes is not None and self.size > self.max_bytes:
             raise PayloadTooLarge(f"upload is larger than the limit of {self.max_bytes} bytes",
                                   limit=self.max_bytes)
+        if not self._threads and self.size <= INLINE_BYTES:
+            self._hasher.update(data)
+            try:
+                view = memoryview(data)
+                while view:
+                    view = view[os.write(self.fd, view):]  # type: ignore[arg-type]
+            except OSError as exc:
+                raise_if_full(exc)
+                raise
+            return
+        if not self._threads:
+            self._threads = [
+                threading.Thread(target=self._hash, name="ingest-hasher", daemon=True),
+                threading.Thread(target=self._drain, args=(self.fd,), name="ingest-writer", daemon=True),
+            ]
+            for thread in self._threads:
+                thread.start()
         chunk = bytes(data)  # immutable: both threads read it while the caller moves on
         self._hash_queue.put(chunk)
         self._write_queue.put(chunk)
@@ -105,6 +121,8 @@ class TempWriter:
                 self._error = exc
 
     def _stop_threads(self) -> None:
+        if not self._threads:  # a small ingest never started them
+            return
         for pipe, thread in zip((self._hash_queue, self._write_queue), self._threads, strict=True):
             if thread.is_alive():
                 pipe.put(None)

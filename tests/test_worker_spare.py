@@ -1,0 +1,84 @@
+"""The worker's spare horse (issue 19): made ahead of time, used once, never outliving its worker.
+
+Real `worker.py` processes on the session's redis-server. That a horse killed mid-render fails
+its step (crash isolation) is `test_runs_workers.py::test_a_killed_worker_leaves_the_run_failed_
+with_a_reason`, whose horse is such a spare.
+"""
+
+from __future__ import annotations
+
+import os
+import signal
+import time
+
+import psutil
+import pytest
+
+from l1web.devtools.processes import stop_process
+from l1web.jobs.queues import run_service
+from l1web.runs.model import RunStatus
+from l1web.runs.service import Submission
+from l1web.state import connect
+from l1web.store import ContentStore
+from tests.test_runs_workers import ALICE, put_image, wait_for_run
+
+
+@pytest.fixture()
+def store(settings, state) -> ContentStore:
+    return ContentStore(settings.cache_dir, state.cache)
+
+
+@pytest.fixture()
+def service(state, store, settings):
+    return run_service(state, store, connect(settings.redis_url, decode=False))
+
+
+def spares(worker) -> list[int]:
+    """The worker's children that lead a process group of their own: spare or running horses."""
+    out = []
+    for child in psutil.Process(worker.pid).children():
+        try:
+            if os.getpgid(child.pid) == child.pid and child.status() != psutil.STATUS_ZOMBIE:
+                out.append(child.pid)
+        except (ProcessLookupError, psutil.NoSuchProcess):
+            continue
+    return out
+
+
+def one_spare(worker, timeout: float = 30) -> int:
+    deadline = time.monotonic() + timeout
+    while len(found := spares(worker)) != 1:
+        assert time.monotonic() < deadline, f"expected one spare horse, found {found}"
+        time.sleep(0.05)
+    return found[0]
+
+
+def test_an_idle_worker_keeps_one_spare_horse_and_a_job_uses_it_up(service, state, store, start_worker, tmp_path):
+    worker = start_worker()
+    spare = one_spare(worker)
+    run, _ = service.submit(Submission("invert", [put_image(store, tmp_path)]), ALICE)
+    assert wait_for_run(state, run["id"])["status"] == RunStatus.COMPLETED
+    assert not psutil.pid_exists(spare) or psutil.Process(spare).status() == psutil.STATUS_ZOMBIE  # used once
+    assert one_spare(worker) != spare  # and the next one is ready
+
+
+def test_a_spare_killed_while_idle_is_replaced_and_the_next_job_still_runs(service, state, store, start_worker,
+                                                                           tmp_path):
+    worker = start_worker()
+    os.kill(one_spare(worker), signal.SIGKILL)
+    run, _ = service.submit(Submission("invert", [put_image(store, tmp_path, seed=2)]), ALICE)
+    assert wait_for_run(state, run["id"])["status"] == RunStatus.COMPLETED
+    one_spare(worker)
+
+
+@pytest.mark.parametrize("how", [signal.SIGTERM, signal.SIGKILL], ids=["stopped", "killed"])
+def test_a_spare_never_outlives_its_worker(start_worker, how):
+    worker = start_worker()
+    spare = psutil.Process(one_spare(worker))
+    if how == signal.SIGTERM:
+        stop_process(worker)
+    else:
+        worker.kill()
+        worker.wait(10)
+    gone, alive = psutil.wait_procs([spare], timeout=10)
+    assert not alive, "the spare horse outlived its worker"
