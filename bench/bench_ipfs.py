@@ -26,7 +26,6 @@ sys.path.insert(0, str(ROOT))
 
 from l1web.devtools.processes import python_process, start_redis, stop_process, wait_for  # noqa: E402
 from l1web.ipfs.daemon import IPFSDaemon  # noqa: E402
-from l1web.ipfs.index import IPFSIndex  # noqa: E402
 from l1web.jobs.queues import run_service  # noqa: E402
 from l1web.recipes.parse import parse_recipe  # noqa: E402
 from l1web.runs.model import RunStatus  # noqa: E402
@@ -58,7 +57,7 @@ class Node:
         self.state = StateManager(connect(self.url))
         self.store = ContentStore(root / "cache", self.state.cache)
         self.service = run_service(self.state, self.store, connect(self.url, decode=False))
-        self.index = IPFSIndex(self.state.redis)
+        self.index = self.state.ipfs
         self.env = {"REDIS_URL": self.url, "CACHE_DIR": str(root / "cache"), "DATA_DIR": str(root),
                     "SECRET_KEY": "bench", "IPFS_API": ipfs_api, "IPNS_KEY": f"bench-{name}",
                     "IPNS_SYNC_INTERVAL": str(INTERVAL), "SAMPLE_ASSETS": "0"}

@@ -20,6 +20,7 @@ from l1web.devtools.processes import python_process, start_redis, stop_process, 
 from l1web.metrics import record_step
 from l1web.settings import Settings
 from l1web.state import StateManager, connect, keys
+from l1web.state.metrics import StepMetrics
 from l1web.web import create_app
 
 #: Runs placed in the status indexes (the metrics count them with ZCARD).
@@ -52,7 +53,7 @@ def _fill(url: str) -> None:
                 pipe.execute()
         pipe.execute()
     for i in range(500):
-        record_step(client, ("EFFECT", "SEQUENCE", "LAYER")[i % 3], "completed", (i % 97) / 10)
+        record_step(StepMetrics(client), ("EFFECT", "SEQUENCE", "LAYER")[i % 3], "completed", (i % 97) / 10)
     queue = Queue("parked", connection=connect(url, decode=False), serializer=JSONSerializer)
     queue.enqueue_many([Queue.prepare_data("time.sleep", (0,)) for _ in range(QUEUED)])
 

@@ -25,7 +25,8 @@ from rq.registry import FailedJobRegistry, StartedJobRegistry
 from rq.serializers import JSONSerializer
 
 from l1web.runs.model import RunStatus
-from l1web.state import StateManager, keys
+from l1web.state import StateManager
+from l1web.state.metrics import StepMetrics
 
 #: Upper bounds (seconds) of the step-duration histogram: cache hits take milliseconds,
 #: effect renders of long videos take many minutes.
@@ -41,15 +42,10 @@ def _bound(value: float) -> str:
 
 
 # Written by workers ---------------------------------------------------------------------------
-def record_step(client: redis.Redis, node_type: str, outcome: str, seconds: float) -> None:
+def record_step(metrics: StepMetrics, node_type: str, outcome: str, seconds: float) -> None:
     """Count one finished step job: its outcome and, in the first bucket it fits, its duration."""
     bucket = next(b for b in STEP_BUCKETS if seconds <= b)
-    node = node_type or "UNKNOWN"
-    with client.pipeline(transaction=False) as pipe:
-        pipe.hincrby(keys.step_metrics(), f"{node}|le:{_bound(bucket)}", 1)
-        pipe.hincrbyfloat(keys.step_metrics(), f"{node}|sum", seconds)
-        pipe.hincrby(keys.step_metrics(), f"{node}|outcome:{outcome}", 1)
-        pipe.execute()
+    metrics.record(node_type or "UNKNOWN", _bound(bucket), outcome, seconds)
 
 
 @dataclass(frozen=True)
@@ -66,8 +62,8 @@ class StepHistogram:
         return self.buckets[-1][1] if self.buckets else 0
 
 
-def step_histograms(client: redis.Redis) -> list[StepHistogram]:
-    raw = {_text(k): _text(v) for k, v in client.hgetall(keys.step_metrics()).items()}
+def step_histograms(metrics: StepMetrics) -> list[StepHistogram]:
+    raw = metrics.fields()
     by_type: dict[str, dict[str, str]] = {}
     for field, value in raw.items():
         node, _, name = field.partition("|")
@@ -191,7 +187,7 @@ class L1Collector(Collector):
                                           "Seconds a step job took in a worker, by node type.", labels=["node_type"])
         outcomes = CounterMetricFamily("l1_steps", "Step jobs finished, by node type and outcome.",
                                        labels=["node_type", "outcome"])
-        for histogram in step_histograms(self.state.redis):
+        for histogram in step_histograms(self.state.step_metrics):
             durations.add_metric([histogram.node_type], histogram.buckets, histogram.total)
             for outcome, count in sorted(histogram.outcomes.items()):
                 outcomes.add_metric([histogram.node_type, outcome], count)

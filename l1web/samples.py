@@ -17,7 +17,7 @@ import redis
 from PIL import Image, ImageDraw, ImageFilter
 
 from l1web.engine import ffmpeg
-from l1web.state import keys
+from l1web.state import StateManager
 from l1web.state.cache import CacheIndex
 from l1web.store import ContentStore
 
@@ -135,7 +135,7 @@ def present(store: ContentStore, index: CacheIndex) -> dict[str, str] | None:
     return None
 
 
-def ensure_samples_once(store: ContentStore, index: CacheIndex, client: redis.Redis, *,
+def ensure_samples_once(store: ContentStore, state: StateManager, *,
                         wait: float = LOCK_WAIT) -> dict[str, str] | None:
     """At a server's start: make the missing samples, in one process only.
 
@@ -143,16 +143,16 @@ def ensure_samples_once(store: ContentStore, index: CacheIndex, client: redis.Re
     makes them; the others wait for it, then find them made. Returns name → digest, or None
     when the lock was not freed within `wait` seconds (the holder is still at it).
     """
-    found = present(store, index)
+    found = present(store, state.cache)
     if found is not None:
         return found
-    lock = client.lock(keys.samples_lock(), timeout=LOCK_TTL, blocking_timeout=wait)
+    lock = state.samples_lock(timeout=LOCK_TTL, wait=wait)
     if not lock.acquire():
-        log.warning("sample assets: another process holds %s for over %g s; going on without waiting",
-                    keys.samples_lock(), wait)
+        log.warning("sample assets: another process holds the start-up lock for over %g s; going on without it",
+                    wait)
         return None
     try:
-        return ensure_samples(store, index)
+        return ensure_samples(store, state.cache)
     finally:
         try:
             lock.release()

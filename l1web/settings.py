@@ -48,6 +48,10 @@ DEFAULT_WORKER_ABANDON_GRACE = 30
 DEFAULT_WORKER_MAINTENANCE = 30
 #: Seconds one IPFS RPC call may take (a missing CID on an offline node would block for ever).
 DEFAULT_IPFS_TIMEOUT = 20.0
+#: Seconds of video per chunk when a frame-wise step is split (0: never split; engine/chunks.py).
+DEFAULT_CHUNK_SECONDS = 10.0
+#: Videos at most this long (seconds) are rendered in one piece.
+DEFAULT_CHUNK_MIN_SECONDS = 30.0
 #: Name of this node's key in the IPFS keystore; its IPNS name is what peers list in IPNS_PEERS.
 DEFAULT_IPNS_KEY = "artdag-l1"
 
@@ -96,6 +100,8 @@ class Settings:
     worker_abandon_grace: int = DEFAULT_WORKER_ABANDON_GRACE
     worker_maintenance: int = DEFAULT_WORKER_MAINTENANCE
     step_timeout: float = DEFAULT_STEP_TIMEOUT
+    chunk_seconds: float = DEFAULT_CHUNK_SECONDS
+    chunk_min_seconds: float = DEFAULT_CHUNK_MIN_SECONDS
     ready_max_queue: int = DEFAULT_READY_MAX_QUEUE
     metrics_token_sha256: str = ""
     notify_allow_private: bool = False
@@ -157,6 +163,8 @@ class Settings:
             worker_abandon_grace=int(env.get("WORKER_ABANDON_GRACE", DEFAULT_WORKER_ABANDON_GRACE)),
             worker_maintenance=int(env.get("WORKER_MAINTENANCE", DEFAULT_WORKER_MAINTENANCE)),
             step_timeout=float(env.get("STEP_TIMEOUT", DEFAULT_STEP_TIMEOUT)),
+            chunk_seconds=float(env.get("CHUNK_SECONDS", DEFAULT_CHUNK_SECONDS)),
+            chunk_min_seconds=float(env.get("CHUNK_MIN_SECONDS", DEFAULT_CHUNK_MIN_SECONDS)),
             ready_max_queue=int(env.get("READY_MAX_QUEUE", DEFAULT_READY_MAX_QUEUE)),
             metrics_token_sha256=env.get("METRICS_TOKEN_SHA256", "").strip().lower(),
             notify_allow_private=_bool(env.get("NOTIFY_ALLOW_PRIVATE", "0")),

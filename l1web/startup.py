@@ -79,7 +79,7 @@ def make_samples(settings: Settings) -> dict[str, str] | None:
 
     state = StateManager.from_url(settings.redis_url)
     try:
-        found = ensure_samples_once(ContentStore(settings.cache_dir, state.cache), state.cache, state.redis)
+        found = ensure_samples_once(ContentStore(settings.cache_dir, state.cache), state)
     except ffmpeg.FFmpegError as exc:
         raise StartupError(f"could not make the sample assets: {exc}") from None
     if found:

@@ -40,6 +40,7 @@ from l1web import startup
 from l1web.clients import process_clients
 from l1web.engine import encoding
 from l1web.settings import Settings
+from l1web.state import connect
 
 #: Queues a worker listens on by default, highest priority first.
 DEFAULT_QUEUES = ("steps", "runs", "default")
@@ -78,6 +79,16 @@ class L1Worker(Worker):
         except (redis.ConnectionError, redis.TimeoutError) as exc:
             self.log.warning("Worker %s: heartbeat for job %s failed (%s); retrying at the next one",
                              self.name, job.id, exc)
+
+    def run_maintenance_tasks(self) -> None:
+        super().run_maintenance_tasks()
+        # This host's copies of chunks joined elsewhere go even while it is idle (jobs/chunked.py).
+        try:
+            from l1web.jobs import chunked
+
+            chunked.sweep(process_clients())
+        except (redis.RedisError, OSError) as exc:
+            self.log.warning("Worker %s: chunk sweep failed (%s)", self.name, exc)
 
     @property
     def dequeue_timeout(self) -> int:
@@ -147,7 +158,10 @@ class L1Worker(Worker):
             signal.signal(signal.SIGINT, signal.SIG_IGN)
             signal.signal(signal.SIGTERM, signal.SIG_DFL)
             parent = os.getppid()
-            _warm_connections(self)
+            try:
+                _warm_connections(self)
+            except Exception:  # noqa: BLE001 - warming is an optimisation: the job connects anyway
+                logging.getLogger(__name__).warning("spare horse could not warm its connections", exc_info=True)
             payload = b""
             while True:
                 ready, _, _ = select.select([pipe], [], [], self.SPARE_POLL)
@@ -198,11 +212,10 @@ def _alive(pid: int) -> bool:
 
 def _warm_connections(worker: Worker) -> None:
     """Open this process's Redis connections now, not when its job starts (each costs round trips)."""
-    from l1web.jobs.context import job_context
-
-    ctx = job_context()
-    for client in (worker.connection, ctx.state.redis, ctx.rq_connection):
-        client.ping()
+    ctx = process_clients()
+    worker.connection.ping()
+    ctx.state.ping()
+    ctx.rq_connection.ping()
 
 
 def horse_killed(job, retpid: int, ret_val: int, rusage) -> None:
@@ -272,7 +285,8 @@ def main(argv: list[str] | None = None) -> None:
     startup.prepare(settings, "worker", redis_required=True)
     # Opening the store sweeps temp files and work folders a crashed worker left behind.
     clients = process_clients()
-    settings, connection = clients.settings, clients.rq_connection
+    settings = clients.settings
+    connection = connect(settings.redis_url, decode=False)  # the worker's own, as RQ expects
     queues = [Queue(name, connection=connection, serializer=JSONSerializer) for name in args.queues]
     worker = L1Worker(
         queues, connection=connection, serializer=JSONSerializer, name=args.name,

@@ -85,3 +85,27 @@ def test_a_cycle_in_the_data_does_not_hang_the_drawing():
     nodes = [DrawNode("a", "EFFECT", ("b",)), DrawNode("b", "EFFECT", ("a",))]
     assert set(dagsvg.levels(nodes)) == {"a", "b"}
     parse(dagsvg.render(nodes))
+
+
+def chunked_steps(chunk_states, join_state="pending"):
+    chunks = [{"step_id": f"fx~c{i}", "type": "EFFECT", "inputs": ["v"], "status": s,
+               "chunk": {"of": "fx", "index": i, "count": len(chunk_states)}}
+              for i, s in enumerate(chunk_states)]
+    return [{"step_id": "v", "type": "SOURCE", "status": "cached"}, *chunks,
+            {"step_id": "fx", "type": "EFFECT", "inputs": [c["step_id"] for c in chunks] + ["v"],
+             "status": join_state, "join": {"chunks": [c["step_id"] for c in chunks]}}]
+
+
+def test_a_chunked_step_is_one_node_with_its_chunks_progress():
+    nodes = dagsvg.from_steps(chunked_steps(["completed", "running", "queued", "pending"]))
+    assert [n.id for n in nodes] == ["v", "fx"]
+    fx = nodes[1]
+    assert fx.inputs == ("v",) and fx.state == "running" and fx.progress == "1/4 chunks"
+    svg = parse(dagsvg.render(nodes))
+    texts = [t.text for t in svg.iter(f"{SVG}text")]
+    assert "EFFECT · 1/4 chunks" in texts
+    assert len([p for p in svg.iter(f"{SVG}path") if p.get("class") == "dag-edge"]) == 1
+    done = dagsvg.from_steps(chunked_steps(["completed", "cached"], join_state="completed"))[1]
+    assert done.state == "completed" and done.progress == "2/2 chunks"
+    failed = dagsvg.from_steps(chunked_steps(["completed", "failed"]))[1]
+    assert failed.state == "failed" and "fx~c1" in failed.detail

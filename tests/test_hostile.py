@@ -294,6 +294,7 @@ ID_ROUTES = [
     ("POST", "/run/{id}/publish", "run", {}),
     ("GET", "/worker/cache/{id}", "hash", {"headers": WORKER}),
     ("PUT", "/worker/cache/{id}", "hash", {"headers": WORKER, "data": b"rendered bytes"}),
+    ("DELETE", "/worker/cache/{id}", "hash", {"headers": WORKER}),
 ]
 ID_ANSWERS = {
     "hash": (400, "not a content hash"),
@@ -730,6 +731,10 @@ def worker_cases() -> list[Case]:
              kwargs={"data": b"", "headers": WORKER}),
         Case("worker upload of zero bytes named by their hash", "PUT", "/worker/cache/" + EMPTY_SHA3, 400, "empty",
              kwargs={"data": b"", "headers": WORKER}),
+        Case("worker chunk removal without token", "DELETE", "/worker/cache/{img}", 401, "missing or wrong"),
+        # Only chunks a worker has joined may go (state/chunks.py): an ordinary item is "unknown".
+        Case("worker removal of an item that is no chunk", "DELETE", "/worker/cache/{img}", 404, "no cached item",
+             kwargs={"headers": WORKER}),
         Case("worker upload too large", "PUT", "/worker/cache/" + "a" * 64, 413, "larger than the limit",
              kwargs={"input_stream": io.BytesIO(b"x" * (MAX_UPLOAD + 1)), "headers": WORKER,
                      "environ_overrides": {"wsgi.input_terminated": True}}),
@@ -1001,6 +1006,7 @@ UNSAFE_REQUESTS = [
     ("POST", "/runs/{run}/cancel", "alice", {}),
     ("POST", "/runs/{run}/rerun", "alice", {}),
     ("PUT", "/worker/cache/" + SHA3_OF_DATA, "anon", {"data": b"rendered bytes", "headers": WORKER}),
+    ("DELETE", "/worker/cache/{img}", "anon", {"headers": WORKER}),
     ("POST", "/runs/{run}/publish", "alice", {}),
     ("POST", "/run/{run}/publish", "alice", {}),
     ("POST", "/rq/requeue/runs", "admin", {}),

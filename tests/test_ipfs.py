@@ -22,7 +22,6 @@ from l1web.devtools.processes import free_port, python_process, stop_process, wa
 from l1web.ipfs import daemon as ipfs_daemon
 from l1web.ipfs import fetch
 from l1web.ipfs.client import IPFSClient, IPFSError, api_base
-from l1web.ipfs.index import IPFSIndex
 from l1web.ipfs.pinning import canonical_bytes
 from l1web.ipfs.sync import DOC_FORMAT, SyncTask, validate_document
 from l1web.jobs.queues import run_service
@@ -121,7 +120,7 @@ def wait_for_run(state: StateManager, run_id: str) -> dict:
 
 def wait_published(node: Node, run_id: str) -> dict:
     """The run's IPFS record: the worker adds the outputs just after marking the run completed."""
-    index = IPFSIndex(node.state.redis)
+    index = node.state.ipfs
     wait_for(lambda: index.run(run_id), timeout=60, what="the run's outputs in IPFS")
     return index.run(run_id)
 
@@ -207,7 +206,7 @@ def test_a_completed_run_is_added_and_pinned_with_its_provenance(node_a, client,
     start_worker(env=node_a.env)
     run = wait_for_run(node_a.state, submit_two_steps(node_a, digest)["id"])
     assert run["status"] == RunStatus.COMPLETED, run.get("error")
-    index = IPFSIndex(node_a.state.redis)
+    index = node_a.state.ipfs
     record = wait_published(node_a, run["id"])
     assert record["output_hash"] == run["output_hash"]
     assert sha3(client.cat(record["output_cid"])) == run["output_hash"]  # the CID holds exactly those bytes
@@ -232,7 +231,7 @@ def test_ipfs_down_never_fails_a_run_and_the_sync_task_adds_it_later(node_a, cli
     start_worker(env={**node_a.env, "IPFS_API": f"http://127.0.0.1:{free_port()}"})
     run = wait_for_run(node_a.state, submit_two_steps(node_a, digest)["id"])
     assert run["status"] == RunStatus.COMPLETED, run.get("error")
-    index = IPFSIndex(node_a.state.redis)
+    index = node_a.state.ipfs
     wait_for(lambda: index.pending() == [run["id"]], timeout=30, what="the failed add to be queued")
     assert index.cid(run["output_hash"]) is None and index.run(run["id"]) is None
 
@@ -262,7 +261,7 @@ def test_a_step_a_peer_rendered_is_fetched_not_rendered(node_a, node_b, client, 
     node_b = Node(peer_settings, node_b.state, node_b.store, node_b.service)
     status_b = node_b.sync(client).once()
     assert status_b["peers"][name_a]["ok"] is True and status_b["peers"][name_a]["new"] == 2
-    stored = IPFSIndex(node_b.state.redis).status()
+    stored = node_b.state.ipfs.status()
     assert stored["state"] == "ok" and json.loads(stored["peers"])[name_a]["ok"] is True
 
     start_worker(env=node_b.env)
@@ -279,7 +278,7 @@ def test_a_lying_peer_entry_is_dropped_and_nothing_enters_the_cache(node_b, clie
     truthful = b"what the CID really holds"
     claimed = sha3(b"what the peer claims it holds")
     cache_id = "c" * 64
-    index = IPFSIndex(node_b.state.redis)
+    index = node_b.state.ipfs
     index.merge_peer("liar", "{}", {cache_id: {"digest": claimed, "cid": client.add(truthful)}}, {})
     ctx = SimpleNamespace(settings=node_b.settings, state=node_b.state, store=node_b.store)
     assert fetch.peer_result(ctx, cache_id) is None
@@ -289,7 +288,7 @@ def test_a_lying_peer_entry_is_dropped_and_nothing_enters_the_cache(node_b, clie
 
 
 def test_a_peer_never_overwrites_local_truth(node_b, client):
-    index = IPFSIndex(node_b.state.redis)
+    index = node_b.state.ipfs
     mine, theirs = b"our bytes", b"the peer's bytes"
     local_digest, peer_digest = sha3(mine), sha3(theirs)
     index.set_cid(local_digest, client.add(mine))
@@ -323,7 +322,7 @@ def test_the_sync_backs_off_and_reports_failures(node_b):
     task = SyncTask(node_b.settings.with_changes(ipns_sync_interval=0.05), node_b.state, node_b.store, dead)
     thread = threading.Thread(target=task.run_forever, daemon=True)
     thread.start()
-    index = IPFSIndex(node_b.state.redis)
+    index = node_b.state.ipfs
     try:
         wait_for(lambda: int(index.status().get("failures", 0)) >= 2, timeout=30, what="two failed attempts")
     finally:
@@ -337,7 +336,7 @@ def test_the_sync_backs_off_and_reports_failures(node_b):
 def test_the_sync_process_publishes_this_nodes_document(node_a, client, tmp_path):
     env = {**node_a.env, "IPNS_SYNC_INTERVAL": "0.5", "IPNS_KEY": "process-node", "DATA_DIR": str(tmp_path)}
     proc = python_process(["-m", "l1web.ipfs.sync"], env, log=tmp_path / "sync.log")
-    index = IPFSIndex(node_a.state.redis)
+    index = node_a.state.ipfs
     try:
         wait_for(lambda: index.status().get("state") == "ok", timeout=60, what="the sync process")
     finally:
@@ -352,7 +351,7 @@ def test_the_sync_process_publishes_this_nodes_document(node_a, client, tmp_path
 def test_the_document_is_canonical_json(node_a):
     from l1web.ipfs.sync import build_document
 
-    doc = build_document(node_a.state, IPFSIndex(node_a.state.redis))
+    doc = build_document(node_a.state, node_a.state.ipfs)
     assert doc == {"format": DOC_FORMAT, "cids": {}, "results": {}, "runs": {}, "configs": {}}
     assert canonical_bytes(doc) == json.dumps(doc, sort_keys=True, separators=(",", ":")).encode()
 

@@ -358,6 +358,12 @@ def test_real_responses_of_every_operation_fit_the_document(app, alice_client, a
     check(plain, "PUT", "/worker/cache/{digest}", digest=hashlib.sha3_256(rendered).hexdigest(), expect=200,
           headers=worker, data=rendered)
     check(plain, "PUT", "/worker/cache/{digest}", digest="ab" * 32, expect=400, headers=worker, data=rendered)
+    # Issue 16: a worker that joined a chunked step deletes the server's copy of a chunk, and only that.
+    chunk = hashlib.sha3_256(rendered).hexdigest()
+    check(plain, "DELETE", "/worker/cache/{digest}", digest=chunk, expect=404, headers=worker)
+    app.extensions["l1"].state.removed_chunks.add([chunk])
+    check(plain, "DELETE", "/worker/cache/{digest}", digest=chunk, expect=200, headers=worker)
+    check(plain, "DELETE", "/worker/cache/{digest}", digest=chunk, expect=401, headers={"X-Worker-Token": "no"})
 
     # Tokens last: they end sign-ins.
     spare = dev_l2.mint("alice", settings.l1_public_url)

@@ -77,11 +77,11 @@ def test_a_start_waits_for_the_process_making_them(store, state):
     held = state.redis.lock(keys.samples_lock(), timeout=30)
     assert held.acquire(blocking=False)
     try:
-        assert samples.ensure_samples_once(store, state.cache, state.redis, wait=0.3) is None
+        assert samples.ensure_samples_once(store, state, wait=0.3) is None
         assert state.cache.assets() == {}
     finally:
         held.release()
-    made = samples.ensure_samples_once(store, state.cache, state.redis, wait=0.3)
+    made = samples.ensure_samples_once(store, state, wait=0.3)
     assert set(made) == {"cat", "testvideo"} and state.cache.assets() == made
     assert not state.redis.exists(keys.samples_lock())
 

@@ -28,7 +28,6 @@ def init_app(app: Flask) -> None:
     app.before_request(require_sign_in)
     app.before_request(check_csrf)
     app.after_request(_after)
-    app.context_processor(lambda: {"csrf_token": csrf_token})
     install_log_redaction()
 
 

@@ -10,6 +10,7 @@ from flask import Response, current_app, g, redirect, request
 
 from l1web.errors import Unauthorized
 from l1web.web.errors import wants_json
+from l1web.web.htmx import is_htmx
 
 #: Paths anyone may open.
 PUBLIC_PATHS = frozenset({
@@ -41,7 +42,7 @@ def require_sign_in() -> Response | None:
         return None  # unrouted paths fall through to their 404/405
     target = request.full_path.rstrip("?")
     login = f"/login?{urlencode({'next': target})}"
-    if request.headers.get("HX-Request"):
+    if is_htmx():
         response = Response(status=401)
         response.headers["HX-Redirect"] = login
         return response

@@ -15,7 +15,6 @@ import os
 from cryptography.exceptions import InvalidTag
 from cryptography.hazmat.primitives.ciphers.aead import AESGCM
 
-from l1web.state import keys
 from l1web.web import current
 
 #: Bytes of the random AES-GCM nonce stored in front of the ciphertext.
@@ -37,13 +36,13 @@ def keep(session_id: str, token: str, ttl: int) -> None:
     nonce = os.urandom(NONCE_BYTES)
     session_hash = _hash(session_id)
     sealed = nonce + AESGCM(_key(session_id)).encrypt(nonce, token.encode(), session_hash.encode())
-    current.state().redis.set(keys.session_token(session_hash), base64.b64encode(sealed).decode(), ex=ttl)
+    current.state().tokens.keep_sealed(session_hash, base64.b64encode(sealed).decode(), ttl)
 
 
 def unseal(session_id: str) -> str | None:
     """The token of the session this cookie names; None when none was kept (or it won't open)."""
     session_hash = _hash(session_id)
-    raw = current.state().redis.get(keys.session_token(session_hash))
+    raw = current.state().tokens.sealed(session_hash)
     if not raw:
         return None
     blob = base64.b64decode(raw)
@@ -54,4 +53,4 @@ def unseal(session_id: str) -> str | None:
 
 
 def forget(session_id: str) -> None:
-    current.state().redis.delete(keys.session_token(_hash(session_id)))
+    current.state().tokens.forget_sealed(_hash(session_id))

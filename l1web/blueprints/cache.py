@@ -16,12 +16,12 @@ from l1web import access
 from l1web.auth.guard import public
 from l1web.errors import BadRequest, Forbidden, InvalidHash, L1Error, NotFound, PayloadTooLarge, Unauthorized
 from l1web.ipfs.fetch import WORKER_TOKEN_HEADER, ingest_verified
-from l1web.ipfs.index import IPFSIndex
 from l1web.state import MAX_OFFSET
 from l1web.state.cache import MAX_PAGE, ItemMeta
 from l1web.store import Stored, facts
 from l1web.store.names import check_digest
 from l1web.web import current
+from l1web.web.templating import ipfs_cid
 
 bp = Blueprint("cache", __name__)
 
@@ -149,18 +149,6 @@ def metadata(digest: str):
                     "ipfs_cid": ipfs_cid(digest)})
 
 
-@bp.app_template_global("ipfs_cid")
-def ipfs_cid(digest: str) -> str | None:
-    """The IPFS CID this node added the item under (None when IPFS is off or not added yet)."""
-    return IPFSIndex(current.state().redis).cid(digest) if current.settings().ipfs_api else None
-
-
-@bp.app_template_global("ipfs_run")
-def ipfs_run(run_id: str) -> dict | None:
-    """A completed run's output and provenance CIDs (the run page shows them)."""
-    return IPFSIndex(current.state().redis).run(run_id) if current.settings().ipfs_api else None
-
-
 # Workers on other hosts (WORKER_TOKEN): fetch inputs they lack, send back what they rendered ---------
 def check_worker_token() -> None:
     """404 when the feature is off (as if the route did not exist), 401 for a wrong token."""
@@ -201,6 +189,22 @@ def worker_upload(digest: str):
         except L1Error as exc:
             raise BadRequest(exc.message) from None
     return jsonify(stored=digest)
+
+
+@bp.delete("/worker/cache/<digest>")
+@public
+def worker_remove_chunk(digest: str):
+    """A worker joined a chunked step: this server's copy of one of its chunks goes too.
+
+    Only digests listed as removed chunks (state/chunks.py) are accepted: a worker token is no
+    licence to delete anything else (404, as for an unknown item).
+    """
+    check_worker_token()
+    check_digest(digest)
+    if not current.state().removed_chunks.contains(digest):
+        raise NotFound(f"no cached item {digest}")
+    current.store().location(digest).unlink(missing_ok=True)
+    return jsonify(deleted=digest)
 
 
 @bp.delete("/cache/<digest>")

@@ -13,14 +13,12 @@ bp = Blueprint("home", __name__)
 
 def server_info() -> dict:
     settings = current.settings()
-    state = current.state()
     return {
         "name": "L1",
         "description": "Art DAG rendering server",
         "version": __version__,
         "public_url": settings.l1_public_url,
         "l2_servers": list(settings.l2_servers),
-        "counts": state.counts() if hasattr(state, "counts") else {},
         "docs": "/docs",
     }
 

@@ -6,10 +6,7 @@ fragments in place. Each fragment is a `_media_*.html` partial the full page als
 
 from __future__ import annotations
 
-from datetime import UTC, datetime
-
 from flask import Blueprint, abort, flash, redirect, render_template, request, send_file, url_for
-from flask_htmx import HTMX
 
 from l1web.blueprints.cache import (
     IMMUTABLE_AGE,
@@ -22,9 +19,9 @@ from l1web.blueprints.cache import (
 )
 from l1web.errors import L1Error
 from l1web.web import current
+from l1web.web.htmx import is_htmx
 
 bp = Blueprint("media", __name__)
-htmx = HTMX()
 
 
 @bp.get("/media")
@@ -38,7 +35,7 @@ def index():
 @bp.post("/media")
 def upload():
     stored = ingest_request("upload")
-    if htmx:
+    if is_htmx():
         page = current.state().cache.list(limit=current.settings().page_size, owner=listing_owner())
         return render_template("_media_uploaded.html", stored=stored, page=page, assets=_asset_names())
     flash("Uploaded." if stored.new else "Already in the cache.", "info")
@@ -86,24 +83,13 @@ def thumbnail(digest: str):
 def delete(digest: str):
     meta = managed_meta(digest)
     current.store().delete(digest)
-    if htmx:
+    if is_htmx():
         # The card goes; the status line (which may still show an earlier refusal) and the count
         # are replaced out of band, as after an upload.
         page = current.state().cache.list(limit=current.settings().page_size, owner=listing_owner())
         return render_template("_media_deleted.html", meta=meta, page=page, assets=_asset_names())
     flash(f"Deleted {digest[:12]}….", "info")
     return redirect(url_for("media.index"), code=303)
-
-
-@bp.context_processor
-def _media_globals() -> dict:
-    return {"max_upload": current.settings().max_upload_bytes}
-
-
-@bp.app_template_filter("media_time")
-def media_time(epoch: float) -> str:
-    """Seconds since the epoch as ISO 8601 UTC (for `<time datetime>` and for reading)."""
-    return datetime.fromtimestamp(epoch, tz=UTC).strftime("%Y-%m-%dT%H:%M:%SZ")
 
 
 def _asset_names() -> dict[str, list[str]]:

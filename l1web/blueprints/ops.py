@@ -6,10 +6,7 @@
 - `/metrics` is the Prometheus text format, read from Redis at scrape time through a registry
   of this app's own. Admins (session or their L2 token as Bearer) may read it, and so may a
   scraper holding the token whose SHA-256 is `METRICS_TOKEN_SHA256`.
-- `/rq` is rq-dashboard, which has no auth of its own: every request under `/rq` (pages, its
-  JSON and its static files) needs an admin, and the dashboard is read-only here (its requeue,
-  delete, empty and compact actions are refused), because a job deleted or requeued behind the
-  runs' backs would leave a run waiting for ever; runs are cancelled and re-run through /runs.
+- `/rq` is rq-dashboard, admins only and read-only (`l1web/web/dashboard.py` mounts it).
 """
 
 from __future__ import annotations
@@ -19,82 +16,27 @@ import hmac
 import logging
 
 import redis
-from flask import Blueprint, Flask, Response, current_app, g, jsonify, render_template, request
-from rq import Worker
-from rq.serializers import JSONSerializer
+from flask import Blueprint, Flask, Response, current_app, jsonify, render_template, request
+from prometheus_client import CollectorRegistry
 
 from l1web import metrics
 from l1web.auth import require_admin
 from l1web.auth.sessions import bearer_token
-from l1web.errors import Forbidden, Unauthorized
-from l1web.state import keys
 from l1web.web import current
-from l1web.web.access_log import install_request_log
 from l1web.web.errors import wants_json
 
 log = logging.getLogger(__name__)
 bp = Blueprint("ops", __name__)
 
-#: Where rq-dashboard is mounted.
-DASHBOARD_PREFIX = "/rq"
-#: rq-dashboard views that change RQ's state; refused whatever the method (one takes GET).
-DASHBOARD_ACTIONS = frozenset({
-    "rq_dashboard.delete_job_view", "rq_dashboard.requeue_job_view", "rq_dashboard.requeue_all",
-    "rq_dashboard.empty_queue", "rq_dashboard.compact_queue",
-})
-#: Milliseconds between the dashboard's own refreshes.
-DASHBOARD_POLL_MS = 5000
 #: app.extensions key of this app's Prometheus registry.
 REGISTRY = "l1.metrics"
 
 
-@bp.record_once
-def _setup(setup_state) -> None:
-    app: Flask = setup_state.app
-    bundle = app.extensions[current.EXTENSION]
-    app.extensions[REGISTRY] = metrics.registry_for(bundle.state, bundle.rq_connection, bundle.settings.cache_dir)
-    install_request_log(app)
+def init_app(app: Flask, registry: CollectorRegistry) -> None:
+    """Keep this app's metrics registry; a scraper's METRICS token is checked right after the
+    request log starts its clock, before sign-in (the factory calls this once)."""
+    app.extensions[REGISTRY] = registry
     app.before_request_funcs.setdefault(None, []).insert(1, _metrics_token)
-    app.before_request(_guard_dashboard)
-    _mount_dashboard(app, bundle.settings.redis_url)
-
-
-def _mount_dashboard(app: Flask, redis_url: str) -> None:
-    import rq_dashboard
-
-    app.config.update(RQ_DASHBOARD_REDIS_URL=redis_url, RQ_DASHBOARD_DISABLE_DELETE=True,
-                      RQ_DASHBOARD_POLL_INTERVAL=DASHBOARD_POLL_MS)
-    # The dashboard keeps its serializer in a module global; ours is JSON everywhere. It also
-    # lists workers without one, and a busy worker's job would then be unpickled (and fail).
-    rq_dashboard.web.config.serializer = JSONSerializer
-    rq_dashboard.web.Worker = _JSONWorker
-    rq_dashboard.web.setup_rq_connection(app)
-    app.register_blueprint(rq_dashboard.blueprint, url_prefix=DASHBOARD_PREFIX)
-
-
-class _JSONWorker(Worker):
-    """rq's Worker whose `all()` decodes jobs with our JSON serializer unless told otherwise."""
-
-    @classmethod
-    def all(cls, *args, serializer=None, **kwargs):  # type: ignore[override]
-        return Worker.all(*args, serializer=serializer or JSONSerializer, **kwargs)
-
-
-def _under_dashboard() -> bool:
-    return request.path == DASHBOARD_PREFIX or request.path.startswith(DASHBOARD_PREFIX + "/")
-
-
-def _guard_dashboard() -> None:
-    """After sign-in ran: only admins reach anything under /rq, and only to look."""
-    if not _under_dashboard():
-        return
-    user = g.get("user")
-    if user is None:  # routed paths were already sent to sign-in; this covers unrouted ones
-        raise Unauthorized("Sign in as an administrator to open the RQ dashboard.")
-    if not user.is_admin:
-        raise Forbidden("The RQ dashboard is for administrators only.")
-    if request.endpoint in DASHBOARD_ACTIONS or request.method not in ("GET", "HEAD"):
-        raise Forbidden("The RQ dashboard is read-only on L1: cancel, re-run or delete runs at /runs instead.")
 
 
 # Health ---------------------------------------------------------------------------------------
@@ -164,19 +106,11 @@ def metrics_page():
 # Status page ----------------------------------------------------------------------------------
 def ipns_state() -> dict | str | None:
     """Whatever the IPFS sync wrote to `artdag:ipns:status` (a hash or a string); None if unset."""
-    client = current.state().redis
-    key = keys.ipns_status()
-    kind = client.type(key)
-    kind = kind.decode() if isinstance(kind, bytes) else kind
-    if kind == "hash":
-        return dict(sorted(client.hgetall(key).items()))
-    if kind == "string":
-        return client.get(key)
-    return None
+    return current.state().ipns_status()
 
 
 def redis_info() -> dict:
-    info = current.state().redis.info()
+    info = current.state().server_info()
     return {
         "version": info.get("redis_version"),
         "used_memory": info.get("used_memory"),

@@ -6,7 +6,6 @@ API clients get JSON (`wants_json`); browsers get pages that work as plain links
 
 from __future__ import annotations
 
-from datetime import UTC, datetime
 from functools import partial
 
 from flask import Blueprint, Response, flash, jsonify, redirect, render_template, request, url_for
@@ -35,26 +34,6 @@ DONE = frozenset(s for s in StepStatus if s.done)
 STATUSES = frozenset(s.value for s in RunStatus)
 #: Run fields given as numbers in the JSON API (Redis stores them as text).
 NUMBER_FIELDS = {"created": float, "started": float, "finished": float, "attempt": int, "steps_total": int}
-
-
-@bp.app_context_processor
-def _statuses() -> dict:
-    return {"RunStatus": RunStatus, "StepStatus": StepStatus}
-
-
-@bp.app_template_filter("when")
-def when(timestamp: object) -> str:
-    """A stored epoch time as `2024-05-01 12:00:03 UTC`; a dash when unset."""
-    try:
-        return datetime.fromtimestamp(float(timestamp), UTC).strftime("%Y-%m-%d %H:%M:%S UTC")  # type: ignore[arg-type]
-    except (TypeError, ValueError):
-        return "—"
-
-
-@bp.app_template_filter("eta")
-def eta(seconds: object) -> str:
-    """Seconds left as `42 s`, `3 min`, `1 h 5 min`."""
-    return dagsvg.duration(seconds)  # type: ignore[arg-type]
 
 
 def check_notify_target(url: str, user: User) -> None:

@@ -20,9 +20,7 @@ from flask import Blueprint, Response, jsonify, request, url_for
 from l1web import access
 from l1web.auth.guard import public
 from l1web.errors import BadRequest, L1Error, UnsupportedMedia
-from l1web.state.keys import assets as assets_key
-from l1web.state.keys import cache_item, cache_owner_index, cache_published, cache_quarantine, cache_shared
-from l1web.state.uploads import Upload, Uploads
+from l1web.state.uploads import Upload
 from l1web.store.names import DIGEST
 from l1web.store.uploads import CHECKSUMS, UploadStore, parse_metadata
 from l1web.web import current
@@ -44,7 +42,7 @@ class PreconditionFailed(L1Error):
 
 
 def upload_store() -> UploadStore:
-    return UploadStore(current.store(), Uploads(current.state().redis))
+    return UploadStore(current.store(), current.state().uploads)
 
 
 def username() -> str:
@@ -178,31 +176,6 @@ def missing():
             raise BadRequest(f"not a content hash: {shown!r} (expected 64 lower-case hex characters)")
     unique = list(dict.fromkeys(hashes))
     user = current.user()
-    lacking = [d for d, item in zip(unique, access_items(unique, user.name if user else ""), strict=True)
-               if not access.can_use(user, item)]
+    items = current.state().cache.access_items(unique, user.name if user else "")
+    lacking = [d for d, item in zip(unique, items, strict=True) if not access.can_use(user, item)]
     return jsonify(missing=lacking, asked=len(unique))
-
-
-def access_items(digests: list[str], asker: str) -> list[access.Item]:
-    """The ownership rule's facts for many hashes in one Redis round trip (`CacheIndex.access_item`
-    for each, batched); quarantined items count as absent."""
-    redis = current.state().redis
-    with redis.pipeline(transaction=False) as pipe:
-        pipe.hvals(assets_key())
-        pipe.hmget(cache_quarantine(), digests) if digests else pipe.echo("")
-        for digest in digests:
-            pipe.hmget(cache_item(digest), "size", "owner")
-            pipe.zscore(cache_owner_index(asker), digest)
-            pipe.sismember(cache_published(), digest)
-            pipe.zscore(cache_shared(), digest)
-        answers = pipe.execute()
-    assets = set(answers[0])
-    quarantined = answers[1] if digests else []
-    items = []
-    for i, digest in enumerate(digests):
-        (size, owner), held, published, shared = answers[2 + 4 * i: 6 + 4 * i]
-        items.append(access.Item(
-            exists=size is not None and quarantined[i] is None, owner=owner or None,
-            holders=frozenset([asker]) if asker and held is not None else frozenset(),
-            asset=digest in assets, published=bool(published), shared=shared is not None))
-    return items

@@ -29,13 +29,20 @@ def executor_version(node_type: str, config: dict) -> str:
     return f"{node_type}/{NODE_TYPES[node_type].version}"
 
 
-def cache_id(node_type: str, config: dict, input_ids: list[str], version: str) -> str:
-    """The cache id of a step from its filled config, its inputs' ids and executor version."""
-    return sha3_json(
-        {
-            "type": node_type,
-            "config": config,
-            "inputs": list(input_ids),
-            "version": {"executor": version, "encoder": encoder_version()},
-        }
-    )
+def cache_id(node_type: str, config: dict, input_ids: list[str], version: str, *,
+             chunk: dict | None = None) -> str:
+    """The cache id of a step from its filled config, its inputs' ids and executor version.
+
+    `chunk` is set only on chunked steps (engine/chunks.py): `{"frames": [start, end]}` names one
+    chunk's frames, `{"seconds": s}` the joined whole made with that chunk setting. Steps that
+    are not chunked hash exactly as before, so their ids do not change.
+    """
+    body = {
+        "type": node_type,
+        "config": config,
+        "inputs": list(input_ids),
+        "version": {"executor": version, "encoder": encoder_version()},
+    }
+    if chunk is not None:
+        body["chunk"] = chunk
+    return sha3_json(body)

@@ -36,6 +36,9 @@ def expect(plan: dict, analysis: dict[str, dict]) -> dict[str, dict]:
             fps = None
         elif not fps:
             fps = DEFAULT_FPS
+        if step.get("frames") and fps:  # a chunk: exactly its frame range of the whole
+            start, end = step["frames"]  # end None: to the end of the input
+            seconds = (end - start) / fps if end is not None else max((seconds or 0) - start / fps, 0)
         seconds = round(seconds, 3) if seconds and kind != "image" else None
         frames = round(seconds * fps) if seconds and fps else (1 if kind == "image" else None)
         weight = COST.get(step["type"], 1.0) * (seconds or IMAGE_SECONDS)

@@ -12,10 +12,16 @@ and a step is
 Steps are listed inputs first; steps of one level only depend on lower levels, so they can
 run in parallel. A SEQUENCE of more than MAX_SEQUENCE_FANIN inputs becomes a balanced tree
 of SEQUENCE steps (`<node>~<depth>.<index>`), the last one keeping the node's id.
+
+With a `Chunking` setting, a frame-wise step on a long video becomes chunk steps
+(`<node>~c<i>`, with `"frames": [start, end]` and `"chunk": {"of", "index", "count"}`) and a
+join step keeping the node's id (`"join": {"chunks": [ids], "frames": [ranges], "seconds": s}`, inputs = the chunks
+then the node's own inputs, whose sound it adds once); see engine/chunks.py.
 """
 
 from __future__ import annotations
 
+from l1web.engine import chunks
 from l1web.engine.cache_ids import cache_id, executor_version
 from l1web.engine.canonical import sha3_json
 from l1web.engine.dag import Dag, Node, topological_order, validate
@@ -29,22 +35,56 @@ PLAN_VERSION = "1"
 MAX_SEQUENCE_FANIN = 8
 
 
-def plan(dag: Dag, analysis: dict[str, dict]) -> dict:
-    """The plan for `dag`, given `analyze`'s results for its sources (by content hash)."""
+def plan(dag: Dag, analysis: dict[str, dict], chunking: chunks.Chunking = chunks.OFF) -> dict:
+    """The plan for `dag`, given `analyze`'s results for its sources (by content hash).
+
+    `chunking` splits frame-wise steps on long videos into chunks (engine/chunks.py); the
+    default plans every step in one piece.
+    """
     checked = validate(dag)
     steps: dict[str, dict] = {}
+    facts: dict[str, chunks.Facts | None] = {}  # the video each node outputs, when known
     for node_id in topological_order(checked):
         node = checked.nodes[node_id]
         if node.type == "SOURCE":
             _add(steps, _source_step(node, analysis))
+            facts[node.id] = chunks.source_facts(analysis[node.config["hash"]]["media"])
             continue
         kinds = [steps[i]["kind"] for i in node.inputs]
         kind = output_kind(node, kinds)
+        wise = chunks.frame_wise(node.type, node.config, kinds, [facts[i] for i in node.inputs])
+        facts[node.id] = wise
+        ranges = chunks.boundaries(wise, chunking) if wise else [(0, None)]
         if node.type == "SEQUENCE" and len(node.inputs) > MAX_SEQUENCE_FANIN:
             _reduce_sequence(steps, node, kind)
+        elif len(ranges) > 1:
+            _chunked(steps, node, kind, ranges, chunking)
         else:
             _add(steps, _step(node.id, node, list(node.inputs), steps, kind))
     return _finish(list(steps.values()), checked.output)
+
+
+def _chunked(steps: dict[str, dict], node: Node, kind: str, ranges: list[tuple[int, int | None]],
+             chunking: chunks.Chunking) -> None:
+    """Chunk steps over `ranges`, then the join step under the node's own id."""
+    ids = []
+    for index, (start, end) in enumerate(ranges):
+        step_id = chunks.chunk_step_id(node.id, index)
+        step = _step(step_id, node, list(node.inputs), steps, kind,
+                     chunk={"frames": [start, end]})
+        step.update(frames=[start, end], chunk={"of": node.id, "index": index, "count": len(ranges)})
+        _add(steps, step)
+        ids.append(step_id)
+    whole = _step(node.id, node, list(node.inputs), steps, kind, chunk=chunking.cache_part())
+    parts = [steps[i] for i in ids]
+    whole.update(
+        inputs=[*ids, *node.inputs],
+        input_cache_ids=[*(s["cache_id"] for s in parts), *whole["input_cache_ids"]],
+        input_kinds=[*(s["kind"] for s in parts), *whole["input_kinds"]],
+        level=1 + max(s["level"] for s in parts),
+        join={"chunks": ids, "frames": [list(r) for r in ranges], **chunking.cache_part()},
+    )
+    _add(steps, whole)
 
 
 def _add(steps: dict[str, dict], step: dict) -> None:
@@ -67,7 +107,7 @@ def _source_step(node: Node, analysis: dict[str, dict]) -> dict:
 
 
 def _step(step_id: str, node: Node, inputs: list[str], steps: dict[str, dict],
-          kind: str) -> dict:
+          kind: str, *, chunk: dict | None = None) -> dict:
     upstream = [steps[i] for i in inputs]
     input_ids = [s["cache_id"] for s in upstream]
     version = executor_version(node.type, node.config)
@@ -75,7 +115,7 @@ def _step(step_id: str, node: Node, inputs: list[str], steps: dict[str, dict],
         "step_id": step_id, "node_id": node.id, "type": node.type, "config": node.config,
         "inputs": inputs, "input_cache_ids": input_ids,
         "input_kinds": [s["kind"] for s in upstream], "kind": kind,
-        "cache_id": cache_id(node.type, node.config, input_ids, version),
+        "cache_id": cache_id(node.type, node.config, input_ids, version, chunk=chunk),
         "encoder": encoder_version(),  # what the cache id promises; the renderer checks it
         "level": 1 + max(s["level"] for s in upstream),
     }

@@ -18,10 +18,8 @@ import requests
 from l1web.clients import Clients
 from l1web.errors import L1Error
 from l1web.ipfs.client import CONNECT_TIMEOUT, IPFSError
-from l1web.ipfs.index import IPFSIndex
 from l1web.ipfs.pinning import client_for
 from l1web.settings import Settings
-from l1web.state import keys
 from l1web.store import ContentStore
 from l1web.store.names import is_digest, new_hasher
 
@@ -79,7 +77,7 @@ def peer_result(ctx: Clients, cache_id: str) -> str | None:
     """A step output a peer L1 published for `cache_id`, fetched by CID and verified; else None."""
     if not ctx.settings.ipfs_api:
         return None
-    index = IPFSIndex(ctx.state.redis)
+    index = ctx.state.ipfs
     try:
         entry = index.remote_result(cache_id)
         if not entry:
@@ -88,7 +86,7 @@ def peer_result(ctx: Clients, cache_id: str) -> str | None:
         if not ctx.store.has(digest):
             from_ipfs(ctx, digest, str(entry["cid"]), source=f"peer:{entry.get('peer', '?')}")
         # Recorded only where nothing local is: local truth is never overwritten.
-        ctx.state.redis.set(keys.result(cache_id), digest, nx=True)
+        ctx.state.results.set_if_absent(cache_id, digest)
         return digest
     except (Mismatch, KeyError, TypeError) as exc:
         log.warning("peer entry for step %s dropped: %s", cache_id[:12], exc)
@@ -101,7 +99,7 @@ def peer_result(ctx: Clients, cache_id: str) -> str | None:
 def fetch(ctx: Clients, digest: str) -> str:
     """Fetch `digest` from the first source that has it; raises FetchError naming each failure."""
     failures = []
-    index = IPFSIndex(ctx.state.redis)
+    index = ctx.state.ipfs
     if ctx.settings.ipfs_api:
         remote = index.remote_cid(digest) or {}
         for cid in dict.fromkeys(c for c in (index.cid(digest), remote.get("cid")) if c):

@@ -15,10 +15,10 @@ import logging
 from l1web.clients import Clients
 from l1web.errors import L1Error
 from l1web.ipfs.client import IPFSClient, IPFSError
-from l1web.ipfs.index import IPFSIndex
 from l1web.runs.model import RunStatus, StepStatus
 from l1web.settings import Settings
 from l1web.state import StateManager
+from l1web.state.ipfs import IPFSIndex
 from l1web.store import ContentStore
 
 log = logging.getLogger(__name__)
@@ -37,7 +37,7 @@ def after_run(ctx: Clients, run_id: str) -> None:
     """The worker's hook when a run completes: add and pin its outputs; never raises."""
     if not enabled(ctx.settings):
         return
-    index = IPFSIndex(ctx.state.redis)
+    index = ctx.state.ipfs
     try:
         index.mark_pending(run_id)
         publish_run(client_for(ctx.settings.ipfs_api, ctx.settings.ipfs_timeout), ctx.state, ctx.store,

@@ -23,10 +23,10 @@ import time
 
 from l1web.clients import Clients
 from l1web.ipfs.client import IPFSClient, IPFSError
-from l1web.ipfs.index import IPFSIndex
 from l1web.ipfs.pinning import canonical_bytes, client_for, retry_pending
 from l1web.settings import Settings
 from l1web.state import StateManager
+from l1web.state.ipfs import IPFSIndex
 from l1web.store import ContentStore
 from l1web.store.names import is_digest, new_hasher
 
@@ -82,7 +82,7 @@ class SyncTask:
                  client: IPFSClient | None = None) -> None:
         self.settings, self.state, self.store = settings, state, store
         self.client = client or client_for(settings.ipfs_api, settings.ipfs_timeout)
-        self.index = IPFSIndex(state.redis)
+        self.index = state.ipfs
         self.published_hash = ""
         self.stop = threading.Event()
 

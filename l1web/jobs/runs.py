@@ -29,8 +29,8 @@ from l1web.engine.steps import run_step
 from l1web.engine.watch import Redactor, StepWatch, watching
 from l1web.engine.watch import current as watch_current
 from l1web.ipfs import fetch, pinning
+from l1web.jobs import chunked, queues
 from l1web.jobs import notify as notify_jobs
-from l1web.jobs import queues
 from l1web.jobs.steplog import JobLogAdapter, step_finished
 from l1web.recipes.parse import bind_inputs, recipe_from_data
 from l1web.runs import provenance
@@ -67,7 +67,7 @@ def plan_run(run_id: str, render_inline: bool = False) -> dict:
         dag = bind_inputs(recipe, run["input_hashes"])
         fetch.ensure_local(ctx, run["input_hashes"].values())  # workers on other hosts fetch their inputs
         analysis = analyze(dag, ctx.store)
-        plan = plan_dag(dag, analysis)
+        plan = plan_dag(dag, analysis, chunked.chunking(ctx.settings))
         expected = estimate.expect(plan, analysis)  # each step's 100 % and weight in the run's progress
     except Exception as exc:
         fail_run(ctx, run_id, f"planning failed: {exc}")
@@ -112,8 +112,12 @@ def execute_step(run_id: str, step_id: str) -> dict:
     watch = step_watch(ctx, run_id, step)
     watch.line(f"step {step_id} ({step['type']}) started on worker job {job_id}")
     try:
-        with watching(watch):
-            digest, cached = _produce(ctx, run, step, job_id, jlog, inputs=input_digests)
+        try:
+            with watching(watch):
+                digest, cached = _produce(ctx, run, step, job_id, jlog, inputs=input_digests, steps=steps)
+        finally:
+            if chunked.is_join(step):  # joined or not, the chunks were temporary
+                chunked.remove_chunks(ctx, steps, step, runs.step_states(run_id))
     except Exception as exc:
         watch.line(f"step {step_id} failed: {_short(exc)}")
         watch.finish(ok=False)
@@ -121,7 +125,7 @@ def execute_step(run_id: str, step_id: str) -> dict:
                          error=with_log_excerpt(_short(exc), ctx.state.watch.log(run_id, step_id)),
                          finished=time.time(), duration=round(time.monotonic() - started, 3))
         jlog.warning("step %s failed: %s", step_id, _short(exc))
-        step_finished(ctx.state.redis, run_id, job_id, step, outcome=StepStatus.FAILED,
+        step_finished(ctx.state, run_id, job_id, step, outcome=StepStatus.FAILED,
                       seconds=time.monotonic() - started)
         advance(ctx, run_id)
         raise
@@ -131,9 +135,10 @@ def execute_step(run_id: str, step_id: str) -> dict:
     runs.update_step(run_id, step_id, expected=[StepStatus.RUNNING], status=status, output=digest,
                      finished=time.time(), duration=round(time.monotonic() - started, 3))
     ctx.state.cache.incr("cache_hits" if cached else "cache_misses")
-    step_finished(ctx.state.redis, run_id, job_id, step, outcome=status, seconds=time.monotonic() - started)
+    step_finished(ctx.state, run_id, job_id, step, outcome=status, seconds=time.monotonic() - started)
     jlog.info("step %s %s → %s", step_id, status, digest[:12])
     advance(ctx, run_id)
+    chunked.sweep(ctx)  # this host's copies of chunks joined elsewhere
     return {"status": str(status), "output": digest}
 
 
@@ -172,17 +177,21 @@ def with_log_excerpt(error: str, log_text: str | None) -> str:
     return f"{error[:max(room, 300)]}\n--- log (last lines) ---\n{excerpt}"[:MAX_ERROR]
 
 
-def _produce(ctx: Clients, run: dict, step: dict, holder: str, jlog, *, inputs: list[str]) -> tuple[str, bool]:
+def _produce(ctx: Clients, run: dict, step: dict, holder: str, jlog, *, inputs: list[str],
+             steps: list[dict] = ()) -> tuple[str, bool]:
     """The step's output digest and whether it was reused rather than rendered here."""
     cache_id = step["cache_id"]
     force = run.get("force") == "1"
     deadline = time.monotonic() + queues.STEP_TIMEOUT
     waiting = False
+    whole = chunked.joined_whole(list(steps), step) if chunked.is_chunk(step) else None
     while True:
         if not force:
             found = _recorded(ctx, cache_id)
             if found:
                 return found, True
+            if whole is not None and (found := _recorded(ctx, whole["cache_id"])):
+                return found, True  # the joined whole exists: this chunk's frames are in it
         token = ctx.state.claims.acquire(cache_id, holder)
         if token:
             break
@@ -220,6 +229,11 @@ def _render(ctx: Clients, run: dict, step: dict, inputs: list[str]) -> str:
     work = Path(tempfile.mkdtemp(prefix="step-", dir=work_root))
     try:
         out = run_step(step, input_paths, work, timeout=ctx.settings.step_timeout)
+        if chunked.is_chunk(step):  # temporary, nobody's media: removed once joined
+            digest = ctx.store.put_file(out, source=f"{chunked.SOURCE_PREFIX}{run['id']}")
+            ctx.state.removed_chunks.discard(digest)
+            fetch.share(ctx, digest, None)
+            return digest
         digest = ctx.store.put_file(out, source=f"run:{run['id']}", owner=run.get("owner") or None)
         fetch.share(ctx, digest, run.get("owner"))  # a worker on another host sends it to the L1 server
         return digest
@@ -359,6 +373,10 @@ def on_step_failure(job, connection, exc_type, exc_value, tb) -> None:
     ctx.state.runs.update_step(run_id, step_id, expected=[StepStatus.QUEUED, StepStatus.RUNNING],
                                status=StepStatus.FAILED, error=_describe(exc_type, exc_value),
                                finished=time.time())
+    _, steps, states = ctx.state.runs.snapshot(run_id)
+    step = next((s for s in steps if s["step_id"] == step_id), None)
+    if step is not None and chunked.is_join(step):  # a join killed mid-way: its chunks go too
+        chunked.remove_chunks(ctx, steps, step, states)
     advance(ctx, run_id)
 
 

@@ -9,11 +9,13 @@ import logging
 
 import redis
 
+from l1web.state import StateManager
+
 #: Logger of the per-step lines written by workers.
 STEPS = logging.getLogger("l1web.steps")
 
 
-def step_finished(client: redis.Redis, run_id: str, job_id: str, step: dict, *, outcome: str, seconds: float) -> None:
+def step_finished(state: StateManager, run_id: str, job_id: str, step: dict, *, outcome: str, seconds: float) -> None:
     """A step job ended: log its line and count it for /metrics (a Redis hiccup here only loses
     the count, never the step's result)."""
     node_type = str(step.get("type") or "-")
@@ -22,7 +24,7 @@ def step_finished(client: redis.Redis, run_id: str, job_id: str, step: dict, *, 
     from l1web.metrics import record_step
 
     try:
-        record_step(client, node_type, outcome, seconds)
+        record_step(state.step_metrics, node_type, outcome, seconds)
     except redis.RedisError as exc:
         STEPS.warning("step run=%s job=%s: could not record its timing: %s", run_id, job_id, type(exc).__name__)
 

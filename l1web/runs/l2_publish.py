@@ -14,14 +14,11 @@ import json
 import logging
 import time
 
-import redis
-
 from l1web.auth import l2
 from l1web.errors import BadGateway, Conflict, Forbidden, GatewayTimeout, Unauthorized, Unavailable
 from l1web.runs.model import RunStatus
 from l1web.runs.service import RunService
 from l1web.settings import Settings
-from l1web.state import keys
 from l1web.users import User
 
 log = logging.getLogger(__name__)
@@ -84,20 +81,9 @@ def _post(server: str, token: str, body: dict, timeout: float) -> dict:
 
 def _mark(service: RunService, run_id: str, server: str, answer: dict, published_at: float) -> bool:
     """Mark the run and its output published, only if the run is still there and completed."""
-    client = service.state.redis
-    run_key = keys.run(run_id)
-
-    def transaction(pipe: redis.client.Pipeline) -> bool:
-        status, output = pipe.hmget(run_key, "status", "output_hash")
-        if status != RunStatus.COMPLETED or not output:
-            return False
-        pipe.multi()
-        pipe.hset(run_key, mapping={"published": "1", "published_at": repr(published_at), "published_to": server,
-                                    "published_id": str(answer["id"]), "published_url": str(answer.get("url") or "")})
-        pipe.sadd(keys.cache_published(), output)
-        return True
-
-    return bool(client.transaction(transaction, run_key, value_from_callable=True))
+    return service.state.runs.mark_published(
+        run_id, published_at=repr(published_at), published_to=server,
+        published_id=str(answer["id"]), published_url=str(answer.get("url") or ""))
 
 
 def publication_of(run: dict) -> dict:

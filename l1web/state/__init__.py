@@ -7,15 +7,20 @@ client. RQ gets its own raw client (`rq_connection`), because RQ needs bytes res
 from __future__ import annotations
 
 import redis
+import redis.lock
 
 from l1web.state import keys
 from l1web.state.cache import CacheIndex
+from l1web.state.chunks import RemovedChunks
 from l1web.state.claims import Claims
+from l1web.state.ipfs import IPFSIndex
+from l1web.state.metrics import StepMetrics
 from l1web.state.notify import Notifications
 from l1web.state.recipes import Recipes
 from l1web.state.results import Results
 from l1web.state.runs import Runs
 from l1web.state.tokens import Tokens
+from l1web.state.uploads import Uploads
 from l1web.state.watch import StepWatches
 
 #: Largest offset a listing accepts: Redis ranges take 64-bit integers, and nobody pages this far.
@@ -44,8 +49,12 @@ class StateManager:
         self.runs = Runs(client)
         self.claims = Claims(client)
         self.recipes = Recipes(client)
+        self.ipfs = IPFSIndex(client)
+        self.step_metrics = StepMetrics(client)
+        self.uploads = Uploads(client)
         self.watch = StepWatches(client)
         self.notify = Notifications(client)
+        self.removed_chunks = RemovedChunks(client)
 
     @classmethod
     def from_url(cls, url: str) -> StateManager:
@@ -53,6 +62,25 @@ class StateManager:
 
     def ping(self) -> bool:
         return bool(self.redis.ping())
+
+    def server_info(self) -> dict:
+        """Redis's own INFO (version, memory, AOF, uptime, clients) for the status page."""
+        return dict(self.redis.info())
+
+    def ipns_status(self) -> dict | str | None:
+        """Whatever the IPFS sync wrote to `artdag:ipns:status` (a hash or a string); None if unset."""
+        key = keys.ipns_status()
+        kind = self.redis.type(key)
+        kind = kind.decode() if isinstance(kind, bytes) else kind
+        if kind == "hash":
+            return dict(sorted(self.redis.hgetall(key).items()))
+        if kind == "string":
+            return self.redis.get(key)
+        return None
+
+    def samples_lock(self, *, timeout: float, wait: float) -> redis.lock.Lock:
+        """The start-up lock one process holds while it makes the sample assets."""
+        return self.redis.lock(keys.samples_lock(), timeout=timeout, blocking_timeout=wait)
 
 
 __all__ = ["StateManager", "connect", "keys"]

@@ -24,6 +24,8 @@ STEP_PROGRESS_TTL = 24 * 3600
 STEP_LOG_TTL = 7 * 24 * 3600
 #: Seconds a run's list of notification deliveries is kept after the last one.
 DELIVERIES_TTL = 30 * 24 * 3600
+#: Seconds a removed chunk stays listed for other hosts to sweep their copies (1 day).
+CHUNKS_REMOVED_TTL = 24 * 3600
 
 
 # Content store index ------------------------------------------------------------------------
@@ -290,3 +292,11 @@ def uploads_expiry() -> str:
 def uploads_inflight(username: str) -> str:
     """String (integer): bytes one user's unfinished uploads announced, held against their limit."""
     return f"{PREFIX}uploads:inflight:{username}"
+
+
+def chunks_removed() -> str:
+    """Sorted set: digest of a joined step's temporary chunk → when it was removed (engine/chunks.py).
+
+    Every host sweeps its own copies of these files; entries older than CHUNKS_REMOVED_TTL go.
+    """
+    return f"{PREFIX}chunks:removed"

@@ -21,3 +21,7 @@ class Results:
 
     def forget_result(self, cache_id: str) -> None:
         self.redis.delete(keys.result(cache_id))
+
+    def set_if_absent(self, cache_id: str, digest: str) -> bool:
+        """Record a result unless one is known already (a peer's never replaces ours)."""
+        return bool(self.redis.set(keys.result(cache_id), digest, nx=True))

@@ -142,6 +142,22 @@ class Runs:
         ]
         return bool(self._create(keys=index_keys, args=[run["created"], status, *_encode(run)]))
 
+    def mark_published(self, run_id: str, **fields: str) -> bool:
+        """Set `published` and `fields` on a completed run and add its output to the published
+        set, in one transaction; False (nothing written) unless the run exists and completed."""
+        run_key = keys.run(run_id)
+
+        def transaction(pipe: redis.client.Pipeline) -> bool:
+            status, output = pipe.hmget(run_key, "status", "output_hash")
+            if status != "completed" or not output:
+                return False
+            pipe.multi()
+            pipe.hset(run_key, mapping={"published": "1", **fields})
+            pipe.sadd(keys.cache_published(), output)
+            return True
+
+        return bool(self.redis.transaction(transaction, run_key, value_from_callable=True))
+
     def get(self, run_id: str) -> dict | None:
         raw = self.redis.hgetall(keys.run(run_id))
         return _decode(raw) if raw else None

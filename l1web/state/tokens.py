@@ -155,3 +155,13 @@ class Tokens:
         allowed, wait = self._take(keys=[keys.rate(f"bucket:{name}") for name in buckets],
                                args=[capacity, per_minute / 60])
         return 0.0 if int(allowed) else float(wait)
+
+    # Sealed session tokens (AES-GCM in auth/sealed.py; here only the stored text) -----------
+    def keep_sealed(self, session_hash: str, sealed: str, ttl: int) -> None:
+        self.redis.set(keys.session_token(session_hash), sealed, ex=ttl)
+
+    def sealed(self, session_hash: str) -> str | None:
+        return self.redis.get(keys.session_token(session_hash))
+
+    def forget_sealed(self, session_hash: str) -> None:
+        self.redis.delete(keys.session_token(session_hash))

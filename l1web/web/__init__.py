@@ -6,12 +6,12 @@ import logging
 
 from flask import Flask
 
-from l1web import __version__, auth
+from l1web import auth, metrics
 from l1web.clients import Clients
 from l1web.engine import encoding, ffmpeg
 from l1web.settings import Settings
 from l1web.state import StateManager
-from l1web.web import current, errors
+from l1web.web import access_log, current, dashboard, errors, htmx, templating
 
 #: Largest request body of any route but the uploads, in bytes: recipes (256 KiB), JSON bodies
 #: (256 KiB) and forms fit; werkzeug refuses more (413) before reading it, whether or not a
@@ -45,16 +45,13 @@ def create_app(settings: Settings | None = None, *, state: StateManager | None =
     errors.init_app(app)
     auth.init_app(app)
 
-    from l1web.blueprints import register_all
+    from l1web.blueprints import ops, register_all
 
     register_all(app)
-    app.context_processor(_template_globals)
+    templating.init_app(app)
+    htmx.init_app(app)
+    access_log.init_app(app)
+    ops.init_app(app, metrics.registry_for(clients.state, clients.rq_connection, settings.cache_dir))
+    dashboard.init_app(app, settings.redis_url)
     return app
 
-
-#: The navigation bar: (path, label).
-NAV_LINKS = (("/", "Home"), ("/runs", "Runs"), ("/recipes", "Recipes"), ("/media", "Media"))
-
-
-def _template_globals() -> dict:
-    return {"current_user": current.user, "nav_links": NAV_LINKS, "l1_version": __version__}

@@ -48,7 +48,7 @@ def _line(response: Response) -> Response:
     return response
 
 
-def install_request_log(app: Flask) -> None:
+def init_app(app: Flask) -> None:
     """Time every request from the very first hook (before sign-in runs) and log it at the end."""
     app.before_request_funcs.setdefault(None, []).insert(0, _start)
     app.after_request_funcs.setdefault(None, []).append(_line)

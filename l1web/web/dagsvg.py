@@ -53,6 +53,8 @@ class DrawNode:
     #: Percent rendered, drawn as a fill while the step runs; `eta` in seconds.
     percent: float | None = None
     eta: float | None = None
+    #: For a chunked step drawn as one node: "done/total chunks".
+    progress: str = ""
     #: A preview picture of the node's output (URL) and where a click on the node goes.
     thumb: str = ""
     href: str = ""
@@ -129,12 +131,17 @@ def _box(node: DrawNode, x: float, y: float, box: float = NODE_HEIGHT) -> str:
     state = node.state if node.state in COLOURS else "none"
     fill, stroke = COLOURS[state]
     caption = node.type + (f" · {node.state}" if node.state else "")
+    if node.progress:
+        caption = f"{node.type} · {node.progress}"
     tooltip = f"{node.id} ({node.type})" + (f": {node.state}" if node.state else "")
     filling = state == "running" and node.percent is not None
     if filling:
-        caption = f"{node.type} · {node.percent:.0f} %" + (f" · {duration(node.eta)} left" if node.eta else "")
+        done = node.progress or f"{node.percent:.0f} %"
+        caption = f"{node.type} · {done}" + (f" · {duration(node.eta)} left" if node.eta else "")
         if node.percent:
             tooltip += f", {node.percent:.1f} %" + (f", about {duration(node.eta)} left" if node.eta else "")
+    if node.progress:
+        tooltip += f", {node.progress}"
     if node.detail:
         tooltip += f" — {node.detail}"
     fill_bar = ""
@@ -180,16 +187,47 @@ def _clip(text: str, most: int = LABEL_CHARS) -> str:
     return text if len(text) <= most else text[: most - 1] + "…"
 
 
+#: Step states that count a chunk as done, and states that show a chunked node as working.
+CHUNK_DONE, CHUNK_WORKING = ("completed", "cached"), ("running", "queued")
+
+
 def from_steps(steps: Iterable[Mapping]) -> list[DrawNode]:
-    """Boxes for a run's steps (`RunService.steps_view`), each in its live state."""
-    return [
-        DrawNode(str(s["step_id"]), str(s.get("type") or ""),
-                 tuple(s.get("depends_on") or s.get("inputs") or ()),
-                 str(s.get("status") or "pending"), str(s.get("error") or ""),
-                 (s.get("progress") or {}).get("percent"), (s.get("progress") or {}).get("eta"),
-                 *_preview(s))
-        for s in steps
-    ]
+    """Boxes for a run's steps (`RunService.steps_view`), each in its live state.
+
+    A chunked step (engine/chunks.py) is one box: its chunks are folded into their join, which
+    shows how many chunks are done and is running while any chunk is.
+    """
+    steps = list(steps)
+    chunks: dict[str, list[Mapping]] = {}
+    for s in steps:
+        if s.get("chunk"):
+            chunks.setdefault(str(s["chunk"]["of"]), []).append(s)
+    nodes = []
+    for s in steps:
+        if s.get("chunk"):
+            continue
+        step_id, state = str(s["step_id"]), str(s.get("status") or "pending")
+        inputs = tuple(s.get("depends_on") or s.get("inputs") or ())
+        parts, progress, detail = chunks.get(step_id, []), "", str(s.get("error") or "")
+        live = s.get("progress") or {}
+        percent, eta = live.get("percent"), live.get("eta")
+        if parts:
+            inputs = tuple(i for i in inputs if i not in {str(p["step_id"]) for p in parts})
+            states = [str(p.get("status") or "pending") for p in parts]
+            done = sum(1 for x in states if x in CHUNK_DONE)
+            progress = f"{done}/{len(parts)} chunks"
+            percent = sum(100.0 if x in CHUNK_DONE else float((p.get("progress") or {}).get("percent") or 0)
+                          for x, p in zip(states, parts, strict=True)) / len(parts)
+            eta = None
+            failed = next((p for p in parts if p.get("status") == "failed"), None)
+            if failed is not None and not detail:
+                state, detail = "failed", f"chunk {failed['step_id']}: {failed.get('error') or ''}"
+            elif state in ("pending", "queued") and any(x in CHUNK_WORKING for x in states):
+                state = "running" if "running" in states else "queued"
+        thumb, href = _preview(s)
+        nodes.append(DrawNode(step_id, str(s.get("type") or ""), inputs, state, detail,
+                              percent=percent, eta=eta, progress=progress, thumb=thumb, href=href))
+    return nodes
 
 
 def _preview(step: Mapping) -> tuple[str, str]:

@@ -15,6 +15,7 @@ from flask import Flask, Response, jsonify, render_template, request
 from werkzeug.exceptions import HTTPException
 
 from l1web.errors import L1Error
+from l1web.web.htmx import is_htmx
 
 log = logging.getLogger(__name__)
 
@@ -37,12 +38,12 @@ def wants_json() -> bool:
 
 
 def error_response(status: int, code: str, message: str, /, **details: object) -> Response:
-    if wants_json() and not request.headers.get("HX-Request"):
+    if wants_json() and not is_htmx():
         body = {"error": code, "message": message}
         body.update({k: v for k, v in details.items() if v is not None})
         response = jsonify(body)
     else:
-        template = "_error.html" if request.headers.get("HX-Request") else "error.html"
+        template = "_error.html" if is_htmx() else "error.html"
         response = Response(render_template(template, status=status, code=code, message=message))
     response.status_code = status
     if status == 429:  # every 429 says when to come back, in the header as well as the body

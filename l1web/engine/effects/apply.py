@@ -15,12 +15,14 @@ VIDEO_SUFFIX = ".mp4"
 
 
 def apply_effect(
-    effect: Effect, params: dict, src: Path, dst: Path, kind: str, *, timeout: float
+    effect: Effect, params: dict, src: Path, dst: Path, kind: str, *, timeout: float,
+    frames: tuple[int, int | None] | None = None,
 ) -> None:
     """Render `effect(params)` of `src` into `dst`: kind "image" (format by suffix) or "video".
 
     Raises EffectError for bad params, kinds, formats or images, FFmpegError when ffmpeg fails
-    or runs past `timeout` seconds. `dst` appears whole or not at all: the render goes to a
+    or runs past `timeout` seconds. `frames` renders one chunk of a video: those frames only,
+    without sound (engine/chunks.py). `dst` appears whole or not at all: the render goes to a
     temporary name beside it and is renamed into place.
     """
     effect.check_kind(kind)
@@ -35,7 +37,7 @@ def apply_effect(
         if kind == "image":
             apply_image(effect, resolved, src, part)
         else:
-            apply_video(effect, resolved, src, part, timeout=timeout)
+            apply_video(effect, resolved, src, part, timeout=timeout, frames=frames)
         os.replace(part, dst)
     finally:
         part.unlink(missing_ok=True)

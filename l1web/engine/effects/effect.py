@@ -51,6 +51,10 @@ class Effect:
     video_filter: FilterFn | None = None
     frame: ImageFn | None = None
     frame_format: FrameFormat = "rgb24"
+    #: True when each output frame depends only on the same input frame, so a long video may
+    #: be split into chunks rendered apart (engine/chunks.py). The registry sets it; an effect
+    #: with state across frames (trails, motion blur, temporal denoise) must leave it False.
+    per_frame: bool = False
 
     def __post_init__(self) -> None:
         if not self.kinds <= KINDS:
@@ -97,6 +101,7 @@ class Effect:
             "description": self.description,
             "kinds": sorted(self.kinds),
             "video": "frames" if self.frame is not None else "filter",
+            "per_frame": self.per_frame,
             "params": self.schema(),
         }
 

@@ -2,22 +2,36 @@
 
 from __future__ import annotations
 
+import dataclasses
 import functools
 
 from l1web.engine.effects import blur, brightness, contrast, dog, grayscale, identity, invert, sepia
 from l1web.engine.effects.effect import Effect
 from l1web.engine.effects.errors import EffectError
 
-#: Every effect this server can run, in listing order.
+
+def per_frame(effect: Effect) -> Effect:
+    """Declares that every output frame of `effect` depends only on the same input frame.
+
+    Such effects are split into chunks on long videos (engine/chunks.py). An effect with state
+    across frames (trails, motion blur, temporal denoise) is listed without this and is always
+    rendered in one piece. Declared here, not in the effect's module, so the declaration does
+    not change the effect's version (its module's source is hashed into it).
+    """
+    return dataclasses.replace(effect, per_frame=True)
+
+
+#: Every effect this server can run, in listing order. All of today's are per-frame: each
+#: output frame is a function of the same input frame only (blur is spatial, not temporal).
 EFFECTS: tuple[Effect, ...] = (
-    identity.EFFECT,
-    dog.EFFECT,
-    invert.EFFECT,
-    grayscale.EFFECT,
-    blur.EFFECT,
-    sepia.EFFECT,
-    brightness.EFFECT,
-    contrast.EFFECT,
+    per_frame(identity.EFFECT),
+    per_frame(dog.EFFECT),
+    per_frame(invert.EFFECT),
+    per_frame(grayscale.EFFECT),
+    per_frame(blur.EFFECT),
+    per_frame(sepia.EFFECT),
+    per_frame(brightness.EFFECT),
+    per_frame(contrast.EFFECT),
 )
 
 

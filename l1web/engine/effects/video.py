@@ -8,9 +8,10 @@ from __future__ import annotations
 
 import re
 import time
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from pathlib import Path
 
+from l1web.engine.chunks import trim_filter
 from l1web.engine.effects.effect import Effect
 from l1web.engine.effects.encoding import (
     AUDIO_COPY_ARGS,
@@ -39,13 +40,19 @@ class VideoInfo:
     audio_codec: str | None
 
 
-def apply_video(effect: Effect, params: dict, src: Path, dst: Path, *, timeout: float) -> None:
-    """Run `effect` with resolved `params` on the video `src`, writing an H.264 MP4 `dst`."""
+def apply_video(effect: Effect, params: dict, src: Path, dst: Path, *, timeout: float,
+                frames: tuple[int, int | None] | None = None) -> None:
+    """Run `effect` with resolved `params` on the video `src`, writing an H.264 MP4 `dst`.
+
+    With `frames` (a chunk, engine/chunks.py) only those frames are rendered, without sound.
+    """
     deadline = time.monotonic() + timeout
     info = probe_video(src, timeout=timeout)
+    if frames is not None:
+        info = replace(info, audio_codec=None)  # a chunk is silent: the join adds the sound once
     remaining = max(deadline - time.monotonic(), 0.001)
     if effect.video_filter is not None:
-        apply_filter(effect.video_filter(params), src, dst, info, timeout=remaining)
+        apply_filter(effect.video_filter(params), src, dst, info, timeout=remaining, frames=frames)
     else:
         assert effect.frame is not None
         frame_fn = effect.frame
@@ -54,7 +61,7 @@ def apply_video(effect: Effect, params: dict, src: Path, dst: Path, *, timeout: 
         apply_frames(
             lambda frame: frame_fn(frame, params),
             (height, width, channels) if channels > 1 else (height, width),
-            decoder_args(src, effect.frame_format, info.fps),
+            decoder_args(src, effect.frame_format, info.fps, frames),
             encoder_args(src, dst, effect.frame_format, f"{width}x{height}", info),
             timeout=remaining,
         )
@@ -101,35 +108,43 @@ def audio_args(info: VideoInfo) -> tuple[str, ...]:
     return AUDIO_COPY_ARGS if info.audio_codec == "aac" else AUDIO_ENCODE_ARGS
 
 
-def apply_filter(chain: str, src: Path, dst: Path, info: VideoInfo, *, timeout: float) -> None:
+def apply_filter(chain: str, src: Path, dst: Path, info: VideoInfo, *, timeout: float,
+                 frames: tuple[int, int | None] | None = None) -> None:
     """One ffmpeg run: the first video stream through `chain`, the first audio stream kept."""
     ffmpeg(
         *INPUT_FLAGS, "-i", str(src),
-        "-map", "0:v:0", "-map", "0:a:0?",
-        "-vf", f"{chain},{EVEN_SIZE_FILTER}",
+        "-map", "0:v:0", *(("-map", "0:a:0?") if info.audio_codec else ("-an",)),
+        "-vf", _trimmed(frames, f"{chain},{EVEN_SIZE_FILTER}"),
         *VIDEO_ENCODE_ARGS, *audio_args(info),
         str(dst),
         timeout=timeout,
     )
 
 
-def decoder_args(src: Path, pix_fmt: str, fps: str) -> list[str]:
-    """ffmpeg writing the source's frames to stdout as raw `pix_fmt`, constant `fps`."""
+def decoder_args(src: Path, pix_fmt: str, fps: str,
+                 frames: tuple[int, int | None] | None = None) -> list[str]:
+    """ffmpeg writing the source's frames (or a chunk's) to stdout as raw `pix_fmt`, constant `fps`."""
     return [
         ffmpeg_exe(), *BASE_FLAGS, *INPUT_FLAGS, "-i", str(src),
-        "-map", "0:v:0", "-vf", EVEN_SIZE_FILTER, "-r", fps,
+        "-map", "0:v:0", "-vf", _trimmed(frames, EVEN_SIZE_FILTER), "-r", fps,
         "-f", "rawvideo", "-pix_fmt", pix_fmt, "pipe:1",
     ]
 
 
 def encoder_args(src: Path, dst: Path, pix_fmt: str, size: str, info: VideoInfo) -> list[str]:
     """ffmpeg encoding raw `pix_fmt` frames from stdin, with the source's audio, into `dst`."""
+    sound = ["-map", "1:a:0?"] if info.audio_codec else ["-an"]
     return [
         ffmpeg_exe(), *BASE_FLAGS,
         "-f", "rawvideo", "-pix_fmt", pix_fmt, "-s", size, "-framerate", info.fps,
         *INPUT_FLAGS, "-i", "pipe:0",
-        *INPUT_FLAGS, "-i", str(src),
-        "-map", "0:v:0", "-map", "1:a:0?",
+        *((*INPUT_FLAGS, "-i", str(src)) if info.audio_codec else ()),
+        "-map", "0:v:0", *sound,
         *VIDEO_ENCODE_ARGS, *audio_args(info),
         str(dst),
     ]
+
+
+def _trimmed(frames: tuple[int, int | None] | None, chain: str) -> str:
+    # The same frame selection as every other chunked renderer (engine/chunks.py).
+    return f"{trim_filter(frames)},{chain}" if frames else chain

@@ -2,6 +2,7 @@
 
 `run_step` takes a plan step (plain data) and the local paths of its inputs, renders into a
 work directory and returns the output file; it knows nothing of stores, indexes or queues.
+A chunk step (`"frames"`) renders its frames only; a join step (`"join"`) joins its chunks.
 """
 
 from __future__ import annotations
@@ -12,7 +13,7 @@ from pathlib import Path
 from l1web.engine.encoding import SUFFIX, encoder_version
 from l1web.engine.errors import StepError
 from l1web.engine.ffmpeg import RENDER_TIMEOUT
-from l1web.engine.steps import audio, compose, effect, sequence, video
+from l1web.engine.steps import audio, compose, effect, join, sequence, video
 from l1web.engine.steps.task import RenderTask
 
 RENDERERS: dict[str, Callable[[RenderTask], None]] = {
@@ -44,8 +45,13 @@ def run_step(step: dict, input_paths: list[Path], work_dir: Path, *,
         raise StepError(f"step {step['step_id']!r} was planned with encoder {planned}, but this worker "
                         f"encodes as {encoder_version()} (PNG_ENCODING differs between workers)")
     out = Path(work_dir) / f"out{SUFFIX[step['kind']]}"
-    render(RenderTask(step["node_id"], step["config"], [Path(p) for p in input_paths],
-               list(step["input_kinds"]), step["kind"], out, timeout))
+    frames = tuple(step["frames"]) if step.get("frames") else None
+    task = RenderTask(step["node_id"], step["config"], [Path(p) for p in input_paths],
+                      list(step["input_kinds"]), step["kind"], out, timeout, frames)
+    if step.get("join"):  # a chunked step's last part: its chunks joined (engine/chunks.py)
+        join.join(task, step["type"], [list(s) for s in step["join"]["frames"]])
+    else:
+        render(task)
     if not out.is_file() or out.stat().st_size == 0:
         raise StepError(f"step {step['step_id']!r}: {step['type']} wrote no output")
     return out

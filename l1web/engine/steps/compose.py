@@ -20,7 +20,8 @@ def layer(job: RenderTask) -> None:
     if job.kind == "image":
         images.layer(job)
         return
-    graph, base = [], "[0:v]"
+    graph: list[str] = []
+    base = job.video_input(0, graph)
     for i, entry in enumerate(job.config["inputs"][1:], start=1):
         if entry["scale"] > 1:
             size = clip_info(job.inputs[i])
@@ -31,12 +32,12 @@ def layer(job: RenderTask) -> None:
         if entry["opacity"] < 1:
             chain.append(f"colorchannelmixer=aa={num(entry['opacity'])}")
         x, y = entry["position"]
-        graph.append(f"[{i}:v]{','.join([*chain, HOLD])}[l{i}]")
+        graph.append(f"{job.video_input(i, graph)}{','.join([*chain, HOLD])}[l{i}]")
         graph.append(f"{base}[l{i}]overlay=x={x}:y={y}:shortest=1[b{i}]")
         base = f"[b{i}]"
     graph.append(f"{base}{EVEN_SIZE}[v]")
     job.run(*job.input_args(), "-filter_complex", ";".join(graph), "-map", "[v]",
-            "-map", "0:a:0?", *video_out(str(job.out), audio=True))
+            *job.sound(), *video_out(str(job.out), audio=not job.frames))
 
 
 def blend(job: RenderTask) -> None:
@@ -46,11 +47,12 @@ def blend(job: RenderTask) -> None:
         return
     base = clip_info(job.inputs[0])
     mode = FFMPEG_MODES.get(job.config["mode"], job.config["mode"])
-    graph = [
-        "[0:v]format=gbrp[a]",
-        f"[1:v]scale={base.width}:{base.height},setsar=1,format=gbrp,{HOLD}[b]",
+    graph: list[str] = []
+    graph += [
+        f"{job.video_input(0, graph)}format=gbrp[a]",
+        f"{job.video_input(1, graph)}scale={base.width}:{base.height},setsar=1,format=gbrp,{HOLD}[b]",
         f"[a][b]blend=all_mode={mode}:all_opacity={num(job.config['opacity'])}:shortest=1,"
         f"{EVEN_SIZE}[v]",
     ]
     job.run(*job.input_args(), "-filter_complex", ";".join(graph), "-map", "[v]",
-            "-map", "0:a:0?", *video_out(str(job.out), audio=True))
+            *job.sound(), *video_out(str(job.out), audio=not job.frames))

@@ -11,4 +11,4 @@ def effect(job: RenderTask) -> None:
 
     chosen = get_effect(job.config["effect"])
     apply_effect(chosen, job.config["params"], job.inputs[0], job.out, job.kind,
-                 timeout=job.timeout)
+                 timeout=job.timeout, frames=job.frames)

@@ -7,6 +7,7 @@ from fractions import Fraction
 from pathlib import Path
 
 from l1web.engine import ffmpeg
+from l1web.engine.chunks import trim_filter
 from l1web.engine.errors import StepError
 from l1web.engine.ffmpeg import MEDIA_INPUT_FLAGS
 from l1web.engine.media import MAX_PIXELS
@@ -26,6 +27,27 @@ class RenderTask:
     kind: str
     out: Path
     timeout: float
+    #: A chunk's frame range `[start, end)` (end None: to the end), or None for the whole video.
+    frames: tuple[int, int | None] | None = None
+
+    def trim(self, chain: str) -> str:
+        """`chain` preceded, for a chunk, by the selection of its frames by index (engine/chunks.py).
+
+        `trim` counts decoded frames, so a chunk is exactly its frames whatever the timestamps;
+        `setpts` restarts the chunk's clock at 0 so the join lays chunks end to end.
+        """
+        return f"{trim_filter(self.frames)},{chain}" if self.frames else chain
+
+    def video_input(self, index: int, graph: list[str]) -> str:
+        """The filter-graph label of input `index`'s picture: trimmed to the chunk when it is video."""
+        if not self.frames or self.input_kinds[index] != "video":
+            return f"[{index}:v]"
+        graph.append(f"[{index}:v]{trim_filter(self.frames)}[t{index}]")
+        return f"[t{index}]"
+
+    def sound(self) -> list[str]:
+        """Maps input 0's sound when rendering whole; chunks are silent (the join adds the sound)."""
+        return [] if self.frames else ["-map", "0:a:0?"]
 
     def run(self, *args: str) -> None:
         """Run ffmpeg with this job's timeout."""

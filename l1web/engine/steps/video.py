@@ -61,9 +61,14 @@ def transform(job: RenderTask) -> None:
     if job.kind == "image":
         _render_visual(job, chain)
         return
-    job.run(*job.input_args(), "-map", "0:v:0", "-map", "0:a:0?",
-            "-vf", f"{chain},{EVEN_SIZE}", "-af", atempo_chain(fx["speed"]),
-            *video_out(str(job.out), audio=True))
+    job.run(*job.input_args(), "-map", "0:v:0", *job.sound(),
+            "-vf", job.trim(f"{chain},{EVEN_SIZE}"), *transform_audio(fx, whole=not job.frames),
+            *video_out(str(job.out), audio=not job.frames))
+
+
+def transform_audio(fx: dict, *, whole: bool = True) -> list[str]:
+    """The sound filter of a TRANSFORM (the join of a chunked one uses it too)."""
+    return ["-af", atempo_chain(fx["speed"])] if whole else []
 
 
 def transform_chain(fx: dict) -> str:
@@ -102,5 +107,5 @@ def _render_visual(job: RenderTask, chain: str) -> None:
         job.run(*job.input_args(), "-vf", chain, "-frames:v", "1", "-update", "1",
                 *png_ffmpeg_args(), str(job.out))
         return
-    job.run(*job.input_args(), "-map", "0:v:0", "-map", "0:a:0?", "-vf", f"{chain},{EVEN_SIZE}",
-            *video_out(str(job.out), audio=True))
+    job.run(*job.input_args(), "-map", "0:v:0", *job.sound(), "-vf", job.trim(f"{chain},{EVEN_SIZE}"),
+            *video_out(str(job.out), audio=not job.frames))

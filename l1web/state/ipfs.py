@@ -2,7 +2,7 @@
 
 Local truth (`ipfs_cids`, `ipfs_results`, `ipfs_runs`) is written only from bytes this node
 holds. What peers publish lands in separate `ipns:remote:*` hashes and is only a hint: an item
-fetched by a peer's CID is used only after its SHA3 matches (`fetch`), and a peer entry never
+fetched by a peer's CID is used only after its SHA3 matches (`ipfs/fetch.py`), and a peer entry never
 replaces a local one.
 """
 

@@ -1,0 +1,68 @@
+"""The join of a chunked step: the chunks' video laid end to end unchanged, the sound added once.
+
+The chunks (engine/chunks.py) are H.264 files made with the same encoder settings, each starting
+at time 0; ffmpeg's concat demuxer (documented for exactly this: same codec, same parameters)
+offsets each by the length of those before it and `-c:v copy` keeps every frame as encoded, so
+the join costs a copy, not a render. The sound is taken from the step's first input in one
+piece, with the same arguments the unchunked render would use, so it is the same stream with no
+seams. Every chunk but the last must hold exactly its range's frames, checked before joining.
+"""
+
+from __future__ import annotations
+
+import os
+
+from l1web.engine.effects.video import audio_args, probe_video
+from l1web.engine.encoding import AUDIO_ARGS, CONTAINER_ARGS
+from l1web.engine.errors import StepError
+from l1web.engine.ffmpeg import INPUT_FLAGS, MEDIA_INPUT_FLAGS, SAFE_DEMUXERS, probe
+from l1web.engine.steps.task import RenderTask
+from l1web.engine.steps.video import transform_audio
+
+#: Name of the concat list written beside the output (only names of links in the same folder).
+LIST_NAME = "chunks.txt"
+
+
+def join(job: RenderTask, node_type: str, ranges: list[list[int | None]]) -> None:
+    """`job.inputs` = the chunks of frames `ranges`, in order, then the step's own inputs."""
+    count = len(ranges)
+    parts, source = job.inputs[:count], job.inputs[count]
+    for index, (part, (start, end)) in enumerate(zip(parts, ranges, strict=True)):
+        frames = frame_count(part)
+        if (end is not None and frames != end - start) or frames < 1:
+            want = f"{end - start}" if end is not None else "at least 1"
+            raise StepError(f"chunk {index} has {frames} frames, {want} expected")
+    folder = job.out.parent
+    lines = []
+    for index, part in enumerate(parts):
+        # Links beside the list: the concat demuxer's safe mode takes only plain relative names.
+        link = folder / f"chunk-{index:04d}.mp4"
+        os.symlink(part, link)
+        lines.append(f"file '{link.name}'\n")
+    listing = folder / LIST_NAME
+    listing.write_text("".join(lines))
+    job.run(
+        *INPUT_FLAGS, "-format_whitelist", f"concat,{SAFE_DEMUXERS}", "-f", "concat", "-i", str(listing),
+        *MEDIA_INPUT_FLAGS, "-i", str(source),
+        "-map", "0:v:0", "-map", "1:a:0?", "-c:v", "copy", *sound_args(job, node_type, source),
+        *CONTAINER_ARGS, str(job.out),
+    )
+
+
+def sound_args(job: RenderTask, node_type: str, source) -> list[str]:
+    """The sound arguments the unchunked render of this step type would use."""
+    if node_type == "EFFECT":
+        return list(audio_args(probe_video(source, timeout=job.timeout)))
+    if node_type == "TRANSFORM":
+        return [*transform_audio(job.config["effects"]), *AUDIO_ARGS]
+    return list(AUDIO_ARGS)
+
+
+def frame_count(path) -> int:
+    """Frames in a chunk's video stream, from its MP4 index (no decoding)."""
+    streams = probe(path, safe=True).get("streams", [])
+    video = next((s for s in streams if s.get("codec_type") == "video"), {})
+    try:
+        return int(video.get("nb_frames") or 0)
+    except ValueError:
+        return 0

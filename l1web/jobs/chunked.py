@@ -1,0 +1,92 @@
+"""Chunked steps in the queue: settings, reuse of a joined whole, and removal of the chunks.
+
+Chunks (engine/chunks.py) are ordinary steps: claimed, cached under their own cache ids (so a
+run re-done after a crash renders only the chunks still missing) and shown with progress. Two
+things are particular to them, and live here:
+
+- a chunk whose joined whole is already recorded is not rendered: the whole is reused;
+- once the join has run — whether it succeeded or failed — the chunk files are temporary
+  garbage: their results are forgotten, the joining host and the L1 server delete their
+  copies, and every other host sweeps its own against `RemovedChunks` after each step.
+  Chunks of a run that ends before its join are kept, so re-running it reuses them.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import logging
+
+import requests
+
+from l1web.engine.chunks import Chunking
+from l1web.errors import L1Error
+from l1web.ipfs import fetch
+from l1web.ipfs.fetch import WORKER_TOKEN_HEADER
+from l1web.settings import Settings
+
+log = logging.getLogger(__name__)
+
+#: Seconds the L1 server gets to delete its copy of one chunk (connect, read).
+DELETE_TIMEOUT = (3.0, 10.0)
+#: Source recorded for a stored chunk (chunks are stored without an owner: nobody's media).
+SOURCE_PREFIX = "chunk:"
+
+
+def chunking(settings: Settings) -> Chunking:
+    return Chunking(seconds=settings.chunk_seconds, min_seconds=settings.chunk_min_seconds)
+
+
+def is_chunk(step: dict) -> bool:
+    return bool(step.get("chunk"))
+
+
+def is_join(step: dict) -> bool:
+    return bool(step.get("join"))
+
+
+def joined_whole(steps: list[dict], step: dict) -> dict | None:
+    """The join step a chunk step belongs to."""
+    owner = step["chunk"]["of"]
+    return next((s for s in steps if s["step_id"] == owner), None)
+
+
+def remove_chunks(ctx, steps: list[dict], join_step: dict, states: dict[str, dict]) -> list[str]:
+    """Forget and delete the join's chunk outputs everywhere; the digests removed."""
+    by_id = {s["step_id"]: s for s in steps}
+    whole = ctx.state.results.get_result(join_step["cache_id"])
+    removed = []
+    for chunk_id in join_step["join"]["chunks"]:
+        digest = (states.get(chunk_id) or {}).get("output")
+        if not digest or digest == whole:  # a chunk that reused the whole
+            continue
+        ctx.state.results.forget_result(by_id[chunk_id]["cache_id"])
+        meta = ctx.state.cache.get(digest)
+        if meta is not None and meta.owner:
+            continue  # chunks are stored ownerless: these bytes are also someone's item
+        removed.append(digest)
+    ctx.state.removed_chunks.add(removed)
+    for digest in removed:
+        with contextlib.suppress(L1Error):  # gone already, or (impossibly) referenced
+            ctx.store.delete(digest)
+        ctx.store.location(digest).unlink(missing_ok=True)
+        if fetch.remote_worker(ctx.settings):
+            _delete_on_server(ctx.settings, digest)
+    return removed
+
+
+def sweep(ctx) -> int:
+    """Delete this host's copies of chunks removed elsewhere; how many files went."""
+    gone = 0
+    for digest in ctx.state.removed_chunks.recent():
+        with contextlib.suppress(FileNotFoundError):
+            ctx.store.location(digest).unlink()
+            gone += 1
+    return gone
+
+
+def _delete_on_server(settings: Settings, digest: str) -> None:
+    try:
+        requests.delete(f"{settings.l1_server_url}/worker/cache/{digest}",
+                        headers={WORKER_TOKEN_HEADER: settings.worker_token}, timeout=DELETE_TIMEOUT)
+    except requests.RequestException as exc:  # the server sweeps nothing itself: say so, go on
+        log.warning("could not delete chunk %s on the L1 server: %s", digest[:12], type(exc).__name__)

@@ -1,0 +1,171 @@
+"""Chunked steps through the queue: real RQ workers, real Redis, real ffmpeg (issue 16).
+
+A 12 s clip with CHUNK_SECONDS=3 and CHUNK_MIN_SECONDS=5 is rendered as 4 chunks and a join.
+"""
+
+from __future__ import annotations
+
+import signal
+import subprocess
+import time
+from pathlib import Path
+
+import psutil
+import pytest
+from rq import Worker
+from rq.job import Job
+
+from l1web.jobs.queues import run_service
+from l1web.runs.model import RunStatus, StepStatus
+from l1web.runs.service import RunService, Submission
+from l1web.state import connect
+from l1web.store import ContentStore
+from l1web.users import User
+
+ALICE = User("alice")
+RUN_WAIT = 240
+CHUNK_ENV = {"CHUNK_SECONDS": "3", "CHUNK_MIN_SECONDS": "5"}
+CHUNKS = [f"dog~c{i}" for i in range(4)]
+
+
+@pytest.fixture()
+def settings(settings):
+    return settings.with_changes(chunk_seconds=3.0, chunk_min_seconds=5.0)
+
+
+@pytest.fixture()
+def worker_env(worker_env):
+    return {**worker_env, **CHUNK_ENV}
+
+
+@pytest.fixture()
+def store(settings, state) -> ContentStore:
+    return ContentStore(settings.cache_dir, state.cache)
+
+
+@pytest.fixture()
+def service(state, store, settings) -> RunService:
+    return run_service(state, store, connect(settings.redis_url, decode=False))
+
+
+def put_clip(store: ContentStore, tmp_path: Path, size: str = "320x240", seconds: int = 12) -> str:
+    path = tmp_path / "counter.mp4"
+    subprocess.run(["ffmpeg", "-hide_banner", "-loglevel", "error", "-y",
+                    "-f", "lavfi", "-i", f"testsrc=duration={seconds}:size={size}:rate=25",
+                    "-f", "lavfi", "-i", f"sine=frequency=440:duration={seconds}",
+                    "-c:v", "libx264", "-preset", "ultrafast", "-pix_fmt", "yuv420p", "-c:a", "aac",
+                    "-shortest", str(path)], check=True)
+    return store.put_file(path, source="test", owner="alice")
+
+
+def wait_for_workers(conn, names: set[str]) -> None:
+    deadline = time.monotonic() + 60
+    while not names <= {w.name for w in Worker.all(connection=conn)}:
+        assert time.monotonic() < deadline, "workers did not register"
+        time.sleep(0.1)
+
+
+def wait_for_run(state, run_id: str) -> dict:
+    deadline = time.monotonic() + RUN_WAIT
+    while time.monotonic() < deadline:
+        run = state.runs.get(run_id)
+        if run and not RunStatus(run["status"]).live:
+            return run
+        time.sleep(0.1)
+    raise AssertionError(f"run still live: {state.runs.step_states(run_id)}")
+
+
+def frames_of(path: Path) -> int:
+    out = subprocess.run(["ffprobe", "-v", "error", "-select_streams", "v:0", "-count_packets",
+                          "-show_entries", "stream=nb_read_packets", "-of", "csv=p=0", str(path)],
+                         check=True, capture_output=True, text=True).stdout
+    return int(out.strip())
+
+
+def worker_of(conn, job_id: str) -> str | None:
+    job = Job.fetch(job_id, connection=conn)
+    return job.worker_name
+
+
+def test_two_workers_render_the_chunks_of_one_step_and_the_chunks_are_removed(
+        settings, state, store, service, start_worker, tmp_path):
+    conn = connect(settings.redis_url, decode=False)
+    clip = put_clip(store, tmp_path)
+    start_worker(name="w-one")
+    start_worker(name="w-two")
+    wait_for_workers(conn, {"w-one", "w-two"})
+
+    run, _ = service.submit(Submission("dog", [clip]), ALICE)
+    run = wait_for_run(state, run["id"])
+    assert run["status"] == RunStatus.COMPLETED, run.get("error")
+    steps = {s["step_id"]: s for s in state.runs.steps(run["id"])}
+    states = state.runs.step_states(run["id"])
+    assert list(steps) == ["input", *CHUNKS, "dog"]
+    assert all(states[c]["status"] == StepStatus.COMPLETED for c in CHUNKS)
+    assert states["dog"]["status"] == StepStatus.COMPLETED
+    assert states["dog"]["started"] >= max(states[c]["finished"] for c in CHUNKS)
+    # Both workers rendered chunks, and chunks ran at the same time on them.
+    workers = {worker_of(conn, states[c]["job_id"]) for c in CHUNKS}
+    assert workers == {"w-one", "w-two"}, workers
+    spans = sorted((states[c]["started"], states[c]["finished"]) for c in CHUNKS)
+    assert any(b[0] < a[1] for a, b in zip(spans, spans[1:], strict=False)), spans
+
+    output = store.path_for(run["output_hash"])
+    assert frames_of(output) == 12 * 25
+    # The chunks were temporary: forgotten, deleted, listed for other hosts to sweep; nobody's media.
+    for chunk_id in CHUNKS:
+        digest = states[chunk_id]["output"]
+        assert state.results.get_result(steps[chunk_id]["cache_id"]) is None
+        assert not store.location(digest).exists() and state.cache.get(digest) is None
+        assert state.removed_chunks.contains(digest)
+    assert list((settings.cache_dir / "work").iterdir()) == []
+
+    # The same submission again reuses the joined whole: nothing renders, chunks included.
+    state.cache.set_shared(clip, True)  # bob may use alice's clip
+    again, _ = service.submit(Submission("dog", [clip]), User("bob"))
+    again = wait_for_run(state, again["id"])
+    assert again["output_hash"] == run["output_hash"]
+    assert {s["status"] for s in state.runs.step_states(again["id"]).values()} == {StepStatus.CACHED}
+
+
+def test_a_worker_killed_mid_chunk_costs_only_that_chunk(settings, state, store, service, start_worker,
+                                                        tmp_path):
+    conn = connect(settings.redis_url, decode=False)
+    clip = put_clip(store, tmp_path, size="640x360")
+    start_worker(name="w-one")
+    start_worker(name="w-two")
+    wait_for_workers(conn, {"w-one", "w-two"})
+    run, _ = service.submit(Submission("dog", [clip]), ALICE)
+
+    # Wait for a chunk rendered by a step job (not the plan job's inline one), then kill its horse.
+    deadline, victim = time.monotonic() + 60, None
+    while victim is None:
+        assert time.monotonic() < deadline, state.runs.step_states(run["id"])
+        for chunk_id, s in state.runs.step_states(run["id"]).items():
+            if chunk_id in CHUNKS and s["status"] == StepStatus.RUNNING and s["job_id"].startswith("step-"):
+                victim = (chunk_id, s["job_id"])
+        time.sleep(0.05)
+    time.sleep(0.3)
+    chunk_id, job_id = victim
+    worker = next(w for w in Worker.all(connection=conn) if w.get_current_job_id() == job_id)
+    for horse in psutil.Process(worker.pid).children():
+        horse.send_signal(signal.SIGKILL)
+
+    first = wait_for_run(state, run["id"])
+    assert first["status"] == RunStatus.FAILED and chunk_id in first["error"], first.get("error")
+    states = state.runs.step_states(run["id"])
+    assert states[chunk_id]["status"] == StepStatus.FAILED
+    kept = [c for c in CHUNKS if c != chunk_id]
+    assert all(states[c]["status"] == StepStatus.COMPLETED for c in kept), states
+    assert states["dog"]["status"] == StepStatus.SKIPPED
+    misses = state.cache.stats().get("cache_misses")
+
+    # Re-running renders only the chunk that was killed, then the join.
+    service.rerun(run["id"], ALICE)
+    second = wait_for_run(state, run["id"])
+    assert second["status"] == RunStatus.COMPLETED, second.get("error")
+    states = state.runs.step_states(run["id"])
+    assert states[chunk_id]["status"] == StepStatus.COMPLETED
+    assert all(states[c]["status"] == StepStatus.CACHED for c in kept), states
+    assert state.cache.stats().get("cache_misses") == misses + 2  # that chunk and the join
+    assert frames_of(store.path_for(second["output_hash"])) == 12 * 25
