@@ -278,6 +278,7 @@ ID_ROUTES = [
     ("POST", "/runs/{id}/rerun", "run", {}),
     ("GET", "/runs/{id}/provenance", "run", {}),
     ("GET", "/runs/{id}/steps/invert/log", "run", {}),
+    ("GET", "/runs/{id}/steps/invert/preview", "run", {}),
     ("GET", "/run/{id}/log-panel", "run", {}),
     ("GET", "/run/{id}", "run", {}),
     ("GET", "/run/{id}/fragment", "run", {}),

@@ -8,6 +8,7 @@ import io
 import time
 
 import pytest
+from PIL import Image
 
 from l1web.engine.estimate import expect
 from l1web.engine.watch import Redactor, StepWatch
@@ -31,7 +32,7 @@ def service(state, store, settings):
     return run_service(state, store, connect(settings.redis_url, decode=False))
 
 
-def watch_run(client, run_id: str, step_id: str, timeout: float = 240) -> tuple[list[dict], dict]:
+def watch_run(client, run_id: str, step_id: str, timeout: float = 240, also=None) -> tuple[list[dict], dict]:
     """Poll GET /runs/{id} until the run ends: (the step's progress while it ran, the last answer)."""
     seen: list[dict] = []
     deadline = time.monotonic() + timeout
@@ -42,6 +43,8 @@ def watch_run(client, run_id: str, step_id: str, timeout: float = 240) -> tuple[
         step = next((s for s in run["steps"] if s["step_id"] == step_id), {})  # none before planning
         if step.get("status") == "running":
             seen.append(dict(step["progress"], run_percent=run["progress"]["percent"]))
+            if also is not None:
+                also()
         if not RunStatus(run["status"]).live:
             return seen, run
         time.sleep(0.1)
@@ -84,8 +87,22 @@ def test_a_numpy_frame_loop_reports_frames(alice_client, service, state, store, 
     clip = put_video(store, tmp_path, seconds=6, size="320x240")
     start_worker()
     run, _ = service.submit(Submission("dog", [clip]), ALICE)
-    seen, final = watch_run(alice_client, run["id"], "dog")
+    previews: list[bytes] = []
+    url = f"/runs/{run['id']}/steps/dog/preview"
+
+    def look() -> None:  # while the step runs: its last rendered frame, and the node showing it
+        with alice_client.get(url) as answer:
+            if answer.status_code == 200:
+                assert answer.mimetype == "image/jpeg"
+                previews.append(answer.data)
+                fragment = alice_client.get(f"/run/{run['id']}/fragment").get_data(as_text=True)
+                if 'state-running' in fragment:
+                    assert f'<image class="dag-thumb" href="{url}?at=' in fragment
+
+    seen, final = watch_run(alice_client, run["id"], "dog", also=look)
     assert final["status"] == "completed", final.get("error")
+    assert previews, "no last rendered frame while the step ran"
+    assert Image.open(io.BytesIO(previews[0])).size == (320, 240)
     live = [p for p in seen if p["frames"]]
     assert live, seen
     assert distinct([p["frames"] for p in live]) == sorted(distinct([p["frames"] for p in live]))

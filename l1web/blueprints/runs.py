@@ -152,12 +152,18 @@ MAX_TAIL = 100_000
 PANEL_LINES = 200
 
 
-def step_and_log(run_id: str, step_id: str) -> tuple[dict, dict, str]:
-    """(run, step, log text) for the run's owner or an admin; the same 404 for anyone else."""
+def owned_step(run_id: str, step_id: str) -> tuple[dict, dict]:
+    """(run, step) for the run's owner or an admin; the same 404 for anyone else."""
     run = current.runs().get(run_id, signed_in())
     step = next((s for s in current.runs().steps_view(run["id"]) if s["step_id"] == step_id), None)
     if step is None:
         raise NotFound(f"run {run_id[:12]} has no step {step_id[:64]!r}")
+    return run, step
+
+
+def step_and_log(run_id: str, step_id: str) -> tuple[dict, dict, str]:
+    """(run, step, log text), as `owned_step`."""
+    run, step = owned_step(run_id, step_id)
     return run, step, current.state().watch.log(run["id"], step_id) or ""
 
 
@@ -192,6 +198,19 @@ def step_log(run_id: str, step_id: str):
     return response
 
 
+@bp.get("/runs/<run_id>/steps/<step_id>/preview")
+def step_preview(run_id: str, step_id: str):
+    """The last frame a running frame-loop step rendered (JPEG, refreshed every few seconds)."""
+    run, step = owned_step(run_id, step_id)
+    picture = current.state().watch.preview(run["id"], step["step_id"])
+    if picture is None:
+        raise NotFound(f"step {step_id[:64]!r} has no rendered frame to show")
+    response = Response(picture, mimetype="image/jpeg")
+    response.headers["Cache-Control"] = "no-store"
+    response.headers["X-Content-Type-Options"] = "nosniff"
+    return response
+
+
 # Pages ----------------------------------------------------------------------------------------
 def listing_url(endpoint: str, offset: int) -> str:
     """A link to the same listing (status, admin's user filter, explicit limit) at `offset`."""
@@ -220,6 +239,10 @@ def list_fragment():
 def _run_view(run_id: str) -> dict:
     run = current.runs().get(run_id, signed_in())
     steps = current.runs().steps_view(run["id"])
+    for step in steps:  # a running frame loop's last rendered frame, refreshed with the fragment
+        at = (step.get("progress") or {}).get("preview_at")
+        if step.get("status") == StepStatus.RUNNING and at:
+            step["preview_url"] = url_for("runs.step_preview", run_id=run["id"], step_id=step["step_id"], at=int(at))
     live = RunStatus(run["status"]).live
     if steps:
         nodes = dagsvg.from_steps(steps)

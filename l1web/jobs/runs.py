@@ -154,7 +154,11 @@ def step_watch(ctx: Clients, run_id: str, step: dict) -> StepWatch:
     def sink(progress: dict, text: str) -> None:
         ctx.state.watch.publish(run_id, step_id, progress, text)
 
-    return StepWatch(seconds=expect.get("seconds"), frames=expect.get("frames"), sink=sink, redact=redact)
+    def preview(jpeg: bytes) -> None:
+        ctx.state.watch.publish_preview(run_id, step_id, jpeg)
+
+    return StepWatch(seconds=expect.get("seconds"), frames=expect.get("frames"), sink=sink,
+                     preview_sink=preview, redact=redact)
 
 
 #: Lines of a failed step's log kept in its error, and characters of each.

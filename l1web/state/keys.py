@@ -129,6 +129,11 @@ def step_progress(run_id: str, step_id: str) -> str:
     return f"{PREFIX}run:{run_id}:progress:{step_id}"
 
 
+def step_preview(run_id: str, step_id: str) -> str:
+    """String: a JPEG of the last frame a running step rendered (frame loops), with a TTL."""
+    return f"{PREFIX}run:{run_id}:preview:{step_id}"
+
+
 def step_log(run_id: str, step_id: str) -> str:
     """String: the last `STEP_LOG_CAP` bytes of a step's log (commands, ffmpeg's stderr, the
     worker's lines), with a TTL."""

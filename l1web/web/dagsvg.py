@@ -231,7 +231,10 @@ def from_steps(steps: Iterable[Mapping]) -> list[DrawNode]:
 
 
 def _preview(step: Mapping) -> tuple[str, str]:
-    """(thumbnail URL, output page URL) of a step whose output exists; empty otherwise."""
+    """(thumbnail URL, output page URL) of a step whose output exists, or the last rendered frame
+    of a running one (`preview_url`); empty otherwise."""
+    if step.get("status") == "running" and step.get("preview_url"):
+        return str(step["preview_url"]), ""
     digest = str(step.get("output") or "")
     if step.get("status") not in ("cached", "completed") or not digest:
         return "", ""
