@@ -46,6 +46,10 @@ DEFAULT_WORKER_HEARTBEAT = 5
 DEFAULT_WORKER_ABANDON_GRACE = 30
 #: Seconds between a worker's sweeps for abandoned jobs (RQ's default is 10 minutes).
 DEFAULT_WORKER_MAINTENANCE = 30
+#: Further attempts of a step that failed for an infrastructure reason (killed, lost, timed out, disk full).
+DEFAULT_STEP_RETRIES = 2
+#: Failed steps of one run after which a worker is given none of that run's steps (0: never).
+DEFAULT_WORKER_BLOCKLIST_AFTER = 2
 #: Seconds one IPFS RPC call may take (a missing CID on an offline node would block for ever).
 DEFAULT_IPFS_TIMEOUT = 20.0
 #: Seconds of video per chunk when a frame-wise step is split (0: never split; engine/chunks.py).
@@ -102,6 +106,8 @@ class Settings:
     step_timeout: float = DEFAULT_STEP_TIMEOUT
     chunk_seconds: float = DEFAULT_CHUNK_SECONDS
     chunk_min_seconds: float = DEFAULT_CHUNK_MIN_SECONDS
+    step_retries: int = DEFAULT_STEP_RETRIES
+    worker_blocklist_after: int = DEFAULT_WORKER_BLOCKLIST_AFTER
     ready_max_queue: int = DEFAULT_READY_MAX_QUEUE
     metrics_token_sha256: str = ""
     notify_allow_private: bool = False
@@ -165,6 +171,8 @@ class Settings:
             step_timeout=float(env.get("STEP_TIMEOUT", DEFAULT_STEP_TIMEOUT)),
             chunk_seconds=float(env.get("CHUNK_SECONDS", DEFAULT_CHUNK_SECONDS)),
             chunk_min_seconds=float(env.get("CHUNK_MIN_SECONDS", DEFAULT_CHUNK_MIN_SECONDS)),
+            step_retries=max(0, int(env.get("STEP_RETRIES", DEFAULT_STEP_RETRIES))),
+            worker_blocklist_after=max(0, int(env.get("WORKER_BLOCKLIST_AFTER", DEFAULT_WORKER_BLOCKLIST_AFTER))),
             ready_max_queue=int(env.get("READY_MAX_QUEUE", DEFAULT_READY_MAX_QUEUE)),
             metrics_token_sha256=env.get("METRICS_TOKEN_SHA256", "").strip().lower(),
             notify_allow_private=_bool(env.get("NOTIFY_ALLOW_PRIVATE", "0")),

@@ -39,12 +39,9 @@ from rq.serializers import JSONSerializer
 from l1web import startup
 from l1web.clients import process_clients
 from l1web.engine import encoding
+from l1web.jobs.queues import QUEUES
 from l1web.settings import Settings
 from l1web.state import connect
-
-#: Queues a worker listens on by default, highest priority first.
-DEFAULT_QUEUES = ("steps", "runs", "default")
-
 
 #: Why a step failed when a second SIGTERM (or SIGINT) stopped its worker mid-render.
 COLD_SHUTDOWN = "the worker was shut down while rendering this step (cold shutdown: a second stop signal)"
@@ -225,11 +222,11 @@ def horse_killed(job, retpid: int, ret_val: int, rusage) -> None:
     from l1web.jobs import runs
 
     signal_note = f"signal {os.WTERMSIG(ret_val)}" if ret_val and os.WIFSIGNALED(ret_val) else f"status {ret_val}"
-    error = RuntimeError(f"the worker process was killed ({signal_note})")
+    error = runs.WorkHorseKilled(f"the worker process was killed ({signal_note})")
     if job.func_name.endswith("execute_step"):
-        runs.on_step_failure(job, None, RuntimeError, error, None)
+        runs.on_step_failure(job, None, runs.WorkHorseKilled, error, None)
     elif job.func_name.endswith("plan_run"):
-        runs.on_plan_failure(job, None, RuntimeError, error, None)
+        runs.on_plan_failure(job, None, runs.WorkHorseKilled, error, None)
 
 
 def preload() -> None:
@@ -260,11 +257,11 @@ def _fail_interrupted(worker: Worker, job) -> None:
     from l1web.jobs import runs
 
     try:
-        error = RuntimeError(COLD_SHUTDOWN)
+        error = runs.WorkerShutdown(COLD_SHUTDOWN)
         if job.func_name.endswith("execute_step"):
-            runs.on_step_failure(job, None, RuntimeError, error, None)
+            runs.on_step_failure(job, None, runs.WorkerShutdown, error, None)
         elif job.func_name.endswith("plan_run"):
-            runs.on_plan_failure(job, None, RuntimeError, error, None)
+            runs.on_plan_failure(job, None, runs.WorkerShutdown, error, None)
         queue = Queue(job.origin, connection=worker.connection, serializer=JSONSerializer)
         worker.handle_job_failure(job, queue=queue, exc_string=COLD_SHUTDOWN)
     except Exception:  # noqa: BLE001 - exiting anyway; the abandoned-job sweep is the fallback
@@ -273,7 +270,7 @@ def _fail_interrupted(worker: Worker, job) -> None:
 
 def main(argv: list[str] | None = None) -> None:
     parser = argparse.ArgumentParser(description="Run an L1 render worker.")
-    parser.add_argument("queues", nargs="*", default=list(DEFAULT_QUEUES))
+    parser.add_argument("queues", nargs="*", default=list(QUEUES))
     parser.add_argument("--burst", action="store_true", help="exit when the queues are empty")
     parser.add_argument("--name", default=None)
     args = parser.parse_args(argv)

@@ -276,6 +276,9 @@ ID_ROUTES = [
     ("DELETE", "/runs/{id}", "run", {}),
     ("POST", "/runs/{id}/cancel", "run", {}),
     ("POST", "/runs/{id}/rerun", "run", {}),
+    ("POST", "/runs/{id}/pause", "run", {}),
+    ("POST", "/runs/{id}/resume", "run", {}),
+    ("POST", "/runs/{id}/requeue", "run", {}),
     ("GET", "/runs/{id}/provenance", "run", {}),
     ("GET", "/runs/{id}/steps/invert/log", "run", {}),
     ("GET", "/runs/{id}/steps/invert/preview", "run", {}),
@@ -1006,6 +1009,10 @@ UNSAFE_REQUESTS = [
     ("DELETE", "/runs/{run}", "alice", {}),
     ("POST", "/runs/{run}/cancel", "alice", {}),
     ("POST", "/runs/{run}/rerun", "alice", {}),
+    ("POST", "/runs/{run}/pause", "alice", {}),
+    ("POST", "/runs/{run}/resume", "alice", {}),
+    ("POST", "/runs/{run}/requeue", "alice", {}),
+    ("POST", "/admin/queue/pause", "admin", {}),
     ("PUT", "/worker/cache/" + SHA3_OF_DATA, "anon", {"data": b"rendered bytes", "headers": WORKER}),
     ("DELETE", "/worker/cache/{img}", "anon", {"headers": WORKER}),
     ("POST", "/runs/{run}/publish", "alice", {}),
@@ -1075,6 +1082,7 @@ NO_INPUT = {
     ("ops.healthz", "GET"): "no parameters, touches nothing",
     ("ops.readyz", "GET"): "no parameters",
     ("notify.show", "GET"): "the signed-in user's own settings; no parameters",
+    ("runs.queue_state", "GET"): "no parameters; admins only (tests/test_runs_pause.py checks a non-admin gets 403)",
 }
 
 

@@ -20,26 +20,19 @@ from devl2.testing import sign_in
 from l1web.devtools.processes import RedisServer
 from l1web.jobs.queues import run_service
 from l1web.runs.model import RunStatus, StepStatus
-from l1web.runs.service import RunService, Submission
+from l1web.runs.service import Submission
 from l1web.state import StateManager, connect, keys
 from l1web.store import ContentStore
 from l1web.web import create_app
-from tests.test_runs_workers import ALICE, put_image, put_video, submit_recipe, wait_for_run
+from tests.helpers import put_image
+from tests.test_runs_workers import ALICE, put_video, submit_recipe, wait_for_run
 
 #: Worker timings for the lost-worker test: heartbeat, grace after it, sweep interval (seconds).
 FAST_SWEEP = {"WORKER_HEARTBEAT": "1", "WORKER_ABANDON_GRACE": "3", "WORKER_MAINTENANCE": "1"}
+#: The lost-worker test checks that the step fails: no retry (tests/test_runs_retries.py has those).
+NO_RETRY = {**FAST_SWEEP, "STEP_RETRIES": "0"}
 #: Upper bound for a lost worker's run to end, seconds (heartbeat + grace + sweep, and slack).
 LOST_WORKER_BOUND = 30
-
-
-@pytest.fixture()
-def store(settings, state) -> ContentStore:
-    return ContentStore(settings.cache_dir, state.cache)
-
-
-@pytest.fixture()
-def service(state, store, settings) -> RunService:
-    return run_service(state, store, connect(settings.redis_url, decode=False))
 
 
 # A failing middle step ---------------------------------------------------------------------
@@ -177,7 +170,7 @@ dag:
 def test_a_worker_lost_whole_mid_step_fails_its_run_within_a_bound(service, state, store, start_worker, tmp_path,
                                                                    job_kind):
     clip = put_video(store, tmp_path, seconds=10, size="640x360")
-    doomed = start_worker("steps", "runs", name="doomed", env=FAST_SWEEP)
+    doomed = start_worker("steps", "runs", name="doomed", env=NO_RETRY)
     if job_kind == "plan":
         run, _ = service.submit(Submission("dog", [clip]), ALICE)
     else:
@@ -196,7 +189,7 @@ def test_a_worker_lost_whole_mid_step_fails_its_run_within_a_bound(service, stat
     lost_at = time.monotonic()
     assert state.runs.get(run["id"])["status"] == RunStatus.RUNNING  # nobody is left to say otherwise
 
-    start_worker("steps", "runs", name="rescuer", env=FAST_SWEEP)
+    start_worker("steps", "runs", name="rescuer", env=NO_RETRY)
     run = wait_for_run(state, run["id"], timeout=LOST_WORKER_BOUND)
     assert time.monotonic() - lost_at < LOST_WORKER_BOUND
     assert run["status"] == RunStatus.FAILED

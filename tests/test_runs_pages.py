@@ -143,10 +143,11 @@ def test_a_completed_video_run_shows_a_player(app, alice_client, state, tmp_path
 
 
 @pytest.mark.parametrize(("status", "extra", "actions"), [
-    (RunStatus.RUNNING, {}, ["cancel"]),
-    (RunStatus.PENDING, {}, ["cancel"]),
-    (RunStatus.FAILED, {}, ["rerun", "delete"]),
-    (RunStatus.CANCELLED, {}, ["rerun", "delete"]),
+    (RunStatus.RUNNING, {}, ["pause", "cancel"]),
+    (RunStatus.PENDING, {}, ["pause", "cancel"]),
+    (RunStatus.PAUSED, {}, ["resume", "cancel"]),
+    (RunStatus.FAILED, {}, ["requeue", "rerun", "delete"]),
+    (RunStatus.CANCELLED, {}, ["requeue", "rerun", "delete"]),
     (RunStatus.COMPLETED, {}, ["delete"]),
     (RunStatus.COMPLETED, {"published": "1"}, []),
 ])
@@ -246,7 +247,7 @@ def test_the_run_pages_action_forms_carry_the_csrf_token(alice_client, state):
     page = text(alice_client.get(f"/run/{run['id']}", headers=HTML))
     forms = re.findall(rf'action="/run/{run["id"]}/\w+"[^>]*>\s*<input type="hidden" name="csrf_token" '
                        rf'value="{alice_client.csrf}">', page)
-    assert len(forms) == 2  # re-run and delete
+    assert len(forms) == 3  # requeue, re-run and delete
     alice_client.csrf = ""
     assert alice_client.post(f"/run/{run['id']}/delete", headers=HTML).status_code == 403
     assert state.runs.get(run["id"]) is not None

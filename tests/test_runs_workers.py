@@ -22,15 +22,11 @@ from l1web.runs.service import RunService, Submission
 from l1web.state import connect
 from l1web.store import ContentStore
 from l1web.users import User
+from tests.helpers import put_image
 
 ALICE = User("alice")
 #: Seconds a test waits for a run to finish before failing.
 RUN_WAIT = 120
-
-
-@pytest.fixture()
-def store(settings, state) -> ContentStore:
-    return ContentStore(settings.cache_dir, state.cache)
 
 
 @pytest.fixture()
@@ -41,14 +37,6 @@ def rq_conn(settings) -> redis.Redis:
 @pytest.fixture()
 def service(state, store, rq_conn) -> RunService:
     return run_service(state, store, rq_conn)
-
-
-def put_image(store: ContentStore, tmp_path: Path, seed: int = 1, size=(64, 48)) -> str:
-    rng = np.random.default_rng(seed)
-    pixels = rng.integers(0, 256, (size[1], size[0], 3), dtype=np.uint8)
-    path = tmp_path / f"img{seed}.png"
-    Image.fromarray(pixels).save(path)
-    return store.put_file(path, source="test")
 
 
 def put_video(store: ContentStore, tmp_path: Path, seconds: float = 2, size: str = "320x240") -> str:
@@ -188,7 +176,7 @@ def test_a_later_run_reuses_steps_already_rendered(service, state, store, start_
 
 def test_a_killed_worker_leaves_the_run_failed_with_a_reason(service, state, store, start_worker, tmp_path):
     clip = put_video(store, tmp_path, seconds=10, size="640x360")
-    worker = start_worker()
+    worker = start_worker(env={"STEP_RETRIES": "0"})  # retries: tests/test_runs_retries.py
     run, _ = service.submit(Submission("dog", [clip]), ALICE)
     deadline = time.monotonic() + 60
     while state.runs.step_states(run["id"]).get("dog", {}).get("status") != StepStatus.RUNNING:

@@ -11,12 +11,12 @@ from functools import partial
 from flask import Blueprint, Response, flash, jsonify, redirect, render_template, request, url_for
 
 from l1web import notify
-from l1web.auth import limit_run_submission
+from l1web.auth import limit_run_submission, require_admin
 from l1web.errors import BadRequest, Conflict, L1Error, NotFound
-from l1web.runs.model import RunStatus, StepStatus
 from l1web.runs.progress import run_progress
 from l1web.runs.service import Submission
 from l1web.state import MAX_OFFSET
+from l1web.status import RunStatus, StepStatus
 from l1web.users import User
 from l1web.web import current, dagsvg
 from l1web.web.errors import wants_json
@@ -132,6 +132,48 @@ def cancel(run_id: str):
 @bp.post("/runs/<run_id>/rerun")
 def rerun(run_id: str):
     return run_response(current.runs().rerun(run_id, signed_in(), admit=limit_run_submission))
+
+
+@bp.post("/runs/<run_id>/pause")
+def pause(run_id: str):
+    return run_response(current.runs().pause(run_id, signed_in()))
+
+
+@bp.post("/runs/<run_id>/resume")
+def resume(run_id: str):
+    return run_response(current.runs().resume(run_id, signed_in()))
+
+
+@bp.post("/runs/<run_id>/requeue")
+def requeue(run_id: str):
+    return run_response(current.runs().requeue(run_id, signed_in(), admit=limit_run_submission))
+
+
+# The whole queue (admins) ------------------------------------------------------------------------
+@bp.get("/admin/queue")
+def queue_state():
+    require_admin()
+    return jsonify({"paused": current.runs().queue_paused()})
+
+
+@bp.post("/admin/queue/<action>")
+def queue_action(action: str):
+    """Pause or resume the whole queue: JSON for scripts, a redirect back for the status page's form."""
+    if action not in ("pause", "resume"):
+        raise BadRequest(f"unknown action {action[:32]!r}; pause or resume")
+    user = require_admin()
+    if action == "pause":
+        current.runs().pause_queue(user)
+    else:
+        current.runs().resume_queue(user)
+    if wants_json():
+        return jsonify({"paused": current.runs().queue_paused()})
+    flash("The queue is paused: no new step starts." if action == "pause" else "The queue is running again.", "info")
+    return redirect(request.referrer if _same_site(request.referrer) else url_for("runs.index"), code=303)
+
+
+def _same_site(url: str | None) -> bool:
+    return bool(url) and url.startswith(request.host_url)
 
 
 @bp.get("/runs/<run_id>/provenance")
@@ -308,6 +350,8 @@ def act(run_id: str, action: str):
     """The page's buttons: cancel, re-run or delete, then back to a page (POST-redirect-GET)."""
     actions = {"cancel": current.runs().cancel,
                "rerun": partial(current.runs().rerun, admit=limit_run_submission),
+               "requeue": partial(current.runs().requeue, admit=limit_run_submission),
+               "pause": current.runs().pause, "resume": current.runs().resume,
                "delete": current.runs().delete}
     if action not in actions:
         raise BadRequest(f"unknown action {action[:32]!r}")
@@ -322,5 +366,6 @@ def act(run_id: str, action: str):
     if action == "delete":
         flash(f"Run {run_id[:12]} deleted.", "info")
         return redirect(url_for("runs.index"), code=303)
-    flash({"cancel": "Run cancelled.", "rerun": "Run started again."}[action], "info")
+    flash({"cancel": "Run cancelled.", "rerun": "Run started again.", "pause": "Run paused.",
+           "resume": "Run resumed.", "requeue": "Unfinished steps queued again."}[action], "info")
     return redirect(url_for("runs.page", run_id=run_id), code=303)

@@ -16,8 +16,8 @@ from l1web.engine.errors import DagError, EngineError, MediaError, StepError
 from l1web.engine.execute import Executor, SyncExecutor, execute
 from l1web.engine.media import MediaInfo, detect
 from l1web.engine.plan import plan
-from l1web.engine.status import StepStatus
 from l1web.engine.steps import run_step
+from l1web.status import StepStatus
 
 __all__ = [
     "Dag", "DagError", "EngineError", "Executor", "MediaError", "MediaInfo", "Node",

@@ -3,6 +3,8 @@
 A step whose cache id already has a result in the ResultIndex, with the output still in the
 store, is not rendered again. Steps start as soon as their inputs are ready; a failed step
 marks every step depending on it skipped with its reason, while independent steps go on.
+Every status change is an event of `l1web/lifecycle.py`, the rules the RQ jobs follow too;
+this executor has no queue, so a step is enqueued and started at once (reported as running).
 Each render gets its own work directory under the caller's temp root, removed on every path.
 
 The executor is anything with `submit(fn, *args) -> Future` (`concurrent.futures` executors
@@ -20,10 +22,12 @@ from concurrent.futures import FIRST_COMPLETED, Future, wait
 from pathlib import Path
 from typing import Any, Protocol
 
+from l1web import lifecycle
 from l1web.engine.ffmpeg import RENDER_TIMEOUT
 from l1web.engine.interfaces import ResultIndex, Store
-from l1web.engine.status import BROKEN, DONE, StepStatus
 from l1web.engine.steps import run_step
+from l1web.lifecycle import StepEvent
+from l1web.status import StepStatus
 
 log = logging.getLogger(__name__)
 
@@ -74,7 +78,13 @@ class _Run:
         self.running: dict[Future, tuple[dict, Path, float]] = {}
 
     def go(self, run_dir: Path) -> None:
-        pending = list(self.steps)
+        for step in self.steps.values():  # SOURCE steps are their files: there or not
+            if step["type"] == "SOURCE":
+                present = self.store.has(step["cache_id"])
+                status = lifecycle.initial(step, present)
+                error = None if present else f"source {step['cache_id']} is not in the store"
+                self._set(step, status, digest=step["cache_id"] if present else None, error=error)
+        pending = [sid for sid in self.steps if self.records[sid]["status"] == StepStatus.PENDING]
         while pending or self.running:
             pending = [sid for sid in pending if not self._try_start(self.steps[sid], run_dir)]
             if self.running:
@@ -83,28 +93,28 @@ class _Run:
                     self._finish(future)
             elif pending:  # nothing can start and nothing runs: cannot happen in a valid plan
                 for sid in pending:
-                    self._mark(self.steps[sid], StepStatus.SKIPPED, error="inputs never ready")
+                    self._apply(self.steps[sid], StepEvent.SKIP, error="inputs never ready")
                 pending = []
 
     def _try_start(self, step: dict, run_dir: Path) -> bool:
         """True once the step is settled or started; False while it must wait."""
-        inputs = [self.records[i] for i in step["inputs"]]
-        broken = next((i for i in step["inputs"] if self.records[i]["status"] in BROKEN), None)
+        broken = lifecycle.blocked_by(step, self.records)
         if broken is not None:
             reason = self.records[broken]["error"]
-            self._mark(step, StepStatus.SKIPPED, error=f"input {broken!r}: {reason}")
+            self._apply(step, StepEvent.SKIP, error=f"input {broken!r}: {reason}")
             return True
-        if not all(r["status"] in DONE for r in inputs) or self._in_flight(step["cache_id"]):
+        if not lifecycle.ready(step, self.records) or self._in_flight(step["cache_id"]):
             return False
         if self._reuse(step):
             return True
+        inputs = [self.records[i] for i in step["inputs"]]
+        self._apply(step, StepEvent.ENQUEUE, StepEvent.START)
         try:
             paths = [self.store.path_for(r["digest"]) for r in inputs]
         except Exception as exc:  # noqa: BLE001 - an input vanished or failed verification
-            self._mark(step, StepStatus.FAILED, error=f"input unreadable: {exc}")
+            self._apply(step, StepEvent.FAIL, error=f"input unreadable: {exc}")
             return True
         work_dir = Path(tempfile.mkdtemp(prefix="step-", dir=run_dir))
-        self._mark(step, StepStatus.RUNNING)
         started = time.monotonic()
         future = self.executor.submit(run_step, step, paths, work_dir, timeout=self.timeout)
         self.running[future] = (step, work_dir, started)
@@ -115,16 +125,9 @@ class _Run:
         return any(step["cache_id"] == cache_id for step, _, _ in self.running.values())
 
     def _reuse(self, step: dict) -> bool:
-        if step["type"] == "SOURCE":
-            if self.store.has(step["cache_id"]):
-                self._mark(step, StepStatus.CACHED, digest=step["cache_id"])
-            else:
-                self._mark(step, StepStatus.FAILED,
-                           error=f"source {step['cache_id']} is not in the store")
-            return True
         digest = self.results.get_result(step["cache_id"])
         if digest is not None and self.store.has(digest):
-            self._mark(step, StepStatus.CACHED, digest=digest)
+            self._apply(step, StepEvent.REUSE, digest=digest)
             return True
         return False
 
@@ -138,13 +141,20 @@ class _Run:
             self.results.set_result(step["cache_id"], digest)
         except Exception as exc:  # noqa: BLE001 - any failure of a step is that step's failure
             log.warning("step %s (%s) failed: %s", step["step_id"], step["type"], exc)
-            self._mark(step, StepStatus.FAILED, seconds=seconds, error=f"{step['type']}: {exc}")
+            self._apply(step, StepEvent.FAIL, seconds=seconds, error=f"{step['type']}: {exc}")
         else:
-            self._mark(step, StepStatus.COMPLETED, seconds=seconds, digest=digest)
+            self._apply(step, StepEvent.SUCCEED, seconds=seconds, digest=digest)
         finally:
             shutil.rmtree(work_dir, ignore_errors=True)
 
-    def _mark(self, step: dict, status: StepStatus, **fields: Any) -> None:
+    def _apply(self, step: dict, *events: StepEvent, **fields: Any) -> None:
+        """Apply lifecycle events in turn (IllegalTransition if one does not apply); report once."""
+        status = self.records[step["step_id"]]["status"]
+        for event in events:
+            status = lifecycle.step_after(status, event)
+        self._set(step, status, **fields)
+
+    def _set(self, step: dict, status: StepStatus, **fields: Any) -> None:
         record = self.records[step["step_id"]]
         record.update(fields, status=status.value)
         if self.progress is None:
@@ -157,12 +167,13 @@ class _Run:
             log.exception("progress callback failed for step %s", step["step_id"])
 
     def report(self) -> dict:
+        end = lifecycle.outcome(self.plan["output"], self.records, order=list(self.steps))
         output = self.records[self.plan["output"]]
-        failed = [r for r in self.records.values() if r["status"] == StepStatus.FAILED]
         counts = {status.value: 0 for status in StepStatus}
         for record in self.records.values():
             counts[record["status"]] += 1
-        ok = output["status"] in DONE
+        ok = end.event == lifecycle.RunEvent.COMPLETE
+        failed = [r for r in self.records.values() if r["status"] == StepStatus.FAILED]
         return {
             "plan_id": self.plan["plan_id"],
             "status": "completed" if ok else "failed",

@@ -52,6 +52,10 @@ class FFmpegError(RuntimeError):
     """ffmpeg or ffprobe failed, timed out, or is missing."""
 
 
+class FFmpegTimeout(FFmpegError):
+    """ffmpeg outlived its timeout and was killed (a busy or stuck machine: worth another try)."""
+
+
 #: Where the ffmpeg binary came from, as provenance records it.
 SOURCE_SETTING, SOURCE_SYSTEM, SOURCE_WHEEL = "FFMPEG setting", "system", "imageio-ffmpeg"
 #: The one line a machine without any ffmpeg gets, naming both ways to get one.
@@ -175,7 +179,7 @@ def run(args: list[str], *, timeout: float = RENDER_TIMEOUT, stdin: bytes | None
     except subprocess.TimeoutExpired:
         kill_group(proc)
         proc.communicate()
-        raise FFmpegError(f"{name} timed out after {timeout:g} s") from None
+        raise FFmpegTimeout(f"{name} timed out after {timeout:g} s") from None
     except BaseException:
         kill_group(proc)
         raise

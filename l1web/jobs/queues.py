@@ -21,6 +21,9 @@ if TYPE_CHECKING:
 RUNS_QUEUE = "runs"
 #: Queue for rendering steps (the heavy work).
 STEPS_QUEUE = "steps"
+#: Every queue L1 uses, highest priority first: workers listen on these by default and /metrics
+#: always reports them ("default" is RQ's own, for jobs enqueued without a queue name).
+QUEUES = (STEPS_QUEUE, RUNS_QUEUE, "default")
 #: Seconds a plan job may take (analysis probes every input).
 PLAN_TIMEOUT = 900
 #: Seconds a render step may take, far above RQ's 180 s default: long videos render slowly.
@@ -47,10 +50,16 @@ def enqueue_plan(connection: redis.Redis, run_id: str, attempt: int, *, render_i
     )
 
 
-def enqueue_step(connection: redis.Redis, run_id: str, step_id: str, attempt: int) -> Job:
+def step_job_id(run_id: str, step_id: str, attempt: int, tries: int = 1) -> str:
+    """The RQ job id of a step's `tries`-th job in the run's `attempt` (retries and hand-backs: tries > 1)."""
+    base = f"step-{run_id[:16]}-{attempt}-{sha3_json(step_id)[:16]}"
+    return base if tries <= 1 else f"{base}-t{tries}"
+
+
+def enqueue_step(connection: redis.Redis, run_id: str, step_id: str, attempt: int, tries: int = 1) -> Job:
     return queue(connection, STEPS_QUEUE).enqueue(
         "l1web.jobs.runs.execute_step", run_id, step_id,
-        job_id=f"step-{run_id[:16]}-{attempt}-{sha3_json(step_id)[:16]}",
+        job_id=step_job_id(run_id, step_id, attempt, tries),
         job_timeout=STEP_TIMEOUT, result_ttl=RESULT_TTL, failure_ttl=FAILURE_TTL,
         on_failure=Callback("l1web.jobs.runs.on_step_failure"),
         description=f"run {run_id[:12]} step {step_id}",
@@ -74,6 +83,14 @@ def enqueue_notify(connection: redis.Redis, run_id: str, attempt: int, intervals
     )
 
 
+def enqueue_advance(connection: redis.Redis, run_id: str) -> Job:
+    """A quick job that enqueues a run's ready steps (after a resume or a requeue)."""
+    return queue(connection, RUNS_QUEUE).enqueue(
+        "l1web.jobs.runs.advance_run", run_id, job_timeout=PLAN_TIMEOUT,
+        result_ttl=RESULT_TTL, failure_ttl=FAILURE_TTL, description=f"advance run {run_id[:12]}",
+    )
+
+
 def fetch(connection: redis.Redis, job_id: str) -> Job | None:
     from rq.exceptions import NoSuchJobError
 
@@ -87,4 +104,5 @@ def run_service(state: StateManager, store: ContentStore, connection: redis.Redi
     """A `RunService` whose plan jobs go on this connection's queue (the one wiring of the two)."""
     from l1web.runs.service import RunService
 
-    return RunService(state, store, connection, functools.partial(enqueue_plan, connection))
+    return RunService(state, store, connection, functools.partial(enqueue_plan, connection),
+                      functools.partial(enqueue_advance, connection))

@@ -3,8 +3,9 @@
 Flow: `plan_run` (one job) analyzes and plans the run's DAG and writes its steps; `advance`
 then enqueues every step whose inputs are ready. Each `execute_step` job reuses a recorded
 result when there is one, or claims the step's cache id, renders it and records the output;
-then it calls `advance` again. Steps move between states only by compare-and-set, so workers
-racing on the same run enqueue each step once and finish the run once. Failure callbacks
+then it calls `advance` again. Steps and runs change status only by the events of
+`l1web/lifecycle.py`, each a compare-and-set in Redis, so workers racing on the same run
+enqueue each step once and finish the run once. Failure callbacks
 (which RQ also fires for jobs whose worker died) mark the step failed and advance the run, so
 a run never stays "running" with nobody working on it.
 """
@@ -19,8 +20,9 @@ import time
 from pathlib import Path
 
 import redis
-from rq import get_current_job
+from rq import Worker, get_current_job
 
+from l1web import lifecycle
 from l1web.clients import Clients, process_clients
 from l1web.engine import estimate
 from l1web.engine.analysis import analyze
@@ -32,9 +34,10 @@ from l1web.ipfs import fetch, pinning
 from l1web.jobs import chunked, queues
 from l1web.jobs import notify as notify_jobs
 from l1web.jobs.steplog import JobLogAdapter, step_finished
+from l1web.lifecycle import RunEvent, StepEvent
 from l1web.recipes.parse import bind_inputs, recipe_from_data
 from l1web.runs import provenance
-from l1web.runs.model import RunStatus, StepStatus
+from l1web.status import RunStatus, StepStatus
 
 log = logging.getLogger(__name__)
 
@@ -58,8 +61,7 @@ def plan_run(run_id: str, render_inline: bool = False) -> dict:
     jlog = JobLogAdapter(log, {"run": run_id, "job": job.id if job else "-"})
     runs = ctx.state.runs
     run = runs.get(run_id)
-    if run is None or not runs.set_status(run_id, RunStatus.RUNNING, expected=[RunStatus.PENDING],
-                                          started=time.time()):
+    if run is None or not runs.transition(run_id, RunEvent.START, started=time.time()):
         jlog.info("run is not pending any more; nothing to plan")
         return {"planned": False}
     try:
@@ -84,10 +86,20 @@ def plan_run(run_id: str, render_inline: bool = False) -> dict:
 def _initial_state(ctx: Clients, step: dict) -> dict:
     """SOURCE steps are their input files: already there (cached) or missing (failed)."""
     if step["type"] != "SOURCE":
-        return {"status": StepStatus.PENDING}
-    if fetch.has(ctx, step["cache_id"]):  # on this host, or fetched from L1/IPFS (workers elsewhere)
-        return {"status": StepStatus.CACHED, "output": step["cache_id"], "duration": 0}
-    return {"status": StepStatus.FAILED, "error": f"input {step['cache_id'][:12]}… is no longer in the cache"}
+        return {"status": lifecycle.initial(step, False)}
+    # On this host, or fetched from L1/IPFS (workers elsewhere).
+    status = lifecycle.initial(step, fetch.has(ctx, step["cache_id"]))
+    if status == StepStatus.CACHED:
+        return {"status": status, "output": step["cache_id"], "duration": 0}
+    return {"status": status, "error": f"input {step['cache_id'][:12]}… is no longer in the cache"}
+
+
+class WorkHorseKilled(RuntimeError):
+    """The process rendering a step died (OOM killer, SIGKILL): an infrastructure failure."""
+
+
+class WorkerShutdown(RuntimeError):
+    """The worker was stopped in the middle of a step (cold shutdown): an infrastructure failure."""
 
 
 def execute_step(run_id: str, step_id: str) -> dict:
@@ -95,15 +107,35 @@ def execute_step(run_id: str, step_id: str) -> dict:
     ctx = process_clients()
     job = get_current_job()
     job_id = job.id if job else "inline"
+    worker = _worker_name(job)
     jlog = JobLogAdapter(log, {"run": run_id, "job": job_id})
     runs = ctx.state.runs
     run, steps, states = runs.snapshot(run_id)
-    if run is None or run["status"] != RunStatus.RUNNING:
-        runs.update_step(run_id, step_id, expected=[StepStatus.QUEUED], status=StepStatus.SKIPPED,
-                         error="run is no longer running")
+    state = states.get(step_id, {})
+    if run is None or run["status"] not in (RunStatus.RUNNING, RunStatus.PAUSED):
+        runs.step_transition(run_id, step_id, StepEvent.SKIP, error="run is no longer running")
         return {"status": "skipped"}
-    if not runs.update_step(run_id, step_id, expected=[StepStatus.QUEUED], status=StepStatus.RUNNING,
-                            started=time.time(), job_id=job_id):
+    if job and state.get("queued_job") not in (None, job.id):
+        return {"status": "superseded"}  # an older job for this step; a newer one is queued
+    if run["status"] == RunStatus.PAUSED or runs.queue_paused():
+        # Back to waiting: resuming the run (or the queue) enqueues it again, as a new job.
+        runs.step_transition(run_id, step_id, StepEvent.DEFER, tries=int(state.get("tries") or 1) + 1)
+        return {"status": "deferred"}
+    where = _placement(ctx, worker, state, states)
+    if where == lifecycle.Placement.ELSEWHERE:
+        return _hand_back(ctx, run, step_id, state, jlog)
+    if where == lifecycle.Placement.NOWHERE:
+        last = (state.get("attempts") or [{}])[-1].get("reason")
+        runs.step_transition(run_id, step_id, StepEvent.FAIL, finished=time.time(),
+                             error=f"every live worker failed {ctx.settings.worker_blocklist_after} or more steps "
+                                   "of this run (blocklisted); none may take it"
+                                   + (f"; the last attempt failed: {last}" if last else ""))
+        advance(ctx, run_id)
+        return {"status": "failed"}
+    started_at = time.time()
+    cleared = {"error": ""} if state.get("error") else {}  # the last attempt's reason, while retrying
+    if not runs.step_transition(run_id, step_id, StepEvent.START, started=started_at, job_id=job_id,
+                                worker=worker, **cleared):
         return {"status": "not-queued"}
     step = next(s for s in steps if s["step_id"] == step_id)
     # The inputs were final before this step was queued, so this snapshot has their outputs.
@@ -112,34 +144,133 @@ def execute_step(run_id: str, step_id: str) -> dict:
     watch = step_watch(ctx, run_id, step)
     watch.line(f"step {step_id} ({step['type']}) started on worker job {job_id}")
     try:
-        try:
-            with watching(watch):
-                digest, cached = _produce(ctx, run, step, job_id, jlog, inputs=input_digests, steps=steps)
-        finally:
-            if chunked.is_join(step):  # joined or not, the chunks were temporary
-                chunked.remove_chunks(ctx, steps, step, runs.step_states(run_id))
+        with watching(watch):
+            digest, cached = _produce(ctx, run, step, job_id, jlog, inputs=input_digests, steps=steps)
     except Exception as exc:
         watch.line(f"step {step_id} failed: {_short(exc)}")
         watch.finish(ok=False)
-        runs.update_step(run_id, step_id, expected=[StepStatus.RUNNING], status=StepStatus.FAILED,
-                         error=with_log_excerpt(_short(exc), ctx.state.watch.log(run_id, step_id)),
-                         finished=time.time(), duration=round(time.monotonic() - started, 3))
         jlog.warning("step %s failed: %s", step_id, _short(exc))
         step_finished(ctx.state, run_id, job_id, step, outcome=StepStatus.FAILED,
                       seconds=time.monotonic() - started)
-        advance(ctx, run_id)
+        attempt_failed(ctx, run_id, step_id, job_id=job_id, worker=worker, error_type=type(exc).__name__,
+                       reason=_short(exc),
+                       error_text=with_log_excerpt(_short(exc), ctx.state.watch.log(run_id, step_id)))
         raise
-    status = StepStatus.CACHED if cached else StepStatus.COMPLETED
+    return _step_done(ctx, run_id, step, steps, digest=digest, cached=cached, watch=watch, worker=worker, job_id=job_id,
+                      started_at=started_at, started=started, jlog=jlog)
+
+
+def _step_done(ctx: Clients, run_id: str, step: dict, steps: list[dict], *, digest: str, cached: bool,
+               watch: StepWatch, worker: str, job_id: str, started_at: float, started: float, jlog) -> dict:
+    """Record a step's output (rendered or reused) and advance its run."""
+    runs, step_id = ctx.state.runs, step["step_id"]
+    if chunked.is_join(step):  # joined: the chunks were temporary (a failed join drops them in attempt_failed)
+        chunked.remove_chunks(ctx, steps, step, runs.step_states(run_id))
+    event = StepEvent.REUSE if cached else StepEvent.SUCCEED
+    status = lifecycle.target(event)
     watch.line(f"step {step_id} {status}: output {digest}")
     watch.finish(ok=True)
-    runs.update_step(run_id, step_id, expected=[StepStatus.RUNNING], status=status, output=digest,
-                     finished=time.time(), duration=round(time.monotonic() - started, 3))
+    finished = time.time()
+    runs.step_transition(run_id, step_id, event, output=digest, finished=finished,
+                         duration=round(time.monotonic() - started, 3),
+                         attempt=_attempt(worker, job_id, started_at, finished, status))
     ctx.state.cache.incr("cache_hits" if cached else "cache_misses")
     step_finished(ctx.state, run_id, job_id, step, outcome=status, seconds=time.monotonic() - started)
     jlog.info("step %s %s → %s", step_id, status, digest[:12])
     advance(ctx, run_id)
     chunked.sweep(ctx)  # this host's copies of chunks joined elsewhere
     return {"status": str(status), "output": digest}
+
+
+#: Seconds a worker waits after handing a step back, so that another worker takes it first.
+HAND_BACK_PAUSE = 0.5
+#: Hand-backs of one step to prefer another worker before this one takes it anyway.
+MAX_PREFERENCE_HAND_BACKS = 20
+
+
+def _worker_name(job) -> str:
+    return (getattr(job, "worker_name", None) or "") if job else ""
+
+
+def _attempt(worker: str, job_id: str, started: float | None, finished: float, outcome: str, *,
+             reason: str = "", cause: str = "") -> dict:
+    """One attempt of a step, as kept on the step and in provenance."""
+    record = {"worker": worker, "job_id": job_id, "started": started, "finished": finished, "outcome": outcome}
+    if reason:
+        record.update(reason=reason[:MAX_ERROR], cause=cause)
+    return record
+
+
+def _placement(ctx: Clients, me: str, state: dict, states: dict[str, dict]) -> lifecycle.Placement:
+    """Where this step should render: here, on another worker (a retry), or nowhere (blocklisted)."""
+    avoid = {a.get("worker") for a in state.get("attempts", []) if a.get("outcome") == StepStatus.FAILED}
+    blocked = lifecycle.blocklisted([{**a, "step": sid} for sid, s in states.items() for a in s.get("attempts", [])],
+                                    ctx.settings.worker_blocklist_after)
+    if not me or (me not in avoid and me not in blocked):
+        return lifecycle.Placement.HERE  # the usual case: no need to ask RQ who is alive
+    if me not in blocked and int(state.get("hand_backs") or 0) >= MAX_PREFERENCE_HAND_BACKS:
+        return lifecycle.Placement.HERE  # the others stayed busy: a preference, not a rule
+    alive = [w.name for w in Worker.all(connection=ctx.rq_connection)]
+    return lifecycle.placement(me, avoid, blocked, alive)
+
+
+def _hand_back(ctx: Clients, run: dict, step_id: str, state: dict, jlog) -> dict:
+    """Put the step back on its queue as a new job for another worker, and pause a moment so
+    that an idle one takes it rather than this one again."""
+    attempt, tries = int(run.get("attempt") or 1), int(state.get("tries") or 1) + 1
+    job_id = queues.step_job_id(run["id"], step_id, attempt, tries)
+    if ctx.state.runs.update_step(run["id"], step_id, expected=[StepStatus.QUEUED, StepStatus.RETRYING],
+                                  tries=tries, queued_job=job_id,
+                                  hand_backs=int(state.get("hand_backs") or 0) + 1):
+        queues.enqueue_step(ctx.rq_connection, run["id"], step_id, attempt, tries)
+        jlog.info("step %s handed back for another worker", step_id)
+    time.sleep(HAND_BACK_PAUSE)
+    return {"status": "handed-back"}
+
+
+def attempt_failed(ctx: Clients, run_id: str, step_id: str, *, job_id: str, worker: str,
+                   error_type: str, reason: str, error_text: str = "") -> None:
+    """An attempt of a step failed: queue another (infrastructure failure with retries left,
+    preferably on another worker) or fail the step for good; then advance the run.
+
+    `reason` is what the attempt record keeps and what the failure is classified by;
+    `error_text` (the reason and the end of the step's log) is the step's error when it fails."""
+    runs = ctx.state.runs
+    run = runs.get(run_id)
+    state = runs.step_states(run_id).get(step_id, {})
+    now = time.time()
+    worker = worker or state.get("worker", "")  # a killed horse's job may not name its worker
+    cause = lifecycle.classify(error_type, reason)
+    number = len(state.get("attempts", [])) + 1
+    event = lifecycle.retry_event(cause, number, ctx.settings.step_retries)
+    record = _attempt(worker, job_id, state.get("started"), now, StepStatus.FAILED, reason=reason, cause=cause)
+    duration = round(now - float(state["started"]), 3) if state.get("started") else None
+    if run is not None and run.get("status") == RunStatus.CANCELLED:  # stopped because the run was
+        runs.step_transition(run_id, step_id, StepEvent.CANCEL, attempt={**record, "outcome": StepStatus.CANCELLED},
+                             error="run cancelled", finished=now, duration=duration)
+        _drop_chunks_of_join(ctx, run_id, step_id)
+        return
+    if event == StepEvent.RETRY and run is not None:
+        attempt, tries = int(run.get("attempt") or 1), int(state.get("tries") or 1) + 1
+        next_job = queues.step_job_id(run_id, step_id, attempt, tries)
+        if runs.step_transition(run_id, step_id, StepEvent.RETRY, attempt=record, tries=tries,
+                                queued_job=next_job, finished=now, duration=duration,
+                                error=f"attempt {number} failed: {reason}; retrying"):
+            queues.enqueue_step(ctx.rq_connection, run_id, step_id, attempt, tries)
+            log.warning("[run %s] step %s: attempt %d failed (%s); retrying", run_id[:12], step_id, number, reason)
+        return
+    runs.step_transition(run_id, step_id, StepEvent.FAIL, attempt=record, error=error_text or reason,
+                         finished=now, duration=duration)
+    _drop_chunks_of_join(ctx, run_id, step_id)
+    advance(ctx, run_id)
+
+
+def _drop_chunks_of_join(ctx: Clients, run_id: str, step_id: str) -> None:
+    """A join that ended without joining (failed for good, cancelled): its chunks were temporary."""
+    _, steps, states = ctx.state.runs.snapshot(run_id)
+    step = next((s for s in steps if s["step_id"] == step_id), None)
+    if step is not None and chunked.is_join(step):
+        chunked.remove_chunks(ctx, steps, step, states)
 
 
 def step_watch(ctx: Clients, run_id: str, step: dict) -> StepWatch:
@@ -287,25 +418,27 @@ def advance(ctx: Clients, run_id: str, *, keep: int = 0) -> list[str]:
     """
     runs = ctx.state.runs
     run, steps, states = runs.snapshot(run_id)
-    if run is None or run["status"] != RunStatus.RUNNING:
+    if run is None or run["status"] not in (RunStatus.RUNNING, RunStatus.PAUSED):
         return []
     _skip_blocked(runs, run_id, steps, states)
     attempt = int(run.get("attempt") or 1)
     kept: list[str] = []
-    for step in steps:
+    # A paused run, or the whole queue paused by an admin: ready steps wait (resuming advances).
+    hold = run["status"] == RunStatus.PAUSED or runs.queue_paused()
+    ready = [] if hold else [step for step in steps if lifecycle.ready(step, states)]
+    for step in ready:
         sid = step["step_id"]
-        if states[sid]["status"] != StepStatus.PENDING:
-            continue
-        ready = all(StepStatus(states[dep]["status"]).done for dep in step["inputs"])
-        if ready and runs.update_step(run_id, sid, expected=[StepStatus.PENDING], status=StepStatus.QUEUED):
-            states[sid] = {**states[sid], "status": StepStatus.QUEUED}
-            if len(kept) < keep:
+        inline = len(kept) < keep
+        tries = int(states[sid].get("tries") or 1)
+        job = {} if inline else {"queued_job": queues.step_job_id(run_id, sid, attempt, tries)}
+        if runs.step_transition(run_id, sid, StepEvent.ENQUEUE, **job):
+            states[sid] = {**states[sid], "status": lifecycle.target(StepEvent.ENQUEUE)}
+            if inline:
                 kept.append(sid)
             else:
-                queues.enqueue_step(ctx.rq_connection, run_id, sid, attempt)
-    if any(not StepStatus(s["status"]).final for s in states.values()):
-        return kept
-    _finish(ctx, run, steps, states)
+                queues.enqueue_step(ctx.rq_connection, run_id, sid, attempt, tries)
+    if lifecycle.settled(states):
+        _finish(ctx, run, steps, states)
     return kept
 
 
@@ -314,78 +447,85 @@ def _skip_blocked(runs, run_id: str, steps: list[dict], states: dict[str, dict])
     # Steps are in level order, so one pass carries a failure down the whole graph.
     for step in steps:
         sid = step["step_id"]
-        if states[sid]["status"] != StepStatus.PENDING:
+        blocked = lifecycle.blocked_by(step, states)
+        if blocked is None:
             continue
-        blocked = [dep for dep in step["inputs"]
-                   if states[dep]["status"] in (StepStatus.FAILED, StepStatus.SKIPPED)]
-        error = f"input step {blocked[0]!r} did not complete" if blocked else ""
-        if blocked and runs.update_step(run_id, sid, expected=[StepStatus.PENDING], status=StepStatus.SKIPPED,
-                                        error=error):
-            states[sid] = {**states[sid], "status": StepStatus.SKIPPED, "error": error}
+        error = f"input step {blocked!r} did not complete"
+        if runs.step_transition(run_id, sid, StepEvent.SKIP, error=error):
+            states[sid] = {**states[sid], "status": lifecycle.target(StepEvent.SKIP), "error": error}
 
 
 def _finish(ctx: Clients, run: dict, steps: list[dict], states: dict[str, dict]) -> None:
     run_id = run["id"]
-    output = states.get(run.get("output_step", ""), {})
-    if StepStatus(output.get("status", StepStatus.FAILED)).done:
-        digest = output["output"]
+    end = lifecycle.outcome(run.get("output_step", ""), states, order=[s["step_id"] for s in steps])
+    if end.event == RunEvent.COMPLETE:
+        digest = end.output
         ctx.state.cache.add_ref(digest, f"run:{run_id}")
         if run.get("owner"):  # reused from another user's run: the output is this owner's too now
             ctx.state.cache.grant(digest, run["owner"])
         record = provenance.build(ctx, run, steps, states, digest)
-        if ctx.state.runs.set_status(run_id, RunStatus.COMPLETED, expected=[RunStatus.RUNNING],
-                                     output_hash=digest, finished=time.time(), provenance=record):
+        if ctx.state.runs.transition(run_id, RunEvent.COMPLETE, output_hash=digest, finished=time.time(),
+                                     provenance=record):
             notify_jobs.run_ended(ctx, run_id)  # its notify URL, if any; never fails the run
-        pinning.after_run(ctx, run_id)  # IPFS add+pin when enabled; never fails the run
+            pinning.after_run(ctx, run_id)  # IPFS add+pin when enabled; never fails the run
         return
-    failed = [(sid, s) for sid, s in states.items() if s["status"] == StepStatus.FAILED]
-    reason = f"step {failed[0][0]!r} failed: {failed[0][1].get('error', 'unknown error')}" if failed \
-        else "the output step did not complete"
-    if ctx.state.runs.set_status(run_id, RunStatus.FAILED, expected=[RunStatus.RUNNING],
-                                 error=reason[:MAX_ERROR], finished=time.time()):
+    if ctx.state.runs.transition(run_id, RunEvent.FAIL, error=end.reason[:MAX_ERROR], finished=time.time()):
         notify_jobs.run_ended(ctx, run_id)
 
 
+def advance_run(run_id: str) -> dict:
+    """A job: enqueue a run's ready steps (after the run or the whole queue is resumed, or a requeue)."""
+    queued = advance(process_clients(), run_id)
+    return {"advanced": True, "kept": len(queued)}
+
+
 def fail_run(ctx: Clients, run_id: str, reason: str) -> None:
-    if ctx.state.runs.set_status(run_id, RunStatus.FAILED, expected=[RunStatus.PENDING, RunStatus.RUNNING],
-                                 error=reason[:MAX_ERROR], finished=time.time()):
+    if ctx.state.runs.transition(run_id, RunEvent.FAIL, error=reason[:MAX_ERROR], finished=time.time()):
         notify_jobs.run_ended(ctx, run_id)
 
 
 def on_plan_failure(job, connection, exc_type, exc_value, tb) -> None:
     """RQ failure callback (also fired for a plan job whose worker died).
 
-    A plan job that was rendering its run's step itself (`render_inline`) fails that step,
-    so the run's error names the step, as it would for a step job.
+    A plan job that was rendering its run's step itself (`render_inline`) fails that step's
+    attempt (which may be retried), so the run's error names the step, as for a step job.
     """
     ctx = process_clients()
     run_id = job.args[0]
-    rendering = [sid for sid, s in ctx.state.runs.step_states(run_id).items()
-                 if s.get("status") == StepStatus.RUNNING and s.get("job_id") == job.id]
-    for step_id in rendering:
-        ctx.state.runs.update_step(run_id, step_id, expected=[StepStatus.RUNNING], status=StepStatus.FAILED,
-                                   error=_describe(exc_type, exc_value), finished=time.time())
-    if rendering:
-        advance(ctx, run_id)
+    states = ctx.state.runs.step_states(run_id)
+    if states:  # planned: the failure, if any is left to record, is the inline step's
+        for step_id, state in states.items():
+            if state.get("status") == StepStatus.RUNNING and state.get("job_id") == job.id:
+                attempt_failed(ctx, run_id, step_id, job_id=job.id, worker=_worker_name(job),
+                               error_type=_type_name(exc_type), reason=_describe(exc_type, exc_value))
+        return
     fail_run(ctx, run_id, f"planning failed: {_describe(exc_type, exc_value)}")
 
 
 def on_step_failure(job, connection, exc_type, exc_value, tb) -> None:
-    """RQ failure callback: also fired when the worker running the step died or was stopped."""
+    """RQ failure callback: also fired when the worker running the step died or was stopped.
+
+    A failure the job itself recorded (an exception in `execute_step`) is not recorded twice:
+    only a step still running this job, or still queued for it, is changed here.
+    """
     ctx = process_clients()
     run_id, step_id = job.args
-    ctx.state.runs.update_step(run_id, step_id, expected=[StepStatus.QUEUED, StepStatus.RUNNING],
-                               status=StepStatus.FAILED, error=_describe(exc_type, exc_value),
-                               finished=time.time())
-    _, steps, states = ctx.state.runs.snapshot(run_id)
-    step = next((s for s in steps if s["step_id"] == step_id), None)
-    if step is not None and chunked.is_join(step):  # a join killed mid-way: its chunks go too
-        chunked.remove_chunks(ctx, steps, step, states)
-    advance(ctx, run_id)
+    state = ctx.state.runs.step_states(run_id).get(step_id, {})
+    status = state.get("status")
+    ours = (status == StepStatus.RUNNING and state.get("job_id") == job.id) or (
+        status in (StepStatus.QUEUED, StepStatus.RETRYING) and state.get("queued_job", job.id) == job.id)
+    if not ours:
+        return
+    attempt_failed(ctx, run_id, step_id, job_id=job.id, worker=_worker_name(job),
+                   error_type=_type_name(exc_type), reason=_describe(exc_type, exc_value))
+
+
+def _type_name(exc_type) -> str:
+    return getattr(exc_type, "__name__", str(exc_type))
 
 
 def _describe(exc_type, exc_value) -> str:
-    name = getattr(exc_type, "__name__", str(exc_type))
+    name = _type_name(exc_type)
     if name == "AbandonedJobError":
         return "the worker rendering this step died (its heartbeat stopped)"
     if "WorkHorseTerminated" in name or "terminated" in str(exc_value).lower():

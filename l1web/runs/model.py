@@ -1,43 +1,13 @@
-"""Runs and steps as plain data: statuses shared by Python and templates, and the run id."""
+"""Runs as plain data: the run id (statuses are in `l1web/status.py`, re-exported here)."""
 
 from __future__ import annotations
 
-import enum
 from collections.abc import Mapping
 
 from l1web.engine.canonical import sha3_json
+from l1web.status import RunStatus, StepStatus
 
-
-class RunStatus(enum.StrEnum):
-    PENDING = "pending"
-    RUNNING = "running"
-    COMPLETED = "completed"
-    FAILED = "failed"
-    CANCELLED = "cancelled"
-
-    @property
-    def live(self) -> bool:
-        """True while the run may still change by itself (pages keep polling)."""
-        return self in (RunStatus.PENDING, RunStatus.RUNNING)
-
-
-class StepStatus(enum.StrEnum):
-    PENDING = "pending"
-    QUEUED = "queued"
-    RUNNING = "running"
-    CACHED = "cached"
-    COMPLETED = "completed"
-    FAILED = "failed"
-    SKIPPED = "skipped"
-
-    @property
-    def done(self) -> bool:
-        """True when the step's output exists (rendered now or reused)."""
-        return self in (StepStatus.CACHED, StepStatus.COMPLETED)
-
-    @property
-    def final(self) -> bool:
-        return self in (StepStatus.CACHED, StepStatus.COMPLETED, StepStatus.FAILED, StepStatus.SKIPPED)
+__all__ = ["RunStatus", "StepStatus", "legacy_run_id_for", "run_id_for"]
 
 
 def run_id_for(owner: str, recipe_id: str, inputs: Mapping[str, str], params: Mapping[str, object]) -> str:

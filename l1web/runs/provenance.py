@@ -97,7 +97,8 @@ def build(ctx, run: dict, steps: list[dict], states: dict[str, dict], output: st
              "status": states[s["step_id"]].get("status"),
              "cache_hit": states[s["step_id"]].get("status") == "cached",
              "duration_s": states[s["step_id"]].get("duration"),
-             "output": states[s["step_id"]].get("output")}
+             "output": states[s["step_id"]].get("output"),
+             "attempts": states[s["step_id"]].get("attempts", [])}
             for s in steps
         ],
         "tools": {**tool_versions(), "python_executable": os.path.basename(sys.executable)},

@@ -10,8 +10,9 @@ from typing import Protocol
 
 import redis
 
-from l1web import access
-from l1web.errors import BadRequest, Conflict, NotFound
+from l1web import access, lifecycle
+from l1web.errors import BadRequest, Conflict, Forbidden, NotFound
+from l1web.lifecycle import RunEvent, StepEvent
 from l1web.recipes.parse import Recipe, RecipeError, effect_recipe, recipe_from_data
 from l1web.runs import progress
 from l1web.runs.model import RunStatus, StepStatus, legacy_run_id_for, run_id_for
@@ -32,6 +33,7 @@ class Submission:
     output_name: str | None = None
     params: dict = field(default_factory=dict)
     force: bool = False
+    paused: bool = False
     #: Where to POST the run's end (checked by the caller: `l1web.notify`); "" for the owner's default.
     notify_url: str = ""
 
@@ -39,7 +41,7 @@ class Submission:
     def from_json(cls, body: object) -> Submission:
         if not isinstance(body, dict):
             raise BadRequest("the request body must be a JSON object with 'recipe' and 'inputs'")
-        unknown = sorted(set(body) - {"recipe", "inputs", "output_name", "params", "force", "notify_url"})
+        unknown = sorted(set(body) - {"recipe", "inputs", "output_name", "params", "force", "paused", "notify_url"})
         if unknown:
             raise BadRequest(f"unknown field {unknown[0]!r}", field=unknown[0])
         recipe = body.get("recipe")
@@ -61,13 +63,15 @@ class Submission:
         params = body.get("params") or {}
         if not isinstance(params, dict):
             raise BadRequest("'params' must be an object", field="params")
-        force = body.get("force", False)
+        force, paused = body.get("force", False), body.get("paused", False)
         if not isinstance(force, bool):
             raise BadRequest("'force' must be true or false", field="force")
+        if not isinstance(paused, bool):
+            raise BadRequest("'paused' must be true or false", field="paused")
         notify_url = body.get("notify_url") or ""
         if not isinstance(notify_url, str):
             raise BadRequest("'notify_url' must be an http(s) URL", field="notify_url")
-        return cls(recipe, inputs, output_name, params, force, notify_url)
+        return cls(recipe, inputs, output_name, params, force, paused, notify_url)
 
 
 def renders_one_step(recipe: Recipe) -> bool:
@@ -88,13 +92,20 @@ class EnqueuePlan(Protocol):
     def __call__(self, run_id: str, attempt: int, *, render_inline: bool = False) -> object: ...
 
 
+class EnqueueAdvance(Protocol):
+    """Puts a job on the queue that enqueues a run's ready steps (after a resume or a requeue)."""
+
+    def __call__(self, run_id: str) -> object: ...
+
+
 class RunService:
     """Submitting, viewing, cancelling and re-running runs; the job layer is injected, not imported."""
 
     def __init__(self, state: StateManager, store: ContentStore, rq_connection: redis.Redis,
-                 enqueue_plan: EnqueuePlan) -> None:
+                 enqueue_plan: EnqueuePlan, enqueue_advance: EnqueueAdvance | None = None) -> None:
         self.state, self.store, self.rq = state, store, rq_connection
         self.enqueue_plan = enqueue_plan
+        self.enqueue_advance = enqueue_advance
 
     # Submitting ----------------------------------------------------------------------------
     def resolve_recipe(self, ref: str, user: User, params: Mapping[str, object]) -> tuple[Recipe, str | None]:
@@ -171,7 +182,8 @@ class RunService:
         if admit is not None:
             admit()
         run = {
-            "id": run_id, "status": RunStatus.PENDING, "created": time.time(), "owner": user.name,
+            "id": run_id, "status": RunStatus.PAUSED if submission.paused else RunStatus.PENDING,
+            "created": time.time(), "owner": user.name,
             "recipe_id": recipe.id, "recipe_name": recipe.name, "config_id": config_id or "",
             "recipe": recipe.to_dict(), "input_hashes": input_hashes, "params": submission.params,
             "output_name": submission.output_name or "", "attempt": 1, "force": False,
@@ -184,7 +196,8 @@ class RunService:
             return self.state.runs.get(run_id) or run, False
         if config_id:
             self.state.recipes.add_ref(config_id, run_id)
-        self.enqueue_plan(run_id, 1, render_inline=renders_one_step(recipe))
+        if not submission.paused:  # a run submitted paused is planned when it is resumed
+            self.enqueue_plan(run_id, 1, render_inline=renders_one_step(recipe))
         return self.state.runs.get(run_id) or run, True
 
     def _legacy_run(self, user: User, recipe_id: str, inputs: Mapping[str, str], params: Mapping) -> dict | None:
@@ -241,10 +254,9 @@ class RunService:
 
     def cancel(self, run_id: str, user: User) -> dict:
         run = self.get(run_id, user)
-        if not self.state.runs.set_status(run_id, RunStatus.CANCELLED,
-                                          expected=[RunStatus.PENDING, RunStatus.RUNNING],
-                                          error="cancelled by the user", finished=time.time()):
-            raise Conflict(f"the run is {run['status']}; only pending or running runs can be cancelled")
+        if not self.state.runs.transition(run_id, RunEvent.CANCEL, error="cancelled by the user",
+                                          finished=time.time()):
+            raise Conflict(f"the run is {run['status']}; only pending, running or paused runs can be cancelled")
         self._stop_steps(run_id)
         return self.state.runs.get(run_id) or run
 
@@ -253,9 +265,8 @@ class RunService:
 
         for step_id, step in self.state.runs.step_states(run_id).items():
             status = step.get("status")
-            if status in (StepStatus.PENDING, StepStatus.QUEUED):
-                self.state.runs.update_step(run_id, step_id, expected=[status], status=StepStatus.SKIPPED,
-                                            error="run cancelled")
+            if lifecycle.allowed(status, StepEvent.SKIP):
+                self.state.runs.step_transition(run_id, step_id, StepEvent.SKIP, error="run cancelled")
             elif status == StepStatus.RUNNING and step.get("job_id"):
                 try:
                     send_stop_job_command(self.rq, step["job_id"])
@@ -268,12 +279,83 @@ class RunService:
         if run.get("published") == "1":
             # Its output and provenance are on L2 as they are: a new render would change them.
             raise Conflict("the run's output has been published to L2; it cannot be rendered again")
-        allowed = [RunStatus.FAILED, RunStatus.CANCELLED] + ([RunStatus.COMPLETED] if force else [])
+        event = RunEvent.FORCE_RERUN if force else RunEvent.RERUN
         attempt = int(run.get("attempt") or 1) + 1
-        if admit is not None and run["status"] in allowed:
+        if admit is not None and lifecycle.allowed(run["status"], event):
             admit()
-        if not self.state.runs.set_status(run_id, RunStatus.PENDING, expected=allowed, attempt=attempt,
+        if not self.state.runs.transition(run_id, event, attempt=attempt,
                                           error="", output_hash="", finished="", force=force):
             raise Conflict(f"the run is {run['status']}; only failed or cancelled runs can be re-run")
         self.enqueue_plan(run_id, attempt, render_inline=_stored_renders_one_step(run))
         return self.state.runs.get(run_id) or run
+
+    def pause(self, run_id: str, user: User) -> dict:
+        """No new step of the run starts (a queued one goes back to waiting); running steps finish."""
+        run = self.get(run_id, user)
+        if not self.state.runs.transition(run_id, RunEvent.PAUSE, paused_at=time.time()):
+            raise Conflict(f"the run is {run['status']}; only pending or running runs can be paused")
+        return self.state.runs.get(run_id) or run
+
+    def resume(self, run_id: str, user: User) -> dict:
+        """A paused run goes on: planned ones enqueue their ready steps, others are planned now."""
+        run = self.get(run_id, user)
+        planned = bool(run.get("started"))  # its plan job began (and writes its steps)
+        event = RunEvent.RESUME if planned else RunEvent.RELEASE
+        if not self.state.runs.transition(run_id, event, paused_at=""):
+            raise Conflict(f"the run is {run['status']}; only paused runs can be resumed")
+        if planned:
+            self._advance(run_id)
+        else:
+            self.enqueue_plan(run_id, int(run.get("attempt") or 1), render_inline=_stored_renders_one_step(run))
+        return self.state.runs.get(run_id) or run
+
+    def requeue(self, run_id: str, user: User, *, admit: Callable[[], None] | None = None) -> dict:
+        """Render a failed or cancelled run's unfinished steps again, keeping every completed one.
+
+        A run that never got planned (it failed while planning, or was cancelled before) is
+        planned again instead, as a re-run would.
+        """
+        run = self.get(run_id, user)
+        if run.get("published") == "1":
+            raise Conflict("the run's output has been published to L2; it cannot be rendered again")
+        if not self.state.runs.step_states(run_id):
+            return self.rerun(run_id, user, admit=admit)
+        if admit is not None and lifecycle.allowed(run["status"], RunEvent.REQUEUE):
+            admit()
+        attempt = int(run.get("attempt") or 1) + 1
+        if not self.state.runs.transition(run_id, RunEvent.REQUEUE, attempt=attempt, error="", finished=""):
+            raise Conflict(f"the run is {run['status']}; only failed or cancelled runs can be requeued")
+        for step_id, step in self.state.runs.step_states(run_id).items():
+            if lifecycle.allowed(step.get("status", ""), StepEvent.REQUEUE):
+                self.state.runs.step_transition(run_id, step_id, StepEvent.REQUEUE, error="", queued_job=None,
+                                                tries=1, hand_backs=0)
+        self._advance(run_id)
+        return self.state.runs.get(run_id) or run
+
+    def _advance(self, run_id: str) -> None:
+        if self.enqueue_advance is None:
+            raise RuntimeError("this RunService was built without the job layer's enqueue_advance")
+        self.enqueue_advance(run_id)
+
+    # The whole queue (admins) ------------------------------------------------------------------
+    def queue_paused(self) -> bool:
+        return self.state.runs.queue_paused()
+
+    def pause_queue(self, user: User) -> None:
+        """No new step of any run starts until `resume_queue`; running steps finish."""
+        _require_admin(user)
+        self.state.runs.set_queue_paused(True)
+
+    def resume_queue(self, user: User) -> int:
+        """Steps start again; every running run enqueues its ready steps. How many runs that is."""
+        _require_admin(user)
+        self.state.runs.set_queue_paused(False)
+        running = self.state.runs.ids_with_status(RunStatus.RUNNING)
+        for run_id in running:
+            self._advance(run_id)
+        return len(running)
+
+
+def _require_admin(user: User) -> None:
+    if not user.is_admin:
+        raise Forbidden("only administrators may pause or resume the whole queue")

@@ -159,6 +159,24 @@ def runs_by_status(status: str) -> str:
     return f"{PREFIX}runs:status:{status}"
 
 
+def queue_paused() -> str:
+    """String "1" while an admin has paused the whole queue: no new step starts."""
+    return f"{PREFIX}queue:paused"
+
+
+def fair(kind: str) -> str:
+    """Prefix of the fair-share keys of one kind of work (`plan`, `step`); see `state/fair.py`.
+
+    Under it: `prios` (zset), `p{n}:users` (zset user → last served), `p{n}:u:{user}` (list of
+    waiting pieces, JSON), `served` (hash user → last served), `seq` (counter)."""
+    return f"{PREFIX}fair:{kind}:"
+
+
+def fair_running() -> str:
+    """Hash: user → pieces of work taken and not yet finished (for USER_MAX_RUNNING)."""
+    return f"{PREFIX}fair:running"
+
+
 def runs_by_user(username: str) -> str:
     return f"{PREFIX}runs:user:{username}"
 

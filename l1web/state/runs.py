@@ -14,6 +14,8 @@ from collections.abc import Iterable, Mapping
 
 import redis
 
+from l1web import lifecycle
+from l1web.lifecycle import RunEvent, StepEvent
 from l1web.state import keys
 
 #: Run fields a listing leaves out: the large ones, which only the run's own page and API
@@ -77,7 +79,8 @@ if #out == 0 then return {total, '[]'} end
 return {total, cjson.encode(out)}
 """
 
-# KEYS: step status hash; ARGV: step id, expected statuses (comma list or ''), JSON patch
+# KEYS: step status hash; ARGV: step id, expected statuses (comma list or ''), JSON patch,
+# an attempt record (JSON) to append to the step's `attempts` list, or ''
 _STEP_UPDATE = """
 local raw = redis.call('HGET', KEYS[1], ARGV[1])
 if not raw then return 0 end
@@ -88,6 +91,11 @@ if ARGV[2] ~= '' then
   if not ok then return 0 end
 end
 for k, v in pairs(cjson.decode(ARGV[3])) do state[k] = v end
+if ARGV[4] and ARGV[4] ~= '' then
+  local attempts = state['attempts'] or {}
+  attempts[#attempts + 1] = cjson.decode(ARGV[4])
+  state['attempts'] = attempts
+end
 redis.call('HSET', KEYS[1], ARGV[1], cjson.encode(state))
 return 1
 """
@@ -119,8 +127,8 @@ def _watch_keys(run_id: str, step_ids: Iterable[str]) -> list[str]:
             for k in (keys.step_progress(run_id, sid), keys.step_log(run_id, sid), keys.step_preview(run_id, sid))]
 
 
-#: Statuses of runs that may still need content (their names in `runs/model.py:RunStatus`).
-LIVE_STATUSES = ("pending", "running")
+#: Statuses of runs that may still need content (`l1web/status.py:LIVE_RUN`).
+LIVE_STATUSES = ("pending", "running", "paused")
 
 
 class Runs:
@@ -171,6 +179,10 @@ class Runs:
         """Move a run to `status` (and its indexes with it) if its status is one of `expected`."""
         args = [keys.PREFIX, status, ",".join(expected), *_encode(fields)]
         return bool(self._set_status(keys=[keys.run(run_id)], args=args))
+
+    def transition(self, run_id: str, event: RunEvent, **fields: object) -> bool:
+        """Apply a life-cycle event (`l1web/lifecycle.py`) if the run's status allows it, atomically."""
+        return self.set_status(run_id, lifecycle.target(event), expected=lifecycle.sources(event), **fields)
 
     def delete(self, run_id: str) -> None:
         run = self.get(run_id)
@@ -225,6 +237,21 @@ class Runs:
                 pipe.zcard(keys.runs_by_status(name))
             return dict(zip(names, pipe.execute(), strict=True))
 
+    def ids_with_status(self, status: str) -> list[str]:
+        """Ids of every run with `status` (for the few live statuses: running, paused)."""
+        prefix = keys.run("")
+        return [key[len(prefix):] for key in self.redis.zrange(keys.runs_by_status(status), 0, -1)]
+
+    # The whole queue ---------------------------------------------------------------------
+    def queue_paused(self) -> bool:
+        return self.redis.get(keys.queue_paused()) == "1"
+
+    def set_queue_paused(self, paused: bool) -> None:
+        if paused:
+            self.redis.set(keys.queue_paused(), "1")
+        else:
+            self.redis.delete(keys.queue_paused())
+
     # Steps -------------------------------------------------------------------------------
     def init_steps(self, run_id: str, steps: list[dict], initial: Mapping[str, dict]) -> None:
         """Write each step's static description and initial state (replacing any old ones, and
@@ -263,7 +290,15 @@ class Runs:
         raw = self.redis.hgetall(keys.run_step_status(run_id))
         return {sid: json.loads(value) for sid, value in raw.items()}
 
-    def update_step(self, run_id: str, step_id: str, *, expected: Iterable[str] = (), **patch: object) -> bool:
+    def step_transition(self, run_id: str, step_id: str, event: StepEvent, *, attempt: Mapping | None = None,
+                        **patch: object) -> bool:
+        """Apply a life-cycle event to a step if its status allows it (compare-and-set), appending
+        `attempt` (worker, start, end, outcome, reason) to its attempts in the same step."""
+        return self.update_step(run_id, step_id, expected=lifecycle.sources(event), attempt=attempt,
+                                status=lifecycle.target(event), **patch)
+
+    def update_step(self, run_id: str, step_id: str, *, expected: Iterable[str] = (),
+                    attempt: Mapping | None = None, **patch: object) -> bool:
         """Merge `patch` into a step's state if its status is one of `expected` (any if empty)."""
-        args = [step_id, ",".join(expected), json.dumps(patch)]
+        args = [step_id, ",".join(expected), json.dumps(patch), json.dumps(attempt) if attempt else ""]
         return bool(self._step_update(keys=[keys.run_step_status(run_id)], args=args))

@@ -30,9 +30,11 @@ COLOURS = {
     "pending": ("#f1f1ef", "#9aa1ab"),
     "queued": ("#f4efe1", "#b08a2e"),
     "running": ("#e6edfb", "#2255cc"),
+    "retrying": ("#f4efe1", "#2255cc"),
     "cached": ("#e6f4ee", "#2e8a63"),
     "completed": ("#e3f3e8", "#1f7a3a"),
     "failed": ("#fbe7e6", "#b3261e"),
+    "cancelled": ("#f4f4f4", "#6b7280"),
     "skipped": ("#f4f4f4", "#b7bcc4"),
 }
 #: The part of a running node already rendered.
