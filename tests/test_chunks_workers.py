@@ -14,9 +14,8 @@ import psutil
 import pytest
 from rq import Worker
 
-from l1web.jobs.queues import run_service
 from l1web.runs.model import RunStatus, StepStatus
-from l1web.runs.service import RunService, Submission
+from l1web.runs.service import Submission
 from l1web.state import connect
 from l1web.store import ContentStore
 from l1web.users import User
@@ -35,16 +34,6 @@ def settings(settings):
 @pytest.fixture()
 def worker_env(worker_env):
     return {**worker_env, **CHUNK_ENV}
-
-
-@pytest.fixture()
-def store(settings, state) -> ContentStore:
-    return ContentStore(settings.cache_dir, state.cache)
-
-
-@pytest.fixture()
-def service(state, store, settings) -> RunService:
-    return run_service(state, store, connect(settings.redis_url, decode=False))
 
 
 def put_clip(store: ContentStore, tmp_path: Path, size: str = "320x240", seconds: int = 12) -> str:

@@ -26,6 +26,9 @@ if TYPE_CHECKING:
 RUNS_QUEUE = "runs"
 #: Queue for rendering steps (the heavy work).
 STEPS_QUEUE = "steps"
+#: Every queue L1 uses, highest priority first: workers listen on these by default and /metrics
+#: always reports them ("default" is RQ's own, for jobs enqueued without a queue name).
+QUEUES = (STEPS_QUEUE, RUNS_QUEUE, "default")
 #: Seconds a plan job may take (analysis probes every input).
 PLAN_TIMEOUT = 900
 #: Seconds a render step may take, far above RQ's 180 s default: long videos render slowly.
@@ -79,6 +82,23 @@ def enqueue_token(connection: redis.Redis, kind: str) -> Job:
         "l1web.jobs.runs.take_work", kind,
         job_timeout=TOKEN_TIMEOUTS[kind], result_ttl=RESULT_TTL, failure_ttl=FAILURE_TTL,
         on_failure=Callback("l1web.jobs.runs.on_work_failure"), description=TOKEN_DESCRIPTIONS[kind],
+    )
+
+
+#: Seconds one notification attempt's job may take (the POST has its own shorter deadline).
+NOTIFY_JOB_TIMEOUT = 120
+
+
+def enqueue_notify(connection: redis.Redis, run_id: str, attempt: int, intervals: tuple[int, ...]) -> Job:
+    """The delivery of a run's end to its notify URL, retried by RQ's scheduler with backoff."""
+    from rq import Retry
+
+    retry = Retry(max=len(intervals), interval=list(intervals)) if intervals else None
+    return queue(connection, RUNS_QUEUE).enqueue(
+        "l1web.jobs.notify.deliver", run_id, attempt,
+        job_id=f"notify-{run_id[:16]}-{attempt}", job_timeout=NOTIFY_JOB_TIMEOUT,
+        result_ttl=RESULT_TTL, failure_ttl=FAILURE_TTL, retry=retry,
+        description=f"notify run {run_id[:12]} ended",
     )
 
 
