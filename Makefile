@@ -29,7 +29,7 @@ $(VENDOR)/.installed: package.json package-lock.json
 	@devtools/check-setup-prereqs.sh npm
 	npm install --no-audit --no-fund --loglevel=error
 	mkdir -p $(VENDOR)/swagger-ui
-	cp node_modules/htmx.org/dist/htmx.min.js $(VENDOR)/
+	cp node_modules/htmx.org/dist/htmx.min.js node_modules/tus-js-client/dist/tus.min.js $(VENDOR)/
 	cp node_modules/swagger-ui-dist/swagger-ui.css node_modules/swagger-ui-dist/swagger-ui-bundle.js \
 	   node_modules/swagger-ui-dist/swagger-ui-standalone-preset.js $(VENDOR)/swagger-ui/
 	touch $@

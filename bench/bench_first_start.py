@@ -13,6 +13,7 @@ The launcher runs with one worker, its own Redis on a free port and the dev L2 i
 from __future__ import annotations
 
 import os
+import signal
 import subprocess
 import sys
 import tempfile
@@ -29,6 +30,8 @@ from l1web.paths import ROOT  # noqa: E402
 
 #: Seconds a start or a render may take before the benchmark gives up.
 TIMEOUT = 180
+#: Seconds the launcher has to stop its children after SIGTERM before it is killed.
+STOP_WAIT = 60
 
 
 class Launch:
@@ -78,7 +81,16 @@ class Launch:
         return elapsed
 
     def stop(self) -> None:
-        stop_process(self.proc)
+        # The launcher stops its children (each in its own session) one by one, each given
+        # STOP_TIMEOUT; stop_process's own STOP_TIMEOUT for the launcher is shorter than their
+        # sum on a loaded machine, and its SIGKILL then orphans them. Give it time first.
+        if self.proc.poll() is None:
+            os.killpg(self.proc.pid, signal.SIGTERM)
+            try:
+                self.proc.wait(STOP_WAIT)
+            except subprocess.TimeoutExpired:
+                pass
+        stop_process(self.proc, signal.SIGKILL)
 
 
 def rows() -> list[dict]:

@@ -15,8 +15,10 @@ from l1web.state import keys
 from l1web.state.cache import CacheIndex
 from l1web.state.chunks import RemovedChunks
 from l1web.state.claims import Claims
+from l1web.state.fair import FairShare
 from l1web.state.ipfs import IPFSIndex
 from l1web.state.metrics import StepMetrics
+from l1web.state.notify import Notifications
 from l1web.state.recipes import Recipes
 from l1web.state.results import Results
 from l1web.state.runs import Runs
@@ -50,10 +52,12 @@ class StateManager:
         self.runs = Runs(client)
         self.claims = Claims(client)
         self.recipes = Recipes(client)
+        self.fair = FairShare(client)
         self.ipfs = IPFSIndex(client)
         self.step_metrics = StepMetrics(client)
         self.uploads = Uploads(client)
         self.watch = StepWatches(client)
+        self.notify = Notifications(client)
         self.removed_chunks = RemovedChunks(client)
 
     @classmethod
