@@ -26,9 +26,9 @@ from werkzeug.exceptions import MethodNotAllowed, NotFound
 from werkzeug.routing import RequestRedirect
 
 from devl2.testing import LiveL2, SignedInClient
-from l1web.ipfs.fetch import WORKER_TOKEN_HEADER
 from l1web.recipes.parse import MAX_RECIPE_BYTES
 from l1web.settings import Settings
+from l1web.store.remote import WORKER_TOKEN_HEADER
 
 #: Upload limit of the app under test: small, so oversized bodies cost nothing to build.
 MAX_UPLOAD = 256 * 1024

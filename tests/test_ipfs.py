@@ -18,9 +18,9 @@ import numpy as np
 import pytest
 from PIL import Image
 
+from l1web.clients import Clients
 from l1web.devtools.processes import free_port, python_process, stop_process, wait_for
 from l1web.ipfs import daemon as ipfs_daemon
-from l1web.ipfs import fetch
 from l1web.ipfs.client import IPFSClient, IPFSError, api_base
 from l1web.ipfs.pinning import canonical_bytes
 from l1web.ipfs.sync import DOC_FORMAT, SyncTask, validate_document
@@ -99,6 +99,11 @@ def node_b(settings, redis_server, tmp_path) -> Node:
     own = settings.with_changes(redis_url=url, cache_dir=tmp_path / "cache-b", data_dir=tmp_path / "data-b",
                                 ipns_key="node-b")
     return Node.make(own, StateManager(client))
+
+
+def _remote(node: Node):
+    """The fetcher a worker process of `node` gets from the composition root (IPFS on)."""
+    return Clients(node.settings, node.state, node.store, connect(node.settings.redis_url, decode=False)).remote
 
 
 def put_image(store: ContentStore, tmp_path: Path, seed: int = 3) -> str:
@@ -280,8 +285,7 @@ def test_a_lying_peer_entry_is_dropped_and_nothing_enters_the_cache(node_b, clie
     cache_id = "c" * 64
     index = node_b.state.ipfs
     index.merge_peer("liar", "{}", {cache_id: {"digest": claimed, "cid": client.add(truthful)}}, {})
-    ctx = SimpleNamespace(settings=node_b.settings, state=node_b.state, store=node_b.store)
-    assert fetch.peer_result(ctx, cache_id) is None
+    assert _remote(node_b).peer_result(cache_id) is None
     assert index.remote_result(cache_id) is None  # dropped, not retried
     assert not node_b.store.has(claimed) and node_b.state.results.get_result(cache_id) is None
     assert list(node_b.store.tmp.iterdir()) == []
@@ -297,8 +301,7 @@ def test_a_peer_never_overwrites_local_truth(node_b, client):
     index.merge_peer("peer", "{}", {cache_id: {"digest": peer_digest, "cid": client.add(theirs)}},
                      {local_digest: client.add(theirs)})
     assert index.cid(local_digest) == client.add(mine)
-    ctx = SimpleNamespace(settings=node_b.settings, state=node_b.state, store=node_b.store)
-    assert fetch.peer_result(ctx, cache_id) == peer_digest  # verified, so usable for this step...
+    assert _remote(node_b).peer_result(cache_id) == peer_digest  # verified, so usable for this step...
     assert node_b.state.results.get_result(cache_id) == local_digest  # ...but our record stays ours
 
 

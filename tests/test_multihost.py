@@ -17,13 +17,13 @@ from PIL import Image
 from rq import Worker
 
 from l1web.devtools.processes import stop_process
-from l1web.ipfs.fetch import WORKER_TOKEN_HEADER
 from l1web.recipes.parse import parse_recipe
 from l1web.runs.model import RunStatus, StepStatus
 from l1web.runs.service import Submission
 from l1web.state import connect
 from l1web.store import ContentStore, names
 from l1web.store.names import hash_file
+from l1web.store.remote import WORKER_TOKEN_HEADER
 from l1web.users import User
 
 ALICE = User("alice")

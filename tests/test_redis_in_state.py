@@ -3,6 +3,7 @@ client off an object (`….redis`) or imports the Redis key-name builders (`l1we
 RQ's own connection (`Clients.rq_connection`) is RQ's business and not checked here."""
 
 import ast
+import re
 from pathlib import Path
 
 PACKAGE = Path(__file__).resolve().parent.parent / "l1web"
@@ -34,3 +35,34 @@ def test_the_scan_sees_a_client_taken_around_the_state_manager(tmp_path):
     probe = tmp_path / "probe.py"
     probe.write_text("from l1web.state import keys\n\n\ndef f(state):\n    return state.redis.get(keys.run('x'))\n")
     assert reaches_around_state(probe) == ["probe.py:1: imports key names", "probe.py:5: .redis"]
+
+
+def key_fragments_in_lua(path: Path) -> list[str]:
+    """`file:line: 'literal'` for each quoted Lua string in `path`'s scripts that looks like part of
+    a key name (a word then a colon): scripts get their key names from `keys.py` through KEYS/ARGV."""
+    found = []
+    for node in ast.walk(ast.parse(path.read_text(), str(path))):
+        if isinstance(node, ast.Constant) and isinstance(node.value, str) and "redis.call" in node.value:
+            for literal in re.findall(r"'([^']*)'|\"([^\"]*)\"", node.value):
+                text = "".join(literal)
+                if re.search(r"\w:|artdag", text):  # 'runs:status:' is a key part; ':' alone joins a token
+                    found.append(f"{path.name}:{node.lineno}: {text!r}")
+    return found
+
+
+#: Scripts not converted yet, each with why. fair.py (issue 15's fair queue, merged in parallel) still
+#: builds its per-priority keys from `keys.fair(kind)` inside Lua; the check below fails once it stops.
+NOT_YET = {"fair.py"}
+
+
+def test_lua_scripts_build_no_key_names():
+    scripts = [p for p in sorted(STATE.glob("*.py")) if "redis.call" in p.read_text()]
+    assert len(scripts) >= 5
+    assert [hit for p in scripts if p.name not in NOT_YET for hit in key_fragments_in_lua(p)] == []
+    assert all(key_fragments_in_lua(STATE / name) for name in NOT_YET)  # drop a name from NOT_YET once clean
+
+
+def test_the_lua_scan_sees_a_key_built_in_a_script(tmp_path):
+    probe = tmp_path / "probe.py"
+    probe.write_text("S = \"\"\"\nredis.call('ZREM', ARGV[1] .. 'runs:status:' .. s, KEYS[1])\n\"\"\"\n")
+    assert key_fragments_in_lua(probe) == ["probe.py:1: 'runs:status:'"]

@@ -15,11 +15,11 @@ from werkzeug.exceptions import ClientDisconnected
 from l1web import access
 from l1web.auth.guard import public
 from l1web.errors import BadRequest, Forbidden, InvalidHash, L1Error, NotFound, PayloadTooLarge, Unauthorized
-from l1web.ipfs.fetch import WORKER_TOKEN_HEADER, ingest_verified
 from l1web.state import MAX_OFFSET
 from l1web.state.cache import MAX_PAGE, ItemMeta
 from l1web.store import Stored, facts
 from l1web.store.names import check_digest
+from l1web.store.remote import WORKER_TOKEN_HEADER, ingest_verified
 from l1web.web import current
 from l1web.web.templating import ipfs_cid
 

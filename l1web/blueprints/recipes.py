@@ -10,9 +10,10 @@ from flask import Blueprint, flash, jsonify, redirect, render_template, request,
 
 from l1web.auth import limit_run_submission
 from l1web.blueprints.runs import run_response
+from l1web.engine.canonical import DIGEST_RE
 from l1web.errors import BadRequest, Conflict, Forbidden, L1Error, NotFound
 from l1web.recipes.parse import MAX_RECIPE_BYTES, Recipe, RecipeError, parse_recipe, recipe_from_data
-from l1web.runs.service import DIGEST_RE, Submission
+from l1web.runs.service import Submission
 from l1web.state import MAX_OFFSET
 from l1web.users import User
 from l1web.web import current, dagsvg

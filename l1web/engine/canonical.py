@@ -4,10 +4,20 @@ from __future__ import annotations
 
 import hashlib
 import json
-from pathlib import Path
+import re
 
-#: Bytes read at a time when hashing a file.
-HASH_CHUNK = 1 << 16
+#: A content name: exactly 64 lower-case hex characters (SHA3-256 hex, ASCII only, no newline).
+#: The one definition: the store, recipes, the schema, the run service and uploads all use it.
+DIGEST_RE = re.compile(r"^[0-9a-f]{64}\Z")
+
+
+def is_digest(value: object) -> bool:
+    return isinstance(value, str) and DIGEST_RE.fullmatch(value) is not None
+
+
+def new_hasher(data: bytes = b"") -> hashlib._Hash:
+    """The content hash (SHA3-256), for streaming bytes through it."""
+    return hashlib.sha3_256(data)
 
 
 def canonical_json(value: object) -> str:
@@ -19,13 +29,4 @@ def canonical_json(value: object) -> str:
 
 def sha3_json(value: object) -> str:
     """SHA3-256 hex of the canonical JSON of a value."""
-    return hashlib.sha3_256(canonical_json(value).encode("utf-8")).hexdigest()
-
-
-def sha3_file(path: Path) -> str:
-    """SHA3-256 hex of a file's bytes (its content hash)."""
-    digest = hashlib.sha3_256()
-    with open(path, "rb") as fh:
-        while chunk := fh.read(HASH_CHUNK):
-            digest.update(chunk)
-    return digest.hexdigest()
+    return new_hasher(canonical_json(value).encode("utf-8")).hexdigest()

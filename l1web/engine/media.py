@@ -107,7 +107,7 @@ def _video_info(path: Path, stream: dict, fmt: str, duration: float | None,
                 has_audio: bool) -> MediaInfo:
     width, height = int(stream.get("width") or 0), int(stream.get("height") or 0)
     _check_pixels(path, width, height)
-    return MediaInfo("video", fmt, width, height, duration, _rate(stream), has_audio)
+    return MediaInfo("video", fmt, width, height, duration, frame_rate(stream), has_audio)
 
 
 def _check_pixels(path: Path, width: int, height: int) -> None:
@@ -118,7 +118,8 @@ def _check_pixels(path: Path, width: int, height: int) -> None:
                          f"{MAX_PIXELS // 1_000_000} MPixel limit")
 
 
-def _rate(stream: dict) -> float | None:
+def frame_rate(stream: dict) -> float | None:
+    """A video stream's frames per second from ffprobe's fields (average first), or None; the one reading."""
     for key in ("avg_frame_rate", "r_frame_rate"):
         try:
             rate = Fraction(stream.get(key) or "")

@@ -10,13 +10,13 @@ declared type ever reaches a filter graph.
 from __future__ import annotations
 
 import math
-import re
 from collections.abc import Mapping
 from dataclasses import dataclass, field
 from typing import Literal
 
 from PIL import ImageColor
 
+from l1web.engine.canonical import DIGEST_RE
 from l1web.engine.errors import DagError
 
 #: Longest string accepted for a free-text config value, in characters.
@@ -24,7 +24,6 @@ MAX_STRING = 256
 #: Marker for a key that has no default and must be given.
 REQUIRED = object()
 #: A lower-case SHA3-256 hex digest.
-DIGEST_RE = re.compile(r"^[0-9a-f]{64}\Z")
 
 Kind = Literal[
     "float", "int", "bool", "str", "choice", "color", "digest", "point", "object", "list",

@@ -14,20 +14,11 @@ things are particular to them, and live here:
 from __future__ import annotations
 
 import contextlib
-import logging
-
-import requests
 
 from l1web.engine.chunks import Chunking
 from l1web.errors import L1Error
-from l1web.ipfs import fetch
-from l1web.ipfs.fetch import WORKER_TOKEN_HEADER
 from l1web.settings import Settings
 
-log = logging.getLogger(__name__)
-
-#: Seconds the L1 server gets to delete its copy of one chunk (connect, read).
-DELETE_TIMEOUT = (3.0, 10.0)
 #: Source recorded for a stored chunk (chunks are stored without an owner: nobody's media).
 SOURCE_PREFIX = "chunk:"
 
@@ -69,8 +60,7 @@ def remove_chunks(ctx, steps: list[dict], join_step: dict, states: dict[str, dic
         with contextlib.suppress(L1Error):  # gone already, or (impossibly) referenced
             ctx.store.delete(digest)
         ctx.store.location(digest).unlink(missing_ok=True)
-        if fetch.remote_worker(ctx.settings):
-            _delete_on_server(ctx.settings, digest)
+        ctx.remote.forget(digest)  # a worker on another host: the L1 server's copy goes too
     return removed
 
 
@@ -82,11 +72,3 @@ def sweep(ctx) -> int:
             ctx.store.location(digest).unlink()
             gone += 1
     return gone
-
-
-def _delete_on_server(settings: Settings, digest: str) -> None:
-    try:
-        requests.delete(f"{settings.l1_server_url}/worker/cache/{digest}",
-                        headers={WORKER_TOKEN_HEADER: settings.worker_token}, timeout=DELETE_TIMEOUT)
-    except requests.RequestException as exc:  # the server sweeps nothing itself: say so, go on
-        log.warning("could not delete chunk %s on the L1 server: %s", digest[:12], type(exc).__name__)

@@ -30,7 +30,6 @@ from l1web.engine.plan import plan as plan_dag
 from l1web.engine.steps import run_step
 from l1web.engine.watch import Redactor, StepWatch, watching
 from l1web.engine.watch import current as watch_current
-from l1web.ipfs import fetch, pinning
 from l1web.jobs import chunked, queues
 from l1web.jobs import notify as notify_jobs
 from l1web.jobs.steplog import JobLogAdapter, step_finished
@@ -101,7 +100,7 @@ def plan_run(run_id: str, render_inline: bool = False, work_id: str | None = Non
     try:
         recipe = recipe_from_data(run["recipe"])
         dag = bind_inputs(recipe, run["input_hashes"])
-        fetch.ensure_local(ctx, run["input_hashes"].values())  # workers on other hosts fetch their inputs
+        ctx.remote.ensure_local(run["input_hashes"].values())  # workers on other hosts fetch their inputs
         analysis = analyze(dag, ctx.store)
         plan = plan_dag(dag, analysis, chunked.chunking(ctx.settings))
         expected = estimate.expect(plan, analysis)  # each step's 100 % and weight in the run's progress
@@ -122,7 +121,7 @@ def _initial_state(ctx: Clients, step: dict) -> dict:
     if step["type"] != "SOURCE":
         return {"status": lifecycle.initial(step, False)}
     # On this host, or fetched from L1/IPFS (workers elsewhere).
-    status = lifecycle.initial(step, fetch.has(ctx, step["cache_id"]))
+    status = lifecycle.initial(step, ctx.remote.has(step["cache_id"]))
     if status == StepStatus.CACHED:
         return {"status": status, "output": step["cache_id"], "duration": 0}
     return {"status": status, "error": f"input {step['cache_id'][:12]}… is no longer in the cache"}
@@ -398,13 +397,13 @@ def _produce(ctx: Clients, run: dict, step: dict, holder: str, jlog, *, inputs: 
 
 def _recorded(ctx: Clients, cache_id: str) -> str | None:
     digest = ctx.state.results.get_result(cache_id)
-    if digest and fetch.has(ctx, digest):
+    if digest and ctx.remote.has(digest):
         return digest
-    return fetch.peer_result(ctx, cache_id)  # a peer L1 rendered it (IPNS sync): fetched and verified
+    return ctx.remote.peer_result(cache_id)  # a peer L1 rendered it (IPNS sync): fetched and verified
 
 
 def _render(ctx: Clients, run: dict, step: dict, inputs: list[str]) -> str:
-    fetch.ensure_local(ctx, inputs)
+    ctx.remote.ensure_local(inputs)
     input_paths = [ctx.store.path_for(digest) for digest in inputs]
     # Renders happen on the cache's filesystem so the output moves into the store by rename.
     work_root = ctx.settings.cache_dir / WORK_DIR
@@ -415,10 +414,10 @@ def _render(ctx: Clients, run: dict, step: dict, inputs: list[str]) -> str:
         if chunked.is_chunk(step):  # temporary, nobody's media: removed once joined
             digest = ctx.store.put_file(out, source=f"{chunked.SOURCE_PREFIX}{run['id']}")
             ctx.state.removed_chunks.discard(digest)
-            fetch.share(ctx, digest, None)
+            ctx.remote.share(digest, None)
             return digest
         digest = ctx.store.put_file(out, source=f"run:{run['id']}", owner=run.get("owner") or None)
-        fetch.share(ctx, digest, run.get("owner"))  # a worker on another host sends it to the L1 server
+        ctx.remote.share(digest, run.get("owner"))  # a worker on another host sends it to the L1 server
         return digest
     finally:
         shutil.rmtree(work, ignore_errors=True)
@@ -515,7 +514,7 @@ def _finish(ctx: Clients, run: dict, steps: list[dict], states: dict[str, dict])
         if ctx.state.runs.transition(run_id, RunEvent.COMPLETE, output_hash=digest, finished=time.time(),
                                      provenance=record):
             notify_jobs.run_ended(ctx, run_id)  # its notify URL, if any; never fails the run
-            pinning.after_run(ctx, run_id)  # IPFS add+pin when enabled; never fails the run
+            ctx.remote.after_run(run_id)  # IPFS add+pin when enabled; never fails the run
         return
     if ctx.state.runs.transition(run_id, RunEvent.FAIL, error=end.reason[:MAX_ERROR], finished=time.time()):
         notify_jobs.run_ended(ctx, run_id)

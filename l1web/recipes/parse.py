@@ -13,7 +13,7 @@ import re
 from collections.abc import Mapping
 from dataclasses import dataclass
 
-from l1web.engine.canonical import sha3_json
+from l1web.engine.canonical import DIGEST_RE, sha3_json
 from l1web.engine.dag import Dag, Node, parse_dag, validate
 from l1web.engine.effects import EffectError, get_effect
 from l1web.engine.errors import DagError
@@ -27,7 +27,6 @@ NAME_RE = re.compile(r"^[A-Za-z0-9][A-Za-z0-9_.-]{0,63}\Z")
 #: Longest description kept, in characters.
 MAX_DESCRIPTION = 2000
 TOP_LEVEL_KEYS = frozenset({"name", "version", "description", "registry", "dag"})
-DIGEST_RE = re.compile(r"^[0-9a-f]{64}\Z")
 
 
 @dataclass(frozen=True)

@@ -11,6 +11,7 @@ from typing import Protocol
 import redis
 
 from l1web import access, lifecycle
+from l1web.engine.canonical import DIGEST_RE
 from l1web.errors import BadRequest, Conflict, Forbidden, NotFound
 from l1web.lifecycle import RunEvent, StepEvent
 from l1web.recipes.parse import Recipe, RecipeError, effect_recipe, recipe_from_data
@@ -20,7 +21,6 @@ from l1web.state import StateManager
 from l1web.store import ContentStore
 from l1web.users import User
 
-DIGEST_RE = re.compile(r"^[0-9a-f]{64}\Z")
 #: Longest output name accepted, in characters.
 MAX_OUTPUT_NAME = 128
 OUTPUT_NAME_RE = re.compile(r"^[\w .,()+-]{1,128}\Z")

@@ -35,27 +35,39 @@ redis.call('ZADD', KEYS[5], ARGV[1], KEYS[1])
 return 1
 """
 
-# KEYS: run; ARGV: prefix, new status, expected (comma list or ''), field/value pairs...
+# KEYS: run; ARGV: new status, expected (comma list or ''), the by-status index key and the
+# by-user-and-status index key as built by `keys.py` with holes for the status and owner the script
+# reads from the run (`_STATUS_HOLE`, `_OWNER_HOLE`), field/value pairs...
 _SET_STATUS = """
+local function fill(template, hole, value)
+  local out, from = template, 1
+  while true do
+    local at = string.find(out, hole, from, true)
+    if not at then return out end
+    out = string.sub(out, 1, at - 1) .. value .. string.sub(out, at + #hole)
+    from = at + #value
+  end
+end
 local current = redis.call('HGET', KEYS[1], 'status')
 if not current then return 0 end
-if ARGV[3] ~= '' then
+if ARGV[2] ~= '' then
   local ok = false
-  for s in string.gmatch(ARGV[3], '[^,]+') do if s == current then ok = true end end
+  for s in string.gmatch(ARGV[2], '[^,]+') do if s == current then ok = true end end
   if not ok then return 0 end
 end
 local owner = redis.call('HGET', KEYS[1], 'owner') or ''
 local created = redis.call('HGET', KEYS[1], 'created')
-local id = redis.call('HGET', KEYS[1], 'id')
-local p = ARGV[1]
-redis.call('ZREM', p .. 'runs:status:' .. current, KEYS[1])
-redis.call('ZREM', p .. 'runs:user:' .. owner .. ':status:' .. current, KEYS[1])
-redis.call('ZADD', p .. 'runs:status:' .. ARGV[2], created, KEYS[1])
-redis.call('ZADD', p .. 'runs:user:' .. owner .. ':status:' .. ARGV[2], created, KEYS[1])
-redis.call('HSET', KEYS[1], 'status', ARGV[2])
-if #ARGV > 3 then redis.call('HSET', KEYS[1], unpack(ARGV, 4)) end
+local by_status, by_user = ARGV[3], fill(ARGV[4], ARGV[6], owner)
+redis.call('ZREM', fill(by_status, ARGV[5], current), KEYS[1])
+redis.call('ZREM', fill(by_user, ARGV[5], current), KEYS[1])
+redis.call('ZADD', fill(by_status, ARGV[5], ARGV[1]), created, KEYS[1])
+redis.call('ZADD', fill(by_user, ARGV[5], ARGV[1]), created, KEYS[1])
+redis.call('HSET', KEYS[1], 'status', ARGV[1])
+if #ARGV > 6 then redis.call('HSET', KEYS[1], unpack(ARGV, 7)) end
 return 1
 """
+#: Stand-ins for the status and owner in the index key templates `_SET_STATUS` fills in.
+_STATUS_HOLE, _OWNER_HOLE = "\x00status\x00", "\x00owner\x00"
 
 # KEYS: index; ARGV: first, last (ranks, newest first), fields to leave out...
 # One call for a whole page (rather than a command per run): the records come back as one JSON text.
@@ -177,7 +189,8 @@ class Runs:
 
     def set_status(self, run_id: str, status: str, *, expected: Iterable[str] = (), **fields: object) -> bool:
         """Move a run to `status` (and its indexes with it) if its status is one of `expected`."""
-        args = [keys.PREFIX, status, ",".join(expected), *_encode(fields)]
+        templates = [keys.runs_by_status(_STATUS_HOLE), keys.runs_by_user_status(_OWNER_HOLE, _STATUS_HOLE)]
+        args = [status, ",".join(expected), *templates, _STATUS_HOLE, _OWNER_HOLE, *_encode(fields)]
         return bool(self._set_status(keys=[keys.run(run_id)], args=args))
 
     def transition(self, run_id: str, event: RunEvent, **fields: object) -> bool:

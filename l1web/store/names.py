@@ -2,22 +2,18 @@
 
 from __future__ import annotations
 
-import hashlib
-import re
 from pathlib import Path
 
+from l1web.engine.canonical import DIGEST_RE as DIGEST
+from l1web.engine.canonical import is_digest, new_hasher
 from l1web.errors import InvalidHash
 
-#: A content name: exactly 64 lower-case hex characters (ASCII only, no newline).
-DIGEST = re.compile(r"[0-9a-f]{64}")
+__all__ = ["DIGEST", "FANOUT", "HASH_CHUNK", "check_digest", "digest_for", "hash_file", "is_digest", "location",
+           "new_hasher"]
 #: Hex characters of the digest used for the fan-out directory.
 FANOUT = 2
 #: Bytes read at a time when hashing a stored file (1 MiB).
 HASH_CHUNK = 1024 * 1024
-
-
-def is_digest(value: object) -> bool:
-    return isinstance(value, str) and DIGEST.fullmatch(value) is not None
 
 
 def check_digest(value: str) -> str:
@@ -44,10 +40,6 @@ def digest_for(root: Path, path: Path) -> str:
     if fanout != digest[:FANOUT]:
         raise InvalidHash(f"content path in the wrong fan-out directory: {path}")
     return digest
-
-
-def new_hasher() -> hashlib._Hash:
-    return hashlib.sha3_256()
 
 
 def hash_file(path: Path) -> str:

@@ -3,14 +3,13 @@
 from __future__ import annotations
 
 from dataclasses import dataclass
-from fractions import Fraction
 from functools import cached_property
 from pathlib import Path
 
 from l1web.engine import ffmpeg
 from l1web.engine.errors import StepError
 from l1web.engine.ffmpeg import MEDIA_INPUT_FLAGS
-from l1web.engine.media import MAX_PIXELS
+from l1web.engine.media import MAX_PIXELS, frame_rate
 
 #: Frame rate, in frames per second, assumed when a video does not declare one.
 DEFAULT_FPS = 25.0
@@ -96,7 +95,7 @@ def clip_info(path: Path) -> Clip:
         data.get("format", {}).get("duration"))
     v = video or {}
     return Clip(
-        int(v.get("width") or 0), int(v.get("height") or 0), _fps(v), duration or 0.0,
+        int(v.get("width") or 0), int(v.get("height") or 0), frame_rate(v) or DEFAULT_FPS, duration or 0.0,
         video is not None, has_audio, v.get("codec_name", ""), v.get("pix_fmt", ""),
     )
 
@@ -111,17 +110,6 @@ def check_scaled(index: int, width: int, height: int, scale: float) -> None:
 def num(value: float) -> str:
     """A number for a filter graph: fixed point, never an exponent."""
     return f"{value:.6f}".rstrip("0").rstrip(".") or "0"
-
-
-def _fps(stream: dict) -> float:
-    for key in ("avg_frame_rate", "r_frame_rate"):
-        try:
-            rate = Fraction(stream.get(key) or "")
-        except (ValueError, ZeroDivisionError):
-            continue
-        if rate > 0:
-            return float(rate)
-    return DEFAULT_FPS
 
 
 def _seconds(value: object) -> float | None:
