@@ -4,7 +4,7 @@ VENV := .venv
 PY := $(VENV)/bin/python
 VENDOR := l1web/static/vendor
 
-.PHONY: setup run test lint bench clean lock
+.PHONY: setup run test test-fast lint typecheck bench clean lock
 
 setup: $(VENV)/.installed $(VENDOR)/.installed
 
@@ -29,7 +29,7 @@ $(VENDOR)/.installed: package.json package-lock.json
 	@devtools/check-setup-prereqs.sh npm
 	npm install --no-audit --no-fund --loglevel=error
 	mkdir -p $(VENDOR)/swagger-ui
-	cp node_modules/htmx.org/dist/htmx.min.js $(VENDOR)/
+	cp node_modules/htmx.org/dist/htmx.min.js node_modules/tus-js-client/dist/tus.min.js $(VENDOR)/
 	cp node_modules/swagger-ui-dist/swagger-ui.css node_modules/swagger-ui-dist/swagger-ui-bundle.js \
 	   node_modules/swagger-ui-dist/swagger-ui-standalone-preset.js $(VENDOR)/swagger-ui/
 	touch $@
@@ -43,8 +43,16 @@ test: setup
 	devtools/ensure-test-tools.sh
 	$(PY) -m pytest -q
 
+# The quick subset while developing: no browser, no slow marks (`make test` stays the whole suite).
+test-fast: setup
+	$(PY) -m pytest -q -m "not browser and not slow"
+
 lint: setup
 	$(PY) -m ruff check .
+
+# mypy --strict on the pure core (the files listed under [tool.mypy] in pyproject.toml).
+typecheck: setup
+	$(PY) -m mypy
 
 bench: setup
 	$(PY) bench/run.py

@@ -24,6 +24,7 @@ from rq import Queue, Worker
 from rq.registry import FailedJobRegistry, StartedJobRegistry
 from rq.serializers import JSONSerializer
 
+from l1web.jobs.queues import QUEUES
 from l1web.runs.model import RunStatus
 from l1web.state import StateManager
 from l1web.state.metrics import StepMetrics
@@ -31,8 +32,6 @@ from l1web.state.metrics import StepMetrics
 #: Upper bounds (seconds) of the step-duration histogram: cache hits take milliseconds,
 #: effect renders of long videos take many minutes.
 STEP_BUCKETS = (0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0, 10.0, 30.0, 60.0, 300.0, 1800.0, math.inf)
-#: The queues L1 always reports, even before anything was enqueued on them.
-KNOWN_QUEUES = ("steps", "runs", "default")
 #: Content type of the Prometheus text exposition format we serve.
 CONTENT_TYPE = "text/plain; version=0.0.4; charset=utf-8"
 
@@ -130,7 +129,7 @@ class QueueInfo:
 
 
 def queues(rq_connection: redis.Redis) -> list[QueueInfo]:
-    names = set(KNOWN_QUEUES) | {q.name for q in Queue.all(connection=rq_connection, serializer=JSONSerializer)}
+    names = set(QUEUES) | {q.name for q in Queue.all(connection=rq_connection, serializer=JSONSerializer)}
     out = []
     for name in sorted(names):
         queue = Queue(name, connection=rq_connection, serializer=JSONSerializer)
@@ -144,7 +143,7 @@ def queues(rq_connection: redis.Redis) -> list[QueueInfo]:
 
 def queue_depths(rq_connection: redis.Redis) -> dict[str, int]:
     """Waiting jobs per queue in two round trips (what /readyz needs, without the registries)."""
-    names = sorted(set(KNOWN_QUEUES) | {_text(k).removeprefix(Queue.redis_queue_namespace_prefix)
+    names = sorted(set(QUEUES) | {_text(k).removeprefix(Queue.redis_queue_namespace_prefix)
                                          for k in rq_connection.smembers(Queue.redis_queues_keys)})
     with rq_connection.pipeline(transaction=False) as pipe:
         for name in names:

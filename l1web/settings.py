@@ -50,6 +50,10 @@ DEFAULT_WORKER_MAINTENANCE = 30
 DEFAULT_STEP_RETRIES = 2
 #: Failed steps of one run after which a worker is given none of that run's steps (0: never).
 DEFAULT_WORKER_BLOCKLIST_AFTER = 2
+#: Steps (and plans) one user may have running at once; 0: no cap (fair share alone).
+DEFAULT_USER_MAX_RUNNING = 0
+#: Highest run priority an owner may set (admins: any within PRIORITY_RANGE).
+DEFAULT_USER_MAX_PRIORITY = 0
 #: Seconds one IPFS RPC call may take (a missing CID on an offline node would block for ever).
 DEFAULT_IPFS_TIMEOUT = 20.0
 #: Seconds of video per chunk when a frame-wise step is split (0: never split; engine/chunks.py).
@@ -104,10 +108,12 @@ class Settings:
     worker_abandon_grace: int = DEFAULT_WORKER_ABANDON_GRACE
     worker_maintenance: int = DEFAULT_WORKER_MAINTENANCE
     step_timeout: float = DEFAULT_STEP_TIMEOUT
-    chunk_seconds: float = DEFAULT_CHUNK_SECONDS
-    chunk_min_seconds: float = DEFAULT_CHUNK_MIN_SECONDS
     step_retries: int = DEFAULT_STEP_RETRIES
     worker_blocklist_after: int = DEFAULT_WORKER_BLOCKLIST_AFTER
+    user_max_running: int = DEFAULT_USER_MAX_RUNNING
+    user_max_priority: int = DEFAULT_USER_MAX_PRIORITY
+    chunk_seconds: float = DEFAULT_CHUNK_SECONDS
+    chunk_min_seconds: float = DEFAULT_CHUNK_MIN_SECONDS
     ready_max_queue: int = DEFAULT_READY_MAX_QUEUE
     metrics_token_sha256: str = ""
     l2_publish_timeout: float = DEFAULT_L2_PUBLISH_TIMEOUT
@@ -166,10 +172,12 @@ class Settings:
             worker_abandon_grace=int(env.get("WORKER_ABANDON_GRACE", DEFAULT_WORKER_ABANDON_GRACE)),
             worker_maintenance=int(env.get("WORKER_MAINTENANCE", DEFAULT_WORKER_MAINTENANCE)),
             step_timeout=float(env.get("STEP_TIMEOUT", DEFAULT_STEP_TIMEOUT)),
-            chunk_seconds=float(env.get("CHUNK_SECONDS", DEFAULT_CHUNK_SECONDS)),
-            chunk_min_seconds=float(env.get("CHUNK_MIN_SECONDS", DEFAULT_CHUNK_MIN_SECONDS)),
             step_retries=max(0, int(env.get("STEP_RETRIES", DEFAULT_STEP_RETRIES))),
             worker_blocklist_after=max(0, int(env.get("WORKER_BLOCKLIST_AFTER", DEFAULT_WORKER_BLOCKLIST_AFTER))),
+            user_max_running=max(0, int(env.get("USER_MAX_RUNNING", DEFAULT_USER_MAX_RUNNING))),
+            user_max_priority=int(env.get("USER_MAX_PRIORITY", DEFAULT_USER_MAX_PRIORITY)),
+            chunk_seconds=float(env.get("CHUNK_SECONDS", DEFAULT_CHUNK_SECONDS)),
+            chunk_min_seconds=float(env.get("CHUNK_MIN_SECONDS", DEFAULT_CHUNK_MIN_SECONDS)),
             ready_max_queue=int(env.get("READY_MAX_QUEUE", DEFAULT_READY_MAX_QUEUE)),
             metrics_token_sha256=env.get("METRICS_TOKEN_SHA256", "").strip().lower(),
             l2_publish_timeout=float(env.get("L2_PUBLISH_TIMEOUT", DEFAULT_L2_PUBLISH_TIMEOUT)),

@@ -16,8 +16,11 @@ import redis
 
 from devl2.testing import LiveL2, LiveServer, SignedInClient, sign_in
 from l1web.devtools.processes import EmbeddedRedis, RedisServer, free_port, python_process, stop_process
+from l1web.jobs.queues import run_service
+from l1web.runs.service import RunService
 from l1web.settings import Settings
 from l1web.state import StateManager, connect
+from l1web.store import ContentStore
 from l1web.web import create_app
 
 #: Redis database the tests use (the app's default, 5, as in the seed).
@@ -67,6 +70,17 @@ def settings(tmp_path: Path, redis_url: str, dev_l2: LiveL2) -> Settings:
 @pytest.fixture()
 def state(redis_client: redis.Redis) -> StateManager:
     return StateManager(redis_client)
+
+
+@pytest.fixture()
+def store(settings: Settings, state: StateManager) -> ContentStore:
+    return ContentStore(settings.cache_dir, state.cache)
+
+
+@pytest.fixture()
+def service(settings: Settings, state: StateManager, store: ContentStore) -> RunService:
+    """The run service as the web app wires it: plan jobs go on the test Redis's RQ queue."""
+    return run_service(state, store, connect(settings.redis_url, decode=False))
 
 
 @pytest.fixture()

@@ -22,22 +22,21 @@ from collections.abc import Iterator
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from pathlib import Path
 
-import numpy as np
 import psutil
 import pytest
 import redis
-from PIL import Image
 
 from devl2.testing import sign_in
 from l1web.devtools.processes import RedisServer, free_port, python_process, stop_process
 from l1web.jobs.queues import run_service
 from l1web.recipes.parse import parse_recipe
 from l1web.runs.model import RunStatus, StepStatus
-from l1web.runs.service import RunService, Submission
+from l1web.runs.service import Submission
 from l1web.state import StateManager, connect
 from l1web.store import STALE_TEMP_AGE, ContentStore
 from l1web.users import User
 from l1web.web import create_app, errors
+from tests.helpers import put_image
 
 JSON = {"Accept": "application/json"}
 HTML = {"Accept": "text/html"}
@@ -58,23 +57,6 @@ def download(client, digest: str) -> bytes:
 
 
 # Helpers ---------------------------------------------------------------------------------------
-@pytest.fixture()
-def store(settings, state) -> ContentStore:
-    return ContentStore(settings.cache_dir, state.cache)
-
-
-@pytest.fixture()
-def service(settings, state, store) -> RunService:
-    return run_service(state, store, connect(settings.redis_url, decode=False))
-
-
-def put_image(store: ContentStore, tmp_path: Path, seed: int = 1, size=(64, 48)) -> str:
-    pixels = np.random.default_rng(seed).integers(0, 256, (size[1], size[0], 3), dtype=np.uint8)
-    path = tmp_path / f"img{seed}.png"
-    Image.fromarray(pixels).save(path)
-    return store.put_file(path, source="test")
-
-
 def make_video(path: Path, seconds: float, size: str = "320x240") -> Path:
     """A silent H.264 test clip (no audio, so planning never needs ffmpeg)."""
     subprocess.run(

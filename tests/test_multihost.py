@@ -15,14 +15,12 @@ import pytest
 import requests
 from PIL import Image
 from rq import Worker
-from rq.job import Job
 
 from l1web.devtools.processes import stop_process
 from l1web.ipfs.fetch import WORKER_TOKEN_HEADER
-from l1web.jobs.queues import run_service
 from l1web.recipes.parse import parse_recipe
 from l1web.runs.model import RunStatus, StepStatus
-from l1web.runs.service import RunService, Submission
+from l1web.runs.service import Submission
 from l1web.state import connect
 from l1web.store import ContentStore, names
 from l1web.store.names import hash_file
@@ -54,16 +52,6 @@ RENDERED = 7
 def settings(settings):
     """The L1 server accepts workers holding WORKER_TOKEN."""
     return settings.with_changes(worker_token=TOKEN)
-
-
-@pytest.fixture()
-def store(settings, state) -> ContentStore:
-    return ContentStore(settings.cache_dir, state.cache)
-
-
-@pytest.fixture()
-def service(state, store, settings) -> RunService:
-    return run_service(state, store, connect(settings.redis_url, decode=False))
 
 
 def put_image(store: ContentStore, tmp_path: Path) -> str:
@@ -107,12 +95,11 @@ def wait_for_run(state, run_id: str) -> dict:
 
 
 def rendered_by(settings, state, run_id: str) -> dict[str, str]:
-    """Step id → name of the worker that rendered it (from its RQ job)."""
-    conn = connect(settings.redis_url, decode=False)
+    """Step id → name of the worker that rendered it (its last attempt's)."""
     found = {}
     for step_id, step in state.runs.step_states(run_id).items():
         if step["status"] == StepStatus.COMPLETED:
-            found[step_id] = Job.fetch(step["job_id"], connection=conn).worker_name
+            found[step_id] = step["worker"]
     return found
 
 

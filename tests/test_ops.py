@@ -127,8 +127,9 @@ def test_dashboard_reads_our_json_jobs_and_workers(app, admin_client, alice_clie
     busy = admin_client.get("/rq/0/data/workers.json").json["workers"][0]
     assert busy["current_job"]["job_id"] == "napping"
     assert busy["current_job"]["call_string"] == "time.sleep(3)"
-    job_id = f"plan-{run['id'][:16]}-1"
-    job = admin_client.get(f"/rq/0/data/job/{job_id}.json")
+    # The RQ job (a fair-share token) that planned the run and rendered its one step.
+    (step,) = [s for s in app.extensions["l1"].state.runs.step_states(run["id"]).values() if s.get("rq_job")]
+    job = admin_client.get(f"/rq/0/data/job/{step['rq_job']}.json")
     assert job.status_code == 200
     assert job.json["status"] == "finished"
     assert job.json["result"]["planned"] is True

@@ -20,11 +20,12 @@ from devl2.testing import sign_in
 from l1web.devtools.processes import RedisServer
 from l1web.jobs.queues import run_service
 from l1web.runs.model import RunStatus, StepStatus
-from l1web.runs.service import RunService, Submission
+from l1web.runs.service import Submission
 from l1web.state import StateManager, connect, keys
 from l1web.store import ContentStore
 from l1web.web import create_app
-from tests.test_runs_workers import ALICE, put_image, put_video, submit_recipe, wait_for_run
+from tests.helpers import put_image
+from tests.test_runs_workers import ALICE, put_video, submit_recipe, wait_for_run
 
 #: Worker timings for the lost-worker test: heartbeat, grace after it, sweep interval (seconds).
 FAST_SWEEP = {"WORKER_HEARTBEAT": "1", "WORKER_ABANDON_GRACE": "3", "WORKER_MAINTENANCE": "1"}
@@ -32,16 +33,6 @@ FAST_SWEEP = {"WORKER_HEARTBEAT": "1", "WORKER_ABANDON_GRACE": "3", "WORKER_MAIN
 NO_RETRY = {**FAST_SWEEP, "STEP_RETRIES": "0"}
 #: Upper bound for a lost worker's run to end, seconds (heartbeat + grace + sweep, and slack).
 LOST_WORKER_BOUND = 30
-
-
-@pytest.fixture()
-def store(settings, state) -> ContentStore:
-    return ContentStore(settings.cache_dir, state.cache)
-
-
-@pytest.fixture()
-def service(state, store, settings) -> RunService:
-    return run_service(state, store, connect(settings.redis_url, decode=False))
 
 
 # A failing middle step ---------------------------------------------------------------------

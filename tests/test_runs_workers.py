@@ -22,15 +22,11 @@ from l1web.runs.service import RunService, Submission
 from l1web.state import connect
 from l1web.store import ContentStore
 from l1web.users import User
+from tests.helpers import put_image
 
 ALICE = User("alice")
 #: Seconds a test waits for a run to finish before failing.
 RUN_WAIT = 120
-
-
-@pytest.fixture()
-def store(settings, state) -> ContentStore:
-    return ContentStore(settings.cache_dir, state.cache)
 
 
 @pytest.fixture()
@@ -41,14 +37,6 @@ def rq_conn(settings) -> redis.Redis:
 @pytest.fixture()
 def service(state, store, rq_conn) -> RunService:
     return run_service(state, store, rq_conn)
-
-
-def put_image(store: ContentStore, tmp_path: Path, seed: int = 1, size=(64, 48)) -> str:
-    rng = np.random.default_rng(seed)
-    pixels = rng.integers(0, 256, (size[1], size[0], 3), dtype=np.uint8)
-    path = tmp_path / f"img{seed}.png"
-    Image.fromarray(pixels).save(path)
-    return store.put_file(path, source="test")
 
 
 def put_video(store: ContentStore, tmp_path: Path, seconds: float = 2, size: str = "320x240") -> str:

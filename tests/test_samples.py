@@ -6,12 +6,6 @@ import pytest
 
 from l1web import samples
 from l1web.engine import ffmpeg
-from l1web.store import ContentStore
-
-
-@pytest.fixture()
-def store(settings, state) -> ContentStore:
-    return ContentStore(settings.cache_dir, state.cache)
 
 
 @pytest.fixture()

@@ -25,11 +25,6 @@ def sha3(data: bytes) -> str:
     return hashlib.sha3_256(data).hexdigest()
 
 
-@pytest.fixture()
-def store(settings, state) -> ContentStore:
-    return ContentStore(settings.cache_dir, state.cache)
-
-
 def temp_files(store: ContentStore) -> list[Path]:
     return list(store.tmp.iterdir())
 

@@ -7,12 +7,6 @@ import threading
 import pytest
 
 from l1web.errors import Conflict, NotFound
-from l1web.store import ContentStore
-
-
-@pytest.fixture()
-def store(settings, state) -> ContentStore:
-    return ContentStore(settings.cache_dir, state.cache)
 
 
 def test_an_unreferenced_item_is_deleted_with_its_file(store, state):

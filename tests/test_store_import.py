@@ -9,12 +9,6 @@ import stat
 import pytest
 
 from l1web.errors import BadRequest, Forbidden, NotFound, PayloadTooLarge
-from l1web.store import ContentStore
-
-
-@pytest.fixture()
-def store(settings, state) -> ContentStore:
-    return ContentStore(settings.cache_dir, state.cache)
 
 
 @pytest.fixture()

@@ -6,27 +6,13 @@ from __future__ import annotations
 
 import time
 
-import pytest
-
-from l1web.jobs.queues import run_service
 from l1web.recipes.parse import parse_recipe
 from l1web.runs.model import RunStatus
 from l1web.runs.service import Submission
-from l1web.state import connect
-from l1web.store import ContentStore
-from tests.test_runs_workers import ALICE, put_image, put_video, wait_for_run
+from tests.helpers import put_image
+from tests.test_runs_workers import ALICE, put_video, wait_for_run
 
 JSON = {"Accept": "application/json"}
-
-
-@pytest.fixture()
-def store(settings, state) -> ContentStore:
-    return ContentStore(settings.cache_dir, state.cache)
-
-
-@pytest.fixture()
-def service(state, store, settings):
-    return run_service(state, store, connect(settings.redis_url, decode=False))
 
 
 def wait_running(state, run_id: str, step_id: str, timeout: float = 60) -> None:

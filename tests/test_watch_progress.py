@@ -9,23 +9,10 @@ import pytest
 
 from l1web.engine.estimate import expect
 from l1web.engine.watch import Redactor, StepWatch
-from l1web.jobs.queues import run_service
 from l1web.runs.model import RunStatus
 from l1web.runs.progress import run_progress, step_progress
 from l1web.runs.service import Submission
-from l1web.state import connect
-from l1web.store import ContentStore
 from tests.test_runs_workers import ALICE, put_video
-
-
-@pytest.fixture()
-def store(settings, state) -> ContentStore:
-    return ContentStore(settings.cache_dir, state.cache)
-
-
-@pytest.fixture()
-def service(state, store, settings):
-    return run_service(state, store, connect(settings.redis_url, decode=False))
 
 
 def watch_run(client, run_id: str, step_id: str, timeout: float = 240) -> tuple[list[dict], dict]:

@@ -15,22 +15,10 @@ import psutil
 import pytest
 
 from l1web.devtools.processes import stop_process
-from l1web.jobs.queues import run_service
 from l1web.runs.model import RunStatus
 from l1web.runs.service import Submission
-from l1web.state import connect
-from l1web.store import ContentStore
-from tests.test_runs_workers import ALICE, put_image, wait_for_run
-
-
-@pytest.fixture()
-def store(settings, state) -> ContentStore:
-    return ContentStore(settings.cache_dir, state.cache)
-
-
-@pytest.fixture()
-def service(state, store, settings):
-    return run_service(state, store, connect(settings.redis_url, decode=False))
+from tests.helpers import put_image
+from tests.test_runs_workers import ALICE, wait_for_run
 
 
 def spares(worker) -> list[int]:

@@ -13,7 +13,7 @@ from flask import Blueprint, Response, flash, jsonify, redirect, render_template
 from l1web.auth import limit_run_submission, require_admin
 from l1web.errors import BadRequest, Conflict, L1Error, NotFound
 from l1web.runs.progress import run_progress
-from l1web.runs.service import Submission
+from l1web.runs.service import Submission, parse_priority
 from l1web.state import MAX_OFFSET
 from l1web.status import RunStatus, StepStatus
 from l1web.users import User
@@ -116,6 +116,14 @@ def cancel(run_id: str):
 @bp.post("/runs/<run_id>/rerun")
 def rerun(run_id: str):
     return run_response(current.runs().rerun(run_id, signed_in(), admit=limit_run_submission))
+
+
+@bp.post("/runs/<run_id>/priority")
+def set_priority(run_id: str):
+    body = json_body()
+    if set(body) != {"priority"}:
+        raise BadRequest("the body must be {\"priority\": n}", field="priority")
+    return run_response(current.runs().set_priority(run_id, signed_in(), parse_priority(body["priority"])))
 
 
 @bp.post("/runs/<run_id>/pause")

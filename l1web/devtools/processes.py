@@ -138,13 +138,23 @@ def path_without(bin_dir: Path, hidden: tuple[str, ...], path: str | None = None
     return str(bin_dir)
 
 
-def python_process(args: list[str], env: dict[str, str], *, log: Path | None = None) -> subprocess.Popen:
-    """Start `python <args>` from the project root in its own session (so we can signal it)."""
+#: Environment that keeps numeric libraries to one thread each (benchmarks pin workers to CPUs).
+ONE_THREAD_ENV = {"OMP_NUM_THREADS": "1", "OPENBLAS_NUM_THREADS": "1", "MKL_NUM_THREADS": "1"}
+
+
+def python_process(args: list[str], env: dict[str, str], *, log: Path | None = None,
+                   cpus: set[int] | None = None) -> subprocess.Popen:
+    """Start `python <args>` from the project root in its own session (so we can signal it).
+
+    `cpus` pins the process, and everything it starts (RQ's work-horses, ffmpeg), to those CPUs
+    from its first instruction; ffmpeg, x264 and the frame pool size their threads from it.
+    """
     out = open(log, "ab") if log else subprocess.DEVNULL  # noqa: SIM115 - the child keeps its own copy
+    pin = (lambda: os.sched_setaffinity(0, cpus)) if cpus else None
     try:
         return subprocess.Popen(
             [sys.executable, *args], cwd=ROOT, env={**os.environ, **env},
-            stdout=out, stderr=subprocess.STDOUT, start_new_session=True,
+            stdout=out, stderr=subprocess.STDOUT, start_new_session=True, preexec_fn=pin,  # noqa: PLW1509
         )
     finally:
         if log:

@@ -7,7 +7,9 @@ in the server). A failed analysis raises and is never cached.
 
 from __future__ import annotations
 
+import tempfile
 from collections.abc import Iterable, MutableMapping
+from pathlib import Path
 
 import numpy as np
 
@@ -89,10 +91,15 @@ def analyze_file(path, digest: str, features: list[str]) -> dict:
 
 
 def _mono_samples(path) -> np.ndarray:
-    raw = ffmpeg.ffmpeg(
-        *MEDIA_INPUT_FLAGS, "-i", str(path), "-t", str(MAX_AUDIO_SECONDS), "-vn", "-ac", "1",
-        "-ar", str(SAMPLE_RATE), "-f", "f32le", "-", timeout=EXTRACT_TIMEOUT,
-    )
-    if not raw:
+    # Through a file, read once into the array: through a pipe the bytes were held twice more
+    # while being joined (600 s are 53 MB of samples; peak memory is what bounds a worker).
+    with tempfile.TemporaryDirectory(prefix="l1-audio-") as tmp:
+        out = Path(tmp) / "mono.f32"
+        ffmpeg.ffmpeg(
+            *MEDIA_INPUT_FLAGS, "-i", str(path), "-t", str(MAX_AUDIO_SECONDS), "-vn", "-ac", "1",
+            "-ar", str(SAMPLE_RATE), "-f", "f32le", str(out), timeout=EXTRACT_TIMEOUT,
+        )
+        samples = np.fromfile(out, dtype="<f4") if out.is_file() else np.zeros(0, "<f4")
+    if not len(samples):
         raise MediaError(f"{path}: no decodable sound")
-    return np.frombuffer(raw, dtype="<f4")
+    return samples

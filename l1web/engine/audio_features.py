@@ -21,13 +21,18 @@ TIGHTNESS = 100.0
 ENERGY_WINDOW_MS = 50
 #: Tempo reported when there is too little rhythm to measure one.
 FALLBACK_BPM = 120.0
+#: STFT frames (and energy windows) computed per block: memory stays bounded (~10 MiB) whatever
+#: the length; the whole 600 s at once took over 400 MiB (a complex128 spectrogram and copies).
+BLOCK = 1024
 
 
 def energy(samples: np.ndarray) -> dict:
     """RMS per window, normalised to 0..1; value i covers [i, i+1) × window_ms."""
     size = SAMPLE_RATE * ENERGY_WINDOW_MS // 1000
-    frames = samples[: len(samples) // size * size].reshape(-1, size).astype(np.float64)
-    rms = np.sqrt(np.mean(frames**2, axis=1)) if len(frames) else np.zeros(0)
+    windows = samples[: len(samples) // size * size].reshape(-1, size)
+    # Per window, so computing it block by block gives the very same values with a bounded copy.
+    rms = np.concatenate([np.sqrt(np.mean(windows[i:i + BLOCK].astype(np.float64) ** 2, axis=1))
+                          for i in range(0, len(windows), BLOCK)]) if len(windows) else np.zeros(0)
     peak = rms.max(initial=0.0)
     values = rms / peak if peak > 0 else rms
     return {"window_ms": ENERGY_WINDOW_MS, "values": [round(float(v), 4) for v in values]}
@@ -52,11 +57,19 @@ def onset_strength(samples: np.ndarray) -> np.ndarray:
         return np.zeros(0)
     from scipy import signal  # here, not at the top: the web app imports the engine but never this
 
-    _, _, spec = signal.stft(samples, nperseg=FFT_SIZE, noverlap=FFT_SIZE - HOP,
-                             boundary=None, padded=False)
-    log_mag = np.log1p(100.0 * np.abs(spec))
-    flux = np.maximum(np.diff(log_mag, axis=1), 0.0).sum(axis=0)
-    flux = np.concatenate([[0.0], flux])
+    count = 1 + (len(samples) - FFT_SIZE) // HOP  # STFT frames, as stft(padded=False) makes them
+    parts, last = [np.zeros(1)], None
+    # Block by block (each frame's window is the same samples as in one whole STFT, so the values
+    # are too); the previous block's last column carries the difference across the cut.
+    for first in range(0, count, BLOCK):
+        end = min(count, first + BLOCK)
+        _, _, spec = signal.stft(samples[first * HOP:(end - 1) * HOP + FFT_SIZE], nperseg=FFT_SIZE,
+                                 noverlap=FFT_SIZE - HOP, boundary=None, padded=False)
+        log_mag = np.log1p(100.0 * np.abs(spec))
+        joined = log_mag if last is None else np.concatenate([last, log_mag], axis=1)
+        parts.append(np.maximum(np.diff(joined, axis=1), 0.0).sum(axis=0))
+        last = log_mag[:, -1:]
+    flux = np.concatenate(parts)
     peak = flux.max()
     return flux / peak if peak > 0 else flux
 

@@ -68,8 +68,10 @@ def has(ctx: Clients, digest: str) -> bool:
 
 def ensure_local(ctx: Clients, digests: Iterable[str]) -> None:
     """Fetch every one of `digests` this host lacks (a render's inputs); FetchError names the first miss."""
+    if not sources(ctx.settings):  # nowhere to fetch from: the render's own path check says what is missing
+        return
     for digest in digests:
-        if not ctx.store.has(digest) and sources(ctx.settings):
+        if not ctx.store.has(digest):
             fetch(ctx, digest)
 
 

@@ -1,4 +1,9 @@
-"""Enqueueing through a few typed helpers that set queue, timeout, TTLs and the JSON serializer."""
+"""Enqueueing through a few typed helpers that set queue, timeout, TTLs and the JSON serializer.
+
+Plans and steps are not put on RQ queues themselves: each is filed under its run's priority and
+owner in the fair-share pool (`state/fair.py`) and an interchangeable token job (`take_work`) goes
+on the queue; the worker that takes the token renders whatever the pool says is next.
+"""
 
 from __future__ import annotations
 
@@ -21,6 +26,9 @@ if TYPE_CHECKING:
 RUNS_QUEUE = "runs"
 #: Queue for rendering steps (the heavy work).
 STEPS_QUEUE = "steps"
+#: Every queue L1 uses, highest priority first: workers listen on these by default and /metrics
+#: always reports them ("default" is RQ's own, for jobs enqueued without a queue name).
+QUEUES = (STEPS_QUEUE, RUNS_QUEUE, "default")
 #: Seconds a plan job may take (analysis probes every input).
 PLAN_TIMEOUT = 900
 #: Seconds a render step may take, far above RQ's 180 s default: long videos render slowly.
@@ -35,16 +43,19 @@ def queue(connection: redis.Redis, name: str) -> Queue:
     return Queue(name, connection=connection, serializer=JSONSerializer)
 
 
+#: Kinds of work in the fair-share pool, and the RQ queue each kind's tokens go on.
+PLAN, STEP = "plan", "step"
+TOKEN_QUEUES = {PLAN: RUNS_QUEUE, STEP: STEPS_QUEUE}
+#: A token's timeout: the longest piece of its kind (a plan may render its run's one step).
+TOKEN_TIMEOUTS = {PLAN: PLAN_TIMEOUT + STEP_TIMEOUT, STEP: STEP_TIMEOUT}
+#: What the RQ dashboard says a token does (which run is decided when a worker takes it).
+TOKEN_DESCRIPTIONS = {PLAN: "plan run (the next one by fair share)", STEP: "render step (the next one by fair share)"}
+
+
 def enqueue_plan(connection: redis.Redis, run_id: str, attempt: int, *, render_inline: bool = False) -> Job:
-    """The run's plan job; with `render_inline` it also renders the run's one step (and may take as long)."""
-    return queue(connection, RUNS_QUEUE).enqueue(
-        "l1web.jobs.runs.plan_run", run_id, render_inline,
-        job_id=f"plan-{run_id[:16]}-{attempt}",
-        job_timeout=PLAN_TIMEOUT + (STEP_TIMEOUT if render_inline else 0),
-        result_ttl=RESULT_TTL, failure_ttl=FAILURE_TTL,
-        on_failure=Callback("l1web.jobs.runs.on_plan_failure"),
-        description=f"plan run {run_id[:12]}",
-    )
+    """The run's plan; with `render_inline` its job also renders the run's one step."""
+    return file_work(connection, run_id, {"kind": PLAN, "run": run_id, "id": f"plan-{run_id[:16]}-{attempt}",
+                                          "inline": render_inline})
 
 
 def step_job_id(run_id: str, step_id: str, attempt: int, tries: int = 1) -> str:
@@ -54,12 +65,23 @@ def step_job_id(run_id: str, step_id: str, attempt: int, tries: int = 1) -> str:
 
 
 def enqueue_step(connection: redis.Redis, run_id: str, step_id: str, attempt: int, tries: int = 1) -> Job:
-    return queue(connection, STEPS_QUEUE).enqueue(
-        "l1web.jobs.runs.execute_step", run_id, step_id,
-        job_id=step_job_id(run_id, step_id, attempt, tries),
-        job_timeout=STEP_TIMEOUT, result_ttl=RESULT_TTL, failure_ttl=FAILURE_TTL,
-        on_failure=Callback("l1web.jobs.runs.on_step_failure"),
-        description=f"run {run_id[:12]} step {step_id}",
+    return file_work(connection, run_id, {"kind": STEP, "run": run_id, "step": step_id,
+                                          "id": step_job_id(run_id, step_id, attempt, tries)})
+
+
+def file_work(connection: redis.Redis, run_id: str, piece: dict) -> Job:
+    """File a piece of work under its run's owner and priority, and put one token on its queue."""
+    from l1web.state.fair import FairShare
+
+    FairShare(connection).file(run_id, piece)
+    return enqueue_token(connection, piece["kind"])
+
+
+def enqueue_token(connection: redis.Redis, kind: str) -> Job:
+    return queue(connection, TOKEN_QUEUES[kind]).enqueue(
+        "l1web.jobs.runs.take_work", kind,
+        job_timeout=TOKEN_TIMEOUTS[kind], result_ttl=RESULT_TTL, failure_ttl=FAILURE_TTL,
+        on_failure=Callback("l1web.jobs.runs.on_work_failure"), description=TOKEN_DESCRIPTIONS[kind],
     )
 
 
@@ -80,9 +102,10 @@ def fetch(connection: redis.Redis, job_id: str) -> Job | None:
         return None
 
 
-def run_service(state: StateManager, store: ContentStore, connection: redis.Redis) -> RunService:
+def run_service(state: StateManager, store: ContentStore, connection: redis.Redis, *,
+                user_max_priority: int = 0) -> RunService:
     """A `RunService` whose plan jobs go on this connection's queue (the one wiring of the two)."""
     from l1web.runs.service import RunService
 
     return RunService(state, store, connection, functools.partial(enqueue_plan, connection),
-                      functools.partial(enqueue_advance, connection))
+                      functools.partial(enqueue_advance, connection), user_max_priority=user_max_priority)

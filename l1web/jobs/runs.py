@@ -48,7 +48,41 @@ WORK_DIR = "work"
 MAX_ERROR = 2000
 
 
-def plan_run(run_id: str, render_inline: bool = False) -> dict:
+def take_work(kind: str) -> dict:
+    """A token job: do the piece of work of `kind` the fair-share pool gives out next.
+
+    Plans and steps are filed in the pool (`state/fair.py`) and their tokens queued
+    (`queues.file_work`). The piece is kept in the job's meta, so that a failure callback
+    (also fired when the worker died) knows which run and step it was doing.
+    """
+    ctx = process_clients()
+    job = get_current_job()
+    got = ctx.state.fair.take(kind, ctx.settings.user_max_running)
+    if got is None:
+        # Every user with waiting work runs USER_MAX_RUNNING pieces already: try again shortly,
+        # with a new token (tokens stay one for one with waiting pieces).
+        time.sleep(CAPPED_PAUSE)
+        queues.enqueue_token(ctx.rq_connection, kind)
+        return {"status": "capped"}
+    user, piece = got
+    if job is not None:
+        job.meta["work"] = {**piece, "user": user}
+        job.save_meta()
+    # On an exception the failure callback releases the user's running count (it fires for a
+    # dead worker too, where this frame never finishes), so only a normal return releases here.
+    if piece["kind"] == queues.PLAN:
+        result = plan_run(piece["run"], bool(piece.get("inline")), work_id=piece["id"])
+    else:
+        result = execute_step(piece["run"], piece["step"], work_id=piece["id"])
+    ctx.state.fair.done(user)
+    return result
+
+
+#: Seconds a token waits before queuing itself again when every waiting user is at their cap.
+CAPPED_PAUSE = 0.5
+
+
+def plan_run(run_id: str, render_inline: bool = False, work_id: str | None = None) -> dict:
     """Analyze and plan a run, write its steps, and enqueue the ready ones.
 
     With `render_inline` (runs with a single render step, whose plan job gets the step's
@@ -57,7 +91,7 @@ def plan_run(run_id: str, render_inline: bool = False) -> dict:
     """
     ctx = process_clients()
     job = get_current_job()
-    jlog = JobLogAdapter(log, {"run": run_id, "job": job.id if job else "-"})
+    jlog = JobLogAdapter(log, {"run": run_id, "job": work_id or (job.id if job else "-")})
     runs = ctx.state.runs
     run = runs.get(run_id)
     if run is None or not runs.transition(run_id, RunEvent.START, started=time.time()):
@@ -78,7 +112,7 @@ def plan_run(run_id: str, render_inline: bool = False) -> dict:
     runs.update(run_id, plan_id=plan["plan_id"], output_step=plan["output"], steps_total=len(steps))
     jlog.info("planned %d steps (plan %s)", len(steps), plan["plan_id"][:12])
     for step_id in advance(ctx, run_id, keep=1 if render_inline else 0):
-        execute_step(run_id, step_id)
+        execute_step(run_id, step_id, work_id=work_id)
     return {"planned": True, "plan_id": plan["plan_id"], "steps": len(steps)}
 
 
@@ -101,40 +135,26 @@ class WorkerShutdown(RuntimeError):
     """The worker was stopped in the middle of a step (cold shutdown): an infrastructure failure."""
 
 
-def execute_step(run_id: str, step_id: str) -> dict:
-    """Render one step of a run, or reuse its recorded output; then advance the run."""
+def execute_step(run_id: str, step_id: str, work_id: str | None = None) -> dict:
+    """Render one step of a run, or reuse its recorded output; then advance the run.
+
+    `work_id` names this attempt (the piece of work's id, `plan-…` or `step-…`); the RQ job's
+    own id when called as a job of its own."""
     ctx = process_clients()
     job = get_current_job()
-    job_id = job.id if job else "inline"
+    job_id = work_id or (job.id if job else "inline")
     worker = _worker_name(job)
     jlog = JobLogAdapter(log, {"run": run_id, "job": job_id})
     runs = ctx.state.runs
     run, steps, states = runs.snapshot(run_id)
     state = states.get(step_id, {})
-    if run is None or run["status"] not in (RunStatus.RUNNING, RunStatus.PAUSED):
-        runs.step_transition(run_id, step_id, StepEvent.SKIP, error="run is no longer running")
-        return {"status": "skipped"}
-    if job and state.get("queued_job") not in (None, job.id):
-        return {"status": "superseded"}  # an older job for this step; a newer one is queued
-    if run["status"] == RunStatus.PAUSED or runs.queue_paused():
-        # Back to waiting: resuming the run (or the queue) enqueues it again, as a new job.
-        runs.step_transition(run_id, step_id, StepEvent.DEFER, tries=int(state.get("tries") or 1) + 1)
-        return {"status": "deferred"}
-    where = _placement(ctx, worker, state, states)
-    if where == lifecycle.Placement.ELSEWHERE:
-        return _hand_back(ctx, run, step_id, state, jlog)
-    if where == lifecycle.Placement.NOWHERE:
-        last = (state.get("attempts") or [{}])[-1].get("reason")
-        runs.step_transition(run_id, step_id, StepEvent.FAIL, finished=time.time(),
-                             error=f"every live worker failed {ctx.settings.worker_blocklist_after} or more steps "
-                                   "of this run (blocklisted); none may take it"
-                                   + (f"; the last attempt failed: {last}" if last else ""))
-        advance(ctx, run_id)
-        return {"status": "failed"}
+    early = _before_start(ctx, run, step_id, states, job_id=job_id if job else None, worker=worker, jlog=jlog)
+    if early is not None:
+        return early
     started_at = time.time()
     cleared = {"error": ""} if state.get("error") else {}  # the last attempt's reason, while retrying
     if not runs.step_transition(run_id, step_id, StepEvent.START, started=started_at, job_id=job_id,
-                                worker=worker, **cleared):
+                                rq_job=job.id if job else "", worker=worker, **cleared):
         return {"status": "not-queued"}
     step = next(s for s in steps if s["step_id"] == step_id)
     # The inputs were final before this step was queued, so this snapshot has their outputs.
@@ -157,6 +177,34 @@ def execute_step(run_id: str, step_id: str) -> dict:
         raise
     return _step_done(ctx, run_id, step, steps, digest=digest, cached=cached, watch=watch, worker=worker, job_id=job_id,
                       started_at=started_at, started=started, jlog=jlog)
+
+
+def _before_start(ctx: Clients, run: dict | None, step_id: str, states: dict[str, dict], *, job_id: str | None,
+                  worker: str, jlog) -> dict | None:
+    """Why this job does not render the step after all (its answer), or None to go on."""
+    runs, run_id, state = ctx.state.runs, run["id"] if run else "", states.get(step_id, {})
+    if run is None or run["status"] not in (RunStatus.RUNNING, RunStatus.PAUSED):
+        if run is not None:
+            runs.step_transition(run_id, step_id, StepEvent.SKIP, error="run is no longer running")
+        return {"status": "skipped"}
+    if job_id and state.get("queued_job") not in (None, job_id):
+        return {"status": "superseded"}  # an older job for this step; a newer one is queued
+    if run["status"] == RunStatus.PAUSED or runs.queue_paused():
+        # Back to waiting: resuming the run (or the queue) enqueues it again, as a new job.
+        runs.step_transition(run_id, step_id, StepEvent.DEFER, tries=int(state.get("tries") or 1) + 1)
+        return {"status": "deferred"}
+    where = _placement(ctx, worker, state, states)
+    if where == lifecycle.Placement.ELSEWHERE:
+        return _hand_back(ctx, run, step_id, state, jlog)
+    if where == lifecycle.Placement.NOWHERE:
+        last = (state.get("attempts") or [{}])[-1].get("reason")
+        runs.step_transition(run_id, step_id, StepEvent.FAIL, finished=time.time(),
+                             error=f"every live worker failed {ctx.settings.worker_blocklist_after} or more steps "
+                                   "of this run (blocklisted); none may take it"
+                                   + (f"; the last attempt failed: {last}" if last else ""))
+        advance(ctx, run_id)
+        return {"status": "failed"}
+    return None
 
 
 def _step_done(ctx: Clients, run_id: str, step: dict, steps: list[dict], *, digest: str, cached: bool,
@@ -476,39 +524,62 @@ def fail_run(ctx: Clients, run_id: str, reason: str) -> None:
     ctx.state.runs.transition(run_id, RunEvent.FAIL, error=reason[:MAX_ERROR], finished=time.time())
 
 
+def on_work_failure(job, connection, exc_type, exc_value, tb) -> None:
+    """RQ failure callback of a token job (also fired when its worker died or was stopped)."""
+    try:
+        piece = job.get_meta(refresh=True).get("work")  # the worker's copy predates the horse's meta
+    except Exception:  # noqa: BLE001 - the job record is gone: nothing is known to release
+        piece = (job.meta or {}).get("work")
+    if not piece:
+        return  # it failed before taking any work
+    ctx = process_clients()
+    ctx.state.fair.done(piece["user"])
+    if piece["kind"] == queues.PLAN:
+        plan_failed(ctx, job, piece["run"], piece["id"], exc_type=exc_type, exc_value=exc_value)
+    else:
+        step_failed(ctx, job, piece["run"], piece["step"], piece["id"], exc_type=exc_type, exc_value=exc_value)
+
+
 def on_plan_failure(job, connection, exc_type, exc_value, tb) -> None:
-    """RQ failure callback (also fired for a plan job whose worker died).
+    """RQ failure callback of a plan job enqueued on its own (before fair share)."""
+    plan_failed(process_clients(), job, job.args[0], job.id, exc_type=exc_type, exc_value=exc_value)
+
+
+def on_step_failure(job, connection, exc_type, exc_value, tb) -> None:
+    """RQ failure callback of a step job enqueued on its own (before fair share)."""
+    run_id, step_id = job.args[:2]
+    step_failed(process_clients(), job, run_id, step_id, job.id, exc_type=exc_type, exc_value=exc_value)
+
+
+def plan_failed(ctx: Clients, job, run_id: str, work_id: str, *, exc_type, exc_value) -> None:
+    """A plan job failed (or its worker died).
 
     A plan job that was rendering its run's step itself (`render_inline`) fails that step's
     attempt (which may be retried), so the run's error names the step, as for a step job.
     """
-    ctx = process_clients()
-    run_id = job.args[0]
     states = ctx.state.runs.step_states(run_id)
     if states:  # planned: the failure, if any is left to record, is the inline step's
         for step_id, state in states.items():
-            if state.get("status") == StepStatus.RUNNING and state.get("job_id") == job.id:
-                attempt_failed(ctx, run_id, step_id, job_id=job.id, worker=_worker_name(job),
+            if state.get("status") == StepStatus.RUNNING and state.get("job_id") == work_id:
+                attempt_failed(ctx, run_id, step_id, job_id=work_id, worker=_worker_name(job),
                                error_type=_type_name(exc_type), reason=_describe(exc_type, exc_value))
         return
     fail_run(ctx, run_id, f"planning failed: {_describe(exc_type, exc_value)}")
 
 
-def on_step_failure(job, connection, exc_type, exc_value, tb) -> None:
-    """RQ failure callback: also fired when the worker running the step died or was stopped.
+def step_failed(ctx: Clients, job, run_id: str, step_id: str, work_id: str, *, exc_type, exc_value) -> None:
+    """A step job failed (or its worker died or was stopped).
 
     A failure the job itself recorded (an exception in `execute_step`) is not recorded twice:
-    only a step still running this job, or still queued for it, is changed here.
+    only a step still running this attempt, or still queued for it, is changed here.
     """
-    ctx = process_clients()
-    run_id, step_id = job.args
     state = ctx.state.runs.step_states(run_id).get(step_id, {})
     status = state.get("status")
-    ours = (status == StepStatus.RUNNING and state.get("job_id") == job.id) or (
-        status in (StepStatus.QUEUED, StepStatus.RETRYING) and state.get("queued_job", job.id) == job.id)
+    ours = (status == StepStatus.RUNNING and state.get("job_id") == work_id) or (
+        status in (StepStatus.QUEUED, StepStatus.RETRYING) and state.get("queued_job", work_id) == work_id)
     if not ours:
         return
-    attempt_failed(ctx, run_id, step_id, job_id=job.id, worker=_worker_name(job),
+    attempt_failed(ctx, run_id, step_id, job_id=work_id, worker=_worker_name(job),
                    error_type=_type_name(exc_type), reason=_describe(exc_type, exc_value))
 
 

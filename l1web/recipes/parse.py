@@ -14,7 +14,7 @@ from collections.abc import Mapping
 from dataclasses import dataclass
 
 from l1web.engine.canonical import sha3_json
-from l1web.engine.dag import Dag, parse_dag, validate
+from l1web.engine.dag import Dag, Node, parse_dag, validate
 from l1web.engine.effects import EffectError, get_effect
 from l1web.engine.errors import DagError
 from l1web.recipes.errors import RecipeError
@@ -60,7 +60,7 @@ class Recipe:
                      if node.type == "SOURCE" and node.config.get("hash"))
         return sorted(fixed)
 
-    def to_dict(self) -> dict:
+    def to_dict(self) -> dict[str, object]:
         return {
             "name": self.name,
             "version": self.version,
@@ -153,7 +153,7 @@ def _check_sources_and_effects(dag: Dag, effects: Mapping[str, str], assets: Map
             _check_effect(node, effects)
 
 
-def _check_source(node, assets: Mapping[str, str], seen_inputs: set[str]) -> None:
+def _check_source(node: Node, assets: Mapping[str, str], seen_inputs: set[str]) -> None:
     config = node.config
     modes = [bool(config.get("input")), config.get("asset") is not None, config.get("hash") is not None]
     if sum(modes) != 1:
@@ -172,7 +172,7 @@ def _check_source(node, assets: Mapping[str, str], seen_inputs: set[str]) -> Non
                           node=node.id, field="config.asset")
 
 
-def _check_effect(node, effects: Mapping[str, str]) -> None:
+def _check_effect(node: Node, effects: Mapping[str, str]) -> None:
     ref = node.config["effect"]
     try:
         effect = get_effect(ref)
@@ -189,8 +189,8 @@ def _check_effect(node, effects: Mapping[str, str]) -> None:
         raise RecipeError(str(exc), node=node.id, field="config.params") from None
 
 
-def _input_name(node) -> str:
-    return node.config.get("name") or node.id
+def _input_name(node: Node) -> str:
+    return str(node.config.get("name") or node.id)
 
 
 def bind_inputs(recipe: Recipe, inputs: Mapping[str, str]) -> Dag:

@@ -54,7 +54,7 @@ def _check_depth(text: str) -> None:
     for event in yaml.parse(text, Loader=yaml.SafeLoader):
         if isinstance(event, yaml.CollectionStartEvent):
             depth += 1
-            if depth > MAX_DEPTH:
+            if depth > MAX_DEPTH and event.start_mark is not None:
                 mark = event.start_mark
                 raise RecipeError(f"recipe nests deeper than {MAX_DEPTH} levels at line {mark.line + 1}, "
                                   f"column {mark.column + 1}", line=mark.line + 1, column=mark.column + 1)

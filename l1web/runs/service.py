@@ -34,12 +34,13 @@ class Submission:
     params: dict = field(default_factory=dict)
     force: bool = False
     paused: bool = False
+    priority: int = 0
 
     @classmethod
     def from_json(cls, body: object) -> Submission:
         if not isinstance(body, dict):
             raise BadRequest("the request body must be a JSON object with 'recipe' and 'inputs'")
-        unknown = sorted(set(body) - {"recipe", "inputs", "output_name", "params", "force", "paused"})
+        unknown = sorted(set(body) - {"recipe", "inputs", "output_name", "params", "force", "paused", "priority"})
         if unknown:
             raise BadRequest(f"unknown field {unknown[0]!r}", field=unknown[0])
         recipe = body.get("recipe")
@@ -66,7 +67,18 @@ class Submission:
             raise BadRequest("'force' must be true or false", field="force")
         if not isinstance(paused, bool):
             raise BadRequest("'paused' must be true or false", field="paused")
-        return cls(recipe, inputs, output_name, params, force, paused)
+        return cls(recipe, inputs, output_name, params, force, paused, parse_priority(body.get("priority", 0)))
+
+
+#: Lowest and highest run priority; higher runs first. Owners may go up to USER_MAX_PRIORITY.
+PRIORITY_RANGE = (-10, 10)
+
+
+def parse_priority(value: object) -> int:
+    low, high = PRIORITY_RANGE
+    if isinstance(value, bool) or not isinstance(value, int) or not low <= value <= high:
+        raise BadRequest(f"'priority' must be a whole number from {low} to {high}", field="priority")
+    return value
 
 
 def renders_one_step(recipe: Recipe) -> bool:
@@ -97,10 +109,12 @@ class RunService:
     """Submitting, viewing, cancelling and re-running runs; the job layer is injected, not imported."""
 
     def __init__(self, state: StateManager, store: ContentStore, rq_connection: redis.Redis,
-                 enqueue_plan: EnqueuePlan, enqueue_advance: EnqueueAdvance | None = None) -> None:
+                 enqueue_plan: EnqueuePlan, enqueue_advance: EnqueueAdvance | None = None, *,
+                 user_max_priority: int = 0) -> None:
         self.state, self.store, self.rq = state, store, rq_connection
         self.enqueue_plan = enqueue_plan
         self.enqueue_advance = enqueue_advance
+        self.user_max_priority = user_max_priority
 
     # Submitting ----------------------------------------------------------------------------
     def resolve_recipe(self, ref: str, user: User, params: Mapping[str, object]) -> tuple[Recipe, str | None]:
@@ -164,6 +178,7 @@ class RunService:
         `admit` is called once the submission is valid and would enqueue work (a new run or a
         forced re-run), before anything is written: a rate limit raises there and changes nothing.
         """
+        self.check_priority(submission.priority, user)
         recipe, config_id = self.resolve_recipe(submission.recipe, user, submission.params)
         input_hashes = self.bind(recipe, submission.inputs, user)
         run_id = run_id_for(user.name, recipe.id, input_hashes, submission.params)
@@ -182,6 +197,7 @@ class RunService:
             "recipe_id": recipe.id, "recipe_name": recipe.name, "config_id": config_id or "",
             "recipe": recipe.to_dict(), "input_hashes": input_hashes, "params": submission.params,
             "output_name": submission.output_name or "", "attempt": 1, "force": False,
+            "priority": submission.priority,
         }
         # Hold the inputs before the run exists: an input deleted meanwhile is a 404 with no run
         # written, never a run that was written but not enqueued (pending for ever).
@@ -281,6 +297,23 @@ class RunService:
                                           error="", output_hash="", finished="", force=force):
             raise Conflict(f"the run is {run['status']}; only failed or cancelled runs can be re-run")
         self.enqueue_plan(run_id, attempt, render_inline=_stored_renders_one_step(run))
+        return self.state.runs.get(run_id) or run
+
+    def check_priority(self, priority: int, user: User) -> None:
+        if priority > self.user_max_priority and not user.is_admin:
+            raise Forbidden(f"priority {priority} is above your ceiling of {self.user_max_priority}",
+                            field="priority")
+
+    def set_priority(self, run_id: str, user: User, priority: int) -> dict:
+        """Change a live run's priority; its waiting plan or steps move to the new priority at once."""
+        run = self.get(run_id, user)
+        self.check_priority(priority, user)
+        if not RunStatus(run["status"]).live:
+            raise Conflict(f"the run is {run['status']}; only a live run's priority can change")
+        old = int(run.get("priority") or 0)
+        self.state.runs.update(run_id, priority=priority)
+        for kind in ("plan", "step"):
+            self.state.fair.move(kind, run.get("owner") or "", old, priority, run_id)
         return self.state.runs.get(run_id) or run
 
     def pause(self, run_id: str, user: User) -> dict:

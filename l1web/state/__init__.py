@@ -6,6 +6,8 @@ client. RQ gets its own raw client (`rq_connection`), because RQ needs bytes res
 
 from __future__ import annotations
 
+from typing import cast
+
 import redis
 import redis.lock
 
@@ -13,6 +15,7 @@ from l1web.state import keys
 from l1web.state.cache import CacheIndex
 from l1web.state.chunks import RemovedChunks
 from l1web.state.claims import Claims
+from l1web.state.fair import FairShare
 from l1web.state.ipfs import IPFSIndex
 from l1web.state.metrics import StepMetrics
 from l1web.state.recipes import Recipes
@@ -48,6 +51,7 @@ class StateManager:
         self.runs = Runs(client)
         self.claims = Claims(client)
         self.recipes = Recipes(client)
+        self.fair = FairShare(client)
         self.ipfs = IPFSIndex(client)
         self.step_metrics = StepMetrics(client)
         self.uploads = Uploads(client)
@@ -61,24 +65,25 @@ class StateManager:
     def ping(self) -> bool:
         return bool(self.redis.ping())
 
-    def server_info(self) -> dict:
+    def server_info(self) -> dict[str, object]:
         """Redis's own INFO (version, memory, AOF, uptime, clients) for the status page."""
         return dict(self.redis.info())
 
-    def ipns_status(self) -> dict | str | None:
+    def ipns_status(self) -> dict[str, str] | str | None:
         """Whatever the IPFS sync wrote to `artdag:ipns:status` (a hash or a string); None if unset."""
         key = keys.ipns_status()
         kind = self.redis.type(key)
         kind = kind.decode() if isinstance(kind, bytes) else kind
         if kind == "hash":
-            return dict(sorted(self.redis.hgetall(key).items()))
+            return dict(sorted(cast(dict[str, str], self.redis.hgetall(key)).items()))  # a decoding client
         if kind == "string":
-            return self.redis.get(key)
+            return cast(str | None, self.redis.get(key))  # a decoding client
         return None
 
     def samples_lock(self, *, timeout: float, wait: float) -> redis.lock.Lock:
         """The start-up lock one process holds while it makes the sample assets."""
-        return self.redis.lock(keys.samples_lock(), timeout=timeout, blocking_timeout=wait)
+        lock: redis.lock.Lock = self.redis.lock(keys.samples_lock(), timeout=timeout, blocking_timeout=wait)
+        return lock
 
 
 __all__ = ["StateManager", "connect", "keys"]

@@ -363,24 +363,22 @@ class CacheIndex:
         return {k: int(v) for k, v in self.redis.hgetall(keys.stats()).items()}
 
     def access_items(self, digests: list[str], asker: str) -> list[Item]:
-        """The ownership rule's facts for many hashes in one Redis round trip (`CacheIndex.access_item`
-        for each, batched); quarantined items count as absent."""
+        """The ownership rule's facts for many hashes in one Redis round trip (`access_item` for
+        each, batched: one HMGET per item, one ZMSCORE/SMISMEMBER per set); quarantined items
+        count as absent."""
+        if not digests:
+            return []
         with self.redis.pipeline(transaction=False) as pipe:
             pipe.hvals(keys.assets())
-            pipe.hmget(keys.cache_quarantine(), digests) if digests else pipe.echo("")
+            pipe.hmget(keys.cache_quarantine(), digests)
+            pipe.zmscore(keys.cache_owner_index(asker), digests)
+            pipe.smismember(keys.cache_published(), digests)
+            pipe.zmscore(keys.cache_shared(), digests)
             for digest in digests:
                 pipe.hmget(keys.cache_item(digest), "size", "owner")
-                pipe.zscore(keys.cache_owner_index(asker), digest)
-                pipe.sismember(keys.cache_published(), digest)
-                pipe.zscore(keys.cache_shared(), digest)
-            answers = pipe.execute()
-        assets = set(answers[0])
-        quarantined = answers[1] if digests else []
-        items = []
-        for i, digest in enumerate(digests):
-            (size, owner), held, published, shared = answers[2 + 4 * i: 6 + 4 * i]
-            items.append(Item(
-                exists=size is not None and quarantined[i] is None, owner=owner or None,
-                holders=frozenset([asker]) if asker and held is not None else frozenset(),
-                asset=digest in assets, published=bool(published), shared=shared is not None))
-        return items
+            assets, quarantined, held, published, shared, *facts = pipe.execute()
+        assets = set(assets)
+        return [Item(exists=size is not None and quarantined[i] is None, owner=owner or None,
+                     holders=frozenset([asker]) if asker and held[i] is not None else frozenset(),
+                     asset=digest in assets, published=bool(published[i]), shared=shared[i] is not None)
+                for i, (digest, (size, owner)) in enumerate(zip(digests, facts, strict=True))]

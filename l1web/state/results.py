@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+from typing import cast
+
 import redis
 
 from l1web.state import keys
@@ -14,7 +16,7 @@ class Results:
         self.redis = client
 
     def get_result(self, cache_id: str) -> str | None:
-        return self.redis.get(keys.result(cache_id))
+        return cast(str | None, self.redis.get(keys.result(cache_id)))  # a decoding client
 
     def set_result(self, cache_id: str, digest: str) -> None:
         self.redis.set(keys.result(cache_id), digest)

@@ -41,7 +41,8 @@ def create_app(settings: Settings | None = None, *, state: StateManager | None =
     clients = Clients.from_settings(settings, state=state)
     from l1web.jobs.queues import run_service
 
-    current.install(app, clients, run_service(clients.state, clients.store, clients.rq_connection))
+    current.install(app, clients, run_service(clients.state, clients.store, clients.rq_connection,
+                                                        user_max_priority=clients.settings.user_max_priority))
     errors.init_app(app)
     auth.init_app(app)
 

@@ -28,9 +28,10 @@ def waitress_options(settings: Settings) -> dict:
 
 def serve(settings: Settings | None = None, app=None) -> None:
     """`python app.py` / `l1 web`: check the tools and Redis, make the samples, then serve."""
-    from waitress import serve as waitress_serve
+    import logging
 
     from l1web import startup
+    from l1web.web.keepalive import create_server  # 204s keep their connection (tus PATCHes)
 
     settings = settings or Settings.from_env()
     startup.prepare(settings, "web app", redis_required=False)
@@ -40,6 +41,9 @@ def serve(settings: Settings | None = None, app=None) -> None:
         app = create_app(settings)
     print(f"L1 listening on http://{settings.host}:{settings.port}", flush=True)
     try:
-        waitress_serve(app, **waitress_options(settings))
+        logging.basicConfig()  # as waitress.serve does (idempotent)
+        server = create_server(app, **waitress_options(settings))
+        server.print_listen("Serving on http://{}:{}")
+        server.run()
     except OSError as exc:  # the port is taken, or the address is not ours
         startup.fail("web app", f"cannot listen on {settings.host}:{settings.port} ({exc.strerror}): set PORT/HOST")

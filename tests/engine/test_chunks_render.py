@@ -42,6 +42,9 @@ def clips(tmp_path_factory) -> dict[str, Path]:
         "mp3": make(d / "mp3.mp4", *lavfi, f"testsrc=size={w}x{h}:rate=30:duration={SECONDS}{SCROLL}",
                     *lavfi, f"sine=frequency=660:duration={SECONDS}", *video, "-c:a", "libmp3lame",
                     "-shortest"),
+        # The picture ends at 8 s, the sound at 12 s: planned by 12 s, the last chunk is empty.
+        "short": make(d / "short.mp4", *lavfi, f"testsrc=size={w}x{h}:rate=25:duration=8{SCROLL}",
+                      *lavfi, f"sine=frequency=440:duration={SECONDS}", *video, "-c:a", "aac"),
         "pattern": make(d / "pattern.mp4", *lavfi, f"testsrc2=size={w}x{h}:rate=25:duration={SECONDS}",
                         *video),
     }
@@ -92,7 +95,9 @@ CASES = {
     "sepia, MP3 sound at 30 fps": ("mp3", {"type": "EFFECT", "config": {"effect": "sepia"}}),
     "RESIZE": ("counter", {"type": "RESIZE", "config": {"width": 320, "height": 240, "mode": "fit"}}),
     "TRANSFORM": ("counter", {"type": "TRANSFORM", "config": {"effects": {"hue": 40, "sharpen": 1}}}),
+    "picture shorter than sound": ("short", {"type": "EFFECT", "config": {"effect": "invert"}}),
 }
+FRAMES = {"counter": SECONDS * 25, "mp3": SECONDS * 30, "short": 8 * 25}
 
 
 @pytest.mark.parametrize("case", list(CASES))
@@ -107,7 +112,7 @@ def test_chunked_and_unchunked_renders_match(case, clips, store, results, temp_r
     assert whole != joined  # other GOPs: other bytes, under another cache id
 
     times = frame_times(whole)
-    assert len(times) == SECONDS * (30 if clip == "mp3" else 25)
+    assert len(times) == FRAMES[clip]
     assert frame_times(joined) == times  # same count, same timestamps: nothing dropped or doubled
     a, b = luma_frames(whole), luma_frames(joined)
     assert a.shape == b.shape
@@ -130,6 +135,16 @@ def test_blend_of_aligned_videos_chunks_with_exact_seams(clips, store, results, 
     worst = min(psnr(x, y) for x, y in zip(luma_frames(whole), luma_frames(joined), strict=True))
     assert worst >= MIN_PSNR, f"worst frame PSNR {worst:.1f} dB"
     assert audio_packets(joined) == audio_packets(whole)
+
+
+def test_chunks_after_the_first_seek_to_their_start_instead_of_decoding_from_it(clips):
+    from l1web.engine.steps.seek import chunk_input
+
+    assert chunk_input(clips["counter"], (0, 75)) == ([], "trim=start_frame=0:end_frame=75,setpts=PTS-STARTPTS")
+    # Midway between frames 74 (2.96 s) and 75 (3.00 s); then 75 frames counted from there.
+    assert chunk_input(clips["counter"], (75, 150)) == (["-ss", "2.980000"],
+                                                        "trim=start_frame=0:end_frame=75,setpts=PTS-STARTPTS")
+    assert chunk_input(clips["counter"], (225, None))[1] == "trim=start_frame=0,setpts=PTS-STARTPTS"
 
 
 def test_each_chunk_holds_exactly_its_frames_without_sound(clips, store, results, temp_root):
@@ -156,3 +171,15 @@ def _video_payload(path: Path) -> bytes:
     return subprocess.run([ffmpeg_exe(), "-v", "error", "-i", str(path), "-map", "0:v:0", "-c", "copy",
                            "-bsf:v", "h264_mp4toannexb", "-f", "h264", "-"], check=True,
                           capture_output=True).stdout
+
+
+def test_the_join_refuses_missing_or_doubled_frames_and_drops_trailing_empty_chunks():
+    from l1web.engine.errors import StepError
+    from l1web.engine.steps.join import present
+
+    ranges = [[0, 75], [75, 150], [150, 225], [225, None]]
+    assert present(list("abcd"), ranges, [75, 75, 75, 80]) == list("abcd")
+    assert present(list("abcd"), ranges, [75, 75, 50, 0]) == list("abc")  # the picture ended early
+    for counts in ([75, 74, 75, 80], [75, 76, 75, 80], [0, 75, 75, 75], [75, 75, 50, 3]):
+        with pytest.raises(StepError):
+            present(list("abcd"), ranges, counts)

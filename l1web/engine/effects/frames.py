@@ -26,8 +26,9 @@ from l1web.engine.effects.errors import EffectError
 from l1web.engine.ffmpeg import STDERR_KEEP, FFmpegError, FFmpegTimeout, child_options, kill_group
 
 #: Threads transforming frames: scipy.ndimage and numpy release the GIL, so frames are
-#: processed in parallel while the two ffmpeg processes use their own cores.
-FRAME_WORKERS = min(4, os.cpu_count() or 1)
+#: processed in parallel while the two ffmpeg processes use their own cores. Counted from the
+#: CPUs this process may run on, so a worker pinned to one CPU does not oversubscribe it.
+FRAME_WORKERS = min(4, len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else os.cpu_count() or 1)
 #: Frames decoded but not yet written; memory stays below twice this many frames (in + out).
 IN_FLIGHT = 2 * FRAME_WORKERS
 #: Seconds a process still gets to exit after the deadline when it was about to finish.

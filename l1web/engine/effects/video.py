@@ -11,7 +11,6 @@ import time
 from dataclasses import dataclass, replace
 from pathlib import Path
 
-from l1web.engine.chunks import trim_filter
 from l1web.engine.effects.effect import Effect
 from l1web.engine.effects.encoding import (
     AUDIO_COPY_ARGS,
@@ -111,10 +110,11 @@ def audio_args(info: VideoInfo) -> tuple[str, ...]:
 def apply_filter(chain: str, src: Path, dst: Path, info: VideoInfo, *, timeout: float,
                  frames: tuple[int, int | None] | None = None) -> None:
     """One ffmpeg run: the first video stream through `chain`, the first audio stream kept."""
+    seek, selection = _chunk(src, frames)
     ffmpeg(
-        *INPUT_FLAGS, "-i", str(src),
+        *seek, *INPUT_FLAGS, "-i", str(src),
         "-map", "0:v:0", *(("-map", "0:a:0?") if info.audio_codec else ("-an",)),
-        "-vf", _trimmed(frames, f"{chain},{EVEN_SIZE_FILTER}"),
+        "-vf", _trimmed(selection, f"{chain},{EVEN_SIZE_FILTER}"),
         *VIDEO_ENCODE_ARGS, *audio_args(info),
         str(dst),
         timeout=timeout,
@@ -124,9 +124,10 @@ def apply_filter(chain: str, src: Path, dst: Path, info: VideoInfo, *, timeout: 
 def decoder_args(src: Path, pix_fmt: str, fps: str,
                  frames: tuple[int, int | None] | None = None) -> list[str]:
     """ffmpeg writing the source's frames (or a chunk's) to stdout as raw `pix_fmt`, constant `fps`."""
+    seek, selection = _chunk(src, frames)
     return [
-        ffmpeg_exe(), *BASE_FLAGS, *INPUT_FLAGS, "-i", str(src),
-        "-map", "0:v:0", "-vf", _trimmed(frames, EVEN_SIZE_FILTER), "-r", fps,
+        ffmpeg_exe(), *BASE_FLAGS, *seek, *INPUT_FLAGS, "-i", str(src),
+        "-map", "0:v:0", "-vf", _trimmed(selection, EVEN_SIZE_FILTER), "-r", fps,
         "-f", "rawvideo", "-pix_fmt", pix_fmt, "pipe:1",
     ]
 
@@ -145,6 +146,14 @@ def encoder_args(src: Path, dst: Path, pix_fmt: str, size: str, info: VideoInfo)
     ]
 
 
-def _trimmed(frames: tuple[int, int | None] | None, chain: str) -> str:
-    # The same frame selection as every other chunked renderer (engine/chunks.py).
-    return f"{trim_filter(frames)},{chain}" if frames else chain
+def _chunk(src: Path, frames: tuple[int, int | None] | None) -> tuple[list[str], str | None]:
+    # The same frame selection as every other chunked renderer (engine/steps/seek.py).
+    if frames is None:
+        return [], None
+    from l1web.engine.steps.seek import chunk_input
+
+    return chunk_input(src, frames)
+
+
+def _trimmed(selection: str | None, chain: str) -> str:
+    return f"{selection},{chain}" if selection else chain

@@ -5,7 +5,9 @@ at time 0; ffmpeg's concat demuxer (documented for exactly this: same codec, sam
 offsets each by the length of those before it and `-c:v copy` keeps every frame as encoded, so
 the join costs a copy, not a render. The sound is taken from the step's first input in one
 piece, with the same arguments the unchunked render would use, so it is the same stream with no
-seams. Every chunk but the last must hold exactly its range's frames, checked before joining.
+seams. Every chunk must hold exactly its range's frames, checked before joining — except where
+the picture ends early (a file whose sound outlasts its picture is planned by its longer
+duration): then that chunk is short, every later one is empty, and the empty ones are left out.
 """
 
 from __future__ import annotations
@@ -26,12 +28,8 @@ LIST_NAME = "chunks.txt"
 def join(job: RenderTask, node_type: str, ranges: list[list[int | None]]) -> None:
     """`job.inputs` = the chunks of frames `ranges`, in order, then the step's own inputs."""
     count = len(ranges)
-    parts, source = job.inputs[:count], job.inputs[count]
-    for index, (part, (start, end)) in enumerate(zip(parts, ranges, strict=True)):
-        frames = frame_count(part)
-        if (end is not None and frames != end - start) or frames < 1:
-            want = f"{end - start}" if end is not None else "at least 1"
-            raise StepError(f"chunk {index} has {frames} frames, {want} expected")
+    source = job.inputs[count]
+    parts = present(job.inputs[:count], ranges, [frame_count(p) for p in job.inputs[:count]])
     folder = job.out.parent
     lines = []
     for index, part in enumerate(parts):
@@ -47,6 +45,20 @@ def join(job: RenderTask, node_type: str, ranges: list[list[int | None]]) -> Non
         "-map", "0:v:0", "-map", "1:a:0?", "-c:v", "copy", *sound_args(job, node_type, source),
         *CONTAINER_ARGS, str(job.out),
     )
+
+
+def present(parts: list, ranges: list[list[int | None]], counts: list[int]) -> list:
+    """The chunks holding frames, after checking that no frame is missing or doubled."""
+    ended = False
+    for index, ((start, end), frames) in enumerate(zip(ranges, counts, strict=True)):
+        expected = None if end is None else end - start
+        if ended and frames:
+            raise StepError(f"chunk {index} has {frames} frames after the picture ended")
+        if (expected is not None and frames > expected) or (index == 0 and frames < 1):
+            want = expected if expected is not None else "at least 1"
+            raise StepError(f"chunk {index} has {frames} frames, {want} expected")
+        ended = ended or expected is None or frames < expected
+    return [part for part, frames in zip(parts, counts, strict=True) if frames]
 
 
 def sound_args(job: RenderTask, node_type: str, source) -> list[str]:

@@ -4,10 +4,10 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 from fractions import Fraction
+from functools import cached_property
 from pathlib import Path
 
 from l1web.engine import ffmpeg
-from l1web.engine.chunks import trim_filter
 from l1web.engine.errors import StepError
 from l1web.engine.ffmpeg import MEDIA_INPUT_FLAGS
 from l1web.engine.media import MAX_PIXELS
@@ -30,19 +30,29 @@ class RenderTask:
     #: A chunk's frame range `[start, end)` (end None: to the end), or None for the whole video.
     frames: tuple[int, int | None] | None = None
 
-    def trim(self, chain: str) -> str:
-        """`chain` preceded, for a chunk, by the selection of its frames by index (engine/chunks.py).
+    @cached_property
+    def chunk_inputs(self) -> list[tuple[list[str], str | None]]:
+        """Per input: (`-ss` before its `-i`, trim filter) selecting the chunk's frames (steps/seek.py).
 
-        `trim` counts decoded frames, so a chunk is exactly its frames whatever the timestamps;
-        `setpts` restarts the chunk's clock at 0 so the join lays chunks end to end.
+        Frames are chosen by index, so a chunk is exactly its frames whatever the timestamps;
+        the trim's `setpts` restarts the chunk's clock at 0 so the join lays chunks end to end.
         """
-        return f"{trim_filter(self.frames)},{chain}" if self.frames else chain
+        from l1web.engine.steps.seek import chunk_input
+
+        return [chunk_input(path, self.frames) if self.frames and kind == "video" else ([], None)
+                for path, kind in zip(self.inputs, self.input_kinds, strict=True)]
+
+    def trim(self, chain: str) -> str:
+        """`chain` preceded, for a chunk, by the selection of input 0's frames."""
+        selection = self.chunk_inputs[0][1] if self.frames else None
+        return f"{selection},{chain}" if selection else chain
 
     def video_input(self, index: int, graph: list[str]) -> str:
         """The filter-graph label of input `index`'s picture: trimmed to the chunk when it is video."""
-        if not self.frames or self.input_kinds[index] != "video":
+        selection = self.chunk_inputs[index][1] if self.frames else None
+        if not selection:
             return f"[{index}:v]"
-        graph.append(f"[{index}:v]{trim_filter(self.frames)}[t{index}]")
+        graph.append(f"[{index}:v]{selection}[t{index}]")
         return f"[t{index}]"
 
     def sound(self) -> list[str]:
@@ -54,10 +64,11 @@ class RenderTask:
         ffmpeg.ffmpeg(*args, timeout=self.timeout)
 
     def input_args(self) -> list[str]:
-        """`-i` for every input, each preceded by the safe input flags."""
+        """`-i` for every input, each preceded by the safe input flags (and a chunk's seek)."""
         args: list[str] = []
-        for path in self.inputs:
-            args += [*MEDIA_INPUT_FLAGS, "-i", str(path)]
+        for index, path in enumerate(self.inputs):
+            seek = self.chunk_inputs[index][0] if self.frames else []
+            args += [*seek, *MEDIA_INPUT_FLAGS, "-i", str(path)]
         return args
 
 

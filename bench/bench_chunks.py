@@ -1,0 +1,157 @@
+"""Chunks: one long video on several workers (issue 16).
+
+Starts its own redis-server and real worker processes (`worker.py`), each pinned to one CPU
+(`sched_setaffinity` before the worker starts, inherited by its work-horses and ffmpeg; numpy,
+OpenBLAS and OpenMP held to one thread; the frame pool and x264 size themselves from the
+affinity), so 2 workers against 1 measures scheduling, not how many cores one render grabs.
+Then, on a 60 s 1280×720 clip (`testsrc2` + a tone) through `dog`:
+
+- wall time chunked (CHUNK_SECONDS=10 → 6 chunks) on 2 workers ÷ unchunked on 1 (goal ≤ 0.60);
+- the join's time ÷ the whole chunked render (goal ≤ 5 %);
+- the chunks' summed render time ÷ the unchunked step's (the cost of cutting: decoding the
+  frames before a chunk, encoder restarts), and the queue's gap from the last chunk to the join.
+
+`python bench/bench_chunks.py` runs it alone; `BENCH_CHUNKS_CLIP` changes the clip's seconds.
+docs/scaling.md turns these figures into the expected curve for 1–32 workers.
+"""
+
+from __future__ import annotations
+
+import os
+import subprocess
+import sys
+import tempfile
+import time
+from pathlib import Path
+
+ROOT = Path(__file__).resolve().parent.parent
+sys.path.insert(0, str(ROOT))
+
+from l1web.devtools.processes import (  # noqa: E402
+    ONE_THREAD_ENV,
+    free_port,
+    python_process,
+    start_redis,
+    stop_process,
+    wait_for,
+)
+from l1web.engine.ffmpeg import ffmpeg_exe  # noqa: E402
+from l1web.jobs.queues import run_service  # noqa: E402
+from l1web.runs.model import RunStatus  # noqa: E402
+from l1web.runs.service import Submission  # noqa: E402
+from l1web.state import StateManager, connect  # noqa: E402
+from l1web.store import ContentStore  # noqa: E402
+from l1web.users import User  # noqa: E402
+
+#: Seconds of the benchmark clip (the issue asks for 60) and its size.
+CLIP_SECONDS = int(os.environ.get("BENCH_CHUNKS_CLIP", "60"))
+CLIP_SIZE = "1280x720"
+#: The chunk setting of the chunked runs.
+CHUNK = {"CHUNK_SECONDS": "10", "CHUNK_MIN_SECONDS": "30"}
+#: Goals from the issue.
+SPEED_GOAL, JOIN_GOAL = 0.60, 0.05
+USER = User("bench")
+
+
+class Farm:
+    """Redis, a store and the run service, with workers pinned one CPU each."""
+
+    def __init__(self, work: Path) -> None:
+        self.work = work
+        self.redis = start_redis(work / "redis", free_port())
+        self.env = {"REDIS_URL": f"{self.redis.url}/5", "CACHE_DIR": str(work / "cache"),
+                    "DATA_DIR": str(work / "data"), "SECRET_KEY": "bench", "SAMPLE_ASSETS": "0",
+                    **ONE_THREAD_ENV}
+        self.state = StateManager(connect(self.env["REDIS_URL"]))
+        self.rq = connect(self.env["REDIS_URL"], decode=False)
+        self.store = ContentStore(work / "cache", self.state.cache)
+        self.service = run_service(self.state, self.store, self.rq)
+        self.workers: list = []
+        self.cpus = sorted(os.sched_getaffinity(0))
+
+    def set_workers(self, count: int, extra: dict[str, str]) -> None:
+        """Exactly `count` fresh workers with `extra` settings, worker i pinned to CPU i."""
+        from rq import Worker
+
+        while self.workers:
+            stop_process(self.workers.pop())
+        wait_for(lambda: not Worker.all(connection=self.rq), what="no workers", timeout=30)
+        for index in range(count):
+            name = f"bench-{index}-{time.monotonic_ns()}"
+            self.workers.append(python_process(["worker.py", "--name", name], {**self.env, **extra},
+                                               log=self.work / f"{name}.log",
+                                               cpus={self.cpus[index % len(self.cpus)]}))
+        wait_for(lambda: len(Worker.all(connection=self.rq)) == count, what=f"{count} workers", timeout=60)
+
+    def render(self, digest: str) -> tuple[float, dict, dict]:
+        """Wall seconds of a forced `dog` run, its run record and its step states."""
+        started = time.monotonic()
+        run, _ = self.service.submit(Submission("dog", [digest], force=True), USER)
+        while True:
+            record = self.state.runs.get(run["id"])
+            if not RunStatus(record["status"]).live:
+                break
+            time.sleep(0.05)
+        wall = time.monotonic() - started
+        if record["status"] != RunStatus.COMPLETED:
+            raise RuntimeError(f"run {record['status']}: {record.get('error')}")
+        return wall, record, self.state.runs.step_states(run["id"])
+
+    def close(self) -> None:
+        while self.workers:
+            stop_process(self.workers.pop())
+        self.redis.stop()
+
+
+def make_clip(path: Path) -> None:
+    subprocess.run([ffmpeg_exe(), "-hide_banner", "-loglevel", "error", "-y",
+                    "-f", "lavfi", "-i", f"testsrc2=size={CLIP_SIZE}:rate=25:duration={CLIP_SECONDS}",
+                    "-f", "lavfi", "-i", f"sine=frequency=440:duration={CLIP_SECONDS}",
+                    "-c:v", "libx264", "-preset", "ultrafast", "-pix_fmt", "yuv420p", "-c:a", "aac",
+                    "-shortest", str(path)], check=True)
+
+
+def measure(farm: Farm, digest: str) -> list[dict]:
+    farm.set_workers(1, {"CHUNK_SECONDS": "0"})
+    whole_wall, _, whole = farm.render(digest)
+    farm.set_workers(2, CHUNK)
+    chunked_wall, record, states = farm.render(digest)
+    chunks = {sid: s for sid, s in states.items() if "~c" in sid}
+    join = states["dog"]
+    chunk_sum = sum(float(s["duration"]) for s in chunks.values())
+    gap = float(join["started"]) - max(float(s["finished"]) for s in chunks.values())
+    planning = min(float(s["started"]) for s in chunks.values()) - float(record["started"])
+    pinning = "1 CPU per worker, 1 numeric thread"
+    label = f"dog, {CLIP_SECONDS} s {CLIP_SIZE}"
+    return [
+        {"benchmark": f"{label}: {len(chunks)} chunks on 2 workers vs whole on 1 ({pinning})",
+         "l1": chunked_wall, "baseline": whole_wall, "ratio": chunked_wall / whole_wall,
+         "goal": f"<= {SPEED_GOAL}", "unit": "s"},
+        {"benchmark": f"{label}: join of {len(chunks)} chunks vs the whole chunked render",
+         "l1": float(join["duration"]), "baseline": chunked_wall, "ratio": float(join["duration"]) / chunked_wall,
+         "goal": f"<= {JOIN_GOAL}", "unit": "s"},
+        {"benchmark": f"{label}: {len(chunks)} chunk renders summed vs the one whole step (cost of cutting)",
+         "l1": chunk_sum, "baseline": float(whole["dog"]["duration"]),
+         "ratio": chunk_sum / float(whole["dog"]["duration"]), "goal": "", "unit": "s"},
+        {"benchmark": f"{label}: queue gap, last chunk done → join started, vs the chunked render",
+         "l1": gap, "baseline": chunked_wall, "ratio": gap / chunked_wall, "goal": "", "unit": "s"},
+        {"benchmark": f"{label}: planning (probe, analysis, plan) before the first chunk, vs the chunked render",
+         "l1": planning, "baseline": chunked_wall, "ratio": planning / chunked_wall, "goal": "", "unit": "s"},
+    ]
+
+
+def rows() -> list[dict]:
+    with tempfile.TemporaryDirectory(prefix="l1-bench-chunks-") as tmp:
+        work = Path(tmp)
+        farm = Farm(work)
+        try:
+            make_clip(work / "clip.mp4")
+            digest = farm.store.put_file(work / "clip.mp4", source="bench", owner=USER.name)
+            return measure(farm, digest)
+        finally:
+            farm.close()
+
+
+if __name__ == "__main__":
+    for row in rows():
+        print(row)

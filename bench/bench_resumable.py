@@ -1,0 +1,177 @@
+"""Resumable (tus) uploads through `render.py` to the real server, and `POST /cache/missing`.
+
+Starts its own redis-server, the development L2 (for a real Bearer token) and the web app under
+waitress (`waitress_options`, as `python app.py` serves it) in a separate process. Then:
+
+- 1 GiB through `render.py`'s resumable upload (`resumable_upload`: tus PATCHes of
+  `UPLOAD_CHUNK`, pipelined on one connection) ÷ raw `hashlib.sha3_256` of the same bytes read
+  from the same file in the same run (goal ≥ 0.85). The client already knows the hash here, as
+  `render.py` does after hashing locally; the whole `render.py upload FILE` command (hash locally,
+  ask `/cache/missing`, upload) is a row of its own, against the same baseline.
+- the web process's peak RSS during that upload over its idle RSS (goal ≤ idle + 64 MiB);
+- the chunk size: 256 MiB uploaded with 1, 4, 8 and 16 MiB PATCHes (how `UPLOAD_CHUNK` was chosen);
+- `POST /cache/missing` with 1,000 hashes: p50 over 200 calls (goal ≤ 10 ms), beside the p50 of
+  `GET /healthz` (an HTTP round trip doing nothing) from the same client.
+
+Hashing uses one core (hashlib's SHA3 is single-threaded), so the ratio does not measure core
+count; on this shared 2-core machine client, server and baseline compete for the same cores.
+`python bench/bench_resumable.py` runs it alone; `BENCH_UPLOAD_MB` changes the size (default 1024).
+"""
+
+from __future__ import annotations
+
+import hashlib
+import os
+import statistics
+import subprocess
+import sys
+import tempfile
+import time
+from pathlib import Path
+
+import psutil
+import requests
+
+HERE = Path(__file__).resolve().parent
+ROOT = HERE.parent
+sys.path[:0] = [str(ROOT), str(HERE)]
+
+from bench_upload import CHUNK, RssPeak, hash_baseline, http_ok, make_file  # noqa: E402
+
+import render  # noqa: E402
+from devl2.testing import LiveL2  # noqa: E402
+from l1web.devtools.processes import free_port, python_process, start_redis, stop_process, wait_for  # noqa: E402
+
+SIZE_MB = int(os.environ.get("BENCH_UPLOAD_MB", "1024"))
+#: Size of each upload in the chunk-size sweep, and the sizes tried.
+SWEEP_MB, SWEEP_CHUNKS_MB = min(256, SIZE_MB), (1, 4, 8, 16)
+#: Calls of /cache/missing (and of the baseline) whose median is reported.
+MISSING_CALLS, MISSING_HASHES = 200, 1000
+THROUGHPUT_GOAL, RSS_GOAL_MIB, MISSING_GOAL_MS = 0.85, 64, 10
+
+SERVER = """
+from l1web.settings import Settings
+from l1web.web import create_app
+from l1web.web.keepalive import create_server
+from l1web.web.serving import waitress_options
+settings = Settings.from_env(dotenv=False)
+create_server(create_app(settings), **waitress_options(settings)).run()
+"""
+
+
+def rows() -> list[dict]:
+    with tempfile.TemporaryDirectory(prefix="l1-bench-resumable-") as tmp:
+        work = Path(tmp)
+        source = work / "upload.bin"
+        make_file(source, SIZE_MB)
+        redis = start_redis(work / "redis", free_port())
+        port = free_port()
+        url = f"http://127.0.0.1:{port}"
+        l2 = LiveL2(work / "devl2", l1_urls=(url,))
+        env = {
+            "REDIS_URL": f"{redis.url}/5", "CACHE_DIR": str(work / "cache"), "DATA_DIR": str(work / "data"),
+            "PORT": str(port), "L1_PUBLIC_URL": url, "L2_SERVER": l2.url, "SECRET_KEY": "bench",
+            "MAX_UPLOAD_BYTES": str(SIZE_MB * CHUNK + CHUNK), "UPLOAD_INFLIGHT_BYTES": str(4 * SIZE_MB * CHUNK),
+        }
+        os.environ["L1_CONFIG"] = str(work / "client" / "config.json")  # render.py's resume notes go here
+        web = python_process(["-c", SERVER], env, log=work / "web.log")
+        try:
+            wait_for(lambda: http_ok(port), what="the web server", timeout=60)
+            token = l2.mint("bench", url)
+            try:
+                return measure(work, source, url, token, web.pid)
+            except Exception:
+                log = (work / "web.log").read_text().splitlines()
+                print("\n".join(line for line in log if "l1web.access" not in line)[-3000:], file=sys.stderr)
+                raise
+        finally:
+            stop_process(web)
+            l2.stop()
+            redis.stop()
+
+
+def measure(work: Path, source: Path, url: str, token: str, pid: int) -> list[dict]:
+    session = render.session_for(token)
+    hash_baseline(source)  # warm the page cache so both sides read from memory
+    base_seconds, digest = hash_baseline(source)
+    size_mib = source.stat().st_size / CHUNK
+    out: list[dict] = []
+
+    time.sleep(0.5)
+    idle = psutil.Process(pid).memory_info().rss
+    with RssPeak(pid) as rss:
+        started = time.perf_counter()
+        render.resumable_upload(session, url, source, digest, show=False)
+        seconds = time.perf_counter() - started
+    out.append(row(f"resumable upload {size_mib:.0f} MiB via render.py (tus, {render.UPLOAD_CHUNK // CHUNK} MiB "
+                   "PATCHes pipelined): MiB/s vs raw sha3_256", size_mib / seconds, size_mib / base_seconds,
+                   f">= {THROUGHPUT_GOAL}", "MiB/s"))
+    out.append({"benchmark": f"resumable upload {size_mib:.0f} MiB: web peak RSS over idle",
+                "l1": (rss.peak - idle) / CHUNK, "baseline": idle / CHUNK, "ratio": None,
+                "goal": f"<= {RSS_GOAL_MIB}", "unit": "MiB (baseline: idle RSS)"})
+    delete(session, url, digest)
+
+    started = time.perf_counter()
+    subprocess.run([sys.executable, str(ROOT / "render.py"), "upload", str(source), "--server", url,
+                    "--token", token], check=True, capture_output=True, env=os.environ.copy())
+    seconds = time.perf_counter() - started
+    out.append(row(f"'render.py upload' {size_mib:.0f} MiB, whole command (hash here + /cache/missing + "
+                   "upload): MiB/s vs raw sha3_256", size_mib / seconds, size_mib / base_seconds, "", "MiB/s"))
+    delete(session, url, digest)
+
+    sweep = work / "sweep.bin"
+    make_file(sweep, SWEEP_MB)
+    sweep_digest = hash_baseline(sweep)[1]
+    sweep_base = hash_baseline(sweep)[0]
+    kept = render.UPLOAD_CHUNK
+    try:
+        for chunk_mb in SWEEP_CHUNKS_MB:
+            render.UPLOAD_CHUNK = chunk_mb * CHUNK
+            started = time.perf_counter()
+            render.resumable_upload(session, url, sweep, sweep_digest, show=False)
+            seconds = time.perf_counter() - started
+            delete(session, url, sweep_digest)
+            out.append(row(f"resumable upload {SWEEP_MB} MiB in {chunk_mb} MiB PATCHes: MiB/s vs raw sha3_256",
+                           SWEEP_MB / seconds, SWEEP_MB / sweep_base, "", "MiB/s"))
+    finally:
+        render.UPLOAD_CHUNK = kept
+
+    out.append(missing_row(session, url))
+    return out
+
+
+def row(name: str, value: float, baseline: float, goal: str, unit: str) -> dict:
+    return {"benchmark": name, "l1": value, "baseline": baseline, "ratio": value / baseline, "goal": goal,
+            "unit": unit}
+
+
+def missing_row(session: requests.Session, url: str) -> dict:
+    """p50 of POST /cache/missing with 1,000 hashes (a tenth of them stored), beside GET /healthz."""
+    stored = [session.post(f"{url}/cache/upload", data=os.urandom(64),
+                           headers={"Content-Type": "application/octet-stream"}).json()["digest"]
+              for _ in range(MISSING_HASHES // 10)]
+    hashes = stored + [hashlib.sha3_256(os.urandom(16)).hexdigest() for _ in range(MISSING_HASHES - len(stored))]
+    timings, baseline = [], []
+    for _ in range(MISSING_CALLS):
+        started = time.perf_counter()
+        answer = session.post(f"{url}/cache/missing", json={"hashes": hashes})
+        timings.append(time.perf_counter() - started)
+        if answer.status_code != 200 or len(answer.json()["missing"]) != MISSING_HASHES - len(stored):
+            raise RuntimeError(f"/cache/missing answered {answer.status_code} {answer.text[:200]}")
+        started = time.perf_counter()
+        session.get(f"{url}/healthz")
+        baseline.append(time.perf_counter() - started)
+    p50, base = statistics.median(timings) * 1000, statistics.median(baseline) * 1000
+    return {"benchmark": f"POST /cache/missing with {MISSING_HASHES} hashes: p50 (baseline: GET /healthz p50)",
+            "l1": p50, "baseline": base, "ratio": p50 / base, "goal": f"<= {MISSING_GOAL_MS} ms", "unit": "ms"}
+
+
+def delete(session: requests.Session, url: str, digest: str) -> None:
+    answer = session.delete(f"{url}/cache/{digest}")
+    if answer.status_code not in (200, 204):
+        raise RuntimeError(f"could not delete {digest}: {answer.status_code} {answer.text[:200]}")
+
+
+if __name__ == "__main__":
+    for item in rows():
+        print(item)
