@@ -116,6 +116,9 @@ class Settings:
     chunk_min_seconds: float = DEFAULT_CHUNK_MIN_SECONDS
     ready_max_queue: int = DEFAULT_READY_MAX_QUEUE
     metrics_token_sha256: str = ""
+    notify_allow_private: bool = False
+    notify_retry_intervals: tuple[int, ...] = (10, 60, 300, 1800)
+    notify_timeout: float = 10.0
     l2_publish_timeout: float = DEFAULT_L2_PUBLISH_TIMEOUT
     #: Address of the reverse proxy whose `X-Forwarded-For`/`-Proto` waitress believes (none by default).
     trusted_proxy: str = ""
@@ -180,6 +183,9 @@ class Settings:
             chunk_min_seconds=float(env.get("CHUNK_MIN_SECONDS", DEFAULT_CHUNK_MIN_SECONDS)),
             ready_max_queue=int(env.get("READY_MAX_QUEUE", DEFAULT_READY_MAX_QUEUE)),
             metrics_token_sha256=env.get("METRICS_TOKEN_SHA256", "").strip().lower(),
+            notify_allow_private=_bool(env.get("NOTIFY_ALLOW_PRIVATE", "0")),
+            notify_retry_intervals=tuple(int(p) for p in _split(env.get("NOTIFY_RETRY_INTERVALS", "10,60,300,1800"))),
+            notify_timeout=float(env.get("NOTIFY_TIMEOUT", "10")),
             l2_publish_timeout=float(env.get("L2_PUBLISH_TIMEOUT", DEFAULT_L2_PUBLISH_TIMEOUT)),
             trusted_proxy=env.get("TRUSTED_PROXY", "").strip(),
             ffmpeg=env.get("FFMPEG", "").strip(),

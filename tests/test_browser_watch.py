@@ -1,6 +1,7 @@
 """Watching a render in headless Chromium: the run page's DAG nodes fill while a long video step
-renders, the steps table shows percent and ETA, the log panel tails the step; screenshots kept
-in docs/screenshots/ (run-watch-*.png)."""
+renders, the steps table shows percent and ETA, the log panel tails the step, finished nodes show
+their output's preview and open it on a click, and the runs list shows each output's thumbnail;
+screenshots kept in docs/screenshots/ (run-watch-*.png, runs-list-thumbs.png)."""
 
 from __future__ import annotations
 
@@ -65,8 +66,33 @@ def test_the_run_page_fills_nodes_and_tails_the_log(page: Page, live_l1, dev_l2,
     assert 0 < float(fill.get_attribute("width") or 0) < 168
     SHOTS.mkdir(parents=True, exist_ok=True)
     page.screenshot(path=str(SHOTS / "run-watch-progress.png"), full_page=True)
+    # The first step's preview is on its node while the second one still renders.
+    soft_thumb = page.locator("g.dag-node", has=page.locator("text=soft")).locator("image.dag-thumb")
+    expect(soft_thumb).to_have_count(1, timeout=120_000)
+    grey_node = page.locator("g.dag-node", has=page.locator("text=grey"))
+    # ... while the second step has not finished (it renders a 20 s clip for seconds).
+    assert "state-completed" not in (grey_node.get_attribute("class") or "")
     expect(page.locator("#run-status p[role=status] .status")).to_have_text("completed", timeout=120_000)
     expect(page.locator("g.dag-node.state-running")).to_have_count(0)
     panel = page.request.get(f"{live_l1.url}/run/{run['id']}/log-panel").text()
     assert "hx-trigger" not in panel, panel[:600]
     expect(page.locator("#step-log")).not_to_have_attribute("hx-trigger", re.compile("every"), timeout=8_000)
+    thumbs = page.locator("image.dag-thumb")
+    expect(thumbs).to_have_count(3)  # the source and both steps
+    output = state.runs.get(run["id"])["output_hash"]
+    grey_thumb = grey_node.locator("image.dag-thumb").get_attribute("href")
+    assert grey_thumb == f"/media/{output}/thumb"
+    picture = page.request.get(f"{live_l1.url}{grey_thumb}")
+    assert picture.status == 200 and picture.headers["content-type"] == "image/jpeg"
+    page.wait_for_function("() => [...document.querySelectorAll('image.dag-thumb')].every(i => i.getBBox().width > 0)")
+    page.screenshot(path=str(SHOTS / "run-watch-done.png"), full_page=True)
+    # A click on a node opens its output.
+    grey_node.locator("a.dag-link").click()
+    expect(page).to_have_url(f"{live_l1.url}/media/{output}")
+    expect(page.locator("video")).to_have_count(1)
+    # The runs list shows the output's thumbnail.
+    page.goto(f"{live_l1.url}/runs")
+    listed = page.locator(f"img[src='/media/{output}/thumb']")
+    expect(listed).to_have_count(1)
+    page.wait_for_function(f"() => document.querySelector(\"img[src='/media/{output}/thumb']\").naturalWidth > 0")
+    page.screenshot(path=str(SHOTS / "runs-list-thumbs.png"), full_page=True)

@@ -281,6 +281,9 @@ ID_ROUTES = [
     ("POST", "/runs/{id}/resume", "run", {}),
     ("POST", "/runs/{id}/requeue", "run", {}),
     ("GET", "/runs/{id}/provenance", "run", {}),
+    ("GET", "/runs/{id}/steps/invert/log", "run", {}),
+    ("GET", "/runs/{id}/steps/invert/preview", "run", {}),
+    ("GET", "/run/{id}/log-panel", "run", {}),
     ("GET", "/run/{id}", "run", {}),
     ("GET", "/run/{id}/fragment", "run", {}),
     ("POST", "/run/{id}/cancel", "run", {}),
@@ -1003,6 +1006,7 @@ UNSAFE_REQUESTS = [
     ("POST", "/recipes", "alice", {"data": {"yaml": RECIPE.replace("invert-it", "third")}}),
     ("POST", "/run/{run}/cancel", "alice", {}),
     ("POST", "/runs", "alice", {"json": {"recipe": "invert", "inputs": ["{img}"]}}),
+    ("PUT", "/notify", "alice", {"json": {"secret": "s" * 20}}),
     ("DELETE", "/runs/{run}", "alice", {}),
     ("POST", "/runs/{run}/cancel", "alice", {}),
     ("POST", "/runs/{run}/rerun", "alice", {}),
@@ -1079,6 +1083,7 @@ NO_INPUT = {
     ("apidocs.download_client", "GET"): "the CLI script; no parameters",
     ("ops.healthz", "GET"): "no parameters, touches nothing",
     ("ops.readyz", "GET"): "no parameters",
+    ("notify.show", "GET"): "the signed-in user's own settings; no parameters",
     ("runs.queue_state", "GET"): "no parameters; admins only (tests/test_runs_pause.py checks a non-admin gets 403)",
 }
 

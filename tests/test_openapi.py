@@ -313,6 +313,12 @@ def test_real_responses_of_every_operation_fit_the_document(app, alice_client, a
     check(alice_client, "GET", "/runs/{run_id}/provenance", run_id=run["id"], expect=200)
     check(alice_client, "GET", "/runs/{run_id}/steps/{step_id}/log", run_id=run["id"], step_id="invert", expect=200)
     check(alice_client, "GET", "/runs/{run_id}/steps/{step_id}/log", run_id=run["id"], step_id="nope", expect=404)
+    check(alice_client, "GET", "/runs/{run_id}/steps/{step_id}/preview", run_id=run["id"], step_id="invert",
+          expect=404)  # an image step keeps no "last rendered" frame
+    check(alice_client, "PUT", "/notify", expect=200, json={"secret": "x" * 20})
+    check(alice_client, "PUT", "/notify", expect=400, json={"url": "ftp://example.org/"})
+    check(alice_client, "GET", "/notify", expect=200)
+    check(anonymous, "GET", "/notify", expect=401)
     check(anonymous, "GET", "/healthz", expect=200)
     check(anonymous, "GET", "/readyz", expect=200)  # a worker has just finished runs
     check(admin_client, "GET", "/metrics", expect=200)

@@ -44,7 +44,7 @@ def test_the_log_shows_ffmpeg_while_running_and_after(alice_client, service, sta
     assert "Stream mapping" in during  # ffmpeg's own output
     # The log panel follows the step while it runs.
     panel = alice_client.get(f"/run/{run['id']}/log-panel").get_data(as_text=True)
-    assert 'hx-trigger="every 2s"' in panel and "Stream mapping" in panel
+    assert 'hx-trigger="every 2s, refresh"' in panel and "Stream mapping" in panel
     final = wait_for_run(state, run["id"])
     assert final["status"] == RunStatus.COMPLETED, final.get("error")
     after = alice_client.get(url).get_data(as_text=True)

@@ -3,19 +3,23 @@ video step renders (ffmpeg's -progress, and the numpy frame loop), and the pure 
 
 from __future__ import annotations
 
+import importlib.util
+import io
 import time
 
 import pytest
+from PIL import Image
 
 from l1web.engine.estimate import expect
 from l1web.engine.watch import Redactor, StepWatch
+from l1web.paths import ROOT
 from l1web.runs.model import RunStatus
 from l1web.runs.progress import run_progress, step_progress
 from l1web.runs.service import Submission
 from tests.test_runs_workers import ALICE, put_video
 
 
-def watch_run(client, run_id: str, step_id: str, timeout: float = 240) -> tuple[list[dict], dict]:
+def watch_run(client, run_id: str, step_id: str, timeout: float = 240, also=None) -> tuple[list[dict], dict]:
     """Poll GET /runs/{id} until the run ends: (the step's progress while it ran, the last answer)."""
     seen: list[dict] = []
     deadline = time.monotonic() + timeout
@@ -26,6 +30,8 @@ def watch_run(client, run_id: str, step_id: str, timeout: float = 240) -> tuple[
         step = next((s for s in run["steps"] if s["step_id"] == step_id), {})  # none before planning
         if step.get("status") == "running":
             seen.append(dict(step["progress"], run_percent=run["progress"]["percent"]))
+            if also is not None:
+                also()
         if not RunStatus(run["status"]).live:
             return seen, run
         time.sleep(0.1)
@@ -68,8 +74,22 @@ def test_a_numpy_frame_loop_reports_frames(alice_client, service, state, store, 
     clip = put_video(store, tmp_path, seconds=6, size="320x240")
     start_worker()
     run, _ = service.submit(Submission("dog", [clip]), ALICE)
-    seen, final = watch_run(alice_client, run["id"], "dog")
+    previews: list[bytes] = []
+    url = f"/runs/{run['id']}/steps/dog/preview"
+
+    def look() -> None:  # while the step runs: its last rendered frame, and the node showing it
+        with alice_client.get(url) as answer:
+            if answer.status_code == 200:
+                assert answer.mimetype == "image/jpeg"
+                previews.append(answer.data)
+                fragment = alice_client.get(f"/run/{run['id']}/fragment").get_data(as_text=True)
+                if 'state-running' in fragment:
+                    assert f'<image class="dag-thumb" href="{url}?at=' in fragment
+
+    seen, final = watch_run(alice_client, run["id"], "dog", also=look)
     assert final["status"] == "completed", final.get("error")
+    assert previews, "no last rendered frame while the step ran"
+    assert Image.open(io.BytesIO(previews[0])).size == (320, 240)
     live = [p for p in seen if p["frames"]]
     assert live, seen
     assert distinct([p["frames"] for p in live]) == sorted(distinct([p["frames"] for p in live]))
@@ -154,3 +174,28 @@ def test_run_progress_is_weighted_by_expected_work():
     got = run_progress({"status": "running", "started": time.time() - 10}, steps)
     assert got["percent"] == 62.5  # (1×100 + 3×50) / 4, not 1 of 2 steps
     assert got["eta"] == pytest.approx(6.0, abs=0.2)
+
+
+class Terminal(io.StringIO):
+    def isatty(self) -> bool:
+        return True
+
+
+def test_render_py_draws_the_weighted_bar_and_each_running_steps_progress():
+    spec = importlib.util.spec_from_file_location("render_cli", ROOT / "render.py")
+    cli = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(cli)
+    run = {"id": "r", "status": "running", "progress": {"percent": 50.0, "eta": 12.0}, "steps": [
+        {"step_id": "src", "type": "SOURCE", "status": "cached"},
+        {"step_id": "soft", "type": "EFFECT", "status": "completed", "progress": {"percent": 100.0}},
+        {"step_id": "grey", "type": "EFFECT", "status": "running",
+         "progress": {"percent": 42.4, "fps": 118.6, "eta": 3.2}},
+    ]}
+    screen = Terminal()
+    cli.Progress(screen).show(run)
+    text = screen.getvalue()
+    assert f"[{'#' * 15}{'-' * 15}] 1/2 steps 50% ETA 12s  running" in text  # weighted, not 1 of 2
+    assert "grey                     running 42% 119fps ETA 3s" in text
+    plain = io.StringIO()
+    cli.Progress(plain).show(run)
+    assert plain.getvalue() == "[running] 1/2 steps 50% ETA 12s  soft:completed grey:running 42% 119fps ETA 3s\n"

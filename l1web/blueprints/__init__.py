@@ -19,6 +19,7 @@ MODULES = (
     "apidocs",
     "ops",
     "publish",
+    "notify",
 )
 
 

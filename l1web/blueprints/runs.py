@@ -10,6 +10,7 @@ from functools import partial
 
 from flask import Blueprint, Response, flash, jsonify, redirect, render_template, request, url_for
 
+from l1web import notify
 from l1web.auth import limit_run_submission, require_admin
 from l1web.errors import BadRequest, Conflict, L1Error, NotFound
 from l1web.runs.progress import run_progress
@@ -33,6 +34,17 @@ DONE = frozenset(s for s in StepStatus if s.done)
 STATUSES = frozenset(s.value for s in RunStatus)
 #: Run fields given as numbers in the JSON API (Redis stores them as text).
 NUMBER_FIELDS = {"created": float, "started": float, "finished": float, "attempt": int, "steps_total": int}
+
+
+def check_notify_target(url: str, user: User) -> None:
+    """400 unless `url` may be called (http(s), a public address unless the operator allows
+    private ones) and the user has a signing secret to sign with."""
+    try:
+        notify.resolve(url, allow_private=current.settings().notify_allow_private)
+    except notify.TargetRefused as exc:
+        raise BadRequest(str(exc), field="notify_url") from None
+    if not current.state().notify.user(user.name)["secret"]:
+        raise BadRequest("set a signing secret first (PUT /notify) so deliveries can be signed", field="notify_url")
 
 
 # JSON shapes ----------------------------------------------------------------------------------
@@ -75,7 +87,11 @@ def list_args(user: User) -> dict:
 # JSON API -------------------------------------------------------------------------------------
 @bp.post("/runs")
 def submit():
-    run, created = current.runs().submit(Submission.from_json(json_body()), signed_in(), admit=limit_run_submission)
+    user = signed_in()
+    submission = Submission.from_json(json_body())
+    if submission.notify_url:
+        check_notify_target(submission.notify_url, user)
+    run, created = current.runs().submit(submission, user, admit=limit_run_submission)
     return run_response(run, 201 if created else 200)
 
 
@@ -186,12 +202,18 @@ MAX_TAIL = 100_000
 PANEL_LINES = 200
 
 
-def step_and_log(run_id: str, step_id: str) -> tuple[dict, dict, str]:
-    """(run, step, log text) for the run's owner or an admin; the same 404 for anyone else."""
+def owned_step(run_id: str, step_id: str) -> tuple[dict, dict]:
+    """(run, step) for the run's owner or an admin; the same 404 for anyone else."""
     run = current.runs().get(run_id, signed_in())
     step = next((s for s in current.runs().steps_view(run["id"]) if s["step_id"] == step_id), None)
     if step is None:
         raise NotFound(f"run {run_id[:12]} has no step {step_id[:64]!r}")
+    return run, step
+
+
+def step_and_log(run_id: str, step_id: str) -> tuple[dict, dict, str]:
+    """(run, step, log text), as `owned_step`."""
+    run, step = owned_step(run_id, step_id)
     return run, step, current.state().watch.log(run["id"], step_id) or ""
 
 
@@ -226,6 +248,19 @@ def step_log(run_id: str, step_id: str):
     return response
 
 
+@bp.get("/runs/<run_id>/steps/<step_id>/preview")
+def step_preview(run_id: str, step_id: str):
+    """The last frame a running frame-loop step rendered (JPEG, refreshed every few seconds)."""
+    run, step = owned_step(run_id, step_id)
+    picture = current.state().watch.preview(run["id"], step["step_id"])
+    if picture is None:
+        raise NotFound(f"step {step_id[:64]!r} has no rendered frame to show")
+    response = Response(picture, mimetype="image/jpeg")
+    response.headers["Cache-Control"] = "no-store"
+    response.headers["X-Content-Type-Options"] = "nosniff"
+    return response
+
+
 # Pages ----------------------------------------------------------------------------------------
 def listing_url(endpoint: str, offset: int) -> str:
     """A link to the same listing (status, admin's user filter, explicit limit) at `offset`."""
@@ -254,6 +289,10 @@ def list_fragment():
 def _run_view(run_id: str) -> dict:
     run = current.runs().get(run_id, signed_in())
     steps = current.runs().steps_view(run["id"])
+    for step in steps:  # a running frame loop's last rendered frame, refreshed with the fragment
+        at = (step.get("progress") or {}).get("preview_at")
+        if step.get("status") == StepStatus.RUNNING and at:
+            step["preview_url"] = url_for("runs.step_preview", run_id=run["id"], step_id=step["step_id"], at=int(at))
     live = RunStatus(run["status"]).live
     if steps:
         nodes = dagsvg.from_steps(steps)
@@ -264,6 +303,7 @@ def _run_view(run_id: str) -> dict:
     return {
         "run": run, "steps": steps, "live": live, "output": output,
         "progress": run_progress(run, steps),
+        "deliveries": current.state().notify.deliveries(run["id"]),
         "done": sum(1 for s in steps if s.get("status") in DONE),
         "total": int(run.get("steps_total") or len(steps)),
         "dag": dagsvg.render(nodes, title=f"Steps of run {run['id'][:12]}"),

@@ -23,6 +23,8 @@ log = logging.getLogger(__name__)
 
 #: Seconds between two snapshots handed to the sinks while a step renders.
 INTERVAL = 0.5
+#: Seconds between two "last rendered" frames of a frame loop, their longest side and quality.
+PREVIEW_INTERVAL, PREVIEW_SIZE, PREVIEW_QUALITY = 3.0, 320, 75
 #: Longest log line kept, in characters (ffmpeg filter graphs can be long).
 MAX_LINE = 2000
 #: Text that stands for a secret in a log.
@@ -83,12 +85,16 @@ class StepWatch:
 
     def __init__(self, *, seconds: float | None = None, frames: int | None = None,
                  sink: Callable[[dict, str], None] | None = None,
+                 preview_sink: Callable[[bytes], None] | None = None,
                  redact: Callable[[str], str] | None = None,
                  interval: float = INTERVAL, clock: Callable[[], float] = time.monotonic,
                  wall: Callable[[], float] = time.time) -> None:
         self.seconds = seconds if seconds and seconds > 0 else None
         self.total_frames = frames if frames and frames > 0 else None
         self._sink = sink
+        self._preview_sink = preview_sink
+        self._last_preview = float("-inf")
+        self.preview_at: float | None = None
         self.redact = redact or Redactor()
         self.interval, self.clock, self.wall = interval, clock, wall
         self.started = clock()
@@ -128,8 +134,12 @@ class StepWatch:
             self._advance()
         self._maybe_emit()
 
-    def frames_done(self, count: int) -> None:
-        """Frames written so far by a numpy frame loop."""
+    def frames_done(self, count: int, frame: object = None) -> None:
+        """Frames written so far by a numpy frame loop; `frame` (the last one, an array) becomes
+        the step's "last rendered" picture every `PREVIEW_INTERVAL` seconds."""
+        if frame is not None and self._preview_sink is not None \
+                and self.clock() - self._last_preview >= PREVIEW_INTERVAL:
+            self._preview(frame)
         with self._lock:
             self.frames = max(self.frames, count)
             elapsed = self.clock() - self.started
@@ -137,6 +147,23 @@ class StepWatch:
                 self.fps = round(self.frames / elapsed, 2)
             self._advance()
         self._maybe_emit()
+
+    def _preview(self, frame: object) -> None:
+        self._last_preview = self.clock()
+        try:
+            import io
+
+            from PIL import Image
+
+            picture = Image.fromarray(frame)  # type: ignore[arg-type]
+            picture.thumbnail((PREVIEW_SIZE, PREVIEW_SIZE))
+            out = io.BytesIO()
+            picture.convert("RGB").save(out, "JPEG", quality=PREVIEW_QUALITY)
+            assert self._preview_sink is not None
+            self._preview_sink(out.getvalue())
+            self.preview_at = round(self.wall(), 3)
+        except Exception:  # noqa: BLE001 - a preview must never fail the render
+            log.warning("could not keep a step's last rendered frame", exc_info=True)
 
     def command(self, argv: Iterable[str]) -> None:
         """The argument list of a process this step starts (local paths shortened)."""
@@ -173,6 +200,7 @@ class StepWatch:
             "percent": round(self.percent, 1), "fps": self.fps, "speed": self.speed,
             "eta": eta if self.state == "running" else 0.0 if self.state == "done" else None,
             "elapsed": round(elapsed, 3), "state": self.state, "updated": round(self.wall(), 3),
+            "preview_at": self.preview_at,
         }
 
     def _rate(self) -> float:

@@ -85,6 +85,23 @@ def enqueue_token(connection: redis.Redis, kind: str) -> Job:
     )
 
 
+#: Seconds one notification attempt's job may take (the POST has its own shorter deadline).
+NOTIFY_JOB_TIMEOUT = 120
+
+
+def enqueue_notify(connection: redis.Redis, run_id: str, attempt: int, intervals: tuple[int, ...]) -> Job:
+    """The delivery of a run's end to its notify URL, retried by RQ's scheduler with backoff."""
+    from rq import Retry
+
+    retry = Retry(max=len(intervals), interval=list(intervals)) if intervals else None
+    return queue(connection, RUNS_QUEUE).enqueue(
+        "l1web.jobs.notify.deliver", run_id, attempt,
+        job_id=f"notify-{run_id[:16]}-{attempt}", job_timeout=NOTIFY_JOB_TIMEOUT,
+        result_ttl=RESULT_TTL, failure_ttl=FAILURE_TTL, retry=retry,
+        description=f"notify run {run_id[:12]} ended",
+    )
+
+
 def enqueue_advance(connection: redis.Redis, run_id: str) -> Job:
     """A quick job that enqueues a run's ready steps (after a resume or a requeue)."""
     return queue(connection, RUNS_QUEUE).enqueue(

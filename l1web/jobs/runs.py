@@ -32,6 +32,7 @@ from l1web.engine.watch import Redactor, StepWatch, watching
 from l1web.engine.watch import current as watch_current
 from l1web.ipfs import fetch, pinning
 from l1web.jobs import chunked, queues
+from l1web.jobs import notify as notify_jobs
 from l1web.jobs.steplog import JobLogAdapter, step_finished
 from l1web.lifecycle import RunEvent, StepEvent
 from l1web.recipes.parse import bind_inputs, recipe_from_data
@@ -332,7 +333,11 @@ def step_watch(ctx: Clients, run_id: str, step: dict) -> StepWatch:
     def sink(progress: dict, text: str) -> None:
         ctx.state.watch.publish(run_id, step_id, progress, text)
 
-    return StepWatch(seconds=expect.get("seconds"), frames=expect.get("frames"), sink=sink, redact=redact)
+    def preview(jpeg: bytes) -> None:
+        ctx.state.watch.publish_preview(run_id, step_id, jpeg)
+
+    return StepWatch(seconds=expect.get("seconds"), frames=expect.get("frames"), sink=sink,
+                     preview_sink=preview, redact=redact)
 
 
 #: Lines of a failed step's log kept in its error, and characters of each.
@@ -509,9 +514,11 @@ def _finish(ctx: Clients, run: dict, steps: list[dict], states: dict[str, dict])
         record = provenance.build(ctx, run, steps, states, digest)
         if ctx.state.runs.transition(run_id, RunEvent.COMPLETE, output_hash=digest, finished=time.time(),
                                      provenance=record):
+            notify_jobs.run_ended(ctx, run_id)  # its notify URL, if any; never fails the run
             pinning.after_run(ctx, run_id)  # IPFS add+pin when enabled; never fails the run
         return
-    ctx.state.runs.transition(run_id, RunEvent.FAIL, error=end.reason[:MAX_ERROR], finished=time.time())
+    if ctx.state.runs.transition(run_id, RunEvent.FAIL, error=end.reason[:MAX_ERROR], finished=time.time()):
+        notify_jobs.run_ended(ctx, run_id)
 
 
 def advance_run(run_id: str) -> dict:
@@ -521,7 +528,8 @@ def advance_run(run_id: str) -> dict:
 
 
 def fail_run(ctx: Clients, run_id: str, reason: str) -> None:
-    ctx.state.runs.transition(run_id, RunEvent.FAIL, error=reason[:MAX_ERROR], finished=time.time())
+    if ctx.state.runs.transition(run_id, RunEvent.FAIL, error=reason[:MAX_ERROR], finished=time.time()):
+        notify_jobs.run_ended(ctx, run_id)
 
 
 def on_work_failure(job, connection, exc_type, exc_value, tb) -> None:

@@ -10,7 +10,7 @@ from collections.abc import Mapping
 from l1web.runs.model import StepStatus
 
 #: Fields of a step's `progress` in the API (and what the pages show).
-FIELDS = ("frames", "total_frames", "percent", "fps", "eta", "speed", "out_seconds", "seconds")
+FIELDS = ("frames", "total_frames", "percent", "fps", "eta", "speed", "out_seconds", "seconds", "preview_at")
 #: Steps whose live progress hash is read: the others' is implied by their status.
 WATCHED = frozenset({StepStatus.RUNNING, StepStatus.COMPLETED, StepStatus.FAILED})
 

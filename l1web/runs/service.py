@@ -35,12 +35,15 @@ class Submission:
     force: bool = False
     paused: bool = False
     priority: int = 0
+    #: Where to POST the run's end (checked by the caller: `l1web.notify`); "" for the owner's default.
+    notify_url: str = ""
 
     @classmethod
     def from_json(cls, body: object) -> Submission:
         if not isinstance(body, dict):
             raise BadRequest("the request body must be a JSON object with 'recipe' and 'inputs'")
-        unknown = sorted(set(body) - {"recipe", "inputs", "output_name", "params", "force", "paused", "priority"})
+        unknown = sorted(set(body) - {"recipe", "inputs", "output_name", "params", "force", "paused", "priority",
+                                      "notify_url"})
         if unknown:
             raise BadRequest(f"unknown field {unknown[0]!r}", field=unknown[0])
         recipe = body.get("recipe")
@@ -67,7 +70,11 @@ class Submission:
             raise BadRequest("'force' must be true or false", field="force")
         if not isinstance(paused, bool):
             raise BadRequest("'paused' must be true or false", field="paused")
-        return cls(recipe, inputs, output_name, params, force, paused, parse_priority(body.get("priority", 0)))
+        notify_url = body.get("notify_url") or ""
+        if not isinstance(notify_url, str):
+            raise BadRequest("'notify_url' must be an http(s) URL", field="notify_url")
+        return cls(recipe, inputs, output_name, params, force, paused, parse_priority(body.get("priority", 0)),
+                   notify_url)
 
 
 #: Lowest and highest run priority; higher runs first. Owners may go up to USER_MAX_PRIORITY.
@@ -198,6 +205,7 @@ class RunService:
             "recipe": recipe.to_dict(), "input_hashes": input_hashes, "params": submission.params,
             "output_name": submission.output_name or "", "attempt": 1, "force": False,
             "priority": submission.priority,
+            "notify_url": submission.notify_url,
         }
         # Hold the inputs before the run exists: an input deleted meanwhile is a 404 with no run
         # written, never a run that was written but not enqueued (pending for ever).

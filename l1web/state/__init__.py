@@ -18,6 +18,7 @@ from l1web.state.claims import Claims
 from l1web.state.fair import FairShare
 from l1web.state.ipfs import IPFSIndex
 from l1web.state.metrics import StepMetrics
+from l1web.state.notify import Notifications
 from l1web.state.recipes import Recipes
 from l1web.state.results import Results
 from l1web.state.runs import Runs
@@ -56,6 +57,7 @@ class StateManager:
         self.step_metrics = StepMetrics(client)
         self.uploads = Uploads(client)
         self.watch = StepWatches(client)
+        self.notify = Notifications(client)
         self.removed_chunks = RemovedChunks(client)
 
     @classmethod

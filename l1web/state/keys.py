@@ -22,6 +22,8 @@ ANALYSIS_TTL = 30 * 24 * 3600
 STEP_PROGRESS_TTL = 24 * 3600
 #: Seconds a step's log is kept after its last line.
 STEP_LOG_TTL = 7 * 24 * 3600
+#: Seconds a run's list of notification deliveries is kept after the last one.
+DELIVERIES_TTL = 30 * 24 * 3600
 #: Seconds a removed chunk stays listed for other hosts to sweep their copies (1 day).
 CHUNKS_REMOVED_TTL = 24 * 3600
 
@@ -127,10 +129,25 @@ def step_progress(run_id: str, step_id: str) -> str:
     return f"{PREFIX}run:{run_id}:progress:{step_id}"
 
 
+def step_preview(run_id: str, step_id: str) -> str:
+    """String: a JPEG of the last frame a running step rendered (frame loops), with a TTL."""
+    return f"{PREFIX}run:{run_id}:preview:{step_id}"
+
+
 def step_log(run_id: str, step_id: str) -> str:
     """String: the last `STEP_LOG_CAP` bytes of a step's log (commands, ffmpeg's stderr, the
     worker's lines), with a TTL."""
     return f"{PREFIX}run:{run_id}:log:{step_id}"
+
+
+def run_deliveries(run_id: str) -> str:
+    """List: JSON records of a run's notification deliveries (each attempt), newest last."""
+    return f"{PREFIX}run:{run_id}:deliveries"
+
+
+def notify_user(username: str) -> str:
+    """Hash: a user's notification settings (`url` default, `secret` for signing)."""
+    return f"{PREFIX}notify:user:{username}"
 
 
 def runs_index() -> str:

@@ -123,7 +123,8 @@ def _decode(raw: Mapping[str, str]) -> dict:
 
 def _watch_keys(run_id: str, step_ids: Iterable[str]) -> list[str]:
     """The progress and log keys of a run's steps (`state/watch.py`)."""
-    return [k for sid in step_ids for k in (keys.step_progress(run_id, sid), keys.step_log(run_id, sid))]
+    return [k for sid in step_ids
+            for k in (keys.step_progress(run_id, sid), keys.step_log(run_id, sid), keys.step_preview(run_id, sid))]
 
 
 #: Statuses of runs that may still need content (`l1web/status.py:LIVE_RUN`).

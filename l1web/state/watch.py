@@ -56,6 +56,7 @@ class StepWatches:
     def __init__(self, client: redis.Redis) -> None:
         self.redis = client
         self._append = client.register_script(_APPEND_LOG)
+        self._raw: redis.Redis | None = None
 
     def publish(self, run_id: str, step_id: str, progress: Mapping[str, object] | None, log_text: str = "") -> None:
         """Write a progress snapshot and/or append to the log: one round trip."""
@@ -80,10 +81,27 @@ class StepWatches:
             found = pipe.execute()
         return {sid: _decode(raw) for sid, raw in zip(ids, found, strict=True) if raw}
 
+    def publish_preview(self, run_id: str, step_id: str, jpeg: bytes) -> None:
+        """The step's "last rendered" frame (the web app reads it back as bytes)."""
+        self.raw().set(keys.step_preview(run_id, step_id), jpeg, ex=keys.STEP_PROGRESS_TTL)
+
+    def preview(self, run_id: str, step_id: str) -> bytes | None:
+        return self.raw().get(keys.step_preview(run_id, step_id))
+
+    def raw(self) -> redis.Redis:
+        """A client on the same connection pool that returns bytes (JPEGs are not text)."""
+        if self._raw is None:
+            kwargs = dict(self.redis.connection_pool.connection_kwargs)
+            kwargs["decode_responses"] = False
+            self._raw = redis.Redis(connection_pool=redis.ConnectionPool(
+                connection_class=self.redis.connection_pool.connection_class, **kwargs))
+        return self._raw
+
     def log(self, run_id: str, step_id: str) -> str | None:
         return self.redis.get(keys.step_log(run_id, step_id))
 
     def delete(self, run_id: str, step_ids: Iterable[str]) -> None:
-        names = [k for sid in step_ids for k in (keys.step_progress(run_id, sid), keys.step_log(run_id, sid))]
+        names = [k for sid in step_ids for k in (keys.step_progress(run_id, sid), keys.step_log(run_id, sid),
+                                                 keys.step_preview(run_id, sid))]
         if names:
             self.redis.delete(*names)

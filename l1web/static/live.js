@@ -4,7 +4,8 @@
 // - A live region that is replaced rather than changed is not read out by screen readers, so the
 //   status line of a swapped block is copied into one lasting region, and only when it changes.
 // - A step's log (.log-scroll) shows its newest lines: it starts scrolled to the bottom and stays
-//   there across polls, unless the reader scrolled up to read.
+//   there across polls, unless the reader scrolled up to read; when the run's status line
+//   changes (a step started or ended) the log panel is refreshed at once.
 (function () {
   "use strict";
   let reopen = [];
@@ -49,7 +50,12 @@
     const status = document.querySelector("[data-announce]");
     if (!status) return;
     const text = status.textContent.replace(/\s+/g, " ").trim();
-    if (announced !== null && text !== announced) announcer().textContent = text;
+    if (announced !== null && text !== announced) {
+      announcer().textContent = text;
+      // A step started or ended: the log panel follows at once rather than at its next poll.
+      const log = document.getElementById("step-log");
+      if (log && window.htmx && log.getAttribute("hx-get")) window.htmx.trigger(log, "refresh");
+    }
     announced = text;
   });
 

@@ -1,4 +1,5 @@
-"""Small JPEG previews of stored items: an image's thumbnail or a video's poster frame, made once."""
+"""Small JPEG previews of stored items, made once: an image's thumbnail, a video's poster frame,
+or a picture of a sound's waveform."""
 
 from __future__ import annotations
 
@@ -21,8 +22,10 @@ THUMB_QUALITY = 82
 POSTER_AT = 1.0
 #: Seconds a poster extraction may take.
 POSTER_TIMEOUT = 30.0
-#: Kinds that get a thumbnail (images) or a poster frame (videos).
-PREVIEW_KINDS = frozenset({"image", "video"})
+#: Kinds that get a thumbnail (images), a poster frame (videos) or a waveform picture (audio).
+PREVIEW_KINDS = frozenset({"image", "video", "audio"})
+#: Size of a waveform picture, and the colour of the wave on its white ground.
+WAVE_SIZE, WAVE_COLOUR = (THUMB_SIZE, THUMB_SIZE * 3 // 8), "0x2255cc"
 
 
 def make_thumbnail(source: Path, kind: str, dest: Path, *, duration: float | None = None) -> bool:
@@ -34,6 +37,8 @@ def make_thumbnail(source: Path, kind: str, dest: Path, *, duration: float | Non
     try:
         if kind == "image":
             _image_thumbnail(source, partial)
+        elif kind == "audio":
+            _audio_waveform(source, partial)
         else:
             _video_poster(source, partial, duration)
         os.replace(partial, dest)
@@ -66,3 +71,22 @@ def _video_poster(source: Path, dest: Path, duration: float | None) -> None:
         "-f", "image2", "-c:v", "mjpeg", "-q:v", "4", str(dest),
         timeout=POSTER_TIMEOUT,
     )
+
+
+def _audio_waveform(source: Path, dest: Path) -> None:
+    """ffmpeg's `showwavespic` (the whole sound in one picture), flattened onto white as JPEG."""
+    wave = dest.with_name(dest.name + ".png")
+    try:
+        ffmpeg.ffmpeg(
+            *ffmpeg.MEDIA_INPUT_FLAGS, "-i", str(source), "-filter_complex",
+            f"[0:a:0]showwavespic=s={WAVE_SIZE[0]}x{WAVE_SIZE[1]}:scale=sqrt:colors={WAVE_COLOUR}",
+            "-frames:v", "1", "-f", "image2", "-c:v", "png", str(wave),
+            timeout=POSTER_TIMEOUT,
+        )
+        with Image.open(wave) as picture:
+            backdrop = Image.new("RGB", picture.size, "white")
+            rgba = picture.convert("RGBA")
+            backdrop.paste(rgba, mask=rgba.getchannel("A"))
+            backdrop.save(dest, "JPEG", quality=THUMB_QUALITY)
+    finally:
+        wave.unlink(missing_ok=True)

@@ -1,8 +1,10 @@
 """A DAG drawn as an inline SVG on the server: one column per level, left to right.
 
 Each node is a box coloured by its state (a step status, or none for a recipe's static graph),
-labelled with its id and type, and carries a `<title>` for hover and screen readers. The whole
-picture is `role="img"` with an `aria-label` that sums the states up. Every piece of user text
+labelled with its id and type, and carries a `<title>` for hover and screen readers. A running
+step's box fills as it renders (`percent`); a finished step's box shows a preview of its output
+and links to it. The whole picture is `role="img"` (`role="group"` once its nodes are links)
+with an `aria-label` that sums the states up. Every piece of user text
 (node ids, types, errors) is escaped here; the result is safe to insert as `Markup`.
 """
 
@@ -37,6 +39,8 @@ COLOURS = {
 }
 #: The part of a running node already rendered.
 FILL_COLOUR = "#c3d3f6"
+#: Height added to every box for output previews once any node has one, and their inset.
+THUMB_HEIGHT, THUMB_PAD = 92, 6
 
 
 @dataclass(frozen=True)
@@ -53,6 +57,9 @@ class DrawNode:
     eta: float | None = None
     #: For a chunked step drawn as one node: "done/total chunks".
     progress: str = ""
+    #: A preview picture of the node's output (URL) and where a click on the node goes.
+    thumb: str = ""
+    href: str = ""
 
 
 def levels(nodes: Iterable[DrawNode]) -> dict[str, int]:
@@ -80,25 +87,29 @@ def render(nodes: Iterable[DrawNode], *, title: str = "DAG") -> Markup:
     for node in nodes:
         columns.setdefault(level[node.id], []).append(node)
     tallest = max((len(col) for col in columns.values()), default=1)
+    # Boxes grow a picture strip once any node has a preview (a run whose steps have finished).
+    box = NODE_HEIGHT + (THUMB_HEIGHT if any(node.thumb for node in nodes) else 0)
     width = MARGIN * 2 + len(columns) * NODE_WIDTH + max(len(columns) - 1, 0) * COLUMN_GAP
-    height = MARGIN * 2 + tallest * NODE_HEIGHT + (tallest - 1) * ROW_GAP
+    height = MARGIN * 2 + tallest * box + (tallest - 1) * ROW_GAP
     places = {}
     for col, members in columns.items():
-        offset = (tallest - len(members)) * (NODE_HEIGHT + ROW_GAP) / 2
+        offset = (tallest - len(members)) * (box + ROW_GAP) / 2
         for row, node in enumerate(members):
             places[node.id] = (MARGIN + col * (NODE_WIDTH + COLUMN_GAP),
-                               MARGIN + offset + row * (NODE_HEIGHT + ROW_GAP))
+                               MARGIN + offset + row * (box + ROW_GAP))
+    # A picture, unless its nodes are links to outputs: then a group, so the links stay reachable.
+    role = "group" if any(node.href for node in nodes) else "img"
     parts = [
-        f'<svg xmlns="http://www.w3.org/2000/svg" class="dag" role="img" '
+        f'<svg xmlns="http://www.w3.org/2000/svg" class="dag" role="{role}" '
         f'aria-label="{escape(_summary(title, nodes))}" viewBox="0 0 {width} {height}" '
         f'width="{width}" height="{height}">',
         '<defs><marker id="dag-arrow" viewBox="0 0 10 10" refX="9" refY="5" markerWidth="7" '
         'markerHeight="7" orient="auto-start-reverse"><path d="M0,0 L10,5 L0,10 z" fill="#8893a2"/>'
         "</marker></defs>",
     ]
-    parts += [_edge(places[parent], places[node.id]) for node in nodes
+    parts += [_edge(places[parent], places[node.id], box) for node in nodes
               for parent in node.inputs if parent in places]
-    parts += [_box(node, *places[node.id]) for node in nodes]
+    parts += [_box(node, *places[node.id], box) for node in nodes]
     parts.append("</svg>")
     return Markup("".join(parts))  # noqa: S704 - every user string above went through escape()
 
@@ -110,15 +121,15 @@ def _summary(title: str, nodes: list[DrawNode]) -> str:
     return f"{title}: {len(nodes)} {noun}" + (f" ({states})" if states else "")
 
 
-def _edge(start: tuple[float, float], end: tuple[float, float]) -> str:
-    x1, y1 = start[0] + NODE_WIDTH, start[1] + NODE_HEIGHT / 2
-    x2, y2 = end[0] - 2, end[1] + NODE_HEIGHT / 2
+def _edge(start: tuple[float, float], end: tuple[float, float], box: float = NODE_HEIGHT) -> str:
+    x1, y1 = start[0] + NODE_WIDTH, start[1] + box / 2
+    x2, y2 = end[0] - 2, end[1] + box / 2
     bend = (x2 - x1) / 2
     return (f'<path class="dag-edge" d="M{x1:g},{y1:g} C{x1 + bend:g},{y1:g} {x2 - bend:g},{y2:g} '
             f'{x2:g},{y2:g}" fill="none" stroke="#8893a2" stroke-width="1.5" marker-end="url(#dag-arrow)"/>')
 
 
-def _box(node: DrawNode, x: float, y: float) -> str:
+def _box(node: DrawNode, x: float, y: float, box: float = NODE_HEIGHT) -> str:
     state = node.state if node.state in COLOURS else "none"
     fill, stroke = COLOURS[state]
     caption = node.type + (f" · {node.state}" if node.state else "")
@@ -138,18 +149,29 @@ def _box(node: DrawNode, x: float, y: float) -> str:
     fill_bar = ""
     if filling:
         share = max(0.0, min(float(node.percent or 0), 100.0)) / 100
-        fill_bar = (f'<rect class="dag-fill" width="{NODE_WIDTH * share:.1f}" height="{NODE_HEIGHT}" rx="7" '
+        fill_bar = (f'<rect class="dag-fill" width="{NODE_WIDTH * share:.1f}" height="{box:g}" rx="7" '
                     f'fill="{FILL_COLOUR}"/>')
-    return (
-        f'<g class="dag-node state-{escape(state)}" transform="translate({x:g},{y:g})"'
-        + (f' data-percent="{node.percent:.1f}"' if filling else "") + ">"
+    picture = ""
+    if box > NODE_HEIGHT:
+        inner_w, inner_h = NODE_WIDTH - 2 * THUMB_PAD, box - NODE_HEIGHT - THUMB_PAD
+        picture = (f'<image class="dag-thumb" href="{escape(node.thumb)}" x="{THUMB_PAD}" y="{NODE_HEIGHT - 4}" '
+                   f'width="{inner_w}" height="{inner_h}" preserveAspectRatio="xMidYMid meet"/>' if node.thumb else
+                   f'<rect x="{THUMB_PAD}" y="{NODE_HEIGHT - 4}" width="{inner_w}" height="{inner_h}" rx="4" '
+                   'fill="#ffffff" fill-opacity=".55"/>')
+    body = (
         f"<title>{escape(tooltip)}</title>"
-        f'<rect width="{NODE_WIDTH}" height="{NODE_HEIGHT}" rx="7" fill="{fill}"/>{fill_bar}'
-        f'<rect width="{NODE_WIDTH}" height="{NODE_HEIGHT}" rx="7" fill="none" stroke="{stroke}" '
+        f'<rect width="{NODE_WIDTH}" height="{box:g}" rx="7" fill="{fill}"/>{fill_bar}{picture}'
+        f'<rect width="{NODE_WIDTH}" height="{box:g}" rx="7" fill="none" stroke="{stroke}" '
         f'stroke-width="{3 if state in ("running", "failed") else 1.5}"/>'
         f'<text x="10" y="19" font-size="13" font-weight="600" fill="#1d2126">{escape(_clip(node.id))}</text>'
         f'<text x="10" y="36" font-size="11" fill="#5b6470">{escape(_clip(caption, CAPTION_CHARS))}</text>'
-        "</g>"
+    )
+    if node.href:  # a click opens the step's output (its media page: picture, player or sound)
+        label = f"Open the output of {node.id}"
+        body = f'<a class="dag-link" href="{escape(node.href)}" aria-label="{escape(label)}">{body}</a>'
+    return (
+        f'<g class="dag-node state-{escape(state)}" transform="translate({x:g},{y:g})"'
+        + (f' data-percent="{node.percent:.1f}"' if filling else "") + f">{body}</g>"
     )
 
 
@@ -204,9 +226,21 @@ def from_steps(steps: Iterable[Mapping]) -> list[DrawNode]:
                 state, detail = "failed", f"chunk {failed['step_id']}: {failed.get('error') or ''}"
             elif state in ("pending", "queued") and any(x in CHUNK_WORKING for x in states):
                 state = "running" if "running" in states else "queued"
+        thumb, href = _preview(s)
         nodes.append(DrawNode(step_id, str(s.get("type") or ""), inputs, state, detail,
-                              percent=percent, eta=eta, progress=progress))
+                              percent=percent, eta=eta, progress=progress, thumb=thumb, href=href))
     return nodes
+
+
+def _preview(step: Mapping) -> tuple[str, str]:
+    """(thumbnail URL, output page URL) of a step whose output exists, or the last rendered frame
+    of a running one (`preview_url`); empty otherwise."""
+    if step.get("status") == "running" and step.get("preview_url"):
+        return str(step["preview_url"]), ""
+    digest = str(step.get("output") or "")
+    if step.get("status") not in ("cached", "completed") or not digest:
+        return "", ""
+    return f"/media/{digest}/thumb", f"/media/{digest}"
 
 
 def from_dag(dag: Mapping, *, state: str | None = None) -> list[DrawNode]:

@@ -70,15 +70,17 @@ def apply_frames(
             while (buffer := pipeline.read_frame(frame_bytes)) is not None:
                 pending.append(pool.submit(transform, buffer))
                 if len(pending) >= IN_FLIGHT:
-                    pipeline.write_frame(pending.popleft().result())
+                    frame = pending.popleft().result()
+                    pipeline.write_frame(frame)
                     written += 1
                     if step is not None:
-                        step.frames_done(written)
+                        step.frames_done(written, frame)
             while pending:
-                pipeline.write_frame(pending.popleft().result())
+                frame = pending.popleft().result()
+                pipeline.write_frame(frame)
                 written += 1
                 if step is not None:
-                    step.frames_done(written)
+                    step.frames_done(written, frame)
         finally:
             for future in pending:
                 future.cancel()
