@@ -10,6 +10,7 @@ plain single-threaded decode | numpy | encode pipe. A bare decode+encode (`null`
 
 from __future__ import annotations
 
+import os
 import subprocess
 import sys
 import tempfile
@@ -33,7 +34,9 @@ from l1web.engine.effects.encoding import (  # noqa: E402
 from l1web.engine.ffmpeg import BASE_FLAGS, INPUT_FLAGS, ffmpeg, ffmpeg_exe  # noqa: E402
 
 CLIP_SIZE = (1280, 720)  # pixels
-CLIP_SECONDS = 10
+#: Seconds of the clip; 10 is the measurement the issue asks for. BENCH_CLIP_SECONDS shortens it
+#: (`make bench` on a loaded 2-core machine spends ~10 min in each of bench_effects and bench_engine).
+CLIP_SECONDS = int(os.environ.get("BENCH_CLIP_SECONDS", "10"))
 CLIP_FPS = 25
 REPEATS = 3  # best of, per measurement
 TIMEOUT = 600.0  # seconds

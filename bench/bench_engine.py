@@ -37,7 +37,9 @@ from l1web.engine.effects.encoding import (  # noqa: E402
 from l1web.engine.ffmpeg import BASE_FLAGS, INPUT_FLAGS, ffmpeg, ffmpeg_exe  # noqa: E402
 
 CLIP_SIZE = (1280, 720)  # pixels
-CLIP_SECONDS = 10
+#: Seconds of the clip; 10 is the measurement the issue asks for. BENCH_CLIP_SECONDS shortens it
+#: (`make bench` on a loaded 2-core machine spends ~10 min in each of bench_effects and bench_engine).
+CLIP_SECONDS = int(os.environ.get("BENCH_CLIP_SECONDS", "10"))
 CLIP_FPS = 25
 REPEATS = 3  # best of, per measurement (the machines are shared and noisy)
 TIMEOUT = 600.0  # seconds
@@ -166,7 +168,7 @@ class Bench:
             bare = lambda: bare_frames(name, self.clip, out)  # noqa: E731
         # A fresh result index each time, so the step renders instead of hitting the cache.
         l1, baseline = best_of(lambda: self.execute(the_plan, DictResults()), bare)
-        return {"benchmark": f"engine step: {name} 1280x720 10 s", "l1": l1,
+        return {"benchmark": f"engine step: {name} {CLIP_SIZE[0]}x{CLIP_SIZE[1]} {CLIP_SECONDS} s", "l1": l1,
                 "baseline": baseline, "ratio": l1 / baseline, "goal": GOAL_RATIO, "unit": "s"}
 
     def rerun_rows(self) -> list[dict]:
