@@ -16,9 +16,7 @@ it waits for work instead: the spare process connects to Redis and blocks on a p
 comes, the worker hands it the job id and the spare runs it exactly as a freshly forked horse
 would (`main_work_horse`), then exits. Every job still gets a process of its own, used once,
 so crash isolation is RQ's: a horse that dies fails its job (`horse_killed`), never the
-worker's other work. A spare that died while idle is replaced by an ordinary fork. And the
-worker takes its next job once the horse reports its job over, not once the horse's exit
-(unmapping a copy of the worker's memory) is through.
+worker's other work. A spare that died while idle is replaced by an ordinary fork.
 """
 
 from __future__ import annotations
@@ -59,17 +57,8 @@ class L1Worker(Worker):
     """
 
     abandon_grace = 60
-    #: The next job's horse, forked and connected ahead of time: (pid, its job pipe's write end,
-    #: its "job over" pipe's read end).
-    _spare: tuple[int, int, int] | None = None
-    #: In the worker: the running horse's "job over" pipe; in a horse: where to say it.
-    _horse_done: int | None = None
-    _done_write: int | None = None
-
-    def __init__(self, *args, **kwargs) -> None:
-        super().__init__(*args, **kwargs)
-        #: Horses that reported their job over and have not been collected yet.
-        self._exiting: list[int] = []
+    #: The next job's horse, forked and connected ahead of time: (pid, write end of its pipe).
+    _spare: tuple[int, int] | None = None
     #: Seconds between an idle spare's checks that its worker is still alive.
     SPARE_POLL = 1.0
 
@@ -105,18 +94,16 @@ class L1Worker(Worker):
 
     # Horses made ahead of time -------------------------------------------------------------
     def dequeue_job_and_maintain_ttl(self, timeout, max_idle_time=None):
-        self._reap_exiting()
         self._ensure_spare()  # while this worker blocks on the queues, the next horse gets ready
         return super().dequeue_job_and_maintain_ttl(timeout, max_idle_time)
 
     def fork_work_horse(self, job, queue) -> None:
         spare, self._spare = self._spare, None
         if spare is not None:
-            pid, pipe, done = spare
+            pid, pipe = spare
             try:
                 os.write(pipe, json.dumps([job.id, queue.name, self.execution.id]).encode())
             except OSError:  # the spare died while idle (EPIPE): reap it, fork as RQ does
-                os.close(done)
                 self._reap(pid)
                 spare = None
             finally:
@@ -126,40 +113,11 @@ class L1Worker(Worker):
             return
         os.environ["RQ_WORKER_ID"] = self.name
         os.environ["RQ_JOB_ID"] = job.id
-        self._horse_pid, self._horse_done = spare[0], spare[2]
+        self._horse_pid = spare[0]
         self.procline(f"Handed job {job.id} to spare horse {spare[0]} at {time.time()}")
-        self._ensure_spare()  # the next job's horse gets ready while this one works
-
-    def perform_job(self, job, queue, execution) -> bool:
-        """In a horse: run the job as RQ does, then tell the worker it is over (before exiting)."""
-        done = super().perform_job(job, queue, execution)
-        if self._done_write is not None:
-            with contextlib.suppress(OSError):
-                os.write(self._done_write, b"1")
-        return done
-
-    def wait_for_horse(self):
-        """Until the horse reports its job over (its results are in Redis), or else until it exits.
-
-        A horse tearing down its copy of the worker's memory takes milliseconds more; the worker
-        need not wait for that to take the next job (it reaps the process later). A horse that
-        dies without reporting is waited for as RQ does, and its exit status judged as RQ does.
-        """
-        done = self._horse_done
-        if done is None:
-            return super().wait_for_horse()
-        select.select([done], [], [])  # RQ's monitor interrupts this for heartbeats (SIGALRM)
-        reported = os.read(done, 1)
-        os.close(done)
-        self._horse_done = None
-        if not reported:
-            return super().wait_for_horse()
-        self._exiting.append(self._horse_pid)
-        return self._horse_pid, os.EX_OK, None
 
     def teardown(self) -> None:
         self._retire_spare()
-        self._reap_exiting()
         super().teardown()
 
     def _ensure_spare(self) -> None:
@@ -167,34 +125,19 @@ class L1Worker(Worker):
             if _alive(self._spare[0]):
                 return
             self._retire_spare()
-        jobs_read, jobs_write = os.pipe()
-        done_read, done_write = os.pipe()
+        read, write = os.pipe()
         pid = os.fork()
         if pid == 0:  # the spare: never returns
-            os.close(jobs_write)
-            os.close(done_read)
-            self._done_write = done_write
-            self._spare_main(jobs_read)
-        os.close(jobs_read)
-        os.close(done_write)
-        self._spare = (pid, jobs_write, done_read)
+            os.close(write)
+            self._spare_main(read)
+        os.close(read)
+        self._spare = (pid, write)
 
     def _retire_spare(self) -> None:
         spare, self._spare = self._spare, None
         if spare is not None:
             os.close(spare[1])  # end of file: the spare exits
-            os.close(spare[2])
             self._reap(spare[0], wait=True)
-
-    def _reap_exiting(self) -> None:
-        """Collect horses that reported their job over and have exited since."""
-        for pid in list(self._exiting):
-            try:
-                finished, _ = os.waitpid(pid, os.WNOHANG)
-            except ChildProcessError:
-                finished = pid
-            if finished:
-                self._exiting.remove(pid)
 
     @staticmethod
     def _reap(pid: int, wait: bool = False) -> None:
