@@ -144,7 +144,7 @@ class L1Worker(Worker):
         with contextlib.suppress(ChildProcessError):
             if wait:
                 with contextlib.suppress(OSError):
-                    os.kill(pid, signal.SIGTERM)
+                    os.kill(pid, signal.SIGKILL)  # a retired spare holds no job: nothing to lose, and it cannot linger
             os.waitpid(pid, 0 if wait else os.WNOHANG)
 
     def _spare_main(self, pipe: int) -> None:
