@@ -85,7 +85,7 @@ class StepWatch:
 
     def __init__(self, *, seconds: float | None = None, frames: int | None = None,
                  sink: Callable[[dict, str], None] | None = None,
-                 preview_sink: Callable[[bytes], None] | None = None,
+                 preview_sink: Callable[[bytes, float], None] | None = None,
                  redact: Callable[[str], str] | None = None,
                  interval: float = INTERVAL, clock: Callable[[], float] = time.monotonic,
                  wall: Callable[[], float] = time.time) -> None:
@@ -160,8 +160,11 @@ class StepWatch:
             out = io.BytesIO()
             picture.convert("RGB").save(out, "JPEG", quality=PREVIEW_QUALITY)
             assert self._preview_sink is not None
-            self._preview_sink(out.getvalue())
-            self.preview_at = round(self.wall(), 3)
+            at = round(self.wall(), 3)
+            # The picture and its time go out together, so a page never links a picture that is
+            # not there yet, nor misses one that is.
+            self._preview_sink(out.getvalue(), at)
+            self.preview_at = at
         except Exception:  # noqa: BLE001 - a preview must never fail the render
             log.warning("could not keep a step's last rendered frame", exc_info=True)
 

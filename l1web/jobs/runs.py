@@ -332,8 +332,8 @@ def step_watch(ctx: Clients, run_id: str, step: dict) -> StepWatch:
     def sink(progress: dict, text: str) -> None:
         ctx.state.watch.publish(run_id, step_id, progress, text)
 
-    def preview(jpeg: bytes) -> None:
-        ctx.state.watch.publish_preview(run_id, step_id, jpeg)
+    def preview(jpeg: bytes, at: float) -> None:
+        ctx.state.watch.publish_preview(run_id, step_id, jpeg, at)
 
     return StepWatch(seconds=expect.get("seconds"), frames=expect.get("frames"), sink=sink,
                      preview_sink=preview, redact=redact)

@@ -81,9 +81,15 @@ class StepWatches:
             found = pipe.execute()
         return {sid: _decode(raw) for sid, raw in zip(ids, found, strict=True) if raw}
 
-    def publish_preview(self, run_id: str, step_id: str, jpeg: bytes) -> None:
-        """The step's "last rendered" frame (the web app reads it back as bytes)."""
-        self.raw().set(keys.step_preview(run_id, step_id), jpeg, ex=keys.STEP_PROGRESS_TTL)
+    def publish_preview(self, run_id: str, step_id: str, jpeg: bytes, at: float) -> None:
+        """The step's "last rendered" frame (the web app reads it back as bytes) and, in the same
+        transaction, its time as the progress field `preview_at` (what pages link it by)."""
+        progress = keys.step_progress(run_id, step_id)
+        with self.raw().pipeline(transaction=True) as pipe:
+            pipe.set(keys.step_preview(run_id, step_id), jpeg, ex=keys.STEP_PROGRESS_TTL)
+            pipe.hset(progress, "preview_at", str(at))
+            pipe.expire(progress, keys.STEP_PROGRESS_TTL)
+            pipe.execute()
 
     def preview(self, run_id: str, step_id: str) -> bytes | None:
         return self.raw().get(keys.step_preview(run_id, step_id))
