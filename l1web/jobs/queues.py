@@ -8,7 +8,7 @@ on the queue; the worker that takes the token renders whatever the pool says is 
 from __future__ import annotations
 
 import functools
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, Any
 
 import redis
 from rq import Callback, Queue
@@ -69,7 +69,7 @@ def enqueue_step(connection: redis.Redis, run_id: str, step_id: str, attempt: in
                                           "id": step_job_id(run_id, step_id, attempt, tries)})
 
 
-def file_work(connection: redis.Redis, run_id: str, piece: dict) -> Job:
+def file_work(connection: redis.Redis, run_id: str, piece: dict[str, Any]) -> Job:
     """File a piece of work under its run's owner and priority, and put one token on its queue."""
     from l1web.state.fair import FairShare
 
