@@ -26,6 +26,7 @@ from __future__ import annotations
 
 import json
 from collections.abc import Mapping
+from typing import Any, cast
 
 import redis
 
@@ -115,7 +116,7 @@ class FairShare:
         self._done = client.register_script(_DONE)
         self._move = client.register_script(_MOVE)
 
-    def file(self, run_id: str, piece: Mapping) -> None:
+    def file(self, run_id: str, piece: Mapping[str, Any]) -> None:
         """File a piece of a run's work under the run's owner and priority."""
         owner, priority = (_text(v) if v is not None else None
                            for v in self.redis.hmget(keys.run(run_id), ["owner", "priority"]))
@@ -125,10 +126,10 @@ class FairShare:
             level = 0
         self.put(piece["kind"], level, owner or "", piece)
 
-    def put(self, kind: str, priority: int, user: str, piece: Mapping) -> None:
+    def put(self, kind: str, priority: int, user: str, piece: Mapping[str, Any]) -> None:
         self._put(args=[keys.fair(kind), int(priority), user, json.dumps(dict(piece), sort_keys=True)])
 
-    def take(self, kind: str, cap: int = 0) -> tuple[str, dict] | None:
+    def take(self, kind: str, cap: int = 0) -> tuple[str, dict[str, Any]] | None:
         """(user, piece) to do next, counted as running for `user`; None when nothing may start."""
         got = self._take(args=[keys.fair(kind), keys.fair_running(), int(cap)])
         if not got:
@@ -147,8 +148,8 @@ class FairShare:
     def waiting(self, kind: str) -> int:
         """Pieces of `kind` waiting, over every priority and user."""
         prefix, total = keys.fair(kind), 0
-        for prio in self.redis.zrange(prefix + "prios", 0, -1):
-            for user in self.redis.zrange(f"{prefix}p{_text(prio)}:users", 0, -1):
+        for prio in cast(list[str], self.redis.zrange(prefix + "prios", 0, -1)):  # a decoding client
+            for user in cast(list[str], self.redis.zrange(f"{prefix}p{_text(prio)}:users", 0, -1)):
                 total += self.redis.llen(f"{prefix}p{_text(prio)}:u:{_text(user)}")
         return total
 
