@@ -29,8 +29,8 @@ from pathlib import Path
 from l1web.errors import BadRequest, Conflict, L1Error, NotFound, PayloadTooLarge
 from l1web.state.uploads import InflightLimit, Upload, Uploads
 from l1web.store import ContentStore, Stored
-from l1web.store.ingest import raise_if_full
-from l1web.store.names import hash_file, new_hasher
+from l1web.store.ingest import FinishedFile, raise_if_full
+from l1web.store.names import new_hasher
 
 log = logging.getLogger(__name__)
 
@@ -102,24 +102,6 @@ def parse_checksum(header: str | None):
     except binascii.Error:
         raise BadRequest("Upload-Checksum value is not base64") from None
     return hashlib.new(algorithm), expected
-
-
-class _FinishedUpload:
-    """A complete upload file handed to `ContentStore.commit` (same interface as its writers)."""
-
-    def __init__(self, path: Path, size: int, digest: str | None) -> None:
-        self.path, self.size, self._digest = path, size, digest
-
-    def finish(self) -> str:
-        fd = os.open(self.path, os.O_RDONLY)
-        try:
-            os.fsync(fd)
-        finally:
-            os.close(fd)
-        return self._digest or hash_file(self.path)  # the in-process state was lost: hash once
-
-    def discard(self) -> None:
-        self.path.unlink(missing_ok=True)
 
 
 class UploadStore:
@@ -264,7 +246,7 @@ class UploadStore:
             _HASHERS.pop(upload.id, None)
         digest = hasher.hexdigest() if hasher is not None else None
         try:
-            stored = self.store.commit(_FinishedUpload(self.path(upload.id), upload.length, digest),
+            stored = self.store.commit(FinishedFile(self.path(upload.id), upload.length, digest),
                                        source="upload", owner=upload.owner, name=upload.name)
         except BaseException:
             self.remove(upload.id)  # refused (hostile media, full disk …): nothing stays behind
