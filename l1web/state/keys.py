@@ -312,6 +312,12 @@ def uploads_expiry() -> str:
     return f"{PREFIX}uploads:expiry"
 
 
+def uploads_sweep() -> str:
+    """Lock (SET NX PX, never released): the web process holding it sweeps expired uploads; it
+    lapses after UPLOAD_SWEEP_INTERVAL, so one sweep runs per interval however many processes."""
+    return f"{PREFIX}uploads:sweep"
+
+
 def uploads_inflight(username: str) -> str:
     """String (integer): bytes one user's unfinished uploads announced, held against their limit."""
     return f"{PREFIX}uploads:inflight:{username}"
