@@ -31,8 +31,10 @@ if TYPE_CHECKING:
 class Person(Protocol):
     """Anything with a user's name and admin flag (`l1web.users.User`)."""
 
-    name: str
-    is_admin: bool
+    @property
+    def name(self) -> str: ...
+    @property
+    def is_admin(self) -> bool: ...
 
 
 @dataclass(frozen=True)

@@ -6,7 +6,7 @@ import re
 import time
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
-from typing import Protocol
+from typing import Any, Protocol
 
 import redis
 
@@ -14,9 +14,10 @@ from l1web import access, lifecycle
 from l1web.engine.canonical import DIGEST_RE
 from l1web.errors import BadRequest, Conflict, Forbidden, NotFound
 from l1web.lifecycle import RunEvent, StepEvent
-from l1web.recipes.parse import Recipe, RecipeError, effect_recipe, recipe_from_data
+from l1web.recipes.errors import RecipeError
+from l1web.recipes.parse import Recipe, effect_recipe, recipe_from_data
 from l1web.runs import progress
-from l1web.runs.model import RunStatus, StepStatus, legacy_run_id_for, run_id_for
+from l1web.runs.model import Run, RunStatus, StepStatus, legacy_run_id_for, run_id_for
 from l1web.state import StateManager
 from l1web.store import ContentStore
 from l1web.users import User
@@ -31,7 +32,7 @@ class Submission:
     recipe: str
     inputs: list[str] | dict[str, str] = field(default_factory=list)
     output_name: str | None = None
-    params: dict = field(default_factory=dict)
+    params: dict[str, Any] = field(default_factory=dict)
     force: bool = False
     paused: bool = False
     priority: int = 0
@@ -93,7 +94,7 @@ def renders_one_step(recipe: Recipe) -> bool:
     return sum(1 for node in recipe.dag.nodes.values() if node.type != "SOURCE") == 1
 
 
-def _stored_renders_one_step(run: dict) -> bool:
+def _stored_renders_one_step(run: dict[str, Any]) -> bool:
     try:
         return renders_one_step(recipe_from_data(run["recipe"]))
     except (KeyError, TypeError, RecipeError):
@@ -179,7 +180,7 @@ class RunService:
         self.check_fixed_inputs(recipe, user)
         return bound
 
-    def submit(self, submission: Submission, user: User, admit: Callable[[], None] | None = None) -> tuple[dict, bool]:
+    def submit(self, submission: Submission, user: User, admit: Callable[[], None] | None = None) -> tuple[Run, bool]:
         """Start a run, or return the existing identical one; (run, created).
 
         `admit` is called once the submission is valid and would enqueue work (a new run or a
@@ -218,7 +219,8 @@ class RunService:
             self.enqueue_plan(run_id, 1, render_inline=renders_one_step(recipe))
         return self.state.runs.get(run_id) or run, True
 
-    def _legacy_run(self, user: User, recipe_id: str, inputs: Mapping[str, str], params: Mapping) -> dict | None:
+    def _legacy_run(self, user: User, recipe_id: str, inputs: Mapping[str, str],
+                    params: Mapping[str, Any]) -> Run | None:
         """This user's identical run under its pre-owner id, if they have one (runs are not rewritten)."""
         run = self.state.runs.get(legacy_run_id_for(recipe_id, inputs, params))
         return run if run and run.get("owner") == user.name else None
@@ -237,14 +239,14 @@ class RunService:
             raise
 
     # Reading -------------------------------------------------------------------------------
-    def get(self, run_id: str, user: User) -> dict:
+    def get(self, run_id: str, user: User) -> Run:
         """The run if this user may see it; the same 404 for unknown and for someone else's."""
         run = self.state.runs.get(run_id) if DIGEST_RE.fullmatch(run_id) else None
         if run is None or not access.owns(user, [run.get("owner") or ""]):
             raise NotFound(f"no run {run_id[:64]!r}")
         return run
 
-    def steps_view(self, run_id: str) -> list[dict]:
+    def steps_view(self, run_id: str) -> list[dict[str, Any]]:
         """Each step's description merged with its state and its `progress` (two round trips:
         the steps, then the live progress of those that rendered or render)."""
         _, steps, states = self.state.runs.snapshot(run_id, with_run=False)
@@ -270,7 +272,7 @@ class RunService:
         if run.get("config_id"):
             self.state.recipes.remove_ref(run["config_id"], run_id)
 
-    def cancel(self, run_id: str, user: User) -> dict:
+    def cancel(self, run_id: str, user: User) -> Run:
         run = self.get(run_id, user)
         if not self.state.runs.transition(run_id, RunEvent.CANCEL, error="cancelled by the user",
                                           finished=time.time()):
@@ -291,7 +293,7 @@ class RunService:
                 except Exception:  # noqa: BLE001 - the job may have just finished
                     pass
 
-    def rerun(self, run_id: str, user: User, *, force: bool = False, admit: Callable[[], None] | None = None) -> dict:
+    def rerun(self, run_id: str, user: User, *, force: bool = False, admit: Callable[[], None] | None = None) -> Run:
         """Run a failed or cancelled run again (or any finished run when forced)."""
         run = self.get(run_id, user)
         if run.get("published") == "1":
@@ -312,7 +314,7 @@ class RunService:
             raise Forbidden(f"priority {priority} is above your ceiling of {self.user_max_priority}",
                             field="priority")
 
-    def set_priority(self, run_id: str, user: User, priority: int) -> dict:
+    def set_priority(self, run_id: str, user: User, priority: int) -> Run:
         """Change a live run's priority; its waiting plan or steps move to the new priority at once."""
         run = self.get(run_id, user)
         self.check_priority(priority, user)
@@ -324,14 +326,14 @@ class RunService:
             self.state.fair.move(kind, run.get("owner") or "", old, priority, run_id)
         return self.state.runs.get(run_id) or run
 
-    def pause(self, run_id: str, user: User) -> dict:
+    def pause(self, run_id: str, user: User) -> Run:
         """No new step of the run starts (a queued one goes back to waiting); running steps finish."""
         run = self.get(run_id, user)
         if not self.state.runs.transition(run_id, RunEvent.PAUSE, paused_at=time.time()):
             raise Conflict(f"the run is {run['status']}; only pending or running runs can be paused")
         return self.state.runs.get(run_id) or run
 
-    def resume(self, run_id: str, user: User) -> dict:
+    def resume(self, run_id: str, user: User) -> Run:
         """A paused run goes on: planned ones enqueue their ready steps, others are planned now."""
         run = self.get(run_id, user)
         planned = bool(run.get("started"))  # its plan job began (and writes its steps)
@@ -344,7 +346,7 @@ class RunService:
             self.enqueue_plan(run_id, int(run.get("attempt") or 1), render_inline=_stored_renders_one_step(run))
         return self.state.runs.get(run_id) or run
 
-    def requeue(self, run_id: str, user: User, *, admit: Callable[[], None] | None = None) -> dict:
+    def requeue(self, run_id: str, user: User, *, admit: Callable[[], None] | None = None) -> Run:
         """Render a failed or cancelled run's unfinished steps again, keeping every completed one.
 
         A run that never got planned (it failed while planning, or was cancelled before) is

@@ -26,6 +26,7 @@ from __future__ import annotations
 
 import json
 from collections.abc import Mapping
+from typing import Any, cast
 
 import redis
 
@@ -114,7 +115,7 @@ class FairShare:
         self._done = client.register_script(_DONE)
         self._move = client.register_script(_MOVE)
 
-    def file(self, run_id: str, piece: Mapping) -> None:
+    def file(self, run_id: str, piece: Mapping[str, Any]) -> None:
         """File a piece of a run's work under the run's owner and priority."""
         owner, priority = (_text(v) if v is not None else None
                            for v in self.redis.hmget(keys.run(run_id), ["owner", "priority"]))
@@ -124,13 +125,13 @@ class FairShare:
             level = 0
         self.put(piece["kind"], level, owner or "", piece)
 
-    def put(self, kind: str, priority: int, user: str, piece: Mapping) -> None:
+    def put(self, kind: str, priority: int, user: str, piece: Mapping[str, Any]) -> None:
         level = int(priority)
         self._put(keys=[keys.fair_waiting(kind, level, user), keys.fair_users(kind, level), keys.fair_prios(kind),
                         keys.fair_served(kind)],
                   args=[level, user, json.dumps(dict(piece), sort_keys=True)])
 
-    def take(self, kind: str, cap: int = 0) -> tuple[str, dict] | None:
+    def take(self, kind: str, cap: int = 0) -> tuple[str, dict[str, Any]] | None:
         """(user, piece) to do next, counted as running for `user`; None when nothing may start."""
         got = self._take(keys=[keys.fair_prios(kind), keys.fair_served(kind), keys.fair_seq(kind), keys.fair_running()],
                          args=[keys.fair_users(kind, _PRIO), keys.fair_waiting(kind, _PRIO, _USER), _PRIO, _USER,
@@ -155,8 +156,8 @@ class FairShare:
     def waiting(self, kind: str) -> int:
         """Pieces of `kind` waiting, over every priority and user."""
         total = 0
-        for prio in self.redis.zrange(keys.fair_prios(kind), 0, -1):
-            for user in self.redis.zrange(keys.fair_users(kind, _text(prio)), 0, -1):
+        for prio in cast(list[str], self.redis.zrange(keys.fair_prios(kind), 0, -1)):  # a decoding client
+            for user in cast(list[str], self.redis.zrange(keys.fair_users(kind, _text(prio)), 0, -1)):
                 total += self.redis.llen(keys.fair_waiting(kind, _text(prio), _text(user)))
         return total
 

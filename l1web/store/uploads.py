@@ -29,7 +29,7 @@ from pathlib import Path
 from l1web.errors import BadRequest, Conflict, L1Error, NotFound, PayloadTooLarge
 from l1web.state.uploads import InflightLimit, Upload, Uploads
 from l1web.store import ContentStore, Stored
-from l1web.store.ingest import raise_if_full
+from l1web.store.ingest import Readable, raise_if_full
 from l1web.store.names import hash_file, new_hasher
 
 log = logging.getLogger(__name__)
@@ -57,7 +57,7 @@ class Expired(L1Error):
 @dataclass
 class _HashState:
     offset: int
-    hasher: object
+    hasher: hashlib._Hash
 
 
 #: Upload id → the SHA3 state of its first `offset` bytes, in this process only.
@@ -89,7 +89,7 @@ def parse_metadata(header: str | None) -> dict[str, str]:
     return out
 
 
-def parse_checksum(header: str | None):
+def parse_checksum(header: str | None) -> tuple[hashlib._Hash, bytes] | None:
     """`Upload-Checksum: sha1 base64digest` → (hasher, expected bytes), or None when absent."""
     if header is None:
         return None
@@ -169,7 +169,7 @@ class UploadStore:
         return upload
 
     # Appending ------------------------------------------------------------------------------------
-    def append(self, upload: Upload, offset: int, body, declared: int | None, *, checksum: str | None,
+    def append(self, upload: Upload, offset: int, body: Readable, declared: int | None, *, checksum: str | None,
                expiry: float) -> tuple[Upload, Stored | None]:
         """Write a PATCH body at `offset` (which must be the upload's offset); the Stored item
         once the last byte is in. Bad offsets, lengths and checksums change nothing."""
@@ -206,7 +206,8 @@ class UploadStore:
             except Exception:  # noqa: BLE001 - an expired lock is not this request's failure
                 log.warning("upload %s: its lock had expired before the PATCH finished", upload.id)
 
-    def _write(self, upload: Upload, body, room: int, check) -> tuple[int, object | None]:
+    def _write(self, upload: Upload, body: Readable, room: int,
+               check: tuple[hashlib._Hash, bytes] | None) -> tuple[int, hashlib._Hash | None]:
         """Append the body at the upload's offset, feeding the hash state; undo on any failure."""
         with _HASHERS_LOCK:
             state = _HASHERS.get(upload.id)
@@ -258,7 +259,7 @@ class UploadStore:
                 _HASHERS[upload.id] = _HashState(upload.offset + written, hasher)
         return written, hasher
 
-    def _complete(self, upload: Upload, hasher, expiry: float) -> Stored:
+    def _complete(self, upload: Upload, hasher: hashlib._Hash | None, expiry: float) -> Stored:
         """All bytes are in: into the content store (dedup, media check, owner, atomic rename)."""
         with _HASHERS_LOCK:
             _HASHERS.pop(upload.id, None)
