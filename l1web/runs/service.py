@@ -144,7 +144,7 @@ class RunService:
 
     def may_use(self, user: User, digest: str) -> bool:
         """The one rule (`l1web.access.can_use`) over what the index knows of `digest`."""
-        return access.can_use(user, self.state.cache.access_item(digest, user.name))
+        return access.usable(self.state.cache, digest, user)
 
     def resolve_input(self, ref: str, field_name: str, user: User) -> str:
         if DIGEST_RE.fullmatch(ref):

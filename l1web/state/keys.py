@@ -172,6 +172,31 @@ def fair(kind: str) -> str:
     return f"{PREFIX}fair:{kind}:"
 
 
+def fair_prios(kind: str) -> str:
+    """Zset: the priorities that have waiting work of `kind` (score = priority)."""
+    return f"{fair(kind)}prios"
+
+
+def fair_users(kind: str, priority: int | str) -> str:
+    """Zset: user → the sequence number they were last served at, for users waiting at `priority`."""
+    return f"{fair(kind)}p{priority}:users"
+
+
+def fair_waiting(kind: str, priority: int | str, user: str) -> str:
+    """List: one user's waiting pieces (JSON) of `kind` at `priority`, oldest first."""
+    return f"{fair(kind)}p{priority}:u:{user}"
+
+
+def fair_served(kind: str) -> str:
+    """Hash: user → the sequence number they were last served at (kept across priorities)."""
+    return f"{fair(kind)}served"
+
+
+def fair_seq(kind: str) -> str:
+    """Counter: the serving sequence of `kind`."""
+    return f"{fair(kind)}seq"
+
+
 def fair_running() -> str:
     """Hash: user → pieces of work taken and not yet finished (for USER_MAX_RUNNING)."""
     return f"{PREFIX}fair:running"
