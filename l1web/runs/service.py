@@ -259,6 +259,19 @@ class RunService:
         """Each step's description merged with its state and its `progress` (two round trips:
         the steps, then the live progress of those that rendered or render)."""
         _, steps, states = self.state.runs.snapshot(run_id, with_run=False)
+        return self._with_progress(run_id, steps, states)
+
+    def view(self, run_id: str, user: User) -> tuple[dict, list[dict], list[dict]]:
+        """(run, `steps_view`, notification deliveries) if this user may see the run, as `get`
+        decides: what the polled views show, in two round trips (run, steps and deliveries; then
+        the steps' progress) where `get` + `steps_view` + deliveries took four."""
+        run, steps, states, deliveries = self.state.runs.view(run_id) if DIGEST_RE.fullmatch(run_id) \
+            else (None, [], {}, [])
+        if run is None or not access.owns(user, [run.get("owner") or ""]):
+            raise NotFound(f"no run {run_id[:64]!r}")
+        return run, self._with_progress(run_id, steps, states), deliveries
+
+    def _with_progress(self, run_id: str, steps: list[dict], states: dict[str, dict]) -> list[dict]:
         merged = [{**step, **states.get(step["step_id"], {})} for step in steps]
         live = self.state.watch.progress(run_id, [s["step_id"] for s in merged if s.get("status") in progress.WATCHED])
         for step in merged:

@@ -38,4 +38,9 @@ class Notifications:
             pipe.execute()
 
     def deliveries(self, run_id: str) -> list[dict]:
-        return [json.loads(raw) for raw in self.redis.lrange(keys.run_deliveries(run_id), 0, -1)]
+        return decode_deliveries(self.redis.lrange(keys.run_deliveries(run_id), 0, -1))
+
+
+def decode_deliveries(raw: list[str]) -> list[dict]:
+    """Delivery records as stored (JSON lines, oldest first); `Runs.view` reads them too."""
+    return [json.loads(item) for item in raw]

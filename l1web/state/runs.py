@@ -17,6 +17,7 @@ import redis
 from l1web import lifecycle
 from l1web.lifecycle import RunEvent, StepEvent
 from l1web.state import keys
+from l1web.state.notify import decode_deliveries
 
 #: Run fields a listing leaves out: the large ones, which only the run's own page and API
 #: answer carry, so a page of 50 stays small and quick to decode.
@@ -293,7 +294,22 @@ class Runs:
             pipe.hgetall(keys.run_steps(run_id))
             pipe.hgetall(keys.run_step_status(run_id))
             *head, raw_steps, raw_states = pipe.execute()
-        raw_run = head[0] if head else None
+        return self._snapshot(head[0] if head else None, raw_steps, raw_states)
+
+    def view(self, run_id: str) -> tuple[dict | None, list[dict], dict[str, dict], list[dict]]:
+        """(run, steps, step states, notification deliveries) in one round trip: what the run's
+        page, its status fragment and `GET /runs/{id}` show (they poll it while the run is live)."""
+        with self.redis.pipeline(transaction=False) as pipe:
+            pipe.hgetall(keys.run(run_id))
+            pipe.hgetall(keys.run_steps(run_id))
+            pipe.hgetall(keys.run_step_status(run_id))
+            pipe.lrange(keys.run_deliveries(run_id), 0, -1)
+            raw_run, raw_steps, raw_states, raw_deliveries = pipe.execute()
+        return (*self._snapshot(raw_run, raw_steps, raw_states), decode_deliveries(raw_deliveries))
+
+    @staticmethod
+    def _snapshot(raw_run: Mapping[str, str] | None, raw_steps: Mapping[str, str],
+                  raw_states: Mapping[str, str]) -> tuple[dict | None, list[dict], dict[str, dict]]:
         steps = sorted((json.loads(value) for value in raw_steps.values()),
                        key=lambda s: (s.get("level", 0), s.get("order", 0), s["step_id"]))
         states = {sid: json.loads(value) for sid, value in raw_states.items()}
