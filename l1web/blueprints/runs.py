@@ -80,10 +80,10 @@ def index():
 
 @bp.get("/runs/<run_id>")
 def show(run_id: str):
-    run = current.runs().get(run_id, signed_in())
     if not wants_json():
-        return redirect(url_for("runs.page", run_id=run["id"]))
-    return run_response(run)
+        return redirect(url_for("runs.page", run_id=current.runs().get(run_id, signed_in())["id"]))
+    run, steps, _ = current.runs().view(run_id, signed_in())  # polled by render.py --sync: 2 round trips
+    return jsonify(run_json(run, steps))
 
 
 @bp.delete("/runs/<run_id>")
@@ -256,8 +256,7 @@ def list_fragment():
 
 
 def _run_view(run_id: str) -> dict:
-    run = current.runs().get(run_id, signed_in())
-    steps = current.runs().steps_view(run["id"])
+    run, steps, deliveries = current.runs().view(run_id, signed_in())
     for step in steps:  # a running frame loop's last rendered frame, refreshed with the fragment
         at = (step.get("progress") or {}).get("preview_at")
         if step.get("status") == StepStatus.RUNNING and at:
@@ -272,7 +271,7 @@ def _run_view(run_id: str) -> dict:
     return {
         "run": run, "steps": steps, "live": live, "output": output,
         "progress": run_progress(run, steps),
-        "deliveries": current.state().notify.deliveries(run["id"]),
+        "deliveries": deliveries,
         "done": sum(1 for s in steps if s.get("status") in DONE),
         "total": int(run.get("steps_total") or len(steps)),
         "dag": dagsvg.render(nodes, title=f"Steps of run {run['id'][:12]}"),
@@ -312,8 +311,7 @@ def _log_panel(run: dict, steps: list[dict], chosen: str | None) -> dict:
 @bp.get("/run/<run_id>/log-panel")
 def log_panel(run_id: str):
     """The run page's log panel (htmx polls it while the step, or the followed run, is live)."""
-    run = current.runs().get(run_id, signed_in())
-    steps = current.runs().steps_view(run["id"])
+    run, steps, _ = current.runs().view(run_id, signed_in())
     return render_template("_step_log.html", run=run, **_log_panel(run, steps, request.args.get("step")))
 
 
