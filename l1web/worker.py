@@ -92,10 +92,60 @@ class L1Worker(Worker):
         # An idle worker sweeps only between blocking dequeues: wake up once per maintenance interval.
         return max(1, min(self.worker_ttl - 15, int(self.maintenance_interval)))
 
-    # Horses made ahead of time -------------------------------------------------------------
+    # Drain: finish the current job, take no more ---------------------------------------------
+    #: The state this worker shows (in RQ's record, so /workers and /rq see it) while drained.
+    DRAINED = "drained"
+    #: Seconds between a drained worker's checks that it was resumed (each one also a heartbeat).
+    DRAIN_POLL = 1.0
+
+    #: Whether to look at the drain state before blocking on the queues (at start and after a
+    #: give-back); otherwise the one look per job is right after taking it.
+    _look_first = True
+
     def dequeue_job_and_maintain_ttl(self, timeout, max_idle_time=None):
-        self._ensure_spare()  # while this worker blocks on the queues, the next horse gets ready
-        return super().dequeue_job_and_maintain_ttl(timeout, max_idle_time)
+        while True:
+            if self._look_first:
+                self._wait_while_drained()
+                self._look_first = False
+            self._ensure_spare()  # while this worker blocks on the queues, the next horse gets ready
+            result = super().dequeue_job_and_maintain_ttl(timeout, max_idle_time)
+            if result is None or not self._drained():
+                return result
+            # Drained before or while it waited on the queues: the job it took goes back to the front.
+            job, queue = result
+            self._give_back(job, queue)
+            self._look_first = True
+
+    def _drained(self) -> bool:
+        try:
+            return process_clients().state.workers.is_drained(self.name)
+        except redis.RedisError as exc:  # Redis restarting: RQ's own dequeue reports and retries
+            self.log.warning("Worker %s: could not read its drain state (%s)", self.name, exc)
+            return False
+
+    def _wait_while_drained(self) -> None:
+        """While an admin has this worker drained: heartbeats and maintenance only, no work.
+
+        A stop signal meanwhile ends the worker as it would an idle one (RQ raises StopRequested)."""
+        if not self._drained():
+            return
+        self.log.info("Worker %s: drained; it takes no work until resumed", self.name)
+        self.set_state(self.DRAINED)
+        self.procline("Drained")
+        while not self._stop_requested and self._drained():
+            self.heartbeat()
+            if self.should_run_maintenance_tasks:
+                self.run_maintenance_tasks()
+            time.sleep(self.DRAIN_POLL)
+        self.log.info("Worker %s: resumed", self.name)
+
+    def _give_back(self, job, queue) -> None:
+        # RQ's dequeue from a single queue moves the id to that queue's intermediate list.
+        queue.intermediate_queue.remove(job.id)
+        queue.push_job_id(job.id, at_front=True)
+        self.log.info("Worker %s: drained; job %s handed back to %s", self.name, job.id, queue.name)
+
+    # Horses made ahead of time -------------------------------------------------------------
 
     def fork_work_horse(self, job, queue) -> None:
         spare, self._spare = self._spare, None

@@ -170,7 +170,7 @@ def execute_step(run_id: str, step_id: str, work_id: str | None = None) -> dict:
         watch.finish(ok=False)
         jlog.warning("step %s failed: %s", step_id, _short(exc))
         step_finished(ctx.state, run_id, job_id, step, outcome=StepStatus.FAILED,
-                      seconds=time.monotonic() - started)
+                      seconds=time.monotonic() - started, worker=worker)
         attempt_failed(ctx, run_id, step_id, job_id=job_id, worker=worker, error_type=type(exc).__name__,
                        reason=_short(exc),
                        error_text=with_log_excerpt(_short(exc), ctx.state.watch.log(run_id, step_id)))
@@ -222,7 +222,8 @@ def _step_done(ctx: Clients, run_id: str, step: dict, steps: list[dict], *, dige
                          duration=round(time.monotonic() - started, 3),
                          attempt=_attempt(worker, job_id, started_at, finished, status))
     ctx.state.cache.incr("cache_hits" if cached else "cache_misses")
-    step_finished(ctx.state, run_id, job_id, step, outcome=status, seconds=time.monotonic() - started)
+    step_finished(ctx.state, run_id, job_id, step, outcome=status, seconds=time.monotonic() - started,
+                  worker=worker)
     jlog.info("step %s %s → %s", step_id, status, digest[:12])
     advance(ctx, run_id)
     chunked.sweep(ctx)  # this host's copies of chunks joined elsewhere

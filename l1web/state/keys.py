@@ -354,3 +354,27 @@ def chunks_removed() -> str:
     Every host sweeps its own copies of these files; entries older than CHUNKS_REMOVED_TTL go.
     """
     return f"{PREFIX}chunks:removed"
+
+
+# Workers ------------------------------------------------------------------------------------
+def workers_drained() -> str:
+    """Set: names of the workers an admin drained (they take no new work until resumed).
+
+    Kept by name, without expiry, so a worker restarted under the same name comes back drained."""
+    return f"{PREFIX}workers:drained"
+
+
+def worker_stats(name: str) -> str:
+    """Hash: one worker's counters, `steps_done` and `steps_failed` (kept by name, like the drain)."""
+    return f"{PREFIX}worker:{name}:stats"
+
+
+# Batches ------------------------------------------------------------------------------------
+def batch(batch_id: str) -> str:
+    """Hash: one batch (owner, recipe, created, count) and `runs` (JSON list of its run ids, in input order)."""
+    return f"{PREFIX}batch:{batch_id}"
+
+
+def batches_by_user(username: str) -> str:
+    """Sorted set: a user's batch ids, scored by creation time."""
+    return f"{PREFIX}batches:user:{username}"
