@@ -23,6 +23,7 @@ from __future__ import annotations
 
 import argparse
 import contextlib
+import datetime
 import gc
 import json
 import logging
@@ -249,10 +250,12 @@ def preload() -> None:
     import scipy.signal  # noqa: F401 - audio analysis imports it lazily (the web app never needs it)
 
     import l1web.engine.effects.apply  # noqa: F401 - imported lazily by the renderers
+    import l1web.metrics  # noqa: F401 - every step's end records its timing (prometheus_client: ~40 ms to import)
     from l1web.jobs import runs  # noqa: F401 - the job code every horse runs
     from l1web.runs import provenance
 
     PIL.Image.init()  # registers every image plugin now rather than in each horse
+    datetime.datetime.strptime("2000", "%Y")  # RQ parses its timestamps with it: imports `_strptime` once
     process_clients()
     provenance.infrastructure()
     # Everything loaded so far lives as long as the worker: the collector need never scan it,
