@@ -8,6 +8,8 @@ passes; then any other worker's maintenance sweep fires the job's failure callba
 heartbeat and, on an idle worker, sweeps only when its blocking dequeue times out (about 7 min
 by default); `L1Worker` makes both follow the settings (`WORKER_ABANDON_GRACE`,
 `WORKER_MAINTENANCE`), so a lost step fails within heartbeat + grace + maintenance seconds.
+The same maintenance puts back fair-share tokens lost on RQ's side (`sweep_tokens`): a waiting
+plan or step with no token would otherwise wait for ever.
 
 The next job's horse is made ahead of time. RQ forks a horse when a job arrives, and the new
 process then opens its own Redis connections: measured at 15-70 ms before the job's first line
@@ -23,6 +25,7 @@ from __future__ import annotations
 
 import argparse
 import contextlib
+import datetime
 import gc
 import json
 import logging
@@ -86,6 +89,21 @@ class L1Worker(Worker):
             chunked.sweep(process_clients())
         except (redis.RedisError, OSError) as exc:
             self.log.warning("Worker %s: chunk sweep failed (%s)", self.name, exc)
+        self.sweep_tokens()
+
+    def sweep_tokens(self) -> None:
+        """Re-issue fair-share tokens lost on RQ's side (`queues.reissue_lost_tokens`); one worker
+        per maintenance interval does it, whoever gets there first."""
+        from l1web.jobs import queues
+
+        try:
+            ctx = process_clients()
+            if ctx.state.fair.claim_sweep(self.maintenance_interval):
+                issued = queues.reissue_lost_tokens(ctx.rq_connection, ctx.state)
+                if issued:
+                    self.log.warning("Worker %s: waiting work had no token on RQ; re-issued %s", self.name, issued)
+        except redis.RedisError as exc:
+            self.log.warning("Worker %s: token sweep failed (%s)", self.name, exc)
 
     @property
     def dequeue_timeout(self) -> int:
@@ -299,10 +317,12 @@ def preload() -> None:
     import scipy.signal  # noqa: F401 - audio analysis imports it lazily (the web app never needs it)
 
     import l1web.engine.effects.apply  # noqa: F401 - imported lazily by the renderers
+    import l1web.metrics  # noqa: F401 - every step's end records its timing (prometheus_client: ~40 ms to import)
     from l1web.jobs import runs  # noqa: F401 - the job code every horse runs
     from l1web.runs import provenance
 
     PIL.Image.init()  # registers every image plugin now rather than in each horse
+    datetime.datetime.strptime("2000", "%Y")  # RQ parses its timestamps with it: imports `_strptime` once
     process_clients()
     provenance.infrastructure()
     # Everything loaded so far lives as long as the worker: the collector need never scan it,

@@ -202,6 +202,16 @@ def fair_running() -> str:
     return f"{PREFIX}fair:running"
 
 
+def fair_taken() -> str:
+    """Hash: RQ job id of a fair-share token → the [user, piece] it took and has not finished."""
+    return f"{PREFIX}fair:taken"
+
+
+def fair_sweep() -> str:
+    """String with a TTL: set while one worker's sweep for lost fair-share tokens has the turn."""
+    return f"{PREFIX}fair:sweep"
+
+
 def runs_by_user(username: str) -> str:
     return f"{PREFIX}runs:user:{username}"
 
