@@ -59,29 +59,30 @@ def take_work(kind: str) -> dict[str, Any]:
     """A token job: do the piece of work of `kind` the fair-share pool gives out next.
 
     Plans and steps are filed in the pool (`state/fair.py`) and their tokens queued
-    (`queues.file_work`). The piece is kept in the job's meta, so that a failure callback
-    (also fired when the worker died) knows which run and step it was doing.
+    (`queues.file_work`). The pool records the piece under this job's id as it gives it out
+    (one Lua call), so a failure callback (also fired when the worker died) knows which run
+    and step it was doing.
     """
     ctx = process_clients()
     job = get_current_job()
-    got = ctx.state.fair.take(kind, ctx.settings.user_max_running)
+    holder = job.id if job is not None else ""
+    got = ctx.state.fair.take(kind, ctx.settings.user_max_running, holder)
     if got is None:
+        if not ctx.state.fair.waiting(kind):
+            return {"status": "nothing waiting"}  # a spare token (its piece went with another): it ends
         # Every user with waiting work runs USER_MAX_RUNNING pieces already: try again shortly,
         # with a new token (tokens stay one for one with waiting pieces).
         time.sleep(CAPPED_PAUSE)
         queues.enqueue_token(ctx.rq_connection, kind)
         return {"status": "capped"}
     user, piece = got
-    if job is not None:
-        job.meta["work"] = {**piece, "user": user}
-        job.save_meta()  # type: ignore[no-untyped-call]  # unannotated in rq
     # On an exception the failure callback releases the user's running count (it fires for a
     # dead worker too, where this frame never finishes), so only a normal return releases here.
     if piece["kind"] == queues.PLAN:
         result = plan_run(piece["run"], bool(piece.get("inline")), work_id=piece["id"])
     else:
         result = execute_step(piece["run"], piece["step"], work_id=piece["id"])
-    ctx.state.fair.done(user)
+    ctx.state.fair.done(user, holder)
     return result
 
 
@@ -177,7 +178,7 @@ def execute_step(run_id: str, step_id: str, work_id: str | None = None) -> dict[
         watch.finish(ok=False)
         jlog.warning("step %s failed: %s", step_id, _short(exc))
         step_finished(ctx.state, run_id, job_id, step, outcome=StepStatus.FAILED,
-                      seconds=time.monotonic() - started)
+                      seconds=time.monotonic() - started, worker=worker)
         attempt_failed(ctx, run_id, step_id, job_id=job_id, worker=worker, error_type=type(exc).__name__,
                        reason=_short(exc),
                        error_text=with_log_excerpt(_short(exc), ctx.state.watch.log(run_id, step_id)))
@@ -230,7 +231,8 @@ def _step_done(ctx: Clients, run_id: str, step: Step, steps: list[Step], *, dige
                          duration=round(time.monotonic() - started, 3),
                          attempt=_attempt(worker, job_id, started_at, finished, status))
     ctx.state.cache.incr("cache_hits" if cached else "cache_misses")
-    step_finished(ctx.state, run_id, job_id, step, outcome=status, seconds=time.monotonic() - started)
+    step_finished(ctx.state, run_id, job_id, step, outcome=status, seconds=time.monotonic() - started,
+                  worker=worker)
     jlog.info("step %s %s → %s", step_id, status, digest[:12])
     advance(ctx, run_id)
     chunked.sweep(ctx)  # this host's copies of chunks joined elsewhere
@@ -542,17 +544,17 @@ def fail_run(ctx: Clients, run_id: str, reason: str) -> None:
 def on_work_failure(job: Job, connection: redis.Redis, exc_type: type[BaseException], exc_value: BaseException,
                     tb: TracebackType | None) -> None:
     """RQ failure callback of a token job (also fired when its worker died or was stopped)."""
-    try:
-        piece = job.get_meta(refresh=True).get("work")  # the worker's copy predates the horse's meta
-    except Exception:  # noqa: BLE001 - the job record is gone: nothing is known to release
-        piece = (job.meta or {}).get("work")
-    if not piece:
-        # It failed before taking any work (its worker's horse died first): the piece it stood
-        # for still waits in the pool, so it gets a token again (tokens stay one for one).
-        queues.enqueue_token(process_clients().rq_connection, job.args[0])
-        return
     ctx = process_clients()
-    ctx.state.fair.done(piece["user"])
+    got = ctx.state.fair.taken(job.id)
+    if got is None:
+        # It failed before taking any work (its worker's horse died first), or this failure was
+        # already reported: a token again, in case a piece it stood for still waits in the pool
+        # (a spare token is harmless: it finds nothing and ends).
+        queues.enqueue_token(ctx.rq_connection, job.args[0])
+        return
+    user, piece = got
+    if not ctx.state.fair.done(user, job.id):
+        return  # reported by another path in the meantime (horse_killed, then RQ's own callback)
     if piece["kind"] == queues.PLAN:
         plan_failed(ctx, job, piece["run"], piece["id"], exc_type=exc_type, exc_value=exc_value)
     else:

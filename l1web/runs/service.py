@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import logging
 import re
 import time
 from collections.abc import Callable, Mapping
@@ -21,6 +22,8 @@ from l1web.runs.model import Run, RunStatus, StepStatus, legacy_run_id_for, run_
 from l1web.state import StateManager
 from l1web.store import ContentStore
 from l1web.users import User
+
+log = logging.getLogger(__name__)
 
 #: Longest output name accepted, in characters.
 MAX_OUTPUT_NAME = 128
@@ -113,15 +116,23 @@ class EnqueueAdvance(Protocol):
     def __call__(self, run_id: str) -> object: ...
 
 
+class EnqueueEnded(Protocol):
+    """Puts a job on the queue that does what a run's end entails off the request path (its
+    notify URL's delivery), for ends decided by a request (a cancel); workers call it themselves."""
+
+    def __call__(self, run_id: str) -> object: ...
+
+
 class RunService:
     """Submitting, viewing, cancelling and re-running runs; the job layer is injected, not imported."""
 
     def __init__(self, state: StateManager, store: ContentStore, rq_connection: redis.Redis,
                  enqueue_plan: EnqueuePlan, enqueue_advance: EnqueueAdvance | None = None, *,
-                 user_max_priority: int = 0) -> None:
+                 user_max_priority: int = 0, enqueue_ended: EnqueueEnded | None = None) -> None:
         self.state, self.store, self.rq = state, store, rq_connection
         self.enqueue_plan = enqueue_plan
         self.enqueue_advance = enqueue_advance
+        self.enqueue_ended = enqueue_ended
         self.user_max_priority = user_max_priority
 
     # Submitting ----------------------------------------------------------------------------
@@ -144,7 +155,7 @@ class RunService:
 
     def may_use(self, user: User, digest: str) -> bool:
         """The one rule (`l1web.access.can_use`) over what the index knows of `digest`."""
-        return access.can_use(user, self.state.cache.access_item(digest, user.name))
+        return access.usable(self.state.cache, digest, user)
 
     def resolve_input(self, ref: str, field_name: str, user: User) -> str:
         if DIGEST_RE.fullmatch(ref):
@@ -250,6 +261,20 @@ class RunService:
         """Each step's description merged with its state and its `progress` (two round trips:
         the steps, then the live progress of those that rendered or render)."""
         _, steps, states = self.state.runs.snapshot(run_id, with_run=False)
+        return self._with_progress(run_id, steps, states)
+
+    def view(self, run_id: str, user: User) -> tuple[dict[str, Any], list[dict[str, Any]], list[dict[str, Any]]]:
+        """(run, `steps_view`, notification deliveries) if this user may see the run, as `get`
+        decides: what the polled views show, in two round trips (run, steps and deliveries; then
+        the steps' progress) where `get` + `steps_view` + deliveries took four."""
+        run, steps, states, deliveries = self.state.runs.view(run_id) if DIGEST_RE.fullmatch(run_id) \
+            else (None, [], {}, [])
+        if run is None or not access.owns(user, [run.get("owner") or ""]):
+            raise NotFound(f"no run {run_id[:64]!r}")
+        return run, self._with_progress(run_id, steps, states), deliveries
+
+    def _with_progress(self, run_id: str, steps: list[dict[str, Any]],
+                       states: dict[str, dict[str, Any]]) -> list[dict[str, Any]]:
         merged = [{**step, **states.get(step["step_id"], {})} for step in steps]
         live = self.state.watch.progress(run_id, [s["step_id"] for s in merged if s.get("status") in progress.WATCHED])
         for step in merged:
@@ -278,6 +303,11 @@ class RunService:
                                           finished=time.time()):
             raise Conflict(f"the run is {run['status']}; only pending, running or paused runs can be cancelled")
         self._stop_steps(run_id)
+        if self.enqueue_ended is not None:  # this request ended the run (a compare-and-set): once
+            try:
+                self.enqueue_ended(run_id)
+            except Exception:  # noqa: BLE001 - the run is cancelled either way; a worker's log says why
+                log.exception("could not enqueue the end of run %s", run_id[:12])
         return self.state.runs.get(run_id) or run
 
     def _stop_steps(self, run_id: str) -> None:

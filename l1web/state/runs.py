@@ -17,7 +17,8 @@ import redis
 
 from l1web import lifecycle
 from l1web.lifecycle import RunEvent, StepEvent
-from l1web.state import hashes, keys
+from l1web.state import hashes, keys, lua
+from l1web.state.notify import decode_deliveries
 
 #: Run fields a listing leaves out: the large ones, which only the run's own page and API
 #: answer carry, so a page of 50 stays small and quick to decode.
@@ -39,16 +40,7 @@ return 1
 # KEYS: run; ARGV: new status, expected (comma list or ''), the by-status index key and the
 # by-user-and-status index key as built by `keys.py` with holes for the status and owner the script
 # reads from the run (`_STATUS_HOLE`, `_OWNER_HOLE`), field/value pairs...
-_SET_STATUS = """
-local function fill(template, hole, value)
-  local out, from = template, 1
-  while true do
-    local at = string.find(out, hole, from, true)
-    if not at then return out end
-    out = string.sub(out, 1, at - 1) .. value .. string.sub(out, at + #hole)
-    from = at + #value
-  end
-end
+_SET_STATUS = lua.FILL + """
 local current = redis.call('HGET', KEYS[1], 'status')
 if not current then return 0 end
 if ARGV[2] ~= '' then
@@ -68,7 +60,7 @@ if #ARGV > 6 then redis.call('HSET', KEYS[1], unpack(ARGV, 7)) end
 return 1
 """
 #: Stand-ins for the status and owner in the index key templates `_SET_STATUS` fills in.
-_STATUS_HOLE, _OWNER_HOLE = "\x00status\x00", "\x00owner\x00"
+_STATUS_HOLE, _OWNER_HOLE = lua.hole("status"), lua.hole("owner")
 
 # KEYS: index; ARGV: first, last (ranks, newest first), fields to leave out...
 # One call for a whole page (rather than a command per run): the records come back as one JSON text.
@@ -297,7 +289,25 @@ class Runs:
             pipe.hgetall(keys.run_steps(run_id))
             pipe.hgetall(keys.run_step_status(run_id))
             *head, raw_steps, raw_states = pipe.execute()
-        raw_run = head[0] if head else None
+        return self._snapshot(head[0] if head else None, raw_steps, raw_states)
+
+    def view(self, run_id: str) -> tuple[dict[str, Any] | None, list[dict[str, Any]], dict[str, dict[str, Any]],
+                                         list[dict[str, Any]]]:
+        """(run, steps, step states, notification deliveries) in one round trip: what the run's
+        page, its status fragment and `GET /runs/{id}` show (they poll it while the run is live)."""
+        with self.redis.pipeline(transaction=False) as pipe:
+            pipe.hgetall(keys.run(run_id))
+            pipe.hgetall(keys.run_steps(run_id))
+            pipe.hgetall(keys.run_step_status(run_id))
+            pipe.lrange(keys.run_deliveries(run_id), 0, -1)
+            raw_run, raw_steps, raw_states, raw_deliveries = pipe.execute()
+        deliveries = decode_deliveries(cast(list[str], raw_deliveries))  # a decoding client
+        return (*self._snapshot(raw_run, raw_steps, raw_states), deliveries)
+
+    @staticmethod
+    def _snapshot(raw_run: Mapping[str, str] | None, raw_steps: Mapping[str, str],
+                  raw_states: Mapping[str, str]
+                  ) -> tuple[dict[str, Any] | None, list[dict[str, Any]], dict[str, dict[str, Any]]]:
         steps = sorted((json.loads(value) for value in raw_steps.values()),
                        key=lambda s: (s.get("level", 0), s.get("order", 0), s["step_id"]))
         states = {sid: json.loads(value) for sid, value in raw_states.items()}
