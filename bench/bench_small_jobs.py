@@ -70,7 +70,7 @@ def png_bytes(size: tuple[int, int], seed: int) -> bytes:
 
 
 class Bench:
-    def __init__(self, work: Path) -> None:
+    def __init__(self, work: Path, extra_env: dict[str, str] | None = None) -> None:
         self.work = work
         self.redis = start_redis(work / "redis", free_port())
         self.port = free_port()
@@ -80,7 +80,7 @@ class Bench:
         self.env = {
             "REDIS_URL": f"{self.redis.url}/5", "CACHE_DIR": str(work / "cache"), "DATA_DIR": str(work / "data"),
             "PORT": str(self.port), "L1_PUBLIC_URL": self.l1_url, "L2_SERVER": self.l2.url,
-            "SECRET_KEY": "bench",
+            "SECRET_KEY": "bench", **(extra_env or {}),
         }
         self.workers: list = []
         self.web = python_process(["app.py"], self.env, log=work / "web.log")

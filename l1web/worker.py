@@ -36,7 +36,7 @@ from rq import Queue, Worker
 from rq.executions import Execution
 from rq.serializers import JSONSerializer
 
-from l1web import startup
+from l1web import startup, trace
 from l1web.clients import process_clients
 from l1web.engine import encoding
 from l1web.jobs.queues import QUEUES
@@ -95,9 +95,24 @@ class L1Worker(Worker):
     # Horses made ahead of time -------------------------------------------------------------
     def dequeue_job_and_maintain_ttl(self, timeout, max_idle_time=None):
         self._ensure_spare()  # while this worker blocks on the queues, the next horse gets ready
-        return super().dequeue_job_and_maintain_ttl(timeout, max_idle_time)
+        trace.mark("worker.waiting")
+        got = super().dequeue_job_and_maintain_ttl(timeout, max_idle_time)
+        trace.mark("worker.dequeued")
+        return got
+
+    def execute_job(self, job, queue) -> None:
+        super().execute_job(job, queue)
+        trace.mark("worker.horse_over")
+
+    def perform_job(self, job, queue, execution) -> bool:
+        trace.mark("horse.perform")
+        try:
+            return super().perform_job(job, queue, execution)
+        finally:
+            trace.mark("horse.finalized")
 
     def fork_work_horse(self, job, queue) -> None:
+        trace.mark("worker.handing_off")
         spare, self._spare = self._spare, None
         if spare is not None:
             pid, pipe = spare
@@ -110,10 +125,12 @@ class L1Worker(Worker):
                 os.close(pipe)
         if spare is None:
             super().fork_work_horse(job, queue)
+            trace.mark("worker.forked")
             return
         os.environ["RQ_WORKER_ID"] = self.name
         os.environ["RQ_JOB_ID"] = job.id
         self._horse_pid = spare[0]
+        trace.mark("worker.handed_off")
         self.procline(f"Handed job {job.id} to spare horse {spare[0]} at {time.time()}")
 
     def teardown(self) -> None:
@@ -172,6 +189,7 @@ class L1Worker(Worker):
                 payload += chunk
             if not payload:
                 os._exit(0)  # retired unused
+            trace.mark("horse.got_job")
             job_id, queue_name, execution_id = json.loads(payload)
             os.environ["RQ_WORKER_ID"] = self.name
             os.environ["RQ_JOB_ID"] = job_id
@@ -249,6 +267,8 @@ def preload() -> None:
     import scipy.signal  # noqa: F401 - audio analysis imports it lazily (the web app never needs it)
 
     import l1web.engine.effects.apply  # noqa: F401 - imported lazily by the renderers
+    import l1web.engine.steps.seek  # noqa: F401 - imported lazily by the video renderers
+    import l1web.metrics  # noqa: F401 - every step's end records its timing through it (imported lazily there)
     from l1web.jobs import runs  # noqa: F401 - the job code every horse runs
     from l1web.runs import provenance
 

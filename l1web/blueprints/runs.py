@@ -10,7 +10,7 @@ from functools import partial
 
 from flask import Blueprint, Response, flash, jsonify, redirect, render_template, request, url_for
 
-from l1web import notify
+from l1web import notify, trace
 from l1web.auth import limit_run_submission, require_admin
 from l1web.errors import BadRequest, Conflict, L1Error, NotFound
 from l1web.runs.progress import run_progress
@@ -87,11 +87,14 @@ def list_args(user: User) -> dict:
 # JSON API -------------------------------------------------------------------------------------
 @bp.post("/runs")
 def submit():
+    trace.mark("web.submit")
     user = signed_in()
     submission = Submission.from_json(json_body())
     if submission.notify_url:
         check_notify_target(submission.notify_url, user)
+    trace.mark("web.checked")
     run, created = current.runs().submit(submission, user, admit=limit_run_submission)
+    trace.mark("web.submitted")
     return run_response(run, 201 if created else 200)
 
 
