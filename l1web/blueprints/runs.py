@@ -6,6 +6,7 @@ API clients get JSON (`wants_json`); browsers get pages that work as plain links
 
 from __future__ import annotations
 
+import threading
 from functools import partial
 
 from flask import Blueprint, Response, flash, jsonify, redirect, render_template, request, url_for
@@ -34,6 +35,8 @@ DONE = frozenset(s for s in StepStatus if s.done)
 STATUSES = frozenset(s.value for s in RunStatus)
 #: Run fields given as numbers in the JSON API (Redis stores them as text).
 NUMBER_FIELDS = {"created": float, "started": float, "finished": float, "attempt": int, "steps_total": int}
+#: Run statuses a `?wait=` waits through (a paused run waits for a person: no point holding a thread).
+WAIT_WHILE = (RunStatus.PENDING.value, RunStatus.RUNNING.value)
 
 
 def check_notify_target(url: str, user: User) -> None:
@@ -113,12 +116,48 @@ def index():
     })
 
 
+#: Longest `?wait=` on `GET /runs/<id>`, in seconds.
+MAX_WAIT = 30.0
+#: Requests of one web process that may wait at once (waitress serves with 8 threads: the rest
+#: stay free for everything else); a request beyond them answers at once, saying `L1-Waited: 0`.
+WAITERS = threading.BoundedSemaphore(4)
+
+
+def wait_arg() -> float:
+    raw = request.args.get("wait")
+    if raw is None:
+        return 0.0
+    try:
+        seconds = float(raw)
+    except ValueError:
+        raise BadRequest(f"'wait' must be a number of seconds from 0 to {MAX_WAIT:g}", field="wait") from None
+    if not 0 <= seconds <= MAX_WAIT:  # also refuses nan and inf
+        raise BadRequest(f"'wait' must be a number of seconds from 0 to {MAX_WAIT:g}", field="wait")
+    return seconds
+
+
 @bp.get("/runs/<run_id>")
 def show(run_id: str):
-    run = current.runs().get(run_id, signed_in())
+    user = signed_in()
+    run = current.runs().get(run_id, user)
     if not wants_json():
         return redirect(url_for("runs.page", run_id=run["id"]))
-    return run_response(run)
+    seconds = wait_arg()
+    waited = None
+    if seconds and run["status"] in WAIT_WHILE:
+        # A blocking wait on the run's change channel: a client waiting for the end hears of it
+        # at once instead of polling (render.py --sync, scripts).
+        waited = WAITERS.acquire(blocking=False)
+        if waited:
+            try:
+                current.state().runs.wait_for_change(run["id"], WAIT_WHILE, seconds)
+            finally:
+                WAITERS.release()
+            run = current.runs().get(run_id, user)
+    response, status = run_response(run)
+    if waited is not None:
+        response.headers["L1-Waited"] = "1" if waited else "0"
+    return response, status
 
 
 @bp.delete("/runs/<run_id>")
