@@ -87,7 +87,7 @@ def chunk_video(src: Path) -> VideoInfo | None:
     return _video_info(src, index.stream, None) if index is not None else None
 
 
-def _video_info(src: Path, video: dict | None, audio: dict | None) -> VideoInfo:
+def _video_info(src: Path, video: dict[str, Any] | None, audio: dict[str, Any] | None) -> VideoInfo:
     if video is None or not video.get("width") or not video.get("height"):
         raise EffectError(f"{src.name} has no video stream")
     width, height = int(video["width"]), int(video["height"])
