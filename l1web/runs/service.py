@@ -11,7 +11,7 @@ from typing import Any, Protocol
 
 import redis
 
-from l1web import access, lifecycle
+from l1web import access, lifecycle, trace
 from l1web.engine.canonical import DIGEST_RE
 from l1web.errors import BadRequest, Conflict, Forbidden, NotFound
 from l1web.lifecycle import RunEvent, StepEvent
@@ -201,6 +201,7 @@ class RunService:
         recipe, config_id = self.resolve_recipe(submission.recipe, user, submission.params)
         input_hashes = self.bind(recipe, submission.inputs, user)
         run_id = run_id_for(user.name, recipe.id, input_hashes, submission.params)
+        trace.mark("web.bound")
         existing = self.state.runs.get(run_id) or self._legacy_run(user, recipe.id, input_hashes, submission.params)
         if existing:
             run_id = existing["id"]
@@ -210,6 +211,7 @@ class RunService:
             return self.rerun(run_id, user, force=True, admit=admit), False
         if admit is not None:
             admit()
+        trace.mark("web.admitted")
         run = {
             "id": run_id, "status": RunStatus.PAUSED if submission.paused else RunStatus.PENDING,
             "created": time.time(), "owner": user.name,
@@ -222,12 +224,15 @@ class RunService:
         # Hold the inputs before the run exists: an input deleted meanwhile is a 404 with no run
         # written, never a run that was written but not enqueued (pending for ever).
         self._hold_inputs(run_id, input_hashes)
+        trace.mark("web.inputs_held")
         if not self.state.runs.create(run):
             return self.state.runs.get(run_id) or run, False
         if config_id:
             self.state.recipes.add_ref(config_id, run_id)
+        trace.mark("web.created")
         if not submission.paused:  # a run submitted paused is planned when it is resumed
             self.enqueue_plan(run_id, 1, render_inline=renders_one_step(recipe))
+        trace.mark("web.enqueued")
         return self.state.runs.get(run_id) or run, True
 
     def _legacy_run(self, user: User, recipe_id: str, inputs: Mapping[str, str],

@@ -114,6 +114,11 @@ def run(run_id: str) -> str:
     return f"{PREFIX}run:{run_id}"
 
 
+def run_changes(run_id: str) -> str:
+    """Pub/sub channel: a run's new status, published by every status change (`GET /runs/<id>?wait=`)."""
+    return f"{PREFIX}run:{run_id}:changes"
+
+
 def run_steps(run_id: str) -> str:
     """Hash: step id → JSON state of each step of a run."""
     return f"{PREFIX}run:{run_id}:steps"

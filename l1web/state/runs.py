@@ -10,6 +10,7 @@ enqueue each step once and finish the run once.
 from __future__ import annotations
 
 import json
+import time
 from collections.abc import Iterable, Mapping
 from typing import Any, cast
 
@@ -39,7 +40,7 @@ return 1
 
 # KEYS: run; ARGV: new status, expected (comma list or ''), the by-status index key and the
 # by-user-and-status index key as built by `keys.py` with holes for the status and owner the script
-# reads from the run (`_STATUS_HOLE`, `_OWNER_HOLE`), field/value pairs...
+# reads from the run (`_STATUS_HOLE`, `_OWNER_HOLE`), the run's change channel, field/value pairs...
 _SET_STATUS = lua.FILL + """
 local current = redis.call('HGET', KEYS[1], 'status')
 if not current then return 0 end
@@ -56,7 +57,8 @@ redis.call('ZREM', fill(by_user, ARGV[5], current), KEYS[1])
 redis.call('ZADD', fill(by_status, ARGV[5], ARGV[1]), created, KEYS[1])
 redis.call('ZADD', fill(by_user, ARGV[5], ARGV[1]), created, KEYS[1])
 redis.call('HSET', KEYS[1], 'status', ARGV[1])
-if #ARGV > 6 then redis.call('HSET', KEYS[1], unpack(ARGV, 7)) end
+if #ARGV > 7 then redis.call('HSET', KEYS[1], unpack(ARGV, 8)) end
+redis.call('PUBLISH', ARGV[7], ARGV[1])
 return 1
 """
 #: Stand-ins for the status and owner in the index key templates `_SET_STATUS` fills in.
@@ -185,8 +187,29 @@ class Runs:
     def set_status(self, run_id: str, status: str, *, expected: Iterable[str] = (), **fields: object) -> bool:
         """Move a run to `status` (and its indexes with it) if its status is one of `expected`."""
         templates = [keys.runs_by_status(_STATUS_HOLE), keys.runs_by_user_status(_OWNER_HOLE, _STATUS_HOLE)]
-        args = [status, ",".join(expected), *templates, _STATUS_HOLE, _OWNER_HOLE, *_encode(fields)]
+        args = [status, ",".join(expected), *templates, _STATUS_HOLE, _OWNER_HOLE, keys.run_changes(run_id),
+                *_encode(fields)]
         return bool(self._set_status(keys=[keys.run(run_id)], args=args))
+
+    def wait_for_change(self, run_id: str, statuses: Iterable[str], timeout: float) -> None:
+        """Return once the run's status is not one of `statuses`, or after `timeout` seconds.
+
+        A blocking wait on the run's change channel (every status change publishes to it), not a
+        poll: the status is read again after subscribing, so a change just before is not missed.
+        """
+        waiting_on = set(statuses)
+        deadline = time.monotonic() + timeout
+        pubsub = self.redis.pubsub(ignore_subscribe_messages=True)  # type: ignore[no-untyped-call]  # redis-py: unannotated
+        try:
+            pubsub.subscribe(keys.run_changes(run_id))
+            if self.redis.hget(keys.run(run_id), "status") not in waiting_on:
+                return
+            while (left := deadline - time.monotonic()) > 0:
+                message = pubsub.get_message(timeout=left)
+                if message is not None and message["data"] not in waiting_on:
+                    return
+        finally:
+            pubsub.close()
 
     def transition(self, run_id: str, event: RunEvent, **fields: object) -> bool:
         """Apply a life-cycle event (`l1web/lifecycle.py`) if the run's status allows it, atomically."""
