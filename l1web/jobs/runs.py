@@ -574,7 +574,7 @@ def fail_run(ctx: Clients, run_id: str, reason: str) -> None:
         notify_jobs.run_ended(ctx, run_id)
 
 
-def on_work_failure(job: Job, connection: redis.Redis, exc_type: type[BaseException], exc_value: BaseException,
+def on_work_failure(job: Job, connection: redis.Redis | None, exc_type: type[BaseException], exc_value: BaseException,
                     tb: TracebackType | None) -> None:
     """RQ failure callback of a token job (also fired when its worker died or was stopped)."""
     ctx = process_clients()
@@ -594,13 +594,13 @@ def on_work_failure(job: Job, connection: redis.Redis, exc_type: type[BaseExcept
         step_failed(ctx, job, piece["run"], piece["step"], piece["id"], exc_type=exc_type, exc_value=exc_value)
 
 
-def on_plan_failure(job: Job, connection: redis.Redis, exc_type: type[BaseException], exc_value: BaseException,
+def on_plan_failure(job: Job, connection: redis.Redis | None, exc_type: type[BaseException], exc_value: BaseException,
                     tb: TracebackType | None) -> None:
     """RQ failure callback of a plan job enqueued on its own (before fair share)."""
     plan_failed(process_clients(), job, job.args[0], job.id, exc_type=exc_type, exc_value=exc_value)
 
 
-def on_step_failure(job: Job, connection: redis.Redis, exc_type: type[BaseException], exc_value: BaseException,
+def on_step_failure(job: Job, connection: redis.Redis | None, exc_type: type[BaseException], exc_value: BaseException,
                     tb: TracebackType | None) -> None:
     """RQ failure callback of a step job enqueued on its own (before fair share)."""
     run_id, step_id = job.args[:2]
