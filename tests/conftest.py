@@ -204,3 +204,13 @@ def live_l1(settings: Settings, state: StateManager, dev_l2: LiveL2) -> Iterator
     dev_l2.allow(url)
     yield server
     server.stop()
+
+
+@pytest.fixture()
+def screenshots(tmp_path: Path) -> Path:
+    """Where browser tests put their screenshots: the test's temp dir, so a test run never changes
+    the work tree; `E2E_SCREENSHOTS=<dir>` keeps them (devtools/screenshots.sh refreshes
+    docs/screenshots/ that way)."""
+    folder = Path(os.environ["E2E_SCREENSHOTS"]) if os.environ.get("E2E_SCREENSHOTS") else tmp_path / "screenshots"
+    folder.mkdir(parents=True, exist_ok=True)
+    return folder

@@ -31,7 +31,7 @@ JSON = {"Accept": "application/json"}
 HTML = {"Accept": "text/html"}
 #: Pages and data only admins reach; the static file is one of rq-dashboard's own.
 ADMIN_ONLY = ("/rq/", "/rq/0/view/workers", "/rq/0/data/queues.json", "/rq/0/data/workers.json",
-              "/rq/static/css/main.css", "/metrics", "/admin/status")
+              "/rq/static/css/main.css", "/metrics", "/admin/status", "/workers")
 
 
 def wait_until(check, what: str, timeout: float = WAIT):

@@ -6,11 +6,12 @@ API clients get JSON (`wants_json`); browsers get pages that work as plain links
 
 from __future__ import annotations
 
+import threading
 from functools import partial
 
 from flask import Blueprint, Response, flash, jsonify, redirect, render_template, request, url_for
 
-from l1web import notify
+from l1web import notify, trace
 from l1web.auth import limit_run_submission, require_admin
 from l1web.errors import BadRequest, Conflict, L1Error, NotFound
 from l1web.runs.progress import run_progress
@@ -30,6 +31,8 @@ PAGE_SIZE = 50
 DONE = frozenset(s for s in StepStatus if s.done)
 #: Every run status, as the text a query may filter on.
 STATUSES = frozenset(s.value for s in RunStatus)
+#: Run statuses a `?wait=` waits through (a paused run waits for a person: no point holding a thread).
+WAIT_WHILE = (RunStatus.PENDING.value, RunStatus.RUNNING.value)
 
 
 def check_notify_target(url: str, user: User) -> None:
@@ -55,11 +58,14 @@ def list_args() -> dict:
 # JSON API -------------------------------------------------------------------------------------
 @bp.post("/runs")
 def submit():
+    trace.mark("web.submit")
     user = signed_in()
     submission = Submission.from_json(json_body())
     if submission.notify_url:
         check_notify_target(submission.notify_url, user)
+    trace.mark("web.checked")
     run, created = current.runs().submit(submission, user, admit=limit_run_submission)
+    trace.mark("web.submitted")
     return run_response(run, 201 if created else 200)
 
 
@@ -78,12 +84,48 @@ def index():
     })
 
 
+#: Longest `?wait=` on `GET /runs/<id>`, in seconds.
+MAX_WAIT = 30.0
+#: Requests of one web process that may wait at once (waitress serves with 8 threads: the rest
+#: stay free for everything else); a request beyond them answers at once, saying `L1-Waited: 0`.
+WAITERS = threading.BoundedSemaphore(4)
+
+
+def wait_arg() -> float:
+    raw = request.args.get("wait")
+    if raw is None:
+        return 0.0
+    try:
+        seconds = float(raw)
+    except ValueError:
+        raise BadRequest(f"'wait' must be a number of seconds from 0 to {MAX_WAIT:g}", field="wait") from None
+    if not 0 <= seconds <= MAX_WAIT:  # also refuses nan and inf
+        raise BadRequest(f"'wait' must be a number of seconds from 0 to {MAX_WAIT:g}", field="wait")
+    return seconds
+
+
 @bp.get("/runs/<run_id>")
 def show(run_id: str):
-    run = current.runs().get(run_id, signed_in())
+    user = signed_in()
     if not wants_json():
-        return redirect(url_for("runs.page", run_id=run["id"]))
-    return run_response(run)
+        return redirect(url_for("runs.page", run_id=current.runs().get(run_id, user)["id"]))
+    run, steps, _ = current.runs().view(run_id, user)  # polled by scripts: 2 round trips
+    seconds = wait_arg()
+    waited = None
+    if seconds and run["status"] in WAIT_WHILE:
+        # A blocking wait on the run's change channel: a client waiting for the end hears of it
+        # at once instead of polling (render.py --sync, scripts).
+        waited = WAITERS.acquire(blocking=False)
+        if waited:
+            try:
+                current.state().runs.wait_for_change(run["id"], WAIT_WHILE, seconds)
+            finally:
+                WAITERS.release()
+            run, steps, _ = current.runs().view(run_id, user)
+    response = jsonify(run_json(run, steps))
+    if waited is not None:
+        response.headers["L1-Waited"] = "1" if waited else "0"
+    return response
 
 
 @bp.delete("/runs/<run_id>")
@@ -256,8 +298,7 @@ def list_fragment():
 
 
 def _run_view(run_id: str) -> dict:
-    run = current.runs().get(run_id, signed_in())
-    steps = current.runs().steps_view(run["id"])
+    run, steps, deliveries = current.runs().view(run_id, signed_in())
     for step in steps:  # a running frame loop's last rendered frame, refreshed with the fragment
         at = (step.get("progress") or {}).get("preview_at")
         if step.get("status") == StepStatus.RUNNING and at:
@@ -272,7 +313,7 @@ def _run_view(run_id: str) -> dict:
     return {
         "run": run, "steps": steps, "live": live, "output": output,
         "progress": run_progress(run, steps),
-        "deliveries": current.state().notify.deliveries(run["id"]),
+        "deliveries": deliveries,
         "done": sum(1 for s in steps if s.get("status") in DONE),
         "total": int(run.get("steps_total") or len(steps)),
         "dag": dagsvg.render(nodes, title=f"Steps of run {run['id'][:12]}"),
@@ -312,8 +353,7 @@ def _log_panel(run: dict, steps: list[dict], chosen: str | None) -> dict:
 @bp.get("/run/<run_id>/log-panel")
 def log_panel(run_id: str):
     """The run page's log panel (htmx polls it while the step, or the followed run, is live)."""
-    run = current.runs().get(run_id, signed_in())
-    steps = current.runs().steps_view(run["id"])
+    run, steps, _ = current.runs().view(run_id, signed_in())
     return render_template("_step_log.html", run=run, **_log_panel(run, steps, request.args.get("step")))
 
 

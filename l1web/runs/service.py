@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import logging
 import re
 import time
 from collections.abc import Callable, Mapping
@@ -10,7 +11,7 @@ from typing import Any, Protocol
 
 import redis
 
-from l1web import access, lifecycle
+from l1web import access, lifecycle, trace
 from l1web.engine.canonical import DIGEST_RE
 from l1web.errors import BadRequest, Conflict, Forbidden, NotFound
 from l1web.lifecycle import RunEvent, StepEvent
@@ -21,6 +22,8 @@ from l1web.runs.model import Run, RunStatus, StepStatus, legacy_run_id_for, run_
 from l1web.state import StateManager
 from l1web.store import ContentStore
 from l1web.users import User
+
+log = logging.getLogger(__name__)
 
 #: Longest output name accepted, in characters.
 MAX_OUTPUT_NAME = 128
@@ -113,15 +116,23 @@ class EnqueueAdvance(Protocol):
     def __call__(self, run_id: str) -> object: ...
 
 
+class EnqueueEnded(Protocol):
+    """Puts a job on the queue that does what a run's end entails off the request path (its
+    notify URL's delivery), for ends decided by a request (a cancel); workers call it themselves."""
+
+    def __call__(self, run_id: str) -> object: ...
+
+
 class RunService:
     """Submitting, viewing, cancelling and re-running runs; the job layer is injected, not imported."""
 
     def __init__(self, state: StateManager, store: ContentStore, rq_connection: redis.Redis,
                  enqueue_plan: EnqueuePlan, enqueue_advance: EnqueueAdvance | None = None, *,
-                 user_max_priority: int = 0) -> None:
+                 user_max_priority: int = 0, enqueue_ended: EnqueueEnded | None = None) -> None:
         self.state, self.store, self.rq = state, store, rq_connection
         self.enqueue_plan = enqueue_plan
         self.enqueue_advance = enqueue_advance
+        self.enqueue_ended = enqueue_ended
         self.user_max_priority = user_max_priority
 
     # Submitting ----------------------------------------------------------------------------
@@ -190,6 +201,7 @@ class RunService:
         recipe, config_id = self.resolve_recipe(submission.recipe, user, submission.params)
         input_hashes = self.bind(recipe, submission.inputs, user)
         run_id = run_id_for(user.name, recipe.id, input_hashes, submission.params)
+        trace.mark("web.bound")
         existing = self.state.runs.get(run_id) or self._legacy_run(user, recipe.id, input_hashes, submission.params)
         if existing:
             run_id = existing["id"]
@@ -199,6 +211,7 @@ class RunService:
             return self.rerun(run_id, user, force=True, admit=admit), False
         if admit is not None:
             admit()
+        trace.mark("web.admitted")
         run = {
             "id": run_id, "status": RunStatus.PAUSED if submission.paused else RunStatus.PENDING,
             "created": time.time(), "owner": user.name,
@@ -211,12 +224,15 @@ class RunService:
         # Hold the inputs before the run exists: an input deleted meanwhile is a 404 with no run
         # written, never a run that was written but not enqueued (pending for ever).
         self._hold_inputs(run_id, input_hashes)
+        trace.mark("web.inputs_held")
         if not self.state.runs.create(run):
             return self.state.runs.get(run_id) or run, False
         if config_id:
             self.state.recipes.add_ref(config_id, run_id)
+        trace.mark("web.created")
         if not submission.paused:  # a run submitted paused is planned when it is resumed
             self.enqueue_plan(run_id, 1, render_inline=renders_one_step(recipe))
+        trace.mark("web.enqueued")
         return self.state.runs.get(run_id) or run, True
 
     def _legacy_run(self, user: User, recipe_id: str, inputs: Mapping[str, str],
@@ -250,6 +266,20 @@ class RunService:
         """Each step's description merged with its state and its `progress` (two round trips:
         the steps, then the live progress of those that rendered or render)."""
         _, steps, states = self.state.runs.snapshot(run_id, with_run=False)
+        return self._with_progress(run_id, steps, states)
+
+    def view(self, run_id: str, user: User) -> tuple[dict[str, Any], list[dict[str, Any]], list[dict[str, Any]]]:
+        """(run, `steps_view`, notification deliveries) if this user may see the run, as `get`
+        decides: what the polled views show, in two round trips (run, steps and deliveries; then
+        the steps' progress) where `get` + `steps_view` + deliveries took four."""
+        run, steps, states, deliveries = self.state.runs.view(run_id) if DIGEST_RE.fullmatch(run_id) \
+            else (None, [], {}, [])
+        if run is None or not access.owns(user, [run.get("owner") or ""]):
+            raise NotFound(f"no run {run_id[:64]!r}")
+        return run, self._with_progress(run_id, steps, states), deliveries
+
+    def _with_progress(self, run_id: str, steps: list[dict[str, Any]],
+                       states: dict[str, dict[str, Any]]) -> list[dict[str, Any]]:
         merged = [{**step, **states.get(step["step_id"], {})} for step in steps]
         live = self.state.watch.progress(run_id, [s["step_id"] for s in merged if s.get("status") in progress.WATCHED])
         for step in merged:
@@ -278,6 +308,11 @@ class RunService:
                                           finished=time.time()):
             raise Conflict(f"the run is {run['status']}; only pending, running or paused runs can be cancelled")
         self._stop_steps(run_id)
+        if self.enqueue_ended is not None:  # this request ended the run (a compare-and-set): once
+            try:
+                self.enqueue_ended(run_id)
+            except Exception:  # noqa: BLE001 - the run is cancelled either way; a worker's log says why
+                log.exception("could not enqueue the end of run %s", run_id[:12])
         return self.state.runs.get(run_id) or run
 
     def _stop_steps(self, run_id: str) -> None:

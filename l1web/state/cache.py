@@ -90,6 +90,47 @@ return 1
 """
 
 
+# KEYS: index, quarantine, the asker's owner index, published, shared, assets. ARGV: the item key
+# prefix, the digests joined by ','. Returns one character per digest (64 + the _EXISTS/_HELD/...
+# bits) and the owners of the digests that exist, in order ('' for an ownerless system item).
+# Existence is read from the index (`_RECORD`, `_DELETE` and `_QUARANTINE` change it together with
+# the item's hash), so the other facts are read only for the digests that exist.
+_ACCESS = """
+local digests = {}
+for digest in string.gmatch(ARGV[2], '[^,]+') do digests[#digests + 1] = digest end
+local flags, owners = {}, {}
+for i = 1, #digests do flags[i] = '@' end
+local stored = redis.call('ZMSCORE', KEYS[1], unpack(digests))
+local at, found = {}, {}
+for i = 1, #digests do
+  if stored[i] then at[#at + 1] = i; found[#found + 1] = digests[i] end
+end
+if #found == 0 then return {table.concat(flags), owners} end
+local quarantined = redis.call('HMGET', KEYS[2], unpack(found))
+local held = redis.call('ZMSCORE', KEYS[3], unpack(found))
+local published = redis.call('SMISMEMBER', KEYS[4], unpack(found))
+local shared = redis.call('ZMSCORE', KEYS[5], unpack(found))
+local assets = {}
+for _, digest in ipairs(redis.call('HVALS', KEYS[6])) do assets[digest] = true end
+for j, digest in ipairs(found) do
+  if not quarantined[j] then
+    local bits = 1
+    if held[j] then bits = bits + 2 end
+    if assets[digest] then bits = bits + 4 end
+    if published[j] == 1 then bits = bits + 8 end
+    if shared[j] then bits = bits + 16 end
+    flags[at[j]] = string.char(64 + bits)
+    owners[#owners + 1] = redis.call('HGET', ARGV[1] .. digest, 'owner') or ''
+  end
+end
+return {table.concat(flags), owners}
+"""
+#: Bits of a digest's flag in `_ACCESS`'s answer.
+_EXISTS, _HELD, _ASSET, _PUBLISHED, _SHARED = 1, 2, 4, 8, 16
+#: The facts of every unknown hash (frozen, so one instance serves them all).
+_ABSENT = Item(exists=False)
+
+
 @dataclass(frozen=True)
 class ItemMeta:
     """What the index knows about one stored item."""
@@ -172,6 +213,7 @@ class CacheIndex:
         self._delete = client.register_script(_DELETE)
         self._add_ref = client.register_script(_ADD_REF)
         self._quarantine = client.register_script(_QUARANTINE)
+        self._access = client.register_script(_ACCESS)
 
     # Items ------------------------------------------------------------------------------------
     def record(self, meta: ItemMeta, *, verified: str) -> bool:
@@ -367,22 +409,29 @@ class CacheIndex:
         return {k: int(v) for k, v in cast(dict[str, str], self.redis.hgetall(keys.stats())).items()}
 
     def access_items(self, digests: builtins.list[str], asker: str) -> builtins.list[Item]:  # `list` is a method here
-        """The ownership rule's facts for many hashes in one Redis round trip (`access_item` for
-        each, batched: one HMGET per item, one ZMSCORE/SMISMEMBER per set); quarantined items
-        count as absent."""
+        """The ownership rule's facts for many hashes (`access_item` for each) in one Redis call;
+        quarantined items count as absent.
+
+        One script rather than a pipeline of a command per hash: with 1,000 hashes, redis-py spent
+        ~35 ms packing 1,005 commands and parsing their 4,000 replies (Redis itself under 1 ms).
+        The script answers one flag character per hash and the owners of those that exist."""
         if not digests:
             return []
-        with self.redis.pipeline(transaction=False) as pipe:
-            pipe.hvals(keys.assets())
-            pipe.hmget(keys.cache_quarantine(), digests)
-            pipe.zmscore(keys.cache_owner_index(asker), digests)
-            pipe.smismember(keys.cache_published(), digests)
-            pipe.zmscore(keys.cache_shared(), digests)
-            for digest in digests:
-                pipe.hmget(keys.cache_item(digest), "size", "owner")
-            assets, quarantined, held, published, shared, *facts = pipe.execute()
-        assets = set(assets)
-        return [Item(exists=size is not None and quarantined[i] is None, owner=owner or None,
-                     holders=frozenset([asker]) if asker and held[i] is not None else frozenset(),
-                     asset=digest in assets, published=bool(published[i]), shared=shared[i] is not None)
-                for i, (digest, (size, owner)) in enumerate(zip(digests, facts, strict=True))]
+        flags, owners = self._access(
+            keys=[keys.cache_index(), keys.cache_quarantine(), keys.cache_owner_index(asker),
+                  keys.cache_published(), keys.cache_shared(), keys.assets()],
+            args=[keys.cache_item(""), ",".join(digests)])
+        holders = frozenset([asker]) if asker else frozenset()
+        found = iter(owners)
+        items = []
+        if len(flags) != len(digests):  # a ',' inside a 'digest' would split it in two
+            raise ValueError("access_items: a digest may not contain ','")
+        for flag in flags:
+            bits = ord(flag) - 64
+            if not bits & _EXISTS:
+                items.append(_ABSENT)
+                continue
+            items.append(Item(exists=True, owner=next(found) or None,
+                              holders=holders if bits & _HELD else frozenset(), asset=bool(bits & _ASSET),
+                              published=bool(bits & _PUBLISHED), shared=bool(bits & _SHARED)))
+        return items

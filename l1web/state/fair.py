@@ -11,15 +11,22 @@ work to do, chosen in one Lua call:
   never served comes first), skipping users at `cap` running pieces when a cap is set;
 - that user's oldest waiting piece (first in, first out within one user).
 
-Tokens and waiting pieces are one for one, so every piece is taken once. RQ still does
+Tokens and waiting pieces are one for one, so every piece is taken once. `take` records the
+piece under the token's RQ job id (`taken`) in the same Lua call, so a token whose process dies
+right after taking still says what it held (its failure callback reads it back); `done` drops the
+record. A token lost on RQ's side (a worker SIGKILLed between popping it from the queue and
+starting it, a job deleted) leaves a piece waiting with nobody coming for it: workers sweep for
+that (`jobs/queues.py: reissue_lost_tokens`) and put tokens back. A spare token is harmless: it
+finds nothing waiting and ends, so the sweep may err on the side of one too many, and a piece is
+still popped exactly once. RQ still does
 everything else (workers, heartbeats, timeouts, failure callbacks, the dashboard); we wrote
 only the ordering, because RQ has no notion of per-user fairness and its round-robin worker
 needs every queue known when the worker starts.
 
 Keys (`state/keys.py:fair`, `fair_running`): `{kind}:prios` (zset of priorities with waiting work), `{kind}:p{n}:users`
 (zset user → last served sequence), `{kind}:p{n}:u:{user}` (list of JSON pieces), `{kind}:served`
-(hash user → last served sequence), `{kind}:seq` (counter) and `running` (hash user → pieces taken
-and not yet finished, for the cap).
+(hash user → last served sequence), `{kind}:seq` (counter), `running` (hash user → pieces taken
+and not yet finished, for the cap) and `taken` (hash RQ job id of a token → [user, piece]).
 """
 
 from __future__ import annotations
@@ -43,8 +50,9 @@ redis.call('ZADD', KEYS[3], ARGV[1], ARGV[1])
 return 1
 """
 
-# KEYS: prios zset, served hash, seq counter, running hash.
-# ARGV: users template, waiting template, priority hole, user hole, cap (0: none). Returns {user, piece} or nil.
+# KEYS: prios zset, served hash, seq counter, running hash, taken hash.
+# ARGV: users template, waiting template, priority hole, user hole, cap (0: none), holder (the
+# token's job id, or ''). Returns {user, piece} or nil.
 _TAKE = lua.FILL + """
 local cap = tonumber(ARGV[5])
 for _, prio in ipairs(redis.call('ZREVRANGE', KEYS[1], 0, -1)) do
@@ -64,6 +72,7 @@ for _, prio in ipairs(redis.call('ZREVRANGE', KEYS[1], 0, -1)) do
           redis.call('ZADD', users, seq, user)
         end
         redis.call('HINCRBY', KEYS[4], user, 1)
+        if ARGV[6] ~= '' then redis.call('HSET', KEYS[5], ARGV[6], cjson.encode({user, piece})) end
         return {user, piece}
       end
     end
@@ -72,8 +81,10 @@ end
 return nil
 """
 
-# KEYS: running hash. ARGV: user. Never below zero (a finish reported twice, or after a restart).
+# KEYS: running hash, taken hash. ARGV: user, holder (or ''). Never below zero (a finish reported
+# twice, or after a restart); with a holder, only its first report counts.
 _DONE = """
+if ARGV[2] ~= '' and redis.call('HDEL', KEYS[2], ARGV[2]) == 0 then return 0 end
 local n = tonumber(redis.call('HGET', KEYS[1], ARGV[1]) or '0')
 if n <= 1 then redis.call('HDEL', KEYS[1], ARGV[1]) else redis.call('HSET', KEYS[1], ARGV[1], n - 1) end
 return 1
@@ -131,19 +142,40 @@ class FairShare:
                         keys.fair_served(kind)],
                   args=[level, user, json.dumps(dict(piece), sort_keys=True)])
 
-    def take(self, kind: str, cap: int = 0) -> tuple[str, dict[str, Any]] | None:
-        """(user, piece) to do next, counted as running for `user`; None when nothing may start."""
-        got = self._take(keys=[keys.fair_prios(kind), keys.fair_served(kind), keys.fair_seq(kind), keys.fair_running()],
+    def take(self, kind: str, cap: int = 0, holder: str = "") -> tuple[str, dict[str, Any]] | None:
+        """(user, piece) to do next, counted as running for `user` and recorded as taken by
+        `holder` (a token's job id) when given; None when nothing may start."""
+        got = self._take(keys=[keys.fair_prios(kind), keys.fair_served(kind), keys.fair_seq(kind), keys.fair_running(),
+                               keys.fair_taken()],
                          args=[keys.fair_users(kind, _PRIO), keys.fair_waiting(kind, _PRIO, _USER), _PRIO, _USER,
-                               int(cap)])
+                               int(cap), holder])
         if not got:
             return None
         user, piece = (value.decode() if isinstance(value, bytes) else value for value in got)
         return user, json.loads(piece)
 
-    def done(self, user: str) -> None:
-        """A piece `take` gave out finished (or failed): `user` runs one fewer."""
-        self._done(keys=[keys.fair_running()], args=[user])
+    def taken(self, holder: str) -> tuple[str, dict[str, Any]] | None:
+        """(user, piece) that `holder` took and has not reported done, or None."""
+        raw = self.redis.hget(keys.fair_taken(), holder)
+        if not raw:
+            return None
+        user, piece = json.loads(raw)
+        return user, json.loads(piece)
+
+    def holding(self, holders: list[str]) -> list[bool]:
+        """For each holder (a token's job id), whether it took a piece it has not reported done."""
+        if not holders:
+            return []
+        return [bool(n) for n in self.redis.hmget(keys.fair_taken(), holders)]
+
+    def done(self, user: str, holder: str = "") -> bool:
+        """A piece `take` gave out finished (or failed): `user` runs one fewer. With `holder`,
+        only the first report of its piece counts (False for a repeated one)."""
+        return bool(self._done(keys=[keys.fair_running(), keys.fair_taken()], args=[user, holder]))
+
+    def claim_sweep(self, seconds: float) -> bool:
+        """True for one caller per `seconds` (over every worker): whose turn it is to sweep for lost tokens."""
+        return bool(self.redis.set(keys.fair_sweep(), "1", nx=True, px=max(1, int(seconds * 1000))))
 
     def move(self, kind: str, user: str, old: int, new: int, run_id: str) -> int:
         """Move a run's waiting pieces to another priority; how many moved."""

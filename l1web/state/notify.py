@@ -44,4 +44,10 @@ class Notifications:
             pipe.execute()
 
     def deliveries(self, run_id: str) -> list[dict[str, Any]]:
-        return [json.loads(raw) for raw in self.redis.lrange(keys.run_deliveries(run_id), 0, -1)]
+        raw = cast(list[str], self.redis.lrange(keys.run_deliveries(run_id), 0, -1))  # a decoding client
+        return decode_deliveries(raw)
+
+
+def decode_deliveries(raw: list[str]) -> list[dict[str, Any]]:
+    """Delivery records as stored (JSON lines, oldest first); `Runs.view` reads them too."""
+    return [json.loads(item) for item in raw]

@@ -10,6 +10,7 @@ enqueue each step once and finish the run once.
 from __future__ import annotations
 
 import json
+import time
 from collections.abc import Iterable, Mapping
 from typing import Any, cast
 
@@ -18,6 +19,7 @@ import redis
 from l1web import lifecycle
 from l1web.lifecycle import RunEvent, StepEvent
 from l1web.state import hashes, keys, lua
+from l1web.state.notify import decode_deliveries
 
 #: Run fields a listing leaves out: the large ones, which only the run's own page and API
 #: answer carry, so a page of 50 stays small and quick to decode.
@@ -38,7 +40,7 @@ return 1
 
 # KEYS: run; ARGV: new status, expected (comma list or ''), the by-status index key and the
 # by-user-and-status index key as built by `keys.py` with holes for the status and owner the script
-# reads from the run (`_STATUS_HOLE`, `_OWNER_HOLE`), field/value pairs...
+# reads from the run (`_STATUS_HOLE`, `_OWNER_HOLE`), the run's change channel, field/value pairs...
 _SET_STATUS = lua.FILL + """
 local current = redis.call('HGET', KEYS[1], 'status')
 if not current then return 0 end
@@ -55,7 +57,8 @@ redis.call('ZREM', fill(by_user, ARGV[5], current), KEYS[1])
 redis.call('ZADD', fill(by_status, ARGV[5], ARGV[1]), created, KEYS[1])
 redis.call('ZADD', fill(by_user, ARGV[5], ARGV[1]), created, KEYS[1])
 redis.call('HSET', KEYS[1], 'status', ARGV[1])
-if #ARGV > 6 then redis.call('HSET', KEYS[1], unpack(ARGV, 7)) end
+if #ARGV > 7 then redis.call('HSET', KEYS[1], unpack(ARGV, 8)) end
+redis.call('PUBLISH', ARGV[7], ARGV[1])
 return 1
 """
 #: Stand-ins for the status and owner in the index key templates `_SET_STATUS` fills in.
@@ -184,8 +187,29 @@ class Runs:
     def set_status(self, run_id: str, status: str, *, expected: Iterable[str] = (), **fields: object) -> bool:
         """Move a run to `status` (and its indexes with it) if its status is one of `expected`."""
         templates = [keys.runs_by_status(_STATUS_HOLE), keys.runs_by_user_status(_OWNER_HOLE, _STATUS_HOLE)]
-        args = [status, ",".join(expected), *templates, _STATUS_HOLE, _OWNER_HOLE, *_encode(fields)]
+        args = [status, ",".join(expected), *templates, _STATUS_HOLE, _OWNER_HOLE, keys.run_changes(run_id),
+                *_encode(fields)]
         return bool(self._set_status(keys=[keys.run(run_id)], args=args))
+
+    def wait_for_change(self, run_id: str, statuses: Iterable[str], timeout: float) -> None:
+        """Return once the run's status is not one of `statuses`, or after `timeout` seconds.
+
+        A blocking wait on the run's change channel (every status change publishes to it), not a
+        poll: the status is read again after subscribing, so a change just before is not missed.
+        """
+        waiting_on = set(statuses)
+        deadline = time.monotonic() + timeout
+        pubsub = self.redis.pubsub(ignore_subscribe_messages=True)  # type: ignore[no-untyped-call]  # redis-py: unannotated
+        try:
+            pubsub.subscribe(keys.run_changes(run_id))
+            if self.redis.hget(keys.run(run_id), "status") not in waiting_on:
+                return
+            while (left := deadline - time.monotonic()) > 0:
+                message = pubsub.get_message(timeout=left)
+                if message is not None and message["data"] not in waiting_on:
+                    return
+        finally:
+            pubsub.close()
 
     def transition(self, run_id: str, event: RunEvent, **fields: object) -> bool:
         """Apply a life-cycle event (`l1web/lifecycle.py`) if the run's status allows it, atomically."""
@@ -288,7 +312,25 @@ class Runs:
             pipe.hgetall(keys.run_steps(run_id))
             pipe.hgetall(keys.run_step_status(run_id))
             *head, raw_steps, raw_states = pipe.execute()
-        raw_run = head[0] if head else None
+        return self._snapshot(head[0] if head else None, raw_steps, raw_states)
+
+    def view(self, run_id: str) -> tuple[dict[str, Any] | None, list[dict[str, Any]], dict[str, dict[str, Any]],
+                                         list[dict[str, Any]]]:
+        """(run, steps, step states, notification deliveries) in one round trip: what the run's
+        page, its status fragment and `GET /runs/{id}` show (they poll it while the run is live)."""
+        with self.redis.pipeline(transaction=False) as pipe:
+            pipe.hgetall(keys.run(run_id))
+            pipe.hgetall(keys.run_steps(run_id))
+            pipe.hgetall(keys.run_step_status(run_id))
+            pipe.lrange(keys.run_deliveries(run_id), 0, -1)
+            raw_run, raw_steps, raw_states, raw_deliveries = pipe.execute()
+        deliveries = decode_deliveries(cast(list[str], raw_deliveries))  # a decoding client
+        return (*self._snapshot(raw_run, raw_steps, raw_states), deliveries)
+
+    @staticmethod
+    def _snapshot(raw_run: Mapping[str, str] | None, raw_steps: Mapping[str, str],
+                  raw_states: Mapping[str, str]
+                  ) -> tuple[dict[str, Any] | None, list[dict[str, Any]], dict[str, dict[str, Any]]]:
         steps = sorted((json.loads(value) for value in raw_steps.values()),
                        key=lambda s: (s.get("level", 0), s.get("order", 0), s["step_id"]))
         states = {sid: json.loads(value) for sid, value in raw_states.items()}

@@ -149,6 +149,11 @@ class Uploads:
     def expired(self, now: float | None = None) -> list[str]:
         return list(cast(list[str], self.redis.zrangebyscore(keys.uploads_expiry(), "-inf", now or time.time())))
 
+    def sweep_turn(self, seconds: float, holder: str) -> bool:
+        """True for the one caller that may sweep now: the sweep lock, taken for `seconds` and left
+        to lapse (not released), so all web processes together sweep once per interval."""
+        return bool(self.redis.set(keys.uploads_sweep(), holder, nx=True, px=max(1, int(seconds * 1000))))
+
     def inflight(self, owner: str) -> int:
         return int(self.redis.get(keys.uploads_inflight(owner)) or 0)
 

@@ -48,7 +48,9 @@ def apply_video(effect: Effect, params: ParamValues, src: Path, dst: Path, *, ti
     With `frames` (a chunk, engine/chunks.py) only those frames are rendered, without sound.
     """
     deadline = time.monotonic() + timeout
-    info = probe_video(src, timeout=timeout)
+    info = chunk_video(src) if frames is not None else None
+    if info is None:
+        info = probe_video(src, timeout=timeout)
     if frames is not None:
         info = replace(info, audio_codec=None)  # a chunk is silent: the join adds the sound once
     remaining = max(deadline - time.monotonic(), 0.001)
@@ -72,9 +74,22 @@ def probe_video(src: Path, *, timeout: float) -> VideoInfo:
     meta = probe(src, timeout=timeout)
     streams = meta.get("streams", [])
     video = next((s for s in streams if s.get("codec_type") == "video"), None)
+    audio = next((s for s in streams if s.get("codec_type") == "audio"), None)
+    return _video_info(src, video, audio)
+
+
+def chunk_video(src: Path) -> VideoInfo | None:
+    """A chunk's view of its input (no sound) from the probe its seek reads anyway (steps/seek.py):
+    one ffprobe per chunk, not two. None where that probe cannot be made."""
+    from l1web.engine.steps.seek import frame_index
+
+    index = frame_index(src)
+    return _video_info(src, index.stream, None) if index is not None else None
+
+
+def _video_info(src: Path, video: dict[str, Any] | None, audio: dict[str, Any] | None) -> VideoInfo:
     if video is None or not video.get("width") or not video.get("height"):
         raise EffectError(f"{src.name} has no video stream")
-    audio = next((s for s in streams if s.get("codec_type") == "audio"), None)
     width, height = int(video["width"]), int(video["height"])
     if _rotation(video) % 180 == 90:
         # ffmpeg rotates frames upright while decoding, so the pipe carries the turned size.
