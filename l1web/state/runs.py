@@ -18,6 +18,7 @@ from l1web import lifecycle
 from l1web.lifecycle import RunEvent, StepEvent
 from l1web.state import keys
 from l1web.state.notify import decode_deliveries
+from l1web.state.watch import decode_progress
 
 #: Run fields a listing leaves out: the large ones, which only the run's own page and API
 #: answer carry, so a page of 50 stays small and quick to decode.
@@ -67,6 +68,32 @@ redis.call('HSET', KEYS[1], 'status', ARGV[1])
 if #ARGV > 6 then redis.call('HSET', KEYS[1], unpack(ARGV, 7)) end
 return 1
 """
+# KEYS: run, its steps, their statuses, its deliveries; ARGV: a step's progress key as built by
+# `keys.py` with a hole for the step id, the hole. Returns the run, steps and statuses (flat
+# field/value lists), the deliveries, and step id / progress pairs (every step's, empty if none).
+_VIEW = """
+local function fill(template, hole, value)
+  local at = string.find(template, hole, 1, true)
+  return string.sub(template, 1, at - 1) .. value .. string.sub(template, at + #hole)
+end
+local steps = redis.call('HGETALL', KEYS[2])
+local progress = {}
+for i = 1, #steps, 2 do
+  progress[#progress + 1] = steps[i]
+  progress[#progress + 1] = redis.call('HGETALL', fill(ARGV[1], ARGV[2], steps[i]))
+end
+return {redis.call('HGETALL', KEYS[1]), steps, redis.call('HGETALL', KEYS[3]),
+        redis.call('LRANGE', KEYS[4], 0, -1), progress}
+"""
+#: Stand-in for the step id in the progress key template `_VIEW` fills in.
+_STEP_HOLE = "\x00step\x00"
+
+
+def _pairs(flat: list) -> dict:
+    """A script's flat field/value list as a dict."""
+    return dict(zip(flat[::2], flat[1::2], strict=True))
+
+
 #: Stand-ins for the status and owner in the index key templates `_SET_STATUS` fills in.
 _STATUS_HOLE, _OWNER_HOLE = "\x00status\x00", "\x00owner\x00"
 
@@ -153,6 +180,7 @@ class Runs:
         self._set_status = client.register_script(_SET_STATUS)
         self._step_update = client.register_script(_STEP_UPDATE)
         self._page = client.register_script(_PAGE)
+        self._view = client.register_script(_VIEW)
 
     # Records -----------------------------------------------------------------------------
     def create(self, run: Mapping[str, object]) -> bool:
@@ -296,16 +324,19 @@ class Runs:
             *head, raw_steps, raw_states = pipe.execute()
         return self._snapshot(head[0] if head else None, raw_steps, raw_states)
 
-    def view(self, run_id: str) -> tuple[dict | None, list[dict], dict[str, dict], list[dict]]:
-        """(run, steps, step states, notification deliveries) in one round trip: what the run's
-        page, its status fragment and `GET /runs/{id}` show (they poll it while the run is live)."""
-        with self.redis.pipeline(transaction=False) as pipe:
-            pipe.hgetall(keys.run(run_id))
-            pipe.hgetall(keys.run_steps(run_id))
-            pipe.hgetall(keys.run_step_status(run_id))
-            pipe.lrange(keys.run_deliveries(run_id), 0, -1)
-            raw_run, raw_steps, raw_states, raw_deliveries = pipe.execute()
-        return (*self._snapshot(raw_run, raw_steps, raw_states), decode_deliveries(raw_deliveries))
+    def view(self, run_id: str) -> tuple[dict | None, list[dict], dict[str, dict], list[dict], dict[str, dict]]:
+        """(run, steps, step states, notification deliveries, each step's live progress) in one
+        round trip (`_VIEW`): what the run's page, its status fragment and `GET /runs/{id}` show,
+        polled while the run is live (a pipeline could not name the progress keys before it has
+        read the step ids)."""
+        args = [keys.step_progress(run_id, _STEP_HOLE), _STEP_HOLE]
+        found = self._view(keys=[keys.run(run_id), keys.run_steps(run_id), keys.run_step_status(run_id),
+                                 keys.run_deliveries(run_id)], args=args)
+        raw_run, raw_steps, raw_states, raw_deliveries, raw_progress = found
+        pairs = _pairs(raw_progress)
+        live = {sid: decode_progress(_pairs(raw)) for sid, raw in pairs.items() if raw}
+        return (*self._snapshot(_pairs(raw_run), _pairs(raw_steps), _pairs(raw_states)),
+                decode_deliveries(raw_deliveries), live)
 
     @staticmethod
     def _snapshot(raw_run: Mapping[str, str] | None, raw_steps: Mapping[str, str],
