@@ -18,7 +18,7 @@
   one round trip, a Lua script) beside the reads it replaced (`get`, `steps_view`,
   `deliveries`: four round trips), same run, alternating.
 
-`python bench/bench_watch.py` runs it alone. Knobs: `BENCH_WATCH_ROUNDS` (7),
+`python bench/bench_watch.py` runs it alone. Knobs: `BENCH_WATCH_ROUNDS` (9),
 `BENCH_WATCH_SECONDS` (clip length, 24 s).
 """
 
@@ -56,7 +56,7 @@ from l1web.web.current import RUNS  # noqa: E402
 CLIP_SECONDS, CLIP_FPS = int(os.environ.get("BENCH_WATCH_SECONDS", "24")), 25
 CLIP_SIZE, SMALL_SIZE = "640x360", "480x270"
 #: Rounds; each renders the step once per variant.
-ROUNDS = int(os.environ.get("BENCH_WATCH_ROUNDS", "7"))
+ROUNDS = int(os.environ.get("BENCH_WATCH_ROUNDS", "9"))
 VARIANTS = ("none", "progress", "full")
 #: Fragment requests per block and side, warm-up requests dropped, blocks.
 REQUESTS, WARMUP, BLOCKS = 200, 20, 3
