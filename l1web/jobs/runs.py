@@ -551,6 +551,16 @@ def on_work_failure(job, connection, exc_type, exc_value, tb) -> None:
         step_failed(ctx, job, piece["run"], piece["step"], piece["id"], exc_type=exc_type, exc_value=exc_value)
 
 
+class StoppedOnRequest(RuntimeError):
+    """RQ stopped the job on request (its run was cancelled): the attempt ends, cancelled."""
+
+
+def on_work_stopped(job, connection) -> None:
+    """RQ stopped callback of a token job (`send_stop_job_command`, sent when its run is cancelled):
+    RQ fires this one instead of the failure callback, and the step must still end (cancelled)."""
+    on_work_failure(job, connection, StoppedOnRequest, StoppedOnRequest("stopped on request"), None)
+
+
 def on_plan_failure(job, connection, exc_type, exc_value, tb) -> None:
     """RQ failure callback of a plan job enqueued on its own (before fair share)."""
     plan_failed(process_clients(), job, job.args[0], job.id, exc_type=exc_type, exc_value=exc_value)

@@ -183,6 +183,16 @@ class Runs:
         raw = self.redis.hgetall(keys.run(run_id))
         return _decode(raw) if raw else None
 
+    def many(self, run_ids: Iterable[str]) -> dict[str, dict]:
+        """The runs of `run_ids` that exist, without their `HEAVY_FIELDS`, in one round trip."""
+        ids = list(dict.fromkeys(run_ids))
+        with self.redis.pipeline(transaction=False) as pipe:
+            for run_id in ids:
+                pipe.hgetall(keys.run(run_id))
+            found = pipe.execute()
+        return {run_id: _decode({k: v for k, v in raw.items() if k not in HEAVY_FIELDS})
+                for run_id, raw in zip(ids, found, strict=True) if raw}
+
     def update(self, run_id: str, **fields: object) -> None:
         if fields:
             self.redis.hset(keys.run(run_id), mapping=dict(zip(*[iter(_encode(fields))] * 2, strict=True)))
