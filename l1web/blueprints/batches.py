@@ -19,6 +19,7 @@ from l1web.auth import limit_run_submission
 from l1web.blueprints.runs import _list_view, list_args, run_json
 from l1web.errors import BadRequest, L1Error
 from l1web.runs.batches import BULK_ACTIONS, MAX_BATCH, BatchService, BatchSubmission
+from l1web.state import MAX_OFFSET
 from l1web.users import User
 from l1web.web import current
 from l1web.web.errors import wants_json
@@ -100,9 +101,11 @@ def _create_from_form(user: User):
 def index():
     user = signed_in()
     try:
-        offset = max(0, int(request.args.get("offset", 0)))
+        offset = int(request.args.get("offset", 0))
     except ValueError:
         raise BadRequest("'offset' must be a whole number") from None
+    if not 0 <= offset <= MAX_OFFSET:
+        raise BadRequest(f"'offset' must be 0–{MAX_OFFSET}", field="offset")
     found, total = current.state().batches.page(user.name, offset=offset, limit=PAGE_SIZE)
     if wants_json():
         return jsonify({"batches": [{k: v for k, v in b.items() if k != "runs"} | {"run_ids": b["runs"]}
