@@ -19,12 +19,11 @@ from l1web.auth import limit_run_submission
 from l1web.blueprints.runs import _list_view, list_args, run_json
 from l1web.errors import BadRequest, L1Error
 from l1web.runs.batches import BULK_ACTIONS, MAX_BATCH, BatchService, BatchSubmission
-from l1web.state import MAX_OFFSET
 from l1web.users import User
 from l1web.web import current
 from l1web.web.errors import wants_json
 from l1web.web.htmx import is_htmx
-from l1web.web.requests import json_body, signed_in
+from l1web.web.requests import json_body, paging, signed_in
 
 bp = Blueprint("batches", __name__)
 
@@ -100,12 +99,7 @@ def _create_from_form(user: User):
 @bp.get("/batches")
 def index():
     user = signed_in()
-    try:
-        offset = int(request.args.get("offset", 0))
-    except ValueError:
-        raise BadRequest("'offset' must be a whole number") from None
-    if not 0 <= offset <= MAX_OFFSET:
-        raise BadRequest(f"'offset' must be 0–{MAX_OFFSET}", field="offset")
+    offset = paging(PAGE_SIZE, fixed_limit=True).offset
     found, total = current.state().batches.page(user.name, offset=offset, limit=PAGE_SIZE)
     if wants_json():
         return jsonify({"batches": [{k: v for k, v in b.items() if k != "runs"} | {"run_ids": b["runs"]}
@@ -184,7 +178,7 @@ def bulk():
     except BadRequest as exc:  # no action or no run chosen: said on the page, nothing done
         message, category = exc.message, "error"
     if is_htmx():  # the list in place, with the outcome above it
-        args = list_args(user)
+        args = list_args()
         runs, total = current.state().runs.page(**args)
         return render_template("_runs_list.html", **_list_view(runs, total, args), notice=(message, category))
     flash(message, category)
