@@ -15,6 +15,7 @@ from __future__ import annotations
 import secrets
 from collections.abc import Callable
 from dataclasses import dataclass, field
+from typing import Any
 
 from l1web.errors import BadRequest, L1Error, NotFound
 from l1web.runs.model import RunStatus
@@ -35,7 +36,7 @@ class BatchSubmission:
     #: One entry per run: a hash or asset name (a one-input recipe), a list or a {name: ref} map.
     inputs: list[list[str] | dict[str, str]] = field(default_factory=list)
     output_name: str | None = None
-    params: dict = field(default_factory=dict)
+    params: dict[str, Any] = field(default_factory=dict)
     priority: int = 0
     paused: bool = False
 
@@ -92,7 +93,8 @@ class BatchService:
     def __init__(self, runs: RunService) -> None:
         self.runs, self.state = runs, runs.state
 
-    def create(self, submission: BatchSubmission, user: User, admit: Callable[[int], None] | None = None) -> dict:
+    def create(self, submission: BatchSubmission, user: User,
+               admit: Callable[[int], None] | None = None) -> dict[str, Any]:
         """Check everything, then start every run; the batch record with its run ids."""
         self.runs.check_priority(submission.priority, user)
         recipe, config_id = self.runs.resolve_recipe(submission.recipe, user, submission.params)
@@ -113,14 +115,14 @@ class BatchService:
         return self.state.batches.create(new_batch_id(), owner=user.name, run_ids=run_ids, fields={
             "recipe_name": recipe.name, "recipe_id": recipe.id, "config_id": config_id or "", "recipe_ref": ref})
 
-    def get(self, batch_id: str, user: User) -> dict:
+    def get(self, batch_id: str, user: User) -> dict[str, Any]:
         """The batch if this user owns it (or is an admin); the same 404 for anyone else's."""
         batch = self.state.batches.get(batch_id) if _is_batch_id(batch_id) else None
         if batch is None or not (user.is_admin or batch.get("owner") == user.name):
             raise NotFound(f"no batch {batch_id[:64]!r}")
         return batch
 
-    def view(self, batch: dict) -> tuple[list[dict], dict[str, int]]:
+    def view(self, batch: dict[str, Any]) -> tuple[list[dict[str, Any]], dict[str, int]]:
         """The batch's runs that still exist (in input order) and how many are in each status."""
         found = self.state.runs.many(batch["runs"])
         runs = [found[run_id] for run_id in dict.fromkeys(batch["runs"]) if run_id in found]
@@ -131,7 +133,7 @@ class BatchService:
         return runs, counts
 
     def bulk(self, action: str, run_ids: list[str], user: User,
-             admit: Callable[[], None] | None = None) -> dict[str, dict]:
+             admit: Callable[[], None] | None = None) -> dict[str, dict[str, Any]]:
         """Apply `action` to each run; {run id: {"ok": bool, "status" or "error"}} in the given order."""
         if action not in BULK_ACTIONS:
             raise BadRequest(f"unknown action {action[:32]!r}; one of: {', '.join(BULK_ACTIONS)}", field="action")
@@ -144,7 +146,7 @@ class BatchService:
             "requeue": lambda run_id, who: self.runs.requeue(run_id, who, admit=admit),
             "delete": self.runs.delete,
         }
-        results: dict[str, dict] = {}
+        results: dict[str, dict[str, Any]] = {}
         for run_id in dict.fromkeys(run_ids):
             try:
                 done = act[action](run_id, user)
@@ -154,7 +156,7 @@ class BatchService:
             results[run_id] = {"ok": True, **({"run_status": done["status"]} if isinstance(done, dict) else {})}
         return results
 
-    def delete(self, batch: dict, user: User) -> dict[str, dict]:
+    def delete(self, batch: dict[str, Any], user: User) -> dict[str, dict[str, Any]]:
         """Delete the batch's runs (live ones are refused, each saying so) and, when none is
         left, the batch itself."""
         results = self.bulk("delete", list(batch["runs"]), user) if batch["runs"] else {}
