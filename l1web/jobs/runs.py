@@ -594,6 +594,16 @@ def on_work_failure(job: Job, connection: redis.Redis | None, exc_type: type[Bas
         step_failed(ctx, job, piece["run"], piece["step"], piece["id"], exc_type=exc_type, exc_value=exc_value)
 
 
+class StoppedOnRequest(RuntimeError):
+    """RQ stopped the job on request (its run was cancelled): the attempt ends, cancelled."""
+
+
+def on_work_stopped(job: Job, connection: redis.Redis | None) -> None:
+    """RQ stopped callback of a token job (`send_stop_job_command`, sent when its run is cancelled):
+    RQ fires this one instead of the failure callback, and the step must still end (cancelled)."""
+    on_work_failure(job, connection, StoppedOnRequest, StoppedOnRequest("stopped on request"), None)
+
+
 def on_plan_failure(job: Job, connection: redis.Redis | None, exc_type: type[BaseException], exc_value: BaseException,
                     tb: TracebackType | None) -> None:
     """RQ failure callback of a plan job enqueued on its own (before fair share)."""
