@@ -203,3 +203,22 @@ def test_render_py_draws_the_weighted_bar_and_each_running_steps_progress():
     plain = io.StringIO()
     cli.Progress(plain).show(run)
     assert plain.getvalue() == "[running] 1/2 steps 50% ETA 12s  soft:completed grey:running 42% 119fps ETA 3s\n"
+
+
+def test_publishing_costs_one_round_trip_and_survives_a_script_flush(state, redis_client):
+    """The log script goes by its SHA (no `SCRIPT EXISTS` before every publish); after Redis lost
+    its scripts (a restart), the next publish loads it and the line is appended once."""
+    watches = state.watch
+    watches.publish("run1", "step1", {"percent": 10}, "first line\n")
+    def calls() -> dict[str, int]:
+        return {name: stats["calls"] for name, stats in redis_client.info("commandstats").items()}
+
+    before = calls()
+    watches.publish("run1", "step1", {"percent": 20}, "second line\n")
+    after = calls()
+    sent = {name: n - before.get(name, 0) for name, n in after.items() if n != before.get(name, 0)}
+    assert sent.get("cmdstat_evalsha") == 1 and "cmdstat_script|exists" not in sent, sent
+    redis_client.script_flush()
+    watches.publish("run1", "step1", {"percent": 30}, "third line\n")
+    assert watches.log("run1", "step1") == "first line\nsecond line\nthird line\n"
+    assert watches.progress("run1", ["step1"])["step1"]["percent"] == 30

@@ -266,9 +266,10 @@ class Runs:
             self.redis.delete(keys.queue_paused())
 
     # Steps -------------------------------------------------------------------------------
-    def init_steps(self, run_id: str, steps: list[dict], initial: Mapping[str, dict]) -> None:
+    def init_steps(self, run_id: str, steps: list[dict], initial: Mapping[str, dict],
+                   run_fields: Mapping[str, object] | None = None) -> None:
         """Write each step's static description and initial state (replacing any old ones, and
-        the progress and logs of an earlier attempt)."""
+        the progress and logs of an earlier attempt), and `run_fields` into the run, at once."""
         old = self.redis.hkeys(keys.run_steps(run_id))
         watched = _watch_keys(run_id, {*old, *(s["step_id"] for s in steps)})
         with self.redis.pipeline() as pipe:
@@ -277,6 +278,8 @@ class Runs:
                 pipe.hset(keys.run_steps(run_id), mapping={s["step_id"]: json.dumps(s) for s in steps})
                 pipe.hset(keys.run_step_status(run_id),
                           mapping={sid: json.dumps(state) for sid, state in initial.items()})
+            if run_fields:
+                pipe.hset(keys.run(run_id), mapping=dict(zip(*[iter(_encode(run_fields))] * 2, strict=True)))
             pipe.execute()
 
     def steps(self, run_id: str) -> list[dict]:
@@ -286,18 +289,32 @@ class Runs:
         return sorted(steps, key=lambda s: (s.get("level", 0), s.get("order", 0), s["step_id"]))
 
     def snapshot(self, run_id: str, *, with_run: bool = True) -> tuple[dict | None, list[dict], dict[str, dict]]:
-        """(run, steps, step states) read in one round trip: what `advance` decides from."""
+        """(run, steps, step states) read in one round trip."""
+        run, steps, states, _ = self._snapshot(run_id, with_run=with_run, with_pause=False)
+        return run, steps, states
+
+    def decision_view(self, run_id: str) -> tuple[dict | None, list[dict], dict[str, dict], bool]:
+        """(run, steps, step states, whole queue paused) in one round trip: what `advance` and a
+        starting step decide from."""
+        return self._snapshot(run_id, with_run=True, with_pause=True)
+
+    def _snapshot(self, run_id: str, *, with_run: bool,
+                  with_pause: bool) -> tuple[dict | None, list[dict], dict[str, dict], bool]:
         with self.redis.pipeline(transaction=False) as pipe:
             if with_run:
                 pipe.hgetall(keys.run(run_id))
             pipe.hgetall(keys.run_steps(run_id))
             pipe.hgetall(keys.run_step_status(run_id))
-            *head, raw_steps, raw_states = pipe.execute()
-        raw_run = head[0] if head else None
+            if with_pause:
+                pipe.get(keys.queue_paused())
+            found = pipe.execute()
+        raw_run = found.pop(0) if with_run else None
+        paused = found.pop() == "1" if with_pause else False
+        raw_steps, raw_states = found
         steps = sorted((json.loads(value) for value in raw_steps.values()),
                        key=lambda s: (s.get("level", 0), s.get("order", 0), s["step_id"]))
         states = {sid: json.loads(value) for sid, value in raw_states.items()}
-        return (_decode(raw_run) if raw_run else None), steps, states
+        return (_decode(raw_run) if raw_run else None), steps, states, paused
 
     def step_states(self, run_id: str) -> dict[str, dict]:
         raw = self.redis.hgetall(keys.run_step_status(run_id))
