@@ -157,6 +157,15 @@ def enqueue_notify(connection: redis.Redis, run_id: str, attempt: int, intervals
     )
 
 
+def enqueue_ended(connection: redis.Redis, run_id: str) -> Job:
+    """A quick job doing what a run's end entails (its notify URL's delivery) for an end decided
+    by a web request (a cancel): the worker's settings say where and how often to retry."""
+    return queue(connection, RUNS_QUEUE).enqueue(
+        "l1web.jobs.notify.ended", run_id, job_timeout=NOTIFY_JOB_TIMEOUT,
+        result_ttl=RESULT_TTL, failure_ttl=FAILURE_TTL, description=f"run {run_id[:12]} ended",
+    )
+
+
 def enqueue_advance(connection: redis.Redis, run_id: str) -> Job:
     """A quick job that enqueues a run's ready steps (after a resume or a requeue)."""
     return queue(connection, RUNS_QUEUE).enqueue(
@@ -180,4 +189,5 @@ def run_service(state: StateManager, store: ContentStore, connection: redis.Redi
     from l1web.runs.service import RunService
 
     return RunService(state, store, connection, functools.partial(enqueue_plan, connection),
-                      functools.partial(enqueue_advance, connection), user_max_priority=user_max_priority)
+                      functools.partial(enqueue_advance, connection), user_max_priority=user_max_priority,
+                      enqueue_ended=functools.partial(enqueue_ended, connection))

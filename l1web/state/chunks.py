@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import time
 from collections.abc import Iterable
+from typing import cast
 
 import redis
 
@@ -41,4 +42,4 @@ class RemovedChunks:
             pipe.zremrangebyscore(key, "-inf", time.time() - keys.CHUNKS_REMOVED_TTL)
             pipe.zrange(key, 0, -1)
             _, digests = pipe.execute()
-        return list(digests)
+        return list(cast(list[str], digests))  # a decoding client
