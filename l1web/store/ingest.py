@@ -43,6 +43,45 @@ def raise_if_full(exc: OSError) -> None:
         raise InsufficientStorage("storage full: no space left on the cache's disk for this item") from exc
 
 
+class Hashing:
+    """Feeds chunks to hashers in a thread of its own, so the caller writes (or reads) the next
+    chunk meanwhile: hashlib and `os.write` both release the GIL, so hashing and writing overlap
+    on two cores rather than add up. The first chunk is hashed in the caller's thread: a small
+    body never pays for a thread. The queue is short, which keeps memory at a few chunks."""
+
+    def __init__(self, *hashers) -> None:
+        self.hashers = hashers
+        self._first = True
+        self._queue: queue.Queue[bytes | None] = queue.Queue(maxsize=QUEUE_CHUNKS)
+        self._thread: threading.Thread | None = None
+
+    def update(self, data: bytes) -> None:
+        """Hash `data` after everything given before (it must not change afterwards)."""
+        if not self.hashers:
+            return
+        if self._first:
+            self._first = False
+            for hasher in self.hashers:
+                hasher.update(data)
+            return
+        if self._thread is None:
+            self._thread = threading.Thread(target=self._run, name="hashing", daemon=True)
+            self._thread.start()
+        self._queue.put(data)
+
+    def wait(self) -> None:
+        """Return once every chunk given is hashed (call it on failure too: it ends the thread)."""
+        if self._thread is not None:
+            self._queue.put(None)
+            self._thread.join()
+            self._thread = None
+
+    def _run(self) -> None:
+        while (data := self._queue.get()) is not None:
+            for hasher in self.hashers:
+                hasher.update(data)
+
+
 class TempWriter:
     """A temp file being filled and hashed; `finish` fsyncs it, `discard` removes it.
 
