@@ -7,6 +7,7 @@ turns a full disk into `InsufficientStorage`, and removes its temp file on every
 from __future__ import annotations
 
 import errno
+import hashlib
 import os
 import queue
 import tempfile
@@ -49,7 +50,7 @@ class Hashing:
     on two cores rather than add up. The first chunk is hashed in the caller's thread: a small
     body never pays for a thread. The queue is short, which keeps memory at a few chunks."""
 
-    def __init__(self, *hashers) -> None:
+    def __init__(self, *hashers: hashlib._Hash) -> None:
         self.hashers = hashers
         self._first = True
         self._queue: queue.Queue[bytes | None] = queue.Queue(maxsize=QUEUE_CHUNKS)
