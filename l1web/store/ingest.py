@@ -44,31 +44,50 @@ def raise_if_full(exc: OSError) -> None:
         raise InsufficientStorage("storage full: no space left on the cache's disk for this item") from exc
 
 
+#: Idle chunk buffers a process keeps for the next `Hashing` (at most this many, 1 MiB each).
+POOLED_BUFFERS = 16
+_POOL: queue.LifoQueue[bytearray] = queue.LifoQueue()
+
+
+def take_buffer() -> bytearray:
+    """A CHUNK-sized buffer to read into, from the pool (warm memory, no allocation) or new."""
+    try:
+        return _POOL.get_nowait()
+    except queue.Empty:
+        return bytearray(CHUNK)
+
+
+def give_back(buffer: bytearray) -> None:
+    if _POOL.qsize() < POOLED_BUFFERS:
+        _POOL.put(buffer)
+
+
 class Hashing:
-    """Feeds chunks to hashers in a thread of its own, so the caller writes (or reads) the next
+    """Feeds chunks to hashers in a thread of its own, so the caller reads and writes the next
     chunk meanwhile: hashlib and `os.write` both release the GIL, so hashing and writing overlap
     on two cores rather than add up. The first chunk is hashed in the caller's thread: a small
-    body never pays for a thread. The queue is short, which keeps memory at a few chunks."""
+    body never pays for a thread. The queue is short, which keeps memory at a few chunks.
+
+    `update` takes a buffer from `take_buffer` and owns it from then on: once hashed it goes
+    back to the pool, so a long upload reads into the same few warm buffers instead of
+    allocating (and copying into) new memory for every MiB."""
 
     def __init__(self, *hashers: hashlib._Hash) -> None:
         self.hashers = hashers
         self._first = True
-        self._queue: queue.Queue[bytes | None] = queue.Queue(maxsize=QUEUE_CHUNKS)
+        self._queue: queue.Queue[tuple[bytearray, int] | None] = queue.Queue(maxsize=QUEUE_CHUNKS)
         self._thread: threading.Thread | None = None
 
-    def update(self, data: bytes) -> None:
-        """Hash `data` after everything given before (it must not change afterwards)."""
-        if not self.hashers:
-            return
-        if self._first:
+    def update(self, buffer: bytearray, size: int) -> None:
+        """Hash `buffer[:size]` after everything given before; the buffer is ours now."""
+        if self._first or not self.hashers:
             self._first = False
-            for hasher in self.hashers:
-                hasher.update(data)
+            self._hash(buffer, size)
             return
         if self._thread is None:
             self._thread = threading.Thread(target=self._run, name="hashing", daemon=True)
             self._thread.start()
-        self._queue.put(data)
+        self._queue.put((buffer, size))
 
     def wait(self) -> None:
         """Return once every chunk given is hashed (call it on failure too: it ends the thread)."""
@@ -77,10 +96,15 @@ class Hashing:
             self._thread.join()
             self._thread = None
 
-    def _run(self) -> None:
-        while (data := self._queue.get()) is not None:
+    def _hash(self, buffer: bytearray, size: int) -> None:
+        with memoryview(buffer) as view, view[:size] as data:
             for hasher in self.hashers:
                 hasher.update(data)
+        give_back(buffer)
+
+    def _run(self) -> None:
+        while (item := self._queue.get()) is not None:
+            self._hash(*item)
 
 
 class TempWriter:

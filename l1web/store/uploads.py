@@ -32,15 +32,13 @@ from pathlib import Path
 from l1web.errors import BadRequest, Conflict, L1Error, NotFound, PayloadTooLarge
 from l1web.state.uploads import InflightLimit, Upload, Uploads
 from l1web.store import ContentStore, Stored
-from l1web.store.ingest import FinishedFile, Hashing, raise_if_full
+from l1web.store.ingest import FinishedFile, Hashing, give_back, raise_if_full, take_buffer
 from l1web.store.names import new_hasher
 
 log = logging.getLogger(__name__)
 
 #: Folder under the store's root holding unfinished uploads (same filesystem: the final rename is atomic).
 UPLOADS_DIR = "uploads"
-#: Bytes read from the request body per loop turn.
-CHUNK = 1024 * 1024
 #: Bytes written between two flushes to disk within a PATCH (and at its end): each flushed range
 #: is then dropped from the page cache (POSIX_FADV_DONTNEED), nobody reads it before the upload
 #: is complete. The recorded offset then never runs ahead of the disk, dirty memory stays at a
@@ -115,20 +113,28 @@ def parse_checksum(header: str | None):
 
 
 def _copy(body, fd: int, upload: Upload, room: int, hashing: Hashing) -> int:
-    """Write the body at the upload's offset (at most `room` bytes), handing each chunk to
-    `hashing` first, flushing every SYNC_EVERY bytes and at the end; the bytes written."""
+    """Write the body at the upload's offset (at most `room` bytes), then hand each chunk to
+    `hashing` (a pooled buffer goes back only once hashed, so it is written first), flushing
+    every SYNC_EVERY bytes and at the end; the bytes written."""
     written, synced = 0, upload.offset
-    while data := body.read(CHUNK):
-        if written + len(data) > room:
+    while True:
+        buffer = take_buffer()
+        size = body.readinto(buffer)
+        if not size:
+            give_back(buffer)
+            break
+        if written + size > room:
+            give_back(buffer)
             raise BadRequest(f"the body goes past Upload-Length {upload.length}: only {room} bytes "
                              f"remain from offset {upload.offset}")
-        hashing.update(data)  # in a thread of its own while this one writes
-        view = memoryview(data)
         position = upload.offset + written
-        while view:
-            count = os.pwrite(fd, view, position)
-            view, position = view[count:], position + count
-        written += len(data)
+        with memoryview(buffer) as whole:
+            view = whole[:size]
+            while view:
+                count = os.pwrite(fd, view, position)
+                view, position = view[count:], position + count
+        written += size
+        hashing.update(buffer, size)  # hashed in a thread of its own while this one goes on
         if position - synced >= SYNC_EVERY:
             synced = _flush(fd, synced, position)
     if written:
