@@ -48,6 +48,9 @@ DEFAULT_WORKER_HEARTBEAT = 5
 DEFAULT_WORKER_ABANDON_GRACE = 30
 #: Seconds between a worker's sweeps for abandoned jobs (RQ's default is 10 minutes).
 DEFAULT_WORKER_MAINTENANCE = 30
+#: Jobs one work horse runs, one after another, before it exits and a new one is forked (1: a
+#: fresh process per job, as RQ does). A horse that dies fails only the job it was running.
+DEFAULT_WORKER_HORSE_JOBS = 100
 #: Further attempts of a step that failed for an infrastructure reason (killed, lost, timed out, disk full).
 DEFAULT_STEP_RETRIES = 2
 #: Failed steps of one run after which a worker is given none of that run's steps (0: never).
@@ -110,6 +113,7 @@ class Settings:
     worker_heartbeat: int = DEFAULT_WORKER_HEARTBEAT
     worker_abandon_grace: int = DEFAULT_WORKER_ABANDON_GRACE
     worker_maintenance: int = DEFAULT_WORKER_MAINTENANCE
+    worker_horse_jobs: int = DEFAULT_WORKER_HORSE_JOBS
     step_timeout: float = DEFAULT_STEP_TIMEOUT
     step_retries: int = DEFAULT_STEP_RETRIES
     worker_blocklist_after: int = DEFAULT_WORKER_BLOCKLIST_AFTER
@@ -178,6 +182,7 @@ class Settings:
             worker_heartbeat=int(env.get("WORKER_HEARTBEAT", DEFAULT_WORKER_HEARTBEAT)),
             worker_abandon_grace=int(env.get("WORKER_ABANDON_GRACE", DEFAULT_WORKER_ABANDON_GRACE)),
             worker_maintenance=int(env.get("WORKER_MAINTENANCE", DEFAULT_WORKER_MAINTENANCE)),
+            worker_horse_jobs=max(1, int(env.get("WORKER_HORSE_JOBS", DEFAULT_WORKER_HORSE_JOBS))),
             step_timeout=float(env.get("STEP_TIMEOUT", DEFAULT_STEP_TIMEOUT)),
             step_retries=max(0, int(env.get("STEP_RETRIES", DEFAULT_STEP_RETRIES))),
             worker_blocklist_after=max(0, int(env.get("WORKER_BLOCKLIST_AFTER", DEFAULT_WORKER_BLOCKLIST_AFTER))),

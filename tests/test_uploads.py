@@ -294,7 +294,7 @@ def test_app_py_sweeps_expired_uploads_in_the_background(settings, worker_env, d
         server = Waitress.__new__(Waitress)  # only its url is used
         server.url = url
         alice, bob = session(dev_l2, server), session(dev_l2, server, "bob")
-        abandoned, other = create(alice, server, 100), create(bob, server, 40)
+        abandoned, _bobs = create(alice, server, 100), create(bob, server, 40)
         live = create(alice, server, 300)
         assert patch(alice, abandoned, 0, b"a" * 30).status_code == 204
         assert redis_client.get("artdag:uploads:inflight:alice") == "400"

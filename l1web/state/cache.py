@@ -7,11 +7,13 @@ WATCH transaction, so "delete unless referenced" can never lose a run's input.
 
 from __future__ import annotations
 
+import builtins
 import json
 import math
 import re
 import time
 from dataclasses import asdict, dataclass, fields
+from typing import Any, cast
 
 import redis
 import redis.lock
@@ -146,7 +148,7 @@ class ItemMeta:
     owner: str | None = None
     name: str | None = None
 
-    def to_json(self) -> dict:
+    def to_json(self) -> dict[str, Any]:
         return asdict(self)
 
     def to_fields(self) -> dict[str, str]:
@@ -223,7 +225,7 @@ class CacheIndex:
         return bool(self._record(keys=item_keys, args=[meta.digest, repr(meta.created), verified, *pairs]))
 
     def get(self, digest: str) -> ItemMeta | None:
-        raw = self.redis.hgetall(keys.cache_item(digest))
+        raw = cast(dict[str, str], self.redis.hgetall(keys.cache_item(digest)))  # a decoding client
         return ItemMeta.from_fields(raw) if raw else None
 
     def require(self, digest: str) -> ItemMeta:
@@ -268,8 +270,8 @@ class CacheIndex:
 
     def shared(self, limit: int = MAX_PAGE) -> list[ItemMeta]:
         """Items shared on purpose, and published ones (public anyway), newest first."""
-        digests = set(self.redis.zrevrange(keys.cache_shared(), 0, limit - 1))
-        digests.update(self.redis.srandmember(keys.cache_published(), limit) or [])
+        digests = set(cast(list[str], self.redis.zrevrange(keys.cache_shared(), 0, limit - 1)))  # a decoding client
+        digests.update(cast(list[str], self.redis.srandmember(keys.cache_published(), limit)) or [])
         metas = [m for m in map(self.get, sorted(digests)) if m is not None]
         return sorted(metas, key=lambda m: m.created, reverse=True)[:limit]
 
@@ -290,7 +292,8 @@ class CacheIndex:
         if cursor:
             after = _parse_cursor(cursor)
             offset = int(self.redis.zcount(index, f"({after[0]!r}", "+inf"))
-        window = self.redis.zrevrange(index, offset, offset + limit + CURSOR_SLACK - 1, withscores=True)
+        window = cast(list[tuple[str, float]],  # a decoding client
+                      self.redis.zrevrange(index, offset, offset + limit + CURSOR_SLACK - 1, withscores=True))
         digests = [d for d, score in window if after is None or score < after[0] or d < after[1]]
         digests = digests[: limit + 1]
         metas = [m for m in map(self.get, digests[:limit]) if m is not None]
@@ -299,8 +302,8 @@ class CacheIndex:
 
     def lock(self, digest: str) -> redis.lock.Lock:
         """Held while the item's file and its index entry change together (store vs. delete)."""
-        return self.redis.lock(keys.cache_lock(digest), timeout=keys.CACHE_LOCK_TTL,
-                               blocking_timeout=LOCK_WAIT)
+        return cast(redis.lock.Lock, self.redis.lock(keys.cache_lock(digest), timeout=keys.CACHE_LOCK_TTL,
+                                                     blocking_timeout=LOCK_WAIT))
 
     # Verification ------------------------------------------------------------------------------
     def check(self, digest: str) -> tuple[bool, str | None, str | None]:
@@ -314,7 +317,7 @@ class CacheIndex:
 
     def verified_signature(self, digest: str) -> str | None:
         """The (size, mtime, inode, ctime) signature of the file the last time it hashed right."""
-        return self.redis.hget(keys.cache_item(digest), "verified")
+        return cast(str | None, self.redis.hget(keys.cache_item(digest), "verified"))  # a decoding client
 
     def set_verified(self, digest: str, signature: str) -> None:
         if self.exists(digest):
@@ -347,7 +350,7 @@ class CacheIndex:
         self.redis.srem(keys.cache_refs(digest), ref)
 
     def refs(self, digest: str) -> set[str]:
-        return set(self.redis.smembers(keys.cache_refs(digest)))
+        return set(cast(set[str], self.redis.smembers(keys.cache_refs(digest))))  # a decoding client
 
     def mark_published(self, digest: str) -> None:
         self.require(digest)
@@ -364,7 +367,7 @@ class CacheIndex:
         ref = ASSET_REF + name
 
         def transaction(pipe: redis.client.Pipeline) -> None:
-            old = pipe.hget(keys.assets(), name)
+            old = cast(str | None, pipe.hget(keys.assets(), name))  # a decoding client, WATCHing
             if not pipe.exists(keys.cache_item(digest)):
                 raise NotFound(f"no cached item {digest}")
             pipe.multi()
@@ -376,10 +379,10 @@ class CacheIndex:
         self.redis.transaction(transaction, keys.assets(), keys.cache_item(digest))
 
     def asset(self, name: str) -> str | None:
-        return self.redis.hget(keys.assets(), name)
+        return cast(str | None, self.redis.hget(keys.assets(), name))  # a decoding client
 
     def assets(self) -> dict[str, str]:
-        return dict(sorted(self.redis.hgetall(keys.assets()).items()))
+        return dict(sorted(cast(dict[str, str], self.redis.hgetall(keys.assets())).items()))  # a decoding client
 
     # Quarantine --------------------------------------------------------------------------------
     def quarantine(self, digest: str, reason: str) -> None:
@@ -394,17 +397,18 @@ class CacheIndex:
         raw = self.redis.hget(keys.cache_quarantine(), digest)
         return json.loads(raw)["reason"] if raw else None
 
-    def quarantined(self) -> dict[str, dict]:
-        return {d: json.loads(v) for d, v in self.redis.hgetall(keys.cache_quarantine()).items()}
+    def quarantined(self) -> dict[str, dict[str, Any]]:
+        raw = cast(dict[str, str], self.redis.hgetall(keys.cache_quarantine()))  # a decoding client
+        return {d: json.loads(v) for d, v in raw.items()}
 
     # Counters ------------------------------------------------------------------------------------
     def incr(self, counter: str, by: int = 1) -> None:
         self.redis.hincrby(keys.stats(), counter, by)
 
     def stats(self) -> dict[str, int]:
-        return {k: int(v) for k, v in self.redis.hgetall(keys.stats()).items()}
+        return {k: int(v) for k, v in cast(dict[str, str], self.redis.hgetall(keys.stats())).items()}
 
-    def access_items(self, digests: list[str], asker: str) -> list[Item]:
+    def access_items(self, digests: builtins.list[str], asker: str) -> builtins.list[Item]:  # `list` is a method here
         """The ownership rule's facts for many hashes (`access_item` for each) in one Redis call;
         quarantined items count as absent.
 

@@ -38,6 +38,26 @@ class Readable(Protocol):
     def read(self, size: int = ..., /) -> bytes: ...
 
 
+class ReadableInto(Protocol):
+    """A body read into buffers the reader owns (werkzeug's request stream, files)."""
+
+    def readinto(self, buffer: bytearray, /) -> int | None: ...
+
+
+class PendingFile(Protocol):
+    """What `ContentStore.commit` takes: a file on the store's filesystem, not yet named
+    (`TempWriter`, `AdoptedFile`, a finished resumable upload)."""
+
+    path: Path
+    size: int
+
+    def finish(self) -> str:
+        """Make the bytes durable; return their digest."""
+
+    def discard(self) -> None:
+        """Remove the file if it is still there."""
+
+
 def raise_if_full(exc: OSError) -> None:
     """Turn a full disk into the user-facing 507; other I/O errors are left to the caller."""
     if exc.errno in DISK_FULL:

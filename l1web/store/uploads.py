@@ -32,7 +32,7 @@ from pathlib import Path
 from l1web.errors import BadRequest, Conflict, L1Error, NotFound, PayloadTooLarge
 from l1web.state.uploads import InflightLimit, Upload, Uploads
 from l1web.store import ContentStore, Stored
-from l1web.store.ingest import FinishedFile, Hashing, give_back, raise_if_full, take_buffer
+from l1web.store.ingest import FinishedFile, Hashing, ReadableInto, give_back, raise_if_full, take_buffer
 from l1web.store.names import new_hasher
 
 log = logging.getLogger(__name__)
@@ -65,7 +65,7 @@ class Expired(L1Error):
 @dataclass
 class _HashState:
     offset: int
-    hasher: object
+    hasher: hashlib._Hash
 
 
 #: Upload id → the SHA3 state of its first `offset` bytes, in this process only.
@@ -97,7 +97,7 @@ def parse_metadata(header: str | None) -> dict[str, str]:
     return out
 
 
-def parse_checksum(header: str | None):
+def parse_checksum(header: str | None) -> tuple[hashlib._Hash, bytes] | None:
     """`Upload-Checksum: sha1 base64digest` → (hasher, expected bytes), or None when absent."""
     if header is None:
         return None
@@ -112,7 +112,7 @@ def parse_checksum(header: str | None):
     return hashlib.new(algorithm), expected
 
 
-def _copy(body, fd: int, upload: Upload, room: int, hashing: Hashing) -> int:
+def _copy(body: ReadableInto, fd: int, upload: Upload, room: int, hashing: Hashing) -> int:
     """Write the body at the upload's offset (at most `room` bytes), then hand each chunk to
     `hashing` (a pooled buffer goes back only once hashed, so it is written first), flushing
     every SYNC_EVERY bytes and at the end; the bytes written."""
@@ -196,7 +196,7 @@ class UploadStore:
         return upload
 
     # Appending ------------------------------------------------------------------------------------
-    def append(self, upload: Upload, offset: int, body, declared: int | None, *, checksum: str | None,
+    def append(self, upload: Upload, offset: int, body: ReadableInto, declared: int | None, *, checksum: str | None,
                expiry: float) -> tuple[Upload, Stored | None]:
         """Write a PATCH body at `offset` (which must be the upload's offset); the Stored item
         once the last byte is in. Bad offsets, lengths and checksums change nothing."""
@@ -227,7 +227,8 @@ class UploadStore:
             stored = self._complete(current, hasher, expiry)
             return replace(current, digest=stored.digest), stored
 
-    def _write(self, upload: Upload, body, room: int, check) -> tuple[int, object | None]:
+    def _write(self, upload: Upload, body: ReadableInto, room: int,
+               check: tuple[hashlib._Hash, bytes] | None) -> tuple[int, hashlib._Hash | None]:
         """Append the body at the upload's offset, feeding the hash state; undo on any failure."""
         with _HASHERS_LOCK:
             state = _HASHERS.get(upload.id)
@@ -265,7 +266,7 @@ class UploadStore:
                 _HASHERS[upload.id] = _HashState(upload.offset + written, hasher)
         return written, hasher
 
-    def _complete(self, upload: Upload, hasher, expiry: float) -> Stored:
+    def _complete(self, upload: Upload, hasher: hashlib._Hash | None, expiry: float) -> Stored:
         """All bytes are in: into the content store (dedup, media check, owner, atomic rename)."""
         with _HASHERS_LOCK:
             _HASHERS.pop(upload.id, None)
