@@ -51,8 +51,18 @@ def test_a_20_second_ffmpeg_step_reports_increasing_progress_to_100(alice_client
     clip = put_video(store, tmp_path, seconds=20, size="640x360")
     start_worker()
     run, _ = service.submit(Submission("blur", [clip], params={"sigma": 4}), ALICE)
-    seen, final = watch_run(alice_client, run["id"], "blur")
+    previews: list[bytes] = []
+
+    def look() -> None:  # ffmpeg's "last rendered" frame, while the step runs
+        with alice_client.get(f"/runs/{run['id']}/steps/blur/preview") as answer:
+            if answer.status_code == 200:
+                assert answer.mimetype == "image/jpeg"
+                previews.append(answer.data)
+
+    seen, final = watch_run(alice_client, run["id"], "blur", also=look)
     assert final["status"] == "completed", final.get("error")
+    assert previews, "no last rendered frame while the ffmpeg step ran"
+    assert Image.open(io.BytesIO(previews[-1])).size == (320, 180)
     live = [p for p in seen if p["percent"] and p["percent"] < 100]
     assert len(live) >= 3, seen  # several snapshots while it rendered
     percents = distinct([p["percent"] for p in seen])

@@ -11,6 +11,7 @@ import tempfile
 from collections.abc import Iterable, MutableMapping
 from fractions import Fraction
 from pathlib import Path
+from typing import Any
 
 import numpy as np
 
@@ -43,7 +44,7 @@ def analysis_id(input_hash: str, features: Iterable[str]) -> str:
 
 
 def analyze(dag: Dag, store: Store, *, features: Iterable[str] = DEFAULT_FEATURES,
-            cache: MutableMapping[str, dict] | None = None) -> dict[str, dict]:
+            cache: MutableMapping[str, dict[str, Any]] | None = None) -> dict[str, dict[str, Any]]:
     """Analysis of every SOURCE's file, by content hash; reused from `cache` when there."""
     wanted = sorted(set(features) | {"metadata"})
     unknown = set(wanted) - FEATURES
@@ -75,7 +76,7 @@ def source_hashes(dag: Dag) -> list[str]:
     return list(hashes)
 
 
-def analyze_file(path, digest: str, features: list[str]) -> dict:
+def analyze_file(path: Path, digest: str, features: list[str]) -> dict[str, Any]:
     """One file's analysis: media metadata, and tempo/beats/energy when it has sound."""
     media = detect(path)
     facts = media.to_dict()
@@ -86,7 +87,7 @@ def analyze_file(path, digest: str, features: list[str]) -> dict:
     sound = {"beats", "tempo", "energy"} & set(features)
     if media.has_audio and sound:
         samples = _mono_samples(path)
-        audio: dict = {"sample_rate": SAMPLE_RATE, "seconds": len(samples) / SAMPLE_RATE}
+        audio: dict[str, Any] = {"sample_rate": SAMPLE_RATE, "seconds": len(samples) / SAMPLE_RATE}
         if {"beats", "tempo"} & sound:
             audio.update(beats(samples))
         if "energy" in sound:
@@ -95,7 +96,7 @@ def analyze_file(path, digest: str, features: list[str]) -> dict:
     return result
 
 
-def constant_rate(path) -> bool:
+def constant_rate(path: Path) -> bool:
     """Whether the video's frames lie on the grid of its frame rate (engine/chunks.py `on_grid`):
     only such a video is split into chunks. False where its frame times cannot be read."""
     from l1web.engine.steps.seek import frame_index
@@ -113,7 +114,7 @@ def constant_rate(path) -> bool:
     return on_grid(index.times, rates)
 
 
-def _mono_samples(path) -> np.ndarray:
+def _mono_samples(path: Path) -> np.ndarray:
     # Through a file, read once into the array: through a pipe the bytes were held twice more
     # while being joined (600 s are 53 MB of samples; peak memory is what bounds a worker).
     with tempfile.TemporaryDirectory(prefix="l1-audio-") as tmp:

@@ -1,7 +1,8 @@
 """Delivering a run's end to its notify URL: one signed POST per attempt, off the request path.
 
 `run_ended` is called by whoever moved the run to its final status (a compare-and-set, so once
-per end); it enqueues `deliver`, which RQ retries with the configured backoff while the receiver
+per end): a worker when the run completes or fails, the `ended` job a cancel enqueues (the web
+app moves the run to cancelled); it enqueues `deliver`, which RQ retries with the configured backoff while the receiver
 fails. Every attempt is recorded on the run (`state.notify.deliveries`), shown on its page.
 """
 
@@ -34,6 +35,12 @@ def run_ended(ctx: Clients, run_id: str) -> None:
                                   ctx.settings.notify_retry_intervals)
     except Exception:  # noqa: BLE001 - a notification must never break finishing a run
         log.exception("could not enqueue the notification of run %s", run_id[:12])
+
+
+def ended(run_id: str) -> dict:
+    """A job: a run ended by a web request (a cancel) gets its delivery enqueued like any end."""
+    run_ended(process_clients(), run_id)
+    return {"ended": run_id}
 
 
 def deliver(run_id: str, attempt: int) -> dict:

@@ -10,6 +10,7 @@ import re
 import time
 from dataclasses import dataclass, replace
 from pathlib import Path
+from typing import Any
 
 from l1web.engine.effects.effect import Effect
 from l1web.engine.effects.encoding import (
@@ -20,6 +21,7 @@ from l1web.engine.effects.encoding import (
 )
 from l1web.engine.effects.errors import EffectError
 from l1web.engine.effects.frames import apply_frames
+from l1web.engine.effects.params import ParamValues
 from l1web.engine.ffmpeg import BASE_FLAGS, INPUT_FLAGS, ffmpeg, ffmpeg_exe, probe
 
 #: Bytes per pixel of each raw frame format on the pipe.
@@ -39,7 +41,7 @@ class VideoInfo:
     audio_codec: str | None
 
 
-def apply_video(effect: Effect, params: dict, src: Path, dst: Path, *, timeout: float,
+def apply_video(effect: Effect, params: ParamValues, src: Path, dst: Path, *, timeout: float,
                 frames: tuple[int, int | None] | None = None) -> None:
     """Run `effect` with resolved `params` on the video `src`, writing an H.264 MP4 `dst`.
 
@@ -85,7 +87,7 @@ def chunk_video(src: Path) -> VideoInfo | None:
     return _video_info(src, index.stream, None) if index is not None else None
 
 
-def _video_info(src: Path, video: dict | None, audio: dict | None) -> VideoInfo:
+def _video_info(src: Path, video: dict[str, Any] | None, audio: dict[str, Any] | None) -> VideoInfo:
     if video is None or not video.get("width") or not video.get("height"):
         raise EffectError(f"{src.name} has no video stream")
     width, height = int(video["width"]), int(video["height"])
@@ -100,14 +102,14 @@ def _video_info(src: Path, video: dict | None, audio: dict | None) -> VideoInfo:
     )
 
 
-def _rotation(stream: dict) -> int:
+def _rotation(stream: dict[str, Any]) -> int:
     for side in stream.get("side_data_list", []):
         if "rotation" in side:
             return round(float(side["rotation"]))
     return round(float(stream.get("tags", {}).get("rotate", 0)))
 
 
-def _frame_rate(stream: dict) -> str:
+def _frame_rate(stream: dict[str, Any]) -> str:
     for key in ("avg_frame_rate", "r_frame_rate"):
         rate = str(stream.get(key, ""))
         if _RATIONAL.fullmatch(rate):

@@ -32,6 +32,7 @@ import os
 from dataclasses import dataclass
 from functools import lru_cache
 from pathlib import Path
+from typing import Any
 
 from l1web.engine import ffmpeg
 from l1web.engine.chunks import trim_filter
@@ -49,7 +50,7 @@ PAST = 1e-6
 class FrameIndex:
     """An input's first video stream (as ffprobe describes it) and its frames' times."""
 
-    stream: dict
+    stream: dict[str, Any]
     #: Presentation times (s, from the file's start) of the stream's frames, sorted.
     times: list[float]
     #: Whether ffmpeg's seek in this container may be trusted (`INDEXED`).
