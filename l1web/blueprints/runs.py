@@ -15,7 +15,7 @@ from l1web import notify, trace
 from l1web.auth import limit_run_submission, require_admin
 from l1web.errors import BadRequest, Conflict, L1Error, NotFound
 from l1web.runs.progress import run_progress
-from l1web.runs.service import Submission, parse_priority
+from l1web.runs.service import PRIORITY_RANGE, Submission, parse_priority
 from l1web.status import RunStatus, StepStatus
 from l1web.users import User
 from l1web.web import current, dagsvg
@@ -323,7 +323,10 @@ def _run_view(run_id: str) -> dict:
 @bp.get("/run/<run_id>")
 def page(run_id: str):
     view = _run_view(run_id)
-    return render_template("run.html", **view, **_log_panel(view["run"], view["steps"], request.args.get("log")))
+    low, high = PRIORITY_RANGE
+    ceiling = high if signed_in().is_admin else min(high, current.runs().user_max_priority)
+    return render_template("run.html", **view, **_log_panel(view["run"], view["steps"], request.args.get("log")),
+                           priority_min=low, priority_max=ceiling)
 
 
 #: Step statuses whose log may still grow.
@@ -362,6 +365,14 @@ def run_fragment(run_id: str):
     return render_template("_run_status.html", **_run_view(run_id))
 
 
+def _form_priority(raw: str, run_id: str, user: User) -> dict:
+    try:
+        value = int(raw.strip())
+    except ValueError:
+        raise BadRequest("the priority must be a whole number", field="priority") from None
+    return current.runs().set_priority(run_id, user, parse_priority(value))
+
+
 @bp.post("/run/<run_id>/<action>")
 def act(run_id: str, action: str):
     """The page's buttons: cancel, re-run or delete, then back to a page (POST-redirect-GET)."""
@@ -370,6 +381,8 @@ def act(run_id: str, action: str):
                "requeue": partial(current.runs().requeue, admit=limit_run_submission),
                "pause": current.runs().pause, "resume": current.runs().resume,
                "delete": current.runs().delete}
+    if action == "priority":  # the run page's priority form: a number field
+        actions["priority"] = partial(_form_priority, request.form.get("priority", ""))
     if action not in actions:
         raise BadRequest(f"unknown action {action[:32]!r}")
     user = signed_in()
@@ -384,5 +397,6 @@ def act(run_id: str, action: str):
         flash(f"Run {run_id[:12]} deleted.", "info")
         return redirect(url_for("runs.index"), code=303)
     flash({"cancel": "Run cancelled.", "rerun": "Run started again.", "pause": "Run paused.",
-           "resume": "Run resumed.", "requeue": "Unfinished steps queued again."}[action], "info")
+           "resume": "Run resumed.", "requeue": "Unfinished steps queued again.",
+           "priority": "Priority changed."}[action], "info")
     return redirect(url_for("runs.page", run_id=run_id), code=303)

@@ -89,6 +89,8 @@ def enqueue_token(connection: redis.Redis, kind: str) -> Job:
         "l1web.jobs.runs.take_work", kind, job_id=token_prefix(kind) + uuid.uuid4().hex,
         job_timeout=TOKEN_TIMEOUTS[kind], result_ttl=RESULT_TTL, failure_ttl=FAILURE_TTL,
         on_failure=Callback("l1web.jobs.runs.on_work_failure"), description=TOKEN_DESCRIPTIONS[kind],
+        # A job RQ stops on request (cancelling its run) gets this callback, not on_failure.
+        on_stopped=Callback("l1web.jobs.runs.on_work_stopped"),
     )
 
 
