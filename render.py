@@ -32,8 +32,10 @@ import requests
 
 #: Server used when neither --server, L1_SERVER nor `login` says otherwise (`/download/client` fills it in).
 DEFAULT_SERVER = "http://127.0.0.1:8100"
-#: Seconds between status polls while waiting.
+#: Seconds between status polls while waiting, when the server cannot wait for the run's end itself.
 POLL_INTERVAL = 0.5
+#: Seconds each status request lets the server wait for the run's end (when no progress bar is drawn).
+LONG_WAIT = 20.0
 #: Seconds one HTTP request (other than an upload or download) may take.
 HTTP_TIMEOUT = 30
 #: Run states in which the run may still change.
@@ -595,17 +597,25 @@ def parse_params(items: list[str]) -> dict[str, float | int]:
 
 # Waiting, with progress ------------------------------------------------------------------------------
 def wait(session: requests.Session, server: str, run: dict, *, show: bool) -> dict:
-    """Poll until the run is no longer live; progress goes to stderr (redrawn on a terminal)."""
+    """Wait until the run is no longer live; progress goes to stderr (redrawn on a terminal).
+
+    Each request asks the server to hold its answer until the run's status changes (`?wait=`),
+    so the end is seen as soon as it happens; while a progress bar shows, the wait is short
+    enough to redraw it every `POLL_INTERVAL`. A server that could not wait (busy, or older)
+    is polled every `POLL_INTERVAL` instead.
+    """
     progress = Progress(sys.stderr) if show else None
+    hold = POLL_INTERVAL if show else LONG_WAIT
     while run["status"] in LIVE:
-        time.sleep(POLL_INTERVAL)
         try:
-            answer = session.get(f"{server}/runs/{run['id']}", timeout=HTTP_TIMEOUT)
+            answer = session.get(f"{server}/runs/{run['id']}", params={"wait": hold}, timeout=HTTP_TIMEOUT + hold)
         except (requests.ConnectionError, requests.Timeout):
             raise ClientError(f"lost the L1 server at {server} while waiting; run {run['id']} goes on there "
                               "if the server does", EXIT_UNREACHABLE) from None
         check(answer, "reading the run")
         run = answer.json()
+        if run["status"] in LIVE and answer.headers.get("L1-Waited") != "1":
+            time.sleep(POLL_INTERVAL)
         if progress:
             progress.show(run)
     if progress:

@@ -20,6 +20,8 @@ DEFAULT_PORT = 8100
 DEFAULT_MAX_UPLOAD = 4 * 1024**3
 #: Seconds an unfinished resumable upload is kept after its last PATCH (24 h).
 DEFAULT_UPLOAD_EXPIRY = 24 * 3600
+#: Seconds between two sweeps of expired resumable uploads, across all web processes (10 min).
+DEFAULT_UPLOAD_SWEEP_INTERVAL = 600.0
 #: Bytes one user's unfinished resumable uploads may announce together (8 GiB).
 DEFAULT_UPLOAD_INFLIGHT_BYTES = 8 * 1024**3
 #: Items per page in paginated listings when the client does not say.
@@ -46,6 +48,9 @@ DEFAULT_WORKER_HEARTBEAT = 5
 DEFAULT_WORKER_ABANDON_GRACE = 30
 #: Seconds between a worker's sweeps for abandoned jobs (RQ's default is 10 minutes).
 DEFAULT_WORKER_MAINTENANCE = 30
+#: Jobs one work horse runs, one after another, before it exits and a new one is forked (1: a
+#: fresh process per job, as RQ does). A horse that dies fails only the job it was running.
+DEFAULT_WORKER_HORSE_JOBS = 100
 #: Further attempts of a step that failed for an infrastructure reason (killed, lost, timed out, disk full).
 DEFAULT_STEP_RETRIES = 2
 #: Failed steps of one run after which a worker is given none of that run's steps (0: never).
@@ -96,6 +101,7 @@ class Settings:
     max_upload_bytes: int = DEFAULT_MAX_UPLOAD
     import_roots: tuple[Path, ...] = ()
     upload_expiry: int = DEFAULT_UPLOAD_EXPIRY
+    upload_sweep_interval: float = DEFAULT_UPLOAD_SWEEP_INTERVAL
     upload_inflight_bytes: int = DEFAULT_UPLOAD_INFLIGHT_BYTES
     page_size: int = DEFAULT_PAGE_SIZE
     l2_timeout: float = DEFAULT_L2_TIMEOUT
@@ -107,6 +113,7 @@ class Settings:
     worker_heartbeat: int = DEFAULT_WORKER_HEARTBEAT
     worker_abandon_grace: int = DEFAULT_WORKER_ABANDON_GRACE
     worker_maintenance: int = DEFAULT_WORKER_MAINTENANCE
+    worker_horse_jobs: int = DEFAULT_WORKER_HORSE_JOBS
     step_timeout: float = DEFAULT_STEP_TIMEOUT
     step_retries: int = DEFAULT_STEP_RETRIES
     worker_blocklist_after: int = DEFAULT_WORKER_BLOCKLIST_AFTER
@@ -163,6 +170,7 @@ class Settings:
             max_upload_bytes=int(env.get("MAX_UPLOAD_BYTES", DEFAULT_MAX_UPLOAD)),
             import_roots=tuple(Path(p).expanduser() for p in _split(env.get("IMPORT_ROOTS", ""))),
             upload_expiry=int(env.get("UPLOAD_EXPIRY", DEFAULT_UPLOAD_EXPIRY)),
+            upload_sweep_interval=float(env.get("UPLOAD_SWEEP_INTERVAL", DEFAULT_UPLOAD_SWEEP_INTERVAL)),
             upload_inflight_bytes=int(env.get("UPLOAD_INFLIGHT_BYTES", DEFAULT_UPLOAD_INFLIGHT_BYTES)),
             page_size=int(env.get("PAGE_SIZE", DEFAULT_PAGE_SIZE)),
             l2_timeout=float(env.get("L2_TIMEOUT", DEFAULT_L2_TIMEOUT)),
@@ -174,6 +182,7 @@ class Settings:
             worker_heartbeat=int(env.get("WORKER_HEARTBEAT", DEFAULT_WORKER_HEARTBEAT)),
             worker_abandon_grace=int(env.get("WORKER_ABANDON_GRACE", DEFAULT_WORKER_ABANDON_GRACE)),
             worker_maintenance=int(env.get("WORKER_MAINTENANCE", DEFAULT_WORKER_MAINTENANCE)),
+            worker_horse_jobs=max(1, int(env.get("WORKER_HORSE_JOBS", DEFAULT_WORKER_HORSE_JOBS))),
             step_timeout=float(env.get("STEP_TIMEOUT", DEFAULT_STEP_TIMEOUT)),
             step_retries=max(0, int(env.get("STEP_RETRIES", DEFAULT_STEP_RETRIES))),
             worker_blocklist_after=max(0, int(env.get("WORKER_BLOCKLIST_AFTER", DEFAULT_WORKER_BLOCKLIST_AFTER))),

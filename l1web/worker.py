@@ -8,35 +8,44 @@ passes; then any other worker's maintenance sweep fires the job's failure callba
 heartbeat and, on an idle worker, sweeps only when its blocking dequeue times out (about 7 min
 by default); `L1Worker` makes both follow the settings (`WORKER_ABANDON_GRACE`,
 `WORKER_MAINTENANCE`), so a lost step fails within heartbeat + grace + maintenance seconds.
+The same maintenance puts back fair-share tokens lost on RQ's side (`sweep_tokens`): a waiting
+plan or step with no token would otherwise wait for ever.
 
-The next job's horse is made ahead of time. RQ forks a horse when a job arrives, and the new
-process then opens its own Redis connections: measured at 15-70 ms before the job's first line
-runs (docs/performance.md), more than a small render itself. `L1Worker` forks the horse while
-it waits for work instead: the spare process connects to Redis and blocks on a pipe; when a job
-comes, the worker hands it the job id and the spare runs it exactly as a freshly forked horse
-would (`main_work_horse`), then exits. Every job still gets a process of its own, used once,
-so crash isolation is RQ's: a horse that dies fails its job (`horse_killed`), never the
-worker's other work. A spare that died while idle is replaced by an ordinary fork.
+Horses are made ahead of time and kept. RQ forks a horse per job, and the new process then
+opens its own Redis connections and page-faults its way through its copy of the worker's memory:
+measured at 15-70 ms before the job's first line runs, and as much again for its exit
+(docs/performance.md), more than a small render itself. `L1Worker` forks its horse while it
+waits for work, and keeps it: the horse connects to Redis and blocks on a pipe; each job's id
+goes down the pipe, the horse runs it exactly as RQ's horse would (`perform_job`), says "over"
+on a second pipe and waits for the next, up to `WORKER_HORSE_JOBS` jobs (then it exits and the
+worker forks another). A horse runs one job at a time, in a process of its own, so crash
+isolation is RQ's: a horse that dies (OOM killer, SIGKILL, a crash in a native library) fails
+the job it was running (`horse_killed`), and the next job gets a new horse. The worker waits
+for "over" *or* the horse's exit, through a pidfd, never through the pipe alone: a copy of the
+pipe's write end (in any process forked meanwhile) could keep the pipe open after the horse died.
 """
 
 from __future__ import annotations
 
 import argparse
 import contextlib
+import datetime
 import gc
 import json
 import logging
 import os
+import random
 import select
 import signal
 import time
+from dataclasses import dataclass
 
 import redis
 from rq import Queue, Worker
 from rq.executions import Execution
 from rq.serializers import JSONSerializer
 
-from l1web import startup
+from l1web import startup, trace
 from l1web.clients import process_clients
 from l1web.engine import encoding
 from l1web.jobs.queues import QUEUES
@@ -57,9 +66,11 @@ class L1Worker(Worker):
     """
 
     abandon_grace = 60
-    #: The next job's horse, forked and connected ahead of time: (pid, write end of its pipe).
-    _spare: tuple[int, int] | None = None
-    #: Seconds between an idle spare's checks that its worker is still alive.
+    #: Jobs one horse runs before it exits (`WORKER_HORSE_JOBS`); 1 is RQ's fresh horse per job.
+    horse_jobs = 1
+    #: The worker's horse, forked ahead of time and kept between jobs.
+    _horse: _Horse | None = None
+    #: Seconds between an idle horse's checks that its worker is still alive.
     SPARE_POLL = 1.0
 
     def get_heartbeat_ttl(self, job, working_time: float = 0.0) -> int:
@@ -86,104 +97,246 @@ class L1Worker(Worker):
             chunked.sweep(process_clients())
         except (redis.RedisError, OSError) as exc:
             self.log.warning("Worker %s: chunk sweep failed (%s)", self.name, exc)
+        self.sweep_tokens()
+
+    def sweep_tokens(self) -> None:
+        """Re-issue fair-share tokens lost on RQ's side (`queues.reissue_lost_tokens`); one worker
+        per maintenance interval does it, whoever gets there first."""
+        from l1web.jobs import queues
+
+        try:
+            ctx = process_clients()
+            if ctx.state.fair.claim_sweep(self.maintenance_interval):
+                issued = queues.reissue_lost_tokens(ctx.rq_connection, ctx.state)
+                if issued:
+                    self.log.warning("Worker %s: waiting work had no token on RQ; re-issued %s", self.name, issued)
+        except redis.RedisError as exc:
+            self.log.warning("Worker %s: token sweep failed (%s)", self.name, exc)
 
     @property
     def dequeue_timeout(self) -> int:
         # An idle worker sweeps only between blocking dequeues: wake up once per maintenance interval.
         return max(1, min(self.worker_ttl - 15, int(self.maintenance_interval)))
 
-    # Horses made ahead of time -------------------------------------------------------------
+    # Drain: finish the current job, take no more ---------------------------------------------
+    #: The state this worker shows (in RQ's record, so /workers and /rq see it) while drained.
+    DRAINED = "drained"
+    #: Seconds between a drained worker's checks that it was resumed (each one also a heartbeat).
+    DRAIN_POLL = 1.0
+
+    #: Whether to look at the drain state before blocking on the queues (at start and after a
+    #: give-back); otherwise the one look per job is right after taking it.
+    _look_first = True
+
     def dequeue_job_and_maintain_ttl(self, timeout, max_idle_time=None):
-        self._ensure_spare()  # while this worker blocks on the queues, the next horse gets ready
-        return super().dequeue_job_and_maintain_ttl(timeout, max_idle_time)
+        while True:
+            if self._look_first:
+                self._wait_while_drained()
+                self._look_first = False
+            self._ensure_horse()  # while this worker blocks on the queues, its horse gets ready
+            trace.mark("worker.waiting")
+            result = super().dequeue_job_and_maintain_ttl(timeout, max_idle_time)
+            trace.mark("worker.dequeued")
+            if result is None or not self._drained():
+                return result
+            # Drained before or while it waited on the queues: the job it took goes back to the front.
+            job, queue = result
+            self._give_back(job, queue)
+            self._look_first = True
+
+    def _drained(self) -> bool:
+        try:
+            return process_clients().state.workers.is_drained(self.name)
+        except redis.RedisError as exc:  # Redis restarting: RQ's own dequeue reports and retries
+            self.log.warning("Worker %s: could not read its drain state (%s)", self.name, exc)
+            return False
+
+    def _wait_while_drained(self) -> None:
+        """While an admin has this worker drained: heartbeats and maintenance only, no work.
+
+        A stop signal meanwhile ends the worker as it would an idle one (RQ raises StopRequested)."""
+        if not self._drained():
+            return
+        self.log.info("Worker %s: drained; it takes no work until resumed", self.name)
+        self.set_state(self.DRAINED)
+        self.procline("Drained")
+        while not self._stop_requested and self._drained():
+            self.heartbeat()
+            if self.should_run_maintenance_tasks:
+                self.run_maintenance_tasks()
+            time.sleep(self.DRAIN_POLL)
+        self.log.info("Worker %s: resumed", self.name)
+
+    def _give_back(self, job, queue) -> None:
+        # RQ's dequeue from a single queue moves the id to that queue's intermediate list.
+        queue.intermediate_queue.remove(job.id)
+        queue.push_job_id(job.id, at_front=True)
+        self.log.info("Worker %s: drained; job %s handed back to %s", self.name, job.id, queue.name)
+
+    # Horses made ahead of time and kept -----------------------------------------------------
+    def execute_job(self, job, queue) -> None:
+        super().execute_job(job, queue)
+        trace.mark("worker.horse_over")
+
+    def perform_job(self, job, queue, execution) -> bool:
+        trace.mark("horse.perform")
+        try:
+            return super().perform_job(job, queue, execution)
+        finally:
+            trace.mark("horse.finalized")
 
     def fork_work_horse(self, job, queue) -> None:
-        spare, self._spare = self._spare, None
-        if spare is not None:
-            pid, pipe = spare
+        """Hand the job to the waiting horse (a new one if it died meanwhile)."""
+        trace.mark("worker.handing_off")
+        message = json.dumps([job.id, queue.name, self.execution.id]).encode() + b"\n"
+        for _ in range(2):
+            horse = self._ensure_horse()
             try:
-                os.write(pipe, json.dumps([job.id, queue.name, self.execution.id]).encode())
-            except OSError:  # the spare died while idle (EPIPE): reap it, fork as RQ does
-                self._reap(pid)
-                spare = None
-            finally:
-                os.close(pipe)
-        if spare is None:
-            super().fork_work_horse(job, queue)
-            return
+                os.write(horse.jobs, message)
+                break
+            except OSError:  # it died since the check (EPIPE): collect it, make another
+                self._drop_horse(horse)
+        else:
+            raise RuntimeError("could not hand the job to a work horse")
         os.environ["RQ_WORKER_ID"] = self.name
         os.environ["RQ_JOB_ID"] = job.id
-        self._horse_pid = spare[0]
-        self.procline(f"Handed job {job.id} to spare horse {spare[0]} at {time.time()}")
+        self._horse_pid = horse.pid
+        trace.mark("worker.handed_off")
+        self.procline(f"Handed job {job.id} to horse {horse.pid} at {time.time()}")
+
+    def wait_for_horse(self):
+        """Until the horse says the job is over (it lives on), or until it exits.
+
+        RQ's monitor interrupts the wait for heartbeats (SIGALRM), as it does its `waitpid`. A
+        horse that exits without saying "over" is collected and judged by its exit status, as
+        RQ judges its own horses; one that exited 0 without a word did not finish the job either.
+        """
+        horse = self._horse
+        if horse is None or horse.pid != self._horse_pid or horse.exited < 0:
+            return super().wait_for_horse()  # no pidfd: the horse runs this one job and exits
+        ready, _, _ = select.select([horse.reports, horse.exited], [], [])
+        said = os.read(horse.reports, 64) if horse.reports in ready else b""
+        if said:
+            if said.endswith(b"last\n"):  # its last job: it exits now; collected later
+                self._forget_horse(horse, exiting=True)
+            return horse.pid, os.EX_OK, None
+        self._forget_horse(horse)
+        pid = status = rusage = None
+        with contextlib.suppress(ChildProcessError):
+            pid, status, rusage = os.wait4(horse.pid, 0)
+        if status == os.EX_OK:
+            status = 1 << 8  # exit status 1: the job's own record says whether it finished
+        return pid, status, rusage
 
     def teardown(self) -> None:
-        self._retire_spare()
+        if self._horse is not None:
+            self._drop_horse(self._horse)
+        self._collect_exiting(wait=True)
         super().teardown()
 
-    def _ensure_spare(self) -> None:
-        if self._spare is not None:
-            if _alive(self._spare[0]):
-                return
-            self._retire_spare()
-        read, write = os.pipe()
+    def _ensure_horse(self) -> _Horse:
+        """The waiting horse, forked now if there is none (or it died)."""
+        self._collect_exiting()
+        horse = self._horse
+        if horse is not None:
+            if _alive(horse.pid):
+                return horse
+            self._forget_horse(horse)
+        jobs_read, jobs_write = os.pipe()
+        reports_read, reports_write = os.pipe()
         pid = os.fork()
-        if pid == 0:  # the spare: never returns
-            os.close(write)
-            self._spare_main(read)
-        os.close(read)
-        self._spare = (pid, write)
+        if pid == 0:  # the horse: never returns
+            os.close(jobs_write)
+            os.close(reports_read)
+            self._horse_main(jobs_read, reports_write)
+        os.close(jobs_read)
+        os.close(reports_write)
+        try:
+            exited = os.pidfd_open(pid)
+        except (AttributeError, OSError):  # no pidfd (not Linux ≥ 5.3): RQ's way, one job per horse
+            exited = -1
+        self._horse = _Horse(pid, jobs_write, reports_read, exited)
+        return self._horse
 
-    def _retire_spare(self) -> None:
-        spare, self._spare = self._spare, None
-        if spare is not None:
-            os.close(spare[1])  # end of file: the spare exits
-            self._reap(spare[0], wait=True)
+    def _forget_horse(self, horse: _Horse, *, exiting: bool = False) -> None:
+        """Close the worker's ends of a horse that died or is exiting (`exiting`: collect it later)."""
+        if self._horse is horse:
+            self._horse = None
+        for fd in (horse.jobs, horse.reports, horse.exited):
+            if fd >= 0:
+                with contextlib.suppress(OSError):
+                    os.close(fd)
+        if exiting:
+            self._exiting.append(horse.pid)
+        else:
+            self._reap(horse.pid)
+
+    def _drop_horse(self, horse: _Horse) -> None:
+        """End a horse that holds no job (nothing to lose): SIGKILL, so that it cannot linger."""
+        self._forget_horse(horse)
+        self._reap(horse.pid, wait=True)
+
+    def _collect_exiting(self, wait: bool = False) -> None:
+        exiting = getattr(self, "_exiting", None)
+        if exiting is None:
+            self._exiting = exiting = []
+        for pid in list(exiting):
+            try:
+                done, _ = os.waitpid(pid, 0 if wait else os.WNOHANG)
+            except ChildProcessError:
+                done = pid
+            if done:
+                exiting.remove(pid)
 
     @staticmethod
     def _reap(pid: int, wait: bool = False) -> None:
         with contextlib.suppress(ChildProcessError):
             if wait:
                 with contextlib.suppress(OSError):
-                    os.kill(pid, signal.SIGKILL)  # a retired spare holds no job: nothing to lose, and it cannot linger
+                    os.kill(pid, signal.SIGKILL)  # an idle horse holds no job: nothing to lose, and it cannot linger
             os.waitpid(pid, 0 if wait else os.WNOHANG)
 
-    def _spare_main(self, pipe: int) -> None:
-        """The spare horse: connect, wait for a job id, then be that job's horse (or exit)."""
+    def _horse_main(self, jobs: int, reports: int) -> None:
+        """A horse: connect, then run the jobs handed down `jobs` one by one, saying "over" after each."""
         code = 1
         try:
             os.setpgrp()  # as RQ's horse: a process group of its own, so a kill takes its ffmpeg too
-            signal.signal(signal.SIGINT, signal.SIG_IGN)
-            signal.signal(signal.SIGTERM, signal.SIG_DFL)
+            random.seed()
+            self.setup_work_horse_signals()  # as RQ's main_work_horse: SIGINT ignored, SIGTERM default
+            self._is_horse = True
+            self.log = logging.getLogger("rq.worker")
+            self._horse = None
             parent = os.getppid()
             try:
                 _warm_connections(self)
             except Exception:  # noqa: BLE001 - warming is an optimisation: the job connects anyway
-                logging.getLogger(__name__).warning("spare horse could not warm its connections", exc_info=True)
-            payload = b""
-            while True:
-                ready, _, _ = select.select([pipe], [], [], self.SPARE_POLL)
-                if not ready:
-                    if os.getppid() != parent:  # the worker is gone: nobody will hand us a job
-                        os._exit(0)
-                    continue
-                chunk = os.read(pipe, 4096)
-                if not chunk:
-                    break
-                payload += chunk
-            if not payload:
-                os._exit(0)  # retired unused
-            job_id, queue_name, execution_id = json.loads(payload)
-            os.environ["RQ_WORKER_ID"] = self.name
-            os.environ["RQ_JOB_ID"] = job_id
-            job = self.job_class.fetch(job_id, connection=self.connection, serializer=self.serializer)
-            queue = next(q for q in self.queues if q.name == queue_name)
-            execution = Execution.fetch(execution_id, job.id, connection=self.connection)
-            execution._job = job  # noqa: SLF001 - as RQ's own SpawnWorker rebuilds it
-            self.execution = execution
-            self.main_work_horse(job, queue)  # exits the process
+                logging.getLogger(__name__).warning("horse could not warm its connections", exc_info=True)
+            limit = self.horse_jobs if hasattr(os, "pidfd_open") else 1
+            incoming = _Lines(jobs, parent, self.SPARE_POLL)
+            for done in range(1, limit + 1):
+                line = incoming.next()
+                if line is None:
+                    os._exit(0)  # retired, or its worker is gone
+                trace.mark("horse.got_job")
+                job_id, queue_name, execution_id = json.loads(line)
+                os.environ["RQ_WORKER_ID"] = self.name
+                os.environ["RQ_JOB_ID"] = job_id
+                job = self.job_class.fetch(job_id, connection=self.connection, serializer=self.serializer)
+                queue = next(q for q in self.queues if q.name == queue_name)
+                execution = Execution.fetch(execution_id, job.id, connection=self.connection)
+                execution._job = job  # noqa: SLF001 - as RQ's own SpawnWorker rebuilds it
+                self.execution = execution
+                try:
+                    self.perform_job(job, queue, execution)
+                except BaseException:  # noqa: BLE001 - as RQ's main_work_horse: exit 1, the worker judges
+                    os._exit(1)
+                try:
+                    os.write(reports, b"last\n" if done == limit else b"over\n")
+                except OSError:  # the worker is gone
+                    os._exit(0)
             code = 0
         except BaseException:  # noqa: BLE001 - a horse reports through its exit status
-            logging.getLogger(__name__).exception("spare horse failed before its job ran")
+            logging.getLogger(__name__).exception("work horse failed outside its jobs")
         os._exit(code)
 
     def request_force_stop(self, signum, frame):
@@ -197,6 +350,38 @@ class L1Worker(Worker):
             if job is not None:
                 _fail_interrupted(self, job)
             raise
+
+
+@dataclass
+class _Horse:
+    """The worker's side of a kept horse: its pid, the pipe ends to hand jobs and hear "over",
+    and a pidfd that becomes readable when it exits (-1 without pidfds)."""
+
+    pid: int
+    jobs: int
+    reports: int
+    exited: int
+
+
+class _Lines:
+    """Newline-ended messages from a pipe; `next` is None at its end or once `parent` is gone."""
+
+    def __init__(self, fd: int, parent: int, poll: float) -> None:
+        self.fd, self.parent, self.poll, self.buffer = fd, parent, poll, b""
+
+    def next(self) -> bytes | None:
+        while b"\n" not in self.buffer:
+            ready, _, _ = select.select([self.fd], [], [], self.poll)
+            if not ready:
+                if os.getppid() != self.parent:  # the worker is gone: nobody will hand us a job
+                    return None
+                continue
+            chunk = os.read(self.fd, 4096)
+            if not chunk:
+                return None
+            self.buffer += chunk
+        line, self.buffer = self.buffer.split(b"\n", 1)
+        return line
 
 
 def _alive(pid: int) -> bool:
@@ -249,10 +434,13 @@ def preload() -> None:
     import scipy.signal  # noqa: F401 - audio analysis imports it lazily (the web app never needs it)
 
     import l1web.engine.effects.apply  # noqa: F401 - imported lazily by the renderers
+    import l1web.engine.steps.seek  # noqa: F401 - imported lazily by the video renderers
+    import l1web.metrics  # noqa: F401 - every step's end records its timing (prometheus_client: ~40 ms to import)
     from l1web.jobs import runs  # noqa: F401 - the job code every horse runs
     from l1web.runs import provenance
 
     PIL.Image.init()  # registers every image plugin now rather than in each horse
+    datetime.datetime.strptime("2000", "%Y")  # RQ parses its timestamps with it: imports `_strptime` once
     process_clients()
     provenance.infrastructure()
     # Everything loaded so far lives as long as the worker: the collector need never scan it,
@@ -301,6 +489,7 @@ def main(argv: list[str] | None = None) -> None:
         job_monitoring_interval=settings.worker_heartbeat, maintenance_interval=settings.worker_maintenance,
     )
     worker.abandon_grace = settings.worker_abandon_grace
+    worker.horse_jobs = settings.worker_horse_jobs
     preload()
     # RQ registers the worker, starts its scheduler and only then installs its signal handlers:
     # a stop signal in between would kill the process outright and leave it registered (alive

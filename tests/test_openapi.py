@@ -32,6 +32,7 @@ PAGE_ENDPOINTS = frozenset({
     "recipes.index", "recipes.upload_form", "recipes.page", "recipes.run_form", "recipes.delete_form",
     "recipes.share_form",
     "runs.page", "runs.run_fragment", "runs.list_fragment", "runs.act", "runs.log_panel",
+    "workers.fragment",
     "publish.publish_page",
     # Catch-all that answers 400 for /cache/<anything with a slash>: part of /cache/{digest}'s contract.
     "cache.malformed",
@@ -356,6 +357,12 @@ def test_real_responses_of_every_operation_fit_the_document(app, alice_client, a
     check(admin_client, "POST", "/admin/queue/{action}", action="pause", expect=200)
     check(admin_client, "POST", "/admin/queue/{action}", action="resume", expect=200)
     check(alice_client, "POST", "/admin/queue/{action}", action="pause", expect=403)
+    rows = check(admin_client, "GET", "/workers", expect=200).json["workers"]
+    check(alice_client, "GET", "/workers", expect=403)
+    check(admin_client, "POST", "/workers/{name}/{action}", name=rows[0]["name"], action="drain", expect=200)
+    check(admin_client, "POST", "/workers/{name}/{action}", name=rows[0]["name"], action="resume", expect=200)
+    check(admin_client, "POST", "/workers/{name}/{action}", name="nobody", action="drain", expect=404)
+    check(alice_client, "POST", "/workers/{name}/{action}", name=rows[0]["name"], action="drain", expect=403)
     check(alice_client, "DELETE", "/cache/{digest}", digest=digest, expect=409)
     other = check(alice_client, "POST", "/cache/upload", expect=201, data=b"just bytes",
                   headers={"Content-Type": "application/octet-stream"}).json

@@ -1,12 +1,15 @@
 """The runs JSON API: submit, list, read, cancel, re-run, delete, provenance."""
 
 import io
+import threading
+import time
 
 import pytest
 import rq
 from PIL import Image
 
 from l1web.engine.canonical import sha3_json
+from l1web.lifecycle import RunEvent
 from l1web.runs.model import RunStatus
 
 JSON = {"Accept": "application/json"}
@@ -234,3 +237,67 @@ def test_run_submission_is_rate_limited_per_user_and_changes_nothing_when_refuse
     # Asking for a run that already exists enqueues nothing, so it is never refused.
     again = alice_client.post("/runs", json={"recipe": "invert", "inputs": [first]})
     assert again.status_code == 200
+
+
+# Waiting for a run's end: GET /runs/<id>?wait= ------------------------------------------------------
+def submitted(app, alice_client) -> dict:
+    response = alice_client.post("/runs", json={"recipe": "invert", "inputs": [put_image(app)]})
+    assert response.status_code == 201
+    return response.json
+
+
+def test_a_wait_answers_as_soon_as_the_run_ends(app, alice_client, state):
+    run = submitted(app, alice_client)
+    assert state.runs.transition(run["id"], RunEvent.START)
+
+    def finish_soon() -> None:
+        time.sleep(0.5)
+        state.runs.transition(run["id"], RunEvent.COMPLETE, output_hash="b" * 64)
+
+    finisher = threading.Thread(target=finish_soon)
+    started = time.monotonic()
+    finisher.start()
+    response = alice_client.get(f"/runs/{run['id']}?wait=30", headers=JSON)
+    finisher.join()
+    assert response.status_code == 200 and response.headers["L1-Waited"] == "1"
+    assert response.json["status"] == "completed" and response.json["output_hash"] == "b" * 64
+    assert time.monotonic() - started < 20  # woken by the end, not by the 30 s limit
+
+
+def test_a_wait_on_a_live_run_that_does_not_change_answers_after_its_seconds(app, alice_client):
+    run = submitted(app, alice_client)
+    response = alice_client.get(f"/runs/{run['id']}?wait=0.3", headers=JSON)
+    assert response.status_code == 200 and response.headers["L1-Waited"] == "1"
+    assert response.json["status"] == "pending"
+
+
+def test_a_wait_on_a_finished_run_answers_at_once(app, alice_client, state):
+    run = make_run(state, seed="7")
+    response = alice_client.get(f"/runs/{run['id']}?wait=30", headers=JSON)
+    assert response.status_code == 200 and response.json["status"] == "completed"
+    assert "L1-Waited" not in response.headers
+
+
+def test_when_every_wait_slot_is_taken_the_answer_comes_at_once_saying_so(app, alice_client):
+    from l1web.blueprints import runs as runs_blueprint
+
+    run = submitted(app, alice_client)
+    taken = 0
+    while runs_blueprint.WAITERS.acquire(blocking=False):
+        taken += 1
+    try:
+        response = alice_client.get(f"/runs/{run['id']}?wait=30", headers=JSON)
+    finally:
+        for _ in range(taken):
+            runs_blueprint.WAITERS.release()
+    assert taken == 4
+    assert response.status_code == 200 and response.headers["L1-Waited"] == "0"
+    assert response.json["status"] == "pending"
+
+
+@pytest.mark.parametrize("value", ["soon", "-1", "31", "nan", "inf"])
+def test_a_bad_wait_is_refused_with_a_message(app, alice_client, value):
+    run = submitted(app, alice_client)
+    response = alice_client.get(f"/runs/{run['id']}?wait={value}", headers=JSON)
+    assert response.status_code == 400
+    assert "'wait' must be a number of seconds from 0 to 30" in response.json["message"]

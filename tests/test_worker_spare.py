@@ -1,8 +1,9 @@
-"""The worker's spare horse (issue 19): made ahead of time, used once, never outliving its worker.
+"""The worker's horse (issue 19): forked ahead of time, kept for WORKER_HORSE_JOBS jobs, never
+outliving its worker; a horse killed mid-job fails that job only, and the worker goes on.
 
 Real `worker.py` processes on the session's redis-server. That a horse killed mid-render fails
-its step (crash isolation) is `test_runs_workers.py::test_a_killed_worker_leaves_the_run_failed_
-with_a_reason`, whose horse is such a spare.
+its step is also `test_runs_workers.py::test_a_killed_worker_leaves_the_run_failed_with_a_reason`
+and `test_chunks_workers.py` (a killed chunk costs only that chunk).
 """
 
 from __future__ import annotations
@@ -15,10 +16,10 @@ import psutil
 import pytest
 
 from l1web.devtools.processes import stop_process
-from l1web.runs.model import RunStatus
+from l1web.runs.model import RunStatus, StepStatus
 from l1web.runs.service import Submission
 from tests.helpers import put_image
-from tests.test_runs_workers import ALICE, wait_for_run
+from tests.test_runs_workers import ALICE, put_video, wait_for_run
 
 
 def spares(worker) -> list[int]:
@@ -26,7 +27,10 @@ def spares(worker) -> list[int]:
     out = []
     for child in psutil.Process(worker.pid).children():
         try:
-            if os.getpgid(child.pid) == child.pid and child.status() != psutil.STATUS_ZOMBIE:
+            # A horse is a fork of the worker (not the startup's `ffmpeg -version` probe, which
+            # also leads a process group of its own).
+            if (os.getpgid(child.pid) == child.pid and child.status() != psutil.STATUS_ZOMBIE
+                    and "worker.py" in " ".join(child.cmdline())):
                 out.append(child.pid)
         except (ProcessLookupError, psutil.NoSuchProcess):
             continue
@@ -41,13 +45,55 @@ def one_spare(worker, timeout: float = 30) -> int:
     return found[0]
 
 
-def test_an_idle_worker_keeps_one_spare_horse_and_a_job_uses_it_up(service, state, store, start_worker, tmp_path):
+def test_an_idle_worker_keeps_one_horse_and_jobs_run_in_it_one_after_another(service, state, store,
+                                                                             start_worker, tmp_path):
     worker = start_worker()
-    spare = one_spare(worker)
-    run, _ = service.submit(Submission("invert", [put_image(store, tmp_path)]), ALICE)
-    assert wait_for_run(state, run["id"])["status"] == RunStatus.COMPLETED
-    assert not psutil.pid_exists(spare) or psutil.Process(spare).status() == psutil.STATUS_ZOMBIE  # used once
-    assert one_spare(worker) != spare  # and the next one is ready
+    horse = one_spare(worker)
+    for seed in (1, 2, 3):
+        run, _ = service.submit(Submission("invert", [put_image(store, tmp_path, seed=seed)]), ALICE)
+        assert wait_for_run(state, run["id"])["status"] == RunStatus.COMPLETED
+    assert one_spare(worker) == horse  # the same process ran all three, and waits for more
+
+
+def test_a_horse_exits_after_worker_horse_jobs_jobs_and_the_next_is_forked(service, state, store, start_worker,
+                                                                           tmp_path):
+    worker = start_worker(env={"WORKER_HORSE_JOBS": "1"})  # RQ's way: a fresh process per job
+    horses = [one_spare(worker)]
+    for seed in (4, 5):
+        run, _ = service.submit(Submission("invert", [put_image(store, tmp_path, seed=seed)]), ALICE)
+        assert wait_for_run(state, run["id"])["status"] == RunStatus.COMPLETED
+        deadline = time.monotonic() + 30
+        while (now := one_spare(worker)) == horses[-1]:
+            assert time.monotonic() < deadline, "the used-up horse was not replaced"
+            time.sleep(0.05)
+        horses.append(now)
+    assert len(set(horses)) == 3
+    assert not any(psutil.pid_exists(pid) and psutil.Process(pid).status() != psutil.STATUS_ZOMBIE
+                   for pid in horses[:2])
+
+
+def test_a_horse_killed_mid_job_fails_only_that_step_and_the_next_job_runs(service, state, store, start_worker,
+                                                                           tmp_path):
+    """SIGKILL of the kept horse while it renders: its step fails (retries off), the worker does
+    not hang waiting for a "job over" that never comes, and the next job gets a new horse."""
+    clip = put_video(store, tmp_path, seconds=10, size="640x360")
+    worker = start_worker(env={"STEP_RETRIES": "0"})
+    warm, _ = service.submit(Submission("invert", [put_image(store, tmp_path, seed=6)]), ALICE)
+    assert wait_for_run(state, warm["id"])["status"] == RunStatus.COMPLETED  # the horse has run a job
+    horse = one_spare(worker)
+    run, _ = service.submit(Submission("dog", [clip]), ALICE)
+    deadline = time.monotonic() + 60
+    while state.runs.step_states(run["id"]).get("dog", {}).get("status") != StepStatus.RUNNING:
+        assert time.monotonic() < deadline, "the step never started"
+        time.sleep(0.05)
+    time.sleep(0.5)
+    assert one_spare(worker) == horse  # the kept horse renders it
+    os.kill(horse, signal.SIGKILL)
+    failed = wait_for_run(state, run["id"], timeout=60)
+    assert failed["status"] == RunStatus.FAILED and "killed" in failed["error"].lower(), failed["error"]
+    after, _ = service.submit(Submission("invert", [put_image(store, tmp_path, seed=7)]), ALICE)
+    assert wait_for_run(state, after["id"], timeout=60)["status"] == RunStatus.COMPLETED
+    assert one_spare(worker) != horse
 
 
 def test_a_spare_killed_while_idle_is_replaced_and_the_next_job_still_runs(service, state, store, start_worker,
@@ -70,3 +116,35 @@ def test_a_spare_never_outlives_its_worker(start_worker, how):
         worker.wait(10)
     gone, alive = psutil.wait_procs([spare], timeout=10)
     assert not alive, "the spare horse outlived its worker"
+
+
+#: Run in a fresh process by the test below: what a horse does, minus the fork.
+HORSE_IMPORTS = """
+import sys
+from rq import SimpleWorker, Queue
+from rq.serializers import JSONSerializer
+from l1web.clients import process_clients
+from l1web.jobs import queues
+from l1web.worker import preload
+
+preload()
+before = set(sys.modules)
+ctx = process_clients()
+queue_list = [Queue(name, connection=ctx.rq_connection, serializer=JSONSerializer) for name in queues.QUEUES]
+SimpleWorker(queue_list, connection=ctx.rq_connection, serializer=JSONSerializer).work(burst=True)
+print(sorted(set(sys.modules) - before))
+"""
+
+
+def test_a_horse_imports_nothing_the_worker_could_have_preloaded(service, state, store, worker_env, tmp_path):
+    """Every horse is a fresh fork of the preloaded worker: a module a trivial run imports, each run
+    imports again (l1web.metrics with prometheus_client cost ~40 ms per run before it was preloaded)."""
+    import subprocess
+    import sys
+
+    run, _ = service.submit(Submission("invert", [put_image(store, tmp_path)]), ALICE)
+    done = subprocess.run([sys.executable, "-c", HORSE_IMPORTS], env={**os.environ, **worker_env},
+                          capture_output=True, text=True, timeout=120, check=False)
+    assert done.returncode == 0, done.stderr
+    assert state.runs.get(run["id"])["status"] == RunStatus.COMPLETED, done.stderr
+    assert done.stdout.strip().splitlines()[-1] == "[]", done.stdout

@@ -20,6 +20,7 @@ MODULES = (
     "ops",
     "publish",
     "notify",
+    "workers",
 )
 
 

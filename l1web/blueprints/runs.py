@@ -6,34 +6,33 @@ API clients get JSON (`wants_json`); browsers get pages that work as plain links
 
 from __future__ import annotations
 
+import threading
 from functools import partial
 
 from flask import Blueprint, Response, flash, jsonify, redirect, render_template, request, url_for
 
-from l1web import notify
+from l1web import notify, trace
 from l1web.auth import limit_run_submission, require_admin
 from l1web.errors import BadRequest, Conflict, L1Error, NotFound
 from l1web.runs.progress import run_progress
 from l1web.runs.service import Submission, parse_priority
-from l1web.state import MAX_OFFSET
 from l1web.status import RunStatus, StepStatus
 from l1web.users import User
 from l1web.web import current, dagsvg
 from l1web.web.errors import wants_json
-from l1web.web.requests import json_body, signed_in
+from l1web.web.requests import json_body, owner_arg, paging, signed_in
+from l1web.web.shapes import run_json, run_response
 
 bp = Blueprint("runs", __name__)
 
 #: Runs per page of a listing unless the client asks for another number.
 PAGE_SIZE = 50
-#: Most runs one listing returns, whatever the client asks for.
-MAX_PAGE = 200
 #: Step statuses whose output exists: they count as done on the progress bar.
 DONE = frozenset(s for s in StepStatus if s.done)
 #: Every run status, as the text a query may filter on.
 STATUSES = frozenset(s.value for s in RunStatus)
-#: Run fields given as numbers in the JSON API (Redis stores them as text).
-NUMBER_FIELDS = {"created": float, "started": float, "finished": float, "attempt": int, "steps_total": int}
+#: Run statuses a `?wait=` waits through (a paused run waits for a person: no point holding a thread).
+WAIT_WHILE = (RunStatus.PENDING.value, RunStatus.RUNNING.value)
 
 
 def check_notify_target(url: str, user: User) -> None:
@@ -47,58 +46,33 @@ def check_notify_target(url: str, user: User) -> None:
         raise BadRequest("set a signing secret first (PUT /notify) so deliveries can be signed", field="notify_url")
 
 
-# JSON shapes ----------------------------------------------------------------------------------
-def run_json(run: dict, steps: list[dict] | None = None) -> dict:
-    out = {k: v for k, v in run.items() if k not in ("recipe", "force")}
-    for name, kind in NUMBER_FIELDS.items():
-        out[name] = kind(run[name]) if run.get(name) not in (None, "") else None
-    out["published"] = run.get("published") == "1"
-    run_id = run["id"]
-    out["links"] = {"self": f"/runs/{run_id}", "page": f"/run/{run_id}",
-                    "provenance": f"/runs/{run_id}/provenance",
-                    "output": f"/cache/{run['output_hash']}" if run.get("output_hash") else None}
-    if steps is not None:
-        out["steps"] = steps
-        out["progress"] = run_progress(run, steps)
-    return out
-
-
-def run_response(run: dict, status: int = 200) -> tuple[Response, int]:
-    """A run with its steps, as the API returns it after any change."""
-    return jsonify(run_json(run, current.runs().steps_view(run["id"]))), status
-
-
-def list_args(user: User) -> dict:
+def list_args() -> dict:
     """`status`, `user`, `offset`, `limit` from the query; non-admins only ever see their own."""
     status = request.args.get("status") or None
     if status is not None and status not in STATUSES:
         raise BadRequest(f"unknown status {status[:32]!r}; one of: {', '.join(RunStatus)}", field="status")
-    try:
-        offset = int(request.args.get("offset", 0))
-        limit = int(request.args.get("limit", PAGE_SIZE))
-    except ValueError:
-        raise BadRequest("'offset' and 'limit' must be whole numbers") from None
-    if not 0 <= offset <= MAX_OFFSET or not 1 <= limit <= MAX_PAGE:
-        raise BadRequest(f"'offset' must be 0–{MAX_OFFSET} and 'limit' between 1 and {MAX_PAGE}")
-    owner = (request.args.get("user") or None) if user.is_admin else user.name
-    return {"status": status, "user": owner, "offset": offset, "limit": limit}
+    asked = paging(PAGE_SIZE)
+    return {"status": status, "user": owner_arg("user"), "offset": asked.offset, "limit": asked.limit}
 
 
 # JSON API -------------------------------------------------------------------------------------
 @bp.post("/runs")
 def submit():
+    trace.mark("web.submit")
     user = signed_in()
     submission = Submission.from_json(json_body())
     if submission.notify_url:
         check_notify_target(submission.notify_url, user)
+    trace.mark("web.checked")
     run, created = current.runs().submit(submission, user, admit=limit_run_submission)
+    trace.mark("web.submitted")
     return run_response(run, 201 if created else 200)
 
 
 @bp.get("/runs")
 def index():
-    user = signed_in()
-    args = list_args(user)
+    signed_in()
+    args = list_args()
     runs, total = current.state().runs.page(**args)
     if not wants_json():
         return render_template("runs.html", **_list_view(runs, total, args))
@@ -110,12 +84,48 @@ def index():
     })
 
 
+#: Longest `?wait=` on `GET /runs/<id>`, in seconds.
+MAX_WAIT = 30.0
+#: Requests of one web process that may wait at once (waitress serves with 8 threads: the rest
+#: stay free for everything else); a request beyond them answers at once, saying `L1-Waited: 0`.
+WAITERS = threading.BoundedSemaphore(4)
+
+
+def wait_arg() -> float:
+    raw = request.args.get("wait")
+    if raw is None:
+        return 0.0
+    try:
+        seconds = float(raw)
+    except ValueError:
+        raise BadRequest(f"'wait' must be a number of seconds from 0 to {MAX_WAIT:g}", field="wait") from None
+    if not 0 <= seconds <= MAX_WAIT:  # also refuses nan and inf
+        raise BadRequest(f"'wait' must be a number of seconds from 0 to {MAX_WAIT:g}", field="wait")
+    return seconds
+
+
 @bp.get("/runs/<run_id>")
 def show(run_id: str):
+    user = signed_in()
     if not wants_json():
-        return redirect(url_for("runs.page", run_id=current.runs().get(run_id, signed_in())["id"]))
-    run, steps, _ = current.runs().view(run_id, signed_in())  # polled by render.py --sync: 2 round trips
-    return jsonify(run_json(run, steps))
+        return redirect(url_for("runs.page", run_id=current.runs().get(run_id, user)["id"]))
+    run, steps, _ = current.runs().view(run_id, user)  # polled by scripts: 1 round trip for the run
+    seconds = wait_arg()
+    waited = None
+    if seconds and run["status"] in WAIT_WHILE:
+        # A blocking wait on the run's change channel: a client waiting for the end hears of it
+        # at once instead of polling (render.py --sync, scripts).
+        waited = WAITERS.acquire(blocking=False)
+        if waited:
+            try:
+                current.state().runs.wait_for_change(run["id"], WAIT_WHILE, seconds)
+            finally:
+                WAITERS.release()
+            run, steps, _ = current.runs().view(run_id, user)
+    response = jsonify(run_json(run, steps))
+    if waited is not None:
+        response.headers["L1-Waited"] = "1" if waited else "0"
+    return response
 
 
 @bp.delete("/runs/<run_id>")
@@ -281,7 +291,8 @@ def _list_view(runs: list[dict], total: int, args: dict) -> dict:
 
 @bp.get("/runs/fragment")
 def list_fragment():
-    args = list_args(signed_in())
+    signed_in()
+    args = list_args()
     runs, total = current.state().runs.page(**args)
     return render_template("_runs_list.html", **_list_view(runs, total, args))
 

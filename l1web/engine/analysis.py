@@ -10,6 +10,7 @@ from __future__ import annotations
 import tempfile
 from collections.abc import Iterable, MutableMapping
 from pathlib import Path
+from typing import Any
 
 import numpy as np
 
@@ -41,7 +42,7 @@ def analysis_id(input_hash: str, features: Iterable[str]) -> str:
 
 
 def analyze(dag: Dag, store: Store, *, features: Iterable[str] = DEFAULT_FEATURES,
-            cache: MutableMapping[str, dict] | None = None) -> dict[str, dict]:
+            cache: MutableMapping[str, dict[str, Any]] | None = None) -> dict[str, dict[str, Any]]:
     """Analysis of every SOURCE's file, by content hash; reused from `cache` when there."""
     wanted = sorted(set(features) | {"metadata"})
     unknown = set(wanted) - FEATURES
@@ -73,7 +74,7 @@ def source_hashes(dag: Dag) -> list[str]:
     return list(hashes)
 
 
-def analyze_file(path, digest: str, features: list[str]) -> dict:
+def analyze_file(path: Path, digest: str, features: list[str]) -> dict[str, Any]:
     """One file's analysis: media metadata, and tempo/beats/energy when it has sound."""
     media = detect(path)
     result = {"input_hash": digest, "analysis_id": analysis_id(digest, features),
@@ -81,7 +82,7 @@ def analyze_file(path, digest: str, features: list[str]) -> dict:
     sound = {"beats", "tempo", "energy"} & set(features)
     if media.has_audio and sound:
         samples = _mono_samples(path)
-        audio: dict = {"sample_rate": SAMPLE_RATE, "seconds": len(samples) / SAMPLE_RATE}
+        audio: dict[str, Any] = {"sample_rate": SAMPLE_RATE, "seconds": len(samples) / SAMPLE_RATE}
         if {"beats", "tempo"} & sound:
             audio.update(beats(samples))
         if "energy" in sound:
@@ -90,7 +91,7 @@ def analyze_file(path, digest: str, features: list[str]) -> dict:
     return result
 
 
-def _mono_samples(path) -> np.ndarray:
+def _mono_samples(path: Path) -> np.ndarray:
     # Through a file, read once into the array: through a pipe the bytes were held twice more
     # while being joined (600 s are 53 MB of samples; peak memory is what bounds a worker).
     with tempfile.TemporaryDirectory(prefix="l1-audio-") as tmp:

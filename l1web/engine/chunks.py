@@ -20,6 +20,7 @@ chunks and ids, whatever the number of workers.
 from __future__ import annotations
 
 from dataclasses import dataclass
+from typing import Any
 
 #: Seconds of video per chunk, about (CHUNK_SECONDS; 0 turns chunking off).
 CHUNK_SECONDS = 10.0
@@ -42,7 +43,7 @@ class Chunking:
     def enabled(self) -> bool:
         return self.seconds > 0
 
-    def cache_part(self) -> dict:
+    def cache_part(self) -> dict[str, Any]:
         """What of the setting enters a chunked step's cache id: what the boundaries depend on."""
         return {"seconds": self.seconds}
 
@@ -59,7 +60,7 @@ class Facts:
     duration: float
 
 
-def source_facts(media: dict) -> Facts | None:
+def source_facts(media: dict[str, Any]) -> Facts | None:
     """A SOURCE's facts from its analysis `media`, when it is a video with a rate and a length."""
     if media.get("kind") != "video":
         return None
@@ -69,7 +70,7 @@ def source_facts(media: dict) -> Facts | None:
     return Facts(float(fps), float(duration))
 
 
-def frame_wise(node_type: str, config: dict, input_kinds: list[str],
+def frame_wise(node_type: str, config: dict[str, Any], input_kinds: list[str],
                input_facts: list[Facts | None]) -> Facts | None:
     """The facts of the video this step renders frame by frame, or None when it is not frame-wise."""
     if node_type not in CHUNKABLE or not input_kinds or input_kinds[0] != "video":

@@ -20,8 +20,12 @@ import sys
 import threading
 import time
 from pathlib import Path
+from typing import TYPE_CHECKING, Any, cast
 
 from l1web.engine import watch
+
+if TYPE_CHECKING:
+    from l1web.settings import Settings
 
 #: Seconds an ffprobe call may take before it is killed.
 PROBE_TIMEOUT = 30.0
@@ -74,7 +78,7 @@ AVPROBE = Path(__file__).with_name("avprobe.py")
 _configured = {"ffmpeg": "", "ffprobe": ""}
 
 
-def configure(settings) -> None:
+def configure(settings: Settings) -> None:
     """Use the settings' `FFMPEG` / `FFPROBE` paths (empty: the system's, then the fallbacks).
 
     Called by each entry point (web app, worker, launcher) before any ffmpeg runs; RQ's forked
@@ -104,7 +108,7 @@ def ffmpeg_source() -> tuple[str, str]:
     if system:
         return system, SOURCE_SYSTEM
     try:
-        import imageio_ffmpeg  # type: ignore[import-not-found]
+        import imageio_ffmpeg
 
         return str(imageio_ffmpeg.get_ffmpeg_exe()), SOURCE_WHEEL
     except (ImportError, RuntimeError) as exc:
@@ -152,9 +156,9 @@ def _die_with_parent() -> None:
     _libc().prctl(PR_SET_PDEATHSIG, signal.SIGKILL)
 
 
-def child_options() -> dict:
+def child_options() -> dict[str, Any]:
     """Popen options for every ffmpeg child: its own process group, killed if we die."""
-    options: dict = {"start_new_session": True}
+    options: dict[str, Any] = {"start_new_session": True}
     if sys.platform.startswith("linux"):
         _libc()  # loaded before fork, so the child only makes the call
         options["preexec_fn"] = _die_with_parent
@@ -188,10 +192,10 @@ def run(args: list[str], *, timeout: float = RENDER_TIMEOUT, stdin: bytes | None
     if proc.returncode != 0:
         tail = err.decode("utf-8", "replace")[-STDERR_KEEP:].strip()
         raise FFmpegError(f"{name} failed (exit {proc.returncode}): {tail}")
-    return out
+    return cast(bytes, out)  # communicate() is typed Any; without text=True it is bytes
 
 
-def kill_group(proc: subprocess.Popen) -> None:
+def kill_group(proc: subprocess.Popen[bytes]) -> None:
     """Kill a child started with `start_new_session=True` and its whole process group."""
     with contextlib.suppress(ProcessLookupError):
         os.killpg(proc.pid, signal.SIGKILL)
@@ -351,7 +355,7 @@ class _Streams:
     """Threads reading a watched ffmpeg's stdout (kept), stderr (to the log; error lines kept)
     and progress pipe (to the watch), so none of the three can fill up and stall ffmpeg."""
 
-    def __init__(self, proc: subprocess.Popen, progress_fd: int, step: watch.StepWatch,
+    def __init__(self, proc: subprocess.Popen[bytes], progress_fd: int, step: watch.StepWatch,
                  peek: Path | None = None) -> None:
         self.proc, self.progress_fd, self.step, self.peek = proc, progress_fd, step, peek
         self.errors: list[str] = []
@@ -397,7 +401,7 @@ class _Streams:
             self.out.extend(chunk)
 
 
-def probe(path: Path, *, timeout: float = PROBE_TIMEOUT, safe: bool = False) -> dict:
+def probe(path: Path, *, timeout: float = PROBE_TIMEOUT, safe: bool = False) -> dict[str, Any]:
     """ffprobe's JSON (format and streams) for a local file; `safe` adds the demuxer allow-list.
 
     Without an ffprobe binary (a pip-only install), PyAV prints the same fields in the same
@@ -410,4 +414,4 @@ def probe(path: Path, *, timeout: float = PROBE_TIMEOUT, safe: bool = False) -> 
     else:
         flags = MEDIA_INPUT_FLAGS if safe else INPUT_FLAGS
         args, name = [exe, "-v", "error", *flags, "-show_format", "-show_streams", "-of", "json", str(path)], None
-    return json.loads(run(args, timeout=timeout, name=name) or b"{}")
+    return cast(dict[str, Any], json.loads(run(args, timeout=timeout, name=name) or b"{}"))  # ffprobe's JSON object

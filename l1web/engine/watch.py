@@ -22,6 +22,7 @@ import time
 from collections.abc import Callable, Iterable, Iterator, Mapping
 from contextvars import ContextVar
 from pathlib import Path
+from typing import Any
 
 log = logging.getLogger(__name__)
 
@@ -88,7 +89,7 @@ class StepWatch:
     """Progress and log of one step's render; thread-safe (ffmpeg's pipes are read by threads)."""
 
     def __init__(self, *, seconds: float | None = None, frames: int | None = None,
-                 sink: Callable[[dict, str], None] | None = None,
+                 sink: Callable[[dict[str, Any], str], None] | None = None,
                  preview_sink: Callable[[bytes, float], None] | None = None,
                  redact: Callable[[str], str] | None = None,
                  interval: float = INTERVAL, clock: Callable[[], float] = time.monotonic,
@@ -224,11 +225,11 @@ class StepWatch:
         self._maybe_emit(force=True)
 
     # What the sinks get ------------------------------------------------------------------------
-    def snapshot(self) -> dict:
+    def snapshot(self) -> dict[str, Any]:
         with self._lock:
             return self._snapshot()
 
-    def _snapshot(self) -> dict:
+    def _snapshot(self) -> dict[str, Any]:
         elapsed = self.clock() - self.started
         eta = None
         if self.state == "running" and 0 < self.percent < 100:

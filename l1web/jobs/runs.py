@@ -22,7 +22,7 @@ from pathlib import Path
 import redis
 from rq import Worker, get_current_job
 
-from l1web import lifecycle
+from l1web import lifecycle, trace
 from l1web.clients import Clients, process_clients
 from l1web.engine import estimate
 from l1web.engine.analysis import analyze
@@ -52,29 +52,33 @@ def take_work(kind: str) -> dict:
     """A token job: do the piece of work of `kind` the fair-share pool gives out next.
 
     Plans and steps are filed in the pool (`state/fair.py`) and their tokens queued
-    (`queues.file_work`). The piece is kept in the job's meta, so that a failure callback
-    (also fired when the worker died) knows which run and step it was doing.
+    (`queues.file_work`). The pool records the piece under this job's id as it gives it out
+    (one Lua call), so a failure callback (also fired when the worker died) knows which run
+    and step it was doing.
     """
+    trace.mark("job.take_work")
     ctx = process_clients()
     job = get_current_job()
-    got = ctx.state.fair.take(kind, ctx.settings.user_max_running)
+    holder = job.id if job is not None else ""
+    got = ctx.state.fair.take(kind, ctx.settings.user_max_running, holder)
+    trace.mark("job.token_taken")
     if got is None:
+        if not ctx.state.fair.waiting(kind):
+            return {"status": "nothing waiting"}  # a spare token (its piece went with another): it ends
         # Every user with waiting work runs USER_MAX_RUNNING pieces already: try again shortly,
         # with a new token (tokens stay one for one with waiting pieces).
         time.sleep(CAPPED_PAUSE)
         queues.enqueue_token(ctx.rq_connection, kind)
         return {"status": "capped"}
     user, piece = got
-    if job is not None:
-        job.meta["work"] = {**piece, "user": user}
-        job.save_meta()
     # On an exception the failure callback releases the user's running count (it fires for a
     # dead worker too, where this frame never finishes), so only a normal return releases here.
     if piece["kind"] == queues.PLAN:
         result = plan_run(piece["run"], bool(piece.get("inline")), work_id=piece["id"])
     else:
         result = execute_step(piece["run"], piece["step"], work_id=piece["id"])
-    ctx.state.fair.done(user)
+    ctx.state.fair.done(user, holder)
+    trace.mark("job.token_done")
     return result
 
 
@@ -97,21 +101,33 @@ def plan_run(run_id: str, render_inline: bool = False, work_id: str | None = Non
     if run is None or not runs.transition(run_id, RunEvent.START, started=time.time()):
         jlog.info("run is not pending any more; nothing to plan")
         return {"planned": False}
+    trace.mark("plan.started")
     try:
         recipe = recipe_from_data(run["recipe"])
         dag = bind_inputs(recipe, run["input_hashes"])
+        trace.mark("plan.parsed")
         ctx.remote.ensure_local(run["input_hashes"].values())  # workers on other hosts fetch their inputs
+        trace.mark("plan.local")
         analysis = analyze(dag, ctx.store)
+        trace.mark("plan.analyzed")
         plan = plan_dag(dag, analysis, chunked.chunking(ctx.settings))
+        trace.mark("plan.dag_planned")
         expected = estimate.expect(plan, analysis)  # each step's 100 % and weight in the run's progress
+        trace.mark("plan.planned")
     except Exception as exc:
         fail_run(ctx, run_id, f"planning failed: {exc}")
         raise
     steps = [dict(step, order=index, expect=expected[step["step_id"]]) for index, step in enumerate(plan["steps"])]
-    runs.init_steps(run_id, steps, {step["step_id"]: _initial_state(ctx, step) for step in steps})
+    initial = {step["step_id"]: _initial_state(ctx, step) for step in steps}
+    trace.mark("plan.initial_states")
+    runs.init_steps(run_id, steps, initial)
+    trace.mark("plan.init_steps")
     runs.update(run_id, plan_id=plan["plan_id"], output_step=plan["output"], steps_total=len(steps))
     jlog.info("planned %d steps (plan %s)", len(steps), plan["plan_id"][:12])
-    for step_id in advance(ctx, run_id, keep=1 if render_inline else 0):
+    trace.mark("plan.steps_written")
+    kept = advance(ctx, run_id, keep=1 if render_inline else 0)
+    trace.mark("plan.advanced")
+    for step_id in kept:
         execute_step(run_id, step_id, work_id=work_id)
     return {"planned": True, "plan_id": plan["plan_id"], "steps": len(steps)}
 
@@ -151,11 +167,13 @@ def execute_step(run_id: str, step_id: str, work_id: str | None = None) -> dict:
     early = _before_start(ctx, run, step_id, states, job_id=job_id if job else None, worker=worker, jlog=jlog)
     if early is not None:
         return early
+    trace.mark("step.checked")
     started_at = time.time()
     cleared = {"error": ""} if state.get("error") else {}  # the last attempt's reason, while retrying
     if not runs.step_transition(run_id, step_id, StepEvent.START, started=started_at, job_id=job_id,
                                 rq_job=job.id if job else "", worker=worker, **cleared):
         return {"status": "not-queued"}
+    trace.mark("step.started")
     step = next(s for s in steps if s["step_id"] == step_id)
     # The inputs were final before this step was queued, so this snapshot has their outputs.
     input_digests = [states[dep].get("output") for dep in step["inputs"]]
@@ -170,7 +188,7 @@ def execute_step(run_id: str, step_id: str, work_id: str | None = None) -> dict:
         watch.finish(ok=False)
         jlog.warning("step %s failed: %s", step_id, _short(exc))
         step_finished(ctx.state, run_id, job_id, step, outcome=StepStatus.FAILED,
-                      seconds=time.monotonic() - started)
+                      seconds=time.monotonic() - started, worker=worker)
         attempt_failed(ctx, run_id, step_id, job_id=job_id, worker=worker, error_type=type(exc).__name__,
                        reason=_short(exc),
                        error_text=with_log_excerpt(_short(exc), ctx.state.watch.log(run_id, step_id)))
@@ -218,14 +236,20 @@ def _step_done(ctx: Clients, run_id: str, step: dict, steps: list[dict], *, dige
     watch.line(f"step {step_id} {status}: output {digest}")
     watch.finish(ok=True)
     finished = time.time()
+    trace.mark("step.watch_finished")
     runs.step_transition(run_id, step_id, event, output=digest, finished=finished,
                          duration=round(time.monotonic() - started, 3),
                          attempt=_attempt(worker, job_id, started_at, finished, status))
+    trace.mark("step.succeeded")
     ctx.state.cache.incr("cache_hits" if cached else "cache_misses")
-    step_finished(ctx.state, run_id, job_id, step, outcome=status, seconds=time.monotonic() - started)
+    step_finished(ctx.state, run_id, job_id, step, outcome=status, seconds=time.monotonic() - started,
+                  worker=worker)
+    trace.mark("step.counted")
     jlog.info("step %s %s → %s", step_id, status, digest[:12])
     advance(ctx, run_id)
+    trace.mark("step.advanced")
     chunked.sweep(ctx)  # this host's copies of chunks joined elsewhere
+    trace.mark("step.swept")
     return {"status": str(status), "output": digest}
 
 
@@ -374,8 +398,10 @@ def _produce(ctx: Clients, run: dict, step: dict, holder: str, jlog, *, inputs: 
                 return found, True
             if whole is not None and (found := _recorded(ctx, whole["cache_id"])):
                 return found, True  # the joined whole exists: this chunk's frames are in it
+        trace.mark("step.looked_up")
         token = ctx.state.claims.acquire(cache_id, holder)
         if token:
+            trace.mark("step.claimed")
             break
         if not waiting:
             waiting = True
@@ -390,7 +416,9 @@ def _produce(ctx: Clients, run: dict, step: dict, holder: str, jlog, *, inputs: 
     except BaseException:
         ctx.state.claims.release(cache_id, token)
         raise
-    if not ctx.state.claims.commit(cache_id, token, digest):
+    committed = ctx.state.claims.commit(cache_id, token, digest)
+    trace.mark("step.claim_committed")
+    if not committed:
         jlog.warning("claim on %s lapsed while rendering; result kept but not recorded", cache_id[:12])
     return digest, False
 
@@ -405,12 +433,14 @@ def _recorded(ctx: Clients, cache_id: str) -> str | None:
 def _render(ctx: Clients, run: dict, step: dict, inputs: list[str]) -> str:
     ctx.remote.ensure_local(inputs)
     input_paths = [ctx.store.path_for(digest) for digest in inputs]
+    trace.mark("render.inputs_checked")
     # Renders happen on the cache's filesystem so the output moves into the store by rename.
     work_root = ctx.settings.cache_dir / WORK_DIR
     work_root.mkdir(parents=True, exist_ok=True)
     work = Path(tempfile.mkdtemp(prefix="step-", dir=work_root))
     try:
         out = run_step(step, input_paths, work, timeout=ctx.settings.step_timeout)
+        trace.mark("render.done")
         if chunked.is_chunk(step):  # temporary, nobody's media: removed once joined
             digest = ctx.store.put_file(out, source=f"{chunked.SOURCE_PREFIX}{run['id']}")
             ctx.state.removed_chunks.discard(digest)
@@ -418,6 +448,7 @@ def _render(ctx: Clients, run: dict, step: dict, inputs: list[str]) -> str:
             return digest
         digest = ctx.store.put_file(out, source=f"run:{run['id']}", owner=run.get("owner") or None)
         ctx.remote.share(digest, run.get("owner"))  # a worker on another host sends it to the L1 server
+        trace.mark("render.stored")
         return digest
     finally:
         shutil.rmtree(work, ignore_errors=True)
@@ -510,11 +541,15 @@ def _finish(ctx: Clients, run: dict, steps: list[dict], states: dict[str, dict])
         ctx.state.cache.add_ref(digest, f"run:{run_id}")
         if run.get("owner"):  # reused from another user's run: the output is this owner's too now
             ctx.state.cache.grant(digest, run["owner"])
+        trace.mark("finish.ref_granted")
         record = provenance.build(ctx, run, steps, states, digest)
+        trace.mark("finish.provenance")
         if ctx.state.runs.transition(run_id, RunEvent.COMPLETE, output_hash=digest, finished=time.time(),
                                      provenance=record):
+            trace.mark("finish.completed")
             notify_jobs.run_ended(ctx, run_id)  # its notify URL, if any; never fails the run
             ctx.remote.after_run(run_id)  # IPFS add+pin when enabled; never fails the run
+            trace.mark("finish.notified")
         return
     if ctx.state.runs.transition(run_id, RunEvent.FAIL, error=end.reason[:MAX_ERROR], finished=time.time()):
         notify_jobs.run_ended(ctx, run_id)
@@ -533,17 +568,17 @@ def fail_run(ctx: Clients, run_id: str, reason: str) -> None:
 
 def on_work_failure(job, connection, exc_type, exc_value, tb) -> None:
     """RQ failure callback of a token job (also fired when its worker died or was stopped)."""
-    try:
-        piece = job.get_meta(refresh=True).get("work")  # the worker's copy predates the horse's meta
-    except Exception:  # noqa: BLE001 - the job record is gone: nothing is known to release
-        piece = (job.meta or {}).get("work")
-    if not piece:
-        # It failed before taking any work (its worker's horse died first): the piece it stood
-        # for still waits in the pool, so it gets a token again (tokens stay one for one).
-        queues.enqueue_token(process_clients().rq_connection, job.args[0])
-        return
     ctx = process_clients()
-    ctx.state.fair.done(piece["user"])
+    got = ctx.state.fair.taken(job.id)
+    if got is None:
+        # It failed before taking any work (its worker's horse died first), or this failure was
+        # already reported: a token again, in case a piece it stood for still waits in the pool
+        # (a spare token is harmless: it finds nothing and ends).
+        queues.enqueue_token(ctx.rq_connection, job.args[0])
+        return
+    user, piece = got
+    if not ctx.state.fair.done(user, job.id):
+        return  # reported by another path in the meantime (horse_killed, then RQ's own callback)
     if piece["kind"] == queues.PLAN:
         plan_failed(ctx, job, piece["run"], piece["id"], exc_type=exc_type, exc_value=exc_value)
     else:

@@ -25,6 +25,7 @@ from l1web.state.runs import Runs
 from l1web.state.tokens import Tokens
 from l1web.state.uploads import Uploads
 from l1web.state.watch import StepWatches
+from l1web.state.workers import Workers
 
 #: Largest offset a listing accepts: Redis ranges take 64-bit integers, and nobody pages this far.
 MAX_OFFSET = 10**9
@@ -59,6 +60,7 @@ class StateManager:
         self.watch = StepWatches(client)
         self.notify = Notifications(client)
         self.removed_chunks = RemovedChunks(client)
+        self.workers = Workers(client)
 
     @classmethod
     def from_url(cls, url: str) -> StateManager:

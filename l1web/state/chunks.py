@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import time
 from collections.abc import Iterable
+from typing import cast
 
 import redis
 
@@ -38,4 +39,4 @@ class RemovedChunks:
         """Digests removed within CHUNKS_REMOVED_TTL (older entries are dropped)."""
         key = keys.chunks_removed()
         self.redis.zremrangebyscore(key, "-inf", time.time() - keys.CHUNKS_REMOVED_TTL)
-        return list(self.redis.zrange(key, 0, -1))
+        return list(cast(list[str], self.redis.zrange(key, 0, -1)))  # a decoding client

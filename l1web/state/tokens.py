@@ -9,6 +9,7 @@ from __future__ import annotations
 import math
 import time
 from dataclasses import dataclass
+from typing import cast
 
 import redis
 
@@ -70,7 +71,7 @@ class Tokens:
         return bool(self.redis.exists(keys.revoked(token_hash)))
 
     def cached(self, token_hash: str) -> Verified | None:
-        found = self.redis.hgetall(keys.token(token_hash))
+        found = cast(dict[str, str], self.redis.hgetall(keys.token(token_hash)))  # a decoding client
         if not found:
             return None
         return Verified(found["username"], int(found["expires_at"]))
@@ -94,7 +95,7 @@ class Tokens:
 
     def revoked_for(self, token_hash: str) -> str | None:
         """The user a revoked token belonged to; None when it is not revoked."""
-        return self.redis.get(keys.revoked(token_hash))
+        return cast(str | None, self.redis.get(keys.revoked(token_hash)))  # a decoding client
 
     def revoke(self, token_hash: str, username: str) -> None:
         pipe = self.redis.pipeline()
@@ -105,7 +106,7 @@ class Tokens:
 
     def revoke_user(self, username: str) -> int:
         """Revoke every token L1 has seen for `username`; returns how many there were."""
-        hashes = self.redis.smembers(keys.user_tokens(username))
+        hashes = cast(set[str], self.redis.smembers(keys.user_tokens(username)))  # a decoding client
         pipe = self.redis.pipeline()
         for token_hash in hashes:
             pipe.set(keys.revoked(token_hash), username, ex=keys.REVOKED_TTL)
@@ -123,7 +124,7 @@ class Tokens:
         pipe.execute()
 
     def session(self, session_hash: str) -> Session | None:
-        found = self.redis.hgetall(keys.session(session_hash))
+        found = cast(dict[str, str], self.redis.hgetall(keys.session(session_hash)))  # a decoding client
         if not found:
             return None
         return Session(found["username"], found["token_hash"])
@@ -161,7 +162,7 @@ class Tokens:
         self.redis.set(keys.session_token(session_hash), sealed, ex=ttl)
 
     def sealed(self, session_hash: str) -> str | None:
-        return self.redis.get(keys.session_token(session_hash))
+        return cast(str | None, self.redis.get(keys.session_token(session_hash)))  # a decoding client
 
     def forget_sealed(self, session_hash: str) -> None:
         self.redis.delete(keys.session_token(session_hash))

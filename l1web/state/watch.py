@@ -8,6 +8,7 @@ round trip too.
 from __future__ import annotations
 
 from collections.abc import Iterable, Mapping
+from typing import cast
 
 import redis
 
@@ -35,7 +36,7 @@ return n
 """
 
 
-def decode_progress(raw: Mapping[str, str]) -> dict:
+def decode_progress(raw: Mapping[str, str]) -> dict[str, object]:
     """A progress hash as stored → numbers (`Runs.view` reads them too)."""
     out: dict[str, object] = {}
     for name, value in raw.items():
@@ -71,7 +72,7 @@ class StepWatches:
                              args=[log_text, STEP_LOG_CAP, keys.STEP_LOG_TTL], client=pipe)
             pipe.execute()
 
-    def progress(self, run_id: str, step_ids: Iterable[str]) -> dict[str, dict]:
+    def progress(self, run_id: str, step_ids: Iterable[str]) -> dict[str, dict[str, object]]:
         """The progress of each of `step_ids` that has one (one round trip)."""
         ids = list(step_ids)
         if not ids:
@@ -93,7 +94,7 @@ class StepWatches:
             pipe.execute()
 
     def preview(self, run_id: str, step_id: str) -> bytes | None:
-        return self.raw().get(keys.step_preview(run_id, step_id))
+        return cast(bytes | None, self.raw().get(keys.step_preview(run_id, step_id)))  # the raw client
 
     def raw(self) -> redis.Redis:
         """A client on the same connection pool that returns bytes (JPEGs are not text)."""
@@ -105,7 +106,7 @@ class StepWatches:
         return self._raw
 
     def log(self, run_id: str, step_id: str) -> str | None:
-        return self.redis.get(keys.step_log(run_id, step_id))
+        return cast(str | None, self.redis.get(keys.step_log(run_id, step_id)))  # a decoding client
 
     def delete(self, run_id: str, step_ids: Iterable[str]) -> None:
         names = [k for sid in step_ids for k in (keys.step_progress(run_id, sid), keys.step_log(run_id, sid),

@@ -1,6 +1,9 @@
 // Polled fragments (a run's status block) are swapped whole by htmx every second or two.
 // - A <details> the reader opened (the run's Steps table) would snap shut at the next poll:
-//   open <details> with an id are remembered before a swap and opened again after it settles.
+//   the reader's open/close of a <details> with an id is remembered (its toggle event) and
+//   applied again after every swap settles. (Not read before each swap: two polled fragments,
+//   the status block and the step log, swap independently, and one's swap would forget what the
+//   other's had read.)
 // - A live region that is replaced rather than changed is not read out by screen readers, so the
 //   status line of a swapped block is copied into one lasting region, and only when it changes.
 // - A step's log (.log-scroll) shows its newest lines: it starts scrolled to the bottom and stays
@@ -8,7 +11,7 @@
 //   changes (a step started or ended) the log panel is refreshed at once.
 (function () {
   "use strict";
-  let reopen = [];
+  const opened = new Set();
   let announced = null;
   let logAtBottom = true;
 
@@ -34,18 +37,15 @@
   }
 
   document.addEventListener("htmx:beforeSwap", function (event) {
-    const target = event.detail.target;
-    reopen = target ? Array.from(target.querySelectorAll("details[id][open]"), (d) => d.id) : [];
     const log = logScroller();
     if (log) logAtBottom = log.scrollHeight - log.scrollTop - log.clientHeight < 24;
   });
 
   document.addEventListener("htmx:afterSettle", function () {
-    reopen.forEach(function (id) {
+    opened.forEach(function (id) {
       const details = document.getElementById(id);
-      if (details) details.open = true;
+      if (details && !details.open) details.open = true;
     });
-    reopen = [];
     scrollLogDown();
     const status = document.querySelector("[data-announce]");
     if (!status) return;
@@ -58,6 +58,14 @@
     }
     announced = text;
   });
+
+  // toggle does not bubble: listen in the capture phase.
+  document.addEventListener("toggle", function (event) {
+    const details = event.target;
+    if (!(details instanceof HTMLDetailsElement) || !details.id) return;
+    if (details.open) opened.add(details.id);
+    else if (details.isConnected) opened.delete(details.id);
+  }, true);
 
   document.addEventListener("DOMContentLoaded", function () {
     scrollLogDown();

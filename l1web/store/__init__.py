@@ -18,12 +18,13 @@ from collections.abc import Iterable
 from dataclasses import dataclass, replace
 from pathlib import Path
 
+from l1web import trace
 from l1web.errors import BadRequest, Conflict, CorruptItem, NotFound, PayloadTooLarge
 from l1web.state.cache import CacheIndex, ItemMeta
 from l1web.store import names, thumbs
 from l1web.store.facts import MediaFacts, describe
 from l1web.store.imports import open_for_import
-from l1web.store.ingest import CHUNK, TEMP_PREFIX, AdoptedFile, Readable, TempWriter, raise_if_full
+from l1web.store.ingest import CHUNK, TEMP_PREFIX, AdoptedFile, PendingFile, Readable, TempWriter, raise_if_full
 from l1web.store.multipart import read_multipart
 from l1web.store.names import check_digest, digest_for, hash_file
 
@@ -210,22 +211,24 @@ class ContentStore:
             raise_if_full(exc)
             raise
 
-    def commit(self, writer: TempWriter | AdoptedFile, *, source: str, owner: str | None = None,
+    def commit(self, writer: PendingFile, *, source: str, owner: str | None = None,
                name: str | None = None) -> Stored:
         """Give the temp file its content name (atomic rename) and index it; discards on error."""
         try:
             digest = writer.finish()
+            trace.mark("store.fsynced+hashed")
             if writer.size == 0:
                 raise BadRequest("empty upload: a zero-byte item cannot be stored")
             known = self.index.get(digest)
             refuse = source == "upload" or source.startswith("import:")
             facts = describe(writer.path, refuse_hostile=refuse) if known is None else None
+            trace.mark("store.described")
             with self.index.lock(digest):
                 return self._install(writer, digest, known, facts, source=source, owner=owner, name=name)
         finally:
             writer.discard()
 
-    def _install(self, writer: TempWriter | AdoptedFile, digest: str, known: ItemMeta | None,
+    def _install(self, writer: PendingFile, digest: str, known: ItemMeta | None,
                  facts: MediaFacts | None, *, source: str, owner: str | None,
                  name: str | None) -> Stored:
         final = self.location(digest)
@@ -238,12 +241,15 @@ class ContentStore:
         if known is None or current is None or current != verified:
             final.parent.mkdir(exist_ok=True)
             os.replace(writer.path, final)
+            trace.mark("store.renamed")
             _fsync_dir(final.parent)
+            trace.mark("store.dir_fsynced")
             current = signature(final.stat())
         meta = known or ItemMeta(digest=digest, size=writer.size, created=time.time(), source=source,
                                  owner=owner, name=_clean_name(name), **vars(facts or MediaFacts()))
         recorded = replace(meta, owner=owner or meta.owner)
         new = self.index.record(recorded, verified=current)
+        trace.mark("store.indexed")
         # New: the index holds exactly `recorded`. Known: it keeps its first metadata; read it.
         return Stored(recorded if new else (self.index.get(digest) or meta), new)
 

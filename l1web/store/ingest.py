@@ -37,6 +37,20 @@ class Readable(Protocol):
     def read(self, size: int = ..., /) -> bytes: ...
 
 
+class PendingFile(Protocol):
+    """What `ContentStore.commit` takes: a file on the store's filesystem, not yet named
+    (`TempWriter`, `AdoptedFile`, a finished resumable upload)."""
+
+    path: Path
+    size: int
+
+    def finish(self) -> str:
+        """Make the bytes durable; return their digest."""
+
+    def discard(self) -> None:
+        """Remove the file if it is still there."""
+
+
 def raise_if_full(exc: OSError) -> None:
     """Turn a full disk into the user-facing 507; other I/O errors are left to the caller."""
     if exc.errno in DISK_FULL:
@@ -159,7 +173,31 @@ class TempWriter:
         self.path.unlink(missing_ok=True)
 
 
-class AdoptedFile:
+def fsync_file(path: Path) -> None:
+    """Flush a file's bytes to disk (before it is renamed into place)."""
+    fd = os.open(path, os.O_RDONLY)
+    try:
+        os.fsync(fd)
+    finally:
+        os.close(fd)
+
+
+class FinishedFile:
+    """A complete file already on the store's filesystem, handed to `ContentStore.commit` as is
+    (same interface as `TempWriter`); `digest` when it was hashed as it arrived, else hashed once."""
+
+    def __init__(self, path: Path, size: int, digest: str | None = None) -> None:
+        self.path, self.size, self._digest = path, size, digest
+
+    def finish(self) -> str:
+        fsync_file(self.path)
+        return self._digest or hash_file(self.path)
+
+    def discard(self) -> None:
+        self.path.unlink(missing_ok=True)
+
+
+class AdoptedFile(FinishedFile):
     """A finished file already on the store's filesystem, taken over as the temp file by rename.
 
     A render output is moved in rather than copied, so storing it needs no extra disk space
@@ -169,21 +207,10 @@ class AdoptedFile:
     def __init__(self, source: Path, tmp_dir: Path) -> None:
         fd, name = tempfile.mkstemp(dir=tmp_dir, prefix=TEMP_PREFIX, suffix=TEMP_SUFFIX)
         os.close(fd)
-        self.path = Path(name)
+        path = Path(name)
         try:
-            os.replace(source, self.path)
+            os.replace(source, path)
         except BaseException:
-            self.path.unlink(missing_ok=True)
+            path.unlink(missing_ok=True)
             raise
-        self.size = self.path.stat().st_size
-
-    def finish(self) -> str:
-        fd = os.open(self.path, os.O_RDONLY)
-        try:
-            os.fsync(fd)
-        finally:
-            os.close(fd)
-        return hash_file(self.path)
-
-    def discard(self) -> None:
-        self.path.unlink(missing_ok=True)
+        super().__init__(path, path.stat().st_size)

@@ -141,10 +141,50 @@ def test_chunks_after_the_first_seek_to_their_start_instead_of_decoding_from_it(
     from l1web.engine.steps.seek import chunk_input
 
     assert chunk_input(clips["counter"], (0, 75)) == ([], "trim=start_frame=0:end_frame=75,setpts=PTS-STARTPTS")
-    # Midway between frames 74 (2.96 s) and 75 (3.00 s); then 75 frames counted from there.
-    assert chunk_input(clips["counter"], (75, 150)) == (["-ss", "2.980000"],
-                                                        "trim=start_frame=0:end_frame=75,setpts=PTS-STARTPTS")
-    assert chunk_input(clips["counter"], (225, None))[1] == "trim=start_frame=0,setpts=PTS-STARTPTS"
+    # Just past frame 75 (3.00 s), so a keyframe there is where decoding starts; frames from
+    # midway between frames 74 (2.96 s) and 75 kept, timed from the seek; then 75 counted.
+    assert chunk_input(clips["counter"], (75, 150)) == (
+        ["-noaccurate_seek", "-ss", "3.000001"],
+        "select=gte(t\\,-0.020001),trim=start_frame=0:end_frame=75,setpts=PTS-STARTPTS")
+    assert chunk_input(clips["counter"], (225, None))[1].endswith("trim=start_frame=0,setpts=PTS-STARTPTS")
+
+
+@pytest.fixture(scope="module")
+def gops(tmp_path_factory) -> dict[str, Path]:
+    """B-frames (libx264's default preset), a keyframe every 50 frames, in three containers."""
+    d = tmp_path_factory.mktemp("gop-media")
+    w, h = SIZE
+    source = ["-f", "lavfi", "-i", f"testsrc=size={w}x{h}:rate=25:duration=6{SCROLL}",
+              "-c:v", "libx264", "-preset", "veryfast", "-g", "50", "-pix_fmt", "yuv420p"]
+    return {suffix: make(d / f"gop.{suffix}", *source) for suffix in ("mp4", "mkv", "ts")}
+
+
+def gray_md5s(*args: str) -> list[str]:
+    out = subprocess.run([ffmpeg_exe(), "-v", "error", *args, "-map", "0:v:0", "-f", "rawvideo",
+                          "-pix_fmt", "gray", "-"], check=True, capture_output=True).stdout
+    size = SIZE[0] * SIZE[1]
+    return [hashlib.md5(out[i:i + size]).hexdigest() for i in range(0, len(out), size)]
+
+
+@pytest.mark.parametrize("suffix", ["mp4", "mkv", "ts"])
+def test_a_chunk_is_exactly_its_frames_at_keyframes_and_between_them(gops, suffix):
+    from l1web.engine.steps.seek import chunk_input, frame_index
+
+    src = gops[suffix]
+    whole = gray_md5s("-i", str(src))
+    assert len(whole) == 150
+    # Keyframes (50, 100), the frames either side, and frames inside a GOP.
+    for start in (1, 37, 49, 50, 51, 99, 100, 101, 140):
+        seek, selection = chunk_input(src, (start, start + 8))
+        assert gray_md5s(*seek, "-i", str(src), "-vf", selection) == whole[start:start + 8], start
+    index = frame_index(src)
+    assert index is not None and index.seekable == (suffix != "ts")  # MPEG-TS: counted from frame 0
+    if suffix == "mp4":
+        # A chunk starting on a keyframe decodes from that keyframe, not from the GOP before it.
+        # (Matroska with B-frames still starts a GOP early: ffmpeg seeks 3/23 s before the time
+        # asked in containers it cannot seek by presentation time. Slower, equally exact.)
+        seek, _ = chunk_input(src, (50, 58))
+        assert gray_md5s(*seek, "-i", str(src), "-frames:v", "1") == whole[50:51]
 
 
 def test_each_chunk_holds_exactly_its_frames_without_sound(clips, store, results, temp_root):

@@ -8,23 +8,28 @@ from pathlib import Path
 import numpy as np
 from PIL import Image, ImageOps
 
+from l1web import trace
 from l1web.engine.effects.effect import Effect
 from l1web.engine.effects.encoding import IMAGE_FORMATS
 from l1web.engine.effects.errors import EffectError
+from l1web.engine.effects.params import ParamValues
 from l1web.engine.encoding import png_options
 
 #: Largest image accepted, in pixels (64 MPixel: 192 MB as RGB, ~770 MB as float32 for blur).
 MAX_PIXELS = 64_000_000
 
 
-def apply_image(effect: Effect, params: dict, src: Path, dst: Path) -> None:
+def apply_image(effect: Effect, params: ParamValues, src: Path, dst: Path) -> None:
     """Run `effect` with resolved `params` on the image `src`, writing `dst` (format by suffix)."""
     fmt = image_format(dst)
     rgb, alpha = load_rgb(src)
+    trace.mark("render.decoded")
     out = effect.image(rgb, params)
+    trace.mark("render.effect")
     if out.shape != rgb.shape or out.dtype != np.uint8:
         raise EffectError(f"effect {effect.name!r} returned {out.shape} {out.dtype}")
     save_rgb(out, alpha, dst, fmt)
+    trace.mark("render.encoded")
 
 
 def image_format(dst: Path) -> str:

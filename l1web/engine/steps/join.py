@@ -13,6 +13,8 @@ duration): then that chunk is short, every later one is empty, and the empty one
 from __future__ import annotations
 
 import os
+from pathlib import Path
+from typing import Any, TypeVar
 
 from l1web.engine.effects.video import audio_args, probe_video
 from l1web.engine.encoding import AUDIO_ARGS, CONTAINER_ARGS
@@ -23,6 +25,8 @@ from l1web.engine.steps.video import transform_audio
 
 #: Name of the concat list written beside the output (only names of links in the same folder).
 LIST_NAME = "chunks.txt"
+
+_Part = TypeVar("_Part")
 
 
 def join(job: RenderTask, node_type: str, ranges: list[list[int | None]]) -> None:
@@ -47,10 +51,11 @@ def join(job: RenderTask, node_type: str, ranges: list[list[int | None]]) -> Non
     )
 
 
-def present(parts: list, ranges: list[list[int | None]], counts: list[int]) -> list:
+def present(parts: list[_Part], ranges: list[list[int | None]], counts: list[int]) -> list[_Part]:
     """The chunks holding frames, after checking that no frame is missing or doubled."""
     ended = False
     for index, ((start, end), frames) in enumerate(zip(ranges, counts, strict=True)):
+        assert start is not None  # a range starts at a frame; only its end may be open
         expected = None if end is None else end - start
         if ended and frames:
             raise StepError(f"chunk {index} has {frames} frames after the picture ended")
@@ -61,7 +66,7 @@ def present(parts: list, ranges: list[list[int | None]], counts: list[int]) -> l
     return [part for part, frames in zip(parts, counts, strict=True) if frames]
 
 
-def sound_args(job: RenderTask, node_type: str, source) -> list[str]:
+def sound_args(job: RenderTask, node_type: str, source: Path) -> list[str]:
     """The sound arguments the unchunked render of this step type would use."""
     if node_type == "EFFECT":
         return list(audio_args(probe_video(source, timeout=job.timeout)))
@@ -70,10 +75,10 @@ def sound_args(job: RenderTask, node_type: str, source) -> list[str]:
     return list(AUDIO_ARGS)
 
 
-def frame_count(path) -> int:
+def frame_count(path: Path) -> int:
     """Frames in a chunk's video stream, from its MP4 index (no decoding)."""
     streams = probe(path, safe=True).get("streams", [])
-    video = next((s for s in streams if s.get("codec_type") == "video"), {})
+    video: dict[str, Any] = next((s for s in streams if s.get("codec_type") == "video"), {})
     try:
         return int(video.get("nb_frames") or 0)
     except ValueError:
