@@ -213,3 +213,22 @@ def test_render_py_draws_the_weighted_bar_and_each_running_steps_progress():
     plain = io.StringIO()
     cli.Progress(plain).show(run)
     assert plain.getvalue() == "[running] 1/2 steps 50% ETA 12s  soft:completed grey:running 42% 119fps ETA 3s\n"
+
+
+def test_a_runs_view_is_one_read_of_what_four_were(state):
+    """`Runs.view` (one Lua round trip) answers what get + snapshot + deliveries + progress did."""
+    run_id = "d" * 64
+    steps = [{"step_id": s, "type": "EFFECT", "inputs": [], "level": i, "cache_id": str(i) * 64}
+             for i, s in enumerate(["a", "b:odd id", "c"])]
+    state.runs.create({"id": run_id, "status": "running", "created": 1.0, "owner": "alice", "attempt": 1})
+    state.runs.init_steps(run_id, steps, {"a": {"status": "completed"}, "b:odd id": {"status": "running"},
+                                          "c": {"status": "pending"}})
+    state.watch.publish(run_id, "b:odd id", {"frames": 7, "percent": 12.5, "state": "running", "eta": None})
+    state.notify.record(run_id, {"try": 1, "ok": True})
+    run, got_steps, states, deliveries, live = state.runs.view(run_id)
+    assert run == state.runs.get(run_id)
+    assert (None, got_steps, states) == state.runs.snapshot(run_id, with_run=False)
+    assert deliveries == state.notify.deliveries(run_id) == [{"try": 1, "ok": True}]
+    assert live == state.watch.progress(run_id, ["a", "b:odd id", "c"])
+    assert live == {"b:odd id": {"frames": 7, "percent": 12.5, "state": "running", "eta": None}}
+    assert state.runs.view("e" * 64) == (None, [], {}, [], {})

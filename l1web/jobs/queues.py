@@ -10,7 +10,7 @@ from __future__ import annotations
 import functools
 import uuid
 from collections.abc import Callable
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, Any
 
 import redis
 from rq import Callback, Queue
@@ -71,7 +71,7 @@ def enqueue_step(connection: redis.Redis, run_id: str, step_id: str, attempt: in
                                           "id": step_job_id(run_id, step_id, attempt, tries)})
 
 
-def file_work(connection: redis.Redis, run_id: str, piece: dict) -> Job:
+def file_work(connection: redis.Redis, run_id: str, piece: dict[str, Any]) -> Job:
     """File a piece of work under its run's owner and priority, and put one token on its queue."""
     from l1web.state.fair import FairShare
 
@@ -106,7 +106,9 @@ def tokens_out(connection: redis.Redis, kind: str, taken: Callable[[list[str]], 
 
     prefix, q = token_prefix(kind), queue(connection, TOKEN_QUEUES[kind])
     waiting = [i for i in (*q.get_job_ids(), *q.intermediate_queue.get_job_ids()) if i.startswith(prefix)]
-    scheduled = [i for i in ScheduledJobRegistry(queue=q).get_job_ids(cleanup=False) if i.startswith(prefix)]
+    # ScheduledJobRegistry's __init__ is unannotated in rq
+    scheduled = [i for i in ScheduledJobRegistry(queue=q).get_job_ids(cleanup=False)  # type: ignore[no-untyped-call]
+                 if i.startswith(prefix)]
     started = [i for i in StartedJobRegistry(queue=q).get_job_ids(cleanup=False) if i.startswith(prefix)]
     with connection.pipeline(transaction=False) as pipe:  # a queued id whose job is gone is no token
         for job_id in (*waiting, *scheduled):

@@ -20,6 +20,7 @@ from l1web import lifecycle
 from l1web.lifecycle import RunEvent, StepEvent
 from l1web.state import hashes, keys, lua
 from l1web.state.notify import decode_deliveries
+from l1web.state.watch import decode_progress
 
 #: Run fields a listing leaves out: the large ones, which only the run's own page and API
 #: answer carry, so a page of 50 stays small and quick to decode.
@@ -61,6 +62,28 @@ if #ARGV > 7 then redis.call('HSET', KEYS[1], unpack(ARGV, 8)) end
 redis.call('PUBLISH', ARGV[7], ARGV[1])
 return 1
 """
+# KEYS: run, its steps, their statuses, its deliveries; ARGV: a step's progress key as built by
+# `keys.py` with a hole for the step id, the hole. Returns the run, steps and statuses (flat
+# field/value lists), the deliveries, and step id / progress pairs (every step's, empty if none).
+_VIEW = lua.FILL + """
+local steps = redis.call('HGETALL', KEYS[2])
+local progress = {}
+for i = 1, #steps, 2 do
+  progress[#progress + 1] = steps[i]
+  progress[#progress + 1] = redis.call('HGETALL', fill(ARGV[1], ARGV[2], steps[i]))
+end
+return {redis.call('HGETALL', KEYS[1]), steps, redis.call('HGETALL', KEYS[3]),
+        redis.call('LRANGE', KEYS[4], 0, -1), progress}
+"""
+#: Stand-in for the step id in the progress key template `_VIEW` fills in.
+_STEP_HOLE = lua.hole("step")
+
+
+def _pairs(flat: list[Any]) -> dict[str, Any]:
+    """A script's flat field/value list as a dict."""
+    return dict(zip(flat[::2], flat[1::2], strict=True))
+
+
 #: Stand-ins for the status and owner in the index key templates `_SET_STATUS` fills in.
 _STATUS_HOLE, _OWNER_HOLE = lua.hole("status"), lua.hole("owner")
 
@@ -147,6 +170,7 @@ class Runs:
         self._set_status = client.register_script(_SET_STATUS)
         self._step_update = client.register_script(_STEP_UPDATE)
         self._page = client.register_script(_PAGE)
+        self._view = client.register_script(_VIEW)
 
     # Records -----------------------------------------------------------------------------
     def create(self, run: Mapping[str, Any]) -> bool:
@@ -325,17 +349,19 @@ class Runs:
         return self._snapshot(head[0] if head else None, raw_steps, raw_states)
 
     def view(self, run_id: str) -> tuple[dict[str, Any] | None, list[dict[str, Any]], dict[str, dict[str, Any]],
-                                         list[dict[str, Any]]]:
-        """(run, steps, step states, notification deliveries) in one round trip: what the run's
-        page, its status fragment and `GET /runs/{id}` show (they poll it while the run is live)."""
-        with self.redis.pipeline(transaction=False) as pipe:
-            pipe.hgetall(keys.run(run_id))
-            pipe.hgetall(keys.run_steps(run_id))
-            pipe.hgetall(keys.run_step_status(run_id))
-            pipe.lrange(keys.run_deliveries(run_id), 0, -1)
-            raw_run, raw_steps, raw_states, raw_deliveries = pipe.execute()
-        deliveries = decode_deliveries(cast(list[str], raw_deliveries))  # a decoding client
-        return (*self._snapshot(raw_run, raw_steps, raw_states), deliveries)
+                                         list[dict[str, Any]], dict[str, dict[str, Any]]]:
+        """(run, steps, step states, notification deliveries, each step's live progress) in one
+        round trip (`_VIEW`): what the run's page, its status fragment and `GET /runs/{id}` show,
+        polled while the run is live (a pipeline could not name the progress keys before it has
+        read the step ids)."""
+        args = [keys.step_progress(run_id, _STEP_HOLE), _STEP_HOLE]
+        found = self._view(keys=[keys.run(run_id), keys.run_steps(run_id), keys.run_step_status(run_id),
+                                 keys.run_deliveries(run_id)], args=args)
+        raw_run, raw_steps, raw_states, raw_deliveries, raw_progress = found
+        pairs = _pairs(raw_progress)
+        live = {sid: decode_progress(_pairs(raw)) for sid, raw in pairs.items() if raw}
+        return (*self._snapshot(_pairs(raw_run), _pairs(raw_steps), _pairs(raw_states)),
+                decode_deliveries(raw_deliveries), live)
 
     @staticmethod
     def _snapshot(raw_run: Mapping[str, str] | None, raw_steps: Mapping[str, str],

@@ -36,7 +36,8 @@ return n
 """
 
 
-def _decode(raw: Mapping[str, str]) -> dict[str, object]:
+def decode_progress(raw: Mapping[str, str]) -> dict[str, object]:
+    """A progress hash as stored → numbers (`Runs.view` reads them too)."""
     out: dict[str, object] = {}
     for name, value in raw.items():
         if value == "":
@@ -80,7 +81,7 @@ class StepWatches:
             for step_id in ids:
                 pipe.hgetall(keys.step_progress(run_id, step_id))
             found = pipe.execute()
-        return {sid: _decode(raw) for sid, raw in zip(ids, found, strict=True) if raw}
+        return {sid: decode_progress(raw) for sid, raw in zip(ids, found, strict=True) if raw}
 
     def publish_preview(self, run_id: str, step_id: str, jpeg: bytes, at: float) -> None:
         """The step's "last rendered" frame (the web app reads it back as bytes) and, in the same
