@@ -127,9 +127,9 @@ def plan_run(run_id: str, render_inline: bool = False, work_id: str | None = Non
     steps = [dict(step, order=index, expect=expected[step["step_id"]]) for index, step in enumerate(plan["steps"])]
     initial = {step["step_id"]: _initial_state(ctx, step) for step in steps}
     trace.mark("plan.initial_states")
-    runs.init_steps(run_id, steps, initial)
+    runs.init_steps(run_id, steps, initial,
+                    run_fields={"plan_id": plan["plan_id"], "output_step": plan["output"], "steps_total": len(steps)})
     trace.mark("plan.init_steps")
-    runs.update(run_id, plan_id=plan["plan_id"], output_step=plan["output"], steps_total=len(steps))
     jlog.info("planned %d steps (plan %s)", len(steps), plan["plan_id"][:12])
     trace.mark("plan.steps_written")
     kept = advance(ctx, run_id, keep=1 if render_inline else 0)
@@ -169,9 +169,10 @@ def execute_step(run_id: str, step_id: str, work_id: str | None = None) -> dict[
     worker = _worker_name(job)
     jlog = JobLogAdapter(log, {"run": run_id, "job": job_id})
     runs = ctx.state.runs
-    run, steps, states = runs.snapshot(run_id)
+    run, steps, states, queue_paused = runs.decision_view(run_id)
     state = states.get(step_id, {})
-    early = _before_start(ctx, run, step_id, states, job_id=job_id if job else None, worker=worker, jlog=jlog)
+    early = _before_start(ctx, run, step_id, states, job_id=job_id if job else None, worker=worker, jlog=jlog,
+                          queue_paused=queue_paused)
     if early is not None:
         return early
     trace.mark("step.checked")
@@ -205,7 +206,7 @@ def execute_step(run_id: str, step_id: str, work_id: str | None = None) -> dict[
 
 
 def _before_start(ctx: Clients, run: Run | None, step_id: str, states: dict[str, dict[str, Any]], *, job_id: str | None,
-                  worker: str, jlog: JobLogAdapter) -> dict[str, Any] | None:
+                  worker: str, jlog: JobLogAdapter, queue_paused: bool) -> dict[str, Any] | None:
     """Why this job does not render the step after all (its answer), or None to go on."""
     runs, run_id, state = ctx.state.runs, run["id"] if run else "", states.get(step_id, {})
     if run is None or run["status"] not in (RunStatus.RUNNING, RunStatus.PAUSED):
@@ -214,7 +215,7 @@ def _before_start(ctx: Clients, run: Run | None, step_id: str, states: dict[str,
         return {"status": "skipped"}
     if job_id and state.get("queued_job") not in (None, job_id):
         return {"status": "superseded"}  # an older job for this step; a newer one is queued
-    if run["status"] == RunStatus.PAUSED or runs.queue_paused():
+    if run["status"] == RunStatus.PAUSED or queue_paused:
         # Back to waiting: resuming the run (or the queue) enqueues it again, as a new job.
         runs.step_transition(run_id, step_id, StepEvent.DEFER, tries=int(state.get("tries") or 1) + 1)
         return {"status": "deferred"}
@@ -503,14 +504,14 @@ def advance(ctx: Clients, run_id: str, *, keep: int = 0) -> list[str]:
     two workers advancing at once the later reader sees both changes and finishes the run.
     """
     runs = ctx.state.runs
-    run, steps, states = runs.snapshot(run_id)
+    run, steps, states, queue_paused = runs.decision_view(run_id)
     if run is None or run["status"] not in (RunStatus.RUNNING, RunStatus.PAUSED):
         return []
     _skip_blocked(runs, run_id, steps, states)
     attempt = int(run.get("attempt") or 1)
     kept: list[str] = []
     # A paused run, or the whole queue paused by an admin: ready steps wait (resuming advances).
-    hold = run["status"] == RunStatus.PAUSED or runs.queue_paused()
+    hold = run["status"] == RunStatus.PAUSED or queue_paused
     ready = [] if hold else [step for step in steps if lifecycle.ready(step, states)]
     for step in ready:
         sid = step["step_id"]
@@ -555,12 +556,12 @@ def _finish(ctx: Clients, run: Run, steps: list[Step], states: dict[str, dict[st
         if ctx.state.runs.transition(run_id, RunEvent.COMPLETE, output_hash=digest, finished=time.time(),
                                      provenance=record):
             trace.mark("finish.completed")
-            notify_jobs.run_ended(ctx, run_id)  # its notify URL, if any; never fails the run
+            notify_jobs.run_ended(ctx, run_id, run)  # its notify URL, if any; never fails the run
             ctx.remote.after_run(run_id)  # IPFS add+pin when enabled; never fails the run
             trace.mark("finish.notified")
         return
     if ctx.state.runs.transition(run_id, RunEvent.FAIL, error=end.reason[:MAX_ERROR], finished=time.time()):
-        notify_jobs.run_ended(ctx, run_id)
+        notify_jobs.run_ended(ctx, run_id, run)
 
 
 def advance_run(run_id: str) -> dict[str, Any]:

@@ -79,7 +79,7 @@ return {redis.call('HGETALL', KEYS[1]), steps, redis.call('HGETALL', KEYS[3]),
 _STEP_HOLE = lua.hole("step")
 
 
-def _pairs(flat: list[Any]) -> dict[str, Any]:
+def _pairs(flat: list[Any]) -> dict[Any, Any]:
     """A script's flat field/value list as a dict."""
     return dict(zip(flat[::2], flat[1::2], strict=True))
 
@@ -318,9 +318,10 @@ class Runs:
             self.redis.delete(keys.queue_paused())
 
     # Steps -------------------------------------------------------------------------------
-    def init_steps(self, run_id: str, steps: list[dict[str, Any]], initial: Mapping[str, dict[str, Any]]) -> None:
+    def init_steps(self, run_id: str, steps: list[dict[str, Any]], initial: Mapping[str, dict[str, Any]],
+                   run_fields: Mapping[str, object] | None = None) -> None:
         """Write each step's static description and initial state (replacing any old ones, and
-        the progress and logs of an earlier attempt)."""
+        the progress and logs of an earlier attempt), and `run_fields` into the run, at once."""
         old = cast(list[str], self.redis.hkeys(keys.run_steps(run_id)))  # a decoding client
         watched = _watch_keys(run_id, {*old, *(s["step_id"] for s in steps)})
         with self.redis.pipeline() as pipe:
@@ -329,6 +330,8 @@ class Runs:
                 pipe.hset(keys.run_steps(run_id), mapping={s["step_id"]: json.dumps(s) for s in steps})
                 pipe.hset(keys.run_step_status(run_id),
                           mapping={sid: json.dumps(state) for sid, state in initial.items()})
+            if run_fields:
+                pipe.hset(keys.run(run_id), mapping=dict(zip(*[iter(_encode(run_fields))] * 2, strict=True)))
             pipe.execute()
 
     def steps(self, run_id: str) -> list[dict[str, Any]]:
@@ -339,7 +342,7 @@ class Runs:
 
     def snapshot(self, run_id: str, *, with_run: bool = True
                  ) -> tuple[dict[str, Any] | None, list[dict[str, Any]], dict[str, dict[str, Any]]]:
-        """(run, steps, step states) read in one round trip: what `advance` decides from."""
+        """(run, steps, step states) read in one round trip."""
         with self.redis.pipeline(transaction=False) as pipe:
             if with_run:
                 pipe.hgetall(keys.run(run_id))
@@ -347,6 +350,18 @@ class Runs:
             pipe.hgetall(keys.run_step_status(run_id))
             *head, raw_steps, raw_states = pipe.execute()
         return self._snapshot(head[0] if head else None, raw_steps, raw_states)
+
+    def decision_view(self, run_id: str) -> tuple[dict[str, Any] | None, list[dict[str, Any]],
+                                                  dict[str, dict[str, Any]], bool]:
+        """(run, steps, step states, whole queue paused) in one round trip: what `advance` and a
+        starting step decide from."""
+        with self.redis.pipeline(transaction=False) as pipe:
+            pipe.hgetall(keys.run(run_id))
+            pipe.hgetall(keys.run_steps(run_id))
+            pipe.hgetall(keys.run_step_status(run_id))
+            pipe.get(keys.queue_paused())
+            raw_run, raw_steps, raw_states, paused = pipe.execute()
+        return (*self._snapshot(raw_run, raw_steps, raw_states), paused == "1")
 
     def view(self, run_id: str) -> tuple[dict[str, Any] | None, list[dict[str, Any]], dict[str, dict[str, Any]],
                                          list[dict[str, Any]], dict[str, dict[str, Any]]]:
@@ -357,9 +372,8 @@ class Runs:
         args = [keys.step_progress(run_id, _STEP_HOLE), _STEP_HOLE]
         found = self._view(keys=[keys.run(run_id), keys.run_steps(run_id), keys.run_step_status(run_id),
                                  keys.run_deliveries(run_id)], args=args)
-        raw_run, raw_steps, raw_states, raw_deliveries, raw_progress = found
-        pairs = _pairs(raw_progress)
-        live = {sid: decode_progress(_pairs(raw)) for sid, raw in pairs.items() if raw}
+        raw_run, raw_steps, raw_states, raw_deliveries, raw_progress = found  # a decoding client: text
+        live = {sid: decode_progress(_pairs(raw)) for sid, raw in _pairs(raw_progress).items() if raw}
         return (*self._snapshot(_pairs(raw_run), _pairs(raw_steps), _pairs(raw_states)),
                 decode_deliveries(raw_deliveries), live)
 
