@@ -251,3 +251,20 @@ def test_publishing_costs_one_round_trip_and_survives_a_script_flush(state, redi
     watches.publish("run1", "step1", {"percent": 30}, "third line\n")
     assert watches.log("run1", "step1") == "first line\nsecond line\nthird line\n"
     assert watches.progress("run1", ["step1"])["step1"]["percent"] == 30
+
+
+def test_a_new_plan_drops_the_earlier_attempts_progress_and_a_first_plan_reads_nothing(state, redis_client):
+    """Re-planning (a rerun) deletes the old steps' progress and logs; the first plan of a run has
+    none to delete and skips reading the old step ids (`first_plan`), writing the run's fields too."""
+    run_id = "f" * 64
+    step = {"step_id": "a", "type": "EFFECT", "inputs": [], "level": 0, "cache_id": "1" * 64}
+    state.runs.create({"id": run_id, "status": "running", "created": 1.0, "owner": "alice", "attempt": 1})
+    before = redis_client.info("commandstats").get("cmdstat_hkeys", {}).get("calls", 0)
+    state.runs.init_steps(run_id, [step], {"a": {"status": "pending"}}, run_fields={"plan_id": "p1"},
+                          first_plan=True)
+    assert redis_client.info("commandstats").get("cmdstat_hkeys", {}).get("calls", 0) == before
+    assert state.runs.get(run_id)["plan_id"] == "p1"
+    state.watch.publish(run_id, "a", {"percent": 50}, "old attempt\n")
+    state.runs.init_steps(run_id, [step], {"a": {"status": "pending"}}, run_fields={"plan_id": "p2"})
+    assert state.watch.progress(run_id, ["a"]) == {} and state.watch.log(run_id, "a") is None
+    assert state.runs.get(run_id)["plan_id"] == "p2"

@@ -128,7 +128,8 @@ def plan_run(run_id: str, render_inline: bool = False, work_id: str | None = Non
     initial = {step["step_id"]: _initial_state(ctx, step) for step in steps}
     trace.mark("plan.initial_states")
     runs.init_steps(run_id, steps, initial,
-                    run_fields={"plan_id": plan["plan_id"], "output_step": plan["output"], "steps_total": len(steps)})
+                    run_fields={"plan_id": plan["plan_id"], "output_step": plan["output"], "steps_total": len(steps)},
+                    first_plan=not run.get("plan_id"))  # steps and plan_id are written together
     trace.mark("plan.init_steps")
     jlog.info("planned %d steps (plan %s)", len(steps), plan["plan_id"][:12])
     trace.mark("plan.steps_written")

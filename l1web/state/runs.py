@@ -319,10 +319,13 @@ class Runs:
 
     # Steps -------------------------------------------------------------------------------
     def init_steps(self, run_id: str, steps: list[dict[str, Any]], initial: Mapping[str, dict[str, Any]],
-                   run_fields: Mapping[str, object] | None = None) -> None:
+                   run_fields: Mapping[str, object] | None = None, *, first_plan: bool = False) -> None:
         """Write each step's static description and initial state (replacing any old ones, and
-        the progress and logs of an earlier attempt), and `run_fields` into the run, at once."""
-        old = cast(list[str], self.redis.hkeys(keys.run_steps(run_id)))  # a decoding client
+        the progress and logs of an earlier attempt), and `run_fields` into the run, at once.
+
+        `first_plan`: the run was never planned, so it has no earlier steps whose progress and
+        logs need deleting (one round trip fewer; old steps' descriptions go either way)."""
+        old = [] if first_plan else cast(list[str], self.redis.hkeys(keys.run_steps(run_id)))  # a decoding client
         watched = _watch_keys(run_id, {*old, *(s["step_id"] for s in steps)})
         with self.redis.pipeline() as pipe:
             pipe.delete(keys.run_steps(run_id), keys.run_step_status(run_id), *watched)
