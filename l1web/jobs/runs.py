@@ -162,9 +162,10 @@ def execute_step(run_id: str, step_id: str, work_id: str | None = None) -> dict:
     worker = _worker_name(job)
     jlog = JobLogAdapter(log, {"run": run_id, "job": job_id})
     runs = ctx.state.runs
-    run, steps, states = runs.snapshot(run_id)
+    run, steps, states, queue_paused = runs.snapshot_and_queue(run_id)
     state = states.get(step_id, {})
-    early = _before_start(ctx, run, step_id, states, job_id=job_id if job else None, worker=worker, jlog=jlog)
+    early = _before_start(ctx, run, step_id, states, job_id=job_id if job else None, worker=worker, jlog=jlog,
+                          queue_paused=queue_paused)
     if early is not None:
         return early
     trace.mark("step.checked")
@@ -198,7 +199,7 @@ def execute_step(run_id: str, step_id: str, work_id: str | None = None) -> dict:
 
 
 def _before_start(ctx: Clients, run: dict | None, step_id: str, states: dict[str, dict], *, job_id: str | None,
-                  worker: str, jlog) -> dict | None:
+                  worker: str, jlog, queue_paused: bool) -> dict | None:
     """Why this job does not render the step after all (its answer), or None to go on."""
     runs, run_id, state = ctx.state.runs, run["id"] if run else "", states.get(step_id, {})
     if run is None or run["status"] not in (RunStatus.RUNNING, RunStatus.PAUSED):
@@ -207,7 +208,7 @@ def _before_start(ctx: Clients, run: dict | None, step_id: str, states: dict[str
         return {"status": "skipped"}
     if job_id and state.get("queued_job") not in (None, job_id):
         return {"status": "superseded"}  # an older job for this step; a newer one is queued
-    if run["status"] == RunStatus.PAUSED or runs.queue_paused():
+    if run["status"] == RunStatus.PAUSED or queue_paused:
         # Back to waiting: resuming the run (or the queue) enqueues it again, as a new job.
         runs.step_transition(run_id, step_id, StepEvent.DEFER, tries=int(state.get("tries") or 1) + 1)
         return {"status": "deferred"}
@@ -494,14 +495,14 @@ def advance(ctx: Clients, run_id: str, *, keep: int = 0) -> list[str]:
     two workers advancing at once the later reader sees both changes and finishes the run.
     """
     runs = ctx.state.runs
-    run, steps, states = runs.snapshot(run_id)
+    run, steps, states, queue_paused = runs.snapshot_and_queue(run_id)
     if run is None or run["status"] not in (RunStatus.RUNNING, RunStatus.PAUSED):
         return []
     _skip_blocked(runs, run_id, steps, states)
     attempt = int(run.get("attempt") or 1)
     kept: list[str] = []
     # A paused run, or the whole queue paused by an admin: ready steps wait (resuming advances).
-    hold = run["status"] == RunStatus.PAUSED or runs.queue_paused()
+    hold = run["status"] == RunStatus.PAUSED or queue_paused
     ready = [] if hold else [step for step in steps if lifecycle.ready(step, states)]
     for step in ready:
         sid = step["step_id"]

@@ -310,17 +310,29 @@ class Runs:
 
     def snapshot(self, run_id: str, *, with_run: bool = True) -> tuple[dict | None, list[dict], dict[str, dict]]:
         """(run, steps, step states) read in one round trip: what `advance` decides from."""
+        run, steps, states, _ = self._snapshot(run_id, with_run=with_run, with_queue=False)
+        return run, steps, states
+
+    def snapshot_and_queue(self, run_id: str) -> tuple[dict | None, list[dict], dict[str, dict], bool]:
+        """`snapshot` and whether the whole queue is paused (`queue_paused`), in the same round trip."""
+        return self._snapshot(run_id, with_run=True, with_queue=True)
+
+    def _snapshot(self, run_id: str, *, with_run: bool,
+                  with_queue: bool) -> tuple[dict | None, list[dict], dict[str, dict], bool]:
         with self.redis.pipeline(transaction=False) as pipe:
-            if with_run:
-                pipe.hgetall(keys.run(run_id))
             pipe.hgetall(keys.run_steps(run_id))
             pipe.hgetall(keys.run_step_status(run_id))
-            *head, raw_steps, raw_states = pipe.execute()
-        raw_run = head[0] if head else None
+            if with_run:
+                pipe.hgetall(keys.run(run_id))
+            if with_queue:
+                pipe.get(keys.queue_paused())
+            raw_steps, raw_states, *rest = pipe.execute()
+        raw_run = rest.pop(0) if with_run else None
+        paused = bool(with_queue and rest.pop(0) == "1")
         steps = sorted((json.loads(value) for value in raw_steps.values()),
                        key=lambda s: (s.get("level", 0), s.get("order", 0), s["step_id"]))
         states = {sid: json.loads(value) for sid, value in raw_states.items()}
-        return (_decode(raw_run) if raw_run else None), steps, states
+        return (_decode(raw_run) if raw_run else None), steps, states, paused
 
     def step_states(self, run_id: str) -> dict[str, dict]:
         raw = self.redis.hgetall(keys.run_step_status(run_id))
