@@ -7,24 +7,34 @@ use as a run input) an item that is
 - published to L2 (and so public), or
 - shared on purpose by its owner with every signed-in user.
 Admins may see everything. Runs and recipes follow the same shape: their owners, admins, and
-(for recipes) everyone once shared. Callers turn a refusal into the very answer an unknown id
-gets, so a refusal tells nothing.
+(for recipes) everyone once shared. A refusal is the very answer an unknown id
+gets, so it tells nothing.
 
-No Flask and no Redis here: `state/cache.py` gathers an `Item`, this module decides.
+No Flask and no Redis here: `state/cache.py` gathers an `Item`, the predicates decide, and the
+checks at the end (`visible_item`, `managed_item`, `usable`, `lacking`, `listing_owner`) are what
+every path that turns a hash or name into bytes asks, beside the run rule (`owns`, which
+`RunService.get` asks). Routes only call them.
 """
 
 from __future__ import annotations
 
-from collections.abc import Iterable
+from collections.abc import Iterable, Sequence
 from dataclasses import dataclass
-from typing import Protocol
+from typing import TYPE_CHECKING, Protocol
+
+from l1web.errors import Forbidden, NotFound
+
+if TYPE_CHECKING:
+    from l1web.state.cache import ItemMeta
 
 
 class Person(Protocol):
     """Anything with a user's name and admin flag (`l1web.users.User`)."""
 
-    name: str
-    is_admin: bool
+    @property
+    def name(self) -> str: ...
+    @property
+    def is_admin(self) -> bool: ...
 
 
 @dataclass(frozen=True)
@@ -68,3 +78,68 @@ def owns(user: Person | None, owners: Iterable[str]) -> bool:
 
 def can_see_recipe(user: Person | None, owners: Iterable[str], *, shared: bool) -> bool:
     return user is not None and (shared or owns(user, owners))
+
+
+# The checks: facts from the index, the rule above, one answer --------------------------------
+class Index(Protocol):
+    """What the checks read from the content index (`l1web.state.cache.CacheIndex`)."""
+
+    def access_item(self, digest: str, asker: str | None) -> Item: ...
+
+    def access_items(self, digests: list[str], asker: str) -> list[Item]: ...
+
+
+class Store(Protocol):
+    """What the checks read from the content store (`l1web.store.ContentStore`)."""
+
+    @property
+    def index(self) -> Index: ...
+
+    def meta(self, digest: str) -> ItemMeta: ...
+
+
+def _name(user: Person | None) -> str | None:
+    return user.name if user else None
+
+
+def visible_item(store: Store, digest: str, user: Person | None) -> ItemMeta:
+    """The item's metadata if `user` may see it (`can_see`): its page, metadata and bytes.
+    A malformed hash is a 400; anything else refused is the same 404 as an unknown hash."""
+    meta = store.meta(digest)
+    if can_see(user, store.index.access_item(digest, _name(user))):
+        return meta
+    raise NotFound(f"no cached item {digest}")
+
+
+def managed_item(store: Store, digest: str, user: Person | None) -> ItemMeta:
+    """Like `visible_item`, for changes (delete, share): one's own items only (admins: any).
+    Another user's shared item is visible, so it answers 403 here rather than 404."""
+    meta = visible_item(store, digest, user)
+    if not manageable(store.index, digest, user):
+        raise Forbidden("only the item's owner can change it")
+    return meta
+
+
+def manageable(index: Index, digest: str, user: Person | None) -> bool:
+    """True when `user` may delete or (un)share `digest` (`can_manage`)."""
+    return can_manage(user, index.access_item(digest, _name(user)))
+
+
+def usable(index: Index, digest: str, user: Person) -> bool:
+    """True when `user` may use `digest` as a run input (`can_use`)."""
+    return can_use(user, index.access_item(digest, user.name))
+
+
+def lacking(index: Index, digests: Sequence[str], user: Person | None) -> list[str]:
+    """Those of `digests` that `user` may not use (unknown or another's private), in one round trip."""
+    unique = list(dict.fromkeys(digests))
+    items = index.access_items(unique, _name(user) or "")
+    return [d for d, item in zip(unique, items, strict=True) if not can_use(user, item)]
+
+
+def listing_owner(user: Person | None, asked: str | None) -> str | None:
+    """Whose records a listing shows: the `asked` owner (None: everyone's) for admins, one's own
+    for everyone else."""
+    if user is None or user.is_admin:
+        return asked or None
+    return user.name

@@ -29,6 +29,7 @@ from __future__ import annotations
 import enum
 from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass
+from typing import Any, overload
 
 from l1web.status import DONE, RunStatus, StepStatus
 
@@ -100,17 +101,25 @@ class IllegalTransition(ValueError):
         self.current, self.event = current, event
 
 
-def sources(event: StepEvent | RunEvent) -> frozenset:
+@overload
+def sources(event: StepEvent) -> frozenset[StepStatus]: ...
+@overload
+def sources(event: RunEvent) -> frozenset[RunStatus]: ...
+def sources(event: StepEvent | RunEvent) -> frozenset[StepStatus] | frozenset[RunStatus]:
     """The statuses `event` may start from (what a compare-and-set expects)."""
     return _table(event)[event][0]
 
 
-def target(event: StepEvent | RunEvent):
+@overload
+def target(event: StepEvent) -> StepStatus: ...
+@overload
+def target(event: RunEvent) -> RunStatus: ...
+def target(event: StepEvent | RunEvent) -> StepStatus | RunStatus:
     """The status `event` leads to."""
     return _table(event)[event][1]
 
 
-def allowed(current: str, event: StepEvent | RunEvent) -> bool:
+def allowed(current: str | None, event: StepEvent | RunEvent) -> bool:
     return current in sources(event)
 
 
@@ -128,12 +137,12 @@ def run_after(current: str, event: RunEvent) -> RunStatus:
     return target(event)
 
 
-def _table(event: StepEvent | RunEvent) -> Mapping:
+def _table(event: StepEvent | RunEvent) -> Mapping[Any, tuple[frozenset[Any], StepStatus | RunStatus]]:
     return STEP_TRANSITIONS if isinstance(event, StepEvent) else RUN_TRANSITIONS
 
 
 # Decisions shared by both executors ---------------------------------------------------------
-def initial(step: Mapping, source_present: bool) -> StepStatus:
+def initial(step: Mapping[str, Any], source_present: bool) -> StepStatus:
     """A planned step's first status: a SOURCE is its input file, there (cached) or not (failed);
     every other step waits (pending)."""
     if step["type"] != "SOURCE":
@@ -141,20 +150,20 @@ def initial(step: Mapping, source_present: bool) -> StepStatus:
     return S.CACHED if source_present else S.FAILED
 
 
-def ready(step: Mapping, states: Mapping[str, Mapping]) -> bool:
+def ready(step: Mapping[str, Any], states: Mapping[str, Mapping[str, Any]]) -> bool:
     """A pending step may start: every input's output exists."""
     return states[step["step_id"]]["status"] == S.PENDING and all(
         states[dep]["status"] in DONE for dep in step["inputs"])
 
 
-def blocked_by(step: Mapping, states: Mapping[str, Mapping]) -> str | None:
+def blocked_by(step: Mapping[str, Any], states: Mapping[str, Mapping[str, Any]]) -> str | None:
     """The first input of a pending step that ended without an output, if any (it must be skipped)."""
     if states[step["step_id"]]["status"] != S.PENDING:
         return None
     return next((dep for dep in step["inputs"] if S(states[dep]["status"]).broken), None)
 
 
-def settled(states: Mapping[str, Mapping]) -> bool:
+def settled(states: Mapping[str, Mapping[str, Any]]) -> bool:
     """Every step is final: the run can end."""
     return all(S(state["status"]).final for state in states.values())
 
@@ -168,7 +177,7 @@ class Outcome:
     reason: str  # why it failed ("" when completed)
 
 
-def outcome(output_step: str, states: Mapping[str, Mapping], order: Sequence[str] = ()) -> Outcome:
+def outcome(output_step: str, states: Mapping[str, Mapping[str, Any]], order: Sequence[str] = ()) -> Outcome:
     """The end of a settled run: completed when its output step is done, else failed with the
     first failed step's reason (in `order`, plan order, when given)."""
     out = states.get(output_step, {})
@@ -220,7 +229,7 @@ def retry_event(cause: Cause, attempts: int, max_retries: int) -> StepEvent:
     return StepEvent.FAIL
 
 
-def blocklisted(attempts: Iterable[Mapping], limit: int) -> frozenset[str]:
+def blocklisted(attempts: Iterable[Mapping[str, Any]], limit: int) -> frozenset[str]:
     """Workers that failed `limit` or more different steps of one run (`limit` 0: none).
 
     `attempts`: every attempt of the run's steps, each with its `step` id, `worker` and `outcome`.

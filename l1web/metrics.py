@@ -18,14 +18,14 @@ from pathlib import Path
 
 import redis
 from prometheus_client import CollectorRegistry, generate_latest
-from prometheus_client.core import CounterMetricFamily, GaugeMetricFamily, HistogramMetricFamily
+from prometheus_client.core import CounterMetricFamily, GaugeMetricFamily, HistogramMetricFamily, Metric
 from prometheus_client.registry import Collector
 from rq import Queue, Worker
 from rq.registry import FailedJobRegistry, StartedJobRegistry
 from rq.serializers import JSONSerializer
 
 from l1web.jobs.queues import QUEUES
-from l1web.runs.model import RunStatus
+from l1web.runs.model import RunStatus, StepStatus
 from l1web.state import StateManager
 from l1web.state.metrics import StepMetrics
 
@@ -41,10 +41,12 @@ def _bound(value: float) -> str:
 
 
 # Written by workers ---------------------------------------------------------------------------
-def record_step(metrics: StepMetrics, node_type: str, outcome: str, seconds: float) -> None:
-    """Count one finished step job: its outcome and, in the first bucket it fits, its duration."""
+def record_step(metrics: StepMetrics, node_type: str, outcome: str, seconds: float, *, worker: str = "") -> None:
+    """Count one finished step job: its outcome and, in the first bucket it fits, its duration;
+    and one step done or failed on `worker`'s counters (the workers page)."""
     bucket = next(b for b in STEP_BUCKETS if seconds <= b)
-    metrics.record(node_type or "UNKNOWN", _bound(bucket), outcome, seconds)
+    metrics.record(node_type or "UNKNOWN", _bound(bucket), outcome, seconds, worker=worker,
+                   ok=outcome != StepStatus.FAILED)
 
 
 @dataclass(frozen=True)
@@ -92,6 +94,8 @@ class WorkerInfo:
     last_heartbeat: str | None
     successful: int
     failed: int
+    hostname: str | None = None
+    pid: int | None = None
 
 
 def workers(rq_connection: redis.Redis) -> list[WorkerInfo]:
@@ -105,6 +109,7 @@ def workers(rq_connection: redis.Redis) -> list[WorkerInfo]:
             current_job=worker.get_current_job_id(),
             last_heartbeat=beat.isoformat(timespec="seconds") if beat else None,
             successful=int(worker.successful_job_count or 0), failed=int(worker.failed_job_count or 0),
+            hostname=worker.hostname, pid=worker.pid,
         ))
     return sorted(found, key=lambda w: w.name)
 
@@ -161,6 +166,8 @@ class Storage:
 
 def storage(state: StateManager, cache_dir: Path) -> Storage:
     stats = state.cache.stats()
+    free: int | None
+    total: int | None
     try:
         usage = shutil.disk_usage(cache_dir if cache_dir.exists() else cache_dir.parent)
         free, total = usage.free, usage.total
@@ -176,7 +183,7 @@ class L1Collector(Collector):
     def __init__(self, state: StateManager, rq_connection: redis.Redis, cache_dir: Path) -> None:
         self.state, self.rq, self.cache_dir = state, rq_connection, cache_dir
 
-    def collect(self) -> Iterator:
+    def collect(self) -> Iterator[Metric]:
         runs = GaugeMetricFamily("l1_runs", "Runs stored, by status.", labels=["status"])
         for status, count in self.state.runs.count_by_status([s.value for s in RunStatus]).items():
             runs.add_metric([status], count)

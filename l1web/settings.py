@@ -20,6 +20,8 @@ DEFAULT_PORT = 8100
 DEFAULT_MAX_UPLOAD = 4 * 1024**3
 #: Seconds an unfinished resumable upload is kept after its last PATCH (24 h).
 DEFAULT_UPLOAD_EXPIRY = 24 * 3600
+#: Seconds between two sweeps of expired resumable uploads, across all web processes (10 min).
+DEFAULT_UPLOAD_SWEEP_INTERVAL = 600.0
 #: Bytes one user's unfinished resumable uploads may announce together (8 GiB).
 DEFAULT_UPLOAD_INFLIGHT_BYTES = 8 * 1024**3
 #: Items per page in paginated listings when the client does not say.
@@ -99,6 +101,7 @@ class Settings:
     max_upload_bytes: int = DEFAULT_MAX_UPLOAD
     import_roots: tuple[Path, ...] = ()
     upload_expiry: int = DEFAULT_UPLOAD_EXPIRY
+    upload_sweep_interval: float = DEFAULT_UPLOAD_SWEEP_INTERVAL
     upload_inflight_bytes: int = DEFAULT_UPLOAD_INFLIGHT_BYTES
     page_size: int = DEFAULT_PAGE_SIZE
     l2_timeout: float = DEFAULT_L2_TIMEOUT
@@ -167,6 +170,7 @@ class Settings:
             max_upload_bytes=int(env.get("MAX_UPLOAD_BYTES", DEFAULT_MAX_UPLOAD)),
             import_roots=tuple(Path(p).expanduser() for p in _split(env.get("IMPORT_ROOTS", ""))),
             upload_expiry=int(env.get("UPLOAD_EXPIRY", DEFAULT_UPLOAD_EXPIRY)),
+            upload_sweep_interval=float(env.get("UPLOAD_SWEEP_INTERVAL", DEFAULT_UPLOAD_SWEEP_INTERVAL)),
             upload_inflight_bytes=int(env.get("UPLOAD_INFLIGHT_BYTES", DEFAULT_UPLOAD_INFLIGHT_BYTES)),
             page_size=int(env.get("PAGE_SIZE", DEFAULT_PAGE_SIZE)),
             l2_timeout=float(env.get("L2_TIMEOUT", DEFAULT_L2_TIMEOUT)),

@@ -8,6 +8,8 @@ passes; then any other worker's maintenance sweep fires the job's failure callba
 heartbeat and, on an idle worker, sweeps only when its blocking dequeue times out (about 7 min
 by default); `L1Worker` makes both follow the settings (`WORKER_ABANDON_GRACE`,
 `WORKER_MAINTENANCE`), so a lost step fails within heartbeat + grace + maintenance seconds.
+The same maintenance puts back fair-share tokens lost on RQ's side (`sweep_tokens`): a waiting
+plan or step with no token would otherwise wait for ever.
 
 Horses are made ahead of time and kept. RQ forks a horse per job, and the new process then
 opens its own Redis connections and page-faults its way through its copy of the worker's memory:
@@ -27,6 +29,7 @@ from __future__ import annotations
 
 import argparse
 import contextlib
+import datetime
 import gc
 import json
 import logging
@@ -94,20 +97,85 @@ class L1Worker(Worker):
             chunked.sweep(process_clients())
         except (redis.RedisError, OSError) as exc:
             self.log.warning("Worker %s: chunk sweep failed (%s)", self.name, exc)
+        self.sweep_tokens()
+
+    def sweep_tokens(self) -> None:
+        """Re-issue fair-share tokens lost on RQ's side (`queues.reissue_lost_tokens`); one worker
+        per maintenance interval does it, whoever gets there first."""
+        from l1web.jobs import queues
+
+        try:
+            ctx = process_clients()
+            if ctx.state.fair.claim_sweep(self.maintenance_interval):
+                issued = queues.reissue_lost_tokens(ctx.rq_connection, ctx.state)
+                if issued:
+                    self.log.warning("Worker %s: waiting work had no token on RQ; re-issued %s", self.name, issued)
+        except redis.RedisError as exc:
+            self.log.warning("Worker %s: token sweep failed (%s)", self.name, exc)
 
     @property
     def dequeue_timeout(self) -> int:
         # An idle worker sweeps only between blocking dequeues: wake up once per maintenance interval.
         return max(1, min(self.worker_ttl - 15, int(self.maintenance_interval)))
 
-    # Horses made ahead of time and kept -----------------------------------------------------
-    def dequeue_job_and_maintain_ttl(self, timeout, max_idle_time=None):
-        self._ensure_horse()  # while this worker blocks on the queues, its horse gets ready
-        trace.mark("worker.waiting")
-        got = super().dequeue_job_and_maintain_ttl(timeout, max_idle_time)
-        trace.mark("worker.dequeued")
-        return got
+    # Drain: finish the current job, take no more ---------------------------------------------
+    #: The state this worker shows (in RQ's record, so /workers and /rq see it) while drained.
+    DRAINED = "drained"
+    #: Seconds between a drained worker's checks that it was resumed (each one also a heartbeat).
+    DRAIN_POLL = 1.0
 
+    #: Whether to look at the drain state before blocking on the queues (at start and after a
+    #: give-back); otherwise the one look per job is right after taking it.
+    _look_first = True
+
+    def dequeue_job_and_maintain_ttl(self, timeout, max_idle_time=None):
+        while True:
+            if self._look_first:
+                if timeout is None and self._drained():
+                    return None  # a burst worker that is drained has nothing to do: it ends
+                self._wait_while_drained()
+                self._look_first = False
+            self._ensure_horse()  # while this worker blocks on the queues, its horse gets ready
+            trace.mark("worker.waiting")
+            result = super().dequeue_job_and_maintain_ttl(timeout, max_idle_time)
+            trace.mark("worker.dequeued")
+            if result is None or not self._drained():
+                return result
+            # Drained before or while it waited on the queues: the job it took goes back to the front.
+            job, queue = result
+            self._give_back(job, queue)
+            self._look_first = True
+
+    def _drained(self) -> bool:
+        try:
+            return process_clients().state.workers.is_drained(self.name)
+        except redis.RedisError as exc:  # Redis restarting: RQ's own dequeue reports and retries
+            self.log.warning("Worker %s: could not read its drain state (%s)", self.name, exc)
+            return False
+
+    def _wait_while_drained(self) -> None:
+        """While an admin has this worker drained: heartbeats and maintenance only, no work.
+
+        A stop signal meanwhile ends the worker as it would an idle one (RQ raises StopRequested)."""
+        if not self._drained():
+            return
+        self.log.info("Worker %s: drained; it takes no work until resumed", self.name)
+        self.set_state(self.DRAINED)
+        self.procline("Drained")
+        while not self._stop_requested and self._drained():
+            self.heartbeat()
+            if self.should_run_maintenance_tasks:
+                self.run_maintenance_tasks()
+            time.sleep(self.DRAIN_POLL)
+        self.log.info("Worker %s: resumed", self.name)
+
+    def _give_back(self, job, queue) -> None:
+        # RQ's dequeue from a single queue moves the id to that queue's intermediate list.
+        queue.intermediate_queue.remove(job.id)
+        queue.push_job_id(job.id, at_front=True)
+        self.log.info("Worker %s: drained; job %s handed back to %s", self.name, job.id, queue.name)
+
+    # Horses made ahead of time and kept -----------------------------------------------------
     def execute_job(self, job, queue) -> None:
         super().execute_job(job, queue)
         trace.mark("worker.horse_over")
@@ -369,11 +437,12 @@ def preload() -> None:
 
     import l1web.engine.effects.apply  # noqa: F401 - imported lazily by the renderers
     import l1web.engine.steps.seek  # noqa: F401 - imported lazily by the video renderers
-    import l1web.metrics  # noqa: F401 - every step's end records its timing through it (imported lazily there)
+    import l1web.metrics  # noqa: F401 - every step's end records its timing (prometheus_client: ~40 ms to import)
     from l1web.jobs import runs  # noqa: F401 - the job code every horse runs
     from l1web.runs import provenance
 
     PIL.Image.init()  # registers every image plugin now rather than in each horse
+    datetime.datetime.strptime("2000", "%Y")  # RQ parses its timestamps with it: imports `_strptime` once
     process_clients()
     provenance.infrastructure()
     # Everything loaded so far lives as long as the worker: the collector need never scan it,

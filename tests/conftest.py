@@ -1,22 +1,29 @@
 """Shared fixtures: a real redis-server for the session, settings on temp dirs, the app.
 
 Every test gets a flushed Redis database and its own cache directory. Worker processes are
-started with `start_worker` (real `python worker.py` processes against the same Redis).
+started with `start_worker` (real `python worker.py` processes against the same Redis); life-cycle
+tests that do not test crashes run the queued jobs in the test's own process with `run_jobs`.
 """
 
 from __future__ import annotations
 
 import os
+import signal
 import subprocess
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from pathlib import Path
 
 import pytest
 import redis
+from rq import SimpleWorker
+from rq.serializers import JSONSerializer
+from rq.timeouts import TimerDeathPenalty
 
 from devl2.testing import LiveL2, LiveServer, SignedInClient, sign_in
+from l1web.clients import process_clients
 from l1web.devtools.processes import EmbeddedRedis, RedisServer, free_port, python_process, stop_process
-from l1web.jobs.queues import run_service
+from l1web.engine import encoding
+from l1web.jobs.queues import QUEUES, queue, run_service
 from l1web.runs.service import RunService
 from l1web.settings import Settings
 from l1web.state import StateManager, connect
@@ -120,6 +127,48 @@ def start_worker(worker_env: dict[str, str], tmp_path: Path):
         stop_process(proc)
 
 
+class InProcessWorker(SimpleWorker):
+    """RQ's SimpleWorker (each job runs in this process, no fork) with a timer-thread job timeout,
+    so RQ leaves SIGALRM to pytest-timeout."""
+
+    death_penalty_class = TimerDeathPenalty
+    #: Jobs this worker ran (RQ 3 keeps its own counts in Redis only).
+    jobs_run = 0
+
+    def execute_job(self, job, queue) -> None:
+        self.jobs_run += 1
+        super().execute_job(job, queue)
+
+
+@pytest.fixture()
+def run_jobs(worker_env: dict[str, str], monkeypatch: pytest.MonkeyPatch) -> Iterator[Callable[..., int]]:
+    """`run_jobs(*queues)` runs every queued job (and the jobs those enqueue) in this process until
+    the queues are empty, with the worker's environment and clients; it returns how many ran.
+
+    For life-cycle tests: no process start, no polling. Tests of crashes, kills, timeouts and
+    several workers at once keep real worker processes (`start_worker`)."""
+    for name, value in worker_env.items():
+        monkeypatch.setenv(name, value)
+    process_clients.cache_clear()  # the jobs' clients are built from the environment set above
+    clients = process_clients()
+    encoding.configure(clients.settings.png_encoding)  # as the worker's main does
+
+    def run(*queues: str) -> int:
+        connection = clients.rq_connection
+        worker = InProcessWorker([queue(connection, name) for name in queues or QUEUES], connection=connection,
+                                 serializer=JSONSerializer)
+        handlers = {sig: signal.getsignal(sig) for sig in (signal.SIGINT, signal.SIGTERM)}
+        try:
+            worker.work(burst=True, logging_level="WARNING")
+        finally:  # RQ installs its own stop handlers; give pytest's back
+            for sig, handler in handlers.items():
+                signal.signal(sig, handler)
+        return worker.jobs_run
+
+    yield run
+    process_clients.cache_clear()
+
+
 # Sign-in ------------------------------------------------------------------------------------
 @pytest.fixture(scope="session")
 def dev_l2(tmp_path_factory: pytest.TempPathFactory) -> Iterator[LiveL2]:
@@ -155,3 +204,13 @@ def live_l1(settings: Settings, state: StateManager, dev_l2: LiveL2) -> Iterator
     dev_l2.allow(url)
     yield server
     server.stop()
+
+
+@pytest.fixture()
+def screenshots(tmp_path: Path) -> Path:
+    """Where browser tests put their screenshots: the test's temp dir, so a test run never changes
+    the work tree; `E2E_SCREENSHOTS=<dir>` keeps them (devtools/screenshots.sh refreshes
+    docs/screenshots/ that way)."""
+    folder = Path(os.environ["E2E_SCREENSHOTS"]) if os.environ.get("E2E_SCREENSHOTS") else tmp_path / "screenshots"
+    folder.mkdir(parents=True, exist_ok=True)
+    return folder

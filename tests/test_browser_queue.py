@@ -1,5 +1,5 @@
 """Pausing and resuming a run from its page in headless Chromium; the screenshot is kept in
-docs/screenshots/run-paused.png."""
+docs/screenshots/run-paused.png (with `E2E_SCREENSHOTS`, see devtools/screenshots.sh)."""
 
 from __future__ import annotations
 
@@ -12,7 +12,7 @@ from l1web.runs.service import Submission
 from l1web.state import connect
 from l1web.status import StepStatus
 from l1web.store import ContentStore
-from tests.test_browser_watch import CHROMIUM_ARGS, SHOTS
+from tests.test_browser_watch import CHROMIUM_ARGS
 from tests.test_runs_faults import DOG_THEN_GREY
 from tests.test_runs_pause import wait_step
 from tests.test_runs_workers import ALICE, put_video
@@ -25,7 +25,8 @@ def browser_type_launch_args(browser_type_launch_args):
     return {**browser_type_launch_args, "executable_path": "/usr/bin/chromium", "args": CHROMIUM_ARGS}
 
 
-def test_pause_and_resume_from_the_run_page(page: Page, live_l1, dev_l2, settings, state, start_worker, tmp_path):
+def test_pause_and_resume_from_the_run_page(page: Page, screenshots, live_l1, dev_l2, settings, state, start_worker,
+                                            tmp_path):
     store = ContentStore(settings.cache_dir, state.cache)
     service = run_service(state, store, connect(settings.redis_url, decode=False))
     clip = put_video(store, tmp_path, seconds=10, size="640x360")
@@ -45,8 +46,7 @@ def test_pause_and_resume_from_the_run_page(page: Page, live_l1, dev_l2, setting
     page.locator("#run-steps summary").click()
     expect(page.locator("tr", has_text="grey")).to_contain_text("pending", timeout=10_000)
     expect(page.get_by_role("button", name="Resume")).to_be_visible()
-    SHOTS.mkdir(parents=True, exist_ok=True)
-    page.screenshot(path=str(SHOTS / "run-paused.png"), full_page=True)
+    page.screenshot(path=str(screenshots / "run-paused.png"), full_page=True)
     page.get_by_role("button", name="Resume").click()
     expect(status).to_have_text("completed", timeout=120_000)
     expect(page.get_by_role("button", name="Pause")).to_have_count(0)

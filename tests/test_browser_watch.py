@@ -1,7 +1,9 @@
 """Watching a render in headless Chromium: the run page's DAG nodes fill while a long video step
-renders, the steps table shows percent and ETA, the log panel tails the step, finished nodes show
-their output's preview and open it on a click, and the runs list shows each output's thumbnail;
-screenshots kept in docs/screenshots/ (run-watch-*.png, runs-list-thumbs.png)."""
+renders and show the frame ffmpeg last rendered, the steps table shows percent and ETA, the log
+panel tails the step, finished nodes show their output's preview and open it on a click, and the
+runs list shows each output's thumbnail. Screenshots go to the test's temp dir, or to
+`$E2E_SCREENSHOTS` (devtools/screenshots.sh keeps docs/screenshots/run-watch-*.png and
+runs-list-thumbs.png current that way)."""
 
 from __future__ import annotations
 
@@ -11,7 +13,6 @@ import pytest
 from playwright.sync_api import Page, expect
 
 from l1web.jobs.queues import run_service
-from l1web.paths import ROOT
 from l1web.recipes.parse import parse_recipe
 from l1web.runs.service import Submission
 from l1web.state import connect
@@ -22,7 +23,6 @@ pytestmark = pytest.mark.browser
 
 CHROMIUM_ARGS = ["--headless", "--no-sandbox", "--disable-gpu", "--disable-background-networking",
                  "--disable-component-update", "--disable-sync", "--no-first-run", "--disable-quic"]
-SHOTS = ROOT / "docs" / "screenshots"
 #: Two video steps: a long blur, then a grey version of it.
 RECIPE = """
 name: watch-me
@@ -40,7 +40,7 @@ def browser_type_launch_args(browser_type_launch_args):
     return {**browser_type_launch_args, "executable_path": "/usr/bin/chromium", "args": CHROMIUM_ARGS}
 
 
-def test_the_run_page_fills_nodes_and_tails_the_log(page: Page, live_l1, dev_l2, settings, state,
+def test_the_run_page_fills_nodes_and_tails_the_log(page: Page, screenshots, live_l1, dev_l2, settings, state,
                                                     start_worker, tmp_path):
     store = ContentStore(settings.cache_dir, state.cache)
     service = run_service(state, store, connect(settings.redis_url, decode=False))
@@ -64,8 +64,13 @@ def test_the_run_page_fills_nodes_and_tails_the_log(page: Page, live_l1, dev_l2,
         f" return n && parseFloat(n.dataset.percent) > {first} + 10; }}", timeout=60_000)
     fill = page.locator("g.dag-node.state-running rect.dag-fill")
     assert 0 < float(fill.get_attribute("width") or 0) < 168
-    SHOTS.mkdir(parents=True, exist_ok=True)
-    page.screenshot(path=str(SHOTS / "run-watch-progress.png"), full_page=True)
+    # The running ffmpeg step shows the frame it last rendered (refreshed every few seconds).
+    last_frame = page.locator("g.dag-node.state-running image.dag-thumb")
+    expect(last_frame).to_have_count(1, timeout=30_000)
+    assert f"/runs/{run['id']}/steps/soft/preview?at=" in (last_frame.get_attribute("href") or "")
+    page.wait_for_function("() => { const i = document.querySelector('g.dag-node.state-running image.dag-thumb');"
+                           " return i && i.getBBox().width > 0; }")
+    page.screenshot(path=str(screenshots / "run-watch-progress.png"), full_page=True)
     # The first step's preview is on its node while the second one still renders.
     soft_thumb = page.locator("g.dag-node", has=page.locator("text=soft")).locator("image.dag-thumb")
     expect(soft_thumb).to_have_count(1, timeout=120_000)
@@ -85,7 +90,7 @@ def test_the_run_page_fills_nodes_and_tails_the_log(page: Page, live_l1, dev_l2,
     picture = page.request.get(f"{live_l1.url}{grey_thumb}")
     assert picture.status == 200 and picture.headers["content-type"] == "image/jpeg"
     page.wait_for_function("() => [...document.querySelectorAll('image.dag-thumb')].every(i => i.getBBox().width > 0)")
-    page.screenshot(path=str(SHOTS / "run-watch-done.png"), full_page=True)
+    page.screenshot(path=str(screenshots / "run-watch-done.png"), full_page=True)
     # A click on a node opens its output.
     grey_node.locator("a.dag-link").click()
     expect(page).to_have_url(f"{live_l1.url}/media/{output}")
@@ -95,4 +100,4 @@ def test_the_run_page_fills_nodes_and_tails_the_log(page: Page, live_l1, dev_l2,
     listed = page.locator(f"img[src='/media/{output}/thumb']")
     expect(listed).to_have_count(1)
     page.wait_for_function(f"() => document.querySelector(\"img[src='/media/{output}/thumb']\").naturalWidth > 0")
-    page.screenshot(path=str(SHOTS / "runs-list-thumbs.png"), full_page=True)
+    page.screenshot(path=str(screenshots / "runs-list-thumbs.png"), full_page=True)

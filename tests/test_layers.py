@@ -5,7 +5,8 @@ import sys
 
 CORE = ("l1web.engine", "l1web.engine.dag", "l1web.engine.plan", "l1web.engine.execute", "l1web.store",
         "l1web.state", "l1web.recipes.parse", "l1web.runs.service", "l1web.runs.provenance", "l1web.users",
-        "l1web.clients", "l1web.errors", "l1web.status", "l1web.lifecycle")
+        "l1web.clients", "l1web.errors", "l1web.status", "l1web.lifecycle", "l1web.access",
+        "l1web.recipes.service")
 
 
 def loaded_after_importing(modules: tuple[str, ...]) -> set[str]:

@@ -31,7 +31,7 @@ JSON = {"Accept": "application/json"}
 HTML = {"Accept": "text/html"}
 #: Pages and data only admins reach; the static file is one of rq-dashboard's own.
 ADMIN_ONLY = ("/rq/", "/rq/0/view/workers", "/rq/0/data/queues.json", "/rq/0/data/workers.json",
-              "/rq/static/css/main.css", "/metrics", "/admin/status")
+              "/rq/static/css/main.css", "/metrics", "/admin/status", "/workers")
 
 
 def wait_until(check, what: str, timeout: float = WAIT):
@@ -52,12 +52,13 @@ def put_image(app, tmp_path: Path, owner: str = "alice") -> str:
     return app.extensions["l1"].store.put_file(path, source="test", owner=owner)
 
 
-def completed_run(app, client, start_worker, tmp_path: Path, recipe: str = "invert", owner: str = "alice") -> dict:
-    """Start a worker, submit a one-step run of `owner`'s (the client's user's) image and wait for it."""
+def completed_run(app, client, workers, tmp_path: Path, recipe: str = "invert", owner: str = "alice") -> dict:
+    """Submit a one-step run of `owner`'s (the client's user's) image, call `workers()` and wait for the
+    run: `workers` is `start_worker` (a real worker process) or `run_jobs` (its jobs in this process)."""
     digest = put_image(app, tmp_path, owner)
-    start_worker()
     answer = client.post("/runs", json={"recipe": recipe, "inputs": [digest]})
     assert answer.status_code == 201, answer.json
+    workers()
     state = app.extensions["l1"].state
     run_id = answer.json["id"]
     run = wait_until(lambda: (r := state.runs.get(run_id)) and r["status"] not in ("pending", "running") and r,

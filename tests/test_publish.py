@@ -1,7 +1,8 @@
 """Publishing a completed run to L2: the real dev L2 over HTTP records it, L1 then refuses deletes.
 
-Runs complete on real worker processes; the L2 answers come from the session's dev L2 (a real
-waitress server), a port nobody listens on, or a real server that answers too slowly.
+Runs complete in the test's own process (`run_jobs`; a real worker process for the browser test);
+the L2 answers come from the session's dev L2 (a real waitress server), a port nobody listens on,
+or a real server that answers too slowly.
 """
 
 from __future__ import annotations
@@ -28,8 +29,8 @@ def published_on_l2(dev_l2, run_id: str) -> list[dict]:
     return [item for item in listing if item["run_id"] == run_id]
 
 
-def test_publish_then_deletes_are_refused(app, alice_client, start_worker, tmp_path, dev_l2, settings, state, caplog):
-    run = completed_run(app, alice_client, start_worker, tmp_path)
+def test_publish_then_deletes_are_refused(app, alice_client, run_jobs, tmp_path, dev_l2, settings, state, caplog):
+    run = completed_run(app, alice_client, run_jobs, tmp_path)
     output = run["output_hash"]
     caplog.set_level(logging.INFO)
     answer = alice_client.post(f"/runs/{run['id']}/publish")
@@ -70,8 +71,8 @@ def test_publish_then_deletes_are_refused(app, alice_client, start_worker, tmp_p
     assert alice_client.token not in caplog.text
 
 
-def test_publish_over_http_with_a_bearer_token(app, live_l1, alice_client, start_worker, tmp_path, dev_l2):
-    run = completed_run(app, alice_client, start_worker, tmp_path)
+def test_publish_over_http_with_a_bearer_token(app, live_l1, alice_client, run_jobs, tmp_path, dev_l2):
+    run = completed_run(app, alice_client, run_jobs, tmp_path)
     token = dev_l2.mint("alice", live_l1.url)
     answer = requests.post(f"{live_l1.url}/runs/{run['id']}/publish", headers={"Authorization": f"Bearer {token}"},
                            timeout=30)
@@ -84,9 +85,9 @@ def test_publish_over_http_with_a_bearer_token(app, live_l1, alice_client, start
     assert "published" in deleted.json()["message"]
 
 
-def test_run_page_button_publishes_with_the_form_token(app, alice_client, admin_client, start_worker, tmp_path,
+def test_run_page_button_publishes_with_the_form_token(app, alice_client, admin_client, run_jobs, tmp_path,
                                                      dev_l2):
-    run = completed_run(app, alice_client, start_worker, tmp_path)
+    run = completed_run(app, alice_client, run_jobs, tmp_path)
     page = alice_client.get(f"/run/{run['id']}", headers=HTML).get_data(as_text=True)
     assert f'action="/run/{run["id"]}/publish"' in page
     assert f'name="csrf_token" value="{alice_client.csrf}"' in page
@@ -104,14 +105,14 @@ def test_run_page_button_publishes_with_the_form_token(app, alice_client, admin_
     assert len(published_on_l2(dev_l2, run["id"])) == 1
 
 
-def test_only_the_owner_publishes_only_completed_runs(app, alice_client, bob_client, admin_client, start_worker,
+def test_only_the_owner_publishes_only_completed_runs(app, alice_client, bob_client, admin_client, run_jobs,
                                                       tmp_path, dev_l2):
     pending = alice_client.post("/runs", json={"recipe": "invert", "inputs": [put_image(app, tmp_path)]}).json
     answer = alice_client.post(f"/runs/{pending['id']}/publish")
     assert answer.status_code == 409
     assert "only a completed run" in answer.json["message"]
     assert bob_client.post(f"/runs/{pending['id']}/publish").status_code == 404
-    start_worker()
+    run_jobs()
     deadline = time.monotonic() + 120
     while alice_client.get(f"/runs/{pending['id']}").json["status"] != "completed":
         assert time.monotonic() < deadline, "the run did not complete"
@@ -126,8 +127,8 @@ def _l1_with_l2(settings, state, l2_url: str, **changes):
     return create_app(settings.with_changes(l2_servers=(l2_url,), **changes), state=state)
 
 
-def test_l2_down_gives_503_and_marks_nothing(app, alice_client, start_worker, tmp_path, settings, state):
-    run = completed_run(app, alice_client, start_worker, tmp_path)
+def test_l2_down_gives_503_and_marks_nothing(app, alice_client, run_jobs, tmp_path, settings, state):
+    run = completed_run(app, alice_client, run_jobs, tmp_path)
     # Same Redis: alice's token was verified at sign-in and is remembered, so only publishing needs L2.
     down = _l1_with_l2(settings, state, f"http://127.0.0.1:{free_port()}").test_client()
     answer = down.post(f"/runs/{run['id']}/publish", headers={"Authorization": f"Bearer {alice_client.token}"})
@@ -137,8 +138,8 @@ def test_l2_down_gives_503_and_marks_nothing(app, alice_client, start_worker, tm
     assert not state.cache.is_published(run["output_hash"])
 
 
-def test_slow_l2_gives_504_and_marks_nothing(app, alice_client, start_worker, tmp_path, settings, state):
-    run = completed_run(app, alice_client, start_worker, tmp_path)
+def test_slow_l2_gives_504_and_marks_nothing(app, alice_client, run_jobs, tmp_path, settings, state):
+    run = completed_run(app, alice_client, run_jobs, tmp_path)
 
     def slow(environ, start_response):
         time.sleep(2)
@@ -157,10 +158,10 @@ def test_slow_l2_gives_504_and_marks_nothing(app, alice_client, start_worker, tm
     assert alice_client.delete(f"/runs/{run['id']}").status_code == 200
 
 
-def test_l2_dripping_its_publication_answer_is_cut_off_at_the_deadline(app, alice_client, start_worker, tmp_path,
+def test_l2_dripping_its_publication_answer_is_cut_off_at_the_deadline(app, alice_client, run_jobs, tmp_path,
                                                                        settings, state):
     """Each byte arrives well within a read timeout, so only a whole-exchange deadline stops it."""
-    run = completed_run(app, alice_client, start_worker, tmp_path)
+    run = completed_run(app, alice_client, run_jobs, tmp_path)
 
     def drip(environ, start_response):
         start_response("201 Created", [("Content-Type", "application/json"), ("Content-Length", "1000")])
@@ -195,8 +196,8 @@ def _answering(status: str, body: bytes, content_type: str = "application/json",
     return app
 
 
-def test_unusable_l2_answers_give_502_and_mark_nothing(app, alice_client, start_worker, tmp_path, settings, state):
-    run = completed_run(app, alice_client, start_worker, tmp_path)
+def test_unusable_l2_answers_give_502_and_mark_nothing(app, alice_client, run_jobs, tmp_path, settings, state):
+    run = completed_run(app, alice_client, run_jobs, tmp_path)
     bearer = {"Authorization": f"Bearer {alice_client.token}"}
     cases = [
         (_answering("500 Internal Server Error", b"<h1>oops</h1>", "text/html"), "answered 500"),
@@ -219,8 +220,8 @@ def test_unusable_l2_answers_give_502_and_mark_nothing(app, alice_client, start_
     assert not state.cache.is_published(run["output_hash"])
 
 
-def test_l2_refusing_the_token_marks_nothing(app, bob_client, state, dev_l2, start_worker, tmp_path):
-    run = completed_run(app, bob_client, start_worker, tmp_path, owner="bob")  # bob may use only his own
+def test_l2_refusing_the_token_marks_nothing(app, bob_client, state, dev_l2, run_jobs, tmp_path):
+    run = completed_run(app, bob_client, run_jobs, tmp_path, owner="bob")  # bob may use only his own
     dev_l2.revoke_user("bob")  # L1 still trusts its recent verification; L2 does not
     answer = bob_client.post(f"/runs/{run['id']}/publish")
     assert answer.status_code == 403

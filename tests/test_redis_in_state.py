@@ -50,9 +50,8 @@ def key_fragments_in_lua(path: Path) -> list[str]:
     return found
 
 
-#: Scripts not converted yet, each with why. fair.py (issue 15's fair queue, merged in parallel) still
-#: builds its per-priority keys from `keys.fair(kind)` inside Lua; the check below fails once it stops.
-NOT_YET = {"fair.py"}
+#: Scripts not converted yet, each with why (none left: fair.py now fills templates from keys.py).
+NOT_YET: set[str] = set()
 
 
 def test_lua_scripts_build_no_key_names():

@@ -3,9 +3,13 @@ an optional per-user cap on running work; the pool itself against the real Redis
 
 from __future__ import annotations
 
+import time
+
 import pytest
+from rq.job import JobStatus
 
 from l1web.errors import BadRequest, Forbidden
+from l1web.jobs import queues
 from l1web.jobs.queues import run_service
 from l1web.runs.model import RunStatus
 from l1web.runs.service import RunService, Submission
@@ -65,6 +69,75 @@ def test_the_cap_skips_users_at_it_until_they_finish(state):
     fair.done("bob")
     fair.done("bob")  # reported twice: never below zero
     assert fair.running() == {"alice": 1}
+
+
+def test_a_token_records_what_it_took_and_its_end_counts_once(state):
+    fair = state.fair
+    fair.put("step", 0, "alice", {"run": "a0"})
+    fair.put("step", 0, "alice", {"run": "a1"})
+    assert fair.take("step", holder="token-step-1") == ("alice", {"run": "a0"})
+    assert fair.take("step", holder="token-step-2") == ("alice", {"run": "a1"})
+    # What a failure callback reads back, even when the process that took it died at once.
+    assert fair.taken("token-step-1") == ("alice", {"run": "a0"})
+    assert fair.holding(["token-step-1", "token-step-2", "token-step-3"]) == [True, True, False]
+    assert fair.done("alice", "token-step-1") is True
+    assert fair.done("alice", "token-step-1") is False  # reported again (killed horse, then RQ's callback)
+    assert fair.running() == {"alice": 1} and fair.taken("token-step-1") is None
+    assert fair.taken("token-step-2") == ("alice", {"run": "a1"})
+
+
+# Lost tokens ---------------------------------------------------------------------------------
+def token_ids(rq, kind: str = queues.PLAN) -> list[str]:
+    return [i for i in queues.queue(rq, queues.TOKEN_QUEUES[kind]).get_job_ids() if i.startswith(f"token-{kind}-")]
+
+
+def test_a_lost_token_is_reissued_once_and_a_second_sweep_adds_none(service, state, store, tmp_path):
+    rq = service.rq
+    first, _ = service.submit(Submission("invert", [put_image(store, tmp_path, seed=1)]), ALICE)
+    service.submit(Submission("invert", [put_image(store, tmp_path, seed=2)]), BOB)
+    assert len(token_ids(rq)) == 2
+    queues.fetch(rq, token_ids(rq)[0]).delete()  # lost: the piece still waits, nobody comes for it
+    assert state.fair.waiting(queues.PLAN) == 2 and len(token_ids(rq)) == 1
+    assert queues.reissue_lost_tokens(rq, state) == {"plan": 1}
+    assert len(token_ids(rq)) == 2
+    assert queues.reissue_lost_tokens(rq, state) == {}  # idempotent: every waiting piece has its token
+    assert len(token_ids(rq)) == 2
+    assert state.runs.get(first["id"])["status"] == RunStatus.PENDING
+
+
+def test_a_run_whose_token_was_lost_completes_once_a_worker_sweeps(service, state, store, start_worker, tmp_path):
+    rq = service.rq
+    run, _ = service.submit(Submission("invert", [put_image(store, tmp_path)]), ALICE)
+    for job_id in token_ids(rq):
+        queues.fetch(rq, job_id).delete()
+    assert token_ids(rq) == [] and state.fair.waiting(queues.PLAN) == 1
+    start_worker(env={"WORKER_MAINTENANCE": "1"})
+    done = wait_for_run(state, run["id"], timeout=60)  # the sweep runs at most a second apart, then 0.5 s recount
+    assert done["status"] == RunStatus.COMPLETED, done.get("error")
+    assert state.fair.waiting(queues.PLAN) == 0 and state.fair.running() == {}
+
+
+def test_spare_tokens_take_nothing_and_nothing_renders_twice(service, state, store, start_worker, tmp_path):
+    rq = service.rq
+    run, _ = service.submit(Submission("invert", [put_image(store, tmp_path)]), ALICE)
+    extra = [queues.enqueue_token(rq, queues.PLAN).id for _ in range(2)]  # two tokens too many
+    tokens = token_ids(rq)
+    assert len(tokens) == 3 and set(extra) < set(tokens)
+    start_worker()
+    start_worker()
+    done = wait_for_run(state, run["id"], timeout=120)
+    assert done["status"] == RunStatus.COMPLETED, done.get("error")
+    deadline = time.monotonic() + 60
+    while any(queues.fetch(rq, t).get_status() != JobStatus.FINISHED for t in tokens):
+        assert time.monotonic() < deadline, [queues.fetch(rq, t).get_status() for t in tokens]
+        time.sleep(0.1)
+    results = [queues.fetch(rq, t).return_value() for t in tokens]
+    assert results.count({"status": "nothing waiting"}) == 2, results  # the two spares ended at once
+    assert [r.get("planned") for r in results].count(True) == 1, results
+    (step,) = [s for s in state.runs.step_states(run["id"]).values() if s.get("attempts")]
+    assert len(step["attempts"]) == 1
+    assert state.cache.stats().get("cache_misses") == 1
+    assert state.fair.running() == {} and state.fair.waiting(queues.PLAN) == 0
 
 
 # With real workers ---------------------------------------------------------------------------

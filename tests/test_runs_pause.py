@@ -1,4 +1,5 @@
-"""Pause, resume and requeue with real worker processes; submitting paused; pausing the whole queue."""
+"""Pause, resume and requeue with real worker processes (a step paused mid-render) or in this
+process (`run_jobs`); submitting paused; pausing the whole queue."""
 
 from __future__ import annotations
 
@@ -77,15 +78,15 @@ def test_only_pending_or_running_runs_pause_and_only_paused_ones_resume(service,
         service.pause(run["id"], ALICE)
 
 
-def test_a_run_submitted_paused_is_planned_only_when_resumed(service, state, store, start_worker, tmp_path):
+def test_a_run_submitted_paused_is_planned_only_when_resumed(service, state, store, run_jobs, tmp_path):
     digest = put_image(store, tmp_path)
     run, created = service.submit(Submission("invert", [digest], paused=True), ALICE)
     assert created and run["status"] == RunStatus.PAUSED
     assert Queue("runs", connection=service.rq).count == 0  # nothing enqueued
-    start_worker()
-    time.sleep(1)
+    assert run_jobs() == 0
     assert state.runs.get(run["id"])["status"] == RunStatus.PAUSED
     assert service.resume(run["id"], ALICE)["status"] == RunStatus.PENDING
+    run_jobs()
     run = wait_for_run(state, run["id"])
     assert run["status"] == RunStatus.COMPLETED, run.get("error")
 
@@ -109,18 +110,18 @@ def test_requeue_renders_only_what_was_not_done(service, state, store, start_wor
     assert states["grey"]["status"] == StepStatus.COMPLETED and len(states["grey"]["attempts"]) == 1
 
 
-def test_an_admin_pauses_the_whole_queue(service, state, store, start_worker, tmp_path):
+def test_an_admin_pauses_the_whole_queue(service, state, store, run_jobs, tmp_path):
     digest = put_image(store, tmp_path)
     with pytest.raises(Forbidden):
         service.pause_queue(ALICE)
     service.pause_queue(ADMIN)
-    start_worker()
     run, _ = service.submit(Submission("invert", [digest]), ALICE)
+    run_jobs()
     wait_step(state, run["id"], "invert", {StepStatus.PENDING}, timeout=60)  # the plan job ran
-    time.sleep(1)  # its step did not start
-    assert state.runs.get(run["id"])["status"] == RunStatus.RUNNING
+    assert state.runs.get(run["id"])["status"] == RunStatus.RUNNING  # and its step did not start
     assert state.runs.step_states(run["id"])["invert"]["status"] == StepStatus.PENDING
     assert service.resume_queue(ADMIN) == 1
+    run_jobs()
     run = wait_for_run(state, run["id"])
     assert run["status"] == RunStatus.COMPLETED, run.get("error")
 

@@ -1,4 +1,5 @@
-"""Runs executed by real RQ worker processes against the session's real redis-server."""
+"""Runs executed by real RQ workers against the session's real redis-server: in the test's own
+process (`run_jobs`) for the life cycle, in worker processes for several workers at once and kills."""
 
 from __future__ import annotations
 
@@ -69,12 +70,12 @@ def submit_recipe(service, state, yaml_text: str, inputs: dict) -> dict:
     return run
 
 
-def test_effect_run_renders_on_a_worker_with_provenance(service, state, store, start_worker, tmp_path):
+def test_effect_run_renders_on_a_worker_with_provenance(service, state, store, run_jobs, tmp_path):
     digest = put_image(store, tmp_path)
-    start_worker()
     run, created = service.submit(Submission("invert", [digest], "inverted"), ALICE)
     assert created and run["status"] == RunStatus.PENDING
-    run = wait_for_run(state, run["id"])
+    assert run_jobs() == 1  # the plan job, which renders the one step itself
+    run = state.runs.get(run["id"])
     assert run["status"] == RunStatus.COMPLETED, run.get("error")
     original = np.asarray(Image.open(store.path_for(digest)).convert("RGB"), dtype=int)
     result = np.asarray(Image.open(store.path_for(run["output_hash"])).convert("RGB"), dtype=int)
@@ -94,11 +95,10 @@ def test_effect_run_renders_on_a_worker_with_provenance(service, state, store, s
 
 
 def test_identical_submission_returns_the_existing_run_without_new_jobs(service, state, store, rq_conn,
-                                                                        start_worker, tmp_path):
+                                                                        run_jobs, tmp_path):
     digest = put_image(store, tmp_path)
-    start_worker()
     first, _ = service.submit(Submission("grayscale", [digest]), ALICE)
-    wait_for_run(state, first["id"])
+    run_jobs()
     again, created = service.submit(Submission("grayscale", [digest]), ALICE)
     assert not created and again["id"] == first["id"] and again["status"] == RunStatus.COMPLETED
     assert Queue("runs", connection=rq_conn).count == 0
@@ -162,12 +162,15 @@ def test_two_runs_needing_the_same_step_render_it_once(service, state, store, st
     assert invert_states[0]["output"] == invert_states[1]["output"]
 
 
-def test_a_later_run_reuses_steps_already_rendered(service, state, store, start_worker, tmp_path):
+def test_a_later_run_reuses_steps_already_rendered(service, state, store, run_jobs, tmp_path):
     digest = put_image(store, tmp_path)
-    start_worker()
     first, _ = service.submit(Submission("invert", [digest]), ALICE)
-    first = wait_for_run(state, first["id"])
-    second = wait_for_run(state, submit_recipe(service, state, SHARED_STEP, {"image": digest})["id"])
+    run_jobs()
+    first = state.runs.get(first["id"])
+    second = submit_recipe(service, state, SHARED_STEP, {"image": digest})
+    run_jobs()
+    second = state.runs.get(second["id"])
+    assert second["status"] == RunStatus.COMPLETED, second.get("error")
     states = state.runs.step_states(second["id"])
     assert states["inverted"]["status"] == StepStatus.CACHED
     assert states["inverted"]["output"] == first["output_hash"]

@@ -96,3 +96,31 @@ def test_index_keys_are_the_ones_keys_py_builds(state, redis_client):
     assert redis_client.zscore(keys.cache_index(), digest) == 1005.0
     assert redis_client.zscore(keys.cache_owner_index("alice"), digest) == 1005.0
     assert all(key.startswith("artdag:") for key in redis_client.keys("*"))
+
+
+def test_batched_access_facts_equal_the_single_item_ones(state):
+    """`access_items` (one script for /cache/missing) answers what `access_item` answers for each
+    hash: own, another user's private, shared, published, asset, ownerless, quarantined, unknown,
+    deleted, and a hash asked twice."""
+    index = state.cache
+    own, private, shared, published, asset, ownerless, quarantined, deleted = (
+        record(index, 1, owner="alice"), record(index, 2, owner="bob"), record(index, 3, owner="bob"),
+        record(index, 4, owner="bob"), record(index, 5, owner="bob"), record(index, 6),
+        record(index, 7, owner="bob"), record(index, 8, owner="bob"))
+    index.set_shared(shared, True)
+    index.mark_published(published)
+    index.set_asset("cat", asset)
+    index.quarantine(quarantined, "bytes changed")
+    assert index.delete_unless_referenced(deleted).deleted
+    unknown = "f" * 64
+    asked = [own, private, shared, published, asset, ownerless, quarantined, unknown, deleted, own]
+    for asker in ("alice", "bob", ""):
+        batched = index.access_items(asked, asker)
+        assert batched == [index.access_item(d, asker or None) for d in asked]
+    facts = dict(zip(asked, index.access_items(asked, "alice"), strict=True))
+    assert facts[own].holders == {"alice"} and facts[own].owner == "alice"
+    assert not facts[private].public and facts[private].exists and not facts[private].holders
+    assert facts[shared].shared and facts[published].published and facts[asset].asset
+    assert facts[ownerless].owner is None and facts[ownerless].public
+    assert not facts[quarantined].exists and not facts[unknown].exists and not facts[deleted].exists
+    assert index.access_items([], "alice") == []

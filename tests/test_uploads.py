@@ -23,10 +23,10 @@ import pytest
 import requests
 from waitress import wasyncore
 
-from l1web.devtools.processes import free_port
+from l1web.devtools.processes import free_port, python_process, stop_process, wait_for
 from l1web.settings import Settings
 from l1web.state import StateManager
-from l1web.store.uploads import UPLOADS_DIR, forget_hash_states
+from l1web.store.uploads import UPLOADS_DIR, UploadStore, UploadSweeper, forget_hash_states
 from l1web.web import create_app
 from l1web.web.keepalive import create_server
 from l1web.web.serving import waitress_options
@@ -195,6 +195,27 @@ def test_checksums_are_checked_and_a_mismatch_keeps_nothing(server, dev_l2):
     assert last.headers["L1-Digest"] == hashlib.sha3_256(data).hexdigest()  # the mismatch left no trace
 
 
+def test_a_large_patch_is_hashed_beside_its_writing_and_undone_whole_on_a_mismatch(server, dev_l2):
+    """A 20 MiB PATCH (hashed in its own thread from pooled buffers, flushed every 8 MiB) with a
+    wrong checksum leaves an empty file; sent again right, then a second PATCH, the item's hash,
+    bytes and the pooled buffers' reuse are all right."""
+    s = session(dev_l2, server)
+    data = os.urandom(20 * MiB) + os.urandom(3 * MiB + 17)
+    url = create(s, server, len(data))
+    first = data[:20 * MiB]
+    wrong = base64.b64encode(hashlib.sha256(first[:-1]).digest()).decode()
+    bad = patch(s, url, 0, first, **{"Upload-Checksum": f"sha256 {wrong}"})
+    assert bad.status_code == 460, bad.text
+    assert head_offset(s, url) == 0 and part_files(server.settings)[0].stat().st_size == 0
+    right = base64.b64encode(hashlib.sha256(first).digest()).decode()
+    assert patch(s, url, 0, first, **{"Upload-Checksum": f"sha256 {right}"}).status_code == 204
+    assert part_files(server.settings)[0].read_bytes() == first
+    last = patch(s, url, len(first), data[len(first):])
+    digest = hashlib.sha3_256(data).hexdigest()
+    assert last.status_code == 204 and last.headers["L1-Digest"] == digest
+    assert s.get(f"{server.url}/cache/{digest}").content == data
+
+
 def test_another_users_upload_answers_like_an_unknown_one(server, dev_l2):
     alice, bob = session(dev_l2, server), session(dev_l2, server, "bob")
     url = create(alice, server, 100)
@@ -271,6 +292,70 @@ def test_expired_uploads_are_refused_then_swept(make_server, dev_l2, redis_clien
     assert s.head(second, headers=TUS).status_code == 404
     assert len(part_files(server.settings)) == 1
     assert redis_client.get("artdag:uploads:inflight:alice") == "150"
+
+
+def test_app_py_sweeps_expired_uploads_in_the_background(settings, worker_env, dev_l2, redis_client, tmp_path):
+    """`python app.py` with a 2 s UPLOAD_EXPIRY sweeps by itself, with no request arriving: an
+    abandoned upload's bytes, record and held bytes go; one still receiving PATCHes stays; a
+    `.part` file no record names goes once it is older than the expiry."""
+    port = free_port()
+    url = f"http://127.0.0.1:{port}"
+    dev_l2.allow(url)
+    env = {**worker_env, "PORT": str(port), "HOST": "127.0.0.1", "L1_PUBLIC_URL": url, "L2_SERVER": dev_l2.url,
+           "UPLOAD_EXPIRY": "2", "UPLOAD_SWEEP_INTERVAL": "0.5"}
+    uploads_dir = settings.cache_dir / UPLOADS_DIR
+    uploads_dir.mkdir(parents=True)
+    orphan = uploads_dir / ("0" * 32 + ".part")
+    orphan.write_bytes(b"left by a crash")
+    os.utime(orphan, (time.time() - 5, time.time() - 5))
+    log = tmp_path / "web.log"
+    web = python_process(["app.py"], env, log=log)
+    try:
+        wait_for(lambda: requests.get(f"{url}/healthz", timeout=1).status_code == 200, what="app.py", timeout=60)
+        server = Waitress.__new__(Waitress)  # only its url is used
+        server.url = url
+        alice, bob = session(dev_l2, server), session(dev_l2, server, "bob")
+        abandoned, _bobs = create(alice, server, 100), create(bob, server, 40)
+        live = create(alice, server, 300)
+        assert patch(alice, abandoned, 0, b"a" * 30).status_code == 204
+        assert redis_client.get("artdag:uploads:inflight:alice") == "400"
+        offset, deadline = 0, time.monotonic() + 4.5
+        while time.monotonic() < deadline:  # only `live` hears from its client meanwhile
+            answer = patch(alice, live, offset, b"l" * 10)
+            assert answer.status_code == 204, answer.text
+            offset += 10
+            time.sleep(0.2)
+        names = {p.name for p in part_files(settings)}
+        assert names == {live.rsplit("/", 1)[1] + ".part"}, log.read_text()[-2000:]
+        assert redis_client.get("artdag:uploads:inflight:alice") == "300"  # abandoned's 100 given back
+        assert redis_client.get("artdag:uploads:inflight:bob") is None
+        assert not redis_client.exists(f"artdag:upload:{abandoned.rsplit('/', 1)[1]}")
+        assert redis_client.zcard("artdag:uploads:expiry") == 1
+        assert head_offset(alice, live) == offset
+        assert alice.head(abandoned, headers=TUS).status_code == 404
+        assert "swept" in log.read_text()
+    finally:
+        stop_process(web)
+
+
+def test_one_web_process_sweeps_per_interval(store, state):
+    """Two web processes' sweepers share the sweep lock: one sweeps, the other skips its turn
+    until the lock lapses; a PATCH's lock keeps an upload from being swept under it."""
+    uploads = UploadStore(store, state.uploads)
+    first, second = UploadSweeper(uploads, 0.5, 60), UploadSweeper(uploads, 0.5, 60)
+    upload = uploads.create("alice", 10, max_bytes=100, expiry=0.01, limit=100, metadata={})
+    busy = uploads.create("alice", 20, max_bytes=100, expiry=0.01, limit=100, metadata={})
+    time.sleep(0.05)
+    lock = state.uploads.lock(busy.id)
+    assert lock.acquire()
+    assert first.tick() == 1
+    assert second.tick() is None  # the other process's turn is taken
+    assert state.uploads.get(upload.id) is None and not uploads.path(upload.id).exists()
+    assert state.uploads.get(busy.id) is not None and state.uploads.inflight("alice") == 20
+    lock.release()
+    time.sleep(0.6)
+    assert second.tick() == 1 and first.tick() is None
+    assert state.uploads.inflight("alice") == 0 and state.uploads.get(busy.id) is None
 
 
 def test_a_refused_item_leaves_nothing_behind(server, dev_l2, redis_client):

@@ -12,7 +12,7 @@ from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 import pytest
 
 from l1web import notify
-from tests.test_runs_workers import put_image
+from tests.test_runs_workers import put_image, put_video
 
 SECRET = "a-webhook-secret-of-alice-0123456789"
 WORKER_ENV = {"NOTIFY_ALLOW_PRIVATE": "1", "NOTIFY_RETRY_INTERVALS": "1,1"}
@@ -157,3 +157,60 @@ def test_loopback_and_private_targets_are_refused_unless_allowed(host):
     with pytest.raises(notify.TargetRefused, match="private"):
         notify.resolve(f"http://{host}/hook", allow_private=False)
     assert notify.resolve(f"http://{host}/hook", allow_private=True)
+
+
+def test_every_way_a_run_ends_sends_exactly_one_delivery(alice_client, app, receiver, start_worker, tmp_path):
+    """Cancelled (paused, and mid-render), failed, completed after a rerun: one signed delivery per
+    end, with that end's status; deleting a live run is refused, so it is no way to end one."""
+    assert alice_client.put("/notify", json={"secret": SECRET, "url": receiver.url}).status_code == 200
+    store = app.extensions["l1"].store
+    start_worker(env=WORKER_ENV)
+
+    def sent(run_id: str) -> list[dict]:
+        out = []
+        for headers, body in receiver.got:
+            assert notify.verify(SECRET, headers[notify.TIMESTAMP_HEADER], body, headers[notify.SIGNATURE_HEADER])
+            if json.loads(body)["run_id"] == run_id:
+                out.append({**json.loads(body), "delivery": headers[notify.DELIVERY_HEADER]})
+        return out
+
+    # A paused run: deleting it is refused (it is live), cancelling it ends it.
+    paused = alice_client.post("/runs", json={"recipe": "invert", "inputs": [put_image(store, tmp_path, seed=11)],
+                                              "paused": True}).get_json()
+    assert alice_client.delete(f"/runs/{paused['id']}").status_code == 409
+    assert alice_client.post(f"/runs/{paused['id']}/cancel").status_code == 200
+    assert alice_client.post(f"/runs/{paused['id']}/cancel").status_code == 409  # ended once
+    receiver.wait(1)
+    [cancelled] = sent(paused["id"])
+    assert cancelled["status"] == "cancelled" and cancelled["error"] == "cancelled by the user"
+    assert cancelled["delivery"] == f"{paused['id']}.1" and cancelled["output_hash"] is None
+    # Run again, it completes: its second end is delivered too, as attempt 2.
+    assert alice_client.post(f"/runs/{paused['id']}/rerun").status_code == 200
+    done = wait_run(alice_client, paused["id"])
+    assert done["status"] == "completed"
+    receiver.wait(2)
+    # A video run cancelled while its step renders (the stopped step must not end it again).
+    clip = put_video(store, tmp_path, seconds=20, size="640x360")
+    rendering = alice_client.post("/runs", json={"recipe": "blur", "inputs": [clip],
+                                                 "params": {"sigma": 4}}).get_json()
+    deadline = time.monotonic() + 90
+    while time.monotonic() < deadline:
+        run = alice_client.get(f"/runs/{rendering['id']}", headers={"Accept": "application/json"}).get_json()
+        if any(s["status"] == "running" and s["type"] != "SOURCE" for s in run["steps"]):
+            break
+        time.sleep(0.1)
+    assert alice_client.post(f"/runs/{rendering['id']}/cancel").status_code == 200
+    # A run that fails (its input is no picture).
+    junk = tmp_path / "junk.png"
+    junk.write_bytes(b"this is not a picture at all" * 40)
+    failing = submit(alice_client, store.put_file(junk, source="test"), receiver.url)
+    assert wait_run(alice_client, failing["id"])["status"] == "failed"
+    receiver.wait(4)
+    time.sleep(4)  # longer than a retry's backoff and a stopped step's end: nothing more arrives
+    assert [(s["status"], s["delivery"]) for s in sent(paused["id"])] == [
+        ("cancelled", f"{paused['id']}.1"), ("completed", f"{paused['id']}.2")]
+    assert sent(paused["id"])[1]["output_hash"] == done["output_hash"]
+    assert [s["status"] for s in sent(rendering["id"])] == ["cancelled"]
+    [failed] = sent(failing["id"])
+    assert failed["status"] == "failed" and failed["error"]
+    assert len(receiver.got) == 4

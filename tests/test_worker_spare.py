@@ -116,3 +116,35 @@ def test_a_spare_never_outlives_its_worker(start_worker, how):
         worker.wait(10)
     gone, alive = psutil.wait_procs([spare], timeout=10)
     assert not alive, "the spare horse outlived its worker"
+
+
+#: Run in a fresh process by the test below: what a horse does, minus the fork.
+HORSE_IMPORTS = """
+import sys
+from rq import SimpleWorker, Queue
+from rq.serializers import JSONSerializer
+from l1web.clients import process_clients
+from l1web.jobs import queues
+from l1web.worker import preload
+
+preload()
+before = set(sys.modules)
+ctx = process_clients()
+queue_list = [Queue(name, connection=ctx.rq_connection, serializer=JSONSerializer) for name in queues.QUEUES]
+SimpleWorker(queue_list, connection=ctx.rq_connection, serializer=JSONSerializer).work(burst=True)
+print(sorted(set(sys.modules) - before))
+"""
+
+
+def test_a_horse_imports_nothing_the_worker_could_have_preloaded(service, state, store, worker_env, tmp_path):
+    """Every horse is a fresh fork of the preloaded worker: a module a trivial run imports, each run
+    imports again (l1web.metrics with prometheus_client cost ~40 ms per run before it was preloaded)."""
+    import subprocess
+    import sys
+
+    run, _ = service.submit(Submission("invert", [put_image(store, tmp_path)]), ALICE)
+    done = subprocess.run([sys.executable, "-c", HORSE_IMPORTS], env={**os.environ, **worker_env},
+                          capture_output=True, text=True, timeout=120, check=False)
+    assert done.returncode == 0, done.stderr
+    assert state.runs.get(run["id"])["status"] == RunStatus.COMPLETED, done.stderr
+    assert done.stdout.strip().splitlines()[-1] == "[]", done.stdout

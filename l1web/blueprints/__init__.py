@@ -20,6 +20,8 @@ MODULES = (
     "ops",
     "publish",
     "notify",
+    "workers",
+    "batches",
 )
 
 

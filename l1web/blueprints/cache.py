@@ -10,101 +10,23 @@ import hashlib
 import hmac
 
 from flask import Blueprint, Response, jsonify, request, send_file, url_for
-from werkzeug.exceptions import ClientDisconnected
 
 from l1web import access
 from l1web.auth.guard import public
 from l1web.errors import BadRequest, Forbidden, InvalidHash, L1Error, NotFound, PayloadTooLarge, Unauthorized
-from l1web.state import MAX_OFFSET
-from l1web.state.cache import MAX_PAGE, ItemMeta
+from l1web.state.cache import ItemMeta
 from l1web.store import Stored, facts
 from l1web.store.names import check_digest
 from l1web.store.remote import WORKER_TOKEN_HEADER, ingest_verified
 from l1web.web import current
+from l1web.web.requests import IMMUTABLE_AGE, ingest_request, owner_arg, paging
 from l1web.web.templating import ipfs_cid
 
 bp = Blueprint("cache", __name__)
 
-#: Seconds a client may keep a download: content never changes under its name.
-IMMUTABLE_AGE = 365 * 24 * 3600
-#: Bytes a multipart envelope may add to the file it carries.
-MULTIPART_SLACK = 64 * 1024
-
 
 def item_json(meta: ItemMeta) -> dict:
     return {**meta.to_json(), "url": url_for("cache.download", digest=meta.digest)}
-
-
-def page_args() -> tuple[int, str | None, int]:
-    """`limit`, `cursor` and an offset from `page` (1-based) — 400 on nonsense."""
-    try:
-        limit = int(request.args.get("limit", current.settings().page_size))
-        page = int(request.args.get("page", 1))
-    except ValueError:
-        raise BadRequest("limit and page must be integers") from None
-    if not 1 <= limit <= MAX_PAGE or page < 1:
-        raise BadRequest(f"limit must be 1–{MAX_PAGE} and page at least 1")
-    if (page - 1) * limit > MAX_OFFSET:
-        raise BadRequest(f"page {page} is beyond any listing (offsets stop at {MAX_OFFSET})")
-    return limit, request.args.get("cursor") or None, (page - 1) * limit
-
-
-def owner_name() -> str | None:
-    user = current.user()
-    return user.name if user else None
-
-
-def access_item(digest: str) -> access.Item:
-    return current.state().cache.access_item(digest, owner_name())
-
-
-def visible_meta(digest: str) -> ItemMeta:
-    """The item's metadata if this user may see it (`l1web.access.can_see`); anything else is
-    the same 404 as an unknown hash."""
-    meta = current.store().meta(digest)
-    if access.can_see(current.user(), access_item(digest)):
-        return meta
-    raise NotFound(f"no cached item {digest}")
-
-
-def managed_meta(digest: str) -> ItemMeta:
-    """Like `visible_meta`, for changes (delete, share): one's own items only (admins: any).
-    Another user's shared item is visible but answers 403 here, since seeing it is allowed."""
-    meta = visible_meta(digest)
-    if not access.can_manage(current.user(), access_item(digest)):
-        raise Forbidden("only the item's owner can change it")
-    return meta
-
-
-def listing_owner() -> str | None:
-    """Whose uploads a listing shows: everyone's for admins, one's own otherwise."""
-    user = current.user()
-    if user is None or user.is_admin:
-        return request.args.get("owner") or None
-    return user.name
-
-
-def ingest_request(source: str) -> Stored:
-    """Store the body of this request: the `file` part of a multipart form, or the raw body."""
-    limit = current.settings().max_upload_bytes
-    request.max_content_length = limit + MULTIPART_SLACK  # our writer enforces `limit` exactly
-    declared = request.content_length
-    if declared is not None and declared > limit + MULTIPART_SLACK:
-        raise PayloadTooLarge(f"upload of {declared} bytes is larger than the limit of {limit} bytes",
-                              limit=limit)
-    store = current.store()
-    try:
-        if request.mimetype == "multipart/form-data":
-            boundary = request.mimetype_params.get("boundary", "")
-            if not boundary:
-                raise BadRequest("multipart upload without a boundary")
-            return store.put_multipart(request.stream, boundary.encode("latin-1"), source=source,
-                                       owner=owner_name(), max_bytes=limit)
-        return store.put_stream(request.stream, source=source, owner=owner_name(), max_bytes=limit,
-                                name=request.args.get("filename"))
-    except ClientDisconnected:  # the store has already discarded its temp file
-        raise BadRequest(f"upload truncated: the body ended before the {declared} bytes its "
-                         "Content-Length announced") from None
 
 
 def stored_response(stored: Stored) -> tuple[Response, int, dict[str, str]]:
@@ -114,16 +36,17 @@ def stored_response(stored: Stored) -> tuple[Response, int, dict[str, str]]:
 
 @bp.get("/cache")
 def listing():
-    limit, cursor, offset = page_args()
-    page = current.state().cache.list(limit=limit, cursor=cursor, offset=offset, owner=listing_owner())
+    asked = paging(current.settings().page_size, pages=True)
+    page = current.state().cache.list(limit=asked.limit, cursor=asked.cursor, offset=asked.offset,
+                                      owner=owner_arg("owner"))
     return jsonify(items=[item_json(m) for m in page.items], next_cursor=page.next_cursor,
-                   total=page.total, limit=limit)
+                   total=page.total, limit=asked.limit)
 
 
 @bp.route("/cache/<digest>", methods=["GET", "HEAD"])
 def download(digest: str):
     """The item's bytes (Range, ETag); an attachment unless `?inline=1` asks for playable media."""
-    meta = visible_meta(digest)
+    meta = access.visible_item(current.store(), digest, current.user())
     path = current.store().path_for(digest)
     inline = request.args.get("inline") == "1" and facts.may_inline(meta.kind, meta.mimetype)
     response = send_file(
@@ -142,7 +65,7 @@ def download(digest: str):
 
 @bp.get("/cache/<digest>/meta")
 def metadata(digest: str):
-    meta = visible_meta(digest)
+    meta = access.visible_item(current.store(), digest, current.user())
     index = current.state().cache
     refs = sorted(index.refs(digest))
     return jsonify({**item_json(meta), "refs": refs, "published": index.is_published(digest),
@@ -209,27 +132,22 @@ def worker_remove_chunk(digest: str):
 
 @bp.delete("/cache/<digest>")
 def delete(digest: str):
-    managed_meta(digest)
+    access.managed_item(current.store(), digest, current.user())
     current.store().delete(digest)
     return jsonify(deleted=digest)
 
 
-def share_item(digest: str, shared: bool) -> ItemMeta:
-    """Share (or stop sharing) one of the user's items with every signed-in user."""
-    meta = managed_meta(digest)
-    current.state().cache.set_shared(digest, shared)
-    return meta
-
-
 @bp.post("/cache/<digest>/share")
 def share(digest: str):
-    share_item(digest, True)
+    access.managed_item(current.store(), digest, current.user())
+    current.state().cache.set_shared(digest, True)
     return jsonify(digest=digest, shared=True)
 
 
 @bp.delete("/cache/<digest>/share")
 def unshare(digest: str):
-    share_item(digest, False)
+    access.managed_item(current.store(), digest, current.user())
+    current.state().cache.set_shared(digest, False)
     return jsonify(digest=digest, shared=False)
 
 

@@ -8,26 +8,19 @@ from __future__ import annotations
 
 from flask import Blueprint, abort, flash, redirect, render_template, request, send_file, url_for
 
-from l1web.blueprints.cache import (
-    IMMUTABLE_AGE,
-    ingest_request,
-    listing_owner,
-    managed_meta,
-    page_args,
-    share_item,
-    visible_meta,
-)
-from l1web.errors import L1Error
+from l1web import access
 from l1web.web import current
 from l1web.web.htmx import is_htmx
+from l1web.web.requests import IMMUTABLE_AGE, ingest_request, owner_arg, paging
 
 bp = Blueprint("media", __name__)
 
 
 @bp.get("/media")
 def index():
-    limit, cursor, offset = page_args()
-    page = current.state().cache.list(limit=limit, cursor=cursor, offset=offset, owner=listing_owner())
+    asked = paging(current.settings().page_size, pages=True)
+    page = current.state().cache.list(limit=asked.limit, cursor=asked.cursor, offset=asked.offset,
+                                      owner=owner_arg("owner"))
     return render_template("media.html", page=page, assets=_asset_names(),
                            shared=current.state().cache.shared(current.settings().page_size))
 
@@ -36,7 +29,7 @@ def index():
 def upload():
     stored = ingest_request("upload")
     if is_htmx():
-        page = current.state().cache.list(limit=current.settings().page_size, owner=listing_owner())
+        page = current.state().cache.list(limit=current.settings().page_size, owner=owner_arg("owner"))
         return render_template("_media_uploaded.html", stored=stored, page=page, assets=_asset_names())
     flash("Uploaded." if stored.new else "Already in the cache.", "info")
     return redirect(url_for("media.item", digest=stored.digest), code=303)
@@ -44,33 +37,26 @@ def upload():
 
 @bp.get("/media/<digest>")
 def item(digest: str):
-    meta = visible_meta(digest)
+    meta = access.visible_item(current.store(), digest, current.user())
     index = current.state().cache
     return render_template("media_item.html", item=meta, refs=sorted(index.refs(digest)),
                            published=index.is_published(digest), assets=_asset_names(),
-                           shared=index.is_shared(digest), is_owner=_manages(digest))
-
-
-def _manages(digest: str) -> bool:
-    try:
-        managed_meta(digest)
-    except L1Error:
-        return False
-    return True
+                           shared=index.is_shared(digest), is_owner=access.manageable(index, digest, current.user()))
 
 
 @bp.post("/media/<digest>/share")
 def share(digest: str):
     """The Share / Stop sharing button on an item's page."""
     shared = request.form.get("shared", "1") == "1"
-    share_item(digest, shared)
+    access.managed_item(current.store(), digest, current.user())
+    current.state().cache.set_shared(digest, shared)
     flash("Shared with every signed-in user." if shared else "No longer shared.", "info")
     return redirect(url_for("media.item", digest=digest), code=303)
 
 
 @bp.get("/media/<digest>/thumb")
 def thumbnail(digest: str):
-    visible_meta(digest)
+    access.visible_item(current.store(), digest, current.user())
     thumb = current.store().thumbnail(digest)
     if thumb is None:
         abort(404)
@@ -81,12 +67,12 @@ def thumbnail(digest: str):
 
 @bp.post("/media/<digest>/delete")
 def delete(digest: str):
-    meta = managed_meta(digest)
+    meta = access.managed_item(current.store(), digest, current.user())
     current.store().delete(digest)
     if is_htmx():
         # The card goes; the status line (which may still show an earlier refusal) and the count
         # are replaced out of band, as after an upload.
-        page = current.state().cache.list(limit=current.settings().page_size, owner=listing_owner())
+        page = current.state().cache.list(limit=current.settings().page_size, owner=owner_arg("owner"))
         return render_template("_media_deleted.html", meta=meta, page=page, assets=_asset_names())
     flash(f"Deleted {digest[:12]}….", "info")
     return redirect(url_for("media.index"), code=303)

@@ -15,26 +15,22 @@ from l1web import notify, trace
 from l1web.auth import limit_run_submission, require_admin
 from l1web.errors import BadRequest, Conflict, L1Error, NotFound
 from l1web.runs.progress import run_progress
-from l1web.runs.service import Submission, parse_priority
-from l1web.state import MAX_OFFSET
+from l1web.runs.service import PRIORITY_RANGE, Submission, parse_priority
 from l1web.status import RunStatus, StepStatus
 from l1web.users import User
 from l1web.web import current, dagsvg
 from l1web.web.errors import wants_json
-from l1web.web.requests import json_body, signed_in
+from l1web.web.requests import json_body, owner_arg, paging, signed_in
+from l1web.web.shapes import run_json, run_response
 
 bp = Blueprint("runs", __name__)
 
 #: Runs per page of a listing unless the client asks for another number.
 PAGE_SIZE = 50
-#: Most runs one listing returns, whatever the client asks for.
-MAX_PAGE = 200
 #: Step statuses whose output exists: they count as done on the progress bar.
 DONE = frozenset(s for s in StepStatus if s.done)
 #: Every run status, as the text a query may filter on.
 STATUSES = frozenset(s.value for s in RunStatus)
-#: Run fields given as numbers in the JSON API (Redis stores them as text).
-NUMBER_FIELDS = {"created": float, "started": float, "finished": float, "attempt": int, "steps_total": int}
 #: Run statuses a `?wait=` waits through (a paused run waits for a person: no point holding a thread).
 WAIT_WHILE = (RunStatus.PENDING.value, RunStatus.RUNNING.value)
 
@@ -50,41 +46,13 @@ def check_notify_target(url: str, user: User) -> None:
         raise BadRequest("set a signing secret first (PUT /notify) so deliveries can be signed", field="notify_url")
 
 
-# JSON shapes ----------------------------------------------------------------------------------
-def run_json(run: dict, steps: list[dict] | None = None) -> dict:
-    out = {k: v for k, v in run.items() if k not in ("recipe", "force")}
-    for name, kind in NUMBER_FIELDS.items():
-        out[name] = kind(run[name]) if run.get(name) not in (None, "") else None
-    out["published"] = run.get("published") == "1"
-    run_id = run["id"]
-    out["links"] = {"self": f"/runs/{run_id}", "page": f"/run/{run_id}",
-                    "provenance": f"/runs/{run_id}/provenance",
-                    "output": f"/cache/{run['output_hash']}" if run.get("output_hash") else None}
-    if steps is not None:
-        out["steps"] = steps
-        out["progress"] = run_progress(run, steps)
-    return out
-
-
-def run_response(run: dict, status: int = 200) -> tuple[Response, int]:
-    """A run with its steps, as the API returns it after any change."""
-    return jsonify(run_json(run, current.runs().steps_view(run["id"]))), status
-
-
-def list_args(user: User) -> dict:
+def list_args() -> dict:
     """`status`, `user`, `offset`, `limit` from the query; non-admins only ever see their own."""
     status = request.args.get("status") or None
     if status is not None and status not in STATUSES:
         raise BadRequest(f"unknown status {status[:32]!r}; one of: {', '.join(RunStatus)}", field="status")
-    try:
-        offset = int(request.args.get("offset", 0))
-        limit = int(request.args.get("limit", PAGE_SIZE))
-    except ValueError:
-        raise BadRequest("'offset' and 'limit' must be whole numbers") from None
-    if not 0 <= offset <= MAX_OFFSET or not 1 <= limit <= MAX_PAGE:
-        raise BadRequest(f"'offset' must be 0–{MAX_OFFSET} and 'limit' between 1 and {MAX_PAGE}")
-    owner = (request.args.get("user") or None) if user.is_admin else user.name
-    return {"status": status, "user": owner, "offset": offset, "limit": limit}
+    asked = paging(PAGE_SIZE)
+    return {"status": status, "user": owner_arg("user"), "offset": asked.offset, "limit": asked.limit}
 
 
 # JSON API -------------------------------------------------------------------------------------
@@ -103,8 +71,8 @@ def submit():
 
 @bp.get("/runs")
 def index():
-    user = signed_in()
-    args = list_args(user)
+    signed_in()
+    args = list_args()
     runs, total = current.state().runs.page(**args)
     if not wants_json():
         return render_template("runs.html", **_list_view(runs, total, args))
@@ -139,9 +107,9 @@ def wait_arg() -> float:
 @bp.get("/runs/<run_id>")
 def show(run_id: str):
     user = signed_in()
-    run = current.runs().get(run_id, user)
     if not wants_json():
-        return redirect(url_for("runs.page", run_id=run["id"]))
+        return redirect(url_for("runs.page", run_id=current.runs().get(run_id, user)["id"]))
+    run, steps, _ = current.runs().view(run_id, user)  # polled by scripts: 1 round trip for the run
     seconds = wait_arg()
     waited = None
     if seconds and run["status"] in WAIT_WHILE:
@@ -153,11 +121,11 @@ def show(run_id: str):
                 current.state().runs.wait_for_change(run["id"], WAIT_WHILE, seconds)
             finally:
                 WAITERS.release()
-            run = current.runs().get(run_id, user)
-    response, status = run_response(run)
+            run, steps, _ = current.runs().view(run_id, user)
+    response = jsonify(run_json(run, steps))
     if waited is not None:
         response.headers["L1-Waited"] = "1" if waited else "0"
-    return response, status
+    return response
 
 
 @bp.delete("/runs/<run_id>")
@@ -323,14 +291,14 @@ def _list_view(runs: list[dict], total: int, args: dict) -> dict:
 
 @bp.get("/runs/fragment")
 def list_fragment():
-    args = list_args(signed_in())
+    signed_in()
+    args = list_args()
     runs, total = current.state().runs.page(**args)
     return render_template("_runs_list.html", **_list_view(runs, total, args))
 
 
 def _run_view(run_id: str) -> dict:
-    run = current.runs().get(run_id, signed_in())
-    steps = current.runs().steps_view(run["id"])
+    run, steps, deliveries = current.runs().view(run_id, signed_in())
     for step in steps:  # a running frame loop's last rendered frame, refreshed with the fragment
         at = (step.get("progress") or {}).get("preview_at")
         if step.get("status") == StepStatus.RUNNING and at:
@@ -345,7 +313,7 @@ def _run_view(run_id: str) -> dict:
     return {
         "run": run, "steps": steps, "live": live, "output": output,
         "progress": run_progress(run, steps),
-        "deliveries": current.state().notify.deliveries(run["id"]),
+        "deliveries": deliveries,
         "done": sum(1 for s in steps if s.get("status") in DONE),
         "total": int(run.get("steps_total") or len(steps)),
         "dag": dagsvg.render(nodes, title=f"Steps of run {run['id'][:12]}"),
@@ -355,7 +323,10 @@ def _run_view(run_id: str) -> dict:
 @bp.get("/run/<run_id>")
 def page(run_id: str):
     view = _run_view(run_id)
-    return render_template("run.html", **view, **_log_panel(view["run"], view["steps"], request.args.get("log")))
+    low, high = PRIORITY_RANGE
+    ceiling = high if signed_in().is_admin else min(high, current.runs().user_max_priority)
+    return render_template("run.html", **view, **_log_panel(view["run"], view["steps"], request.args.get("log")),
+                           priority_min=low, priority_max=ceiling)
 
 
 #: Step statuses whose log may still grow.
@@ -385,14 +356,21 @@ def _log_panel(run: dict, steps: list[dict], chosen: str | None) -> dict:
 @bp.get("/run/<run_id>/log-panel")
 def log_panel(run_id: str):
     """The run page's log panel (htmx polls it while the step, or the followed run, is live)."""
-    run = current.runs().get(run_id, signed_in())
-    steps = current.runs().steps_view(run["id"])
+    run, steps, _ = current.runs().view(run_id, signed_in())
     return render_template("_step_log.html", run=run, **_log_panel(run, steps, request.args.get("step")))
 
 
 @bp.get("/run/<run_id>/fragment")
 def run_fragment(run_id: str):
     return render_template("_run_status.html", **_run_view(run_id))
+
+
+def _form_priority(raw: str, run_id: str, user: User) -> dict:
+    try:
+        value = int(raw.strip())
+    except ValueError:
+        raise BadRequest("the priority must be a whole number", field="priority") from None
+    return current.runs().set_priority(run_id, user, parse_priority(value))
 
 
 @bp.post("/run/<run_id>/<action>")
@@ -403,6 +381,8 @@ def act(run_id: str, action: str):
                "requeue": partial(current.runs().requeue, admit=limit_run_submission),
                "pause": current.runs().pause, "resume": current.runs().resume,
                "delete": current.runs().delete}
+    if action == "priority":  # the run page's priority form: a number field
+        actions["priority"] = partial(_form_priority, request.form.get("priority", ""))
     if action not in actions:
         raise BadRequest(f"unknown action {action[:32]!r}")
     user = signed_in()
@@ -417,5 +397,6 @@ def act(run_id: str, action: str):
         flash(f"Run {run_id[:12]} deleted.", "info")
         return redirect(url_for("runs.index"), code=303)
     flash({"cancel": "Run cancelled.", "rerun": "Run started again.", "pause": "Run paused.",
-           "resume": "Run resumed.", "requeue": "Unfinished steps queued again."}[action], "info")
+           "resume": "Run resumed.", "requeue": "Unfinished steps queued again.",
+           "priority": "Priority changed."}[action], "info")
     return redirect(url_for("runs.page", run_id=run_id), code=303)

@@ -174,8 +174,5 @@ def missing():
         if not isinstance(value, str) or not DIGEST.fullmatch(value):
             shown = value[:80] if isinstance(value, str) else type(value).__name__
             raise BadRequest(f"not a content hash: {shown!r} (expected 64 lower-case hex characters)")
-    unique = list(dict.fromkeys(hashes))
-    user = current.user()
-    items = current.state().cache.access_items(unique, user.name if user else "")
-    lacking = [d for d, item in zip(unique, items, strict=True) if not access.can_use(user, item)]
-    return jsonify(missing=lacking, asked=len(unique))
+    lacking = access.lacking(current.state().cache, hashes, current.user())
+    return jsonify(missing=lacking, asked=len(set(hashes)))

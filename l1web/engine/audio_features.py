@@ -7,6 +7,8 @@ errors), then the beat sequence that best trades onset strength against regular 
 
 from __future__ import annotations
 
+from typing import Any, cast
+
 import numpy as np
 
 #: Sample rate, in Hz, sound is analysed at.
@@ -26,7 +28,7 @@ FALLBACK_BPM = 120.0
 BLOCK = 1024
 
 
-def energy(samples: np.ndarray) -> dict:
+def energy(samples: np.ndarray) -> dict[str, Any]:
     """RMS per window, normalised to 0..1; value i covers [i, i+1) × window_ms."""
     size = SAMPLE_RATE * ENERGY_WINDOW_MS // 1000
     windows = samples[: len(samples) // size * size].reshape(-1, size)
@@ -38,7 +40,7 @@ def energy(samples: np.ndarray) -> dict:
     return {"window_ms": ENERGY_WINDOW_MS, "values": [round(float(v), 4) for v in values]}
 
 
-def beats(samples: np.ndarray) -> dict:
+def beats(samples: np.ndarray) -> dict[str, Any]:
     """`tempo` (BPM) and `beat_times` (seconds)."""
     onset = onset_strength(samples)
     fps = SAMPLE_RATE / HOP
@@ -98,7 +100,7 @@ def _refine(corr: np.ndarray, lag: int) -> float:
         a, b, c = corr[lag - 1], corr[lag], corr[lag + 1]
         denom = a - 2 * b + c
         if denom < 0:
-            return lag + 0.5 * (a - c) / denom
+            return cast(float, lag + 0.5 * (a - c) / denom)  # a numpy float64 (typed Any)
     return float(lag)
 
 

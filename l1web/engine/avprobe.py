@@ -18,6 +18,12 @@ import argparse
 import json
 import sys
 from fractions import Fraction
+from typing import TYPE_CHECKING, Any, cast
+
+if TYPE_CHECKING:
+    from av.container import InputContainer
+    from av.stream import Stream
+    from av.video.codeccontext import VideoCodecContext
 
 #: What the engine reads from a probe (l1web.engine.media, steps.task, effects.video): format
 #: fields, and per stream the fields listed (disposition.attached_pic, tags, side data rotation).
@@ -30,7 +36,7 @@ ENGINE_FIELDS = {
 TIME_BASE = 1_000_000
 
 
-def engine_view(data: dict) -> dict:
+def engine_view(data: dict[str, Any]) -> dict[str, Any]:
     """The engine's fields of a probe result (from ffprobe or from `probe`), for comparing."""
     fmt = {k: data.get("format", {}).get(k) for k in ENGINE_FIELDS["format"]}
     streams = []
@@ -43,7 +49,7 @@ def engine_view(data: dict) -> dict:
     return {"format": fmt, "streams": streams}
 
 
-def probe(path: str, format_whitelist: str | None, protocol_whitelist: str) -> dict:
+def probe(path: str, format_whitelist: str | None, protocol_whitelist: str) -> dict[str, Any]:
     """ffprobe-shaped JSON (format and streams) for a local file, read with PyAV."""
     import av  # noqa: PLC0415 - only the fallback child imports FFmpeg's libraries
 
@@ -51,7 +57,7 @@ def probe(path: str, format_whitelist: str | None, protocol_whitelist: str) -> d
     if format_whitelist:
         options["format_whitelist"] = format_whitelist
     with av.open(path, options=options) as container:
-        fmt: dict = {"format_name": container.format.name}
+        fmt: dict[str, Any] = {"format_name": container.format.name}
         if container.duration is not None:
             fmt["duration"] = _seconds(Fraction(container.duration, TIME_BASE))
         streams = [_stream(stream) for stream in container.streams]
@@ -59,17 +65,18 @@ def probe(path: str, format_whitelist: str | None, protocol_whitelist: str) -> d
     return {"streams": streams, "format": fmt}
 
 
-def _stream(stream) -> dict:
+def _stream(stream: Stream) -> dict[str, Any]:
     import av  # noqa: PLC0415
 
-    out: dict = {"index": stream.index, "codec_type": stream.type}
+    out: dict[str, Any] = {"index": stream.index, "codec_type": stream.type}
     codec = stream.codec_context.codec if stream.codec_context is not None else None
     if codec is not None:
         out["codec_name"] = codec.canonical_name
     if stream.type == "video":
-        out["width"], out["height"] = stream.codec_context.width, stream.codec_context.height
-        if stream.codec_context.pix_fmt:
-            out["pix_fmt"] = stream.codec_context.pix_fmt
+        video = cast("VideoCodecContext", stream.codec_context)  # a video stream's context
+        out["width"], out["height"] = video.width, video.height
+        if video.pix_fmt:
+            out["pix_fmt"] = video.pix_fmt
     out["r_frame_rate"] = _rate(getattr(stream, "base_rate", None))
     out["avg_frame_rate"] = _rate(getattr(stream, "average_rate", None))
     if stream.duration is not None and stream.time_base is not None:
@@ -80,7 +87,7 @@ def _stream(stream) -> dict:
     return out
 
 
-def _add_rotation(container, streams: list[dict]) -> None:
+def _add_rotation(container: InputContainer, streams: list[dict[str, Any]]) -> None:
     """ffprobe's display-matrix rotation: PyAV exposes it on decoded frames, so read the first."""
     video = next((s for s in container.streams.video), None)
     if video is None or streams[video.index].get("disposition", {}).get("attached_pic"):

@@ -15,12 +15,15 @@ changing an effect changes its id and every id downstream of it.
 
 from __future__ import annotations
 
+from typing import Any
+
 from l1web.engine.canonical import sha3_json
 from l1web.engine.encoding import encoder_version
 from l1web.engine.node_types import NODE_TYPES
+from l1web.engine.schema import Config
 
 
-def executor_version(node_type: str, config: dict) -> str:
+def executor_version(node_type: str, config: Config) -> str:
     """The version of the code that runs this node: the effect's own for EFFECT."""
     if node_type == "EFFECT":
         from l1web.engine.effects import get_effect
@@ -29,8 +32,8 @@ def executor_version(node_type: str, config: dict) -> str:
     return f"{node_type}/{NODE_TYPES[node_type].version}"
 
 
-def cache_id(node_type: str, config: dict, input_ids: list[str], version: str, *,
-             chunk: dict | None = None) -> str:
+def cache_id(node_type: str, config: Config, input_ids: list[str], version: str, *,
+             chunk: dict[str, Any] | None = None) -> str:
     """The cache id of a step from its filled config, its inputs' ids and executor version.
 
     `chunk` is set only on chunked steps (engine/chunks.py): `{"frames": [start, end]}` names one

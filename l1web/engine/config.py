@@ -4,17 +4,17 @@ from __future__ import annotations
 
 from l1web.engine.errors import DagError
 from l1web.engine.node_types import NODE_TYPES
-from l1web.engine.schema import fill
+from l1web.engine.schema import Config, fill
 
 
-def fill_config(node_id: str, node_type: str, config: object, n_inputs: int) -> dict:
+def fill_config(node_id: str, node_type: str, config: object, n_inputs: int) -> Config:
     """The validated config with defaults filled in (the form hashed into cache ids)."""
     filled = fill(NODE_TYPES[node_type].schema, config, node=node_id, n_inputs=n_inputs)
     check = _CROSS_CHECKS.get(node_type)
     return check(node_id, filled, n_inputs) if check else filled
 
 
-def _sequence(node_id: str, config: dict, n_inputs: int) -> dict:
+def _sequence(node_id: str, config: Config, n_inputs: int) -> Config:
     explicit = config["target_size"] == "explicit"
     for key in ("width", "height"):
         if explicit and config[key] is None:
@@ -25,7 +25,7 @@ def _sequence(node_id: str, config: dict, n_inputs: int) -> dict:
     return config
 
 
-def _mux(node_id: str, config: dict, n_inputs: int) -> dict:
+def _mux(node_id: str, config: Config, n_inputs: int) -> Config:
     for key in ("video_stream", "audio_stream"):
         if config[key] >= n_inputs:
             raise DagError(f"index {config[key]} but the node has {n_inputs} inputs",
@@ -33,7 +33,7 @@ def _mux(node_id: str, config: dict, n_inputs: int) -> dict:
     return config
 
 
-def _effect(node_id: str, config: dict, n_inputs: int) -> dict:
+def _effect(node_id: str, config: Config, n_inputs: int) -> Config:
     # The effect's own schema checks its params; the config names it by hash so that
     # spelling it by name or by hash gives the same cache id.
     from l1web.engine.effects import EffectError, get_effect

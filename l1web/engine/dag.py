@@ -9,10 +9,12 @@ from __future__ import annotations
 
 import re
 from dataclasses import dataclass, field, replace
+from typing import Any
 
 from l1web.engine.config import fill_config
 from l1web.engine.errors import DagError
 from l1web.engine.node_types import MAX_INPUTS, NODE_TYPES
+from l1web.engine.schema import Config
 
 #: Most nodes a DAG may have.
 MAX_NODES = 256
@@ -26,7 +28,7 @@ class Node:
 
     id: str
     type: str
-    config: dict = field(default_factory=dict)
+    config: Config = field(default_factory=dict)
     inputs: tuple[str, ...] = ()
 
 
@@ -37,7 +39,7 @@ class Dag:
     nodes: dict[str, Node]
     output: str
 
-    def to_dict(self) -> dict:
+    def to_dict(self) -> dict[str, Any]:
         return {
             "nodes": [
                 {"id": n.id, "type": n.type, "config": n.config, "inputs": list(n.inputs)}

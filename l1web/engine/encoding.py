@@ -14,6 +14,8 @@ settings are other items, and a step planned under one profile is never rendered
 
 from __future__ import annotations
 
+from typing import Any
+
 from l1web.engine.canonical import sha3_json
 
 #: ffmpeg output arguments for the video stream.
@@ -42,7 +44,7 @@ Z_RLE = 3
 #: "fast": zlib level 1 with the run-length strategy measured ~3x faster than Pillow's default
 #: (level 6, default strategy) for files within 2 % of its size; "small": level 9 with Pillow's
 #: optimizer, the smallest files measured (2-6 % below level 6) at 2-7x its encode time.
-PNG_PROFILES: dict[str, dict] = {
+PNG_PROFILES: dict[str, dict[str, Any]] = {
     "fast": {"pillow": {"compress_level": 1, "compress_type": Z_RLE}, "ffmpeg": ["-compression_level", "1"]},
     "small": {"pillow": {"compress_level": 9, "optimize": True}, "ffmpeg": ["-compression_level", "9"]},
 }
@@ -65,7 +67,7 @@ def png_profile() -> str:
     return _png
 
 
-def png_options() -> dict:
+def png_options() -> dict[str, Any]:
     """Keyword arguments for Pillow's `Image.save(..., "PNG", **options)`."""
     return dict(PNG_PROFILES[_png]["pillow"])
 

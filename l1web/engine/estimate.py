@@ -8,6 +8,10 @@ short estimate only makes a bar wait at 99.9 %.
 
 from __future__ import annotations
 
+from typing import Any
+
+from l1web.engine.plan import Plan, Step
+
 #: Relative cost of one second of output per node type (one image counts as one second).
 #: Rough figures from the engine benchmark: numpy effects are the slowest, stream copies cheap.
 COST = {
@@ -20,9 +24,9 @@ IMAGE_SECONDS = 1.0
 DEFAULT_FPS = 25.0
 
 
-def expect(plan: dict, analysis: dict[str, dict]) -> dict[str, dict]:
+def expect(plan: Plan, analysis: dict[str, dict[str, Any]]) -> dict[str, dict[str, Any]]:
     """`{step_id: {"seconds", "fps", "frames", "weight"}}` for every step of `plan`."""
-    out: dict[str, dict] = {}
+    out: dict[str, dict[str, Any]] = {}
     for step in plan["steps"]:  # inputs come first
         inputs = [out[i] for i in step["inputs"] if i in out]
         if step["type"] == "SOURCE":
@@ -47,8 +51,8 @@ def expect(plan: dict, analysis: dict[str, dict]) -> dict[str, dict]:
     return out
 
 
-def _seconds(step: dict, inputs: list[dict]) -> float | None:
-    lengths = [i["seconds"] for i in inputs if i.get("seconds")]
+def _seconds(step: Step, inputs: list[dict[str, Any]]) -> float | None:
+    lengths: list[float] = [i["seconds"] for i in inputs if i.get("seconds")]
     if not lengths:
         return None
     cfg = step.get("config") or {}

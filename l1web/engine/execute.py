@@ -25,24 +25,25 @@ from typing import Any, Protocol
 from l1web import lifecycle
 from l1web.engine.ffmpeg import RENDER_TIMEOUT
 from l1web.engine.interfaces import ResultIndex, Store
+from l1web.engine.plan import Plan, Step
 from l1web.engine.steps import run_step
 from l1web.lifecycle import StepEvent
 from l1web.status import StepStatus
 
 log = logging.getLogger(__name__)
 
-Progress = Callable[[dict], None]
+Progress = Callable[[dict[str, Any]], None]
 
 
 class Executor(Protocol):
-    def submit(self, fn: Callable[..., Any], /, *args: Any, **kwargs: Any) -> Future: ...
+    def submit(self, fn: Callable[..., Any], /, *args: Any, **kwargs: Any) -> Future[Any]: ...
 
 
 class SyncExecutor:
     """Runs each submitted call immediately in the caller's thread (tests, one-off renders)."""
 
-    def submit(self, fn: Callable[..., Any], /, *args: Any, **kwargs: Any) -> Future:
-        future: Future = Future()
+    def submit(self, fn: Callable[..., Any], /, *args: Any, **kwargs: Any) -> Future[Any]:
+        future: Future[Any] = Future()
         try:
             future.set_result(fn(*args, **kwargs))
         except Exception as exc:  # noqa: BLE001 - the future carries any failure, like a pool's
@@ -50,9 +51,9 @@ class SyncExecutor:
         return future
 
 
-def execute(plan: dict, store: Store, results: ResultIndex, executor: Executor | None = None,
+def execute(plan: Plan, store: Store, results: ResultIndex, executor: Executor | None = None,
             *, temp_root: Path, progress: Progress | None = None,
-            timeout: float = RENDER_TIMEOUT, owner: str | None = None) -> dict:
+            timeout: float = RENDER_TIMEOUT, owner: str | None = None) -> dict[str, Any]:
     """Run `plan`; a JSON-ready report of the run and of every step."""
     run = _Run(plan, store, results, executor or SyncExecutor(), progress=progress,
                timeout=timeout, owner=owner)
@@ -67,7 +68,7 @@ def execute(plan: dict, store: Store, results: ResultIndex, executor: Executor |
 class _Run:
     """The mutable state of one execution: step records, the queue and what is running."""
 
-    def __init__(self, plan: dict, store: Store, results: ResultIndex, executor: Executor, *,
+    def __init__(self, plan: Plan, store: Store, results: ResultIndex, executor: Executor, *,
                  progress: Progress | None, timeout: float, owner: str | None):
         self.plan, self.store, self.results, self.executor = plan, store, results, executor
         self.progress, self.timeout, self.owner = progress, timeout, owner
@@ -75,7 +76,7 @@ class _Run:
         self.records = {sid: {"status": StepStatus.PENDING.value, "cache_id": s["cache_id"],
                               "digest": None, "seconds": None, "error": None}
                         for sid, s in self.steps.items()}
-        self.running: dict[Future, tuple[dict, Path, float]] = {}
+        self.running: dict[Future[Any], tuple[Step, Path, float]] = {}
 
     def go(self, run_dir: Path) -> None:
         for step in self.steps.values():  # SOURCE steps are their files: there or not
@@ -96,7 +97,7 @@ class _Run:
                     self._apply(self.steps[sid], StepEvent.SKIP, error="inputs never ready")
                 pending = []
 
-    def _try_start(self, step: dict, run_dir: Path) -> bool:
+    def _try_start(self, step: Step, run_dir: Path) -> bool:
         """True once the step is settled or started; False while it must wait."""
         broken = lifecycle.blocked_by(step, self.records)
         if broken is not None:
@@ -124,14 +125,14 @@ class _Run:
         # Two steps of one plan may be the same computation: render it once.
         return any(step["cache_id"] == cache_id for step, _, _ in self.running.values())
 
-    def _reuse(self, step: dict) -> bool:
+    def _reuse(self, step: Step) -> bool:
         digest = self.results.get_result(step["cache_id"])
         if digest is not None and self.store.has(digest):
             self._apply(step, StepEvent.REUSE, digest=digest)
             return True
         return False
 
-    def _finish(self, future: Future) -> None:
+    def _finish(self, future: Future[Any]) -> None:
         step, work_dir, started = self.running.pop(future)
         seconds = round(time.monotonic() - started, 3)
         try:
@@ -147,14 +148,14 @@ class _Run:
         finally:
             shutil.rmtree(work_dir, ignore_errors=True)
 
-    def _apply(self, step: dict, *events: StepEvent, **fields: Any) -> None:
+    def _apply(self, step: Step, *events: StepEvent, **fields: Any) -> None:
         """Apply lifecycle events in turn (IllegalTransition if one does not apply); report once."""
         status = self.records[step["step_id"]]["status"]
         for event in events:
             status = lifecycle.step_after(status, event)
         self._set(step, status, **fields)
 
-    def _set(self, step: dict, status: StepStatus, **fields: Any) -> None:
+    def _set(self, step: Step, status: StepStatus, **fields: Any) -> None:
         record = self.records[step["step_id"]]
         record.update(fields, status=status.value)
         if self.progress is None:
@@ -166,7 +167,7 @@ class _Run:
         except Exception:  # a broken progress display must not break the render
             log.exception("progress callback failed for step %s", step["step_id"])
 
-    def report(self) -> dict:
+    def report(self) -> dict[str, Any]:
         end = lifecycle.outcome(self.plan["output"], self.records, order=list(self.steps))
         output = self.records[self.plan["output"]]
         counts = {status.value: 0 for status in StepStatus}

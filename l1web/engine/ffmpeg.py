@@ -12,14 +12,20 @@ import ctypes
 import functools
 import json
 import os
+import re
 import shutil
 import signal
 import subprocess
 import sys
 import threading
+import time
 from pathlib import Path
+from typing import TYPE_CHECKING, Any, cast
 
 from l1web.engine import watch
+
+if TYPE_CHECKING:
+    from l1web.settings import Settings
 
 #: Seconds an ffprobe call may take before it is killed.
 PROBE_TIMEOUT = 30.0
@@ -72,7 +78,7 @@ AVPROBE = Path(__file__).with_name("avprobe.py")
 _configured = {"ffmpeg": "", "ffprobe": ""}
 
 
-def configure(settings) -> None:
+def configure(settings: Settings) -> None:
     """Use the settings' `FFMPEG` / `FFPROBE` paths (empty: the system's, then the fallbacks).
 
     Called by each entry point (web app, worker, launcher) before any ffmpeg runs; RQ's forked
@@ -102,7 +108,7 @@ def ffmpeg_source() -> tuple[str, str]:
     if system:
         return system, SOURCE_SYSTEM
     try:
-        import imageio_ffmpeg  # type: ignore[import-not-found]
+        import imageio_ffmpeg
 
         return str(imageio_ffmpeg.get_ffmpeg_exe()), SOURCE_WHEEL
     except (ImportError, RuntimeError) as exc:
@@ -150,9 +156,9 @@ def _die_with_parent() -> None:
     _libc().prctl(PR_SET_PDEATHSIG, signal.SIGKILL)
 
 
-def child_options() -> dict:
+def child_options() -> dict[str, Any]:
     """Popen options for every ffmpeg child: its own process group, killed if we die."""
-    options: dict = {"start_new_session": True}
+    options: dict[str, Any] = {"start_new_session": True}
     if sys.platform.startswith("linux"):
         _libc()  # loaded before fork, so the child only makes the call
         options["preexec_fn"] = _die_with_parent
@@ -186,10 +192,10 @@ def run(args: list[str], *, timeout: float = RENDER_TIMEOUT, stdin: bytes | None
     if proc.returncode != 0:
         tail = err.decode("utf-8", "replace")[-STDERR_KEEP:].strip()
         raise FFmpegError(f"{name} failed (exit {proc.returncode}): {tail}")
-    return out
+    return cast(bytes, out)  # communicate() is typed Any; without text=True it is bytes
 
 
-def kill_group(proc: subprocess.Popen) -> None:
+def kill_group(proc: subprocess.Popen[bytes]) -> None:
     """Kill a child started with `start_new_session=True` and its whole process group."""
     with contextlib.suppress(ProcessLookupError):
         os.killpg(proc.pid, signal.SIGKILL)
@@ -217,8 +223,99 @@ def run_watched(args: list[str], step: watch.StepWatch, *, timeout: float = REND
     """ffmpeg with `-progress` on a pipe of its own and its stderr at info level, both read
     by threads as it runs and handed to `step`; same rules and errors as `run`.
 
-    The progress pipe is a separate descriptor (not stdout, which a caller may use for data).
+    When the step keeps a "last rendered" frame (`StepWatch.wants_preview`) and the command is a
+    video render `with_preview` understands, ffmpeg also writes a small JPEG of the frame it
+    just rendered, which `step` publishes every few seconds. The preview must never fail the
+    render: should that command fail, it runs again, as it was given, in the time left.
     """
+    peek = preview_file(args) if step.wants_preview else None
+    peeking = with_preview(args, peek) if peek is not None else None
+    if peek is None or peeking is None:
+        return _run_watched(args, step, timeout=timeout)
+    started = time.monotonic()
+    try:
+        peek.parent.mkdir()
+        return _run_watched(peeking, step, timeout=timeout, peek=peek)
+    except FFmpegTimeout:
+        raise
+    except (FFmpegError, OSError) as exc:
+        left = timeout - (time.monotonic() - started)
+        if left <= 0:
+            raise
+        step.line(f"(l1) ffmpeg failed with its preview output ({str(exc)[:200]}); again without it")
+    finally:
+        shutil.rmtree(peek.parent, ignore_errors=True)
+    return _run_watched(args, step, timeout=left)
+
+
+#: Frames per second of media time a watched video render writes to its "last rendered" JPEG
+#: (the watch publishes the newest one at most every `watch.PREVIEW_INTERVAL` s of wall time).
+PREVIEW_RATE = 2
+#: What ffmpeg makes of the rendered frame for the preview: longest side at most
+#: `watch.PREVIEW_SIZE`, never enlarged; full-range 4:2:0, what JPEG expects (so `-strict -1`
+#: for mjpeg's "non-J" pixel format, and no "deprecated pixel format" warning in the log).
+PREVIEW_CHAIN = (f"fps={PREVIEW_RATE},scale='min({watch.PREVIEW_SIZE},iw)':'min({watch.PREVIEW_SIZE},ih)'"
+                 ":force_original_aspect_ratio=decrease:out_range=full,format=yuv420p")
+PREVIEW_OUTPUT = ("-strict", "-1", "-q:v", "5", "-f", "image2", "-update", "1")
+#: Output files that are video renders (images and sounds get no "last rendered" frame).
+VIDEO_SUFFIXES = frozenset({".mp4", ".mov", ".mkv", ".webm"})
+#: Output options that end the output before its input ends: the preview's branch would keep
+#: ffmpeg decoding to the input's end, so such commands get no preview.
+OUTPUT_LIMITS = frozenset({"-t", "-to", "-fs", "-frames", "-frames:v", "-vframes", "-shortest"})
+#: Filter-graph labels of the rendered picture split in two, and of the preview's branch.
+_MAIN, _PEEK, _SMALL = "[l1main]", "[l1peek]", "[l1preview]"
+
+
+def preview_file(args: list[str]) -> Path | None:
+    """Where a watched render of `args` writes its preview: a fresh directory beside the
+    output (the step's work directory, removed with it), or None when the output is no video."""
+    if not args or args[-1].startswith("-") or Path(args[-1]).suffix.lower() not in VIDEO_SUFFIXES:
+        return None
+    out = Path(args[-1])
+    return out.parent / f".peek-{os.getpid()}-{time.monotonic_ns()}" / "last.jpg"
+
+
+def with_preview(args: list[str], jpeg: Path) -> list[str] | None:
+    """`args` with a second output: the rendered picture, `PREVIEW_RATE` frames per media
+    second, made small and overwritten in `jpeg` (`-update 1`); None when the command is not
+    one of the engine's two shapes of video render, which both keep their exact output bytes:
+
+    - `-filter_complex GRAPH … -map [v] … out`: `[v]` is split, one half mapped as before;
+    - `-map N:v:0 … -vf CHAIN … out`: becomes `-filter_complex [N:v:0]CHAIN,split…` (the same
+      filters on the same frames).
+
+    ffmpeg 5 cannot decode an output again (7's `-dec`), and reading the partial MP4 is not
+    possible (its index is written last), hence the split inside the graph.
+    """
+    if "-i" not in args or args[-1].startswith("-"):
+        return None
+    last_input = len(args) - 1 - args[::-1].index("-i")
+    output_options = args[last_input + 2:-1]
+    if OUTPUT_LIMITS.intersection(output_options) or "-filter:v" in args:
+        return None
+    maps = [i for i, a in enumerate(args[:-1]) if a == "-map"]
+    branch = f",split=2{_MAIN}{_PEEK};{_PEEK}{PREVIEW_CHAIN}{_SMALL}"
+    out = list(args)
+    if args.count("-filter_complex") == 1 and "-vf" not in args:
+        video = [i for i in maps if args[i + 1] == "[v]"]
+        if len(video) != 1:
+            return None
+        graph = args.index("-filter_complex") + 1
+        out[graph] = f"{args[graph]};[v]{branch.removeprefix(',')}"
+        out[video[0] + 1] = _MAIN
+    elif args.count("-vf") == 1 and "-filter_complex" not in args:
+        video = [i for i in maps if re.fullmatch(r"\d+:v:0", args[i + 1])]
+        if len(video) != 1:
+            return None
+        chain = args.index("-vf")
+        out[chain:chain + 2] = ["-filter_complex", f"[{args[video[0] + 1]}]{args[chain + 1]}{branch}"]
+        out[video[0] + 1] = _MAIN
+    else:
+        return None
+    return [*out, "-map", _SMALL, *PREVIEW_OUTPUT, str(jpeg)]
+
+
+def _run_watched(args: list[str], step: watch.StepWatch, *, timeout: float, peek: Path | None = None) -> bytes:
     read_fd, write_fd = os.pipe()
     argv = [ffmpeg_exe(), "-hide_banner", "-nostdin", "-loglevel", "level+info", "-y", "-nostats",
             "-stats_period", STATS_PERIOD, "-progress", f"pipe:{write_fd}", *args]
@@ -231,18 +328,21 @@ def run_watched(args: list[str], step: watch.StepWatch, *, timeout: float = REND
         raise
     finally:
         os.close(write_fd)
-    streams = _Streams(proc, read_fd, step)
+    streams = _Streams(proc, read_fd, step, peek)
     try:
         proc.wait(timeout=timeout)
     except subprocess.TimeoutExpired:
         kill_group(proc)
         proc.wait()
-        raise FFmpegError(f"ffmpeg timed out after {timeout:g} s") from None
+        raise FFmpegTimeout(f"ffmpeg timed out after {timeout:g} s") from None
     except BaseException:
         kill_group(proc)
         raise
     finally:
         streams.join()
+        for pipe in (proc.stdout, proc.stderr):
+            if pipe is not None:
+                pipe.close()
     if proc.returncode != 0:
         text = "\n".join(streams.errors or streams.tail)
         for tag in ERROR_TAGS:
@@ -255,8 +355,9 @@ class _Streams:
     """Threads reading a watched ffmpeg's stdout (kept), stderr (to the log; error lines kept)
     and progress pipe (to the watch), so none of the three can fill up and stall ffmpeg."""
 
-    def __init__(self, proc: subprocess.Popen, progress_fd: int, step: watch.StepWatch) -> None:
-        self.proc, self.progress_fd, self.step = proc, progress_fd, step
+    def __init__(self, proc: subprocess.Popen[bytes], progress_fd: int, step: watch.StepWatch,
+                 peek: Path | None = None) -> None:
+        self.proc, self.progress_fd, self.step, self.peek = proc, progress_fd, step, peek
         self.errors: list[str] = []
         self.tail: list[str] = []
         self.out = bytearray()
@@ -291,6 +392,8 @@ class _Streams:
                 if key == "progress":
                     self.step.ffmpeg_progress(block)
                     block = {}
+                    if self.peek is not None:
+                        self.step.preview_file(self.peek)
 
     def _stdout(self) -> None:
         assert self.proc.stdout is not None
@@ -298,7 +401,7 @@ class _Streams:
             self.out.extend(chunk)
 
 
-def probe(path: Path, *, timeout: float = PROBE_TIMEOUT, safe: bool = False) -> dict:
+def probe(path: Path, *, timeout: float = PROBE_TIMEOUT, safe: bool = False) -> dict[str, Any]:
     """ffprobe's JSON (format and streams) for a local file; `safe` adds the demuxer allow-list.
 
     Without an ffprobe binary (a pip-only install), PyAV prints the same fields in the same
@@ -311,4 +414,4 @@ def probe(path: Path, *, timeout: float = PROBE_TIMEOUT, safe: bool = False) -> 
     else:
         flags = MEDIA_INPUT_FLAGS if safe else INPUT_FLAGS
         args, name = [exe, "-v", "error", *flags, "-show_format", "-show_streams", "-of", "json", str(path)], None
-    return json.loads(run(args, timeout=timeout, name=name) or b"{}")
+    return cast(dict[str, Any], json.loads(run(args, timeout=timeout, name=name) or b"{}"))  # ffprobe's JSON object

@@ -12,6 +12,7 @@ import warnings
 from dataclasses import asdict, dataclass
 from fractions import Fraction
 from pathlib import Path
+from typing import Any
 
 from PIL import Image, UnidentifiedImageError
 
@@ -44,7 +45,7 @@ class MediaInfo:
     fps: float | None = None
     has_audio: bool = False
 
-    def to_dict(self) -> dict:
+    def to_dict(self) -> dict[str, Any]:
         return asdict(self)
 
 
@@ -103,7 +104,7 @@ def _detect_av(path: Path) -> MediaInfo:
     raise MediaError(f"{path.name}: no video or audio stream")
 
 
-def _video_info(path: Path, stream: dict, fmt: str, duration: float | None,
+def _video_info(path: Path, stream: dict[str, Any], fmt: str, duration: float | None,
                 has_audio: bool) -> MediaInfo:
     width, height = int(stream.get("width") or 0), int(stream.get("height") or 0)
     _check_pixels(path, width, height)
@@ -118,7 +119,7 @@ def _check_pixels(path: Path, width: int, height: int) -> None:
                          f"{MAX_PIXELS // 1_000_000} MPixel limit")
 
 
-def frame_rate(stream: dict) -> float | None:
+def frame_rate(stream: dict[str, Any]) -> float | None:
     """A video stream's frames per second from ffprobe's fields (average first), or None; the one reading."""
     for key in ("avg_frame_rate", "r_frame_rate"):
         try:

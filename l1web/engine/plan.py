@@ -21,6 +21,8 @@ then the node's own inputs, whose sound it adds once); see engine/chunks.py.
 
 from __future__ import annotations
 
+from typing import Any
+
 from l1web.engine import chunks
 from l1web.engine.cache_ids import cache_id, executor_version
 from l1web.engine.canonical import sha3_json
@@ -34,15 +36,19 @@ PLAN_VERSION = "1"
 #: Most inputs one SEQUENCE step joins; longer ones are reduced as a tree.
 MAX_SEQUENCE_FANIN = 8
 
+#: A plan and one of its steps: JSON-ready dicts of the shapes above (they travel through RQ).
+Plan = dict[str, Any]
+Step = dict[str, Any]
 
-def plan(dag: Dag, analysis: dict[str, dict], chunking: chunks.Chunking = chunks.OFF) -> dict:
+
+def plan(dag: Dag, analysis: dict[str, dict[str, Any]], chunking: chunks.Chunking = chunks.OFF) -> Plan:
     """The plan for `dag`, given `analyze`'s results for its sources (by content hash).
 
     `chunking` splits frame-wise steps on long videos into chunks (engine/chunks.py); the
     default plans every step in one piece.
     """
     checked = validate(dag)
-    steps: dict[str, dict] = {}
+    steps: dict[str, Step] = {}
     facts: dict[str, chunks.Facts | None] = {}  # the video each node outputs, when known
     for node_id in topological_order(checked):
         node = checked.nodes[node_id]
@@ -54,7 +60,7 @@ def plan(dag: Dag, analysis: dict[str, dict], chunking: chunks.Chunking = chunks
         kind = output_kind(node, kinds)
         wise = chunks.frame_wise(node.type, node.config, kinds, [facts[i] for i in node.inputs])
         facts[node.id] = wise
-        ranges = chunks.boundaries(wise, chunking) if wise else [(0, None)]
+        ranges: list[tuple[int, int | None]] = chunks.boundaries(wise, chunking) if wise else [(0, None)]
         if node.type == "SEQUENCE" and len(node.inputs) > MAX_SEQUENCE_FANIN:
             _reduce_sequence(steps, node, kind)
         elif len(ranges) > 1:
@@ -64,7 +70,7 @@ def plan(dag: Dag, analysis: dict[str, dict], chunking: chunks.Chunking = chunks
     return _finish(list(steps.values()), checked.output)
 
 
-def _chunked(steps: dict[str, dict], node: Node, kind: str, ranges: list[tuple[int, int | None]],
+def _chunked(steps: dict[str, Step], node: Node, kind: str, ranges: list[tuple[int, int | None]],
              chunking: chunks.Chunking) -> None:
     """Chunk steps over `ranges`, then the join step under the node's own id."""
     ids = []
@@ -87,11 +93,11 @@ def _chunked(steps: dict[str, dict], node: Node, kind: str, ranges: list[tuple[i
     _add(steps, whole)
 
 
-def _add(steps: dict[str, dict], step: dict) -> None:
+def _add(steps: dict[str, Step], step: Step) -> None:
     steps[step["step_id"]] = step
 
 
-def _source_step(node: Node, analysis: dict[str, dict]) -> dict:
+def _source_step(node: Node, analysis: dict[str, dict[str, Any]]) -> Step:
     digest = node.config["hash"]
     if digest is None:
         raise DagError("SOURCE has no content hash: resolve inputs before planning",
@@ -106,8 +112,8 @@ def _source_step(node: Node, analysis: dict[str, dict]) -> dict:
     }
 
 
-def _step(step_id: str, node: Node, inputs: list[str], steps: dict[str, dict],
-          kind: str, *, chunk: dict | None = None) -> dict:
+def _step(step_id: str, node: Node, inputs: list[str], steps: dict[str, Step],
+          kind: str, *, chunk: dict[str, Any] | None = None) -> Step:
     upstream = [steps[i] for i in inputs]
     input_ids = [s["cache_id"] for s in upstream]
     version = executor_version(node.type, node.config)
@@ -121,7 +127,7 @@ def _step(step_id: str, node: Node, inputs: list[str], steps: dict[str, dict],
     }
 
 
-def _reduce_sequence(steps: dict[str, dict], node: Node, kind: str) -> None:
+def _reduce_sequence(steps: dict[str, Step], node: Node, kind: str) -> None:
     layer, depth = list(node.inputs), 0
     while len(layer) > MAX_SEQUENCE_FANIN:
         groups = balanced_groups(layer, MAX_SEQUENCE_FANIN)
@@ -146,7 +152,7 @@ def balanced_groups(items: list[str], most: int) -> list[list[str]]:
     return groups
 
 
-def _finish(steps: list[dict], output: str) -> dict:
+def _finish(steps: list[Step], output: str) -> Plan:
     levels: list[list[str]] = [[] for _ in range(1 + max(s["level"] for s in steps))]
     for step in steps:
         levels[step["level"]].append(step["step_id"])

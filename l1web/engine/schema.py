@@ -12,7 +12,7 @@ from __future__ import annotations
 import math
 from collections.abc import Mapping
 from dataclasses import dataclass, field
-from typing import Literal
+from typing import Any, Literal
 
 from PIL import ImageColor
 
@@ -46,9 +46,11 @@ class Field:
 
 
 Schema = Mapping[str, "Field"]
+#: A filled config: every key of its schema with a checked, plain JSON value.
+Config = dict[str, Any]
 
 
-def fill(schema: Schema, config: object, *, node: str, n_inputs: int, path: str = "") -> dict:
+def fill(schema: Schema, config: object, *, node: str, n_inputs: int, path: str = "") -> Config:
     """The config with every key validated and every default filled in, or DagError."""
     if not isinstance(config, dict):
         raise DagError(f"must be a mapping, got {_show(config)}", node=node, field=path or None)
@@ -152,18 +154,18 @@ def _point(spec: Field, value: object, node: str, n_inputs: int, path: str) -> l
     return [_int(axis, v, node, n_inputs, f"{path}[{i}]") for i, v in enumerate(value)]
 
 
-def _object(spec: Field, value: object, node: str, n_inputs: int, path: str) -> dict:
+def _object(spec: Field, value: object, node: str, n_inputs: int, path: str) -> dict[str, Any]:
     return fill(spec.schema, value, node=node, n_inputs=n_inputs, path=path)
 
 
-def _mapping(spec: Field, value: object, node: str, n_inputs: int, path: str) -> dict:
+def _mapping(spec: Field, value: object, node: str, n_inputs: int, path: str) -> dict[str, Any]:
     # Free-form mapping whose keys are checked by its owner (an effect's params).
     if not isinstance(value, dict):
         raise DagError(f"must be a mapping, got {_show(value)}", node=node, field=path)
     return dict(value)
 
 
-def _list(spec: Field, value: object, node: str, n_inputs: int, path: str) -> list:
+def _list(spec: Field, value: object, node: str, n_inputs: int, path: str) -> list[Any]:
     # Lists are one entry per input: an empty or missing list means "defaults for every input".
     assert spec.item is not None
     items = [] if value is None else value

@@ -1,11 +1,14 @@
-"""Watching a render from inside: how far it is, and what it printed.
+"""Watching a render from inside: how far it is, what it printed, what it last made.
 
 A `StepWatch` is handed to the renderers through a context variable (`watching`), so the node
 renderers keep their signatures: `ffmpeg.ffmpeg` runs a watched ffmpeg with `-progress` and feeds
 its key=value blocks and its stderr lines here; the numpy frame loop reports frames done. The
 watch turns that into snapshots (frames, total_frames, out time, fps, speed, percent, ETA) and
 log text, and hands both to its sink at most once per `interval` (the worker writes them to
-Redis in one pipelined round trip; a sink's failure never fails a render). Pure Python: no Redis, no Flask.
+Redis in one pipelined round trip; a sink's failure never fails a render). Both kinds of render
+also keep a "last rendered" frame: the frame loop hands its frames (`frames_done`), a watched
+ffmpeg video render keeps a small JPEG up to date that is picked up every few seconds
+(`preview_file`). Pure Python: no Redis, no Flask.
 """
 
 from __future__ import annotations
@@ -18,6 +21,8 @@ import threading
 import time
 from collections.abc import Callable, Iterable, Iterator, Mapping
 from contextvars import ContextVar
+from pathlib import Path
+from typing import Any
 
 log = logging.getLogger(__name__)
 
@@ -84,7 +89,7 @@ class StepWatch:
     """Progress and log of one step's render; thread-safe (ffmpeg's pipes are read by threads)."""
 
     def __init__(self, *, seconds: float | None = None, frames: int | None = None,
-                 sink: Callable[[dict, str], None] | None = None,
+                 sink: Callable[[dict[str, Any], str], None] | None = None,
                  preview_sink: Callable[[bytes, float], None] | None = None,
                  redact: Callable[[str], str] | None = None,
                  interval: float = INTERVAL, clock: Callable[[], float] = time.monotonic,
@@ -94,6 +99,7 @@ class StepWatch:
         self._sink = sink
         self._preview_sink = preview_sink
         self._last_preview = float("-inf")
+        self._preview_seen: tuple[int, int] | None = None
         self.preview_at: float | None = None
         self.redact = redact or Redactor()
         self.interval, self.clock, self.wall = interval, clock, wall
@@ -148,6 +154,30 @@ class StepWatch:
             self._advance()
         self._maybe_emit()
 
+    @property
+    def wants_preview(self) -> bool:
+        """Whether this step keeps a "last rendered" frame (a watched ffmpeg then writes one)."""
+        return self._preview_sink is not None
+
+    def preview_file(self, path: Path) -> None:
+        """A JPEG that a watched ffmpeg keeps overwriting with the frame it just rendered: handed
+        to the preview sink when it changed, at most every `PREVIEW_INTERVAL` seconds. A picture
+        caught while ffmpeg rewrites it (no JPEG end marker yet) waits for the next look."""
+        if self._preview_sink is None or self.clock() - self._last_preview < PREVIEW_INTERVAL:
+            return
+        try:
+            stat = path.stat()
+            if (stat.st_mtime_ns, stat.st_size) == self._preview_seen:
+                return
+            jpeg = path.read_bytes()
+        except OSError:
+            return  # not written yet
+        if not (jpeg.startswith(b"\xff\xd8") and jpeg.rstrip(b"\0").endswith(b"\xff\xd9")):
+            return
+        self._preview_seen = (stat.st_mtime_ns, stat.st_size)
+        self._last_preview = self.clock()
+        self._publish_preview(jpeg)
+
     def _preview(self, frame: object) -> None:
         self._last_preview = self.clock()
         try:
@@ -159,11 +189,18 @@ class StepWatch:
             picture.thumbnail((PREVIEW_SIZE, PREVIEW_SIZE))
             out = io.BytesIO()
             picture.convert("RGB").save(out, "JPEG", quality=PREVIEW_QUALITY)
-            assert self._preview_sink is not None
+        except Exception:  # noqa: BLE001 - a preview must never fail the render
+            log.warning("could not make a step's last rendered frame", exc_info=True)
+            return
+        self._publish_preview(out.getvalue())
+
+    def _publish_preview(self, jpeg: bytes) -> None:
+        assert self._preview_sink is not None
+        try:
             at = round(self.wall(), 3)
             # The picture and its time go out together, so a page never links a picture that is
             # not there yet, nor misses one that is.
-            self._preview_sink(out.getvalue(), at)
+            self._preview_sink(jpeg, at)
             self.preview_at = at
         except Exception:  # noqa: BLE001 - a preview must never fail the render
             log.warning("could not keep a step's last rendered frame", exc_info=True)
@@ -188,11 +225,11 @@ class StepWatch:
         self._maybe_emit(force=True)
 
     # What the sinks get ------------------------------------------------------------------------
-    def snapshot(self) -> dict:
+    def snapshot(self) -> dict[str, Any]:
         with self._lock:
             return self._snapshot()
 
-    def _snapshot(self) -> dict:
+    def _snapshot(self) -> dict[str, Any]:
         elapsed = self.clock() - self.started
         eta = None
         if self.state == "running" and 0 < self.percent < 100:

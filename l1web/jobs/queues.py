@@ -8,7 +8,10 @@ on the queue; the worker that takes the token renders whatever the pool says is 
 from __future__ import annotations
 
 import functools
-from typing import TYPE_CHECKING
+import time
+import uuid
+from collections.abc import Callable
+from typing import TYPE_CHECKING, Any
 
 import redis
 from rq import Callback, Queue
@@ -69,7 +72,7 @@ def enqueue_step(connection: redis.Redis, run_id: str, step_id: str, attempt: in
                                           "id": step_job_id(run_id, step_id, attempt, tries)})
 
 
-def file_work(connection: redis.Redis, run_id: str, piece: dict) -> Job:
+def file_work(connection: redis.Redis, run_id: str, piece: dict[str, Any]) -> Job:
     """File a piece of work under its run's owner and priority, and put one token on its queue."""
     from l1web.state.fair import FairShare
 
@@ -77,12 +80,67 @@ def file_work(connection: redis.Redis, run_id: str, piece: dict) -> Job:
     return enqueue_token(connection, piece["kind"])
 
 
+def token_prefix(kind: str) -> str:
+    """How the RQ job ids of `kind`'s tokens begin (the sweep counts them by id alone)."""
+    return f"token-{kind}-"
+
+
 def enqueue_token(connection: redis.Redis, kind: str) -> Job:
     return queue(connection, TOKEN_QUEUES[kind]).enqueue(
-        "l1web.jobs.runs.take_work", kind,
+        "l1web.jobs.runs.take_work", kind, job_id=token_prefix(kind) + uuid.uuid4().hex,
         job_timeout=TOKEN_TIMEOUTS[kind], result_ttl=RESULT_TTL, failure_ttl=FAILURE_TTL,
         on_failure=Callback("l1web.jobs.runs.on_work_failure"), description=TOKEN_DESCRIPTIONS[kind],
+        # A job RQ stops on request (cancelling its run) gets this callback, not on_failure.
+        on_stopped=Callback("l1web.jobs.runs.on_work_stopped"),
     )
+
+
+#: Seconds between a sweep's two counts: a token a worker has just popped from its queue is
+#: briefly in neither the queue nor the started registry, and must not count as lost.
+SWEEP_RECOUNT = 0.5
+
+
+def tokens_out(connection: redis.Redis, kind: str, taken: Callable[[list[str]], list[bool]]) -> int:
+    """Tokens of `kind` that will still take a piece: queued (or in RQ's intermediate list),
+    scheduled, or started and not yet holding one (`taken` says, per job id, whether it holds one)."""
+    from rq.registry import ScheduledJobRegistry, StartedJobRegistry
+
+    prefix, q = token_prefix(kind), queue(connection, TOKEN_QUEUES[kind])
+    waiting = [i for i in (*q.get_job_ids(), *q.intermediate_queue.get_job_ids()) if i.startswith(prefix)]
+    # ScheduledJobRegistry's __init__ is unannotated in rq
+    scheduled = [i for i in ScheduledJobRegistry(queue=q).get_job_ids(cleanup=False)  # type: ignore[no-untyped-call]
+                 if i.startswith(prefix)]
+    started = [i for i in StartedJobRegistry(queue=q).get_job_ids(cleanup=False) if i.startswith(prefix)]
+    with connection.pipeline(transaction=False) as pipe:  # a queued id whose job is gone is no token
+        for job_id in (*waiting, *scheduled):
+            pipe.exists(Job.key_for(job_id))
+        alive = sum(bool(n) for n in pipe.execute())
+    holding = taken(started) if started else []
+    return alive + sum(not held for held in holding)
+
+
+def reissue_lost_tokens(connection: redis.Redis, state: StateManager) -> dict[str, int]:
+    """Put a token back on RQ for each waiting piece that has none (see `state/fair.py`), per kind.
+
+    Two counts `SWEEP_RECOUNT` apart, and only what both lack is re-issued, so a token in
+    flight between RQ's lists is not doubled; one too many would still be harmless (it takes
+    nothing and ends), and a piece is popped from the pool once whatever the number of tokens.
+    """
+    def deficit(kind: str) -> int:
+        return state.fair.waiting(kind) - tokens_out(connection, kind, state.fair.holding)
+
+    first = {kind: deficit(kind) for kind in TOKEN_QUEUES}
+    if not any(n > 0 for n in first.values()):
+        return {}
+    time.sleep(SWEEP_RECOUNT)
+    issued = {}
+    for kind, before in first.items():
+        missing = min(before, deficit(kind)) if before > 0 else 0
+        for _ in range(missing):
+            enqueue_token(connection, kind)
+        if missing > 0:
+            issued[kind] = missing
+    return issued
 
 
 #: Seconds one notification attempt's job may take (the POST has its own shorter deadline).
@@ -99,6 +157,15 @@ def enqueue_notify(connection: redis.Redis, run_id: str, attempt: int, intervals
         job_id=f"notify-{run_id[:16]}-{attempt}", job_timeout=NOTIFY_JOB_TIMEOUT,
         result_ttl=RESULT_TTL, failure_ttl=FAILURE_TTL, retry=retry,
         description=f"notify run {run_id[:12]} ended",
+    )
+
+
+def enqueue_ended(connection: redis.Redis, run_id: str) -> Job:
+    """A quick job doing what a run's end entails (its notify URL's delivery) for an end decided
+    by a web request (a cancel): the worker's settings say where and how often to retry."""
+    return queue(connection, RUNS_QUEUE).enqueue(
+        "l1web.jobs.notify.ended", run_id, job_timeout=NOTIFY_JOB_TIMEOUT,
+        result_ttl=RESULT_TTL, failure_ttl=FAILURE_TTL, description=f"run {run_id[:12]} ended",
     )
 
 
@@ -125,4 +192,5 @@ def run_service(state: StateManager, store: ContentStore, connection: redis.Redi
     from l1web.runs.service import RunService
 
     return RunService(state, store, connection, functools.partial(enqueue_plan, connection),
-                      functools.partial(enqueue_advance, connection), user_max_priority=user_max_priority)
+                      functools.partial(enqueue_advance, connection), user_max_priority=user_max_priority,
+                      enqueue_ended=functools.partial(enqueue_ended, connection))

@@ -13,10 +13,11 @@ import http.client
 import json
 import logging
 import time
+from typing import Any
 
 from l1web.auth import l2
 from l1web.errors import BadGateway, Conflict, Forbidden, GatewayTimeout, Unauthorized, Unavailable
-from l1web.runs.model import RunStatus
+from l1web.runs.model import Run, RunStatus
 from l1web.runs.service import RunService
 from l1web.settings import Settings
 from l1web.users import User
@@ -27,7 +28,7 @@ log = logging.getLogger(__name__)
 MAX_ANSWER_BYTES = 16 * 1024
 
 
-def publish(service: RunService, settings: Settings, run_id: str, user: User, token: str | None) -> tuple[dict, bool]:
+def publish(service: RunService, settings: Settings, run_id: str, user: User, token: str | None) -> tuple[Run, bool]:
     """Publish the run's output for its owner; (publication, newly published)."""
     run = service.get(run_id, user)
     if run.get("owner") != user.name:
@@ -52,7 +53,7 @@ def publish(service: RunService, settings: Settings, run_id: str, user: User, to
     return publication_of(service.state.runs.get(run_id) or run), True
 
 
-def _post(server: str, token: str, body: dict, timeout: float) -> dict:
+def _post(server: str, token: str, body: dict[str, Any], timeout: float) -> dict[str, Any]:
     # The same whole-exchange deadline as sign-in's verify call: an L2 dripping its answer byte
     # by byte must not hold this request's thread past `timeout` (a read timeout would not stop it).
     try:
@@ -79,14 +80,14 @@ def _post(server: str, token: str, body: dict, timeout: float) -> dict:
     raise BadGateway(f"L2 answered {status} with no usable publication record; the run was not published.")
 
 
-def _mark(service: RunService, run_id: str, server: str, answer: dict, published_at: float) -> bool:
+def _mark(service: RunService, run_id: str, server: str, answer: dict[str, Any], published_at: float) -> bool:
     """Mark the run and its output published, only if the run is still there and completed."""
     return service.state.runs.mark_published(
         run_id, published_at=repr(published_at), published_to=server,
         published_id=str(answer["id"]), published_url=str(answer.get("url") or ""))
 
 
-def publication_of(run: dict) -> dict:
+def publication_of(run: Run) -> dict[str, Any]:
     return {
         "run_id": run["id"], "output_hash": run.get("output_hash"), "published": run.get("published") == "1",
         "published_at": float(run["published_at"]) if run.get("published_at") else None,

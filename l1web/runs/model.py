@@ -3,11 +3,15 @@
 from __future__ import annotations
 
 from collections.abc import Mapping
+from typing import Any
 
 from l1web.engine.canonical import sha3_json
 from l1web.status import RunStatus, StepStatus
 
-__all__ = ["RunStatus", "StepStatus", "legacy_run_id_for", "run_id_for"]
+__all__ = ["Run", "RunStatus", "StepStatus", "legacy_run_id_for", "run_id_for"]
+
+#: A run record as the state manager returns it: the run hash, its JSON fields decoded.
+Run = dict[str, Any]
 
 
 def run_id_for(owner: str, recipe_id: str, inputs: Mapping[str, str], params: Mapping[str, object]) -> str:

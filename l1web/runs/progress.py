@@ -5,7 +5,8 @@ cost, `engine/estimate.py`), not "steps done / steps total"."""
 from __future__ import annotations
 
 import time
-from collections.abc import Mapping
+from collections.abc import Mapping, Sequence
+from typing import Any
 
 from l1web.runs.model import StepStatus
 
@@ -15,12 +16,12 @@ FIELDS = ("frames", "total_frames", "percent", "fps", "eta", "speed", "out_secon
 WATCHED = frozenset({StepStatus.RUNNING, StepStatus.COMPLETED, StepStatus.FAILED})
 
 
-def step_progress(step: Mapping, live: Mapping | None) -> dict:
+def step_progress(step: Mapping[str, Any], live: Mapping[str, Any] | None) -> dict[str, Any]:
     """`{frames, total_frames, percent, fps, eta, …}` of one step (merged description + state)."""
     expect = step.get("expect") or {}
     status = str(step.get("status") or StepStatus.PENDING)
     done = status in (StepStatus.CACHED, StepStatus.COMPLETED)
-    out: dict = {name: None for name in FIELDS}
+    out: dict[str, Any] = {name: None for name in FIELDS}
     out["total_frames"] = expect.get("frames")
     out["seconds"] = expect.get("seconds")
     if live:
@@ -35,7 +36,7 @@ def step_progress(step: Mapping, live: Mapping | None) -> dict:
     return out
 
 
-def weight(step: Mapping) -> float:
+def weight(step: Mapping[str, Any]) -> float:
     if step.get("type") == "SOURCE":
         return 0.0
     expect = step.get("expect") or {}
@@ -43,7 +44,7 @@ def weight(step: Mapping) -> float:
     return float(value) if isinstance(value, int | float) and value > 0 else 1.0
 
 
-def run_progress(run: Mapping, steps: list[Mapping]) -> dict:
+def run_progress(run: Mapping[str, Any], steps: Sequence[Mapping[str, Any]]) -> dict[str, Any]:
     """`{percent, eta}` of a run whose steps carry `progress` (from `step_progress`)."""
     status = str(run.get("status") or "")
     if status == "completed":

@@ -8,19 +8,24 @@ import os
 import platform
 import sys
 from datetime import UTC, datetime
+from typing import TYPE_CHECKING, Any
 from urllib.parse import urlparse
 
 from l1web.engine import ffmpeg
 from l1web.engine.canonical import sha3_json
 from l1web.engine.effects import EffectError, get_effect
 
+if TYPE_CHECKING:
+    from l1web.clients import Clients
+    from l1web.runs.model import Run
+
 #: Python packages whose versions every provenance record lists.
 PACKAGES = ("flask", "rq", "redis", "numpy", "scipy", "pillow", "pyyaml")
 
 
 @functools.cache
-def tool_versions() -> dict:
-    versions = {"python": platform.python_version()}
+def tool_versions() -> dict[str, str | None]:
+    versions: dict[str, str | None] = {"python": platform.python_version()}
     for name in PACKAGES:
         try:
             versions[name] = importlib.metadata.version(name)
@@ -52,7 +57,7 @@ def _package_version(name: str) -> str:
 
 
 @functools.cache
-def infrastructure() -> dict:
+def infrastructure() -> dict[str, Any]:
     from l1web import __version__
 
     software = {"l1": __version__, **tool_versions()}
@@ -72,7 +77,8 @@ def rendered_by(owner: str | None, l2_servers: tuple[str, ...]) -> str | None:
     return f"@{owner}@{domain}"
 
 
-def build(ctx, run: dict, steps: list[dict], states: dict[str, dict], output: str) -> dict:
+def build(ctx: Clients, run: Run, steps: list[dict[str, Any]], states: dict[str, dict[str, Any]],
+          output: str) -> dict[str, Any]:
     effects = []
     for step in steps:
         if step.get("type") == "EFFECT":

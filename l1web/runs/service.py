@@ -2,11 +2,12 @@
 
 from __future__ import annotations
 
+import logging
 import re
 import time
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
-from typing import Protocol
+from typing import Any, Protocol
 
 import redis
 
@@ -14,12 +15,15 @@ from l1web import access, lifecycle, trace
 from l1web.engine.canonical import DIGEST_RE
 from l1web.errors import BadRequest, Conflict, Forbidden, NotFound
 from l1web.lifecycle import RunEvent, StepEvent
-from l1web.recipes.parse import Recipe, RecipeError, effect_recipe, recipe_from_data
+from l1web.recipes.errors import RecipeError
+from l1web.recipes.parse import Recipe, effect_recipe, recipe_from_data
 from l1web.runs import progress
-from l1web.runs.model import RunStatus, StepStatus, legacy_run_id_for, run_id_for
+from l1web.runs.model import Run, RunStatus, StepStatus, legacy_run_id_for, run_id_for
 from l1web.state import StateManager
 from l1web.store import ContentStore
 from l1web.users import User
+
+log = logging.getLogger(__name__)
 
 #: Longest output name accepted, in characters.
 MAX_OUTPUT_NAME = 128
@@ -31,7 +35,7 @@ class Submission:
     recipe: str
     inputs: list[str] | dict[str, str] = field(default_factory=list)
     output_name: str | None = None
-    params: dict = field(default_factory=dict)
+    params: dict[str, Any] = field(default_factory=dict)
     force: bool = False
     paused: bool = False
     priority: int = 0
@@ -93,7 +97,7 @@ def renders_one_step(recipe: Recipe) -> bool:
     return sum(1 for node in recipe.dag.nodes.values() if node.type != "SOURCE") == 1
 
 
-def _stored_renders_one_step(run: dict) -> bool:
+def _stored_renders_one_step(run: dict[str, Any]) -> bool:
     try:
         return renders_one_step(recipe_from_data(run["recipe"]))
     except (KeyError, TypeError, RecipeError):
@@ -112,15 +116,23 @@ class EnqueueAdvance(Protocol):
     def __call__(self, run_id: str) -> object: ...
 
 
+class EnqueueEnded(Protocol):
+    """Puts a job on the queue that does what a run's end entails off the request path (its
+    notify URL's delivery), for ends decided by a request (a cancel); workers call it themselves."""
+
+    def __call__(self, run_id: str) -> object: ...
+
+
 class RunService:
     """Submitting, viewing, cancelling and re-running runs; the job layer is injected, not imported."""
 
     def __init__(self, state: StateManager, store: ContentStore, rq_connection: redis.Redis,
                  enqueue_plan: EnqueuePlan, enqueue_advance: EnqueueAdvance | None = None, *,
-                 user_max_priority: int = 0) -> None:
+                 user_max_priority: int = 0, enqueue_ended: EnqueueEnded | None = None) -> None:
         self.state, self.store, self.rq = state, store, rq_connection
         self.enqueue_plan = enqueue_plan
         self.enqueue_advance = enqueue_advance
+        self.enqueue_ended = enqueue_ended
         self.user_max_priority = user_max_priority
 
     # Submitting ----------------------------------------------------------------------------
@@ -143,7 +155,7 @@ class RunService:
 
     def may_use(self, user: User, digest: str) -> bool:
         """The one rule (`l1web.access.can_use`) over what the index knows of `digest`."""
-        return access.can_use(user, self.state.cache.access_item(digest, user.name))
+        return access.usable(self.state.cache, digest, user)
 
     def resolve_input(self, ref: str, field_name: str, user: User) -> str:
         if DIGEST_RE.fullmatch(ref):
@@ -179,7 +191,7 @@ class RunService:
         self.check_fixed_inputs(recipe, user)
         return bound
 
-    def submit(self, submission: Submission, user: User, admit: Callable[[], None] | None = None) -> tuple[dict, bool]:
+    def submit(self, submission: Submission, user: User, admit: Callable[[], None] | None = None) -> tuple[Run, bool]:
         """Start a run, or return the existing identical one; (run, created).
 
         `admit` is called once the submission is valid and would enqueue work (a new run or a
@@ -223,7 +235,8 @@ class RunService:
         trace.mark("web.enqueued")
         return self.state.runs.get(run_id) or run, True
 
-    def _legacy_run(self, user: User, recipe_id: str, inputs: Mapping[str, str], params: Mapping) -> dict | None:
+    def _legacy_run(self, user: User, recipe_id: str, inputs: Mapping[str, str],
+                    params: Mapping[str, Any]) -> Run | None:
         """This user's identical run under its pre-owner id, if they have one (runs are not rewritten)."""
         run = self.state.runs.get(legacy_run_id_for(recipe_id, inputs, params))
         return run if run and run.get("owner") == user.name else None
@@ -242,21 +255,38 @@ class RunService:
             raise
 
     # Reading -------------------------------------------------------------------------------
-    def get(self, run_id: str, user: User) -> dict:
+    def get(self, run_id: str, user: User) -> Run:
         """The run if this user may see it; the same 404 for unknown and for someone else's."""
         run = self.state.runs.get(run_id) if DIGEST_RE.fullmatch(run_id) else None
         if run is None or not access.owns(user, [run.get("owner") or ""]):
             raise NotFound(f"no run {run_id[:64]!r}")
         return run
 
-    def steps_view(self, run_id: str) -> list[dict]:
+    def steps_view(self, run_id: str) -> list[dict[str, Any]]:
         """Each step's description merged with its state and its `progress` (two round trips:
         the steps, then the live progress of those that rendered or render)."""
         _, steps, states = self.state.runs.snapshot(run_id, with_run=False)
+        return self._with_progress(run_id, steps, states)
+
+    def view(self, run_id: str, user: User) -> tuple[dict[str, Any], list[dict[str, Any]], list[dict[str, Any]]]:
+        """(run, `steps_view`, notification deliveries) if this user may see the run, as `get`
+        decides: what the polled views show, in one round trip (`Runs.view`) where `get` +
+        `steps_view` + deliveries took four."""
+        run, steps, states, deliveries, live = self.state.runs.view(run_id) if DIGEST_RE.fullmatch(run_id) \
+            else (None, [], {}, [], {})
+        if run is None or not access.owns(user, [run.get("owner") or ""]):
+            raise NotFound(f"no run {run_id[:64]!r}")
+        return run, self._with_progress(run_id, steps, states, live), deliveries
+
+    def _with_progress(self, run_id: str, steps: list[dict[str, Any]], states: dict[str, dict[str, Any]],
+                       live: dict[str, dict[str, Any]] | None = None) -> list[dict[str, Any]]:
         merged = [{**step, **states.get(step["step_id"], {})} for step in steps]
-        live = self.state.watch.progress(run_id, [s["step_id"] for s in merged if s.get("status") in progress.WATCHED])
+        watched = {s["step_id"] for s in merged if s.get("status") in progress.WATCHED}
+        if live is None:
+            live = self.state.watch.progress(run_id, watched)
         for step in merged:
-            step["progress"] = progress.step_progress(step, live.get(step["step_id"]))
+            found = live.get(step["step_id"]) if step["step_id"] in watched else None
+            step["progress"] = progress.step_progress(step, found)
         return merged
 
     # Changing ------------------------------------------------------------------------------
@@ -275,12 +305,17 @@ class RunService:
         if run.get("config_id"):
             self.state.recipes.remove_ref(run["config_id"], run_id)
 
-    def cancel(self, run_id: str, user: User) -> dict:
+    def cancel(self, run_id: str, user: User) -> Run:
         run = self.get(run_id, user)
         if not self.state.runs.transition(run_id, RunEvent.CANCEL, error="cancelled by the user",
                                           finished=time.time()):
             raise Conflict(f"the run is {run['status']}; only pending, running or paused runs can be cancelled")
         self._stop_steps(run_id)
+        if self.enqueue_ended is not None:  # this request ended the run (a compare-and-set): once
+            try:
+                self.enqueue_ended(run_id)
+            except Exception:  # noqa: BLE001 - the run is cancelled either way; a worker's log says why
+                log.exception("could not enqueue the end of run %s", run_id[:12])
         return self.state.runs.get(run_id) or run
 
     def _stop_steps(self, run_id: str) -> None:
@@ -290,13 +325,15 @@ class RunService:
             status = step.get("status")
             if lifecycle.allowed(status, StepEvent.SKIP):
                 self.state.runs.step_transition(run_id, step_id, StepEvent.SKIP, error="run cancelled")
-            elif status == StepStatus.RUNNING and step.get("job_id"):
+            elif status == StepStatus.RUNNING and (step.get("rq_job") or step.get("job_id")):
+                # `job_id` names the attempt (a fair-share piece, `plan-…`/`step-…`); the RQ job
+                # rendering it, which is what RQ can stop, is `rq_job`.
                 try:
-                    send_stop_job_command(self.rq, step["job_id"])
+                    send_stop_job_command(self.rq, step.get("rq_job") or step["job_id"])
                 except Exception:  # noqa: BLE001 - the job may have just finished
                     pass
 
-    def rerun(self, run_id: str, user: User, *, force: bool = False, admit: Callable[[], None] | None = None) -> dict:
+    def rerun(self, run_id: str, user: User, *, force: bool = False, admit: Callable[[], None] | None = None) -> Run:
         """Run a failed or cancelled run again (or any finished run when forced)."""
         run = self.get(run_id, user)
         if run.get("published") == "1":
@@ -317,7 +354,7 @@ class RunService:
             raise Forbidden(f"priority {priority} is above your ceiling of {self.user_max_priority}",
                             field="priority")
 
-    def set_priority(self, run_id: str, user: User, priority: int) -> dict:
+    def set_priority(self, run_id: str, user: User, priority: int) -> Run:
         """Change a live run's priority; its waiting plan or steps move to the new priority at once."""
         run = self.get(run_id, user)
         self.check_priority(priority, user)
@@ -329,14 +366,14 @@ class RunService:
             self.state.fair.move(kind, run.get("owner") or "", old, priority, run_id)
         return self.state.runs.get(run_id) or run
 
-    def pause(self, run_id: str, user: User) -> dict:
+    def pause(self, run_id: str, user: User) -> Run:
         """No new step of the run starts (a queued one goes back to waiting); running steps finish."""
         run = self.get(run_id, user)
         if not self.state.runs.transition(run_id, RunEvent.PAUSE, paused_at=time.time()):
             raise Conflict(f"the run is {run['status']}; only pending or running runs can be paused")
         return self.state.runs.get(run_id) or run
 
-    def resume(self, run_id: str, user: User) -> dict:
+    def resume(self, run_id: str, user: User) -> Run:
         """A paused run goes on: planned ones enqueue their ready steps, others are planned now."""
         run = self.get(run_id, user)
         planned = bool(run.get("started"))  # its plan job began (and writes its steps)
@@ -349,7 +386,7 @@ class RunService:
             self.enqueue_plan(run_id, int(run.get("attempt") or 1), render_inline=_stored_renders_one_step(run))
         return self.state.runs.get(run_id) or run
 
-    def requeue(self, run_id: str, user: User, *, admit: Callable[[], None] | None = None) -> dict:
+    def requeue(self, run_id: str, user: User, *, admit: Callable[[], None] | None = None) -> Run:
         """Render a failed or cancelled run's unfinished steps again, keeping every completed one.
 
         A run that never got planned (it failed while planning, or was cancelled before) is

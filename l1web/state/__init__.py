@@ -12,6 +12,7 @@ import redis
 import redis.lock
 
 from l1web.state import keys
+from l1web.state.batches import Batches
 from l1web.state.cache import CacheIndex
 from l1web.state.chunks import RemovedChunks
 from l1web.state.claims import Claims
@@ -25,6 +26,7 @@ from l1web.state.runs import Runs
 from l1web.state.tokens import Tokens
 from l1web.state.uploads import Uploads
 from l1web.state.watch import StepWatches
+from l1web.state.workers import Workers
 
 #: Largest offset a listing accepts: Redis ranges take 64-bit integers, and nobody pages this far.
 MAX_OFFSET = 10**9
@@ -59,6 +61,8 @@ class StateManager:
         self.watch = StepWatches(client)
         self.notify = Notifications(client)
         self.removed_chunks = RemovedChunks(client)
+        self.workers = Workers(client)
+        self.batches = Batches(client)
 
     @classmethod
     def from_url(cls, url: str) -> StateManager:

@@ -7,11 +7,13 @@ WATCH transaction, so "delete unless referenced" can never lose a run's input.
 
 from __future__ import annotations
 
+import builtins
 import json
 import math
 import re
 import time
 from dataclasses import asdict, dataclass, fields
+from typing import Any, cast
 
 import redis
 import redis.lock
@@ -88,6 +90,47 @@ return 1
 """
 
 
+# KEYS: index, quarantine, the asker's owner index, published, shared, assets. ARGV: the item key
+# prefix, the digests joined by ','. Returns one character per digest (64 + the _EXISTS/_HELD/...
+# bits) and the owners of the digests that exist, in order ('' for an ownerless system item).
+# Existence is read from the index (`_RECORD`, `_DELETE` and `_QUARANTINE` change it together with
+# the item's hash), so the other facts are read only for the digests that exist.
+_ACCESS = """
+local digests = {}
+for digest in string.gmatch(ARGV[2], '[^,]+') do digests[#digests + 1] = digest end
+local flags, owners = {}, {}
+for i = 1, #digests do flags[i] = '@' end
+local stored = redis.call('ZMSCORE', KEYS[1], unpack(digests))
+local at, found = {}, {}
+for i = 1, #digests do
+  if stored[i] then at[#at + 1] = i; found[#found + 1] = digests[i] end
+end
+if #found == 0 then return {table.concat(flags), owners} end
+local quarantined = redis.call('HMGET', KEYS[2], unpack(found))
+local held = redis.call('ZMSCORE', KEYS[3], unpack(found))
+local published = redis.call('SMISMEMBER', KEYS[4], unpack(found))
+local shared = redis.call('ZMSCORE', KEYS[5], unpack(found))
+local assets = {}
+for _, digest in ipairs(redis.call('HVALS', KEYS[6])) do assets[digest] = true end
+for j, digest in ipairs(found) do
+  if not quarantined[j] then
+    local bits = 1
+    if held[j] then bits = bits + 2 end
+    if assets[digest] then bits = bits + 4 end
+    if published[j] == 1 then bits = bits + 8 end
+    if shared[j] then bits = bits + 16 end
+    flags[at[j]] = string.char(64 + bits)
+    owners[#owners + 1] = redis.call('HGET', ARGV[1] .. digest, 'owner') or ''
+  end
+end
+return {table.concat(flags), owners}
+"""
+#: Bits of a digest's flag in `_ACCESS`'s answer.
+_EXISTS, _HELD, _ASSET, _PUBLISHED, _SHARED = 1, 2, 4, 8, 16
+#: The facts of every unknown hash (frozen, so one instance serves them all).
+_ABSENT = Item(exists=False)
+
+
 @dataclass(frozen=True)
 class ItemMeta:
     """What the index knows about one stored item."""
@@ -105,7 +148,7 @@ class ItemMeta:
     owner: str | None = None
     name: str | None = None
 
-    def to_json(self) -> dict:
+    def to_json(self) -> dict[str, Any]:
         return asdict(self)
 
     def to_fields(self) -> dict[str, str]:
@@ -170,6 +213,7 @@ class CacheIndex:
         self._delete = client.register_script(_DELETE)
         self._add_ref = client.register_script(_ADD_REF)
         self._quarantine = client.register_script(_QUARANTINE)
+        self._access = client.register_script(_ACCESS)
 
     # Items ------------------------------------------------------------------------------------
     def record(self, meta: ItemMeta, *, verified: str) -> bool:
@@ -181,7 +225,7 @@ class CacheIndex:
         return bool(self._record(keys=item_keys, args=[meta.digest, repr(meta.created), verified, *pairs]))
 
     def get(self, digest: str) -> ItemMeta | None:
-        raw = self.redis.hgetall(keys.cache_item(digest))
+        raw = cast(dict[str, str], self.redis.hgetall(keys.cache_item(digest)))  # a decoding client
         return ItemMeta.from_fields(raw) if raw else None
 
     def require(self, digest: str) -> ItemMeta:
@@ -226,8 +270,8 @@ class CacheIndex:
 
     def shared(self, limit: int = MAX_PAGE) -> list[ItemMeta]:
         """Items shared on purpose, and published ones (public anyway), newest first."""
-        digests = set(self.redis.zrevrange(keys.cache_shared(), 0, limit - 1))
-        digests.update(self.redis.srandmember(keys.cache_published(), limit) or [])
+        digests = set(cast(list[str], self.redis.zrevrange(keys.cache_shared(), 0, limit - 1)))  # a decoding client
+        digests.update(cast(list[str], self.redis.srandmember(keys.cache_published(), limit)) or [])
         metas = [m for m in map(self.get, sorted(digests)) if m is not None]
         return sorted(metas, key=lambda m: m.created, reverse=True)[:limit]
 
@@ -248,7 +292,8 @@ class CacheIndex:
         if cursor:
             after = _parse_cursor(cursor)
             offset = int(self.redis.zcount(index, f"({after[0]!r}", "+inf"))
-        window = self.redis.zrevrange(index, offset, offset + limit + CURSOR_SLACK - 1, withscores=True)
+        window = cast(list[tuple[str, float]],  # a decoding client
+                      self.redis.zrevrange(index, offset, offset + limit + CURSOR_SLACK - 1, withscores=True))
         digests = [d for d, score in window if after is None or score < after[0] or d < after[1]]
         digests = digests[: limit + 1]
         metas = [m for m in map(self.get, digests[:limit]) if m is not None]
@@ -257,8 +302,8 @@ class CacheIndex:
 
     def lock(self, digest: str) -> redis.lock.Lock:
         """Held while the item's file and its index entry change together (store vs. delete)."""
-        return self.redis.lock(keys.cache_lock(digest), timeout=keys.CACHE_LOCK_TTL,
-                               blocking_timeout=LOCK_WAIT)
+        return cast(redis.lock.Lock, self.redis.lock(keys.cache_lock(digest), timeout=keys.CACHE_LOCK_TTL,
+                                                     blocking_timeout=LOCK_WAIT))
 
     # Verification ------------------------------------------------------------------------------
     def check(self, digest: str) -> tuple[bool, str | None, str | None]:
@@ -272,7 +317,7 @@ class CacheIndex:
 
     def verified_signature(self, digest: str) -> str | None:
         """The (size, mtime, inode, ctime) signature of the file the last time it hashed right."""
-        return self.redis.hget(keys.cache_item(digest), "verified")
+        return cast(str | None, self.redis.hget(keys.cache_item(digest), "verified"))  # a decoding client
 
     def set_verified(self, digest: str, signature: str) -> None:
         if self.exists(digest):
@@ -305,7 +350,7 @@ class CacheIndex:
         self.redis.srem(keys.cache_refs(digest), ref)
 
     def refs(self, digest: str) -> set[str]:
-        return set(self.redis.smembers(keys.cache_refs(digest)))
+        return set(cast(set[str], self.redis.smembers(keys.cache_refs(digest))))  # a decoding client
 
     def mark_published(self, digest: str) -> None:
         self.require(digest)
@@ -322,7 +367,7 @@ class CacheIndex:
         ref = ASSET_REF + name
 
         def transaction(pipe: redis.client.Pipeline) -> None:
-            old = pipe.hget(keys.assets(), name)
+            old = cast(str | None, pipe.hget(keys.assets(), name))  # a decoding client, WATCHing
             if not pipe.exists(keys.cache_item(digest)):
                 raise NotFound(f"no cached item {digest}")
             pipe.multi()
@@ -334,10 +379,10 @@ class CacheIndex:
         self.redis.transaction(transaction, keys.assets(), keys.cache_item(digest))
 
     def asset(self, name: str) -> str | None:
-        return self.redis.hget(keys.assets(), name)
+        return cast(str | None, self.redis.hget(keys.assets(), name))  # a decoding client
 
     def assets(self) -> dict[str, str]:
-        return dict(sorted(self.redis.hgetall(keys.assets()).items()))
+        return dict(sorted(cast(dict[str, str], self.redis.hgetall(keys.assets())).items()))  # a decoding client
 
     # Quarantine --------------------------------------------------------------------------------
     def quarantine(self, digest: str, reason: str) -> None:
@@ -352,33 +397,41 @@ class CacheIndex:
         raw = self.redis.hget(keys.cache_quarantine(), digest)
         return json.loads(raw)["reason"] if raw else None
 
-    def quarantined(self) -> dict[str, dict]:
-        return {d: json.loads(v) for d, v in self.redis.hgetall(keys.cache_quarantine()).items()}
+    def quarantined(self) -> dict[str, dict[str, Any]]:
+        raw = cast(dict[str, str], self.redis.hgetall(keys.cache_quarantine()))  # a decoding client
+        return {d: json.loads(v) for d, v in raw.items()}
 
     # Counters ------------------------------------------------------------------------------------
     def incr(self, counter: str, by: int = 1) -> None:
         self.redis.hincrby(keys.stats(), counter, by)
 
     def stats(self) -> dict[str, int]:
-        return {k: int(v) for k, v in self.redis.hgetall(keys.stats()).items()}
+        return {k: int(v) for k, v in cast(dict[str, str], self.redis.hgetall(keys.stats())).items()}
 
-    def access_items(self, digests: list[str], asker: str) -> list[Item]:
-        """The ownership rule's facts for many hashes in one Redis round trip (`access_item` for
-        each, batched: one HMGET per item, one ZMSCORE/SMISMEMBER per set); quarantined items
-        count as absent."""
+    def access_items(self, digests: builtins.list[str], asker: str) -> builtins.list[Item]:  # `list` is a method here
+        """The ownership rule's facts for many hashes (`access_item` for each) in one Redis call;
+        quarantined items count as absent.
+
+        One script rather than a pipeline of a command per hash: with 1,000 hashes, redis-py spent
+        ~35 ms packing 1,005 commands and parsing their 4,000 replies (Redis itself under 1 ms).
+        The script answers one flag character per hash and the owners of those that exist."""
         if not digests:
             return []
-        with self.redis.pipeline(transaction=False) as pipe:
-            pipe.hvals(keys.assets())
-            pipe.hmget(keys.cache_quarantine(), digests)
-            pipe.zmscore(keys.cache_owner_index(asker), digests)
-            pipe.smismember(keys.cache_published(), digests)
-            pipe.zmscore(keys.cache_shared(), digests)
-            for digest in digests:
-                pipe.hmget(keys.cache_item(digest), "size", "owner")
-            assets, quarantined, held, published, shared, *facts = pipe.execute()
-        assets = set(assets)
-        return [Item(exists=size is not None and quarantined[i] is None, owner=owner or None,
-                     holders=frozenset([asker]) if asker and held[i] is not None else frozenset(),
-                     asset=digest in assets, published=bool(published[i]), shared=shared[i] is not None)
-                for i, (digest, (size, owner)) in enumerate(zip(digests, facts, strict=True))]
+        flags, owners = self._access(
+            keys=[keys.cache_index(), keys.cache_quarantine(), keys.cache_owner_index(asker),
+                  keys.cache_published(), keys.cache_shared(), keys.assets()],
+            args=[keys.cache_item(""), ",".join(digests)])
+        holders = frozenset([asker]) if asker else frozenset()
+        found = iter(owners)
+        items = []
+        if len(flags) != len(digests):  # a ',' inside a 'digest' would split it in two
+            raise ValueError("access_items: a digest may not contain ','")
+        for flag in flags:
+            bits = ord(flag) - 64
+            if not bits & _EXISTS:
+                items.append(_ABSENT)
+                continue
+            items.append(Item(exists=True, owner=next(found) or None,
+                              holders=holders if bits & _HELD else frozenset(), asset=bool(bits & _ASSET),
+                              published=bool(bits & _PUBLISHED), shared=bool(bits & _SHARED)))
+        return items

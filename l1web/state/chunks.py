@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import time
 from collections.abc import Iterable
+from typing import cast
 
 import redis
 
@@ -37,5 +38,8 @@ class RemovedChunks:
     def recent(self) -> list[str]:
         """Digests removed within CHUNKS_REMOVED_TTL (older entries are dropped)."""
         key = keys.chunks_removed()
-        self.redis.zremrangebyscore(key, "-inf", time.time() - keys.CHUNKS_REMOVED_TTL)
-        return list(self.redis.zrange(key, 0, -1))
+        with self.redis.pipeline(transaction=False) as pipe:  # one round trip: every step's end asks
+            pipe.zremrangebyscore(key, "-inf", time.time() - keys.CHUNKS_REMOVED_TTL)
+            pipe.zrange(key, 0, -1)
+            _, digests = pipe.execute()
+        return list(cast(list[str], digests))  # a decoding client

@@ -11,58 +11,68 @@ work to do, chosen in one Lua call:
   never served comes first), skipping users at `cap` running pieces when a cap is set;
 - that user's oldest waiting piece (first in, first out within one user).
 
-Tokens and waiting pieces are one for one, so every piece is taken once. RQ still does
+Tokens and waiting pieces are one for one, so every piece is taken once. `take` records the
+piece under the token's RQ job id (`taken`) in the same Lua call, so a token whose process dies
+right after taking still says what it held (its failure callback reads it back); `done` drops the
+record. A token lost on RQ's side (a worker SIGKILLed between popping it from the queue and
+starting it, a job deleted) leaves a piece waiting with nobody coming for it: workers sweep for
+that (`jobs/queues.py: reissue_lost_tokens`) and put tokens back. A spare token is harmless: it
+finds nothing waiting and ends, so the sweep may err on the side of one too many, and a piece is
+still popped exactly once. RQ still does
 everything else (workers, heartbeats, timeouts, failure callbacks, the dashboard); we wrote
 only the ordering, because RQ has no notion of per-user fairness and its round-robin worker
 needs every queue known when the worker starts.
 
 Keys (`state/keys.py:fair`, `fair_running`): `{kind}:prios` (zset of priorities with waiting work), `{kind}:p{n}:users`
 (zset user → last served sequence), `{kind}:p{n}:u:{user}` (list of JSON pieces), `{kind}:served`
-(hash user → last served sequence), `{kind}:seq` (counter) and `running` (hash user → pieces taken
-and not yet finished, for the cap).
+(hash user → last served sequence), `{kind}:seq` (counter), `running` (hash user → pieces taken
+and not yet finished, for the cap) and `taken` (hash RQ job id of a token → [user, piece]).
 """
 
 from __future__ import annotations
 
 import json
 from collections.abc import Mapping
+from typing import Any, cast
 
 import redis
 
-from l1web.state import keys
+from l1web.state import keys, lua
 
-# Keys are built from ARGV[1] (`keys.fair(kind)`), as in runs.py's scripts.
-# ARGV: fair prefix, priority, user, piece (JSON)
+# Every key comes from `keys.py`: those the caller knows as KEYS, the rest (per priority and user,
+# found while the script runs) as templates with holes (`state/lua.py`).
+# KEYS: waiting list, users zset, prios zset, served hash. ARGV: priority, user, piece (JSON).
 _PUT = """
-local p = ARGV[1]
-local level = p .. 'p' .. ARGV[2] .. ':'
-redis.call('RPUSH', level .. 'u:' .. ARGV[3], ARGV[4])
-local served = redis.call('HGET', p .. 'served', ARGV[3]) or '0'
-redis.call('ZADD', level .. 'users', 'NX', served, ARGV[3])
-redis.call('ZADD', p .. 'prios', ARGV[2], ARGV[2])
+redis.call('RPUSH', KEYS[1], ARGV[3])
+local served = redis.call('HGET', KEYS[4], ARGV[2]) or '0'
+redis.call('ZADD', KEYS[2], 'NX', served, ARGV[2])
+redis.call('ZADD', KEYS[3], ARGV[1], ARGV[1])
 return 1
 """
 
-# ARGV: fair prefix, running hash, cap (0: none). Returns {user, piece} or nil.
-_TAKE = """
-local p = ARGV[1]
-local running = ARGV[2]
-local cap = tonumber(ARGV[3])
-for _, prio in ipairs(redis.call('ZREVRANGE', p .. 'prios', 0, -1)) do
-  local level = p .. 'p' .. prio .. ':'
-  for _, user in ipairs(redis.call('ZRANGE', level .. 'users', 0, -1)) do
-    if cap == 0 or tonumber(redis.call('HGET', running, user) or '0') < cap then
-      local piece = redis.call('LPOP', level .. 'u:' .. user)
+# KEYS: prios zset, served hash, seq counter, running hash, taken hash.
+# ARGV: users template, waiting template, priority hole, user hole, cap (0: none), holder (the
+# token's job id, or ''). Returns {user, piece} or nil.
+_TAKE = lua.FILL + """
+local cap = tonumber(ARGV[5])
+for _, prio in ipairs(redis.call('ZREVRANGE', KEYS[1], 0, -1)) do
+  local users = fill(ARGV[1], ARGV[3], prio)
+  local waiting = fill(ARGV[2], ARGV[3], prio)
+  for _, user in ipairs(redis.call('ZRANGE', users, 0, -1)) do
+    if cap == 0 or tonumber(redis.call('HGET', KEYS[4], user) or '0') < cap then
+      local list = fill(waiting, ARGV[4], user)
+      local piece = redis.call('LPOP', list)
       if piece then
-        local seq = redis.call('INCR', p .. 'seq')
-        redis.call('HSET', p .. 'served', user, seq)
-        if redis.call('LLEN', level .. 'u:' .. user) == 0 then
-          redis.call('ZREM', level .. 'users', user)
-          if redis.call('ZCARD', level .. 'users') == 0 then redis.call('ZREM', p .. 'prios', prio) end
+        local seq = redis.call('INCR', KEYS[3])
+        redis.call('HSET', KEYS[2], user, seq)
+        if redis.call('LLEN', list) == 0 then
+          redis.call('ZREM', users, user)
+          if redis.call('ZCARD', users) == 0 then redis.call('ZREM', KEYS[1], prio) end
         else
-          redis.call('ZADD', level .. 'users', seq, user)
+          redis.call('ZADD', users, seq, user)
         end
-        redis.call('HINCRBY', running, user, 1)
+        redis.call('HINCRBY', KEYS[4], user, 1)
+        if ARGV[6] ~= '' then redis.call('HSET', KEYS[5], ARGV[6], cjson.encode({user, piece})) end
         return {user, piece}
       end
     end
@@ -71,38 +81,39 @@ end
 return nil
 """
 
-# ARGV: running hash, user. Never below zero (a finish reported twice, or after a restart).
+# KEYS: running hash, taken hash. ARGV: user, holder (or ''). Never below zero (a finish reported
+# twice, or after a restart); with a holder, only its first report counts.
 _DONE = """
-local key = ARGV[1]
-local n = tonumber(redis.call('HGET', key, ARGV[2]) or '0')
-if n <= 1 then redis.call('HDEL', key, ARGV[2]) else redis.call('HSET', key, ARGV[2], n - 1) end
+if ARGV[2] ~= '' and redis.call('HDEL', KEYS[2], ARGV[2]) == 0 then return 0 end
+local n = tonumber(redis.call('HGET', KEYS[1], ARGV[1]) or '0')
+if n <= 1 then redis.call('HDEL', KEYS[1], ARGV[1]) else redis.call('HSET', KEYS[1], ARGV[1], n - 1) end
 return 1
 """
 
-# ARGV: fair prefix, (unused), user, old priority, new priority, run id. Moves that run's waiting pieces.
+# KEYS: old waiting list, new waiting list, old users zset, new users zset, prios zset, served hash.
+# ARGV: user, old priority, new priority, run id. Moves that run's waiting pieces.
 _MOVE = """
-local p = ARGV[1]
-local old = p .. 'p' .. ARGV[4] .. ':'
-local new = p .. 'p' .. ARGV[5] .. ':'
 local moved = 0
-for _, piece in ipairs(redis.call('LRANGE', old .. 'u:' .. ARGV[3], 0, -1)) do
-  if cjson.decode(piece)['run'] == ARGV[6] then
-    redis.call('LREM', old .. 'u:' .. ARGV[3], 1, piece)
-    redis.call('RPUSH', new .. 'u:' .. ARGV[3], piece)
+for _, piece in ipairs(redis.call('LRANGE', KEYS[1], 0, -1)) do
+  if cjson.decode(piece)['run'] == ARGV[4] then
+    redis.call('LREM', KEYS[1], 1, piece)
+    redis.call('RPUSH', KEYS[2], piece)
     moved = moved + 1
   end
 end
 if moved > 0 then
-  if redis.call('LLEN', old .. 'u:' .. ARGV[3]) == 0 then
-    redis.call('ZREM', old .. 'users', ARGV[3])
-    if redis.call('ZCARD', old .. 'users') == 0 then redis.call('ZREM', p .. 'prios', ARGV[4]) end
+  if redis.call('LLEN', KEYS[1]) == 0 then
+    redis.call('ZREM', KEYS[3], ARGV[1])
+    if redis.call('ZCARD', KEYS[3]) == 0 then redis.call('ZREM', KEYS[5], ARGV[2]) end
   end
-  local served = redis.call('HGET', p .. 'served', ARGV[3]) or '0'
-  redis.call('ZADD', new .. 'users', 'NX', served, ARGV[3])
-  redis.call('ZADD', p .. 'prios', ARGV[5], ARGV[5])
+  local served = redis.call('HGET', KEYS[6], ARGV[1]) or '0'
+  redis.call('ZADD', KEYS[4], 'NX', served, ARGV[1])
+  redis.call('ZADD', KEYS[5], ARGV[3], ARGV[3])
 end
 return moved
 """
+#: Stand-ins for the priority and the user in the key templates `_TAKE` fills in.
+_PRIO, _USER = lua.hole("priority"), lua.hole("user")
 
 
 class FairShare:
@@ -115,7 +126,7 @@ class FairShare:
         self._done = client.register_script(_DONE)
         self._move = client.register_script(_MOVE)
 
-    def file(self, run_id: str, piece: Mapping) -> None:
+    def file(self, run_id: str, piece: Mapping[str, Any]) -> None:
         """File a piece of a run's work under the run's owner and priority."""
         owner, priority = (_text(v) if v is not None else None
                            for v in self.redis.hmget(keys.run(run_id), ["owner", "priority"]))
@@ -125,31 +136,61 @@ class FairShare:
             level = 0
         self.put(piece["kind"], level, owner or "", piece)
 
-    def put(self, kind: str, priority: int, user: str, piece: Mapping) -> None:
-        self._put(args=[keys.fair(kind), int(priority), user, json.dumps(dict(piece), sort_keys=True)])
+    def put(self, kind: str, priority: int, user: str, piece: Mapping[str, Any]) -> None:
+        level = int(priority)
+        self._put(keys=[keys.fair_waiting(kind, level, user), keys.fair_users(kind, level), keys.fair_prios(kind),
+                        keys.fair_served(kind)],
+                  args=[level, user, json.dumps(dict(piece), sort_keys=True)])
 
-    def take(self, kind: str, cap: int = 0) -> tuple[str, dict] | None:
-        """(user, piece) to do next, counted as running for `user`; None when nothing may start."""
-        got = self._take(args=[keys.fair(kind), keys.fair_running(), int(cap)])
+    def take(self, kind: str, cap: int = 0, holder: str = "") -> tuple[str, dict[str, Any]] | None:
+        """(user, piece) to do next, counted as running for `user` and recorded as taken by
+        `holder` (a token's job id) when given; None when nothing may start."""
+        got = self._take(keys=[keys.fair_prios(kind), keys.fair_served(kind), keys.fair_seq(kind), keys.fair_running(),
+                               keys.fair_taken()],
+                         args=[keys.fair_users(kind, _PRIO), keys.fair_waiting(kind, _PRIO, _USER), _PRIO, _USER,
+                               int(cap), holder])
         if not got:
             return None
         user, piece = (value.decode() if isinstance(value, bytes) else value for value in got)
         return user, json.loads(piece)
 
-    def done(self, user: str) -> None:
-        """A piece `take` gave out finished (or failed): `user` runs one fewer."""
-        self._done(args=[keys.fair_running(), user])
+    def taken(self, holder: str) -> tuple[str, dict[str, Any]] | None:
+        """(user, piece) that `holder` took and has not reported done, or None."""
+        raw = self.redis.hget(keys.fair_taken(), holder)
+        if not raw:
+            return None
+        user, piece = json.loads(raw)
+        return user, json.loads(piece)
+
+    def holding(self, holders: list[str]) -> list[bool]:
+        """For each holder (a token's job id), whether it took a piece it has not reported done."""
+        if not holders:
+            return []
+        return [bool(n) for n in self.redis.hmget(keys.fair_taken(), holders)]
+
+    def done(self, user: str, holder: str = "") -> bool:
+        """A piece `take` gave out finished (or failed): `user` runs one fewer. With `holder`,
+        only the first report of its piece counts (False for a repeated one)."""
+        return bool(self._done(keys=[keys.fair_running(), keys.fair_taken()], args=[user, holder]))
+
+    def claim_sweep(self, seconds: float) -> bool:
+        """True for one caller per `seconds` (over every worker): whose turn it is to sweep for lost tokens."""
+        return bool(self.redis.set(keys.fair_sweep(), "1", nx=True, px=max(1, int(seconds * 1000))))
 
     def move(self, kind: str, user: str, old: int, new: int, run_id: str) -> int:
         """Move a run's waiting pieces to another priority; how many moved."""
-        return int(self._move(args=[keys.fair(kind), "", user, int(old), int(new), run_id]))
+        old, new = int(old), int(new)
+        return int(self._move(keys=[keys.fair_waiting(kind, old, user), keys.fair_waiting(kind, new, user),
+                                    keys.fair_users(kind, old), keys.fair_users(kind, new), keys.fair_prios(kind),
+                                    keys.fair_served(kind)],
+                              args=[user, old, new, run_id]))
 
     def waiting(self, kind: str) -> int:
         """Pieces of `kind` waiting, over every priority and user."""
-        prefix, total = keys.fair(kind), 0
-        for prio in self.redis.zrange(prefix + "prios", 0, -1):
-            for user in self.redis.zrange(f"{prefix}p{_text(prio)}:users", 0, -1):
-                total += self.redis.llen(f"{prefix}p{_text(prio)}:u:{_text(user)}")
+        total = 0
+        for prio in cast(list[str], self.redis.zrange(keys.fair_prios(kind), 0, -1)):  # a decoding client
+            for user in cast(list[str], self.redis.zrange(keys.fair_users(kind, _text(prio)), 0, -1)):
+                total += self.redis.llen(keys.fair_waiting(kind, _text(prio), _text(user)))
         return total
 
     def running(self) -> dict[str, int]:

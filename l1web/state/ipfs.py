@@ -10,10 +10,11 @@ from __future__ import annotations
 
 import json
 import time
+from typing import Any, cast
 
 import redis
 
-from l1web.state import keys
+from l1web.state import hashes, keys
 
 
 class IPFSIndex:
@@ -22,53 +23,55 @@ class IPFSIndex:
 
     # Local truth -------------------------------------------------------------------------------
     def cid(self, digest: str) -> str | None:
-        return self.redis.hget(keys.ipfs_cids(), digest)
+        return cast(str | None, self.redis.hget(keys.ipfs_cids(), digest))  # a decoding client
 
     def set_cid(self, digest: str, cid: str) -> None:
         self.redis.hset(keys.ipfs_cids(), digest, cid)
 
     def cids(self) -> dict[str, str]:
-        return self.redis.hgetall(keys.ipfs_cids())
+        return cast(dict[str, str], self.redis.hgetall(keys.ipfs_cids()))  # a decoding client
 
     def share_result(self, cache_id: str, digest: str) -> None:
         self.redis.hset(keys.ipfs_results(), cache_id, digest)
 
     def results(self) -> dict[str, str]:
-        return self.redis.hgetall(keys.ipfs_results())
+        return cast(dict[str, str], self.redis.hgetall(keys.ipfs_results()))  # a decoding client
 
-    def set_run(self, run_id: str, record: dict) -> None:
+    def set_run(self, run_id: str, record: dict[str, Any]) -> None:
         self.redis.hset(keys.ipfs_runs(), run_id, json.dumps(record, sort_keys=True))
 
-    def run(self, run_id: str) -> dict | None:
+    def run(self, run_id: str) -> dict[str, Any] | None:
         raw = self.redis.hget(keys.ipfs_runs(), run_id)
         return json.loads(raw) if raw else None
 
-    def runs(self) -> dict[str, dict]:
-        return {run_id: json.loads(raw) for run_id, raw in self.redis.hgetall(keys.ipfs_runs()).items()}
+    def runs(self) -> dict[str, dict[str, Any]]:
+        raw_runs = cast(dict[str, str], self.redis.hgetall(keys.ipfs_runs()))  # a decoding client
+        return {run_id: json.loads(raw) for run_id, raw in raw_runs.items()}
 
     # Retry queue -------------------------------------------------------------------------------
     def mark_pending(self, run_id: str) -> None:
         self.redis.sadd(keys.ipfs_pending(), run_id)
 
     def pending(self) -> list[str]:
-        return sorted(self.redis.smembers(keys.ipfs_pending()))
+        return sorted(cast(set[str], self.redis.smembers(keys.ipfs_pending())))  # a decoding client
 
     def done(self, run_id: str) -> None:
         self.redis.srem(keys.ipfs_pending(), run_id)
 
     # Peers -------------------------------------------------------------------------------------
-    def remote_result(self, cache_id: str) -> dict | None:
+    def remote_result(self, cache_id: str) -> dict[str, Any] | None:
         raw = self.redis.hget(keys.ipns_remote_results(), cache_id)
         return json.loads(raw) if raw else None
 
-    def remote_cid(self, digest: str) -> dict | None:
+    def remote_cid(self, digest: str) -> dict[str, Any] | None:
         raw = self.redis.hget(keys.ipns_remote_cids(), digest)
         return json.loads(raw) if raw else None
 
-    def merge_peer(self, peer: str, document_text: str, results: dict[str, dict], cids: dict[str, str]) -> int:
+    def merge_peer(self, peer: str, document_text: str, results: dict[str, dict[str, Any]],
+                   cids: dict[str, str]) -> int:
         """Record a peer's (already validated) document; entries we already hold are left alone."""
         mine = self.cids()
-        known = set(self.redis.hkeys(keys.ipns_remote_results()))
+        known = set(cast(list[str], self.redis.hkeys(keys.ipns_remote_results())))  # a decoding client
         new_results = {cache_id: json.dumps({**entry, "peer": peer}, sort_keys=True)
                        for cache_id, entry in results.items() if cache_id not in known}
         new_cids = {digest: json.dumps({"cid": cid, "peer": peer})
@@ -76,7 +79,7 @@ class IPFSIndex:
         with self.redis.pipeline() as pipe:
             pipe.set(keys.ipns_peer(peer), document_text)
             if new_results:
-                pipe.hset(keys.ipns_remote_results(), mapping=new_results)
+                pipe.hset(keys.ipns_remote_results(), mapping=hashes.fields(new_results))
             for digest, value in new_cids.items():
                 pipe.hsetnx(keys.ipns_remote_cids(), digest, value)
             pipe.execute()
@@ -90,7 +93,7 @@ class IPFSIndex:
     def set_status(self, **fields: object) -> None:
         values = {k: v if isinstance(v, str) else json.dumps(v) for k, v in fields.items()}
         values["updated"] = f"{time.time():.3f}"
-        self.redis.hset(keys.ipns_status(), mapping=values)
+        self.redis.hset(keys.ipns_status(), mapping=hashes.fields(values))
 
     def status(self) -> dict[str, str]:
-        return self.redis.hgetall(keys.ipns_status())
+        return cast(dict[str, str], self.redis.hgetall(keys.ipns_status()))  # a decoding client

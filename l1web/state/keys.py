@@ -177,9 +177,44 @@ def fair(kind: str) -> str:
     return f"{PREFIX}fair:{kind}:"
 
 
+def fair_prios(kind: str) -> str:
+    """Zset: the priorities that have waiting work of `kind` (score = priority)."""
+    return f"{fair(kind)}prios"
+
+
+def fair_users(kind: str, priority: int | str) -> str:
+    """Zset: user → the sequence number they were last served at, for users waiting at `priority`."""
+    return f"{fair(kind)}p{priority}:users"
+
+
+def fair_waiting(kind: str, priority: int | str, user: str) -> str:
+    """List: one user's waiting pieces (JSON) of `kind` at `priority`, oldest first."""
+    return f"{fair(kind)}p{priority}:u:{user}"
+
+
+def fair_served(kind: str) -> str:
+    """Hash: user → the sequence number they were last served at (kept across priorities)."""
+    return f"{fair(kind)}served"
+
+
+def fair_seq(kind: str) -> str:
+    """Counter: the serving sequence of `kind`."""
+    return f"{fair(kind)}seq"
+
+
 def fair_running() -> str:
     """Hash: user → pieces of work taken and not yet finished (for USER_MAX_RUNNING)."""
     return f"{PREFIX}fair:running"
+
+
+def fair_taken() -> str:
+    """Hash: RQ job id of a fair-share token → the [user, piece] it took and has not finished."""
+    return f"{PREFIX}fair:taken"
+
+
+def fair_sweep() -> str:
+    """String with a TTL: set while one worker's sweep for lost fair-share tokens has the turn."""
+    return f"{PREFIX}fair:sweep"
 
 
 def runs_by_user(username: str) -> str:
@@ -317,6 +352,12 @@ def uploads_expiry() -> str:
     return f"{PREFIX}uploads:expiry"
 
 
+def uploads_sweep() -> str:
+    """Lock (SET NX PX, never released): the web process holding it sweeps expired uploads; it
+    lapses after UPLOAD_SWEEP_INTERVAL, so one sweep runs per interval however many processes."""
+    return f"{PREFIX}uploads:sweep"
+
+
 def uploads_inflight(username: str) -> str:
     """String (integer): bytes one user's unfinished uploads announced, held against their limit."""
     return f"{PREFIX}uploads:inflight:{username}"
@@ -328,3 +369,27 @@ def chunks_removed() -> str:
     Every host sweeps its own copies of these files; entries older than CHUNKS_REMOVED_TTL go.
     """
     return f"{PREFIX}chunks:removed"
+
+
+# Workers ------------------------------------------------------------------------------------
+def workers_drained() -> str:
+    """Set: names of the workers an admin drained (they take no new work until resumed).
+
+    Kept by name, without expiry, so a worker restarted under the same name comes back drained."""
+    return f"{PREFIX}workers:drained"
+
+
+def worker_stats(name: str) -> str:
+    """Hash: one worker's counters, `steps_done` and `steps_failed` (kept by name, like the drain)."""
+    return f"{PREFIX}worker:{name}:stats"
+
+
+# Batches ------------------------------------------------------------------------------------
+def batch(batch_id: str) -> str:
+    """Hash: one batch (owner, recipe, created, count) and `runs` (JSON list of its run ids, in input order)."""
+    return f"{PREFIX}batch:{batch_id}"
+
+
+def batches_by_user(username: str) -> str:
+    """Sorted set: a user's batch ids, scored by creation time."""
+    return f"{PREFIX}batches:user:{username}"

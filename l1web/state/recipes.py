@@ -4,10 +4,12 @@ from __future__ import annotations
 
 import json
 import time
+from typing import Any, cast
 
 import redis
+import redis.client
 
-from l1web.access import can_see_recipe
+from l1web.access import Person, can_see_recipe
 from l1web.state import keys
 
 
@@ -17,7 +19,7 @@ class Recipes:
     def __init__(self, client: redis.Redis) -> None:
         self.redis = client
 
-    def save(self, config_id: str, *, name: str, owner: str, yaml_text: str, recipe: dict) -> bool:
+    def save(self, config_id: str, *, name: str, owner: str, yaml_text: str, recipe: dict[str, Any]) -> bool:
         """Store a config (idempotent per id and owner); True when it was new."""
         created = time.time()
         record = {"id": config_id, "name": name, "yaml": yaml_text,
@@ -32,8 +34,8 @@ class Recipes:
             pipe.execute()
         return new
 
-    def get(self, config_id: str) -> dict | None:
-        raw = self.redis.hgetall(keys.config(config_id))
+    def get(self, config_id: str) -> dict[str, Any] | None:
+        raw: dict[str, Any] = cast(dict[str, str], self.redis.hgetall(keys.config(config_id)))  # a decoding client
         if not raw or "recipe" not in raw:
             return None
         raw["recipe"] = json.loads(raw["recipe"])
@@ -41,7 +43,7 @@ class Recipes:
         raw["shared"] = self.redis.zscore(keys.configs_shared(), config_id) is not None
         return raw
 
-    def visible_to(self, config: dict, user) -> bool:
+    def visible_to(self, config: dict[str, Any], user: Person | None) -> bool:
         """Whether `user` may see (and run) this config: the one rule in `l1web.access`."""
         return can_see_recipe(user, config.get("owners", []), shared=bool(config.get("shared")))
 
@@ -53,18 +55,18 @@ class Recipes:
         else:
             self.redis.zrem(keys.configs_shared(), config_id)
 
-    def shared(self, limit: int = 50) -> list[dict]:
+    def shared(self, limit: int = 50) -> list[dict[str, Any]]:
         """Recipes shared on purpose, newest first."""
-        ids = self.redis.zrevrange(keys.configs_shared(), 0, limit - 1)
+        ids = cast(list[str], self.redis.zrevrange(keys.configs_shared(), 0, limit - 1))  # a decoding client
         return [c for c in (self.get(i) for i in ids) if c]
 
     def id_for_name(self, owner: str, name: str) -> str | None:
-        return self.redis.hget(keys.config_names(owner), name)
+        return cast(str | None, self.redis.hget(keys.config_names(owner), name))  # a decoding client
 
-    def page(self, *, user: str | None, offset: int = 0, limit: int = 50) -> tuple[list[dict], int]:
+    def page(self, *, user: str | None, offset: int = 0, limit: int = 50) -> tuple[list[dict[str, Any]], int]:
         index = keys.configs_by_user(user) if user is not None else keys.configs_index()
         total = self.redis.zcard(index)
-        ids = self.redis.zrevrange(index, offset, offset + limit - 1)
+        ids = cast(list[str], self.redis.zrevrange(index, offset, offset + limit - 1))  # a decoding client
         return [c for c in (self.get(i) for i in ids) if c], total
 
     def add_ref(self, config_id: str, run_id: str) -> None:
@@ -74,15 +76,15 @@ class Recipes:
         self.redis.srem(keys.config_refs(config_id), run_id)
 
     def refs(self, config_id: str) -> set[str]:
-        return self.redis.smembers(keys.config_refs(config_id))
+        return cast(set[str], self.redis.smembers(keys.config_refs(config_id)))  # a decoding client
 
     def delete(self, config_id: str, owner: str) -> list[str]:
         """Remove the owner's copy; returns referencing run ids instead when runs still use it."""
         pipe = self.redis.pipeline()
         while True:
             try:
-                pipe.watch(keys.config_refs(config_id))
-                refs = sorted(pipe.smembers(keys.config_refs(config_id)))
+                pipe.watch(keys.config_refs(config_id))  # type: ignore[no-untyped-call]  # unannotated in redis-py
+                refs = sorted(cast(set[str], pipe.smembers(keys.config_refs(config_id))))  # a decoding client
                 if refs:
                     pipe.reset()
                     return refs
@@ -95,8 +97,8 @@ class Recipes:
             finally:
                 pipe.reset()
 
-    def _delete(self, pipe, config_id: str, owner: str) -> None:
-        record = self.redis.hgetall(keys.config(config_id))
+    def _delete(self, pipe: redis.client.Pipeline, config_id: str, owner: str) -> None:
+        record = cast(dict[str, str], self.redis.hgetall(keys.config(config_id)))  # a decoding client
         pipe.srem(keys.config_owners(config_id), owner)
         pipe.zrem(keys.configs_by_user(owner), config_id)
         if record.get("name") and self.redis.hget(keys.config_names(owner), record["name"]) == config_id:

@@ -12,12 +12,15 @@ from __future__ import annotations
 import json
 import time
 from collections.abc import Iterable, Mapping
+from typing import Any, cast
 
 import redis
 
 from l1web import lifecycle
 from l1web.lifecycle import RunEvent, StepEvent
-from l1web.state import keys
+from l1web.state import hashes, keys, lua
+from l1web.state.notify import decode_deliveries
+from l1web.state.watch import decode_progress
 
 #: Run fields a listing leaves out: the large ones, which only the run's own page and API
 #: answer carry, so a page of 50 stays small and quick to decode.
@@ -39,16 +42,7 @@ return 1
 # KEYS: run; ARGV: new status, expected (comma list or ''), the by-status index key and the
 # by-user-and-status index key as built by `keys.py` with holes for the status and owner the script
 # reads from the run (`_STATUS_HOLE`, `_OWNER_HOLE`), the run's change channel, field/value pairs...
-_SET_STATUS = """
-local function fill(template, hole, value)
-  local out, from = template, 1
-  while true do
-    local at = string.find(out, hole, from, true)
-    if not at then return out end
-    out = string.sub(out, 1, at - 1) .. value .. string.sub(out, at + #hole)
-    from = at + #value
-  end
-end
+_SET_STATUS = lua.FILL + """
 local current = redis.call('HGET', KEYS[1], 'status')
 if not current then return 0 end
 if ARGV[2] ~= '' then
@@ -68,8 +62,30 @@ if #ARGV > 7 then redis.call('HSET', KEYS[1], unpack(ARGV, 8)) end
 redis.call('PUBLISH', ARGV[7], ARGV[1])
 return 1
 """
+# KEYS: run, its steps, their statuses, its deliveries; ARGV: a step's progress key as built by
+# `keys.py` with a hole for the step id, the hole. Returns the run, steps and statuses (flat
+# field/value lists), the deliveries, and step id / progress pairs (every step's, empty if none).
+_VIEW = lua.FILL + """
+local steps = redis.call('HGETALL', KEYS[2])
+local progress = {}
+for i = 1, #steps, 2 do
+  progress[#progress + 1] = steps[i]
+  progress[#progress + 1] = redis.call('HGETALL', fill(ARGV[1], ARGV[2], steps[i]))
+end
+return {redis.call('HGETALL', KEYS[1]), steps, redis.call('HGETALL', KEYS[3]),
+        redis.call('LRANGE', KEYS[4], 0, -1), progress}
+"""
+#: Stand-in for the step id in the progress key template `_VIEW` fills in.
+_STEP_HOLE = lua.hole("step")
+
+
+def _pairs(flat: list[Any]) -> dict[Any, Any]:
+    """A script's flat field/value list as a dict."""
+    return dict(zip(flat[::2], flat[1::2], strict=True))
+
+
 #: Stand-ins for the status and owner in the index key templates `_SET_STATUS` fills in.
-_STATUS_HOLE, _OWNER_HOLE = "\x00status\x00", "\x00owner\x00"
+_STATUS_HOLE, _OWNER_HOLE = lua.hole("status"), lua.hole("owner")
 
 # KEYS: index; ARGV: first, last (ranks, newest first), fields to leave out...
 # One call for a whole page (rather than a command per run): the records come back as one JSON text.
@@ -128,7 +144,7 @@ def _encode(fields: Mapping[str, object]) -> list[str]:
     return flat
 
 
-def _decode(raw: Mapping[str, str]) -> dict:
+def _decode(raw: Mapping[str, str]) -> dict[str, Any]:
     out: dict[str, object] = {}
     for name, value in raw.items():
         out[name] = json.loads(value) if name in JSON_FIELDS and value else value
@@ -154,9 +170,10 @@ class Runs:
         self._set_status = client.register_script(_SET_STATUS)
         self._step_update = client.register_script(_STEP_UPDATE)
         self._page = client.register_script(_PAGE)
+        self._view = client.register_script(_VIEW)
 
     # Records -----------------------------------------------------------------------------
-    def create(self, run: Mapping[str, object]) -> bool:
+    def create(self, run: Mapping[str, Any]) -> bool:
         """Store a new run and index it; False (and nothing written) if the id exists."""
         run_id, owner, status = str(run["id"]), str(run.get("owner") or ""), str(run["status"])
         index_keys = [
@@ -175,19 +192,31 @@ class Runs:
             if status != "completed" or not output:
                 return False
             pipe.multi()
-            pipe.hset(run_key, mapping={"published": "1", **fields})
+            pipe.hset(run_key, mapping=hashes.fields({"published": "1", **fields}))
             pipe.sadd(keys.cache_published(), output)
             return True
 
-        return bool(self.redis.transaction(transaction, run_key, value_from_callable=True))
+        # redis-py types the callable as returning None; with value_from_callable its result is returned
+        return bool(self.redis.transaction(transaction, run_key, value_from_callable=True))  # type: ignore[arg-type]
 
-    def get(self, run_id: str) -> dict | None:
-        raw = self.redis.hgetall(keys.run(run_id))
+    def get(self, run_id: str) -> dict[str, Any] | None:
+        raw = cast(dict[str, str], self.redis.hgetall(keys.run(run_id)))  # a decoding client
         return _decode(raw) if raw else None
+
+    def many(self, run_ids: Iterable[str]) -> dict[str, dict[str, Any]]:
+        """The runs of `run_ids` that exist, without their `HEAVY_FIELDS`, in one round trip."""
+        ids = list(dict.fromkeys(run_ids))
+        with self.redis.pipeline(transaction=False) as pipe:
+            for run_id in ids:
+                pipe.hgetall(keys.run(run_id))
+            found = cast(list[dict[str, str]], pipe.execute())  # a decoding client
+        return {run_id: _decode({k: v for k, v in raw.items() if k not in HEAVY_FIELDS})
+                for run_id, raw in zip(ids, found, strict=True) if raw}
 
     def update(self, run_id: str, **fields: object) -> None:
         if fields:
-            self.redis.hset(keys.run(run_id), mapping=dict(zip(*[iter(_encode(fields))] * 2, strict=True)))
+            self.redis.hset(keys.run(run_id),
+                            mapping=hashes.fields(dict(zip(*[iter(_encode(fields))] * 2, strict=True))))
 
     def set_status(self, run_id: str, status: str, *, expected: Iterable[str] = (), **fields: object) -> bool:
         """Move a run to `status` (and its indexes with it) if its status is one of `expected`."""
@@ -204,7 +233,7 @@ class Runs:
         """
         waiting_on = set(statuses)
         deadline = time.monotonic() + timeout
-        pubsub = self.redis.pubsub(ignore_subscribe_messages=True)
+        pubsub = self.redis.pubsub(ignore_subscribe_messages=True)  # type: ignore[no-untyped-call]  # redis-py: unannotated
         try:
             pubsub.subscribe(keys.run_changes(run_id))
             if self.redis.hget(keys.run(run_id), "status") not in waiting_on:
@@ -225,7 +254,7 @@ class Runs:
         if run is None:
             return
         owner, status, key = str(run.get("owner") or ""), str(run["status"]), keys.run(run_id)
-        watched = _watch_keys(run_id, self.redis.hkeys(keys.run_steps(run_id)))
+        watched = _watch_keys(run_id, cast(list[str], self.redis.hkeys(keys.run_steps(run_id))))  # a decoding client
         with self.redis.pipeline() as pipe:
             pipe.zrem(keys.runs_index(), key)
             pipe.zrem(keys.runs_by_status(status), key)
@@ -235,7 +264,7 @@ class Runs:
             pipe.execute()
 
     def page(self, *, status: str | None = None, user: str | None = None,
-             offset: int = 0, limit: int = 50) -> tuple[list[dict], int]:
+             offset: int = 0, limit: int = 50) -> tuple[list[dict[str, Any]], int]:
         """Newest first, from the narrowest index; returns (runs, total matching).
 
         Each run comes without its `HEAVY_FIELDS`, all of them in one Redis call.
@@ -256,7 +285,7 @@ class Runs:
         what a remote worker may fetch. Scans only live runs, which are few."""
         prefix = keys.run("")
         for status in LIVE_STATUSES:
-            for key in self.redis.zrange(keys.runs_by_status(status), 0, -1):
+            for key in cast(list[str], self.redis.zrange(keys.runs_by_status(status), 0, -1)):  # a decoding client
                 run_id = key[len(prefix):]
                 if digest in json.loads(self.redis.hget(key, "input_hashes") or "{}").values():
                     return True
@@ -276,7 +305,7 @@ class Runs:
     def ids_with_status(self, status: str) -> list[str]:
         """Ids of every run with `status` (for the few live statuses: running, paused)."""
         prefix = keys.run("")
-        return [key[len(prefix):] for key in self.redis.zrange(keys.runs_by_status(status), 0, -1)]
+        return [key[len(prefix):] for key in cast(list[str], self.redis.zrange(keys.runs_by_status(status), 0, -1))]
 
     # The whole queue ---------------------------------------------------------------------
     def queue_paused(self) -> bool:
@@ -289,10 +318,11 @@ class Runs:
             self.redis.delete(keys.queue_paused())
 
     # Steps -------------------------------------------------------------------------------
-    def init_steps(self, run_id: str, steps: list[dict], initial: Mapping[str, dict]) -> None:
+    def init_steps(self, run_id: str, steps: list[dict[str, Any]], initial: Mapping[str, dict[str, Any]],
+                   run_fields: Mapping[str, object] | None = None) -> None:
         """Write each step's static description and initial state (replacing any old ones, and
-        the progress and logs of an earlier attempt)."""
-        old = self.redis.hkeys(keys.run_steps(run_id))
+        the progress and logs of an earlier attempt), and `run_fields` into the run, at once."""
+        old = cast(list[str], self.redis.hkeys(keys.run_steps(run_id)))  # a decoding client
         watched = _watch_keys(run_id, {*old, *(s["step_id"] for s in steps)})
         with self.redis.pipeline() as pipe:
             pipe.delete(keys.run_steps(run_id), keys.run_step_status(run_id), *watched)
@@ -300,45 +330,67 @@ class Runs:
                 pipe.hset(keys.run_steps(run_id), mapping={s["step_id"]: json.dumps(s) for s in steps})
                 pipe.hset(keys.run_step_status(run_id),
                           mapping={sid: json.dumps(state) for sid, state in initial.items()})
+            if run_fields:
+                pipe.hset(keys.run(run_id), mapping=dict(zip(*[iter(_encode(run_fields))] * 2, strict=True)))
             pipe.execute()
 
-    def steps(self, run_id: str) -> list[dict]:
+    def steps(self, run_id: str) -> list[dict[str, Any]]:
         """Static step descriptions, in plan order (by level, then id)."""
         raw = self.redis.hgetall(keys.run_steps(run_id))
         steps = [json.loads(value) for value in raw.values()]
         return sorted(steps, key=lambda s: (s.get("level", 0), s.get("order", 0), s["step_id"]))
 
-    def snapshot(self, run_id: str, *, with_run: bool = True) -> tuple[dict | None, list[dict], dict[str, dict]]:
-        """(run, steps, step states) read in one round trip: what `advance` decides from."""
-        run, steps, states, _ = self._snapshot(run_id, with_run=with_run, with_queue=False)
-        return run, steps, states
-
-    def snapshot_and_queue(self, run_id: str) -> tuple[dict | None, list[dict], dict[str, dict], bool]:
-        """`snapshot` and whether the whole queue is paused (`queue_paused`), in the same round trip."""
-        return self._snapshot(run_id, with_run=True, with_queue=True)
-
-    def _snapshot(self, run_id: str, *, with_run: bool,
-                  with_queue: bool) -> tuple[dict | None, list[dict], dict[str, dict], bool]:
+    def snapshot(self, run_id: str, *, with_run: bool = True
+                 ) -> tuple[dict[str, Any] | None, list[dict[str, Any]], dict[str, dict[str, Any]]]:
+        """(run, steps, step states) read in one round trip."""
         with self.redis.pipeline(transaction=False) as pipe:
-            pipe.hgetall(keys.run_steps(run_id))
-            pipe.hgetall(keys.run_step_status(run_id))
             if with_run:
                 pipe.hgetall(keys.run(run_id))
-            if with_queue:
-                pipe.get(keys.queue_paused())
-            raw_steps, raw_states, *rest = pipe.execute()
-        raw_run = rest.pop(0) if with_run else None
-        paused = bool(with_queue and rest.pop(0) == "1")
+            pipe.hgetall(keys.run_steps(run_id))
+            pipe.hgetall(keys.run_step_status(run_id))
+            *head, raw_steps, raw_states = pipe.execute()
+        return self._snapshot(head[0] if head else None, raw_steps, raw_states)
+
+    def decision_view(self, run_id: str) -> tuple[dict[str, Any] | None, list[dict[str, Any]],
+                                                  dict[str, dict[str, Any]], bool]:
+        """(run, steps, step states, whole queue paused) in one round trip: what `advance` and a
+        starting step decide from."""
+        with self.redis.pipeline(transaction=False) as pipe:
+            pipe.hgetall(keys.run(run_id))
+            pipe.hgetall(keys.run_steps(run_id))
+            pipe.hgetall(keys.run_step_status(run_id))
+            pipe.get(keys.queue_paused())
+            raw_run, raw_steps, raw_states, paused = pipe.execute()
+        return (*self._snapshot(raw_run, raw_steps, raw_states), paused == "1")
+
+    def view(self, run_id: str) -> tuple[dict[str, Any] | None, list[dict[str, Any]], dict[str, dict[str, Any]],
+                                         list[dict[str, Any]], dict[str, dict[str, Any]]]:
+        """(run, steps, step states, notification deliveries, each step's live progress) in one
+        round trip (`_VIEW`): what the run's page, its status fragment and `GET /runs/{id}` show,
+        polled while the run is live (a pipeline could not name the progress keys before it has
+        read the step ids)."""
+        args = [keys.step_progress(run_id, _STEP_HOLE), _STEP_HOLE]
+        found = self._view(keys=[keys.run(run_id), keys.run_steps(run_id), keys.run_step_status(run_id),
+                                 keys.run_deliveries(run_id)], args=args)
+        raw_run, raw_steps, raw_states, raw_deliveries, raw_progress = found  # a decoding client: text
+        live = {sid: decode_progress(_pairs(raw)) for sid, raw in _pairs(raw_progress).items() if raw}
+        return (*self._snapshot(_pairs(raw_run), _pairs(raw_steps), _pairs(raw_states)),
+                decode_deliveries(raw_deliveries), live)
+
+    @staticmethod
+    def _snapshot(raw_run: Mapping[str, str] | None, raw_steps: Mapping[str, str],
+                  raw_states: Mapping[str, str]
+                  ) -> tuple[dict[str, Any] | None, list[dict[str, Any]], dict[str, dict[str, Any]]]:
         steps = sorted((json.loads(value) for value in raw_steps.values()),
                        key=lambda s: (s.get("level", 0), s.get("order", 0), s["step_id"]))
         states = {sid: json.loads(value) for sid, value in raw_states.items()}
-        return (_decode(raw_run) if raw_run else None), steps, states, paused
+        return (_decode(raw_run) if raw_run else None), steps, states
 
-    def step_states(self, run_id: str) -> dict[str, dict]:
-        raw = self.redis.hgetall(keys.run_step_status(run_id))
+    def step_states(self, run_id: str) -> dict[str, dict[str, Any]]:
+        raw = cast(dict[str, str], self.redis.hgetall(keys.run_step_status(run_id)))  # a decoding client
         return {sid: json.loads(value) for sid, value in raw.items()}
 
-    def step_transition(self, run_id: str, step_id: str, event: StepEvent, *, attempt: Mapping | None = None,
+    def step_transition(self, run_id: str, step_id: str, event: StepEvent, *, attempt: Mapping[str, Any] | None = None,
                         **patch: object) -> bool:
         """Apply a life-cycle event to a step if its status allows it (compare-and-set), appending
         `attempt` (worker, start, end, outcome, reason) to its attempts in the same step."""
@@ -346,7 +398,7 @@ class Runs:
                                 status=lifecycle.target(event), **patch)
 
     def update_step(self, run_id: str, step_id: str, *, expected: Iterable[str] = (),
-                    attempt: Mapping | None = None, **patch: object) -> bool:
+                    attempt: Mapping[str, Any] | None = None, **patch: object) -> bool:
         """Merge `patch` into a step's state if its status is one of `expected` (any if empty)."""
         args = [step_id, ",".join(expected), json.dumps(patch), json.dumps(attempt) if attempt else ""]
         return bool(self._step_update(keys=[keys.run_step_status(run_id)], args=args))

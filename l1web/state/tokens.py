@@ -9,6 +9,7 @@ from __future__ import annotations
 import math
 import time
 from dataclasses import dataclass
+from typing import cast
 
 import redis
 
@@ -19,7 +20,7 @@ from l1web.state import keys
 # process agrees. A request passes only when every bucket has a token, and then takes one from
 # each; a refused request takes nothing. Returns {1, "0"} or {0, seconds until a token is back}.
 _TAKE = """
-local capacity, rate = tonumber(ARGV[1]), tonumber(ARGV[2])
+local capacity, rate, need = tonumber(ARGV[1]), tonumber(ARGV[2]), tonumber(ARGV[3] or '1')
 local clock = redis.call('TIME')
 local now = tonumber(clock[1]) + tonumber(clock[2]) / 1000000
 local levels, wait = {}, 0
@@ -28,12 +29,12 @@ for i, key in ipairs(KEYS) do
   local tokens, at = tonumber(saved[1]) or capacity, tonumber(saved[2]) or now
   tokens = math.min(capacity, tokens + math.max(0, now - at) * rate)
   levels[i] = tokens
-  if tokens < 1 then wait = math.max(wait, (1 - tokens) / rate) end
+  if tokens < need then wait = math.max(wait, (need - tokens) / rate) end
 end
 local ttl = math.ceil(capacity / rate) + 1
 for i, key in ipairs(KEYS) do
   local tokens = levels[i]
-  if wait == 0 then tokens = tokens - 1 end
+  if wait == 0 then tokens = tokens - need end
   redis.call('HSET', key, 'tokens', string.format('%.6f', tokens), 'at', string.format('%.6f', now))
   redis.call('EXPIRE', key, ttl)
 end
@@ -70,7 +71,7 @@ class Tokens:
         return bool(self.redis.exists(keys.revoked(token_hash)))
 
     def cached(self, token_hash: str) -> Verified | None:
-        found = self.redis.hgetall(keys.token(token_hash))
+        found = cast(dict[str, str], self.redis.hgetall(keys.token(token_hash)))  # a decoding client
         if not found:
             return None
         return Verified(found["username"], int(found["expires_at"]))
@@ -94,7 +95,7 @@ class Tokens:
 
     def revoked_for(self, token_hash: str) -> str | None:
         """The user a revoked token belonged to; None when it is not revoked."""
-        return self.redis.get(keys.revoked(token_hash))
+        return cast(str | None, self.redis.get(keys.revoked(token_hash)))  # a decoding client
 
     def revoke(self, token_hash: str, username: str) -> None:
         pipe = self.redis.pipeline()
@@ -105,7 +106,7 @@ class Tokens:
 
     def revoke_user(self, username: str) -> int:
         """Revoke every token L1 has seen for `username`; returns how many there were."""
-        hashes = self.redis.smembers(keys.user_tokens(username))
+        hashes = cast(set[str], self.redis.smembers(keys.user_tokens(username)))  # a decoding client
         pipe = self.redis.pipeline()
         for token_hash in hashes:
             pipe.set(keys.revoked(token_hash), username, ex=keys.REVOKED_TTL)
@@ -123,7 +124,7 @@ class Tokens:
         pipe.execute()
 
     def session(self, session_hash: str) -> Session | None:
-        found = self.redis.hgetall(keys.session(session_hash))
+        found = cast(dict[str, str], self.redis.hgetall(keys.session(session_hash)))  # a decoding client
         if not found:
             return None
         return Session(found["username"], found["token_hash"])
@@ -143,17 +144,18 @@ class Tokens:
         _, count = pipe.execute()
         return int(count)
 
-    def take_tokens(self, buckets: list[str], capacity: int, per_minute: float) -> float:
-        """Take one token from every bucket (holding up to `capacity`, refilled at `per_minute`).
+    def take_tokens(self, buckets: list[str], capacity: int, per_minute: float, count: int = 1) -> float:
+        """Take one token (`count` tokens: a batch of runs) from every bucket (holding up to
+        `capacity`, refilled at `per_minute`); all or none.
 
         Returns 0 when taken, else the seconds until each bucket has a token again (nothing is
         taken then). A standard token bucket: a burst of `capacity` passes at once, and after it
         requests pass at the refill rate, however hard a client hammers.
         """
-        if capacity < 1 or per_minute <= 0:
+        if capacity < count or per_minute <= 0:
             return math.inf
         allowed, wait = self._take(keys=[keys.rate(f"bucket:{name}") for name in buckets],
-                               args=[capacity, per_minute / 60])
+                               args=[capacity, per_minute / 60, count])
         return 0.0 if int(allowed) else float(wait)
 
     # Sealed session tokens (AES-GCM in auth/sealed.py; here only the stored text) -----------
@@ -161,7 +163,7 @@ class Tokens:
         self.redis.set(keys.session_token(session_hash), sealed, ex=ttl)
 
     def sealed(self, session_hash: str) -> str | None:
-        return self.redis.get(keys.session_token(session_hash))
+        return cast(str | None, self.redis.get(keys.session_token(session_hash)))  # a decoding client
 
     def forget_sealed(self, session_hash: str) -> None:
         self.redis.delete(keys.session_token(session_hash))

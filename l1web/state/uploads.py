@@ -11,6 +11,7 @@ import json
 import secrets
 import time
 from dataclasses import dataclass, field
+from typing import cast
 
 import redis
 
@@ -124,7 +125,7 @@ class Uploads:
         return upload
 
     def get(self, upload_id: str) -> Upload | None:
-        raw = self.redis.hgetall(keys.upload(upload_id))
+        raw = cast(dict[str, str], self.redis.hgetall(keys.upload(upload_id)))  # a decoding client
         return Upload.from_fields(upload_id, raw) if raw.get("owner") else None
 
     def advance(self, upload_id: str, offset: int, appended: int, expires: float) -> None:
@@ -146,10 +147,16 @@ class Uploads:
                                args=[upload_id, keys.uploads_inflight("")]))
 
     def expired(self, now: float | None = None) -> list[str]:
-        return list(self.redis.zrangebyscore(keys.uploads_expiry(), "-inf", now or time.time()))
+        return list(cast(list[str], self.redis.zrangebyscore(keys.uploads_expiry(), "-inf", now or time.time())))
+
+    def sweep_turn(self, seconds: float, holder: str) -> bool:
+        """True for the one caller that may sweep now: the sweep lock, taken for `seconds` and left
+        to lapse (not released), so all web processes together sweep once per interval."""
+        return bool(self.redis.set(keys.uploads_sweep(), holder, nx=True, px=max(1, int(seconds * 1000))))
 
     def inflight(self, owner: str) -> int:
         return int(self.redis.get(keys.uploads_inflight(owner)) or 0)
 
     def lock(self, upload_id: str) -> redis.lock.Lock:
-        return self.redis.lock(keys.upload_lock(upload_id), timeout=LOCK_MS / 1000, blocking=False)
+        lock: redis.lock.Lock = self.redis.lock(keys.upload_lock(upload_id), timeout=LOCK_MS / 1000, blocking=False)
+        return lock

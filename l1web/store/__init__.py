@@ -24,7 +24,7 @@ from l1web.state.cache import CacheIndex, ItemMeta
 from l1web.store import names, thumbs
 from l1web.store.facts import MediaFacts, describe
 from l1web.store.imports import open_for_import
-from l1web.store.ingest import CHUNK, TEMP_PREFIX, AdoptedFile, Readable, TempWriter, raise_if_full
+from l1web.store.ingest import CHUNK, TEMP_PREFIX, AdoptedFile, PendingFile, Readable, TempWriter, raise_if_full
 from l1web.store.multipart import read_multipart
 from l1web.store.names import check_digest, digest_for, hash_file
 
@@ -211,7 +211,7 @@ class ContentStore:
             raise_if_full(exc)
             raise
 
-    def commit(self, writer: TempWriter | AdoptedFile, *, source: str, owner: str | None = None,
+    def commit(self, writer: PendingFile, *, source: str, owner: str | None = None,
                name: str | None = None) -> Stored:
         """Give the temp file its content name (atomic rename) and index it; discards on error."""
         try:
@@ -228,7 +228,7 @@ class ContentStore:
         finally:
             writer.discard()
 
-    def _install(self, writer: TempWriter | AdoptedFile, digest: str, known: ItemMeta | None,
+    def _install(self, writer: PendingFile, digest: str, known: ItemMeta | None,
                  facts: MediaFacts | None, *, source: str, owner: str | None,
                  name: str | None) -> Stored:
         final = self.location(digest)

@@ -137,7 +137,7 @@ class _Parser:
                 raise BadRequest("malformed multipart body: it ends before the closing boundary")
 
 
-def _part_header(block: bytes) -> tuple[str | None, str | None]:
+def _part_header(block: bytes) -> tuple[str, str | None]:
     """(field name, file name or None) from a part's header block."""
     name = filename = None
     for line in block.decode("utf-8", "replace").split("\r\n"):

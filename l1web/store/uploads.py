@@ -18,26 +18,34 @@ from __future__ import annotations
 
 import base64
 import binascii
+import contextlib
 import hashlib
 import logging
 import os
+import socket
 import threading
 import time
+from collections.abc import Iterator
 from dataclasses import dataclass, replace
 from pathlib import Path
 
 from l1web.errors import BadRequest, Conflict, L1Error, NotFound, PayloadTooLarge
 from l1web.state.uploads import InflightLimit, Upload, Uploads
 from l1web.store import ContentStore, Stored
-from l1web.store.ingest import raise_if_full
-from l1web.store.names import hash_file, new_hasher
+from l1web.store.ingest import FinishedFile, Hashing, ReadableInto, give_back, raise_if_full, take_buffer
+from l1web.store.names import new_hasher
 
 log = logging.getLogger(__name__)
 
 #: Folder under the store's root holding unfinished uploads (same filesystem: the final rename is atomic).
 UPLOADS_DIR = "uploads"
-#: Bytes read from the request body per loop turn.
-CHUNK = 1024 * 1024
+#: Bytes written between two flushes to disk within a PATCH (and at its end): each flushed range
+#: is then dropped from the page cache (POSIX_FADV_DONTNEED), nobody reads it before the upload
+#: is complete. The recorded offset then never runs ahead of the disk, dirty memory stays at a
+#: few MiB however large the upload, the final fsync is short, and the kernel reuses the same
+#: warm pages for the next range: on this VM, writing 512 MiB into ever new page-cache pages cost
+#: 1.1 s of CPU (as much as hashing them), flushed and dropped every 8 MiB 0.15 s, every 32 MiB 0.19 s.
+SYNC_EVERY = 8 * 1024 * 1024
 #: Checksum algorithms a PATCH may name in `Upload-Checksum` (tus checksum extension; sha1 is required).
 CHECKSUMS = ("sha1", "md5", "sha256", "sha512")
 #: Longest `Upload-Metadata` header accepted, in bytes.
@@ -57,7 +65,7 @@ class Expired(L1Error):
 @dataclass
 class _HashState:
     offset: int
-    hasher: object
+    hasher: hashlib._Hash
 
 
 #: Upload id → the SHA3 state of its first `offset` bytes, in this process only.
@@ -89,7 +97,7 @@ def parse_metadata(header: str | None) -> dict[str, str]:
     return out
 
 
-def parse_checksum(header: str | None):
+def parse_checksum(header: str | None) -> tuple[hashlib._Hash, bytes] | None:
     """`Upload-Checksum: sha1 base64digest` → (hasher, expected bytes), or None when absent."""
     if header is None:
         return None
@@ -104,22 +112,41 @@ def parse_checksum(header: str | None):
     return hashlib.new(algorithm), expected
 
 
-class _FinishedUpload:
-    """A complete upload file handed to `ContentStore.commit` (same interface as its writers)."""
+def _copy(body: ReadableInto, fd: int, upload: Upload, room: int, hashing: Hashing) -> int:
+    """Write the body at the upload's offset (at most `room` bytes), then hand each chunk to
+    `hashing` (a pooled buffer goes back only once hashed, so it is written first), flushing
+    every SYNC_EVERY bytes and at the end; the bytes written."""
+    written, synced = 0, upload.offset
+    while True:
+        buffer = take_buffer()
+        size = body.readinto(buffer)
+        if not size:
+            give_back(buffer)
+            break
+        if written + size > room:
+            give_back(buffer)
+            raise BadRequest(f"the body goes past Upload-Length {upload.length}: only {room} bytes "
+                             f"remain from offset {upload.offset}")
+        position = upload.offset + written
+        with memoryview(buffer) as whole:
+            view = whole[:size]
+            while view:
+                count = os.pwrite(fd, view, position)
+                view, position = view[count:], position + count
+        written += size
+        hashing.update(buffer, size)  # hashed in a thread of its own while this one goes on
+        if position - synced >= SYNC_EVERY:
+            synced = _flush(fd, synced, position)
+    if written:
+        _flush(fd, synced, upload.offset + written)
+    return written
 
-    def __init__(self, path: Path, size: int, digest: str | None) -> None:
-        self.path, self.size, self._digest = path, size, digest
 
-    def finish(self) -> str:
-        fd = os.open(self.path, os.O_RDONLY)
-        try:
-            os.fsync(fd)
-        finally:
-            os.close(fd)
-        return self._digest or hash_file(self.path)  # the in-process state was lost: hash once
-
-    def discard(self) -> None:
-        self.path.unlink(missing_ok=True)
+def _flush(fd: int, start: int, end: int) -> int:
+    """Put bytes `start`..`end` on disk and drop them from the page cache (SYNC_EVERY); `end`."""
+    os.fdatasync(fd)
+    os.posix_fadvise(fd, start, end - start, os.POSIX_FADV_DONTNEED)
+    return end
 
 
 class UploadStore:
@@ -164,12 +191,12 @@ class UploadStore:
         if upload is None or upload.owner != owner:
             raise NotFound(f"no upload {upload_id[:64]!r}")
         if upload.expires < time.time() and not upload.finished:
-            self.remove(upload_id)
+            self.expire(upload_id)
             raise Expired(f"upload {upload_id} expired before it was finished; start a new one")
         return upload
 
     # Appending ------------------------------------------------------------------------------------
-    def append(self, upload: Upload, offset: int, body, declared: int | None, *, checksum: str | None,
+    def append(self, upload: Upload, offset: int, body: ReadableInto, declared: int | None, *, checksum: str | None,
                expiry: float) -> tuple[Upload, Stored | None]:
         """Write a PATCH body at `offset` (which must be the upload's offset); the Stored item
         once the last byte is in. Bad offsets, lengths and checksums change nothing."""
@@ -177,11 +204,10 @@ class UploadStore:
         if upload.finished:
             raise Conflict(f"upload {upload.id} is already complete (offset {upload.length})",
                            offset=upload.length)
-        lock = self.uploads.lock(upload.id)
-        if not lock.acquire():
-            raise Conflict(f"another request is writing upload {upload.id} right now; "
-                           "ask HEAD for its offset and continue from there")
-        try:
+        with self._locked(upload.id) as mine:
+            if not mine:
+                raise Conflict(f"another request is writing upload {upload.id} right now; "
+                               "ask HEAD for its offset and continue from there")
             current = self.uploads.get(upload.id)
             if current is None or current.owner != upload.owner:
                 raise NotFound(f"no upload {upload.id!r}")
@@ -200,13 +226,9 @@ class UploadStore:
                 return current, None
             stored = self._complete(current, hasher, expiry)
             return replace(current, digest=stored.digest), stored
-        finally:
-            try:
-                lock.release()
-            except Exception:  # noqa: BLE001 - an expired lock is not this request's failure
-                log.warning("upload %s: its lock had expired before the PATCH finished", upload.id)
 
-    def _write(self, upload: Upload, body, room: int, check) -> tuple[int, object | None]:
+    def _write(self, upload: Upload, body: ReadableInto, room: int,
+               check: tuple[hashlib._Hash, bytes] | None) -> tuple[int, hashlib._Hash | None]:
         """Append the body at the upload's offset, feeding the hash state; undo on any failure."""
         with _HASHERS_LOCK:
             state = _HASHERS.get(upload.id)
@@ -221,32 +243,18 @@ class UploadStore:
             fd = os.open(path, os.O_WRONLY)
         except FileNotFoundError:
             raise NotFound(f"no upload {upload.id!r}") from None
-        written = 0
+        hashing = Hashing(*(h for h in (hasher, check[0] if check else None) if h is not None))
         try:
             os.ftruncate(fd, upload.offset)  # bytes of a PATCH that died half-way are not data
-            while True:
-                data = body.read(CHUNK)
-                if not data:
-                    break
-                if written + len(data) > room:
-                    raise BadRequest(f"the body goes past Upload-Length {upload.length}: only {room} bytes "
-                                     f"remain from offset {upload.offset}")
-                if hasher is not None:
-                    hasher.update(data)
-                if check is not None:
-                    check[0].update(data)
-                view = memoryview(data)
-                position = upload.offset + written
-                while view:
-                    count = os.pwrite(fd, view, position)
-                    view, position = view[count:], position + count
-                written += len(data)
+            written = _copy(body, fd, upload, room, hashing)
+            hashing.wait()
             if check is not None and check[0].digest() != check[1]:
                 raise ChecksumMismatch(f"the body's {check[0].name} does not match Upload-Checksum; "
                                        "nothing was kept, send it again")
             if written and upload.offset + written == upload.length:
                 os.fsync(fd)
         except BaseException as exc:
+            hashing.wait()
             os.ftruncate(fd, upload.offset)
             if isinstance(exc, OSError):
                 raise_if_full(exc)
@@ -258,13 +266,13 @@ class UploadStore:
                 _HASHERS[upload.id] = _HashState(upload.offset + written, hasher)
         return written, hasher
 
-    def _complete(self, upload: Upload, hasher, expiry: float) -> Stored:
+    def _complete(self, upload: Upload, hasher: hashlib._Hash | None, expiry: float) -> Stored:
         """All bytes are in: into the content store (dedup, media check, owner, atomic rename)."""
         with _HASHERS_LOCK:
             _HASHERS.pop(upload.id, None)
         digest = hasher.hexdigest() if hasher is not None else None
         try:
-            stored = self.store.commit(_FinishedUpload(self.path(upload.id), upload.length, digest),
+            stored = self.store.commit(FinishedFile(self.path(upload.id), upload.length, digest),
                                        source="upload", owner=upload.owner, name=upload.name)
         except BaseException:
             self.remove(upload.id)  # refused (hostile media, full disk …): nothing stays behind
@@ -281,24 +289,87 @@ class UploadStore:
         self.path(upload_id).unlink(missing_ok=True)
 
     def terminate(self, upload: Upload) -> None:
-        lock = self.uploads.lock(upload.id)
-        if not lock.acquire():
-            raise Conflict(f"a request is writing upload {upload.id} right now; delete it afterwards")
-        try:
+        with self._locked(upload.id) as mine:
+            if not mine:
+                raise Conflict(f"a request is writing upload {upload.id} right now; delete it afterwards")
             self.remove(upload.id)
+
+    @contextlib.contextmanager
+    def _locked(self, upload_id: str) -> Iterator[bool]:
+        """The upload's one-writer lock, not waited for: True inside when this request holds it."""
+        lock = self.uploads.lock(upload_id)
+        if not lock.acquire():
+            yield False
+            return
+        try:
+            yield True
         finally:
             try:
                 lock.release()
-            except Exception:  # noqa: BLE001
-                log.warning("upload %s: its lock had expired", upload.id)
+            except Exception:  # noqa: BLE001 - an expired lock is not this request's failure
+                log.warning("upload %s: its lock had expired before the request finished", upload_id)
 
-    def sweep(self, now: float | None = None) -> int:
-        """Remove expired uploads (records, files, held bytes); how many."""
-        removed = 0
-        for upload_id in self.uploads.expired(now):
+    def expire(self, upload_id: str, now: float | None = None) -> bool:
+        """Remove the upload if it is still past its expiry; True if removed. A PATCH writing it
+        right now holds its lock and moves the expiry on: then it is left alone."""
+        with self._locked(upload_id) as mine:
+            if not mine:
+                return False
+            upload = self.uploads.get(upload_id)
+            if upload is not None and upload.expires >= (now or time.time()):
+                return False  # a PATCH came in meanwhile
             self.remove(upload_id)
-            removed += 1
+            return True
+
+    def sweep(self, now: float | None = None, *, orphan_age: float | None = None) -> int:
+        """Remove expired uploads (records, files, held bytes); how many. With `orphan_age`, also
+        `.part` files that no record names and that nothing wrote to for that many seconds (left
+        by a crash between the two, or a Redis that lost its data)."""
+        removed = sum(self.expire(upload_id, now) for upload_id in self.uploads.expired(now))
+        if orphan_age is not None and self.dir.is_dir():
+            limit = (now or time.time()) - orphan_age
+            for path in self.dir.glob("*.part"):
+                with contextlib.suppress(FileNotFoundError):
+                    if path.stat().st_mtime < limit and self.uploads.get(path.stem) is None:
+                        path.unlink()
+                        removed += 1
         if removed:
             log.info("swept %d expired uploads", removed)
         return removed
 
+
+class UploadSweeper:
+    """Sweeps expired uploads in the background of a web process, every `interval` seconds.
+
+    Several web processes may share Redis and the store: each wakes up once per interval, and the
+    one that takes the sweep lock (`Uploads.sweep_turn`, left to lapse) sweeps, so the store is
+    swept about once per interval in all. Creating an upload sweeps too, as before; this covers a
+    server where nobody creates one.
+    """
+
+    def __init__(self, store: UploadStore, interval: float, expiry: float) -> None:
+        self.store, self.interval, self.expiry = store, interval, expiry
+        self.holder = f"{socket.gethostname()}:{os.getpid()}:{id(self):x}"
+        self._stop = threading.Event()
+        self._thread = threading.Thread(target=self._loop, name="upload-sweeper", daemon=True)
+
+    def start(self) -> UploadSweeper:
+        self._thread.start()
+        return self
+
+    def stop(self) -> None:
+        self._stop.set()
+        self._thread.join(5)
+
+    def tick(self) -> int | None:
+        """One turn: the number swept, or None when another process holds the sweep lock."""
+        if not self.store.uploads.sweep_turn(self.interval, self.holder):
+            return None
+        return self.store.sweep(orphan_age=self.expiry)
+
+    def _loop(self) -> None:
+        while not self._stop.wait(self.interval):
+            try:
+                self.tick()
+            except Exception:  # noqa: BLE001 - Redis away or a disk error: try again next time
+                log.exception("sweeping expired uploads failed; trying again in %g s", self.interval)

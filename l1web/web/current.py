@@ -1,4 +1,4 @@
-"""What a request handler reaches for: this app's clients, run service and signed-in user."""
+"""What a request handler reaches for: this app's clients, run and recipe services, and signed-in user."""
 
 from __future__ import annotations
 
@@ -12,6 +12,7 @@ from l1web.state import StateManager
 from l1web.users import User
 
 if TYPE_CHECKING:
+    from l1web.recipes.service import RecipeService
     from l1web.runs.service import RunService
     from l1web.store import ContentStore
 
@@ -19,11 +20,16 @@ if TYPE_CHECKING:
 EXTENSION = "l1"
 #: Key of the app's `RunService` in `app.extensions`.
 RUNS = "l1.runs"
+#: Key of the app's `RecipeService` in `app.extensions`.
+RECIPES = "l1.recipes"
 
 
 def install(app: Flask, clients: Clients, run_service: RunService) -> None:
+    from l1web.recipes.service import RecipeService
+
     app.extensions[EXTENSION] = clients
     app.extensions[RUNS] = run_service
+    app.extensions[RECIPES] = RecipeService(clients.state, run_service)
 
 
 def clients() -> Clients:
@@ -44,6 +50,10 @@ def store() -> ContentStore:
 
 def runs() -> RunService:
     return current_app.extensions[RUNS]
+
+
+def recipes() -> RecipeService:
+    return current_app.extensions[RECIPES]
 
 
 def user() -> User | None:

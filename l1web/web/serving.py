@@ -26,6 +26,20 @@ def waitress_options(settings: Settings) -> dict:
     return options
 
 
+def start_background(app, settings: Settings):
+    """What a serving web process runs beside its requests: the sweep of expired resumable
+    uploads (`UPLOAD_SWEEP_INTERVAL`; 0 turns it off, leaving the sweep on each new upload).
+    The sweeper, or None."""
+    from l1web.store.uploads import UploadStore, UploadSweeper
+    from l1web.web import current
+
+    if settings.upload_sweep_interval <= 0:
+        return None
+    clients = app.extensions[current.EXTENSION]
+    return UploadSweeper(UploadStore(clients.store, clients.state.uploads), settings.upload_sweep_interval,
+                         settings.upload_expiry).start()
+
+
 def serve(settings: Settings | None = None, app=None) -> None:
     """`python app.py` / `l1 web`: check the tools and Redis, make the samples, then serve."""
     import logging
@@ -39,6 +53,7 @@ def serve(settings: Settings | None = None, app=None) -> None:
         from l1web.web import create_app
 
         app = create_app(settings)
+    start_background(app, settings)
     print(f"L1 listening on http://{settings.host}:{settings.port}", flush=True)
     try:
         logging.basicConfig()  # as waitress.serve does (idempotent)

@@ -47,6 +47,13 @@ def clips(tmp_path_factory) -> dict[str, Path]:
                       *lavfi, f"sine=frequency=440:duration={SECONDS}", *video, "-c:a", "aac"),
         "pattern": make(d / "pattern.mp4", *lavfi, f"testsrc2=size={w}x{h}:rate=25:duration={SECONDS}",
                         *video),
+        # Variable rate: 4 s at 25 fps, 4 s at 10, 4 s at 50, the timestamps kept.
+        "vfr": make(d / "vfr.mp4", *lavfi, f"testsrc=size={w}x{h}:rate=25:duration=4{SCROLL}",
+                    *lavfi, f"testsrc=size={w}x{h}:rate=10:duration=4{SCROLL}",
+                    *lavfi, f"testsrc=size={w}x{h}:rate=50:duration=4{SCROLL}",
+                    *lavfi, f"sine=frequency=440:duration={SECONDS}",
+                    "-filter_complex", "[0:v][1:v][2:v]concat=n=3:v=1:a=0[v]", "-map", "[v]", "-map", "3:a",
+                    "-fps_mode", "vfr", *video, "-c:a", "aac"),
     }
 
 
@@ -141,10 +148,50 @@ def test_chunks_after_the_first_seek_to_their_start_instead_of_decoding_from_it(
     from l1web.engine.steps.seek import chunk_input
 
     assert chunk_input(clips["counter"], (0, 75)) == ([], "trim=start_frame=0:end_frame=75,setpts=PTS-STARTPTS")
-    # Midway between frames 74 (2.96 s) and 75 (3.00 s); then 75 frames counted from there.
-    assert chunk_input(clips["counter"], (75, 150)) == (["-ss", "2.980000"],
-                                                        "trim=start_frame=0:end_frame=75,setpts=PTS-STARTPTS")
-    assert chunk_input(clips["counter"], (225, None))[1] == "trim=start_frame=0,setpts=PTS-STARTPTS"
+    # Just past frame 75 (3.00 s), so a keyframe there is where decoding starts; frames from
+    # midway between frames 74 (2.96 s) and 75 kept, timed from the seek; then 75 counted.
+    assert chunk_input(clips["counter"], (75, 150)) == (
+        ["-noaccurate_seek", "-ss", "3.000001"],
+        "select=gte(t\\,-0.020001),trim=start_frame=0:end_frame=75,setpts=PTS-STARTPTS")
+    assert chunk_input(clips["counter"], (225, None))[1].endswith("trim=start_frame=0,setpts=PTS-STARTPTS")
+
+
+@pytest.fixture(scope="module")
+def gops(tmp_path_factory) -> dict[str, Path]:
+    """B-frames (libx264's default preset), a keyframe every 50 frames, in three containers."""
+    d = tmp_path_factory.mktemp("gop-media")
+    w, h = SIZE
+    source = ["-f", "lavfi", "-i", f"testsrc=size={w}x{h}:rate=25:duration=6{SCROLL}",
+              "-c:v", "libx264", "-preset", "veryfast", "-g", "50", "-pix_fmt", "yuv420p"]
+    return {suffix: make(d / f"gop.{suffix}", *source) for suffix in ("mp4", "mkv", "ts")}
+
+
+def gray_md5s(*args: str) -> list[str]:
+    out = subprocess.run([ffmpeg_exe(), "-v", "error", *args, "-map", "0:v:0", "-f", "rawvideo",
+                          "-pix_fmt", "gray", "-"], check=True, capture_output=True).stdout
+    size = SIZE[0] * SIZE[1]
+    return [hashlib.md5(out[i:i + size]).hexdigest() for i in range(0, len(out), size)]
+
+
+@pytest.mark.parametrize("suffix", ["mp4", "mkv", "ts"])
+def test_a_chunk_is_exactly_its_frames_at_keyframes_and_between_them(gops, suffix):
+    from l1web.engine.steps.seek import chunk_input, frame_index
+
+    src = gops[suffix]
+    whole = gray_md5s("-i", str(src))
+    assert len(whole) == 150
+    # Keyframes (50, 100), the frames either side, and frames inside a GOP.
+    for start in (1, 37, 49, 50, 51, 99, 100, 101, 140):
+        seek, selection = chunk_input(src, (start, start + 8))
+        assert gray_md5s(*seek, "-i", str(src), "-vf", selection) == whole[start:start + 8], start
+    index = frame_index(src)
+    assert index is not None and index.seekable == (suffix != "ts")  # MPEG-TS: counted from frame 0
+    if suffix == "mp4":
+        # A chunk starting on a keyframe decodes from that keyframe, not from the GOP before it.
+        # (Matroska with B-frames still starts a GOP early: ffmpeg seeks 3/23 s before the time
+        # asked in containers it cannot seek by presentation time. Slower, equally exact.)
+        seek, _ = chunk_input(src, (50, 58))
+        assert gray_md5s(*seek, "-i", str(src), "-frames:v", "1") == whole[50:51]
 
 
 def test_each_chunk_holds_exactly_its_frames_without_sound(clips, store, results, temp_root):
@@ -183,3 +230,35 @@ def test_the_join_refuses_missing_or_doubled_frames_and_drops_trailing_empty_chu
     for counts in ([75, 74, 75, 80], [75, 76, 75, 80], [0, 75, 75, 75], [75, 75, 50, 3]):
         with pytest.raises(StepError):
             present(list("abcd"), ranges, counts)
+
+
+@pytest.mark.parametrize("effect", ["dog", "invert"])
+def test_a_variable_rate_video_is_planned_whole_and_renders_at_one_steady_rate(effect, clips, store, results,
+                                                                               temp_root):
+    from l1web.engine.analysis import constant_rate
+
+    assert constant_rate(clips["counter"]) and constant_rate(clips["mp3"]) and constant_rate(clips["short"])
+    assert not constant_rate(clips["vfr"])
+    vfr = seconds(clips["vfr"])
+    assert {round(b - a, 3) for a, b in zip(vfr, vfr[1:])} == {0.04, 0.1, 0.02}
+    nodes = [{"id": "v", "type": "SOURCE", "config": {"hash": store.add(clips["vfr"])}},
+             {"id": "x", "type": "EFFECT", "config": {"effect": effect}, "inputs": ["v"]}]
+    whole, whole_plan = render(store, results, temp_root, nodes, OFF)
+    joined, chunk_plan = render(store, results, temp_root, nodes, SETTING)
+    # Chunking applies by length (12 s > 5 s), but these frames are not on one rate's grid: one piece.
+    assert [s["step_id"] for s in chunk_plan["steps"]] == ["v", "x"]
+    assert chunk_plan["output_cache_id"] == whole_plan["output_cache_id"] and joined == whole
+    # The render is constant-rate and as long as the source: the whole conversion, done once.
+    times = seconds(whole)
+    steps = {round(b - a, 4) for a, b in zip(times, times[1:])}
+    assert max(steps) - min(steps) < 0.0011, steps
+    assert abs(times[-1] + (times[1] - times[0]) - 12.0) < 0.1
+    assert audio_packets(whole) == audio_packets(clips["vfr"])
+
+
+def seconds(path: Path) -> list[float]:
+    """Presentation times of the video's frames, in seconds."""
+    out = subprocess.run([ffprobe_exe(), "-v", "error", "-select_streams", "v:0", "-show_entries",
+                          "frame=pts_time", "-of", "csv=p=0", str(path)], check=True,
+                         capture_output=True, text=True).stdout
+    return [float(line.strip(",")) for line in out.split()]

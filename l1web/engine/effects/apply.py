@@ -15,7 +15,7 @@ VIDEO_SUFFIX = ".mp4"
 
 
 def apply_effect(
-    effect: Effect, params: dict, src: Path, dst: Path, kind: str, *, timeout: float,
+    effect: Effect, params: object, src: Path, dst: Path, kind: str, *, timeout: float,
     frames: tuple[int, int | None] | None = None,
 ) -> None:
     """Render `effect(params)` of `src` into `dst`: kind "image" (format by suffix) or "video".

@@ -2,10 +2,12 @@
 
 from __future__ import annotations
 
+from typing import cast
+
 import numpy as np
 
 from l1web.engine.effects.effect import Effect
-from l1web.engine.effects.params import Param
+from l1web.engine.effects.params import Param, ParamValues
 
 PARAMS = {
     "amount": Param(
@@ -15,17 +17,17 @@ PARAMS = {
 }
 
 
-def offset(params: dict) -> float:
+def offset(params: ParamValues) -> float:
     """The amount in 0..255 channel units."""
     return params["amount"] * 255.0
 
 
-def brightness_image(rgb: np.ndarray, params: dict) -> np.ndarray:
+def brightness_image(rgb: np.ndarray, params: ParamValues) -> np.ndarray:
     shifted = rgb.astype(np.float32) + offset(params)
-    return np.rint(np.clip(shifted, 0, 255)).astype(np.uint8)
+    return cast(np.ndarray, np.rint(np.clip(shifted, 0, 255)).astype(np.uint8))  # numpy's ufuncs return Any
 
 
-def brightness_filter(params: dict) -> str:
+def brightness_filter(params: ParamValues) -> str:
     # The same RGB formula as the image path, as a lookup table per channel.
     expr = f"clip(val+{offset(params):.6g}\\,0\\,255)"
     return f"lutrgb=r={expr}:g={expr}:b={expr}"

@@ -2,10 +2,12 @@
 
 from __future__ import annotations
 
+from typing import cast
+
 import numpy as np
 
 from l1web.engine.effects.effect import Effect
-from l1web.engine.effects.params import Param
+from l1web.engine.effects.params import Param, ParamValues
 
 #: The channel value contrast scales around (mid-grey in 0..255).
 PIVOT = 128.0
@@ -18,12 +20,12 @@ PARAMS = {
 }
 
 
-def contrast_image(rgb: np.ndarray, params: dict) -> np.ndarray:
+def contrast_image(rgb: np.ndarray, params: ParamValues) -> np.ndarray:
     scaled = (rgb.astype(np.float32) - PIVOT) * params["factor"] + PIVOT
-    return np.rint(np.clip(scaled, 0, 255)).astype(np.uint8)
+    return cast(np.ndarray, np.rint(np.clip(scaled, 0, 255)).astype(np.uint8))  # numpy's ufuncs return Any
 
 
-def contrast_filter(params: dict) -> str:
+def contrast_filter(params: ParamValues) -> str:
     # The same RGB formula as the image path, as a lookup table per channel.
     expr = f"clip((val-{PIVOT:g})*{params['factor']:.6g}+{PIVOT:g}\\,0\\,255)"
     return f"lutrgb=r={expr}:g={expr}:b={expr}"

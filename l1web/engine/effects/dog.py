@@ -14,12 +14,14 @@ Luminance is in 0..1, so epsilon and D are on that scale.
 
 from __future__ import annotations
 
+from typing import cast
+
 import numpy as np
 from scipy.ndimage import gaussian_filter
 
 from l1web.engine.effects.effect import Effect
 from l1web.engine.effects.grayscale import luma
-from l1web.engine.effects.params import Param
+from l1web.engine.effects.params import Param, ParamValues
 
 #: Gaussian kernels are cut at this many sigmas; 3 keeps 99.7 % of the weight and is ~25 %
 #: faster than scipy's default of 4 on 720p video frames.
@@ -37,7 +39,7 @@ PARAMS = {
 }
 
 
-def xdog(lum: np.ndarray, params: dict) -> np.ndarray:
+def xdog(lum: np.ndarray, params: ParamValues) -> np.ndarray:
     """H×W float32 luminance in 0..1 → H×W uint8 sketch (255 paper, 0 ink)."""
     sigma = params["sigma"]
     diff = gaussian_filter(lum, sigma, mode="nearest", truncate=TRUNCATE)
@@ -52,15 +54,15 @@ def xdog(lum: np.ndarray, params: dict) -> np.ndarray:
     diff += 1.0
     diff *= 255.0
     diff += 0.5
-    return diff.astype(np.uint8)
+    return cast(np.ndarray, diff.astype(np.uint8))  # scipy's gaussian_filter returns Any
 
 
-def dog_frame(gray: np.ndarray, params: dict) -> np.ndarray:
+def dog_frame(gray: np.ndarray, params: ParamValues) -> np.ndarray:
     """One H×W gray uint8 video frame (full-range luma) → its sketch."""
     return xdog(gray.astype(np.float32) * np.float32(1 / 255), params)
 
 
-def dog_image(rgb: np.ndarray, params: dict) -> np.ndarray:
+def dog_image(rgb: np.ndarray, params: ParamValues) -> np.ndarray:
     sketch = xdog(luma(rgb) * np.float32(1 / 255), params)
     return np.repeat(sketch[:, :, None], 3, axis=2)
 

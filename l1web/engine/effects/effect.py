@@ -23,13 +23,13 @@ import numpy as np
 
 from l1web.engine.effects import encoding
 from l1web.engine.effects.errors import EffectError
-from l1web.engine.effects.params import Param, resolve
+from l1web.engine.effects.params import Param, ParamValues, resolve
 
 #: Media kinds an effect can declare.
 KINDS = frozenset({"image", "video"})
 
-ImageFn = Callable[[np.ndarray, dict], np.ndarray]
-FilterFn = Callable[[dict], str]
+ImageFn = Callable[[np.ndarray, ParamValues], np.ndarray]
+FilterFn = Callable[[ParamValues], str]
 FrameFormat = Literal["rgb24", "gray"]
 
 
@@ -82,10 +82,10 @@ class Effect:
     def hash(self) -> str:
         return sha3_json({"name": self.name, "version": self.version, "params": self.schema()})
 
-    def schema(self) -> dict[str, dict]:
+    def schema(self) -> dict[str, dict[str, object]]:
         return {name: param.to_json() for name, param in self.params.items()}
 
-    def resolve_params(self, params: dict) -> dict:
+    def resolve_params(self, params: object) -> ParamValues:
         """Defaults filled in, values validated and canonical; EffectError names a bad param."""
         return resolve(self.params, params, self.name)
 
@@ -93,7 +93,7 @@ class Effect:
         if kind not in self.kinds:
             raise EffectError(f"effect {self.name!r} does not support {kind!r} media")
 
-    def to_json(self) -> dict:
+    def to_json(self) -> dict[str, object]:
         return {
             "name": self.name,
             "hash": self.hash,

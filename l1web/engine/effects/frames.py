@@ -8,6 +8,7 @@ both at the deadline, and leaving the pipeline for any reason kills whatever sti
 from __future__ import annotations
 
 import contextlib
+import io
 import os
 import subprocess
 import tempfile
@@ -17,7 +18,7 @@ from collections import deque
 from collections.abc import Callable, Iterator
 from concurrent.futures import Future, ThreadPoolExecutor
 from pathlib import Path
-from typing import IO
+from typing import IO, cast
 
 import numpy as np
 
@@ -109,16 +110,16 @@ class Pipeline:
         self.logs = logs
         self.deadline = time.monotonic() + timeout
         self.timed_out = threading.Event()
-        self.procs: list[subprocess.Popen] = []
+        self.procs: list[subprocess.Popen[bytes]] = []
         self.watchdog = threading.Timer(timeout, self._expire)
         self.watchdog.daemon = True
 
     @property
-    def decoder(self) -> subprocess.Popen:
+    def decoder(self) -> subprocess.Popen[bytes]:
         return self.procs[0]
 
     @property
-    def encoder(self) -> subprocess.Popen:
+    def encoder(self) -> subprocess.Popen[bytes]:
         return self.procs[1]
 
     def read_frame(self, size: int) -> bytearray | None:
@@ -127,7 +128,7 @@ class Pipeline:
         buffer = bytearray(size)
         view, got = memoryview(buffer), 0
         while got < size:
-            n = self.decoder.stdout.readinto(view[got:])
+            n = cast(io.BufferedReader, self.decoder.stdout).readinto(view[got:])  # typeshed: IO[bytes]
             if not n:
                 break
             got += n
@@ -185,7 +186,7 @@ class Pipeline:
             proc.wait()
 
 
-def _spawn(args: list[str], log: IO[bytes], **pipes: int) -> subprocess.Popen:
+def _spawn(args: list[str], log: IO[bytes], **pipes: int) -> subprocess.Popen[bytes]:
     # stderr goes to a file, not a pipe: nobody reads it while frames flow, and a full stderr
     # pipe would block ffmpeg and deadlock the whole pipeline.
     return subprocess.Popen(

@@ -5,6 +5,7 @@ from __future__ import annotations
 import numpy as np
 
 from l1web.engine.effects.effect import Effect
+from l1web.engine.effects.params import ParamValues
 
 #: BT.601 luma weights of R, G, B: the Y that H.264 video carries, so image and video agree.
 LUMA_WEIGHTS = np.array([0.299, 0.587, 0.114], dtype=np.float32)
@@ -15,7 +16,7 @@ def luma(rgb: np.ndarray) -> np.ndarray:
     return rgb.astype(np.float32) @ LUMA_WEIGHTS
 
 
-def grayscale_image(rgb: np.ndarray, params: dict) -> np.ndarray:
+def grayscale_image(rgb: np.ndarray, params: ParamValues) -> np.ndarray:
     gray = np.rint(luma(rgb)).astype(np.uint8)
     return np.repeat(gray[:, :, None], 3, axis=2)
 

@@ -5,9 +5,10 @@ from __future__ import annotations
 import numpy as np
 
 from l1web.engine.effects.effect import Effect
+from l1web.engine.effects.params import ParamValues
 
 
-def identity_image(rgb: np.ndarray, params: dict) -> np.ndarray:
+def identity_image(rgb: np.ndarray, params: ParamValues) -> np.ndarray:
     return rgb
 
 

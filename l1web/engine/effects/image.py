@@ -12,13 +12,14 @@ from l1web import trace
 from l1web.engine.effects.effect import Effect
 from l1web.engine.effects.encoding import IMAGE_FORMATS
 from l1web.engine.effects.errors import EffectError
+from l1web.engine.effects.params import ParamValues
 from l1web.engine.encoding import png_options
 
 #: Largest image accepted, in pixels (64 MPixel: 192 MB as RGB, ~770 MB as float32 for blur).
 MAX_PIXELS = 64_000_000
 
 
-def apply_image(effect: Effect, params: dict, src: Path, dst: Path) -> None:
+def apply_image(effect: Effect, params: ParamValues, src: Path, dst: Path) -> None:
     """Run `effect` with resolved `params` on the image `src`, writing `dst` (format by suffix)."""
     fmt = image_format(dst)
     rgb, alpha = load_rgb(src)

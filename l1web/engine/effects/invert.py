@@ -2,13 +2,16 @@
 
 from __future__ import annotations
 
+from typing import cast
+
 import numpy as np
 
 from l1web.engine.effects.effect import Effect
+from l1web.engine.effects.params import ParamValues
 
 
-def invert_image(rgb: np.ndarray, params: dict) -> np.ndarray:
-    return np.subtract(255, rgb, dtype=np.uint8)
+def invert_image(rgb: np.ndarray, params: ParamValues) -> np.ndarray:
+    return cast(np.ndarray, np.subtract(255, rgb, dtype=np.uint8))  # numpy's ufuncs return Any
 
 
 EFFECT = Effect(

@@ -14,6 +14,8 @@ from typing import Literal
 from l1web.engine.effects.errors import EffectError
 
 ParamType = Literal["float", "int"]
+#: Resolved params: every schema name with its canonical value (what an effect function gets).
+ParamValues = dict[str, float | int]
 
 
 @dataclass(frozen=True)
@@ -45,7 +47,7 @@ class Param:
             raise EffectError(f"param {self.name!r} must be an integer, got {value!r}")
         return int(number)
 
-    def to_json(self) -> dict:
+    def to_json(self) -> dict[str, object]:
         """The schema entry listed by the API and hashed into the effect's version."""
         return {
             "type": self.type,
@@ -65,7 +67,7 @@ def _number(name: str, value: object) -> float | int:
     return value
 
 
-def resolve(schema: dict[str, Param], params: dict, effect: str) -> dict[str, float | int]:
+def resolve(schema: dict[str, Param], params: object, effect: str) -> ParamValues:
     """Every schema param with its validated value or default; unknown keys are refused."""
     if not isinstance(params, dict):
         raise EffectError(f"effect {effect!r}: params must be a mapping, got {params!r}")

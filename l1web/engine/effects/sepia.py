@@ -2,9 +2,12 @@
 
 from __future__ import annotations
 
+from typing import cast
+
 import numpy as np
 
 from l1web.engine.effects.effect import Effect
+from l1web.engine.effects.params import ParamValues
 
 #: Output R, G, B rows as weights of input R, G, B (the widely used sepia-tone matrix).
 SEPIA_MATRIX = np.array(
@@ -17,12 +20,12 @@ SEPIA_MATRIX = np.array(
 )
 
 
-def sepia_image(rgb: np.ndarray, params: dict) -> np.ndarray:
+def sepia_image(rgb: np.ndarray, params: ParamValues) -> np.ndarray:
     toned = rgb.astype(np.float32) @ SEPIA_MATRIX.T
-    return np.rint(np.clip(toned, 0, 255)).astype(np.uint8)
+    return cast(np.ndarray, np.rint(np.clip(toned, 0, 255)).astype(np.uint8))  # numpy's ufuncs return Any
 
 
-def sepia_filter(params: dict) -> str:
+def sepia_filter(params: ParamValues) -> str:
     weights = ":".join(f"{w:g}" for row in SEPIA_MATRIX.tolist() for w in (*row, 0))
     return f"colorchannelmixer={weights}"
 

@@ -10,6 +10,7 @@ import re
 import time
 from dataclasses import dataclass, replace
 from pathlib import Path
+from typing import Any
 
 from l1web.engine.effects.effect import Effect
 from l1web.engine.effects.encoding import (
@@ -20,6 +21,7 @@ from l1web.engine.effects.encoding import (
 )
 from l1web.engine.effects.errors import EffectError
 from l1web.engine.effects.frames import apply_frames
+from l1web.engine.effects.params import ParamValues
 from l1web.engine.ffmpeg import BASE_FLAGS, INPUT_FLAGS, ffmpeg, ffmpeg_exe, probe
 
 #: Bytes per pixel of each raw frame format on the pipe.
@@ -39,14 +41,16 @@ class VideoInfo:
     audio_codec: str | None
 
 
-def apply_video(effect: Effect, params: dict, src: Path, dst: Path, *, timeout: float,
+def apply_video(effect: Effect, params: ParamValues, src: Path, dst: Path, *, timeout: float,
                 frames: tuple[int, int | None] | None = None) -> None:
     """Run `effect` with resolved `params` on the video `src`, writing an H.264 MP4 `dst`.
 
     With `frames` (a chunk, engine/chunks.py) only those frames are rendered, without sound.
     """
     deadline = time.monotonic() + timeout
-    info = probe_video(src, timeout=timeout)
+    info = chunk_video(src) if frames is not None else None
+    if info is None:
+        info = probe_video(src, timeout=timeout)
     if frames is not None:
         info = replace(info, audio_codec=None)  # a chunk is silent: the join adds the sound once
     remaining = max(deadline - time.monotonic(), 0.001)
@@ -70,9 +74,22 @@ def probe_video(src: Path, *, timeout: float) -> VideoInfo:
     meta = probe(src, timeout=timeout)
     streams = meta.get("streams", [])
     video = next((s for s in streams if s.get("codec_type") == "video"), None)
+    audio = next((s for s in streams if s.get("codec_type") == "audio"), None)
+    return _video_info(src, video, audio)
+
+
+def chunk_video(src: Path) -> VideoInfo | None:
+    """A chunk's view of its input (no sound) from the probe its seek reads anyway (steps/seek.py):
+    one ffprobe per chunk, not two. None where that probe cannot be made."""
+    from l1web.engine.steps.seek import frame_index
+
+    index = frame_index(src)
+    return _video_info(src, index.stream, None) if index is not None else None
+
+
+def _video_info(src: Path, video: dict[str, Any] | None, audio: dict[str, Any] | None) -> VideoInfo:
     if video is None or not video.get("width") or not video.get("height"):
         raise EffectError(f"{src.name} has no video stream")
-    audio = next((s for s in streams if s.get("codec_type") == "audio"), None)
     width, height = int(video["width"]), int(video["height"])
     if _rotation(video) % 180 == 90:
         # ffmpeg rotates frames upright while decoding, so the pipe carries the turned size.
@@ -85,14 +102,14 @@ def probe_video(src: Path, *, timeout: float) -> VideoInfo:
     )
 
 
-def _rotation(stream: dict) -> int:
+def _rotation(stream: dict[str, Any]) -> int:
     for side in stream.get("side_data_list", []):
         if "rotation" in side:
             return round(float(side["rotation"]))
     return round(float(stream.get("tags", {}).get("rotate", 0)))
 
 
-def _frame_rate(stream: dict) -> str:
+def _frame_rate(stream: dict[str, Any]) -> str:
     for key in ("avg_frame_rate", "r_frame_rate"):
         rate = str(stream.get(key, ""))
         if _RATIONAL.fullmatch(rate):

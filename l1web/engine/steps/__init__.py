@@ -13,6 +13,7 @@ from pathlib import Path
 from l1web.engine.encoding import SUFFIX, encoder_version
 from l1web.engine.errors import StepError
 from l1web.engine.ffmpeg import RENDER_TIMEOUT
+from l1web.engine.plan import Step
 from l1web.engine.steps import audio, compose, effect, join, sequence, video
 from l1web.engine.steps.task import RenderTask
 
@@ -29,7 +30,7 @@ RENDERERS: dict[str, Callable[[RenderTask], None]] = {
 }
 
 
-def run_step(step: dict, input_paths: list[Path], work_dir: Path, *,
+def run_step(step: Step, input_paths: list[Path], work_dir: Path, *,
              timeout: float = RENDER_TIMEOUT) -> Path:
     """Render one step into `work_dir`; the path of the file written (`out.<suffix>`)."""
     render = RENDERERS.get(step["type"])

@@ -7,6 +7,7 @@ same mode and opacity look alike.
 from __future__ import annotations
 
 from collections.abc import Callable
+from typing import Any
 
 import numpy as np
 from PIL import Image
@@ -55,7 +56,7 @@ def layer(job: RenderTask) -> None:
     (canvas if keep_alpha else canvas.convert("RGB")).save(job.out, "PNG", **png_options())
 
 
-def _prepared(im: Image.Image, entry: dict) -> Image.Image:
+def _prepared(im: Image.Image, entry: dict[str, Any]) -> Image.Image:
     if entry["scale"] != 1:
         size = (max(1, round(im.width * entry["scale"])), max(1, round(im.height * entry["scale"])))
         im = im.resize(size, Image.Resampling.BICUBIC)

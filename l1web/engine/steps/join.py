@@ -13,6 +13,9 @@ duration): then that chunk is short, every later one is empty, and the empty one
 from __future__ import annotations
 
 import os
+from concurrent.futures import ThreadPoolExecutor
+from pathlib import Path
+from typing import Any, TypeVar
 
 from l1web.engine.effects.video import audio_args, probe_video
 from l1web.engine.encoding import AUDIO_ARGS, CONTAINER_ARGS
@@ -21,15 +24,23 @@ from l1web.engine.ffmpeg import INPUT_FLAGS, MEDIA_INPUT_FLAGS, SAFE_DEMUXERS, p
 from l1web.engine.steps.task import RenderTask
 from l1web.engine.steps.video import transform_audio
 
+#: Chunks' frame counts read at once.
+PROBES_AT_ONCE = 8
 #: Name of the concat list written beside the output (only names of links in the same folder).
 LIST_NAME = "chunks.txt"
+
+_Part = TypeVar("_Part")
 
 
 def join(job: RenderTask, node_type: str, ranges: list[list[int | None]]) -> None:
     """`job.inputs` = the chunks of frames `ranges`, in order, then the step's own inputs."""
     count = len(ranges)
     source = job.inputs[count]
-    parts = present(job.inputs[:count], ranges, [frame_count(p) for p in job.inputs[:count]])
+    # One ffprobe per chunk, started together: on one busy CPU six took 1.5-2.1 s so against
+    # 3.3-4.3 s one after another (each mostly starts up and waits for its turn on the CPU).
+    with ThreadPoolExecutor(min(PROBES_AT_ONCE, count)) as pool:
+        counts = list(pool.map(frame_count, job.inputs[:count]))
+    parts = present(job.inputs[:count], ranges, counts)
     folder = job.out.parent
     lines = []
     for index, part in enumerate(parts):
@@ -47,10 +58,11 @@ def join(job: RenderTask, node_type: str, ranges: list[list[int | None]]) -> Non
     )
 
 
-def present(parts: list, ranges: list[list[int | None]], counts: list[int]) -> list:
+def present(parts: list[_Part], ranges: list[list[int | None]], counts: list[int]) -> list[_Part]:
     """The chunks holding frames, after checking that no frame is missing or doubled."""
     ended = False
     for index, ((start, end), frames) in enumerate(zip(ranges, counts, strict=True)):
+        assert start is not None  # a range starts at a frame; only its end may be open
         expected = None if end is None else end - start
         if ended and frames:
             raise StepError(f"chunk {index} has {frames} frames after the picture ended")
@@ -61,7 +73,7 @@ def present(parts: list, ranges: list[list[int | None]], counts: list[int]) -> l
     return [part for part, frames in zip(parts, counts, strict=True) if frames]
 
 
-def sound_args(job: RenderTask, node_type: str, source) -> list[str]:
+def sound_args(job: RenderTask, node_type: str, source: Path) -> list[str]:
     """The sound arguments the unchunked render of this step type would use."""
     if node_type == "EFFECT":
         return list(audio_args(probe_video(source, timeout=job.timeout)))
@@ -70,10 +82,10 @@ def sound_args(job: RenderTask, node_type: str, source) -> list[str]:
     return list(AUDIO_ARGS)
 
 
-def frame_count(path) -> int:
+def frame_count(path: Path) -> int:
     """Frames in a chunk's video stream, from its MP4 index (no decoding)."""
     streams = probe(path, safe=True).get("streams", [])
-    video = next((s for s in streams if s.get("codec_type") == "video"), {})
+    video: dict[str, Any] = next((s for s in streams if s.get("codec_type") == "video"), {})
     try:
         return int(video.get("nb_frames") or 0)
     except ValueError:

@@ -7,6 +7,8 @@ their own length, so the sound stays in step with the picture.
 
 from __future__ import annotations
 
+from typing import Any
+
 from l1web.engine.encoding import AUDIO_ARGS, AUDIO_RATE, CONTAINER_ARGS, EVEN_SIZE, video_out
 from l1web.engine.errors import StepError
 from l1web.engine.steps.task import Clip, RenderTask, clip_info, num
@@ -32,14 +34,14 @@ def sequence(job: RenderTask) -> None:
     job.run(*job.input_args(), "-filter_complex", ";".join(graph), *maps, *out)
 
 
-def _fade_lengths(transition: dict, clips: list[Clip]) -> list[float]:
+def _fade_lengths(transition: dict[str, Any], clips: list[Clip]) -> list[float]:
     # A fade or crossfade never takes more than half a clip: short clips get shorter fades.
     if transition["type"] == "cut":
         return [0.0] * len(clips)
     return [min(transition["duration"], c.duration / 2) for c in clips]
 
 
-def target_size(cfg: dict, clips: list[Clip]) -> tuple[int, int]:
+def target_size(cfg: dict[str, Any], clips: list[Clip]) -> tuple[int, int]:
     pictures = [c for c in clips if c.has_video]
     choice = cfg["target_size"]
     if choice == "explicit":
@@ -53,7 +55,7 @@ def target_size(cfg: dict, clips: list[Clip]) -> tuple[int, int]:
     return width - width % 2, height - height % 2
 
 
-def _video_graph(cfg: dict, clips: list[Clip], fades: list[float]) -> list[str]:
+def _video_graph(cfg: dict[str, Any], clips: list[Clip], fades: list[float]) -> list[str]:
     width, height = target_size(cfg, clips)
     fps = num(clips[0].fps)
     bg = "0x" + cfg["background"][1:]

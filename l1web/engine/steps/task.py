@@ -10,6 +10,7 @@ from l1web.engine import ffmpeg
 from l1web.engine.errors import StepError
 from l1web.engine.ffmpeg import MEDIA_INPUT_FLAGS
 from l1web.engine.media import MAX_PIXELS, frame_rate
+from l1web.engine.schema import Config
 
 #: Frame rate, in frames per second, assumed when a video does not declare one.
 DEFAULT_FPS = 25.0
@@ -20,7 +21,7 @@ class RenderTask:
     """One step to render: filled config, input files and kinds, where to write, how long."""
 
     node: str
-    config: dict
+    config: Config
     inputs: list[Path]
     input_kinds: list[str]
     kind: str

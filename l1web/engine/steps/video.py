@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+from typing import Any
+
 from l1web.engine.encoding import AUDIO_ARGS, CONTAINER_ARGS, EVEN_SIZE, png_ffmpeg_args, video_out
 from l1web.engine.errors import StepError
 from l1web.engine.steps.task import RenderTask, clip_info, num
@@ -38,7 +40,7 @@ def resize(job: RenderTask) -> None:
     _render_visual(job, chain)
 
 
-def resize_chain(cfg: dict) -> str:
+def resize_chain(cfg: dict[str, Any]) -> str:
     w, h = cfg["width"], cfg["height"]
     pad = f"pad={w}:{h}:(ow-iw)/2:(oh-ih)/2:color=0x{cfg['background'][1:]}"
     chains = {
@@ -66,12 +68,12 @@ def transform(job: RenderTask) -> None:
             *video_out(str(job.out), audio=not job.frames))
 
 
-def transform_audio(fx: dict, *, whole: bool = True) -> list[str]:
+def transform_audio(fx: dict[str, Any], *, whole: bool = True) -> list[str]:
     """The sound filter of a TRANSFORM (the join of a chunked one uses it too)."""
     return ["-af", atempo_chain(fx["speed"])] if whole else []
 
 
-def transform_chain(fx: dict) -> str:
+def transform_chain(fx: dict[str, Any]) -> str:
     filters = []
     if (fx["saturation"], fx["contrast"], fx["brightness"], fx["gamma"]) != (1, 1, 0, 1):
         filters.append(f"eq=saturation={num(fx['saturation'])}:contrast={num(fx['contrast'])}"
