@@ -10,9 +10,7 @@ Then, on a 60 s 1280×720 clip (`testsrc2` + a tone) through `dog`:
   with the load average, and beside it the busier chunk worker's CPU seconds ÷ the whole
   worker's: what the wall ratio would be with each worker's CPU to itself. On the shared
   machine the wall ratio measures the neighbours too: one worker leaves a CPU to them, two share
-  both (so, when run as root, workers run at nice −10, their session's autogroup too, and the
-  lone worker renders beside a busy loop on the other CPU, so both runs leave the neighbours
-  the same: `BENCH_BALLAST=0` without it);
+  both (so, when run as root, workers run at nice −10, their session's autogroup too);
 - the join's time ÷ the whole chunked render (goal ≤ 5 %);
 - the chunks' summed render time ÷ the unchunked step's (the cost of cutting: decoding the
   frames before a chunk, encoder restarts), and the queue's gap from the last chunk to the join.
@@ -59,10 +57,6 @@ CHUNK = {"CHUNK_SECONDS": os.environ.get("BENCH_CHUNK_SECONDS", "10"), "CHUNK_MI
 #: other tenants of a shared machine do not decide the ratio. One worker leaves a CPU free and
 #: the scheduler moves their processes there; two workers must share both CPUs with them.
 NICE = int(os.environ.get("BENCH_NICE", "-10" if os.geteuid() == 0 else "0"))
-#: Whether the one-worker baseline renders beside a busy loop on the second CPU (same niceness):
-#: then the neighbours' load falls on both CPUs in both runs, as it does when two workers run,
-#: instead of on the CPU the lone worker leaves them (BENCH_BALLAST=0: without).
-BALLAST = os.environ.get("BENCH_BALLAST", "1") == "1"
 #: Goals from the issue.
 SPEED_GOAL, JOIN_GOAL = 0.60, 0.05
 USER = User("bench")
@@ -162,13 +156,7 @@ def busy(farm: Farm, digest: str) -> tuple[float, dict, dict, list[float]]:
 
 def measure(farm: Farm, digest: str) -> list[dict]:
     farm.set_workers(1, {"CHUNK_SECONDS": "0"})
-    ballast = python_process(["-c", "while True: pass"], {}, cpus={farm.cpus[1 % len(farm.cpus)]},
-                             nice=NICE) if BALLAST and len(farm.cpus) > 1 else None
-    try:
-        whole_wall, _, whole, whole_cpu = busy(farm, digest)
-    finally:
-        if ballast is not None:
-            stop_process(ballast)
+    whole_wall, _, whole, whole_cpu = busy(farm, digest)
     farm.set_workers(2, CHUNK)
     chunked_wall, record, states, chunked_cpu = busy(farm, digest)
     chunks = {sid: s for sid, s in states.items() if "~c" in sid}
@@ -176,8 +164,7 @@ def measure(farm: Farm, digest: str) -> list[dict]:
     chunk_sum = sum(float(s["duration"]) for s in chunks.values())
     gap = float(join["started"]) - max(float(s["finished"]) for s in chunks.values())
     planning = min(float(s["started"]) for s in chunks.values()) - float(record["started"])
-    pinning = "1 CPU per worker, 1 numeric thread" + (f", nice {NICE}" if NICE else "") \
-        + (", the lone worker beside a busy loop on the other CPU" if BALLAST else "")
+    pinning = "1 CPU per worker, 1 numeric thread" + (f", nice {NICE}" if NICE else "")
     label = f"dog, {CLIP_SECONDS} s {CLIP_SIZE}"
     load = os.getloadavg()[0]
     return [
