@@ -60,7 +60,7 @@ NICE = int(os.environ.get("BENCH_NICE", "-10" if os.geteuid() == 0 else "0"))
 #: Goals from the issue.
 SPEED_GOAL, JOIN_GOAL = 0.60, 0.05
 USER = User("bench")
-#: Seconds for a worker to reap the horse of a finished run, so that its CPU time is counted.
+#: Seconds for a finished run's last processes to exit and be reaped before CPU time is read.
 REAP_PAUSE = 1.0
 
 
@@ -95,14 +95,28 @@ class Farm:
         wait_for(lambda: len(Worker.all(connection=self.rq)) == count, what=f"{count} workers", timeout=60)
 
     def cpu(self) -> list[float]:
-        """CPU seconds each worker has used, its finished work-horses and their ffmpeg included
-        (/proc's utime, stime, cutime, cstime: a process's children count once it has reaped them)."""
+        """CPU seconds each worker's process tree has used: the worker, its work-horses (kept
+        between jobs) and everything they reaped (ffmpeg), from /proc's utime, stime, cutime and
+        cstime of every live process under it."""
         tick = os.sysconf("SC_CLK_TCK")
-        used = []
-        for proc in self.workers:
-            fields = Path(f"/proc/{proc.pid}/stat").read_text().rsplit(")", 1)[1].split()
-            used.append(sum(int(f) for f in fields[11:15]) / tick)
-        return used
+        parent, used = {}, {}
+        for stat in Path("/proc").glob("[0-9]*/stat"):
+            try:
+                fields = stat.read_text().rsplit(")", 1)[1].split()
+            except OSError:  # gone meanwhile
+                continue
+            pid = int(stat.parent.name)
+            parent[pid] = int(fields[1])
+            used[pid] = sum(int(f) for f in fields[11:15]) / tick
+
+        def under(pid: int, root: int) -> bool:
+            while pid > 1:
+                if pid == root:
+                    return True
+                pid = parent.get(pid, 0)
+            return False
+
+        return [sum(seconds for pid, seconds in used.items() if under(pid, proc.pid)) for proc in self.workers]
 
     def render(self, digest: str) -> tuple[float, dict, dict]:
         """Wall seconds of a forced `dog` run, its run record and its step states."""

@@ -109,7 +109,7 @@ def show(run_id: str):
     user = signed_in()
     if not wants_json():
         return redirect(url_for("runs.page", run_id=current.runs().get(run_id, user)["id"]))
-    run, steps, _ = current.runs().view(run_id, user)  # polled by scripts: 2 round trips
+    run, steps, _ = current.runs().view(run_id, user)  # polled by scripts: 1 round trip for the run
     seconds = wait_arg()
     waited = None
     if seconds and run["status"] in WAIT_WHILE:

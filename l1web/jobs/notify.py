@@ -28,10 +28,13 @@ def target(ctx: Clients, run: Run) -> str:
     return run.get("notify_url") or ctx.state.notify.user(run.get("owner") or "")["url"]
 
 
-def run_ended(ctx: Clients, run_id: str) -> None:
-    """Enqueue the delivery of this run's end if it has somewhere to go; never raises."""
+def run_ended(ctx: Clients, run_id: str, run: dict | None = None) -> None:
+    """Enqueue the delivery of this run's end if it has somewhere to go; never raises.
+
+    `run`: the run as the caller last read it, when it has it (its owner, notify URL and attempt
+    do not change as it ends), saving a read of the whole record, provenance included."""
     try:
-        run = ctx.state.runs.get(run_id)
+        run = run if run is not None else ctx.state.runs.get(run_id)
         if run and target(ctx, run):
             queues.enqueue_notify(ctx.rq_connection, run_id, int(run.get("attempt") or 1),
                                   ctx.settings.notify_retry_intervals)

@@ -8,6 +8,7 @@ on the queue; the worker that takes the token renders whatever the pool says is 
 from __future__ import annotations
 
 import functools
+import time
 import uuid
 from collections.abc import Callable
 from typing import TYPE_CHECKING, Any
@@ -125,8 +126,6 @@ def reissue_lost_tokens(connection: redis.Redis, state: StateManager) -> dict[st
     flight between RQ's lists is not doubled; one too many would still be harmless (it takes
     nothing and ends), and a piece is popped from the pool once whatever the number of tokens.
     """
-    import time
-
     def deficit(kind: str) -> int:
         return state.fair.waiting(kind) - tokens_out(connection, kind, state.fair.holding)
 

@@ -556,12 +556,12 @@ def _finish(ctx: Clients, run: Run, steps: list[Step], states: dict[str, dict[st
         if ctx.state.runs.transition(run_id, RunEvent.COMPLETE, output_hash=digest, finished=time.time(),
                                      provenance=record):
             trace.mark("finish.completed")
-            notify_jobs.run_ended(ctx, run_id)  # its notify URL, if any; never fails the run
+            notify_jobs.run_ended(ctx, run_id, run)  # its notify URL, if any; never fails the run
             ctx.remote.after_run(run_id)  # IPFS add+pin when enabled; never fails the run
             trace.mark("finish.notified")
         return
     if ctx.state.runs.transition(run_id, RunEvent.FAIL, error=end.reason[:MAX_ERROR], finished=time.time()):
-        notify_jobs.run_ended(ctx, run_id)
+        notify_jobs.run_ended(ctx, run_id, run)
 
 
 def advance_run(run_id: str) -> dict[str, Any]:

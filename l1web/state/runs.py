@@ -79,7 +79,7 @@ return {redis.call('HGETALL', KEYS[1]), steps, redis.call('HGETALL', KEYS[3]),
 _STEP_HOLE = lua.hole("step")
 
 
-def _pairs(flat: list[Any]) -> dict[str, Any]:
+def _pairs(flat: list[Any]) -> dict[Any, Any]:
     """A script's flat field/value list as a dict."""
     return dict(zip(flat[::2], flat[1::2], strict=True))
 
@@ -372,9 +372,8 @@ class Runs:
         args = [keys.step_progress(run_id, _STEP_HOLE), _STEP_HOLE]
         found = self._view(keys=[keys.run(run_id), keys.run_steps(run_id), keys.run_step_status(run_id),
                                  keys.run_deliveries(run_id)], args=args)
-        raw_run, raw_steps, raw_states, raw_deliveries, raw_progress = found
-        pairs = _pairs(raw_progress)
-        live = {sid: decode_progress(_pairs(raw)) for sid, raw in pairs.items() if raw}
+        raw_run, raw_steps, raw_states, raw_deliveries, raw_progress = found  # a decoding client: text
+        live = {sid: decode_progress(_pairs(raw)) for sid, raw in _pairs(raw_progress).items() if raw}
         return (*self._snapshot(_pairs(raw_run), _pairs(raw_steps), _pairs(raw_states)),
                 decode_deliveries(raw_deliveries), live)
 
