@@ -28,7 +28,7 @@ def target(ctx: Clients, run: Run) -> str:
     return run.get("notify_url") or ctx.state.notify.user(run.get("owner") or "")["url"]
 
 
-def run_ended(ctx: Clients, run_id: str, run: dict | None = None) -> None:
+def run_ended(ctx: Clients, run_id: str, run: dict[str, Any] | None = None) -> None:
     """Enqueue the delivery of this run's end if it has somewhere to go; never raises.
 
     `run`: the run as the caller last read it, when it has it (its owner, notify URL and attempt
