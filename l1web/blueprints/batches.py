@@ -16,7 +16,6 @@ from __future__ import annotations
 from flask import Blueprint, flash, jsonify, redirect, render_template, request, url_for
 
 from l1web.auth import limit_run_submission
-from l1web.blueprints.runs import _list_view, list_args, run_json
 from l1web.errors import BadRequest, L1Error
 from l1web.runs.batches import BULK_ACTIONS, MAX_BATCH, BatchService, BatchSubmission
 from l1web.users import User
@@ -24,6 +23,7 @@ from l1web.web import current
 from l1web.web.errors import wants_json
 from l1web.web.htmx import is_htmx
 from l1web.web.requests import json_body, paging, signed_in
+from l1web.web.shapes import list_args, list_view, run_json
 
 bp = Blueprint("batches", __name__)
 
@@ -180,7 +180,7 @@ def bulk():
     if is_htmx():  # the list in place, with the outcome above it
         args = list_args()
         runs, total = current.state().runs.page(**args)
-        return render_template("_runs_list.html", **_list_view(runs, total, args), notice=(message, category))
+        return render_template("_runs_list.html", **list_view(runs, total, args), notice=(message, category))
     flash(message, category)
     query = {k: request.args[k] for k in ("status", "user", "limit", "offset") if request.args.get(k)}
     return redirect(url_for("runs.index", **query), code=303)

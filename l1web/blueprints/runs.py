@@ -20,17 +20,13 @@ from l1web.status import RunStatus, StepStatus
 from l1web.users import User
 from l1web.web import current, dagsvg
 from l1web.web.errors import wants_json
-from l1web.web.requests import json_body, owner_arg, paging, signed_in
-from l1web.web.shapes import run_json, run_response
+from l1web.web.requests import json_body, signed_in
+from l1web.web.shapes import list_args, list_view, listing_url, run_json, run_response
 
 bp = Blueprint("runs", __name__)
 
-#: Runs per page of a listing unless the client asks for another number.
-PAGE_SIZE = 50
 #: Step statuses whose output exists: they count as done on the progress bar.
 DONE = frozenset(s for s in StepStatus if s.done)
-#: Every run status, as the text a query may filter on.
-STATUSES = frozenset(s.value for s in RunStatus)
 #: Run statuses a `?wait=` waits through (a paused run waits for a person: no point holding a thread).
 WAIT_WHILE = (RunStatus.PENDING.value, RunStatus.RUNNING.value)
 
@@ -44,15 +40,6 @@ def check_notify_target(url: str, user: User) -> None:
         raise BadRequest(str(exc), field="notify_url") from None
     if not current.state().notify.user(user.name)["secret"]:
         raise BadRequest("set a signing secret first (PUT /notify) so deliveries can be signed", field="notify_url")
-
-
-def list_args() -> dict:
-    """`status`, `user`, `offset`, `limit` from the query; non-admins only ever see their own."""
-    status = request.args.get("status") or None
-    if status is not None and status not in STATUSES:
-        raise BadRequest(f"unknown status {status[:32]!r}; one of: {', '.join(RunStatus)}", field="status")
-    asked = paging(PAGE_SIZE)
-    return {"status": status, "user": owner_arg("user"), "offset": asked.offset, "limit": asked.limit}
 
 
 # JSON API -------------------------------------------------------------------------------------
@@ -75,7 +62,7 @@ def index():
     args = list_args()
     runs, total = current.state().runs.page(**args)
     if not wants_json():
-        return render_template("runs.html", **_list_view(runs, total, args))
+        return render_template("runs.html", **list_view(runs, total, args))
     following = args["offset"] + len(runs)
     return jsonify({
         "runs": [run_json(run) for run in runs], "total": total,
@@ -272,29 +259,12 @@ def step_preview(run_id: str, step_id: str):
 
 
 # Pages ----------------------------------------------------------------------------------------
-def listing_url(endpoint: str, offset: int) -> str:
-    """A link to the same listing (status, admin's user filter, explicit limit) at `offset`."""
-    query = {k: request.args[k] for k in ("status", "user", "limit") if request.args.get(k)}
-    return url_for(endpoint, **query, **({"offset": offset} if offset > 0 else {}))
-
-
-def _list_view(runs: list[dict], total: int, args: dict) -> dict:
-    offset, limit = args["offset"], args["limit"]
-    return {
-        "runs": runs, "total": total, "status": args["status"], "offset": offset,
-        "live": any(RunStatus(r["status"]).live for r in runs),
-        "fragment_url": listing_url("runs.list_fragment", offset),
-        "previous_url": listing_url("runs.index", max(offset - limit, 0)) if offset else None,
-        "next_url": listing_url("runs.index", offset + limit) if offset + limit < total else None,
-    }
-
-
 @bp.get("/runs/fragment")
 def list_fragment():
     signed_in()
     args = list_args()
     runs, total = current.state().runs.page(**args)
-    return render_template("_runs_list.html", **_list_view(runs, total, args))
+    return render_template("_runs_list.html", **list_view(runs, total, args))
 
 
 def _run_view(run_id: str) -> dict:

@@ -161,7 +161,7 @@ class TempWriter:
             try:
                 view = memoryview(data)
                 while view:
-                    view = view[os.write(self.fd, view):]  # type: ignore[arg-type]
+                    view = view[os.write(self.fd, view):]  # type: ignore[arg-type]  # fd is open until finish
             except OSError as exc:
                 raise_if_full(exc)
                 raise
