@@ -270,20 +270,23 @@ class RunService:
 
     def view(self, run_id: str, user: User) -> tuple[dict[str, Any], list[dict[str, Any]], list[dict[str, Any]]]:
         """(run, `steps_view`, notification deliveries) if this user may see the run, as `get`
-        decides: what the polled views show, in two round trips (run, steps and deliveries; then
-        the steps' progress) where `get` + `steps_view` + deliveries took four."""
-        run, steps, states, deliveries = self.state.runs.view(run_id) if DIGEST_RE.fullmatch(run_id) \
-            else (None, [], {}, [])
+        decides: what the polled views show, in one round trip (`Runs.view`) where `get` +
+        `steps_view` + deliveries took four."""
+        run, steps, states, deliveries, live = self.state.runs.view(run_id) if DIGEST_RE.fullmatch(run_id) \
+            else (None, [], {}, [], {})
         if run is None or not access.owns(user, [run.get("owner") or ""]):
             raise NotFound(f"no run {run_id[:64]!r}")
-        return run, self._with_progress(run_id, steps, states), deliveries
+        return run, self._with_progress(run_id, steps, states, live), deliveries
 
-    def _with_progress(self, run_id: str, steps: list[dict[str, Any]],
-                       states: dict[str, dict[str, Any]]) -> list[dict[str, Any]]:
+    def _with_progress(self, run_id: str, steps: list[dict[str, Any]], states: dict[str, dict[str, Any]],
+                       live: dict[str, dict[str, Any]] | None = None) -> list[dict[str, Any]]:
         merged = [{**step, **states.get(step["step_id"], {})} for step in steps]
-        live = self.state.watch.progress(run_id, [s["step_id"] for s in merged if s.get("status") in progress.WATCHED])
+        watched = {s["step_id"] for s in merged if s.get("status") in progress.WATCHED}
+        if live is None:
+            live = self.state.watch.progress(run_id, watched)
         for step in merged:
-            step["progress"] = progress.step_progress(step, live.get(step["step_id"]))
+            found = live.get(step["step_id"]) if step["step_id"] in watched else None
+            step["progress"] = progress.step_progress(step, found)
         return merged
 
     # Changing ------------------------------------------------------------------------------
@@ -322,9 +325,11 @@ class RunService:
             status = step.get("status")
             if lifecycle.allowed(status, StepEvent.SKIP):
                 self.state.runs.step_transition(run_id, step_id, StepEvent.SKIP, error="run cancelled")
-            elif status == StepStatus.RUNNING and step.get("job_id"):
+            elif status == StepStatus.RUNNING and (step.get("rq_job") or step.get("job_id")):
+                # `job_id` names the attempt (a fair-share piece, `plan-…`/`step-…`); the RQ job
+                # rendering it, which is what RQ can stop, is `rq_job`.
                 try:
-                    send_stop_job_command(self.rq, step["job_id"])
+                    send_stop_job_command(self.rq, step.get("rq_job") or step["job_id"])
                 except Exception:  # noqa: BLE001 - the job may have just finished
                     pass
 

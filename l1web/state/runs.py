@@ -20,6 +20,7 @@ from l1web import lifecycle
 from l1web.lifecycle import RunEvent, StepEvent
 from l1web.state import hashes, keys, lua
 from l1web.state.notify import decode_deliveries
+from l1web.state.watch import decode_progress
 
 #: Run fields a listing leaves out: the large ones, which only the run's own page and API
 #: answer carry, so a page of 50 stays small and quick to decode.
@@ -61,6 +62,28 @@ if #ARGV > 7 then redis.call('HSET', KEYS[1], unpack(ARGV, 8)) end
 redis.call('PUBLISH', ARGV[7], ARGV[1])
 return 1
 """
+# KEYS: run, its steps, their statuses, its deliveries; ARGV: a step's progress key as built by
+# `keys.py` with a hole for the step id, the hole. Returns the run, steps and statuses (flat
+# field/value lists), the deliveries, and step id / progress pairs (every step's, empty if none).
+_VIEW = lua.FILL + """
+local steps = redis.call('HGETALL', KEYS[2])
+local progress = {}
+for i = 1, #steps, 2 do
+  progress[#progress + 1] = steps[i]
+  progress[#progress + 1] = redis.call('HGETALL', fill(ARGV[1], ARGV[2], steps[i]))
+end
+return {redis.call('HGETALL', KEYS[1]), steps, redis.call('HGETALL', KEYS[3]),
+        redis.call('LRANGE', KEYS[4], 0, -1), progress}
+"""
+#: Stand-in for the step id in the progress key template `_VIEW` fills in.
+_STEP_HOLE = lua.hole("step")
+
+
+def _pairs(flat: list[Any]) -> dict[Any, Any]:
+    """A script's flat field/value list as a dict."""
+    return dict(zip(flat[::2], flat[1::2], strict=True))
+
+
 #: Stand-ins for the status and owner in the index key templates `_SET_STATUS` fills in.
 _STATUS_HOLE, _OWNER_HOLE = lua.hole("status"), lua.hole("owner")
 
@@ -147,6 +170,7 @@ class Runs:
         self._set_status = client.register_script(_SET_STATUS)
         self._step_update = client.register_script(_STEP_UPDATE)
         self._page = client.register_script(_PAGE)
+        self._view = client.register_script(_VIEW)
 
     # Records -----------------------------------------------------------------------------
     def create(self, run: Mapping[str, Any]) -> bool:
@@ -178,6 +202,16 @@ class Runs:
     def get(self, run_id: str) -> dict[str, Any] | None:
         raw = cast(dict[str, str], self.redis.hgetall(keys.run(run_id)))  # a decoding client
         return _decode(raw) if raw else None
+
+    def many(self, run_ids: Iterable[str]) -> dict[str, dict[str, Any]]:
+        """The runs of `run_ids` that exist, without their `HEAVY_FIELDS`, in one round trip."""
+        ids = list(dict.fromkeys(run_ids))
+        with self.redis.pipeline(transaction=False) as pipe:
+            for run_id in ids:
+                pipe.hgetall(keys.run(run_id))
+            found = cast(list[dict[str, str]], pipe.execute())  # a decoding client
+        return {run_id: _decode({k: v for k, v in raw.items() if k not in HEAVY_FIELDS})
+                for run_id, raw in zip(ids, found, strict=True) if raw}
 
     def update(self, run_id: str, **fields: object) -> None:
         if fields:
@@ -284,10 +318,14 @@ class Runs:
             self.redis.delete(keys.queue_paused())
 
     # Steps -------------------------------------------------------------------------------
-    def init_steps(self, run_id: str, steps: list[dict[str, Any]], initial: Mapping[str, dict[str, Any]]) -> None:
+    def init_steps(self, run_id: str, steps: list[dict[str, Any]], initial: Mapping[str, dict[str, Any]],
+                   run_fields: Mapping[str, object] | None = None, *, first_plan: bool = False) -> None:
         """Write each step's static description and initial state (replacing any old ones, and
-        the progress and logs of an earlier attempt)."""
-        old = cast(list[str], self.redis.hkeys(keys.run_steps(run_id)))  # a decoding client
+        the progress and logs of an earlier attempt), and `run_fields` into the run, at once.
+
+        `first_plan`: the run was never planned, so it has no earlier steps whose progress and
+        logs need deleting (one round trip fewer; old steps' descriptions go either way)."""
+        old = [] if first_plan else cast(list[str], self.redis.hkeys(keys.run_steps(run_id)))  # a decoding client
         watched = _watch_keys(run_id, {*old, *(s["step_id"] for s in steps)})
         with self.redis.pipeline() as pipe:
             pipe.delete(keys.run_steps(run_id), keys.run_step_status(run_id), *watched)
@@ -295,6 +333,8 @@ class Runs:
                 pipe.hset(keys.run_steps(run_id), mapping={s["step_id"]: json.dumps(s) for s in steps})
                 pipe.hset(keys.run_step_status(run_id),
                           mapping={sid: json.dumps(state) for sid, state in initial.items()})
+            if run_fields:
+                pipe.hset(keys.run(run_id), mapping=dict(zip(*[iter(_encode(run_fields))] * 2, strict=True)))
             pipe.execute()
 
     def steps(self, run_id: str) -> list[dict[str, Any]]:
@@ -305,7 +345,7 @@ class Runs:
 
     def snapshot(self, run_id: str, *, with_run: bool = True
                  ) -> tuple[dict[str, Any] | None, list[dict[str, Any]], dict[str, dict[str, Any]]]:
-        """(run, steps, step states) read in one round trip: what `advance` decides from."""
+        """(run, steps, step states) read in one round trip."""
         with self.redis.pipeline(transaction=False) as pipe:
             if with_run:
                 pipe.hgetall(keys.run(run_id))
@@ -314,18 +354,31 @@ class Runs:
             *head, raw_steps, raw_states = pipe.execute()
         return self._snapshot(head[0] if head else None, raw_steps, raw_states)
 
-    def view(self, run_id: str) -> tuple[dict[str, Any] | None, list[dict[str, Any]], dict[str, dict[str, Any]],
-                                         list[dict[str, Any]]]:
-        """(run, steps, step states, notification deliveries) in one round trip: what the run's
-        page, its status fragment and `GET /runs/{id}` show (they poll it while the run is live)."""
+    def decision_view(self, run_id: str) -> tuple[dict[str, Any] | None, list[dict[str, Any]],
+                                                  dict[str, dict[str, Any]], bool]:
+        """(run, steps, step states, whole queue paused) in one round trip: what `advance` and a
+        starting step decide from."""
         with self.redis.pipeline(transaction=False) as pipe:
             pipe.hgetall(keys.run(run_id))
             pipe.hgetall(keys.run_steps(run_id))
             pipe.hgetall(keys.run_step_status(run_id))
-            pipe.lrange(keys.run_deliveries(run_id), 0, -1)
-            raw_run, raw_steps, raw_states, raw_deliveries = pipe.execute()
-        deliveries = decode_deliveries(cast(list[str], raw_deliveries))  # a decoding client
-        return (*self._snapshot(raw_run, raw_steps, raw_states), deliveries)
+            pipe.get(keys.queue_paused())
+            raw_run, raw_steps, raw_states, paused = pipe.execute()
+        return (*self._snapshot(raw_run, raw_steps, raw_states), paused == "1")
+
+    def view(self, run_id: str) -> tuple[dict[str, Any] | None, list[dict[str, Any]], dict[str, dict[str, Any]],
+                                         list[dict[str, Any]], dict[str, dict[str, Any]]]:
+        """(run, steps, step states, notification deliveries, each step's live progress) in one
+        round trip (`_VIEW`): what the run's page, its status fragment and `GET /runs/{id}` show,
+        polled while the run is live (a pipeline could not name the progress keys before it has
+        read the step ids)."""
+        args = [keys.step_progress(run_id, _STEP_HOLE), _STEP_HOLE]
+        found = self._view(keys=[keys.run(run_id), keys.run_steps(run_id), keys.run_step_status(run_id),
+                                 keys.run_deliveries(run_id)], args=args)
+        raw_run, raw_steps, raw_states, raw_deliveries, raw_progress = found  # a decoding client: text
+        live = {sid: decode_progress(_pairs(raw)) for sid, raw in _pairs(raw_progress).items() if raw}
+        return (*self._snapshot(_pairs(raw_run), _pairs(raw_steps), _pairs(raw_states)),
+                decode_deliveries(raw_deliveries), live)
 
     @staticmethod
     def _snapshot(raw_run: Mapping[str, str] | None, raw_steps: Mapping[str, str],
