@@ -92,8 +92,8 @@ return 1
 
 # KEYS: index, quarantine, the asker's owner index, published, shared, assets. ARGV: the item key
 # prefix, the digests joined by ','. Returns one character per digest (64 + the _EXISTS/_HELD/...
-# bits), the owners of the digests that exist, in order ('' for an ownerless system item), and the
-# quarantine records of those that don't, in order ('' for none: an unknown hash).
+# bits), the owners of the digests that exist, in order ('' for an ownerless system item), and
+# position, record pairs for the quarantined ones (1-based; an unknown hash has no record).
 # Existence is read from the index (`_RECORD`, `_DELETE` and `_QUARANTINE` change it together with
 # the item's hash), so the other facts are read only for the digests that exist.
 _ACCESS = """
@@ -125,12 +125,14 @@ if #found > 0 then
     end
   end
 end
-local absent, records = {}, {}
+local absent, places, records = {}, {}, {}
 for i = 1, #digests do
-  if flags[i] == '@' then absent[#absent + 1] = digests[i] end
+  if flags[i] == '@' then absent[#absent + 1] = digests[i]; places[#places + 1] = i end
 end
 if #absent > 0 then
-  for j, record in ipairs(redis.call('HMGET', KEYS[2], unpack(absent))) do records[j] = record or '' end
+  for j, record in ipairs(redis.call('HMGET', KEYS[2], unpack(absent))) do
+    if record then records[#records + 1] = places[j]; records[#records + 1] = record end
+  end
 end
 return {table.concat(flags), owners, records}
 """
@@ -480,14 +482,15 @@ class CacheIndex:
                   keys.cache_published(), keys.cache_shared(), keys.assets()],
             args=[keys.cache_item(""), ",".join(digests)])
         holders = frozenset([asker]) if asker else frozenset()
-        found, kept = iter(owners), iter(records)
+        found = iter(owners)
+        kept = {int(records[i]) - 1: records[i + 1] for i in range(0, len(records), 2)}  # (1-based place, record)
         items = []
         if len(flags) != len(digests):  # a ',' inside a 'digest' would split it in two
             raise ValueError("access_items: a digest may not contain ','")
-        for flag in flags:
+        for place, flag in enumerate(flags):
             bits = ord(flag) - 64
             if not bits & _EXISTS:
-                record = next(kept)
+                record = kept.get(place)
                 items.append(_quarantined_item(record, asker) if record else _ABSENT)
                 continue
             items.append(Item(exists=True, owner=next(found) or None,
