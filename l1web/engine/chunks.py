@@ -19,6 +19,7 @@ chunks and ids, whatever the number of workers.
 
 from __future__ import annotations
 
+from collections.abc import Sequence
 from dataclasses import dataclass
 from typing import Any
 
@@ -75,7 +76,7 @@ def source_facts(media: dict[str, Any]) -> Facts | None:
 GRID_TOLERANCE = 0.25
 
 
-def on_grid(times: list[float], rates: list[float]) -> bool:
+def on_grid(times: Sequence[float], rates: list[float]) -> bool:
     """Whether frame i is shown at i / rate (within `GRID_TOLERANCE` of a frame) for every rate.
 
     Chunk boundaries count frames, and the renderers make constant-rate video: the numpy frame
