@@ -6,12 +6,17 @@ OpenBLAS and OpenMP held to one thread; the frame pool and x264 size themselves 
 affinity), so 2 workers against 1 measures scheduling, not how many cores one render grabs.
 Then, on a 60 s 1280×720 clip (`testsrc2` + a tone) through `dog`:
 
-- wall time chunked (CHUNK_SECONDS=10 → 6 chunks) on 2 workers ÷ unchunked on 1 (goal ≤ 0.60);
+- wall time chunked (CHUNK_SECONDS=10 → 6 chunks) on 2 workers ÷ unchunked on 1 (goal ≤ 0.60),
+  with the load average, and beside it the busier chunk worker's CPU seconds ÷ the whole
+  worker's: what the wall ratio would be with each worker's CPU to itself. On the shared
+  machine the wall ratio measures the neighbours too: one worker leaves a CPU to them, two share
+  both (so, when run as root, workers run at nice −10, their session's autogroup too);
 - the join's time ÷ the whole chunked render (goal ≤ 5 %);
 - the chunks' summed render time ÷ the unchunked step's (the cost of cutting: decoding the
   frames before a chunk, encoder restarts), and the queue's gap from the last chunk to the join.
 
-`python bench/bench_chunks.py` runs it alone; `BENCH_CHUNKS_CLIP` changes the clip's seconds.
+`python bench/bench_chunks.py` runs it alone; `BENCH_CHUNKS_CLIP` changes the clip's seconds,
+`BENCH_CHUNK_SECONDS` the chunk length, `BENCH_NICE` the workers' niceness.
 docs/scaling.md turns these figures into the expected curve for 1–32 workers.
 """
 
@@ -46,11 +51,17 @@ from l1web.users import User  # noqa: E402
 #: Seconds of the benchmark clip (the issue asks for 60) and its size.
 CLIP_SECONDS = int(os.environ.get("BENCH_CHUNKS_CLIP", "60"))
 CLIP_SIZE = "1280x720"
-#: The chunk setting of the chunked runs.
-CHUNK = {"CHUNK_SECONDS": "10", "CHUNK_MIN_SECONDS": "30"}
+#: The chunk setting of the chunked runs (`BENCH_CHUNK_SECONDS`: how the default was chosen).
+CHUNK = {"CHUNK_SECONDS": os.environ.get("BENCH_CHUNK_SECONDS", "10"), "CHUNK_MIN_SECONDS": "30"}
+#: Niceness of the workers (and so of their horses and ffmpeg): below 0 when run as root, so that
+#: other tenants of a shared machine do not decide the ratio. One worker leaves a CPU free and
+#: the scheduler moves their processes there; two workers must share both CPUs with them.
+NICE = int(os.environ.get("BENCH_NICE", "-10" if os.geteuid() == 0 else "0"))
 #: Goals from the issue.
 SPEED_GOAL, JOIN_GOAL = 0.60, 0.05
 USER = User("bench")
+#: Seconds for a finished run's last processes to exit and be reaped before CPU time is read.
+REAP_PAUSE = 1.0
 
 
 class Farm:
@@ -80,8 +91,32 @@ class Farm:
             name = f"bench-{index}-{time.monotonic_ns()}"
             self.workers.append(python_process(["worker.py", "--name", name], {**self.env, **extra},
                                                log=self.work / f"{name}.log",
-                                               cpus={self.cpus[index % len(self.cpus)]}))
+                                               cpus={self.cpus[index % len(self.cpus)]}, nice=NICE))
         wait_for(lambda: len(Worker.all(connection=self.rq)) == count, what=f"{count} workers", timeout=60)
+
+    def cpu(self) -> list[float]:
+        """CPU seconds each worker's process tree has used: the worker, its work-horses (kept
+        between jobs) and everything they reaped (ffmpeg), from /proc's utime, stime, cutime and
+        cstime of every live process under it."""
+        tick = os.sysconf("SC_CLK_TCK")
+        parent, used = {}, {}
+        for stat in Path("/proc").glob("[0-9]*/stat"):
+            try:
+                fields = stat.read_text().rsplit(")", 1)[1].split()
+            except OSError:  # gone meanwhile
+                continue
+            pid = int(stat.parent.name)
+            parent[pid] = int(fields[1])
+            used[pid] = sum(int(f) for f in fields[11:15]) / tick
+
+        def under(pid: int, root: int) -> bool:
+            while pid > 1:
+                if pid == root:
+                    return True
+                pid = parent.get(pid, 0)
+            return False
+
+        return [sum(seconds for pid, seconds in used.items() if under(pid, proc.pid)) for proc in self.workers]
 
     def render(self, digest: str) -> tuple[float, dict, dict]:
         """Wall seconds of a forced `dog` run, its run record and its step states."""
@@ -111,22 +146,37 @@ def make_clip(path: Path) -> None:
                     "-shortest", str(path)], check=True)
 
 
+def busy(farm: Farm, digest: str) -> tuple[float, dict, dict, list[float]]:
+    """A render, and the CPU seconds each worker spent on it (once its last horse is reaped)."""
+    before = farm.cpu()
+    wall, record, states = farm.render(digest)
+    time.sleep(REAP_PAUSE)
+    return wall, record, states, [after - was for after, was in zip(farm.cpu(), before, strict=True)]
+
+
 def measure(farm: Farm, digest: str) -> list[dict]:
     farm.set_workers(1, {"CHUNK_SECONDS": "0"})
-    whole_wall, _, whole = farm.render(digest)
+    whole_wall, _, whole, whole_cpu = busy(farm, digest)
     farm.set_workers(2, CHUNK)
-    chunked_wall, record, states = farm.render(digest)
+    chunked_wall, record, states, chunked_cpu = busy(farm, digest)
     chunks = {sid: s for sid, s in states.items() if "~c" in sid}
     join = states["dog"]
     chunk_sum = sum(float(s["duration"]) for s in chunks.values())
     gap = float(join["started"]) - max(float(s["finished"]) for s in chunks.values())
     planning = min(float(s["started"]) for s in chunks.values()) - float(record["started"])
-    pinning = "1 CPU per worker, 1 numeric thread"
+    pinning = "1 CPU per worker, 1 numeric thread" + (f", nice {NICE}" if NICE else "")
     label = f"dog, {CLIP_SECONDS} s {CLIP_SIZE}"
+    load = os.getloadavg()[0]
     return [
-        {"benchmark": f"{label}: {len(chunks)} chunks on 2 workers vs whole on 1 ({pinning})",
+        {"benchmark": f"{label}: {len(chunks)} chunks on 2 workers vs whole on 1 ({pinning}; load {load:.1f})",
          "l1": chunked_wall, "baseline": whole_wall, "ratio": chunked_wall / whole_wall,
          "goal": f"<= {SPEED_GOAL}", "unit": "s"},
+        # What the wall ratio would be with a CPU all to each worker: the busier worker's CPU
+        # seconds against the one worker's. Other tenants' load does not move it.
+        {"benchmark": f"{label}: CPU of the busier of 2 chunk workers vs the 1 whole worker "
+                      f"(each: {', '.join(f'{c:.1f}' for c in chunked_cpu)} s)",
+         "l1": max(chunked_cpu), "baseline": whole_cpu[0], "ratio": max(chunked_cpu) / whole_cpu[0],
+         "goal": f"<= {SPEED_GOAL}", "unit": "cpu s"},
         {"benchmark": f"{label}: join of {len(chunks)} chunks vs the whole chunked render",
          "l1": float(join["duration"]), "baseline": chunked_wall, "ratio": float(join["duration"]) / chunked_wall,
          "goal": f"<= {JOIN_GOAL}", "unit": "s"},

@@ -18,7 +18,7 @@ from pathlib import Path
 
 import redis
 from prometheus_client import CollectorRegistry, generate_latest
-from prometheus_client.core import CounterMetricFamily, GaugeMetricFamily, HistogramMetricFamily
+from prometheus_client.core import CounterMetricFamily, GaugeMetricFamily, HistogramMetricFamily, Metric
 from prometheus_client.registry import Collector
 from rq import Queue, Worker
 from rq.registry import FailedJobRegistry, StartedJobRegistry
@@ -166,6 +166,8 @@ class Storage:
 
 def storage(state: StateManager, cache_dir: Path) -> Storage:
     stats = state.cache.stats()
+    free: int | None
+    total: int | None
     try:
         usage = shutil.disk_usage(cache_dir if cache_dir.exists() else cache_dir.parent)
         free, total = usage.free, usage.total
@@ -181,7 +183,7 @@ class L1Collector(Collector):
     def __init__(self, state: StateManager, rq_connection: redis.Redis, cache_dir: Path) -> None:
         self.state, self.rq, self.cache_dir = state, rq_connection, cache_dir
 
-    def collect(self) -> Iterator:
+    def collect(self) -> Iterator[Metric]:
         runs = GaugeMetricFamily("l1_runs", "Runs stored, by status.", labels=["status"])
         for status, count in self.state.runs.count_by_status([s.value for s in RunStatus]).items():
             runs.add_metric([status], count)

@@ -205,7 +205,7 @@ class Settings:
 
     def with_changes(self, **changes: object) -> Settings:
         """A copy with some values replaced (tests use this)."""
-        return replace(self, **changes)  # type: ignore[arg-type]
+        return replace(self, **changes)  # type: ignore[arg-type]  # replace() checks the field names at run time
 
     def resolved_secret_key(self) -> str:
         """`SECRET_KEY`, or one generated once and kept in the data dir (mode 0600)."""

@@ -131,6 +131,8 @@ class L1Worker(Worker):
     def dequeue_job_and_maintain_ttl(self, timeout, max_idle_time=None):
         while True:
             if self._look_first:
+                if timeout is None and self._drained():
+                    return None  # a burst worker that is drained has nothing to do: it ends
                 self._wait_while_drained()
                 self._look_first = False
             self._ensure_horse()  # while this worker blocks on the queues, its horse gets ready

@@ -786,6 +786,54 @@ def ops_cases() -> list[Case]:
     return cases
 
 
+def steer_cases() -> list[Case]:
+    """Batches, bulk actions and the workers page (issue 15): each refusal names what is wrong."""
+    batch, bulk = "/batches", "/runs/bulk"
+    unknown_batch = "/batches/" + "0" * 32
+    cases = [
+        Case("batch of an unknown recipe", "POST", batch, 404, "no effect or recipe named",
+             kwargs={"json": {"recipe": "nope", "inputs": ["{img}"]}}),
+        Case("batch with an unknown hash", "POST", batch, 404, "inputs[1]: input",
+             kwargs={"json": {"recipe": "invert", "inputs": ["{img}", "ab" * 32]}}),
+        Case("batch with no inputs", "POST", batch, 400, "non-empty list", kwargs={"json": {"recipe": "invert",
+                                                                                           "inputs": []}}),
+        Case("batch with too many inputs", "POST", batch, 400, "at most", kwargs={"json": {
+            "recipe": "invert", "inputs": ["{img}"] * 101}}),
+        Case("batch with a number for an input", "POST", batch, 400, "inputs[0] must be",
+             kwargs={"json": {"recipe": "invert", "inputs": [5]}}),
+        Case("batch with inputs as an object", "POST", batch, 400, "non-empty list",
+             kwargs={"json": {"recipe": "invert", "inputs": {"a": "{img}"}}}),
+        Case("batch above the priority ceiling", "POST", batch, 403, "ceiling",
+             kwargs={"json": {"recipe": "invert", "inputs": ["{img}"], "priority": 9}}),
+        Case("batch form with nothing ticked", "POST", batch, 303, "",
+             kwargs={"data": {"recipe": "{cfg}"}, "headers": {"Accept": "text/html"}}),
+        Case("batch listing at a negative offset", "GET", batch, 400, "offset",
+             kwargs={"query_string": {"offset": -1}}),
+        Case("unknown batch", "GET", unknown_batch, 404, "no batch"),
+        Case("batch id with a glob", "GET", "/batches/artdag:batch:*", 404, "no batch"),
+        Case("unknown batch's fragment", "GET", unknown_batch + "/fragment", 404, "no batch"),
+        Case("unknown batch action", "POST", unknown_batch + "/explode", 400, "unknown action"),
+        Case("action on an unknown batch", "POST", unknown_batch + "/cancel", 404, "no batch"),
+        Case("bulk with an unknown action", "POST", bulk, 400, "unknown action",
+             kwargs={"json": {"action": "explode", "runs": ["{run}"]}}),
+        Case("bulk with no runs", "POST", bulk, 400, "at least one run", kwargs={"json": {"action": "cancel",
+                                                                                         "runs": []}}),
+        Case("bulk with runs as text", "POST", bulk, 400, "list of run ids", kwargs={"json": {"action": "cancel",
+                                                                                             "runs": "{run}"}}),
+        Case("bulk with an extra field", "POST", bulk, 400, "unknown field", kwargs={"json": {
+            "action": "cancel", "runs": ["{run}"], "all": True}}),
+        Case("workers page for a non-admin", "GET", "/workers", 403, "administrators"),
+        Case("workers fragment for a non-admin", "GET", "/workers/fragment", 403, "administrators"),
+        Case("drain by a non-admin", "POST", "/workers/w1/drain", 403, "administrators"),
+        Case("drain of an unknown worker", "POST", "/workers/nobody/drain", 404, "no worker named", who="admin"),
+        Case("unknown worker action", "POST", "/workers/w1/explode", 400, "drain or resume", who="admin"),
+        Case("worker name too long", "POST", "/workers/" + "w" * 201 + "/drain", 400, "at most", who="admin"),
+        Case("priority form with text", "POST", "/run/{run}/priority", 303, "",
+             kwargs={"data": {"priority": "high"}, "headers": {"Accept": "text/html"}}),
+    ]
+    return [replace(case, group="batches, bulk actions, workers") for case in cases]
+
+
 def tus_cases() -> list[Case]:
     """Resumable uploads (tus) and /cache/missing: bad headers, ids and bodies change nothing."""
     tus, unknown = {"Tus-Resumable": "1.0.0"}, "/cache/uploads/" + "0" * 32
@@ -821,7 +869,7 @@ def tus_cases() -> list[Case]:
 
 
 ALL_CASES_BUILDERS = (upload_cases, recipe_cases, run_cases, listing_cases, token_cases, import_cases, worker_cases,
-                      ops_cases, tus_cases)
+                      ops_cases, tus_cases, steer_cases)
 
 
 def static_cases() -> list[Case]:
@@ -1015,6 +1063,10 @@ UNSAFE_REQUESTS = [
     ("POST", "/runs/{run}/resume", "alice", {}),
     ("POST", "/runs/{run}/requeue", "alice", {}),
     ("POST", "/admin/queue/pause", "admin", {}),
+    ("POST", "/batches", "alice", {"json": {"recipe": "invert", "inputs": ["{img}"]}}),
+    ("POST", "/batches/" + "0" * 32 + "/cancel", "alice", {}),
+    ("POST", "/runs/bulk", "alice", {"json": {"action": "cancel", "runs": ["{run}"]}}),
+    ("POST", "/workers/w1/drain", "admin", {}),
     ("PUT", "/worker/cache/" + SHA3_OF_DATA, "anon", {"data": b"rendered bytes", "headers": WORKER}),
     ("DELETE", "/worker/cache/{img}", "anon", {"headers": WORKER}),
     ("POST", "/runs/{run}/publish", "alice", {}),

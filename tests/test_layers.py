@@ -1,7 +1,10 @@
-"""The pure core (engine, store, state, recipes, the run service) imports no web framework."""
+"""The pure core (engine, store, state, recipes, the run service) imports no web framework, and no
+blueprint imports another (they share only l1web/web/ and the services)."""
 
+import ast
 import subprocess
 import sys
+from pathlib import Path
 
 CORE = ("l1web.engine", "l1web.engine.dag", "l1web.engine.plan", "l1web.engine.execute", "l1web.store",
         "l1web.state", "l1web.recipes.parse", "l1web.runs.service", "l1web.runs.provenance", "l1web.users",
@@ -29,3 +32,27 @@ def test_the_core_does_not_load_the_web_layer_or_the_job_layer():
 def test_the_web_factory_does_load_flask():
     # The check above is only meaningful if the probe can see Flask when it is imported.
     assert "flask" in loaded_after_importing(("l1web.web",))
+
+
+def blueprint_imports(path: Path) -> list[str]:
+    """`file:line: module` for each import of another blueprint in `path`."""
+    found = []
+    for node in ast.walk(ast.parse(path.read_text(), str(path))):
+        names = [node.module or ""] if isinstance(node, ast.ImportFrom) else \
+            [alias.name for alias in node.names] if isinstance(node, ast.Import) else []
+        found += [f"{path.name}:{node.lineno}: {n}" for n in names if n.startswith("l1web.blueprints")]
+    return found
+
+
+def test_blueprints_only_route_and_import_no_other_blueprint():
+    # Shared request helpers, shapes and services live in l1web/web/ and the core, not in a blueprint.
+    folder = Path(__file__).resolve().parent.parent / "l1web" / "blueprints"
+    routes = [p for p in sorted(folder.glob("*.py")) if p.name != "__init__.py"]
+    assert len(routes) >= 10
+    assert [hit for path in routes for hit in blueprint_imports(path)] == []
+
+
+def test_the_blueprint_scan_sees_an_import_of_another_blueprint(tmp_path):
+    probe = tmp_path / "probe.py"
+    probe.write_text("from l1web.blueprints.runs import run_json\nimport l1web.blueprints.cache\n")
+    assert blueprint_imports(probe) == ["probe.py:1: l1web.blueprints.runs", "probe.py:2: l1web.blueprints.cache"]

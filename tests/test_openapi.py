@@ -32,7 +32,7 @@ PAGE_ENDPOINTS = frozenset({
     "recipes.index", "recipes.upload_form", "recipes.page", "recipes.run_form", "recipes.delete_form",
     "recipes.share_form",
     "runs.page", "runs.run_fragment", "runs.list_fragment", "runs.act", "runs.log_panel",
-    "workers.fragment",
+    "workers.fragment", "batches.fragment",
     "publish.publish_page",
     # Catch-all that answers 400 for /cache/<anything with a slash>: part of /cache/{digest}'s contract.
     "cache.malformed",
@@ -339,6 +339,9 @@ def test_real_responses_of_every_operation_fit_the_document(app, alice_client, a
                  json={"recipe": "dog", "inputs": [digest], "params": {"sigma": 2.0}}).json
     check(alice_client, "POST", "/runs/{run_id}/cancel", run_id=live["id"], expect=200)
     check(alice_client, "GET", "/runs/{run_id}/provenance", run_id=live["id"], expect=409)
+    # The whole queue paused, the rerun stays live (no step of it starts) through the checks below
+    # that need a live run, however fast the worker is.
+    check(admin_client, "POST", "/admin/queue/{action}", action="pause", expect=200)
     check(alice_client, "POST", "/runs/{run_id}/rerun", run_id=live["id"], expect=200)
     check(alice_client, "POST", "/runs/{run_id}/priority", run_id=live["id"], expect=200, json={"priority": -1})
     check(alice_client, "POST", "/runs/{run_id}/priority", run_id=live["id"], expect=403, json={"priority": 5})
@@ -349,9 +352,21 @@ def test_real_responses_of_every_operation_fit_the_document(app, alice_client, a
     check(alice_client, "POST", "/runs/{run_id}/resume", run_id=live["id"], expect=409)
     check(alice_client, "POST", "/runs/{run_id}/cancel", run_id=live["id"], expect=200)
     check(alice_client, "POST", "/runs/{run_id}/requeue", run_id=live["id"], expect=200)
+    check(admin_client, "POST", "/admin/queue/{action}", action="resume", expect=200)
     check(alice_client, "POST", "/runs/{run_id}/pause", run_id=run["id"], expect=409)
     check(alice_client, "POST", "/runs/{run_id}/requeue", run_id=run["id"], expect=409)
     check(alice_client, "POST", "/runs/{run_id}/requeue", run_id="f" * 64, expect=404)
+    batch = check(alice_client, "POST", "/batches", expect=201,
+                  json={"recipe": "invert", "inputs": [digest], "paused": True, "priority": -2}).json
+    check(alice_client, "POST", "/batches", expect=400, json={"recipe": "invert", "inputs": []})
+    check(alice_client, "POST", "/batches", expect=404, json={"recipe": "invert", "inputs": ["ab" * 32]})
+    check(alice_client, "GET", "/batches", expect=200)
+    check(alice_client, "GET", "/batches/{batch_id}", batch_id=batch["id"], expect=200)
+    check(alice_client, "GET", "/batches/{batch_id}", batch_id="0" * 32, expect=404)
+    check(alice_client, "POST", "/runs/bulk", expect=200, json={"action": "resume", "runs": batch["run_ids"]})
+    check(alice_client, "POST", "/runs/bulk", expect=400, json={"action": "explode", "runs": batch["run_ids"]})
+    check(alice_client, "POST", "/batches/{batch_id}/{action}", batch_id=batch["id"], action="cancel", expect=200)
+    check(alice_client, "POST", "/batches/{batch_id}/{action}", batch_id="0" * 32, action="cancel", expect=404)
     check(admin_client, "GET", "/admin/queue", expect=200)
     check(alice_client, "GET", "/admin/queue", expect=403)
     check(admin_client, "POST", "/admin/queue/{action}", action="pause", expect=200)

@@ -165,11 +165,12 @@ def test_metrics_after_a_real_run(app, admin_client, alice_client, start_worker,
     assert sum(s.value for s in found["l1_workers"].samples) == 1  # idle, or busy finishing its job
 
 
-def test_metrics_count_a_cache_hit_on_a_forced_rerun(app, admin_client, alice_client, start_worker, tmp_path):
-    run = completed_run(app, alice_client, start_worker, tmp_path)
+def test_metrics_count_a_cache_hit_on_a_forced_rerun(app, admin_client, alice_client, run_jobs, tmp_path):
+    run = completed_run(app, alice_client, run_jobs, tmp_path)
     digest = next(iter(run["input_hashes"].values()))
     answer = alice_client.post("/runs", json={"recipe": "invert", "inputs": [digest], "force": True})
     assert answer.status_code == 200
+    run_jobs()
     state = app.extensions["l1"].state
     wait_until(lambda: state.runs.get(run["id"])["status"] == "completed"
                and state.runs.get(run["id"])["attempt"] == "2", "the re-run")
@@ -283,9 +284,9 @@ def test_status_page_says_when_nothing_is_running(admin_client):
 
 
 # Logs ------------------------------------------------------------------------------------------------
-def test_request_lines_carry_user_and_run_and_never_the_token(app, alice_client, start_worker, tmp_path, caplog,
+def test_request_lines_carry_user_and_run_and_never_the_token(app, alice_client, run_jobs, tmp_path, caplog,
                                                               dev_l2, settings):
-    run = completed_run(app, alice_client, start_worker, tmp_path)
+    run = completed_run(app, alice_client, run_jobs, tmp_path)
     token = dev_l2.mint("alice", settings.l1_public_url)
     caplog.set_level(logging.INFO)
     bearer = app.test_client()

@@ -24,7 +24,7 @@ from l1web.devtools.processes import free_port, stop_process
 from l1web.paths import ROOT
 
 #: What the checkout holds that a package must not: environments, caches, front-end sources.
-NOT_PACKAGED = (".venv", "node_modules", ".git", "__pycache__", ".pytest_cache", ".ruff_cache", "build",
+NOT_PACKAGED = (".venv", "node_modules", ".git", "__pycache__", ".pytest_cache", ".ruff_cache", ".mypy_cache", "build",
                 "*.egg-info", ".data", "bench", "docs", "tests")
 
 

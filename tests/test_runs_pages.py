@@ -143,9 +143,9 @@ def test_a_completed_video_run_shows_a_player(app, alice_client, state, tmp_path
 
 
 @pytest.mark.parametrize(("status", "extra", "actions"), [
-    (RunStatus.RUNNING, {}, ["pause", "cancel"]),
-    (RunStatus.PENDING, {}, ["pause", "cancel"]),
-    (RunStatus.PAUSED, {}, ["resume", "cancel"]),
+    (RunStatus.RUNNING, {}, ["priority", "pause", "cancel"]),
+    (RunStatus.PENDING, {}, ["priority", "pause", "cancel"]),
+    (RunStatus.PAUSED, {}, ["priority", "resume", "cancel"]),
     (RunStatus.FAILED, {}, ["requeue", "rerun", "delete"]),
     (RunStatus.CANCELLED, {}, ["requeue", "rerun", "delete"]),
     (RunStatus.COMPLETED, {}, ["delete"]),

@@ -195,6 +195,27 @@ def test_checksums_are_checked_and_a_mismatch_keeps_nothing(server, dev_l2):
     assert last.headers["L1-Digest"] == hashlib.sha3_256(data).hexdigest()  # the mismatch left no trace
 
 
+def test_a_large_patch_is_hashed_beside_its_writing_and_undone_whole_on_a_mismatch(server, dev_l2):
+    """A 20 MiB PATCH (hashed in its own thread from pooled buffers, flushed every 8 MiB) with a
+    wrong checksum leaves an empty file; sent again right, then a second PATCH, the item's hash,
+    bytes and the pooled buffers' reuse are all right."""
+    s = session(dev_l2, server)
+    data = os.urandom(20 * MiB) + os.urandom(3 * MiB + 17)
+    url = create(s, server, len(data))
+    first = data[:20 * MiB]
+    wrong = base64.b64encode(hashlib.sha256(first[:-1]).digest()).decode()
+    bad = patch(s, url, 0, first, **{"Upload-Checksum": f"sha256 {wrong}"})
+    assert bad.status_code == 460, bad.text
+    assert head_offset(s, url) == 0 and part_files(server.settings)[0].stat().st_size == 0
+    right = base64.b64encode(hashlib.sha256(first).digest()).decode()
+    assert patch(s, url, 0, first, **{"Upload-Checksum": f"sha256 {right}"}).status_code == 204
+    assert part_files(server.settings)[0].read_bytes() == first
+    last = patch(s, url, len(first), data[len(first):])
+    digest = hashlib.sha3_256(data).hexdigest()
+    assert last.status_code == 204 and last.headers["L1-Digest"] == digest
+    assert s.get(f"{server.url}/cache/{digest}").content == data
+
+
 def test_another_users_upload_answers_like_an_unknown_one(server, dev_l2):
     alice, bob = session(dev_l2, server), session(dev_l2, server, "bob")
     url = create(alice, server, 100)

@@ -232,3 +232,39 @@ def test_a_runs_view_is_one_read_of_what_four_were(state):
     assert live == state.watch.progress(run_id, ["a", "b:odd id", "c"])
     assert live == {"b:odd id": {"frames": 7, "percent": 12.5, "state": "running", "eta": None}}
     assert state.runs.view("e" * 64) == (None, [], {}, [], {})
+
+
+def test_publishing_costs_one_round_trip_and_survives_a_script_flush(state, redis_client):
+    """The log script goes by its SHA (no `SCRIPT EXISTS` before every publish); after Redis lost
+    its scripts (a restart), the next publish loads it and the line is appended once."""
+    watches = state.watch
+    watches.publish("run1", "step1", {"percent": 10}, "first line\n")
+    def calls() -> dict[str, int]:
+        return {name: stats["calls"] for name, stats in redis_client.info("commandstats").items()}
+
+    before = calls()
+    watches.publish("run1", "step1", {"percent": 20}, "second line\n")
+    after = calls()
+    sent = {name: n - before.get(name, 0) for name, n in after.items() if n != before.get(name, 0)}
+    assert sent.get("cmdstat_evalsha") == 1 and "cmdstat_script|exists" not in sent, sent
+    redis_client.script_flush()
+    watches.publish("run1", "step1", {"percent": 30}, "third line\n")
+    assert watches.log("run1", "step1") == "first line\nsecond line\nthird line\n"
+    assert watches.progress("run1", ["step1"])["step1"]["percent"] == 30
+
+
+def test_a_new_plan_drops_the_earlier_attempts_progress_and_a_first_plan_reads_nothing(state, redis_client):
+    """Re-planning (a rerun) deletes the old steps' progress and logs; the first plan of a run has
+    none to delete and skips reading the old step ids (`first_plan`), writing the run's fields too."""
+    run_id = "f" * 64
+    step = {"step_id": "a", "type": "EFFECT", "inputs": [], "level": 0, "cache_id": "1" * 64}
+    state.runs.create({"id": run_id, "status": "running", "created": 1.0, "owner": "alice", "attempt": 1})
+    before = redis_client.info("commandstats").get("cmdstat_hkeys", {}).get("calls", 0)
+    state.runs.init_steps(run_id, [step], {"a": {"status": "pending"}}, run_fields={"plan_id": "p1"},
+                          first_plan=True)
+    assert redis_client.info("commandstats").get("cmdstat_hkeys", {}).get("calls", 0) == before
+    assert state.runs.get(run_id)["plan_id"] == "p1"
+    state.watch.publish(run_id, "a", {"percent": 50}, "old attempt\n")
+    state.runs.init_steps(run_id, [step], {"a": {"status": "pending"}}, run_fields={"plan_id": "p2"})
+    assert state.watch.progress(run_id, ["a"]) == {} and state.watch.log(run_id, "a") is None
+    assert state.runs.get(run_id)["plan_id"] == "p2"

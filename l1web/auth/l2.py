@@ -17,6 +17,7 @@ import socket
 import threading
 import time
 from datetime import datetime
+from typing import Any
 from urllib.parse import urlsplit
 
 from l1web.auth.tokens import is_username
@@ -65,7 +66,7 @@ class L2Timeout(Exception):
     """The whole exchange with L2 did not finish within its deadline."""
 
 
-def exchange(url: str, path: str, payload: dict, timeout: float, *, headers: dict[str, str] | None = None,
+def exchange(url: str, path: str, payload: dict[str, Any], timeout: float, *, headers: dict[str, str] | None = None,
              max_bytes: int = MAX_ANSWER_BYTES) -> tuple[int, bytes]:
     """POST `payload` as JSON to `url` + `path`; (status, at most `max_bytes` + 1 bytes of body).
 

@@ -34,8 +34,9 @@ def rate_limit_user_and_address(name: str, limit: int, window: int) -> None:
     rate_limit(f"{name}:addr:{request.remote_addr}", limit, window)
 
 
-def limit_run_submission() -> None:
-    """Call before enqueueing a run: one token from the user's bucket and the address's bucket.
+def limit_run_submission(count: int = 1) -> None:
+    """Call before enqueueing a run (`count` runs: a batch, all or none): one token a run from
+    the user's bucket and the address's bucket.
 
     Each holds `RUN_RATE_BURST` tokens and gains `RUN_RATE_LIMIT` a minute; a refusal (429)
     takes no token and says how many seconds until one is back.
@@ -45,7 +46,7 @@ def limit_run_submission() -> None:
     buckets = [f"runs:addr:{request.remote_addr}"]
     if user is not None:
         buckets.insert(0, f"runs:user:{user.name}")
-    wait = current.state().tokens.take_tokens(buckets, settings.run_rate_burst, settings.run_rate_limit)
+    wait = current.state().tokens.take_tokens(buckets, settings.run_rate_burst, settings.run_rate_limit, count)
     if wait:
         retry = RUN_WINDOW if math.isinf(wait) else max(1, math.ceil(wait))
         raise TooManyRequests(f"Too many requests: run submissions are limited; try again in {retry} s.",

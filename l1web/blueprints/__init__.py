@@ -21,6 +21,7 @@ MODULES = (
     "publish",
     "notify",
     "workers",
+    "batches",
 )
 
 

@@ -6,13 +6,14 @@ from flask import Blueprint, jsonify
 
 from l1web import notify
 from l1web.errors import BadRequest
+from l1web.state.notify import NotifySettings
 from l1web.web import current
 from l1web.web.requests import json_body, signed_in
 
 bp = Blueprint("notify", __name__)
 
 
-def _view(settings: dict, secret: str | None = None) -> dict:
+def _view(settings: NotifySettings, secret: str | None = None) -> dict:
     out = {"url": settings["url"] or None, "secret_set": bool(settings["secret"])}
     if secret:
         out["secret"] = secret  # only in the answer that set or made it

@@ -15,22 +15,18 @@ from l1web import notify, trace
 from l1web.auth import limit_run_submission, require_admin
 from l1web.errors import BadRequest, Conflict, L1Error, NotFound
 from l1web.runs.progress import run_progress
-from l1web.runs.service import Submission, parse_priority
+from l1web.runs.service import PRIORITY_RANGE, Submission, parse_priority
 from l1web.status import RunStatus, StepStatus
 from l1web.users import User
 from l1web.web import current, dagsvg
 from l1web.web.errors import wants_json
-from l1web.web.requests import json_body, owner_arg, paging, signed_in
-from l1web.web.shapes import run_json, run_response
+from l1web.web.requests import json_body, signed_in
+from l1web.web.shapes import list_args, list_view, listing_url, run_json, run_response
 
 bp = Blueprint("runs", __name__)
 
-#: Runs per page of a listing unless the client asks for another number.
-PAGE_SIZE = 50
 #: Step statuses whose output exists: they count as done on the progress bar.
 DONE = frozenset(s for s in StepStatus if s.done)
-#: Every run status, as the text a query may filter on.
-STATUSES = frozenset(s.value for s in RunStatus)
 #: Run statuses a `?wait=` waits through (a paused run waits for a person: no point holding a thread).
 WAIT_WHILE = (RunStatus.PENDING.value, RunStatus.RUNNING.value)
 
@@ -44,15 +40,6 @@ def check_notify_target(url: str, user: User) -> None:
         raise BadRequest(str(exc), field="notify_url") from None
     if not current.state().notify.user(user.name)["secret"]:
         raise BadRequest("set a signing secret first (PUT /notify) so deliveries can be signed", field="notify_url")
-
-
-def list_args() -> dict:
-    """`status`, `user`, `offset`, `limit` from the query; non-admins only ever see their own."""
-    status = request.args.get("status") or None
-    if status is not None and status not in STATUSES:
-        raise BadRequest(f"unknown status {status[:32]!r}; one of: {', '.join(RunStatus)}", field="status")
-    asked = paging(PAGE_SIZE)
-    return {"status": status, "user": owner_arg("user"), "offset": asked.offset, "limit": asked.limit}
 
 
 # JSON API -------------------------------------------------------------------------------------
@@ -75,7 +62,7 @@ def index():
     args = list_args()
     runs, total = current.state().runs.page(**args)
     if not wants_json():
-        return render_template("runs.html", **_list_view(runs, total, args))
+        return render_template("runs.html", **list_view(runs, total, args))
     following = args["offset"] + len(runs)
     return jsonify({
         "runs": [run_json(run) for run in runs], "total": total,
@@ -272,29 +259,12 @@ def step_preview(run_id: str, step_id: str):
 
 
 # Pages ----------------------------------------------------------------------------------------
-def listing_url(endpoint: str, offset: int) -> str:
-    """A link to the same listing (status, admin's user filter, explicit limit) at `offset`."""
-    query = {k: request.args[k] for k in ("status", "user", "limit") if request.args.get(k)}
-    return url_for(endpoint, **query, **({"offset": offset} if offset > 0 else {}))
-
-
-def _list_view(runs: list[dict], total: int, args: dict) -> dict:
-    offset, limit = args["offset"], args["limit"]
-    return {
-        "runs": runs, "total": total, "status": args["status"], "offset": offset,
-        "live": any(RunStatus(r["status"]).live for r in runs),
-        "fragment_url": listing_url("runs.list_fragment", offset),
-        "previous_url": listing_url("runs.index", max(offset - limit, 0)) if offset else None,
-        "next_url": listing_url("runs.index", offset + limit) if offset + limit < total else None,
-    }
-
-
 @bp.get("/runs/fragment")
 def list_fragment():
     signed_in()
     args = list_args()
     runs, total = current.state().runs.page(**args)
-    return render_template("_runs_list.html", **_list_view(runs, total, args))
+    return render_template("_runs_list.html", **list_view(runs, total, args))
 
 
 def _run_view(run_id: str) -> dict:
@@ -323,7 +293,10 @@ def _run_view(run_id: str) -> dict:
 @bp.get("/run/<run_id>")
 def page(run_id: str):
     view = _run_view(run_id)
-    return render_template("run.html", **view, **_log_panel(view["run"], view["steps"], request.args.get("log")))
+    low, high = PRIORITY_RANGE
+    ceiling = high if signed_in().is_admin else min(high, current.runs().user_max_priority)
+    return render_template("run.html", **view, **_log_panel(view["run"], view["steps"], request.args.get("log")),
+                           priority_min=low, priority_max=ceiling)
 
 
 #: Step statuses whose log may still grow.
@@ -362,6 +335,14 @@ def run_fragment(run_id: str):
     return render_template("_run_status.html", **_run_view(run_id))
 
 
+def _form_priority(raw: str, run_id: str, user: User) -> dict:
+    try:
+        value = int(raw.strip())
+    except ValueError:
+        raise BadRequest("the priority must be a whole number", field="priority") from None
+    return current.runs().set_priority(run_id, user, parse_priority(value))
+
+
 @bp.post("/run/<run_id>/<action>")
 def act(run_id: str, action: str):
     """The page's buttons: cancel, re-run or delete, then back to a page (POST-redirect-GET)."""
@@ -370,6 +351,8 @@ def act(run_id: str, action: str):
                "requeue": partial(current.runs().requeue, admit=limit_run_submission),
                "pause": current.runs().pause, "resume": current.runs().resume,
                "delete": current.runs().delete}
+    if action == "priority":  # the run page's priority form: a number field
+        actions["priority"] = partial(_form_priority, request.form.get("priority", ""))
     if action not in actions:
         raise BadRequest(f"unknown action {action[:32]!r}")
     user = signed_in()
@@ -384,5 +367,6 @@ def act(run_id: str, action: str):
         flash(f"Run {run_id[:12]} deleted.", "info")
         return redirect(url_for("runs.index"), code=303)
     flash({"cancel": "Run cancelled.", "rerun": "Run started again.", "pause": "Run paused.",
-           "resume": "Run resumed.", "requeue": "Unfinished steps queued again."}[action], "info")
+           "resume": "Run resumed.", "requeue": "Unfinished steps queued again.",
+           "priority": "Priority changed."}[action], "info")
     return redirect(url_for("runs.page", run_id=run_id), code=303)

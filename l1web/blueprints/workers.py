@@ -32,7 +32,8 @@ def current_step(job_id: str | None) -> dict | None:
     job = queues.fetch(current.clients().rq_connection, job_id)
     if job is None:
         return None
-    work = (job.meta or {}).get("work") or {}
+    taken = current.state().fair.taken(job_id)  # the piece a token job took, recorded under its id
+    work = taken[1] if taken else {}
     if work:
         run_id, step_id, piece = work.get("run"), work.get("step"), work.get("id")
     elif job.func_name.endswith(("execute_step", "plan_run")) and job.args:  # a job of its own (no fair share)

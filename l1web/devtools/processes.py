@@ -6,6 +6,7 @@ services the same way. Nothing here runs at import time.
 
 from __future__ import annotations
 
+import contextlib
 import os
 import shutil
 import signal
@@ -143,14 +144,26 @@ ONE_THREAD_ENV = {"OMP_NUM_THREADS": "1", "OPENBLAS_NUM_THREADS": "1", "MKL_NUM_
 
 
 def python_process(args: list[str], env: dict[str, str], *, log: Path | None = None,
-                   cpus: set[int] | None = None) -> subprocess.Popen:
+                   cpus: set[int] | None = None, nice: int = 0) -> subprocess.Popen:
     """Start `python <args>` from the project root in its own session (so we can signal it).
 
     `cpus` pins the process, and everything it starts (RQ's work-horses, ffmpeg), to those CPUs
     from its first instruction; ffmpeg, x264 and the frame pool size their threads from it.
+    `nice` sets its niceness the same way, and that of its session's scheduling group (Linux
+    autogroups: with them, niceness only ranks the processes of one session; below 0 needs root:
+    benchmarks on a shared machine).
     """
     out = open(log, "ab") if log else subprocess.DEVNULL  # noqa: SIM115 - the child keeps its own copy
-    pin = (lambda: os.sched_setaffinity(0, cpus)) if cpus else None
+
+    def prepare() -> None:
+        if cpus:
+            os.sched_setaffinity(0, cpus)
+        if nice:
+            os.nice(nice)
+            with contextlib.suppress(OSError):  # no autogroups here: niceness alone is enough
+                Path("/proc/self/autogroup").write_text(str(nice))
+
+    pin = prepare if cpus or nice else None
     try:
         return subprocess.Popen(
             [sys.executable, *args], cwd=ROOT, env={**os.environ, **env},

@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import tempfile
 from collections.abc import Iterable, MutableMapping
+from fractions import Fraction
 from pathlib import Path
 from typing import Any
 
@@ -17,6 +18,7 @@ import numpy as np
 from l1web.engine import ffmpeg
 from l1web.engine.audio_features import SAMPLE_RATE, beats, energy
 from l1web.engine.canonical import sha3_json
+from l1web.engine.chunks import on_grid
 from l1web.engine.dag import Dag
 from l1web.engine.errors import DagError, MediaError
 from l1web.engine.ffmpeg import MEDIA_INPUT_FLAGS
@@ -24,7 +26,7 @@ from l1web.engine.interfaces import Store
 from l1web.engine.media import detect
 
 #: Bump when the analysis code changes its results: old cached analyses are then ignored.
-ANALYSIS_VERSION = "1"
+ANALYSIS_VERSION = "2"  # 2: video media says whether its frames are on a constant rate ("cfr")
 #: Feature names `analyze` understands. "metadata" is always computed.
 FEATURES = frozenset({"metadata", "beats", "tempo", "energy"})
 #: What `analyze` computes when not told.
@@ -77,8 +79,11 @@ def source_hashes(dag: Dag) -> list[str]:
 def analyze_file(path: Path, digest: str, features: list[str]) -> dict[str, Any]:
     """One file's analysis: media metadata, and tempo/beats/energy when it has sound."""
     media = detect(path)
+    facts = media.to_dict()
+    if media.kind == "video":
+        facts["cfr"] = constant_rate(path)
     result = {"input_hash": digest, "analysis_id": analysis_id(digest, features),
-              "features": features, "media": media.to_dict(), "audio": None}
+              "features": features, "media": facts, "audio": None}
     sound = {"beats", "tempo", "energy"} & set(features)
     if media.has_audio and sound:
         samples = _mono_samples(path)
@@ -89,6 +94,24 @@ def analyze_file(path: Path, digest: str, features: list[str]) -> dict[str, Any]
             audio["energy"] = energy(samples)
         result["audio"] = audio
     return result
+
+
+def constant_rate(path: Path) -> bool:
+    """Whether the video's frames lie on the grid of its frame rate (engine/chunks.py `on_grid`):
+    only such a video is split into chunks. False where its frame times cannot be read."""
+    from l1web.engine.steps.seek import frame_index
+
+    index = frame_index(Path(path))
+    if index is None:
+        return False
+    rates = []
+    for key in ("avg_frame_rate", "r_frame_rate"):
+        try:
+            rate = Fraction(index.stream.get(key) or "")
+        except (ValueError, ZeroDivisionError):
+            return False
+        rates.append(float(rate))
+    return on_grid(index.times, rates)
 
 
 def _mono_samples(path: Path) -> np.ndarray:

@@ -19,6 +19,7 @@ chunks and ids, whatever the number of workers.
 
 from __future__ import annotations
 
+from collections.abc import Sequence
 from dataclasses import dataclass
 from typing import Any
 
@@ -61,13 +62,38 @@ class Facts:
 
 
 def source_facts(media: dict[str, Any]) -> Facts | None:
-    """A SOURCE's facts from its analysis `media`, when it is a video with a rate and a length."""
-    if media.get("kind") != "video":
+    """A SOURCE's facts from its analysis `media`, when it is a video with a rate and a length
+    whose frames lie on its rate's grid (`on_grid`: analysis says `"cfr": true`)."""
+    if media.get("kind") != "video" or media.get("cfr") is not True:
         return None
     fps, duration = media.get("fps"), media.get("duration")
     if not fps or not duration or fps <= 0 or duration <= 0:
         return None
     return Facts(float(fps), float(duration))
+
+
+#: How far (in frames) a frame's time may lie from its place on the grid of a constant rate.
+GRID_TOLERANCE = 0.25
+
+
+def on_grid(times: Sequence[float], rates: list[float]) -> bool:
+    """Whether frame i is shown at i / rate (within `GRID_TOLERANCE` of a frame) for every rate.
+
+    Chunk boundaries count frames, and the renderers make constant-rate video: the numpy frame
+    path at the stream's average rate (ffmpeg's `-r`), ffmpeg's own filters at its guessed
+    rate. Frame i of the output is frame i of the input only when the input's frames already
+    lie on that grid: then whole and chunked renders keep every frame once, in place. A
+    variable-rate video (or one with gaps, or starting late) is retimed by that conversion —
+    frames doubled or dropped by where they fall — and a chunk, converted on its own, cannot
+    know what the whole conversion did before its first frame. Such videos are planned whole.
+    """
+    if not times or not rates or any(rate <= 0 for rate in rates):
+        return False
+    for rate in rates:
+        slack = GRID_TOLERANCE / rate
+        if any(abs(t - i / rate) > slack for i, t in enumerate(times)):
+            return False
+    return True
 
 
 def frame_wise(node_type: str, config: dict[str, Any], input_kinds: list[str],

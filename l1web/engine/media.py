@@ -133,7 +133,7 @@ def frame_rate(stream: dict[str, Any]) -> float | None:
 
 def _float(value: object) -> float | None:
     try:
-        number = float(value)  # type: ignore[arg-type]
+        number = float(value)  # type: ignore[arg-type]  # float() judges any value; refusals answered below
     except (TypeError, ValueError):
         return None
     return number if number >= 0 else None

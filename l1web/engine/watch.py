@@ -22,7 +22,10 @@ import time
 from collections.abc import Callable, Iterable, Iterator, Mapping
 from contextvars import ContextVar
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
+
+if TYPE_CHECKING:
+    import numpy as np
 
 log = logging.getLogger(__name__)
 
@@ -79,7 +82,7 @@ class Redactor:
 
 def _number(value: str | None) -> float | None:
     try:
-        out = float(value)  # type: ignore[arg-type]
+        out = float(value)  # type: ignore[arg-type]  # None raises TypeError, answered below
     except (TypeError, ValueError):
         return None
     return out if math.isfinite(out) and out >= 0 else None  # NaN and "N/A" are unknown
@@ -140,7 +143,7 @@ class StepWatch:
             self._advance()
         self._maybe_emit()
 
-    def frames_done(self, count: int, frame: object = None) -> None:
+    def frames_done(self, count: int, frame: np.ndarray | None = None) -> None:
         """Frames written so far by a numpy frame loop; `frame` (the last one, an array) becomes
         the step's "last rendered" picture every `PREVIEW_INTERVAL` seconds."""
         if frame is not None and self._preview_sink is not None \
@@ -178,14 +181,14 @@ class StepWatch:
         self._last_preview = self.clock()
         self._publish_preview(jpeg)
 
-    def _preview(self, frame: object) -> None:
+    def _preview(self, frame: np.ndarray) -> None:
         self._last_preview = self.clock()
         try:
             import io
 
             from PIL import Image
 
-            picture = Image.fromarray(frame)  # type: ignore[arg-type]
+            picture = Image.fromarray(frame)
             picture.thumbnail((PREVIEW_SIZE, PREVIEW_SIZE))
             out = io.BytesIO()
             picture.convert("RGB").save(out, "JPEG", quality=PREVIEW_QUALITY)

@@ -11,6 +11,7 @@ from __future__ import annotations
 import functools
 import json
 import logging
+from typing import Any
 
 from l1web.clients import Clients
 from l1web.errors import L1Error
@@ -63,7 +64,7 @@ def add_item(client: IPFSClient, store: ContentStore, index: IPFSIndex, digest: 
 
 
 def publish_run(client: IPFSClient, state: StateManager, store: ContentStore, index: IPFSIndex,
-                run_id: str) -> dict | None:
+                run_id: str) -> dict[str, Any] | None:
     """Add every output of a completed run and its provenance; the run's IPFS record, or None."""
     run = state.runs.get(run_id)
     if run is None or run.get("status") != RunStatus.COMPLETED:

@@ -14,10 +14,15 @@ things are particular to them, and live here:
 from __future__ import annotations
 
 import contextlib
+from typing import TYPE_CHECKING, Any
 
 from l1web.engine.chunks import Chunking
+from l1web.engine.plan import Step
 from l1web.errors import L1Error
 from l1web.settings import Settings
+
+if TYPE_CHECKING:
+    from l1web.clients import Clients
 
 #: Source recorded for a stored chunk (chunks are stored without an owner: nobody's media).
 SOURCE_PREFIX = "chunk:"
@@ -27,21 +32,21 @@ def chunking(settings: Settings) -> Chunking:
     return Chunking(seconds=settings.chunk_seconds, min_seconds=settings.chunk_min_seconds)
 
 
-def is_chunk(step: dict) -> bool:
+def is_chunk(step: Step) -> bool:
     return bool(step.get("chunk"))
 
 
-def is_join(step: dict) -> bool:
+def is_join(step: Step) -> bool:
     return bool(step.get("join"))
 
 
-def joined_whole(steps: list[dict], step: dict) -> dict | None:
+def joined_whole(steps: list[Step], step: Step) -> Step | None:
     """The join step a chunk step belongs to."""
     owner = step["chunk"]["of"]
     return next((s for s in steps if s["step_id"] == owner), None)
 
 
-def remove_chunks(ctx, steps: list[dict], join_step: dict, states: dict[str, dict]) -> list[str]:
+def remove_chunks(ctx: Clients, steps: list[Step], join_step: Step, states: dict[str, dict[str, Any]]) -> list[str]:
     """Forget and delete the join's chunk outputs everywhere; the digests removed."""
     by_id = {s["step_id"]: s for s in steps}
     whole = ctx.state.results.get_result(join_step["cache_id"])
@@ -64,7 +69,7 @@ def remove_chunks(ctx, steps: list[dict], join_step: dict, states: dict[str, dic
     return removed
 
 
-def sweep(ctx) -> int:
+def sweep(ctx: Clients) -> int:
     """Delete this host's copies of chunks removed elsewhere; how many files went."""
     gone = 0
     for digest in ctx.state.removed_chunks.recent():

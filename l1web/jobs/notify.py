@@ -11,25 +11,30 @@ from __future__ import annotations
 import http.client
 import logging
 import time
+from typing import Any
 
 from rq import get_current_job
 
 from l1web import notify
 from l1web.clients import Clients, process_clients
 from l1web.jobs import queues
+from l1web.runs.model import Run
 
 log = logging.getLogger(__name__)
 
 
-def target(ctx: Clients, run: dict) -> str:
+def target(ctx: Clients, run: Run) -> str:
     """The run's notify URL, else its owner's default; "" when none."""
     return run.get("notify_url") or ctx.state.notify.user(run.get("owner") or "")["url"]
 
 
-def run_ended(ctx: Clients, run_id: str) -> None:
-    """Enqueue the delivery of this run's end if it has somewhere to go; never raises."""
+def run_ended(ctx: Clients, run_id: str, run: dict[str, Any] | None = None) -> None:
+    """Enqueue the delivery of this run's end if it has somewhere to go; never raises.
+
+    `run`: the run as the caller last read it, when it has it (its owner, notify URL and attempt
+    do not change as it ends), saving a read of the whole record, provenance included."""
     try:
-        run = ctx.state.runs.get(run_id)
+        run = run if run is not None else ctx.state.runs.get(run_id)
         if run and target(ctx, run):
             queues.enqueue_notify(ctx.rq_connection, run_id, int(run.get("attempt") or 1),
                                   ctx.settings.notify_retry_intervals)
@@ -37,13 +42,13 @@ def run_ended(ctx: Clients, run_id: str) -> None:
         log.exception("could not enqueue the notification of run %s", run_id[:12])
 
 
-def ended(run_id: str) -> dict:
+def ended(run_id: str) -> dict[str, Any]:
     """A job: a run ended by a web request (a cancel) gets its delivery enqueued like any end."""
     run_ended(process_clients(), run_id)
     return {"ended": run_id}
 
 
-def deliver(run_id: str, attempt: int) -> dict:
+def deliver(run_id: str, attempt: int) -> dict[str, Any]:
     """One attempt; raises (so RQ retries) while the receiver is unreachable or answers non-2xx."""
     ctx = process_clients()
     run = ctx.state.runs.get(run_id)

@@ -8,9 +8,10 @@ on the queue; the worker that takes the token renders whatever the pool says is 
 from __future__ import annotations
 
 import functools
+import time
 import uuid
 from collections.abc import Callable
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, Any
 
 import redis
 from rq import Callback, Queue
@@ -71,7 +72,7 @@ def enqueue_step(connection: redis.Redis, run_id: str, step_id: str, attempt: in
                                           "id": step_job_id(run_id, step_id, attempt, tries)})
 
 
-def file_work(connection: redis.Redis, run_id: str, piece: dict) -> Job:
+def file_work(connection: redis.Redis, run_id: str, piece: dict[str, Any]) -> Job:
     """File a piece of work under its run's owner and priority, and put one token on its queue."""
     from l1web.state.fair import FairShare
 
@@ -89,6 +90,8 @@ def enqueue_token(connection: redis.Redis, kind: str) -> Job:
         "l1web.jobs.runs.take_work", kind, job_id=token_prefix(kind) + uuid.uuid4().hex,
         job_timeout=TOKEN_TIMEOUTS[kind], result_ttl=RESULT_TTL, failure_ttl=FAILURE_TTL,
         on_failure=Callback("l1web.jobs.runs.on_work_failure"), description=TOKEN_DESCRIPTIONS[kind],
+        # A job RQ stops on request (cancelling its run) gets this callback, not on_failure.
+        on_stopped=Callback("l1web.jobs.runs.on_work_stopped"),
     )
 
 
@@ -104,7 +107,9 @@ def tokens_out(connection: redis.Redis, kind: str, taken: Callable[[list[str]], 
 
     prefix, q = token_prefix(kind), queue(connection, TOKEN_QUEUES[kind])
     waiting = [i for i in (*q.get_job_ids(), *q.intermediate_queue.get_job_ids()) if i.startswith(prefix)]
-    scheduled = [i for i in ScheduledJobRegistry(queue=q).get_job_ids(cleanup=False) if i.startswith(prefix)]
+    # ScheduledJobRegistry's __init__ is unannotated in rq
+    scheduled = [i for i in ScheduledJobRegistry(queue=q).get_job_ids(cleanup=False)  # type: ignore[no-untyped-call]
+                 if i.startswith(prefix)]
     started = [i for i in StartedJobRegistry(queue=q).get_job_ids(cleanup=False) if i.startswith(prefix)]
     with connection.pipeline(transaction=False) as pipe:  # a queued id whose job is gone is no token
         for job_id in (*waiting, *scheduled):
@@ -121,8 +126,6 @@ def reissue_lost_tokens(connection: redis.Redis, state: StateManager) -> dict[st
     flight between RQ's lists is not doubled; one too many would still be harmless (it takes
     nothing and ends), and a piece is popped from the pool once whatever the number of tokens.
     """
-    import time
-
     def deficit(kind: str) -> int:
         return state.fair.waiting(kind) - tokens_out(connection, kind, state.fair.holding)
 

@@ -17,15 +17,20 @@ import shutil
 import tempfile
 import threading
 import time
+from collections.abc import Sequence
 from pathlib import Path
+from types import TracebackType
+from typing import Any, cast
 
 import redis
 from rq import Worker, get_current_job
+from rq.job import Job
 
 from l1web import lifecycle, trace
 from l1web.clients import Clients, process_clients
 from l1web.engine import estimate
 from l1web.engine.analysis import analyze
+from l1web.engine.plan import Step
 from l1web.engine.plan import plan as plan_dag
 from l1web.engine.steps import run_step
 from l1web.engine.watch import Redactor, StepWatch, watching
@@ -36,6 +41,8 @@ from l1web.jobs.steplog import JobLogAdapter, step_finished
 from l1web.lifecycle import RunEvent, StepEvent
 from l1web.recipes.parse import bind_inputs, recipe_from_data
 from l1web.runs import provenance
+from l1web.runs.model import Run
+from l1web.state.runs import Runs
 from l1web.status import RunStatus, StepStatus
 
 log = logging.getLogger(__name__)
@@ -48,7 +55,7 @@ WORK_DIR = "work"
 MAX_ERROR = 2000
 
 
-def take_work(kind: str) -> dict:
+def take_work(kind: str) -> dict[str, Any]:
     """A token job: do the piece of work of `kind` the fair-share pool gives out next.
 
     Plans and steps are filed in the pool (`state/fair.py`) and their tokens queued
@@ -86,7 +93,7 @@ def take_work(kind: str) -> dict:
 CAPPED_PAUSE = 0.5
 
 
-def plan_run(run_id: str, render_inline: bool = False, work_id: str | None = None) -> dict:
+def plan_run(run_id: str, render_inline: bool = False, work_id: str | None = None) -> dict[str, Any]:
     """Analyze and plan a run, write its steps, and enqueue the ready ones.
 
     With `render_inline` (runs with a single render step, whose plan job gets the step's
@@ -120,9 +127,10 @@ def plan_run(run_id: str, render_inline: bool = False, work_id: str | None = Non
     steps = [dict(step, order=index, expect=expected[step["step_id"]]) for index, step in enumerate(plan["steps"])]
     initial = {step["step_id"]: _initial_state(ctx, step) for step in steps}
     trace.mark("plan.initial_states")
-    runs.init_steps(run_id, steps, initial)
+    runs.init_steps(run_id, steps, initial,
+                    run_fields={"plan_id": plan["plan_id"], "output_step": plan["output"], "steps_total": len(steps)},
+                    first_plan=not run.get("plan_id"))  # steps and plan_id are written together
     trace.mark("plan.init_steps")
-    runs.update(run_id, plan_id=plan["plan_id"], output_step=plan["output"], steps_total=len(steps))
     jlog.info("planned %d steps (plan %s)", len(steps), plan["plan_id"][:12])
     trace.mark("plan.steps_written")
     kept = advance(ctx, run_id, keep=1 if render_inline else 0)
@@ -132,7 +140,7 @@ def plan_run(run_id: str, render_inline: bool = False, work_id: str | None = Non
     return {"planned": True, "plan_id": plan["plan_id"], "steps": len(steps)}
 
 
-def _initial_state(ctx: Clients, step: dict) -> dict:
+def _initial_state(ctx: Clients, step: Step) -> dict[str, Any]:
     """SOURCE steps are their input files: already there (cached) or missing (failed)."""
     if step["type"] != "SOURCE":
         return {"status": lifecycle.initial(step, False)}
@@ -151,7 +159,7 @@ class WorkerShutdown(RuntimeError):
     """The worker was stopped in the middle of a step (cold shutdown): an infrastructure failure."""
 
 
-def execute_step(run_id: str, step_id: str, work_id: str | None = None) -> dict:
+def execute_step(run_id: str, step_id: str, work_id: str | None = None) -> dict[str, Any]:
     """Render one step of a run, or reuse its recorded output; then advance the run.
 
     `work_id` names this attempt (the piece of work's id, `plan-…` or `step-…`); the RQ job's
@@ -162,27 +170,28 @@ def execute_step(run_id: str, step_id: str, work_id: str | None = None) -> dict:
     worker = _worker_name(job)
     jlog = JobLogAdapter(log, {"run": run_id, "job": job_id})
     runs = ctx.state.runs
-    run, steps, states = runs.snapshot(run_id)
+    run, steps, states, queue_paused = runs.decision_view(run_id)
     state = states.get(step_id, {})
-    early = _before_start(ctx, run, step_id, states, job_id=job_id if job else None, worker=worker, jlog=jlog)
+    early = _before_start(ctx, run, step_id, states, job_id=job_id if job else None, worker=worker, jlog=jlog,
+                          queue_paused=queue_paused)
     if early is not None:
         return early
     trace.mark("step.checked")
     started_at = time.time()
-    cleared = {"error": ""} if state.get("error") else {}  # the last attempt's reason, while retrying
+    cleared: dict[str, Any] = {"error": ""} if state.get("error") else {}  # the last attempt's reason, while retrying
     if not runs.step_transition(run_id, step_id, StepEvent.START, started=started_at, job_id=job_id,
                                 rq_job=job.id if job else "", worker=worker, **cleared):
         return {"status": "not-queued"}
     trace.mark("step.started")
     step = next(s for s in steps if s["step_id"] == step_id)
     # The inputs were final before this step was queued, so this snapshot has their outputs.
-    input_digests = [states[dep].get("output") for dep in step["inputs"]]
+    input_digests = cast(list[str], [states[dep].get("output") for dep in step["inputs"]])
     started = time.monotonic()
     watch = step_watch(ctx, run_id, step)
     watch.line(f"step {step_id} ({step['type']}) started on worker job {job_id}")
     try:
         with watching(watch):
-            digest, cached = _produce(ctx, run, step, job_id, jlog, inputs=input_digests, steps=steps)
+            digest, cached = _produce(ctx, cast(Run, run), step, job_id, jlog, inputs=input_digests, steps=steps)
     except Exception as exc:
         watch.line(f"step {step_id} failed: {_short(exc)}")
         watch.finish(ok=False)
@@ -197,8 +206,8 @@ def execute_step(run_id: str, step_id: str, work_id: str | None = None) -> dict:
                       started_at=started_at, started=started, jlog=jlog)
 
 
-def _before_start(ctx: Clients, run: dict | None, step_id: str, states: dict[str, dict], *, job_id: str | None,
-                  worker: str, jlog) -> dict | None:
+def _before_start(ctx: Clients, run: Run | None, step_id: str, states: dict[str, dict[str, Any]], *, job_id: str | None,
+                  worker: str, jlog: JobLogAdapter, queue_paused: bool) -> dict[str, Any] | None:
     """Why this job does not render the step after all (its answer), or None to go on."""
     runs, run_id, state = ctx.state.runs, run["id"] if run else "", states.get(step_id, {})
     if run is None or run["status"] not in (RunStatus.RUNNING, RunStatus.PAUSED):
@@ -207,7 +216,7 @@ def _before_start(ctx: Clients, run: dict | None, step_id: str, states: dict[str
         return {"status": "skipped"}
     if job_id and state.get("queued_job") not in (None, job_id):
         return {"status": "superseded"}  # an older job for this step; a newer one is queued
-    if run["status"] == RunStatus.PAUSED or runs.queue_paused():
+    if run["status"] == RunStatus.PAUSED or queue_paused:
         # Back to waiting: resuming the run (or the queue) enqueues it again, as a new job.
         runs.step_transition(run_id, step_id, StepEvent.DEFER, tries=int(state.get("tries") or 1) + 1)
         return {"status": "deferred"}
@@ -225,8 +234,9 @@ def _before_start(ctx: Clients, run: dict | None, step_id: str, states: dict[str
     return None
 
 
-def _step_done(ctx: Clients, run_id: str, step: dict, steps: list[dict], *, digest: str, cached: bool,
-               watch: StepWatch, worker: str, job_id: str, started_at: float, started: float, jlog) -> dict:
+def _step_done(ctx: Clients, run_id: str, step: Step, steps: list[Step], *, digest: str, cached: bool,
+               watch: StepWatch, worker: str, job_id: str, started_at: float, started: float,
+               jlog: JobLogAdapter) -> dict[str, Any]:
     """Record a step's output (rendered or reused) and advance its run."""
     runs, step_id = ctx.state.runs, step["step_id"]
     if chunked.is_join(step):  # joined: the chunks were temporary (a failed join drops them in attempt_failed)
@@ -259,12 +269,12 @@ HAND_BACK_PAUSE = 0.5
 MAX_PREFERENCE_HAND_BACKS = 20
 
 
-def _worker_name(job) -> str:
+def _worker_name(job: Job | None) -> str:
     return (getattr(job, "worker_name", None) or "") if job else ""
 
 
 def _attempt(worker: str, job_id: str, started: float | None, finished: float, outcome: str, *,
-             reason: str = "", cause: str = "") -> dict:
+             reason: str = "", cause: str = "") -> dict[str, Any]:
     """One attempt of a step, as kept on the step and in provenance."""
     record = {"worker": worker, "job_id": job_id, "started": started, "finished": finished, "outcome": outcome}
     if reason:
@@ -272,7 +282,7 @@ def _attempt(worker: str, job_id: str, started: float | None, finished: float, o
     return record
 
 
-def _placement(ctx: Clients, me: str, state: dict, states: dict[str, dict]) -> lifecycle.Placement:
+def _placement(ctx: Clients, me: str, state: dict[str, Any], states: dict[str, dict[str, Any]]) -> lifecycle.Placement:
     """Where this step should render: here, on another worker (a retry), or nowhere (blocklisted)."""
     avoid = {a.get("worker") for a in state.get("attempts", []) if a.get("outcome") == StepStatus.FAILED}
     blocked = lifecycle.blocklisted([{**a, "step": sid} for sid, s in states.items() for a in s.get("attempts", [])],
@@ -285,7 +295,7 @@ def _placement(ctx: Clients, me: str, state: dict, states: dict[str, dict]) -> l
     return lifecycle.placement(me, avoid, blocked, alive)
 
 
-def _hand_back(ctx: Clients, run: dict, step_id: str, state: dict, jlog) -> dict:
+def _hand_back(ctx: Clients, run: Run, step_id: str, state: dict[str, Any], jlog: JobLogAdapter) -> dict[str, Any]:
     """Put the step back on its queue as a new job for another worker, and pause a moment so
     that an idle one takes it rather than this one again."""
     attempt, tries = int(run.get("attempt") or 1), int(state.get("tries") or 1) + 1
@@ -344,7 +354,7 @@ def _drop_chunks_of_join(ctx: Clients, run_id: str, step_id: str) -> None:
         chunked.remove_chunks(ctx, steps, step, states)
 
 
-def step_watch(ctx: Clients, run_id: str, step: dict) -> StepWatch:
+def step_watch(ctx: Clients, run_id: str, step: Step) -> StepWatch:
     """The watch a step renders under: progress and log go to `state.watch` (one pipelined
     write at most every `engine.watch.INTERVAL` seconds), local paths shortened, secrets hidden."""
     expect = step.get("expect") or {}
@@ -353,7 +363,7 @@ def step_watch(ctx: Clients, run_id: str, step: dict) -> StepWatch:
                       secrets=[ctx.settings.worker_token, ctx.settings.secret_key])
     step_id = step["step_id"]
 
-    def sink(progress: dict, text: str) -> None:
+    def sink(progress: dict[str, Any], text: str) -> None:
         ctx.state.watch.publish(run_id, step_id, progress, text)
 
     def preview(jpeg: bytes, at: float) -> None:
@@ -383,8 +393,8 @@ def with_log_excerpt(error: str, log_text: str | None) -> str:
     return f"{error[:max(room, 300)]}\n--- log (last lines) ---\n{excerpt}"[:MAX_ERROR]
 
 
-def _produce(ctx: Clients, run: dict, step: dict, holder: str, jlog, *, inputs: list[str],
-             steps: list[dict] = ()) -> tuple[str, bool]:
+def _produce(ctx: Clients, run: Run, step: Step, holder: str, jlog: JobLogAdapter, *, inputs: list[str],
+             steps: Sequence[Step] = ()) -> tuple[str, bool]:
     """The step's output digest and whether it was reused rather than rendered here."""
     cache_id = step["cache_id"]
     force = run.get("force") == "1"
@@ -430,7 +440,7 @@ def _recorded(ctx: Clients, cache_id: str) -> str | None:
     return ctx.remote.peer_result(cache_id)  # a peer L1 rendered it (IPNS sync): fetched and verified
 
 
-def _render(ctx: Clients, run: dict, step: dict, inputs: list[str]) -> str:
+def _render(ctx: Clients, run: Run, step: Step, inputs: list[str]) -> str:
     ctx.remote.ensure_local(inputs)
     input_paths = [ctx.store.path_for(digest) for digest in inputs]
     trace.mark("render.inputs_checked")
@@ -495,20 +505,20 @@ def advance(ctx: Clients, run_id: str, *, keep: int = 0) -> list[str]:
     two workers advancing at once the later reader sees both changes and finishes the run.
     """
     runs = ctx.state.runs
-    run, steps, states = runs.snapshot(run_id)
+    run, steps, states, queue_paused = runs.decision_view(run_id)
     if run is None or run["status"] not in (RunStatus.RUNNING, RunStatus.PAUSED):
         return []
     _skip_blocked(runs, run_id, steps, states)
     attempt = int(run.get("attempt") or 1)
     kept: list[str] = []
     # A paused run, or the whole queue paused by an admin: ready steps wait (resuming advances).
-    hold = run["status"] == RunStatus.PAUSED or runs.queue_paused()
+    hold = run["status"] == RunStatus.PAUSED or queue_paused
     ready = [] if hold else [step for step in steps if lifecycle.ready(step, states)]
     for step in ready:
         sid = step["step_id"]
         inline = len(kept) < keep
         tries = int(states[sid].get("tries") or 1)
-        job = {} if inline else {"queued_job": queues.step_job_id(run_id, sid, attempt, tries)}
+        job: dict[str, Any] = {} if inline else {"queued_job": queues.step_job_id(run_id, sid, attempt, tries)}
         if runs.step_transition(run_id, sid, StepEvent.ENQUEUE, **job):
             states[sid] = {**states[sid], "status": lifecycle.target(StepEvent.ENQUEUE)}
             if inline:
@@ -520,7 +530,7 @@ def advance(ctx: Clients, run_id: str, *, keep: int = 0) -> list[str]:
     return kept
 
 
-def _skip_blocked(runs, run_id: str, steps: list[dict], states: dict[str, dict]) -> None:
+def _skip_blocked(runs: Runs, run_id: str, steps: list[Step], states: dict[str, dict[str, Any]]) -> None:
     """Marks (in Redis and in `states`) every pending step below a failed or skipped one."""
     # Steps are in level order, so one pass carries a failure down the whole graph.
     for step in steps:
@@ -533,11 +543,11 @@ def _skip_blocked(runs, run_id: str, steps: list[dict], states: dict[str, dict])
             states[sid] = {**states[sid], "status": lifecycle.target(StepEvent.SKIP), "error": error}
 
 
-def _finish(ctx: Clients, run: dict, steps: list[dict], states: dict[str, dict]) -> None:
+def _finish(ctx: Clients, run: Run, steps: list[Step], states: dict[str, dict[str, Any]]) -> None:
     run_id = run["id"]
     end = lifecycle.outcome(run.get("output_step", ""), states, order=[s["step_id"] for s in steps])
     if end.event == RunEvent.COMPLETE:
-        digest = end.output
+        digest = cast(str, end.output)  # a completed run has its output step's digest
         ctx.state.cache.add_ref(digest, f"run:{run_id}")
         if run.get("owner"):  # reused from another user's run: the output is this owner's too now
             ctx.state.cache.grant(digest, run["owner"])
@@ -547,15 +557,15 @@ def _finish(ctx: Clients, run: dict, steps: list[dict], states: dict[str, dict])
         if ctx.state.runs.transition(run_id, RunEvent.COMPLETE, output_hash=digest, finished=time.time(),
                                      provenance=record):
             trace.mark("finish.completed")
-            notify_jobs.run_ended(ctx, run_id)  # its notify URL, if any; never fails the run
+            notify_jobs.run_ended(ctx, run_id, run)  # its notify URL, if any; never fails the run
             ctx.remote.after_run(run_id)  # IPFS add+pin when enabled; never fails the run
             trace.mark("finish.notified")
         return
     if ctx.state.runs.transition(run_id, RunEvent.FAIL, error=end.reason[:MAX_ERROR], finished=time.time()):
-        notify_jobs.run_ended(ctx, run_id)
+        notify_jobs.run_ended(ctx, run_id, run)
 
 
-def advance_run(run_id: str) -> dict:
+def advance_run(run_id: str) -> dict[str, Any]:
     """A job: enqueue a run's ready steps (after the run or the whole queue is resumed, or a requeue)."""
     queued = advance(process_clients(), run_id)
     return {"advanced": True, "kept": len(queued)}
@@ -566,7 +576,8 @@ def fail_run(ctx: Clients, run_id: str, reason: str) -> None:
         notify_jobs.run_ended(ctx, run_id)
 
 
-def on_work_failure(job, connection, exc_type, exc_value, tb) -> None:
+def on_work_failure(job: Job, connection: redis.Redis | None, exc_type: type[BaseException], exc_value: BaseException,
+                    tb: TracebackType | None) -> None:
     """RQ failure callback of a token job (also fired when its worker died or was stopped)."""
     ctx = process_clients()
     got = ctx.state.fair.taken(job.id)
@@ -585,18 +596,30 @@ def on_work_failure(job, connection, exc_type, exc_value, tb) -> None:
         step_failed(ctx, job, piece["run"], piece["step"], piece["id"], exc_type=exc_type, exc_value=exc_value)
 
 
-def on_plan_failure(job, connection, exc_type, exc_value, tb) -> None:
+class StoppedOnRequest(RuntimeError):
+    """RQ stopped the job on request (its run was cancelled): the attempt ends, cancelled."""
+
+
+def on_work_stopped(job: Job, connection: redis.Redis | None) -> None:
+    """RQ stopped callback of a token job (`send_stop_job_command`, sent when its run is cancelled):
+    RQ fires this one instead of the failure callback, and the step must still end (cancelled)."""
+    on_work_failure(job, connection, StoppedOnRequest, StoppedOnRequest("stopped on request"), None)
+
+
+def on_plan_failure(job: Job, connection: redis.Redis | None, exc_type: type[BaseException], exc_value: BaseException,
+                    tb: TracebackType | None) -> None:
     """RQ failure callback of a plan job enqueued on its own (before fair share)."""
     plan_failed(process_clients(), job, job.args[0], job.id, exc_type=exc_type, exc_value=exc_value)
 
 
-def on_step_failure(job, connection, exc_type, exc_value, tb) -> None:
+def on_step_failure(job: Job, connection: redis.Redis | None, exc_type: type[BaseException], exc_value: BaseException,
+                    tb: TracebackType | None) -> None:
     """RQ failure callback of a step job enqueued on its own (before fair share)."""
     run_id, step_id = job.args[:2]
     step_failed(process_clients(), job, run_id, step_id, job.id, exc_type=exc_type, exc_value=exc_value)
 
 
-def plan_failed(ctx: Clients, job, run_id: str, work_id: str, *, exc_type, exc_value) -> None:
+def plan_failed(ctx: Clients, job: Job, run_id: str, work_id: str, *, exc_type: object, exc_value: object) -> None:
     """A plan job failed (or its worker died).
 
     A plan job that was rendering its run's step itself (`render_inline`) fails that step's
@@ -612,7 +635,8 @@ def plan_failed(ctx: Clients, job, run_id: str, work_id: str, *, exc_type, exc_v
     fail_run(ctx, run_id, f"planning failed: {_describe(exc_type, exc_value)}")
 
 
-def step_failed(ctx: Clients, job, run_id: str, step_id: str, work_id: str, *, exc_type, exc_value) -> None:
+def step_failed(ctx: Clients, job: Job, run_id: str, step_id: str, work_id: str, *, exc_type: object,
+                exc_value: object) -> None:
     """A step job failed (or its worker died or was stopped).
 
     A failure the job itself recorded (an exception in `execute_step`) is not recorded twice:
@@ -628,11 +652,11 @@ def step_failed(ctx: Clients, job, run_id: str, step_id: str, work_id: str, *, e
                    error_type=_type_name(exc_type), reason=_describe(exc_type, exc_value))
 
 
-def _type_name(exc_type) -> str:
+def _type_name(exc_type: object) -> str:
     return getattr(exc_type, "__name__", str(exc_type))
 
 
-def _describe(exc_type, exc_value) -> str:
+def _describe(exc_type: object, exc_value: object) -> str:
     name = _type_name(exc_type)
     if name == "AbandonedJobError":
         return "the worker rendering this step died (its heartbeat stopped)"

@@ -6,16 +6,19 @@ and the run and job ids stamped on every other line a job logs (`JobLogAdapter`)
 from __future__ import annotations
 
 import logging
+from collections.abc import MutableMapping
+from typing import Any
 
 import redis
 
+from l1web.engine.plan import Step
 from l1web.state import StateManager
 
 #: Logger of the per-step lines written by workers.
 STEPS = logging.getLogger("l1web.steps")
 
 
-def step_finished(state: StateManager, run_id: str, job_id: str, step: dict, *, outcome: str, seconds: float,
+def step_finished(state: StateManager, run_id: str, job_id: str, step: Step, *, outcome: str, seconds: float,
                   worker: str = "") -> None:
     """A step job ended: log its line and count it for /metrics and on its worker's counters
     (a Redis hiccup here only loses the count, never the step's result)."""
@@ -30,9 +33,9 @@ def step_finished(state: StateManager, run_id: str, job_id: str, step: dict, *, 
         STEPS.warning("step run=%s job=%s: could not record its timing: %s", run_id, job_id, type(exc).__name__)
 
 
-class JobLogAdapter(logging.LoggerAdapter):
+class JobLogAdapter(logging.LoggerAdapter[logging.Logger]):
     """Stamps the run and job ids on every line a job logs."""
 
-    def process(self, msg, kwargs):
+    def process(self, msg: object, kwargs: MutableMapping[str, Any]) -> tuple[str, MutableMapping[str, Any]]:
         extra = self.extra or {}
         return f"[run {str(extra.get('run', '-'))[:12]} job {extra.get('job', '-')}] {msg}", kwargs

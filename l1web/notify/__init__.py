@@ -28,7 +28,11 @@ import ssl
 import threading
 import time
 from dataclasses import dataclass
+from typing import TYPE_CHECKING, Any, cast
 from urllib.parse import urlsplit
+
+if TYPE_CHECKING:
+    from l1web.runs.model import Run
 
 #: Header names of a delivery.
 TIMESTAMP_HEADER, SIGNATURE_HEADER, DELIVERY_HEADER = "X-L1-Timestamp", "X-L1-Signature", "X-L1-Delivery"
@@ -94,7 +98,7 @@ def resolve(url: str, *, allow_private: bool) -> list[str]:
         infos = socket.getaddrinfo(parts.hostname, port, type=socket.SOCK_STREAM)
     except (socket.gaierror, UnicodeError) as exc:
         raise TargetRefused(f"the notify host {parts.hostname!r} does not resolve: {exc}") from None
-    addresses = list(dict.fromkeys(info[4][0] for info in infos))
+    addresses = list(dict.fromkeys(cast(str, info[4][0]) for info in infos))  # an IPv4 or IPv6 address
     if not addresses:
         raise TargetRefused(f"the notify host {parts.hostname!r} has no address")
     for address in addresses:
@@ -107,7 +111,7 @@ def resolve(url: str, *, allow_private: bool) -> list[str]:
     return addresses
 
 
-def payload(run: dict) -> dict:
+def payload(run: Run) -> dict[str, Any]:
     """The JSON summary of a run that ended."""
     return {
         "event": "run.finished", "run_id": run["id"], "status": run.get("status"),
@@ -165,7 +169,7 @@ class _PinnedHTTPS(http.client.HTTPSConnection):
         self.sock = self.tls.wrap_socket(raw, server_hostname=self.host)
 
 
-def signed_request(run: dict, secret: str, *, now: float | None = None) -> tuple[bytes, dict[str, str]]:
+def signed_request(run: Run, secret: str, *, now: float | None = None) -> tuple[bytes, dict[str, str]]:
     """(body, headers) of the delivery of `run`'s end."""
     body = json.dumps(payload(run), sort_keys=True, separators=(",", ":")).encode()
     stamp = int(time.time() if now is None else now)

@@ -11,6 +11,7 @@ from __future__ import annotations
 from collections.abc import Callable
 from typing import Any
 
+from l1web import access
 from l1web.engine.canonical import DIGEST_RE
 from l1web.errors import BadRequest, Conflict, Forbidden, NotFound
 from l1web.recipes.errors import RecipeError
@@ -51,8 +52,7 @@ class RecipeService:
     def page(self, user: User, *, offset: int, limit: int) -> tuple[list[Config], int]:
         """A page of the recipes `user` owns (every recipe for admins), newest first; (page, total)."""
         configs: list[Config]
-        configs, total = self.state.recipes.page(user=None if user.is_admin else user.name,
-                                                 offset=offset, limit=limit)
+        configs, total = self.state.recipes.page(user=access.listing_owner(user, None), offset=offset, limit=limit)
         return configs, total
 
     def remove(self, config_id: str, user: User) -> None:
@@ -69,7 +69,7 @@ class RecipeService:
     def share(self, config_id: str, user: User, shared: bool) -> Config:
         """Share (or stop sharing) one of the user's recipes with every signed-in user."""
         config = self.get(config_id, user)
-        if not (user.is_admin or user.name in config["owners"]):
+        if not access.owns(user, config["owners"]):
             raise Forbidden("only the recipe's owners can share it")
         self.state.recipes.set_shared(config_id, shared)
         return self.get(config_id, user)

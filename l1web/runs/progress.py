@@ -5,7 +5,7 @@ cost, `engine/estimate.py`), not "steps done / steps total"."""
 from __future__ import annotations
 
 import time
-from collections.abc import Mapping
+from collections.abc import Mapping, Sequence
 from typing import Any
 
 from l1web.runs.model import StepStatus
@@ -44,7 +44,7 @@ def weight(step: Mapping[str, Any]) -> float:
     return float(value) if isinstance(value, int | float) and value > 0 else 1.0
 
 
-def run_progress(run: Mapping[str, Any], steps: list[Mapping[str, Any]]) -> dict[str, Any]:
+def run_progress(run: Mapping[str, Any], steps: Sequence[Mapping[str, Any]]) -> dict[str, Any]:
     """`{percent, eta}` of a run whose steps carry `progress` (from `step_progress`)."""
     status = str(run.get("status") or "")
     if status == "completed":

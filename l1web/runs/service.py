@@ -325,9 +325,11 @@ class RunService:
             status = step.get("status")
             if lifecycle.allowed(status, StepEvent.SKIP):
                 self.state.runs.step_transition(run_id, step_id, StepEvent.SKIP, error="run cancelled")
-            elif status == StepStatus.RUNNING and step.get("job_id"):
+            elif status == StepStatus.RUNNING and (step.get("rq_job") or step.get("job_id")):
+                # `job_id` names the attempt (a fair-share piece, `plan-…`/`step-…`); the RQ job
+                # rendering it, which is what RQ can stop, is `rq_job`.
                 try:
-                    send_stop_job_command(self.rq, step["job_id"])
+                    send_stop_job_command(self.rq, step.get("rq_job") or step["job_id"])
                 except Exception:  # noqa: BLE001 - the job may have just finished
                     pass
 

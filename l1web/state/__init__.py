@@ -12,6 +12,7 @@ import redis
 import redis.lock
 
 from l1web.state import keys
+from l1web.state.batches import Batches
 from l1web.state.cache import CacheIndex
 from l1web.state.chunks import RemovedChunks
 from l1web.state.claims import Claims
@@ -61,6 +62,7 @@ class StateManager:
         self.notify = Notifications(client)
         self.removed_chunks = RemovedChunks(client)
         self.workers = Workers(client)
+        self.batches = Batches(client)
 
     @classmethod
     def from_url(cls, url: str) -> StateManager:

@@ -169,7 +169,7 @@ class ItemMeta:
                 values[name] = float(value)
             else:
                 values[name] = value
-        return cls(**values)  # type: ignore[arg-type]
+        return cls(**values)  # type: ignore[arg-type]  # each value converted to its field's type above
 
 
 @dataclass(frozen=True)

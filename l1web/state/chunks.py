@@ -38,5 +38,8 @@ class RemovedChunks:
     def recent(self) -> list[str]:
         """Digests removed within CHUNKS_REMOVED_TTL (older entries are dropped)."""
         key = keys.chunks_removed()
-        self.redis.zremrangebyscore(key, "-inf", time.time() - keys.CHUNKS_REMOVED_TTL)
-        return list(cast(list[str], self.redis.zrange(key, 0, -1)))  # a decoding client
+        with self.redis.pipeline(transaction=False) as pipe:  # one round trip: every step's end asks
+            pipe.zremrangebyscore(key, "-inf", time.time() - keys.CHUNKS_REMOVED_TTL)
+            pipe.zrange(key, 0, -1)
+            _, digests = pipe.execute()
+        return list(cast(list[str], digests))  # a decoding client

@@ -203,6 +203,16 @@ class Runs:
         raw = cast(dict[str, str], self.redis.hgetall(keys.run(run_id)))  # a decoding client
         return _decode(raw) if raw else None
 
+    def many(self, run_ids: Iterable[str]) -> dict[str, dict[str, Any]]:
+        """The runs of `run_ids` that exist, without their `HEAVY_FIELDS`, in one round trip."""
+        ids = list(dict.fromkeys(run_ids))
+        with self.redis.pipeline(transaction=False) as pipe:
+            for run_id in ids:
+                pipe.hgetall(keys.run(run_id))
+            found = cast(list[dict[str, str]], pipe.execute())  # a decoding client
+        return {run_id: _decode({k: v for k, v in raw.items() if k not in HEAVY_FIELDS})
+                for run_id, raw in zip(ids, found, strict=True) if raw}
+
     def update(self, run_id: str, **fields: object) -> None:
         if fields:
             self.redis.hset(keys.run(run_id),
@@ -308,10 +318,14 @@ class Runs:
             self.redis.delete(keys.queue_paused())
 
     # Steps -------------------------------------------------------------------------------
-    def init_steps(self, run_id: str, steps: list[dict[str, Any]], initial: Mapping[str, dict[str, Any]]) -> None:
+    def init_steps(self, run_id: str, steps: list[dict[str, Any]], initial: Mapping[str, dict[str, Any]],
+                   run_fields: Mapping[str, object] | None = None, *, first_plan: bool = False) -> None:
         """Write each step's static description and initial state (replacing any old ones, and
-        the progress and logs of an earlier attempt)."""
-        old = cast(list[str], self.redis.hkeys(keys.run_steps(run_id)))  # a decoding client
+        the progress and logs of an earlier attempt), and `run_fields` into the run, at once.
+
+        `first_plan`: the run was never planned, so it has no earlier steps whose progress and
+        logs need deleting (one round trip fewer; old steps' descriptions go either way)."""
+        old = [] if first_plan else cast(list[str], self.redis.hkeys(keys.run_steps(run_id)))  # a decoding client
         watched = _watch_keys(run_id, {*old, *(s["step_id"] for s in steps)})
         with self.redis.pipeline() as pipe:
             pipe.delete(keys.run_steps(run_id), keys.run_step_status(run_id), *watched)
@@ -319,6 +333,8 @@ class Runs:
                 pipe.hset(keys.run_steps(run_id), mapping={s["step_id"]: json.dumps(s) for s in steps})
                 pipe.hset(keys.run_step_status(run_id),
                           mapping={sid: json.dumps(state) for sid, state in initial.items()})
+            if run_fields:
+                pipe.hset(keys.run(run_id), mapping=dict(zip(*[iter(_encode(run_fields))] * 2, strict=True)))
             pipe.execute()
 
     def steps(self, run_id: str) -> list[dict[str, Any]]:
@@ -329,7 +345,7 @@ class Runs:
 
     def snapshot(self, run_id: str, *, with_run: bool = True
                  ) -> tuple[dict[str, Any] | None, list[dict[str, Any]], dict[str, dict[str, Any]]]:
-        """(run, steps, step states) read in one round trip: what `advance` decides from."""
+        """(run, steps, step states) read in one round trip."""
         with self.redis.pipeline(transaction=False) as pipe:
             if with_run:
                 pipe.hgetall(keys.run(run_id))
@@ -337,6 +353,18 @@ class Runs:
             pipe.hgetall(keys.run_step_status(run_id))
             *head, raw_steps, raw_states = pipe.execute()
         return self._snapshot(head[0] if head else None, raw_steps, raw_states)
+
+    def decision_view(self, run_id: str) -> tuple[dict[str, Any] | None, list[dict[str, Any]],
+                                                  dict[str, dict[str, Any]], bool]:
+        """(run, steps, step states, whole queue paused) in one round trip: what `advance` and a
+        starting step decide from."""
+        with self.redis.pipeline(transaction=False) as pipe:
+            pipe.hgetall(keys.run(run_id))
+            pipe.hgetall(keys.run_steps(run_id))
+            pipe.hgetall(keys.run_step_status(run_id))
+            pipe.get(keys.queue_paused())
+            raw_run, raw_steps, raw_states, paused = pipe.execute()
+        return (*self._snapshot(raw_run, raw_steps, raw_states), paused == "1")
 
     def view(self, run_id: str) -> tuple[dict[str, Any] | None, list[dict[str, Any]], dict[str, dict[str, Any]],
                                          list[dict[str, Any]], dict[str, dict[str, Any]]]:

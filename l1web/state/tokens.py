@@ -20,7 +20,7 @@ from l1web.state import keys
 # process agrees. A request passes only when every bucket has a token, and then takes one from
 # each; a refused request takes nothing. Returns {1, "0"} or {0, seconds until a token is back}.
 _TAKE = """
-local capacity, rate = tonumber(ARGV[1]), tonumber(ARGV[2])
+local capacity, rate, need = tonumber(ARGV[1]), tonumber(ARGV[2]), tonumber(ARGV[3] or '1')
 local clock = redis.call('TIME')
 local now = tonumber(clock[1]) + tonumber(clock[2]) / 1000000
 local levels, wait = {}, 0
@@ -29,12 +29,12 @@ for i, key in ipairs(KEYS) do
   local tokens, at = tonumber(saved[1]) or capacity, tonumber(saved[2]) or now
   tokens = math.min(capacity, tokens + math.max(0, now - at) * rate)
   levels[i] = tokens
-  if tokens < 1 then wait = math.max(wait, (1 - tokens) / rate) end
+  if tokens < need then wait = math.max(wait, (need - tokens) / rate) end
 end
 local ttl = math.ceil(capacity / rate) + 1
 for i, key in ipairs(KEYS) do
   local tokens = levels[i]
-  if wait == 0 then tokens = tokens - 1 end
+  if wait == 0 then tokens = tokens - need end
   redis.call('HSET', key, 'tokens', string.format('%.6f', tokens), 'at', string.format('%.6f', now))
   redis.call('EXPIRE', key, ttl)
 end
@@ -144,17 +144,18 @@ class Tokens:
         _, count = pipe.execute()
         return int(count)
 
-    def take_tokens(self, buckets: list[str], capacity: int, per_minute: float) -> float:
-        """Take one token from every bucket (holding up to `capacity`, refilled at `per_minute`).
+    def take_tokens(self, buckets: list[str], capacity: int, per_minute: float, count: int = 1) -> float:
+        """Take one token (`count` tokens: a batch of runs) from every bucket (holding up to
+        `capacity`, refilled at `per_minute`); all or none.
 
         Returns 0 when taken, else the seconds until each bucket has a token again (nothing is
         taken then). A standard token bucket: a burst of `capacity` passes at once, and after it
         requests pass at the refill rate, however hard a client hammers.
         """
-        if capacity < 1 or per_minute <= 0:
+        if capacity < count or per_minute <= 0:
             return math.inf
         allowed, wait = self._take(keys=[keys.rate(f"bucket:{name}") for name in buckets],
-                               args=[capacity, per_minute / 60])
+                               args=[capacity, per_minute / 60, count])
         return 0.0 if int(allowed) else float(wait)
 
     # Sealed session tokens (AES-GCM in auth/sealed.py; here only the stored text) -----------

@@ -61,16 +61,29 @@ class StepWatches:
         self._raw: redis.Redis | None = None
 
     def publish(self, run_id: str, step_id: str, progress: Mapping[str, object] | None, log_text: str = "") -> None:
-        """Write a progress snapshot and/or append to the log: one round trip."""
-        with self.redis.pipeline(transaction=False) as pipe:
-            if progress:
-                key = keys.step_progress(run_id, step_id)
-                pipe.hset(key, mapping={k: "" if v is None else str(v) for k, v in progress.items()})
-                pipe.expire(key, keys.STEP_PROGRESS_TTL)
-            if log_text:
-                self._append(keys=[keys.step_log(run_id, step_id)],
-                             args=[log_text, STEP_LOG_CAP, keys.STEP_LOG_TTL], client=pipe)
-            pipe.execute()
+        """Write a progress snapshot and/or append to the log: one round trip.
+
+        The log script goes by its SHA (`EVALSHA`) rather than as a redis-py `Script` in the
+        pipeline, which asks `SCRIPT EXISTS` first: a second round trip on every publish. Only
+        after a Redis restart (NOSCRIPT, so the log was not appended) is it loaded and the
+        pipeline sent again (the progress write, which is idempotent, twice).
+        """
+        for retry in (False, True):
+            with self.redis.pipeline(transaction=False) as pipe:
+                if progress:
+                    key = keys.step_progress(run_id, step_id)
+                    pipe.hset(key, mapping={k: "" if v is None else str(v) for k, v in progress.items()})
+                    pipe.expire(key, keys.STEP_PROGRESS_TTL)
+                if log_text:
+                    pipe.evalsha(self._append.sha, 1, keys.step_log(run_id, step_id), log_text, STEP_LOG_CAP,
+                                 keys.STEP_LOG_TTL)
+                try:
+                    pipe.execute()
+                    return
+                except redis.exceptions.NoScriptError:
+                    if retry:
+                        raise
+                    self.redis.script_load(self._append.script)
 
     def progress(self, run_id: str, step_ids: Iterable[str]) -> dict[str, dict[str, object]]:
         """The progress of each of `step_ids` that has one (one round trip)."""

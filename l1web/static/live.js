@@ -6,6 +6,10 @@
 //   other's had read.)
 // - A live region that is replaced rather than changed is not read out by screen readers, so the
 //   status line of a swapped block is copied into one lasting region, and only when it changes.
+// - Ticked checkboxes of a polled list (the runs list's bulk actions) would be unticked by the next
+//   poll: the reader's ticks (change events, by id) are applied again after every swap, and
+//   forgotten after the bulk action's own answer (a POST). A "tick all" box (data-pick-all=NAME)
+//   ticks every checkbox named NAME.
 // - A step's log (.log-scroll) shows its newest lines: it starts scrolled to the bottom and stays
 //   there across polls, unless the reader scrolled up to read; when the run's status line
 //   changes (a step started or ended) the log panel is refreshed at once.
@@ -14,6 +18,7 @@
   const opened = new Set();
   let announced = null;
   let logAtBottom = true;
+  const ticked = new Set();
 
   function logScroller() {
     return document.querySelector(".log-scroll");
@@ -37,6 +42,8 @@
   }
 
   document.addEventListener("htmx:beforeSwap", function (event) {
+    // A bulk action's own answer (a POST) starts afresh: nothing stays ticked.
+    if (event.detail.requestConfig && event.detail.requestConfig.verb !== "get") ticked.clear();
     const log = logScroller();
     if (log) logAtBottom = log.scrollHeight - log.scrollTop - log.clientHeight < 24;
   });
@@ -45,6 +52,10 @@
     opened.forEach(function (id) {
       const details = document.getElementById(id);
       if (details && !details.open) details.open = true;
+    });
+    ticked.forEach(function (id) {
+      const box = document.getElementById(id);
+      if (box && !box.checked) box.checked = true;
     });
     scrollLogDown();
     const status = document.querySelector("[data-announce]");
@@ -66,6 +77,21 @@
     if (details.open) opened.add(details.id);
     else if (details.isConnected) opened.delete(details.id);
   }, true);
+
+  // The reader's ticks (by id), kept across polls; "tick all" ticks every box of its name.
+  document.addEventListener("change", function (event) {
+    const box = event.target;
+    if (!(box instanceof HTMLInputElement) || box.type !== "checkbox") return;
+    const boxes = box.dataset.pickAll
+      ? document.querySelectorAll('input[type=checkbox][name="' + box.dataset.pickAll + '"]')
+      : [box];
+    boxes.forEach(function (b) {
+      b.checked = box.checked;
+      if (!b.id) return;
+      if (b.checked) ticked.add(b.id);
+      else ticked.delete(b.id);
+    });
+  });
 
   document.addEventListener("DOMContentLoaded", function () {
     scrollLogDown();

@@ -7,6 +7,7 @@ turns a full disk into `InsufficientStorage`, and removes its temp file on every
 from __future__ import annotations
 
 import errno
+import hashlib
 import os
 import queue
 import tempfile
@@ -37,6 +38,12 @@ class Readable(Protocol):
     def read(self, size: int = ..., /) -> bytes: ...
 
 
+class ReadableInto(Protocol):
+    """A body read into buffers the reader owns (werkzeug's request stream, files)."""
+
+    def readinto(self, buffer: bytearray, /) -> int | None: ...
+
+
 class PendingFile(Protocol):
     """What `ContentStore.commit` takes: a file on the store's filesystem, not yet named
     (`TempWriter`, `AdoptedFile`, a finished resumable upload)."""
@@ -55,6 +62,69 @@ def raise_if_full(exc: OSError) -> None:
     """Turn a full disk into the user-facing 507; other I/O errors are left to the caller."""
     if exc.errno in DISK_FULL:
         raise InsufficientStorage("storage full: no space left on the cache's disk for this item") from exc
+
+
+#: Idle chunk buffers a process keeps for the next `Hashing` (at most this many, 1 MiB each).
+POOLED_BUFFERS = 16
+_POOL: queue.LifoQueue[bytearray] = queue.LifoQueue()
+
+
+def take_buffer() -> bytearray:
+    """A CHUNK-sized buffer to read into, from the pool (warm memory, no allocation) or new."""
+    try:
+        return _POOL.get_nowait()
+    except queue.Empty:
+        return bytearray(CHUNK)
+
+
+def give_back(buffer: bytearray) -> None:
+    if _POOL.qsize() < POOLED_BUFFERS:
+        _POOL.put(buffer)
+
+
+class Hashing:
+    """Feeds chunks to hashers in a thread of its own, so the caller reads and writes the next
+    chunk meanwhile: hashlib and `os.write` both release the GIL, so hashing and writing overlap
+    on two cores rather than add up. The first chunk is hashed in the caller's thread: a small
+    body never pays for a thread. The queue is short, which keeps memory at a few chunks.
+
+    `update` takes a buffer from `take_buffer` and owns it from then on: once hashed it goes
+    back to the pool, so a long upload reads into the same few warm buffers instead of
+    allocating (and copying into) new memory for every MiB."""
+
+    def __init__(self, *hashers: hashlib._Hash) -> None:
+        self.hashers = hashers
+        self._first = True
+        self._queue: queue.Queue[tuple[bytearray, int] | None] = queue.Queue(maxsize=QUEUE_CHUNKS)
+        self._thread: threading.Thread | None = None
+
+    def update(self, buffer: bytearray, size: int) -> None:
+        """Hash `buffer[:size]` after everything given before; the buffer is ours now."""
+        if self._first or not self.hashers:
+            self._first = False
+            self._hash(buffer, size)
+            return
+        if self._thread is None:
+            self._thread = threading.Thread(target=self._run, name="hashing", daemon=True)
+            self._thread.start()
+        self._queue.put((buffer, size))
+
+    def wait(self) -> None:
+        """Return once every chunk given is hashed (call it on failure too: it ends the thread)."""
+        if self._thread is not None:
+            self._queue.put(None)
+            self._thread.join()
+            self._thread = None
+
+    def _hash(self, buffer: bytearray, size: int) -> None:
+        with memoryview(buffer) as view, view[:size] as data:
+            for hasher in self.hashers:
+                hasher.update(data)
+        give_back(buffer)
+
+    def _run(self) -> None:
+        while (item := self._queue.get()) is not None:
+            self._hash(*item)
 
 
 class TempWriter:
@@ -91,7 +161,7 @@ class TempWriter:
             try:
                 view = memoryview(data)
                 while view:
-                    view = view[os.write(self.fd, view):]  # type: ignore[arg-type]
+                    view = view[os.write(self.fd, view):]  # type: ignore[arg-type]  # fd is open until finish
             except OSError as exc:
                 raise_if_full(exc)
                 raise

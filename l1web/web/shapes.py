@@ -1,12 +1,20 @@
-"""The JSON shape of a run, as every route that answers with one gives it (runs, recipes)."""
+"""A run and a page of runs as routes answer them: a run's JSON (runs, recipes, batches) and the runs
+list's query and view (the runs pages and the bulk actions that redraw the list)."""
 
 from __future__ import annotations
 
-from flask import Response, jsonify
+from flask import Response, jsonify, request, url_for
 
+from l1web.errors import BadRequest
 from l1web.runs.progress import run_progress
+from l1web.status import RunStatus
 from l1web.web import current
+from l1web.web.requests import owner_arg, paging
 
+#: Runs per page of a listing unless the client asks for another number.
+PAGE_SIZE = 50
+#: Every run status, as the text a query may filter on.
+STATUSES = frozenset(s.value for s in RunStatus)
 #: Run fields given as numbers in the JSON API (Redis stores them as text).
 NUMBER_FIELDS = {"created": float, "started": float, "finished": float, "attempt": int, "steps_total": int}
 
@@ -29,3 +37,31 @@ def run_json(run: dict, steps: list[dict] | None = None) -> dict:
 def run_response(run: dict, status: int = 200) -> tuple[Response, int]:
     """A run with its steps, as the API returns it after any change."""
     return jsonify(run_json(run, current.runs().steps_view(run["id"]))), status
+
+
+# The runs list ------------------------------------------------------------------------------------
+def list_args() -> dict:
+    """`status`, `user`, `offset`, `limit` from the query; non-admins only ever see their own."""
+    status = request.args.get("status") or None
+    if status is not None and status not in STATUSES:
+        raise BadRequest(f"unknown status {status[:32]!r}; one of: {', '.join(RunStatus)}", field="status")
+    asked = paging(PAGE_SIZE)
+    return {"status": status, "user": owner_arg("user"), "offset": asked.offset, "limit": asked.limit}
+
+
+def listing_url(endpoint: str, offset: int) -> str:
+    """A link to the same listing (status, admin's user filter, explicit limit) at `offset`."""
+    query = {k: request.args[k] for k in ("status", "user", "limit") if request.args.get(k)}
+    return url_for(endpoint, **query, **({"offset": offset} if offset > 0 else {}))
+
+
+def list_view(runs: list[dict], total: int, args: dict) -> dict:
+    """What `_runs_list.html` shows: the page of runs, and links to the pages around it."""
+    offset, limit = args["offset"], args["limit"]
+    return {
+        "runs": runs, "total": total, "status": args["status"], "offset": offset,
+        "live": any(RunStatus(r["status"]).live for r in runs),
+        "fragment_url": listing_url("runs.list_fragment", offset),
+        "previous_url": listing_url("runs.index", max(offset - limit, 0)) if offset else None,
+        "next_url": listing_url("runs.index", offset + limit) if offset + limit < total else None,
+    }

@@ -11,7 +11,7 @@ from l1web.engine import chunks, parse_dag, plan
 from l1web.engine.chunks import Chunking, Facts, boundaries
 from l1web.engine.effects import registry
 
-LONG = {"kind": "video", "fps": 25.0, "duration": 60.0, "width": 320, "height": 240}
+LONG = {"kind": "video", "fps": 25.0, "duration": 60.0, "width": 320, "height": 240, "cfr": True}
 SETTING = Chunking(seconds=10.0, min_seconds=30.0)
 
 
@@ -151,9 +151,24 @@ def test_the_registry_says_which_effects_are_per_frame():
     assert dog.EFFECT.version == registry.get_effect("dog").version
 
 
-@pytest.mark.parametrize("media", [{"kind": "video", "fps": None, "duration": 60.0},
-                                   {"kind": "video", "fps": 25.0, "duration": None},
+@pytest.mark.parametrize("media", [{"kind": "video", "fps": None, "duration": 60.0, "cfr": True},
+                                   {"kind": "video", "fps": 25.0, "duration": None, "cfr": True},
+                                   {**LONG, "cfr": False},  # frames off their rate's grid: variable rate
+                                   {k: v for k, v in LONG.items() if k != "cfr"},  # not known to be steady
                                    {"kind": "image", "width": 9, "height": 9}])
 def test_unknown_facts_mean_one_piece(media):
     nodes = [{"id": "v", "type": "SOURCE"}, effect()]
     assert list(by_id(make_plan(nodes, {"v": media}))) == ["v", "fx"]
+
+
+def test_only_frames_on_the_grid_of_their_rates_count_as_constant_rate():
+    steady = [i / 25 for i in range(100)]
+    assert chunks.on_grid(steady, [25.0, 25.0])
+    # Matroska's millisecond times at 29.97 fps are within a quarter frame of the grid.
+    assert chunks.on_grid([round(i * 1001 / 30000, 3) for i in range(300)], [30000 / 1001])
+    assert not chunks.on_grid(steady, [25.0, 50.0])  # ffmpeg's guessed rate doubles every frame
+    assert not chunks.on_grid([t + 0.04 for t in steady], [25.0])  # starts a frame late
+    assert not chunks.on_grid(steady[:50] + [t + 0.02 for t in steady[50:]], [25.0])  # a half-frame jump
+    variable = [i / 25 for i in range(50)] + [2 + i / 50 for i in range(100)]  # 25 fps, then 50
+    assert not chunks.on_grid(variable, [150 / 4.0])
+    assert not chunks.on_grid([], [25.0]) and not chunks.on_grid(steady, [0.0])

@@ -47,6 +47,13 @@ def clips(tmp_path_factory) -> dict[str, Path]:
                       *lavfi, f"sine=frequency=440:duration={SECONDS}", *video, "-c:a", "aac"),
         "pattern": make(d / "pattern.mp4", *lavfi, f"testsrc2=size={w}x{h}:rate=25:duration={SECONDS}",
                         *video),
+        # Variable rate: 4 s at 25 fps, 4 s at 10, 4 s at 50, the timestamps kept.
+        "vfr": make(d / "vfr.mp4", *lavfi, f"testsrc=size={w}x{h}:rate=25:duration=4{SCROLL}",
+                    *lavfi, f"testsrc=size={w}x{h}:rate=10:duration=4{SCROLL}",
+                    *lavfi, f"testsrc=size={w}x{h}:rate=50:duration=4{SCROLL}",
+                    *lavfi, f"sine=frequency=440:duration={SECONDS}",
+                    "-filter_complex", "[0:v][1:v][2:v]concat=n=3:v=1:a=0[v]", "-map", "[v]", "-map", "3:a",
+                    "-fps_mode", "vfr", *video, "-c:a", "aac"),
     }
 
 
@@ -223,3 +230,35 @@ def test_the_join_refuses_missing_or_doubled_frames_and_drops_trailing_empty_chu
     for counts in ([75, 74, 75, 80], [75, 76, 75, 80], [0, 75, 75, 75], [75, 75, 50, 3]):
         with pytest.raises(StepError):
             present(list("abcd"), ranges, counts)
+
+
+@pytest.mark.parametrize("effect", ["dog", "invert"])
+def test_a_variable_rate_video_is_planned_whole_and_renders_at_one_steady_rate(effect, clips, store, results,
+                                                                               temp_root):
+    from l1web.engine.analysis import constant_rate
+
+    assert constant_rate(clips["counter"]) and constant_rate(clips["mp3"]) and constant_rate(clips["short"])
+    assert not constant_rate(clips["vfr"])
+    vfr = seconds(clips["vfr"])
+    assert {round(b - a, 3) for a, b in zip(vfr, vfr[1:])} == {0.04, 0.1, 0.02}
+    nodes = [{"id": "v", "type": "SOURCE", "config": {"hash": store.add(clips["vfr"])}},
+             {"id": "x", "type": "EFFECT", "config": {"effect": effect}, "inputs": ["v"]}]
+    whole, whole_plan = render(store, results, temp_root, nodes, OFF)
+    joined, chunk_plan = render(store, results, temp_root, nodes, SETTING)
+    # Chunking applies by length (12 s > 5 s), but these frames are not on one rate's grid: one piece.
+    assert [s["step_id"] for s in chunk_plan["steps"]] == ["v", "x"]
+    assert chunk_plan["output_cache_id"] == whole_plan["output_cache_id"] and joined == whole
+    # The render is constant-rate and as long as the source: the whole conversion, done once.
+    times = seconds(whole)
+    steps = {round(b - a, 4) for a, b in zip(times, times[1:])}
+    assert max(steps) - min(steps) < 0.0011, steps
+    assert abs(times[-1] + (times[1] - times[0]) - 12.0) < 0.1
+    assert audio_packets(whole) == audio_packets(clips["vfr"])
+
+
+def seconds(path: Path) -> list[float]:
+    """Presentation times of the video's frames, in seconds."""
+    out = subprocess.run([ffprobe_exe(), "-v", "error", "-select_streams", "v:0", "-show_entries",
+                          "frame=pts_time", "-of", "csv=p=0", str(path)], check=True,
+                         capture_output=True, text=True).stdout
+    return [float(line.strip(",")) for line in out.split()]

@@ -13,6 +13,7 @@ duration): then that chunk is short, every later one is empty, and the empty one
 from __future__ import annotations
 
 import os
+from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 from typing import Any, TypeVar
 
@@ -23,6 +24,8 @@ from l1web.engine.ffmpeg import INPUT_FLAGS, MEDIA_INPUT_FLAGS, SAFE_DEMUXERS, p
 from l1web.engine.steps.task import RenderTask
 from l1web.engine.steps.video import transform_audio
 
+#: Chunks' frame counts read at once.
+PROBES_AT_ONCE = 8
 #: Name of the concat list written beside the output (only names of links in the same folder).
 LIST_NAME = "chunks.txt"
 
@@ -33,7 +36,11 @@ def join(job: RenderTask, node_type: str, ranges: list[list[int | None]]) -> Non
     """`job.inputs` = the chunks of frames `ranges`, in order, then the step's own inputs."""
     count = len(ranges)
     source = job.inputs[count]
-    parts = present(job.inputs[:count], ranges, [frame_count(p) for p in job.inputs[:count]])
+    # One ffprobe per chunk, started together: on one busy CPU six took 1.5-2.1 s so against
+    # 3.3-4.3 s one after another (each mostly starts up and waits for its turn on the CPU).
+    with ThreadPoolExecutor(min(PROBES_AT_ONCE, count)) as pool:
+        counts = list(pool.map(frame_count, job.inputs[:count]))
+    parts = present(job.inputs[:count], ranges, counts)
     folder = job.out.parent
     lines = []
     for index, part in enumerate(parts):

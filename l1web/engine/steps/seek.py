@@ -29,6 +29,7 @@ from __future__ import annotations
 import json
 import math
 import os
+from array import array
 from dataclasses import dataclass
 from functools import lru_cache
 from pathlib import Path
@@ -51,8 +52,8 @@ class FrameIndex:
     """An input's first video stream (as ffprobe describes it) and its frames' times."""
 
     stream: dict[str, Any]
-    #: Presentation times (s, from the file's start) of the stream's frames, sorted.
-    times: list[float]
+    #: Presentation times (s, from the file's start) of the stream's frames, sorted (8 bytes each).
+    times: array[float]
     #: Whether ffmpeg's seek in this container may be trusted (`INDEXED`).
     seekable: bool
 
@@ -71,7 +72,7 @@ def chunk_input(src: Path, frames: tuple[int, int | None]) -> tuple[list[str], s
             f"select=gte(t\\,{keep:.6f}),{trim_filter((0, count))}")
 
 
-def frame_times(src: Path) -> list[float] | None:
+def frame_times(src: Path) -> array[float] | None:
     """Presentation times (s, from the file's start) of the first video stream's frames, sorted."""
     index = frame_index(src)
     return index.times if index is not None else None
@@ -80,8 +81,8 @@ def frame_times(src: Path) -> list[float] | None:
 def frame_index(src: Path) -> FrameIndex | None:
     """The input's `FrameIndex` from one ffprobe run, or None where its timestamps cannot be read.
 
-    Kept per file (path, size, modification time) in this process, so that the renderer's
-    probe and its seek share one run of ffprobe.
+    Kept per file (path, size, modification time, inode) for the last few files in this
+    process, so that the renderer's probe and its seek share one run of ffprobe.
     """
     try:
         stat = os.stat(src)
@@ -90,7 +91,7 @@ def frame_index(src: Path) -> FrameIndex | None:
     return _frame_index(str(src), stat.st_size, stat.st_mtime_ns, stat.st_ino)
 
 
-@lru_cache(maxsize=8)
+@lru_cache(maxsize=4)  # a chunk reads one or two videos; a 2-hour one's times are 1.4 MB
 def _frame_index(src: str, size: int, mtime: int, inode: int) -> FrameIndex | None:
     exe = ffmpeg.ffprobe_exe()
     if exe is None:
@@ -110,4 +111,4 @@ def _frame_index(src: str, size: int, mtime: int, inode: int) -> FrameIndex | No
         return None
     seekable = bool(INDEXED & set(str(fmt.get("format_name", "")).split(",")))
     # Packets an edit list drops come before the start and are never shown: not frames.
-    return FrameIndex(stream, [t for t in times if t >= -1e-6], seekable)
+    return FrameIndex(stream, array("d", (t for t in times if t >= -1e-6)), seekable)

@@ -115,6 +115,6 @@ def num(value: float) -> str:
 
 def _seconds(value: object) -> float | None:
     try:
-        return float(value)  # type: ignore[arg-type]
+        return float(value)  # type: ignore[arg-type]  # float() judges any value; refusals answered below
     except (TypeError, ValueError):
         return None
