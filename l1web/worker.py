@@ -30,6 +30,7 @@ from __future__ import annotations
 import argparse
 import contextlib
 import datetime
+import functools
 import gc
 import json
 import logging
@@ -484,6 +485,7 @@ def main(argv: list[str] | None = None) -> None:
     clients = process_clients()
     settings = clients.settings
     connection = connect(settings.redis_url, decode=False)  # the worker's own, as RQ expects
+    os.register_at_fork(after_in_child=functools.partial(_drop_inherited_connections, connection))
     queues = [Queue(name, connection=connection, serializer=JSONSerializer) for name in args.queues]
     worker = L1Worker(
         queues, connection=connection, serializer=JSONSerializer, name=args.name,
@@ -503,6 +505,19 @@ def main(argv: list[str] | None = None) -> None:
     finally:
         with contextlib.suppress(Exception):  # already done by RQ's teardown after a normal stop
             worker.register_death()
+
+
+def _drop_inherited_connections(connection: redis.Redis) -> None:
+    """In every child the worker forks (horse, RQ's scheduler): close the worker's Redis sockets.
+
+    A child keeps copies of its parent's sockets open. When the worker is SIGKILLed, RQ's
+    scheduler process lives on, and its copy kept the worker's connection open at the server
+    with a BLPOP pending on it: the next job pushed to the queues (a fair-share token, a notify
+    job) went to that dead connection and was lost. redis-py itself only opens new connections
+    after a fork; it leaves the old sockets open. Closing a copy in the child (no shutdown: the
+    socket is still the parent's) leaves the worker's connection as it was.
+    """
+    connection.connection_pool.disconnect()  # in a child: drops the parent's connections, closing each copy
 
 
 def _exit_on_signal(signum, frame) -> None:

@@ -19,7 +19,7 @@ from l1web.devtools.processes import stop_process
 from l1web.runs.model import RunStatus, StepStatus
 from l1web.runs.service import Submission
 from tests.helpers import put_image
-from tests.test_runs_workers import ALICE, put_video, wait_for_run
+from tests.test_runs_workers import ALICE, put_video, wait_for_run, wait_for_workers
 
 
 def spares(worker) -> list[int]:
@@ -116,6 +116,32 @@ def test_a_spare_never_outlives_its_worker(start_worker, how):
         worker.wait(10)
     gone, alive = psutil.wait_procs([spare], timeout=10)
     assert not alive, "the spare horse outlived its worker"
+
+
+def test_a_sigkilled_workers_children_never_swallow_the_next_job(service, state, store, start_worker, tmp_path):
+    """A SIGKILLed worker's children (RQ's scheduler lives on) held copies of its Redis sockets, so
+    the server kept its pending BLPOP: the next job pushed went to that dead connection and was lost
+    (for a fair-share token, until a maintenance sweep put it back). Children now close their copies."""
+    from rq import Worker
+
+    doomed = start_worker(name="doomed", env={"WORKER_MAINTENANCE": "600"})
+    wait_for_workers(service.rq, 1)
+    deadline = time.monotonic() + 30
+    while not any(c.get("cmd") == "blpop" for c in service.rq.client_list()):  # it waits on the queues
+        assert time.monotonic() < deadline, "the worker never blocked on its queues"
+        time.sleep(0.1)
+    doomed.kill()
+    doomed.wait(10)
+    # The other worker's start-up sweep finds nothing to do; its next one is 10 minutes away.
+    start_worker(name="alive", env={"WORKER_MAINTENANCE": "600"})
+    deadline = time.monotonic() + 60
+    while "alive" not in {w.name for w in Worker.all(connection=service.rq)}:
+        assert time.monotonic() < deadline, "the second worker did not register"
+        time.sleep(0.1)
+    time.sleep(1)  # its maintenance done, blocked on the queues behind any stale BLPOP
+    run, _ = service.submit(Submission("invert", [put_image(store, tmp_path)]), ALICE)
+    done = wait_for_run(state, run["id"], timeout=30)
+    assert done["status"] == RunStatus.COMPLETED, done.get("error")
 
 
 #: Run in a fresh process by the test below: what a horse does, minus the fork. It takes the run's
