@@ -118,20 +118,23 @@ def test_a_spare_never_outlives_its_worker(start_worker, how):
     assert not alive, "the spare horse outlived its worker"
 
 
-#: Run in a fresh process by the test below: what a horse does, minus the fork.
+#: Run in a fresh process by the test below: what a horse does, minus the fork. It takes the run's
+#: plan from the pool through a token on a queue of its own, so that no other process on the test
+#: Redis can take it first.
 HORSE_IMPORTS = """
+import logging
 import sys
 from rq import SimpleWorker, Queue
 from rq.serializers import JSONSerializer
 from l1web.clients import process_clients
-from l1web.jobs import queues
 from l1web.worker import preload
 
+logging.basicConfig(level=logging.INFO)
 preload()
 before = set(sys.modules)
 ctx = process_clients()
-queue_list = [Queue(name, connection=ctx.rq_connection, serializer=JSONSerializer) for name in queues.QUEUES]
-SimpleWorker(queue_list, connection=ctx.rq_connection, serializer=JSONSerializer).work(burst=True)
+probe = Queue("imports-probe", connection=ctx.rq_connection, serializer=JSONSerializer)
+SimpleWorker([probe], connection=ctx.rq_connection, serializer=JSONSerializer).work(burst=True)
 print(sorted(set(sys.modules) - before))
 """
 
@@ -142,7 +145,11 @@ def test_a_horse_imports_nothing_the_worker_could_have_preloaded(service, state,
     import subprocess
     import sys
 
+    from l1web.jobs import queues
+
     run, _ = service.submit(Submission("invert", [put_image(store, tmp_path)]), ALICE)
+    queues.queue(service.rq, "imports-probe").enqueue("l1web.jobs.runs.take_work", queues.PLAN,
+                                                      job_id=queues.token_prefix(queues.PLAN) + "probe")
     done = subprocess.run([sys.executable, "-c", HORSE_IMPORTS], env={**os.environ, **worker_env},
                           capture_output=True, text=True, timeout=120, check=False)
     assert done.returncode == 0, done.stderr
