@@ -130,6 +130,15 @@ def overhead_rows(name: str, text: str, times: Times) -> list[dict]:
                 "goal": f"≤ {OVERHEAD_GOAL}" if variant == "full" else "",
                 "unit": f"s {what}; per-round ratios {min(ratios):.3f}–{max(ratios):.3f} "
                         "(baseline: same step, no watch, same round)"})
+    # The last rendered frame alone: full against progress-only, same round.
+    alone = [f[1] / p[1] for f, p in zip(times["full"], times["progress"], strict=True)]
+    rows.append({
+        "benchmark": f"{name} ({text}): the last rendered frame alone (full vs progress and log), CPU, "
+                     f"median of {ROUNDS} rounds",
+        "l1": statistics.median(t[1] for t in times["full"]),
+        "baseline": statistics.median(t[1] for t in times["progress"]), "ratio": statistics.median(alone),
+        "goal": "", "unit": f"s CPU; per-round ratios {min(alone):.3f}–{max(alone):.3f} "
+                            "(baseline: same step with progress and log, same round)"})
     # The watch's own work (reading ffmpeg's pipes, snapshots, Redis writes, frame-loop JPEGs) runs
     # in this process: its CPU time beside the unwatched step's is the steadiest figure on a
     # loaded machine (the ffmpeg side of the last rendered frame is in the CPU rows above).

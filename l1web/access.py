@@ -10,10 +10,14 @@ Admins may see everything. Runs and recipes follow the same shape: their owners,
 (for recipes) everyone once shared. A refusal is the very answer an unknown id
 gets, so it tells nothing.
 
+A quarantined item (its bytes stopped matching its name) has no bytes to give, but its quarantine
+record keeps who could see it: they (`told_quarantined`) get the 410 with its reason, everyone
+else the same answer as for an unknown hash, and nobody may use it as an input.
+
 No Flask and no Redis here: `state/cache.py` gathers an `Item`, the predicates decide, and the
-checks at the end (`visible_item`, `managed_item`, `usable`, `lacking`, `listing_owner`) are what
-every path that turns a hash or name into bytes asks, beside the run rule (`owns`, which
-`RunService.get` asks). Routes only call them.
+checks at the end (`visible_item`, `managed_item`, `usable`, `require_input`, `lacking`,
+`listing_owner`) are what every path that turns a hash or name into bytes asks, beside the run
+rule (`owns`, which `RunService.get` asks). Routes only call them.
 """
 
 from __future__ import annotations
@@ -22,7 +26,7 @@ from collections.abc import Iterable, Sequence
 from dataclasses import dataclass
 from typing import TYPE_CHECKING, Protocol
 
-from l1web.errors import Forbidden, NotFound
+from l1web.errors import CorruptItem, Forbidden, NotFound
 
 if TYPE_CHECKING:
     from l1web.state.cache import ItemMeta
@@ -39,7 +43,8 @@ class Person(Protocol):
 
 @dataclass(frozen=True)
 class Item:
-    """What decides access to one content hash; `exists` False for an unknown hash."""
+    """What decides access to one content hash; `exists` False for an unknown hash and for a
+    quarantined one, whose `quarantined` reason and other facts come from its quarantine record."""
 
     exists: bool
     owner: str | None = None  # first uploader; None for system items (samples)
@@ -47,6 +52,7 @@ class Item:
     asset: bool = False
     published: bool = False
     shared: bool = False
+    quarantined: str | None = None  # why its bytes were quarantined; None when they were not
 
     @property
     def public(self) -> bool:
@@ -54,11 +60,19 @@ class Item:
         return self.owner is None or self.asset or self.published or self.shared
 
 
+def _may_know(user: Person, item: Item) -> bool:
+    return user.is_admin or item.public or user.name in item.holders
+
+
 def can_see(user: Person | None, item: Item) -> bool:
     """True when `user` may see the item (its page, bytes and metadata)."""
-    if not item.exists or user is None:
-        return False
-    return user.is_admin or item.public or user.name in item.holders
+    return item.exists and user is not None and _may_know(user, item)
+
+
+def told_quarantined(user: Person | None, item: Item) -> bool:
+    """True when the item is quarantined and `user` could see it before: they are told why (410);
+    anyone else is answered as for an unknown hash."""
+    return item.quarantined is not None and user is not None and _may_know(user, item)
 
 
 def can_use(user: Person | None, item: Item) -> bool:
@@ -95,6 +109,8 @@ class Store(Protocol):
     @property
     def index(self) -> Index: ...
 
+    def check_name(self, digest: str) -> str: ...
+
     def meta(self, digest: str) -> ItemMeta: ...
 
 
@@ -104,11 +120,17 @@ def _name(user: Person | None) -> str | None:
 
 def visible_item(store: Store, digest: str, user: Person | None) -> ItemMeta:
     """The item's metadata if `user` may see it (`can_see`): its page, metadata and bytes.
-    A malformed hash is a 400; anything else refused is the same 404 as an unknown hash."""
-    meta = store.meta(digest)
-    if can_see(user, store.index.access_item(digest, _name(user))):
-        return meta
-    raise NotFound(f"no cached item {digest}")
+    A malformed hash is a 400; a quarantined item is a 410 with its reason for those who could
+    see it (`told_quarantined`); anything else refused is the same 404 as an unknown hash.
+
+    The rule answers before the store is asked: the store refuses a quarantined item to anyone."""
+    store.check_name(digest)
+    item = store.index.access_item(digest, _name(user))
+    if told_quarantined(user, item):
+        raise CorruptItem(f"item {digest} is quarantined: {item.quarantined}")
+    if not can_see(user, item):
+        raise NotFound(f"no cached item {digest}")
+    return store.meta(digest)
 
 
 def managed_item(store: Store, digest: str, user: Person | None) -> ItemMeta:
@@ -128,6 +150,19 @@ def manageable(index: Index, digest: str, user: Person | None) -> bool:
 def usable(index: Index, digest: str, user: Person) -> bool:
     """True when `user` may use `digest` as a run input (`can_use`)."""
     return can_use(user, index.access_item(digest, user.name))
+
+
+def require_input(index: Index, digest: str, user: Person, label: str, **details: object) -> None:
+    """Nothing when `user` may use `digest` as a run input (`can_use`). Otherwise a 410 naming
+    the quarantine reason if they could see it before (`told_quarantined`), else the 404
+    "`label` … is not in the cache" that an unknown hash gets (`details` go with either)."""
+    item = index.access_item(digest, user.name)
+    if can_use(user, item):
+        return
+    if told_quarantined(user, item):
+        raise CorruptItem(f"{label} {digest} is quarantined: {item.quarantined}; upload the right bytes again",
+                          **details)
+    raise NotFound(f"{label} {digest[:12]}… is not in the cache; upload it first", **details)
 
 
 def lacking(index: Index, digests: Sequence[str], user: Person | None) -> list[str]:

@@ -159,8 +159,8 @@ class RunService:
 
     def resolve_input(self, ref: str, field_name: str, user: User) -> str:
         if DIGEST_RE.fullmatch(ref):
-            if not self.may_use(user, ref):  # someone else's private item answers like an unknown one
-                raise NotFound(f"input {ref[:12]}… is not in the cache; upload it first", field=field_name)
+            # someone else's private or quarantined item answers like an unknown one
+            access.require_input(self.state.cache, ref, user, "input", field=field_name)
             return ref
         digest = self.state.cache.asset(ref)
         if digest is None:
@@ -171,9 +171,7 @@ class RunService:
     def check_fixed_inputs(self, recipe: Recipe, user: User) -> None:
         """Every hash the recipe itself names must be usable by `user` (at upload and at run time)."""
         for digest in recipe.fixed_hashes:
-            if not self.may_use(user, digest):
-                raise NotFound(f"recipe input {digest[:12]}… is not in the cache; upload it first",
-                               field="recipe")
+            access.require_input(self.state.cache, digest, user, "recipe input", field="recipe")
 
     def bind(self, recipe: Recipe, inputs: list[str] | dict[str, str], user: User) -> dict[str, str]:
         names = recipe.variable_inputs

@@ -75,11 +75,11 @@ redis.call('SADD', KEYS[2], ARGV[1])
 return 1
 """
 
-# KEYS: item, index, quarantine, stats[, owner index]. ARGV: digest, reason JSON.
+# KEYS: item, index, quarantine, stats, the holders' owner indexes... ARGV: digest, record JSON.
 _QUARANTINE = """
 redis.call('HSET', KEYS[3], ARGV[1], ARGV[2])
 redis.call('ZREM', KEYS[2], ARGV[1])
-if KEYS[5] then redis.call('ZREM', KEYS[5], ARGV[1]) end
+for i = 5, #KEYS do redis.call('ZREM', KEYS[i], ARGV[1]) end
 if redis.call('EXISTS', KEYS[1]) == 1 then
   redis.call('HINCRBY', KEYS[4], 'items_stored', -1)
   redis.call('HINCRBY', KEYS[4], 'bytes_stored', -tonumber(redis.call('HGET', KEYS[1], 'size') or '0'))
@@ -92,7 +92,8 @@ return 1
 
 # KEYS: index, quarantine, the asker's owner index, published, shared, assets. ARGV: the item key
 # prefix, the digests joined by ','. Returns one character per digest (64 + the _EXISTS/_HELD/...
-# bits) and the owners of the digests that exist, in order ('' for an ownerless system item).
+# bits), the owners of the digests that exist, in order ('' for an ownerless system item), and
+# position, record pairs for the quarantined ones (1-based; an unknown hash has no record).
 # Existence is read from the index (`_RECORD`, `_DELETE` and `_QUARANTINE` change it together with
 # the item's hash), so the other facts are read only for the digests that exist.
 _ACCESS = """
@@ -105,30 +106,57 @@ local at, found = {}, {}
 for i = 1, #digests do
   if stored[i] then at[#at + 1] = i; found[#found + 1] = digests[i] end
 end
-if #found == 0 then return {table.concat(flags), owners} end
-local quarantined = redis.call('HMGET', KEYS[2], unpack(found))
-local held = redis.call('ZMSCORE', KEYS[3], unpack(found))
-local published = redis.call('SMISMEMBER', KEYS[4], unpack(found))
-local shared = redis.call('ZMSCORE', KEYS[5], unpack(found))
-local assets = {}
-for _, digest in ipairs(redis.call('HVALS', KEYS[6])) do assets[digest] = true end
-for j, digest in ipairs(found) do
-  if not quarantined[j] then
-    local bits = 1
-    if held[j] then bits = bits + 2 end
-    if assets[digest] then bits = bits + 4 end
-    if published[j] == 1 then bits = bits + 8 end
-    if shared[j] then bits = bits + 16 end
-    flags[at[j]] = string.char(64 + bits)
-    owners[#owners + 1] = redis.call('HGET', ARGV[1] .. digest, 'owner') or ''
+if #found > 0 then
+  local quarantined = redis.call('HMGET', KEYS[2], unpack(found))
+  local held = redis.call('ZMSCORE', KEYS[3], unpack(found))
+  local published = redis.call('SMISMEMBER', KEYS[4], unpack(found))
+  local shared = redis.call('ZMSCORE', KEYS[5], unpack(found))
+  local assets = {}
+  for _, digest in ipairs(redis.call('HVALS', KEYS[6])) do assets[digest] = true end
+  for j, digest in ipairs(found) do
+    if not quarantined[j] then
+      local bits = 1
+      if held[j] then bits = bits + 2 end
+      if assets[digest] then bits = bits + 4 end
+      if published[j] == 1 then bits = bits + 8 end
+      if shared[j] then bits = bits + 16 end
+      flags[at[j]] = string.char(64 + bits)
+      owners[#owners + 1] = redis.call('HGET', ARGV[1] .. digest, 'owner') or ''
+    end
   end
 end
-return {table.concat(flags), owners}
+local absent, places, records = {}, {}, {}
+for i = 1, #digests do
+  if flags[i] == '@' then absent[#absent + 1] = digests[i]; places[#places + 1] = i end
+end
+if #absent > 0 then
+  for j, record in ipairs(redis.call('HMGET', KEYS[2], unpack(absent))) do
+    if record then records[#records + 1] = places[j]; records[#records + 1] = record end
+  end
+end
+return {table.concat(flags), owners, records}
 """
 #: Bits of a digest's flag in `_ACCESS`'s answer.
 _EXISTS, _HELD, _ASSET, _PUBLISHED, _SHARED = 1, 2, 4, 8, 16
 #: The facts of every unknown hash (frozen, so one instance serves them all).
 _ABSENT = Item(exists=False)
+#: What a quarantine record keeps of who could see the item (`l1web.access` reads these facts).
+_SEEN = ("owner", "holders", "asset", "published", "shared")
+#: The owner of a quarantined item whose record names nobody (written before records kept who
+#: could see the item): not None, which would make it an ownerless, public system item, and no
+#: user's name, so only admins are told why it is gone.
+_UNRECORDED = ""
+
+
+def _quarantined_item(raw: str, asker: str | None) -> Item:
+    """The access facts of a quarantined item, from its quarantine record, for `asker`."""
+    record = json.loads(raw)
+    if "holders" not in record:
+        return Item(exists=False, owner=_UNRECORDED, quarantined=record["reason"])
+    held = bool(asker) and asker in record["holders"]
+    return Item(exists=False, owner=record["owner"], holders=frozenset([asker]) if held and asker else frozenset(),
+                asset=record["asset"], published=record["published"], shared=record["shared"],
+                quarantined=record["reason"])
 
 
 @dataclass(frozen=True)
@@ -250,7 +278,10 @@ class CacheIndex:
             pipe.hvals(keys.assets())
             pipe.sismember(keys.cache_published(), digest)
             pipe.zscore(keys.cache_shared(), digest)
-            size, owner, held, assets, published, shared = pipe.execute()
+            pipe.hget(keys.cache_quarantine(), digest)
+            size, owner, held, assets, published, shared, quarantined = pipe.execute()
+        if quarantined is not None:
+            return _quarantined_item(quarantined, asker)
         return Item(exists=size is not None, owner=owner or None,
                     holders=frozenset([asker]) if asker and held is not None else frozenset(),
                     asset=digest in assets, published=bool(published), shared=shared is not None)
@@ -386,12 +417,41 @@ class CacheIndex:
 
     # Quarantine --------------------------------------------------------------------------------
     def quarantine(self, digest: str, reason: str) -> None:
+        """Drop the item from the index and listings, recording why and who could see it (so the
+        ownership rule can still tell them from everyone else, `l1web.access.told_quarantined`)."""
         meta = self.get(digest)
-        item_keys = [keys.cache_item(digest), keys.cache_index(), keys.cache_quarantine(), keys.stats()]
-        if meta and meta.owner:
-            item_keys.append(keys.cache_owner_index(meta.owner))
-        record = json.dumps({"reason": reason, "at": time.time(), "size": meta.size if meta else None})
+        previous = json.loads(cast(str, self.redis.hget(keys.cache_quarantine(), digest)) or "{}")
+        if meta is not None:
+            seen = self._who_may_see(digest, meta.owner)
+        else:  # quarantined already, or a file the index forgot: keep whatever was recorded
+            seen = {k: previous[k] for k in _SEEN if k in previous}
+        size = meta.size if meta else previous.get("size")
+        holders = cast(list[str], seen.get("holders", []))
+        item_keys = [keys.cache_item(digest), keys.cache_index(), keys.cache_quarantine(), keys.stats(),
+                     *(keys.cache_owner_index(name) for name in holders)]
+        record = json.dumps({"reason": reason, "at": time.time(), "size": size, **seen})
         self._quarantine(keys=item_keys, args=[digest, record])
+
+    def _who_may_see(self, digest: str, owner: str | None) -> dict[str, object]:
+        """The facts the ownership rule reads, with every holder by name (`access_item` only asks
+        about one asker).
+
+        No index maps an item to its holders, so this SCANs the owner indexes: quarantine is rare
+        (bytes that stopped matching their name), and a reverse index would cost every upload."""
+        prefix = keys.cache_owner_index("")
+        indexes = list(self.redis.scan_iter(match=keys.cache_owner_indexes(), count=1000))
+        with self.redis.pipeline(transaction=False) as pipe:
+            for index in indexes:
+                pipe.zscore(index, digest)
+            pipe.hvals(keys.assets())
+            pipe.sismember(keys.cache_published(), digest)
+            pipe.zscore(keys.cache_shared(), digest)
+            *held, assets, published, shared = pipe.execute()
+        holders = {index.removeprefix(prefix) for index, score in zip(indexes, held, strict=True) if score is not None}
+        if owner:
+            holders.add(owner)
+        return {"owner": owner, "holders": sorted(holders), "asset": digest in assets,
+                "published": bool(published), "shared": shared is not None}
 
     def quarantine_reason(self, digest: str) -> str | None:
         raw = self.redis.hget(keys.cache_quarantine(), digest)
@@ -410,26 +470,28 @@ class CacheIndex:
 
     def access_items(self, digests: builtins.list[str], asker: str) -> builtins.list[Item]:  # `list` is a method here
         """The ownership rule's facts for many hashes (`access_item` for each) in one Redis call;
-        quarantined items count as absent.
+        a quarantined item's come from its quarantine record.
 
         One script rather than a pipeline of a command per hash: with 1,000 hashes, redis-py spent
         ~35 ms packing 1,005 commands and parsing their 4,000 replies (Redis itself under 1 ms).
         The script answers one flag character per hash and the owners of those that exist."""
         if not digests:
             return []
-        flags, owners = self._access(
+        flags, owners, records = self._access(
             keys=[keys.cache_index(), keys.cache_quarantine(), keys.cache_owner_index(asker),
                   keys.cache_published(), keys.cache_shared(), keys.assets()],
             args=[keys.cache_item(""), ",".join(digests)])
         holders = frozenset([asker]) if asker else frozenset()
         found = iter(owners)
+        kept = {int(records[i]) - 1: records[i + 1] for i in range(0, len(records), 2)}  # (1-based place, record)
         items = []
         if len(flags) != len(digests):  # a ',' inside a 'digest' would split it in two
             raise ValueError("access_items: a digest may not contain ','")
-        for flag in flags:
+        for place, flag in enumerate(flags):
             bits = ord(flag) - 64
             if not bits & _EXISTS:
-                items.append(_ABSENT)
+                record = kept.get(place)
+                items.append(_quarantined_item(record, asker) if record else _ABSENT)
                 continue
             items.append(Item(exists=True, owner=next(found) or None,
                               holders=holders if bits & _HELD else frozenset(), asset=bool(bits & _ASSET),

@@ -44,6 +44,11 @@ def cache_owner_index(owner: str) -> str:
     return f"{PREFIX}cache:owner:{owner}"
 
 
+def cache_owner_indexes() -> str:
+    """SCAN pattern: every user's `cache_owner_index` (who holds an item, when it is quarantined)."""
+    return cache_owner_index("*")
+
+
 def cache_refs(digest: str) -> str:
     """Set: what references an item (`run:<id>`), which forbids deleting it."""
     return f"{PREFIX}cache:refs:{digest}"
@@ -65,7 +70,8 @@ def cache_lock(digest: str) -> str:
 
 
 def cache_quarantine() -> str:
-    """Hash: digest → reason, for items whose bytes stopped matching their name."""
+    """Hash: digest → JSON {reason, at, size, and who could see it: owner, holders, asset,
+    published, shared}, for items whose bytes stopped matching their name."""
     return f"{PREFIX}cache:quarantine"
 
 

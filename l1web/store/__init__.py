@@ -76,6 +76,10 @@ class ContentStore:
     def digest_for(self, path: Path) -> str:
         return digest_for(self.root, path)
 
+    def check_name(self, digest: str) -> str:
+        """The digest itself, or InvalidHash (400): asked before anything is looked up."""
+        return check_digest(digest)
+
     def thumb_path(self, digest: str) -> Path:
         return self.thumbs / digest[: names.FANOUT] / f"{check_digest(digest)}.jpg"
 
