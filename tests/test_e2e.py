@@ -276,7 +276,7 @@ def test_sign_in_upload_run_watch_play_download_delete_sign_out(page: Page, live
 
     chooser = page.get_by_label("Input clip")
     chooser.select_option(chooser.locator("option", has_text="clip.mp4 · video").get_attribute("value"))
-    page.get_by_label("Output name").fill("negative clip")
+    page.get_by_label("Output name (optional)", exact=True).fill("negative clip")  # the batch form has its own
     page.get_by_role("button", name="Run", exact=True).click()
     expect(page).to_have_url(re.compile(r"/run/[0-9a-f]{64}$"))
     expect(page.locator("#run-status [role=status] .status")).to_have_text(re.compile("pending|queued"))
