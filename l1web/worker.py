@@ -29,6 +29,7 @@ from __future__ import annotations
 
 import argparse
 import contextlib
+import ctypes
 import datetime
 import functools
 import gc
@@ -43,7 +44,9 @@ from dataclasses import dataclass
 
 import redis
 from rq import Queue, Worker
+from rq.defaults import DEFAULT_LOGGING_DATE_FORMAT, DEFAULT_LOGGING_FORMAT
 from rq.executions import Execution
+from rq.scheduler import RQScheduler
 from rq.serializers import JSONSerializer
 
 from l1web import startup, trace
@@ -118,6 +121,27 @@ class L1Worker(Worker):
     def dequeue_timeout(self) -> int:
         # An idle worker sweeps only between blocking dequeues: wake up once per maintenance interval.
         return max(1, min(self.worker_ttl - 15, int(self.maintenance_interval)))
+
+    def _start_scheduler(self, burst: bool = False, logging_level: str | None = "INFO",
+                         date_format: str = DEFAULT_LOGGING_DATE_FORMAT,
+                         log_format: str = DEFAULT_LOGGING_FORMAT) -> None:
+        """RQ's own (rq/worker/base.py), with a scheduler process that dies with this worker."""
+        self.scheduler = L1Scheduler(
+            self.queues, connection=self.connection, serializer=self.serializer,
+            logging_level=logging_level if logging_level is not None else self.log.level,
+            date_format=date_format, log_format=log_format,
+        )
+        self.scheduler.acquire_locks()
+        if self.scheduler.acquired_locks:
+            if burst:
+                try:
+                    self.scheduler.register_birth()
+                    self.scheduler.enqueue_scheduled_jobs()
+                finally:
+                    self.scheduler.release_locks()
+                    self.scheduler.register_death()
+            else:
+                self.scheduler.start()
 
     # Drain: finish the current job, take no more ---------------------------------------------
     #: The state this worker shows (in RQ's record, so /workers and /rq see it) while drained.
@@ -353,6 +377,30 @@ class L1Worker(Worker):
             if job is not None:
                 _fail_interrupted(self, job)
             raise
+
+
+class L1Scheduler(RQScheduler):
+    """RQ's scheduler process (notify retries), killed by the kernel the moment its worker dies.
+
+    RQ forks it from the worker, so it holds copies of the worker's Redis sockets, and RQ's
+    scheduler never looks at its parent. A SIGKILLed worker (OOM killer) therefore left it running
+    for ever, and with it the dead worker's blocking BLPOP on the queues: Redis handed the next job
+    pushed there (a fair-share token) to a reader that no longer existed, and the job was lost
+    until the token sweep. PR_SET_PDEATHSIG (prctl(2); Python has no binding of its own) closes
+    those sockets with the worker; its lock then lapses as a dead worker's does.
+    """
+
+    def work(self) -> None:
+        parent = os.getppid()
+        with contextlib.suppress(OSError, AttributeError):
+            ctypes.CDLL(None, use_errno=True).prctl(PR_SET_PDEATHSIG, signal.SIGKILL)
+        if os.getppid() != parent:  # the worker died before the signal was set
+            os._exit(0)
+        super().work()
+
+
+#: prctl(2) option: the signal this process gets when its parent dies.
+PR_SET_PDEATHSIG = 1
 
 
 @dataclass

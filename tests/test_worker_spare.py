@@ -107,8 +107,11 @@ def test_a_spare_killed_while_idle_is_replaced_and_the_next_job_still_runs(servi
 
 @pytest.mark.parametrize("how", [signal.SIGTERM, signal.SIGKILL], ids=["stopped", "killed"])
 def test_a_spare_never_outlives_its_worker(start_worker, how):
+    """Nor does RQ's scheduler process: a forked copy of the worker, it holds the worker's Redis
+    sockets, so a SIGKILLed worker's blocking pop stayed open in Redis and swallowed the next job."""
     worker = start_worker()
     spare = psutil.Process(one_spare(worker))
+    scheduler = psutil.Process(the_scheduler(worker))
     if how == signal.SIGTERM:
         stop_process(worker)
     else:
@@ -116,6 +119,21 @@ def test_a_spare_never_outlives_its_worker(start_worker, how):
         worker.wait(10)
     gone, alive = psutil.wait_procs([spare], timeout=10)
     assert not alive, "the spare horse outlived its worker"
+    gone, alive = psutil.wait_procs([scheduler], timeout=10)
+    assert not alive, "the scheduler process outlived its worker"
+
+
+def the_scheduler(worker, timeout: float = 30) -> int:
+    """The worker's child that is a copy of it but no horse (RQ's scheduler process)."""
+    deadline = time.monotonic() + timeout
+    while True:
+        others = [child.pid for child in psutil.Process(worker.pid).children()
+                  if child.pid not in spares(worker) and "worker.py" in " ".join(child.cmdline())
+                  and child.status() != psutil.STATUS_ZOMBIE]
+        if others:
+            return others[0]
+        assert time.monotonic() < deadline, "the worker started no scheduler process"
+        time.sleep(0.05)
 
 
 def test_a_sigkilled_workers_children_never_swallow_the_next_job(service, state, store, start_worker, tmp_path):
