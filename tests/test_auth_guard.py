@@ -8,7 +8,8 @@ import requests
 from flask import g
 from werkzeug.serving import make_server
 
-from l1web.auth import rate_limit, require_admin
+from l1web.auth.access import require_admin
+from l1web.auth.ratelimit import rate_limit
 from l1web.auth.tokens import token_hash
 from l1web.devtools.processes import RedisServer, free_port
 from l1web.errors import Forbidden, TooManyRequests, Unauthorized
@@ -180,7 +181,7 @@ def test_the_access_log_never_shows_the_token(app, dev_l2, caplog):
 
 
 def test_run_submission_limit_counts_per_user_and_per_address(app):
-    from l1web.auth import limit_run_submission
+    from l1web.auth.ratelimit import limit_run_submission
 
     app.extensions["l1"].settings = app.extensions["l1"].settings.with_changes(run_rate_limit=1, run_rate_burst=1)
     with app.test_request_context(environ_base={"REMOTE_ADDR": "10.0.0.1"}):

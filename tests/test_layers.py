@@ -29,6 +29,18 @@ def test_the_core_does_not_load_the_web_layer_or_the_job_layer():
     assert not {m for m in loaded if m.startswith(("l1web.web", "l1web.blueprints", "l1web.jobs", "l1web.auth"))}
 
 
+#: What a render worker runs: the job layer and what it publishes with. It needs no web framework
+#: either (the L2 client lives in `l1web.auth`, whose package loads nothing).
+JOBS = ("l1web.jobs", "l1web.jobs.runs", "l1web.runs.l2_publish", "l1web.worker")
+
+
+def test_the_job_layer_imports_without_flask():
+    loaded = loaded_after_importing(JOBS)
+    assert {"l1web.jobs.runs", "l1web.runs.l2_publish", "l1web.auth.l2"} <= loaded
+    web = ("flask.", "flask_", "l1web.web", "l1web.blueprints")
+    assert not {m for m in loaded if m == "flask" or m.startswith(web)}
+
+
 def test_the_web_factory_does_load_flask():
     # The check above is only meaningful if the probe can see Flask when it is imported.
     assert "flask" in loaded_after_importing(("l1web.web",))

@@ -1,47 +1,7 @@
 """Sign-in through L2: sessions and Bearer tokens, revocation, CSRF, the guard, rate limits.
 
-`init_app` hooks it all into the app: before every request the user is loaded (`g.user`), then
-the guard and the CSRF check run. Routes use the helpers re-exported here.
+The package itself loads nothing: `hooks.init_app` hooks the web side into the app, routes import
+their helpers from the module that defines them (`access.require_admin`, `ratelimit.rate_limit`,
+`guard.public`, `csrf.csrf_token`), and code outside the web layer (the L2 client `l2`, used when
+publishing a run from a job) imports its module without loading Flask.
 """
-
-from __future__ import annotations
-
-from flask import Flask, Response, g, request
-
-from l1web.auth.access import require_admin
-from l1web.auth.csrf import check_csrf, csrf_token
-from l1web.auth.guard import public, require_sign_in
-from l1web.auth.ratelimit import limit_run_submission, rate_limit, rate_limit_user_and_address
-from l1web.auth.redact import install_log_redaction
-from l1web.auth.sessions import drop_cookie, load_user
-
-#: Paths whose responses must not be cached or leak a Referer (they carry or set credentials).
-PRIVATE_PREFIXES = ("/auth", "/logout", "/login")
-#: Referrer policy per private prefix. `/auth` has the token in its URL: no Referer at all. The
-#: /login and /logout pages hold forms (sign out); under `no-referrer` a browser posts them with
-#: `Origin: null`, which the CSRF check refuses, so they send a Referer to this origin only.
-REFERRER_POLICY = {"/auth": "no-referrer", "/logout": "same-origin", "/login": "same-origin"}
-
-
-def init_app(app: Flask) -> None:
-    app.before_request(load_user)
-    app.before_request(require_sign_in)
-    app.before_request(check_csrf)
-    app.after_request(_after)
-    install_log_redaction()
-
-
-def _after(response: Response) -> Response:
-    if request.path.startswith(PRIVATE_PREFIXES):
-        prefix = next(p for p in PRIVATE_PREFIXES if request.path.startswith(p))
-        response.headers["Referrer-Policy"] = REFERRER_POLICY[prefix]
-        response.headers["Cache-Control"] = "no-store"
-    if g.get("drop_cookie"):
-        drop_cookie(response)
-    return response
-
-
-__all__ = [
-    "csrf_token", "init_app", "limit_run_submission", "public", "rate_limit",
-    "rate_limit_user_and_address", "require_admin",
-]

@@ -8,9 +8,10 @@ from urllib.parse import urlencode
 
 from flask import Blueprint, flash, jsonify, redirect, render_template, request
 
-from l1web.auth import rate_limit, sealed
+from l1web.auth import sealed
 from l1web.auth import sessions as auth_sessions
 from l1web.auth.csrf import csrf_token
+from l1web.auth.ratelimit import rate_limit
 from l1web.auth.redirects import safe_next
 from l1web.auth.sessions import AUTH_WINDOW, Via, current_auth
 from l1web.auth.tokens import MAX_TOKEN_LENGTH, TOKEN_PATTERN, checked_token, is_username, token_hash

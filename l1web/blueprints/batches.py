@@ -15,7 +15,7 @@ from __future__ import annotations
 
 from flask import Blueprint, flash, jsonify, redirect, render_template, request, url_for
 
-from l1web.auth import limit_run_submission
+from l1web.auth.ratelimit import limit_run_submission
 from l1web.errors import BadRequest, L1Error
 from l1web.runs.batches import BULK_ACTIONS, MAX_BATCH, BatchService, BatchSubmission
 from l1web.users import User

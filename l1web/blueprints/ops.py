@@ -20,7 +20,7 @@ from flask import Blueprint, Flask, Response, current_app, jsonify, render_templ
 from prometheus_client import CollectorRegistry
 
 from l1web import metrics
-from l1web.auth import require_admin
+from l1web.auth.access import require_admin
 from l1web.auth.sessions import bearer_token
 from l1web.web import current
 from l1web.web.errors import wants_json

@@ -8,7 +8,7 @@ from __future__ import annotations
 
 from flask import Blueprint, flash, jsonify, redirect, render_template, request, url_for
 
-from l1web.auth import limit_run_submission
+from l1web.auth.ratelimit import limit_run_submission
 from l1web.errors import BadRequest, Conflict, L1Error
 from l1web.recipes.parse import MAX_RECIPE_BYTES, Recipe, recipe_from_data
 from l1web.users import User

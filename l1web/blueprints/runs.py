@@ -12,7 +12,8 @@ from functools import partial
 from flask import Blueprint, Response, flash, jsonify, redirect, render_template, request, url_for
 
 from l1web import notify, trace
-from l1web.auth import limit_run_submission, require_admin
+from l1web.auth.access import require_admin
+from l1web.auth.ratelimit import limit_run_submission
 from l1web.errors import BadRequest, Conflict, L1Error, NotFound
 from l1web.runs.progress import run_progress
 from l1web.runs.service import PRIORITY_RANGE, Submission, parse_priority

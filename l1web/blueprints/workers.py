@@ -10,7 +10,7 @@ from __future__ import annotations
 from flask import Blueprint, flash, jsonify, redirect, render_template, url_for
 
 from l1web import metrics
-from l1web.auth import require_admin
+from l1web.auth.access import require_admin
 from l1web.errors import BadRequest, NotFound
 from l1web.jobs import queues
 from l1web.status import StepStatus

@@ -6,7 +6,8 @@ import logging
 
 from flask import Flask
 
-from l1web import auth, metrics
+from l1web import metrics
+from l1web.auth import hooks as auth_hooks
 from l1web.clients import Clients
 from l1web.engine import encoding, ffmpeg
 from l1web.settings import Settings
@@ -44,7 +45,7 @@ def create_app(settings: Settings | None = None, *, state: StateManager | None =
     current.install(app, clients, run_service(clients.state, clients.store, clients.rq_connection,
                                                         user_max_priority=clients.settings.user_max_priority))
     errors.init_app(app)
-    auth.init_app(app)
+    auth_hooks.init_app(app)
 
     from l1web.blueprints import ops, register_all
 
