@@ -2,7 +2,10 @@
 
 from __future__ import annotations
 
+import time
+from collections.abc import Callable
 from pathlib import Path
+from typing import Any
 
 import numpy as np
 from PIL import Image
@@ -16,3 +19,23 @@ def put_image(store: ContentStore, tmp_path: Path, seed: int = 1, size: tuple[in
     path = tmp_path / f"img{seed}.png"
     Image.fromarray(pixels).save(path)
     return store.put_file(path, source="test")
+
+
+def put_fresh_image(app: Any, tmp_path: Path, owner: str = "alice") -> str:
+    """Store a PNG of fresh noise (new bytes every call, so run ids differ between tests: the dev
+    L2 outlives a test) owned by `owner`; its digest."""
+    pixels = np.random.default_rng().integers(0, 256, (48, 64, 3), dtype=np.uint8)
+    path = tmp_path / "in.png"
+    Image.fromarray(pixels).save(path)
+    return str(app.extensions["l1"].store.put_file(path, source="test", owner=owner))
+
+
+def wait_until(check: Callable[[], Any], what: str, timeout: float = 120) -> Any:
+    """`check()`'s first truthy value, polled every 0.1 s; fails naming `what` after `timeout` s."""
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        value = check()
+        if value:
+            return value
+        time.sleep(0.1)
+    raise AssertionError(f"timed out waiting for {what}")

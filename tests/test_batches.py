@@ -7,33 +7,14 @@ import subprocess
 import time
 from pathlib import Path
 
-import numpy as np
-from PIL import Image
-
 from l1web.runs.model import RunStatus, StepStatus
+from tests.helpers import put_fresh_image as put_image
+from tests.helpers import wait_until
 from tests.test_runs_workers import put_video
 
 JSON = {"Accept": "application/json"}
 HTML = {"Accept": "text/html"}
 HTMX = {"Accept": "text/html", "HX-Request": "true"}
-WAIT = 120
-
-
-def wait_until(check, what: str, timeout: float = WAIT):
-    deadline = time.monotonic() + timeout
-    while time.monotonic() < deadline:
-        value = check()
-        if value:
-            return value
-        time.sleep(0.1)
-    raise AssertionError(f"timed out waiting for {what}")
-
-
-def put_image(app, tmp_path: Path, owner: str = "alice") -> str:
-    pixels = np.random.default_rng().integers(0, 256, (24, 32, 3), dtype=np.uint8)
-    path = tmp_path / "in.png"
-    Image.fromarray(pixels).save(path)
-    return app.extensions["l1"].store.put_file(path, source="test", owner=owner)
 
 
 def distinct_videos(app, tmp_path: Path, count: int, owner: str = "alice") -> list[str]:

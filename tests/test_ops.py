@@ -8,13 +8,10 @@ from __future__ import annotations
 
 import hashlib
 import logging
-import time
 from pathlib import Path
 
-import numpy as np
 import pytest
 import requests
-from PIL import Image
 from playwright.sync_api import Page, expect
 from prometheus_client.parser import text_string_to_metric_families
 from rq import Queue
@@ -24,32 +21,15 @@ from test_browser_signin import CHROMIUM_ARGS
 from l1web.devtools.processes import RedisServer
 from l1web.state import StateManager, connect, keys
 from l1web.web import create_app
+from tests.helpers import put_fresh_image as put_image
+from tests.helpers import wait_until
 
 #: Seconds a test waits for a run (or a worker) before failing.
-WAIT = 120
 JSON = {"Accept": "application/json"}
 HTML = {"Accept": "text/html"}
 #: Pages and data only admins reach; the static file is one of rq-dashboard's own.
 ADMIN_ONLY = ("/rq/", "/rq/0/view/workers", "/rq/0/data/queues.json", "/rq/0/data/workers.json",
               "/rq/static/css/main.css", "/metrics", "/admin/status", "/workers")
-
-
-def wait_until(check, what: str, timeout: float = WAIT):
-    deadline = time.monotonic() + timeout
-    while time.monotonic() < deadline:
-        value = check()
-        if value:
-            return value
-        time.sleep(0.1)
-    raise AssertionError(f"timed out waiting for {what}")
-
-
-def put_image(app, tmp_path: Path, owner: str = "alice") -> str:
-    # Fresh bytes every time, so run ids differ between tests (the dev L2 outlives a test).
-    pixels = np.random.default_rng().integers(0, 256, (48, 64, 3), dtype=np.uint8)
-    path = tmp_path / "in.png"
-    Image.fromarray(pixels).save(path)
-    return app.extensions["l1"].store.put_file(path, source="test", owner=owner)
 
 
 def completed_run(app, client, workers, tmp_path: Path, recipe: str = "invert", owner: str = "alice") -> dict:
