@@ -19,7 +19,7 @@ from typing import Any
 
 from l1web.errors import BadRequest, L1Error, NotFound
 from l1web.runs.model import RunStatus
-from l1web.runs.service import OUTPUT_NAME_RE, RunService, Submission, parse_priority
+from l1web.runs.service import RunService, Submission, parse_flag, parse_output_and_params, parse_priority
 from l1web.users import User
 
 #: Most runs one batch (or one bulk action) may name.
@@ -63,17 +63,9 @@ class BatchSubmission:
                 raise BadRequest(f"inputs[{index}] must be a hash or asset name, a list of them, or a "
                                  "{name: hash} object", field=f"inputs[{index}]")
             inputs.append(entry)
-        output_name = body.get("output_name")
-        if output_name is not None and (not isinstance(output_name, str) or not OUTPUT_NAME_RE.fullmatch(output_name)):
-            raise BadRequest("'output_name' must be 1-128 letters, digits, spaces or . , ( ) + - _",
-                             field="output_name")
-        params = body.get("params") or {}
-        if not isinstance(params, dict):
-            raise BadRequest("'params' must be an object", field="params")
-        paused = body.get("paused", False)
-        if not isinstance(paused, bool):
-            raise BadRequest("'paused' must be true or false", field="paused")
-        return cls(recipe, inputs, output_name, params, parse_priority(body.get("priority", 0)), paused)
+        output_name, params = parse_output_and_params(body)
+        return cls(recipe, inputs, output_name, params, parse_priority(body.get("priority", 0)),
+                   parse_flag(body, "paused"))
 
 
 def _input_set(entry: object) -> bool:

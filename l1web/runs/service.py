@@ -62,18 +62,8 @@ class Submission:
                 raise BadRequest("'inputs' must map input names to hashes or asset names", field="inputs")
         else:
             raise BadRequest("'inputs' must be a list or an object", field="inputs")
-        output_name = body.get("output_name")
-        if output_name is not None and (not isinstance(output_name, str) or not OUTPUT_NAME_RE.fullmatch(output_name)):
-            raise BadRequest("'output_name' must be 1-128 letters, digits, spaces or . , ( ) + - _",
-                             field="output_name")
-        params = body.get("params") or {}
-        if not isinstance(params, dict):
-            raise BadRequest("'params' must be an object", field="params")
-        force, paused = body.get("force", False), body.get("paused", False)
-        if not isinstance(force, bool):
-            raise BadRequest("'force' must be true or false", field="force")
-        if not isinstance(paused, bool):
-            raise BadRequest("'paused' must be true or false", field="paused")
+        output_name, params = parse_output_and_params(body)
+        force, paused = parse_flag(body, "force"), parse_flag(body, "paused")
         notify_url = body.get("notify_url") or ""
         if not isinstance(notify_url, str):
             raise BadRequest("'notify_url' must be an http(s) URL", field="notify_url")
@@ -83,6 +73,26 @@ class Submission:
 
 #: Lowest and highest run priority; higher runs first. Owners may go up to USER_MAX_PRIORITY.
 PRIORITY_RANGE = (-10, 10)
+
+
+def parse_output_and_params(body: dict[str, Any]) -> tuple[str | None, dict[str, Any]]:
+    """A submission's `output_name` (None: the default) and `params` (a JSON object), checked."""
+    output_name = body.get("output_name")
+    if output_name is not None and (not isinstance(output_name, str) or not OUTPUT_NAME_RE.fullmatch(output_name)):
+        raise BadRequest("'output_name' must be 1-128 letters, digits, spaces or . , ( ) + - _",
+                         field="output_name")
+    params = body.get("params") or {}
+    if not isinstance(params, dict):
+        raise BadRequest("'params' must be an object", field="params")
+    return output_name, params
+
+
+def parse_flag(body: dict[str, Any], name: str) -> bool:
+    """A true/false field of a submission (false when absent)."""
+    value = body.get(name, False)
+    if not isinstance(value, bool):
+        raise BadRequest(f"'{name}' must be true or false", field=name)
+    return value
 
 
 def parse_priority(value: object) -> int:
