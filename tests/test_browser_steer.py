@@ -58,7 +58,9 @@ def test_the_admin_drains_a_worker_from_the_workers_page(page: Page, screenshots
                                                          start_worker, tmp_path):
     store = ContentStore(settings.cache_dir, state.cache)
     service = run_service(state, store, connect(settings.redis_url, decode=False))
-    clip = put_video(store, tmp_path, seconds=10, size="640x360")
+    # Long enough that the dog step still renders after the clicks below on a quiet machine (a 10 s
+    # 640x360 clip was done before the drained worker showed); under 30 s, so it is one step.
+    clip = put_video(store, tmp_path, seconds=25, size="1280x720")
     recipe = parse_recipe(DOG_THEN_GREY)
     state.recipes.save(recipe.id, name=recipe.name, owner=ALICE.name, yaml_text=DOG_THEN_GREY,
                        recipe=recipe.to_dict())

@@ -79,8 +79,10 @@ def test_logs_are_the_owners_and_admins_only(alice_client, bob_client, admin_cli
 
 
 def test_a_failing_step_error_carries_its_log_excerpt(alice_client, service, state, store, start_worker, tmp_path):
-    clip = put_video(store, tmp_path, seconds=20, size="640x360")
-    start_worker(env={"STEP_TIMEOUT": "2"})  # ffmpeg is killed mid-render
+    # ffmpeg is killed mid-render: bare ffmpeg blurs this clip in ~5.5 s on a quiet 2-core machine
+    # (a 20 s 640x360 one took 1.7 s and sometimes finished within the timeout).
+    clip = put_video(store, tmp_path, seconds=25, size="1280x720")
+    start_worker(env={"STEP_TIMEOUT": "2"})
     run, _ = service.submit(Submission("blur", [clip], params={"sigma": 3}), ALICE)
     final = wait_for_run(state, run["id"])
     assert final["status"] == RunStatus.FAILED

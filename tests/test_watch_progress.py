@@ -81,7 +81,9 @@ def test_a_20_second_ffmpeg_step_reports_increasing_progress_to_100(alice_client
 
 
 def test_a_numpy_frame_loop_reports_frames(alice_client, service, state, store, start_worker, tmp_path):
-    clip = put_video(store, tmp_path, seconds=6, size="320x240")
+    # Long enough for several progress snapshots (one every 0.5 s) on a quiet machine: a 6 s 320x240
+    # clip rendered within one interval, so every snapshot said 0 frames.
+    clip = put_video(store, tmp_path, seconds=20, size="640x480")
     start_worker()
     run, _ = service.submit(Submission("dog", [clip]), ALICE)
     previews: list[bytes] = []
@@ -107,9 +109,9 @@ def test_a_numpy_frame_loop_reports_frames(alice_client, service, state, store, 
     live = [p for p in seen if p["frames"]]
     assert live, seen
     assert distinct([p["frames"] for p in live]) == sorted(distinct([p["frames"] for p in live]))
-    assert all(p["total_frames"] == 150 and p["fps"] > 0 for p in live)
+    assert all(p["total_frames"] == 500 and p["fps"] > 0 for p in live)
     step = next(s for s in final["steps"] if s["step_id"] == "dog")
-    assert step["progress"]["percent"] == 100 and step["progress"]["frames"] == 150
+    assert step["progress"]["percent"] == 100 and step["progress"]["frames"] == 500
 
 
 # Pure parts ----------------------------------------------------------------------------------
