@@ -57,6 +57,45 @@ def test_identical_submission_returns_the_existing_run(app, alice_client):
     assert queued(app) == 1
 
 
+def test_a_new_runs_answer_is_the_stored_run_held_inputs_and_filed_plan(app, alice_client, state):
+    digest = put_image(app)
+    created = alice_client.post("/runs", json={"recipe": "invert", "inputs": [digest], "priority": -1}).json
+    read = alice_client.get(f"/runs/{created['id']}", headers=JSON).json
+    assert created == read, "the 201 answer is built from what was written, not read back"
+    assert state.cache.refs(digest) == {f"run:{created['id']}"}
+    assert created["id"] in {r["id"] for r in state.runs.page(user="alice")[0]}
+    user, piece = state.fair.take("plan")
+    assert user == "alice" and piece["run"] == created["id"] and piece["inline"] is True
+
+
+class RoundTrips:
+    """Counts what this process sends to Redis (a command or a pipeline: one round trip each)."""
+
+    def __init__(self, monkeypatch):
+        from redis.connection import AbstractConnection
+
+        self.count, send = 0, AbstractConnection.send_packed_command
+
+        def counted(connection, command, check_health=True):
+            self.count += 1
+            return send(connection, command, check_health)
+
+        monkeypatch.setattr(AbstractConnection, "send_packed_command", counted)
+
+
+@pytest.mark.parametrize("via", ["cookie", "bearer"])
+def test_a_submission_costs_seven_redis_round_trips(app, alice_client, monkeypatch, via):
+    # Issue 19: sign-in (1), the recipe name (1), the inputs' access (1), an identical run (1),
+    # the rate limit (1), the run written with its inputs held and plan filed (1), RQ's token (1).
+    headers = {"Authorization": f"Bearer {alice_client.token}"} if via == "bearer" else {}
+    alice_client.post("/runs", json={"recipe": "invert", "inputs": [put_image(app, colour=(1, 2, 3))]},
+                      headers=headers)  # scripts loaded, connections open
+    digest = put_image(app)
+    trips = RoundTrips(monkeypatch)
+    assert alice_client.post("/runs", json={"recipe": "invert", "inputs": [digest]}, headers=headers).status_code == 201
+    assert trips.count <= 7
+
+
 @pytest.mark.parametrize(("body", "status", "field"), [
     ({"recipe": "no-such-effect", "inputs": ["x"]}, 404, "recipe"),
     ({"recipe": "invert", "inputs": ["f" * 64]}, 404, "inputs.input"),

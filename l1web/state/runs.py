@@ -151,6 +151,10 @@ def _decode(raw: Mapping[str, str]) -> dict[str, Any]:
     return out
 
 
+#: The run hash's encoding, for `state/submissions.py` (which writes a new run in one Lua call).
+encode_fields, decode_fields = _encode, _decode
+
+
 def _watch_keys(run_id: str, step_ids: Iterable[str]) -> list[str]:
     """The progress and log keys of a run's steps (`state/watch.py`)."""
     return [k for sid in step_ids
