@@ -84,16 +84,16 @@ class RoundTrips:
 
 
 @pytest.mark.parametrize("via", ["cookie", "bearer"])
-def test_a_submission_costs_seven_redis_round_trips(app, alice_client, monkeypatch, via):
-    # Issue 19: sign-in (1), the recipe name (1), the inputs' access (1), an identical run (1),
-    # the rate limit (1), the run written with its inputs held and plan filed (1), RQ's token (1).
+def test_a_submission_costs_five_redis_round_trips(app, alice_client, monkeypatch, via):
+    # Issue 19: sign-in (1); the recipe name, the inputs' access and an identical run (1);
+    # the rate limit (1); the run written with its inputs held and its plan filed (1); RQ's token (1).
     headers = {"Authorization": f"Bearer {alice_client.token}"} if via == "bearer" else {}
     alice_client.post("/runs", json={"recipe": "invert", "inputs": [put_image(app, colour=(1, 2, 3))]},
                       headers=headers)  # scripts loaded, connections open
     digest = put_image(app)
     trips = RoundTrips(monkeypatch)
     assert alice_client.post("/runs", json={"recipe": "invert", "inputs": [digest]}, headers=headers).status_code == 201
-    assert trips.count <= 7
+    assert trips.count <= 5
 
 
 @pytest.mark.parametrize(("body", "status", "field"), [

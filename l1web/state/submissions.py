@@ -19,7 +19,9 @@ from typing import Any, cast
 
 import redis
 
+from l1web.access import Item
 from l1web.state import keys
+from l1web.state.cache import ACCESS_REPLIES, access_from, queue_access
 from l1web.state.runs import decode_fields, encode_fields
 
 # KEYS: 1 run, 2 all runs, 3 by status, 4 by user, 5 by user and status, 6 the config's runs,
@@ -88,6 +90,24 @@ class Submissions:
             found = cast(list[dict[str, str]], pipe.execute())  # a decoding client
         first, legacy = (decode_fields(raw) if raw else None for raw in found)
         return first, legacy
+
+    def prefetch(self, owner: str, recipe_name: str, digests: list[str], run_id: str,
+                 legacy_id: str) -> tuple[str | None, list[Item], dict[str, Any] | None, dict[str, Any] | None]:
+        """What a submission of a recipe by name on inputs by hash reads, in one round trip:
+        (the owner's recipe of that name, or None; each input's ownership facts, as
+        `CacheIndex.access_item`; the run under `run_id`; the run under `legacy_id`)."""
+        with self.redis.pipeline(transaction=False) as pipe:
+            pipe.hget(keys.config_names(owner), recipe_name)
+            for digest in digests:
+                queue_access(pipe, digest, owner)
+            pipe.hgetall(keys.run(run_id))
+            pipe.hgetall(keys.run(legacy_id))
+            replies = pipe.execute()
+        config_id, run, legacy = replies[0], replies[-2], replies[-1]
+        items = [access_from(replies[1 + i * ACCESS_REPLIES:1 + (i + 1) * ACCESS_REPLIES], digest, owner)
+                 for i, digest in enumerate(digests)]
+        return (cast(str | None, config_id), items, decode_fields(run) if run else None,
+                decode_fields(legacy) if legacy else None)
 
     @staticmethod
     def stored(run: Mapping[str, Any]) -> dict[str, Any]:
