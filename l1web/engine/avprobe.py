@@ -25,12 +25,12 @@ if TYPE_CHECKING:
     from av.stream import Stream
     from av.video.codeccontext import VideoCodecContext
 
-#: What the engine reads from a probe (l1web.engine.media, steps.task, effects.video): format
+#: What the engine reads from a probe (l1web.engine.media, steps.task, steps.join, effects.video): format
 #: fields, and per stream the fields listed (disposition.attached_pic, tags, side data rotation).
 ENGINE_FIELDS = {
     "format": ("format_name", "duration"),
     "stream": ("codec_type", "codec_name", "width", "height", "pix_fmt", "avg_frame_rate",
-               "r_frame_rate", "duration"),
+               "r_frame_rate", "duration", "nb_frames"),
 }
 #: AV_TIME_BASE: container durations are in microseconds.
 TIME_BASE = 1_000_000
@@ -108,6 +108,8 @@ def _stream(stream: Stream) -> dict[str, Any]:
     out["avg_frame_rate"] = _rate(getattr(stream, "average_rate", None))
     if stream.duration is not None and stream.time_base is not None:
         out["duration"] = _seconds(stream.duration * stream.time_base)
+    if stream.frames:  # the container's frame count (an MP4's index); ffprobe leaves out an unknown one
+        out["nb_frames"] = str(stream.frames)
     out["disposition"] = {"attached_pic": int(bool(stream.disposition & av.stream.Disposition.attached_pic))}
     if stream.metadata:
         out["tags"] = dict(stream.metadata)
