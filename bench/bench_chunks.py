@@ -40,7 +40,7 @@ from l1web.devtools.processes import (  # noqa: E402
     stop_process,
     wait_for,
 )
-from l1web.engine.ffmpeg import ffmpeg_exe  # noqa: E402
+from l1web.engine.ffmpeg import ffmpeg_exe, prober  # noqa: E402
 from l1web.jobs.queues import run_service  # noqa: E402
 from l1web.runs.model import RunStatus  # noqa: E402
 from l1web.runs.service import Submission  # noqa: E402
@@ -161,6 +161,9 @@ def measure(farm: Farm, digest: str) -> list[dict]:
     farm.set_workers(2, CHUNK)
     chunked_wall, record, states, chunked_cpu = busy(farm, digest)
     chunks = {sid: s for sid, s in states.items() if "~c" in sid}
+    if not chunks:
+        raise RuntimeError(f"the chunked run rendered the clip whole, in no chunks (probing with "
+                           f"{prober()}): was it analysed as constant-rate video?")
     join = states["dog"]
     chunk_sum = sum(float(s["duration"]) for s in chunks.values())
     gap = float(join["started"]) - max(float(s["finished"]) for s in chunks.values())
