@@ -112,3 +112,25 @@ def test_frame_timestamps_without_ffprobe_match(tmp_path, monkeypatch, suffix):
     assert fallback.seekable == index.seekable == (suffix != "ts")
     for key in ("avg_frame_rate", "r_frame_rate", "codec_type"):
         assert fallback.stream[key] == index.stream[key]
+
+
+@pytest.mark.parametrize("name", ["av.mp4", "rate.mp4", "vp9.webm"])
+def test_an_own_render_probed_in_process_gives_the_same_facts(media, name):
+    """Chunks are probed in process (`ffmpeg.probe_own`) when stored and joined: the same facts and
+    frame counts as the ffprobe child gives, so nothing stored depends on which one ran."""
+    from l1web.engine.steps.join import frame_count
+    from l1web.store.facts import describe
+
+    assert ffmpeg.ffprobe_exe(), "ffprobe is installed by devtools/ensure-test-tools.sh"
+    assert detect(media[name], own=True) == detect(media[name])
+    assert describe(media[name], own=True) == describe(media[name])
+    counted = int(next(s for s in ffmpeg.probe(media[name], safe=True)["streams"]
+                       if s["codec_type"] == "video").get("nb_frames", 0))
+    assert frame_count(media[name]) == counted and (counted > 0 or name.endswith(".webm"))
+
+
+def test_a_broken_own_render_is_an_ffmpeg_error(tmp_path):
+    junk = tmp_path / "junk.mp4"
+    junk.write_bytes(b"\x00not media at all" * 64)
+    with pytest.raises(ffmpeg.FFmpegError, match=r"^ffprobe \(PyAV\) failed"):
+        ffmpeg.probe_own(junk)
