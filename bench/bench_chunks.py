@@ -22,6 +22,7 @@ docs/scaling.md turns these figures into the expected curve for 1–32 workers.
 
 from __future__ import annotations
 
+import itertools
 import os
 import subprocess
 import sys
@@ -40,7 +41,7 @@ from l1web.devtools.processes import (  # noqa: E402
     stop_process,
     wait_for,
 )
-from l1web.engine.ffmpeg import ffmpeg_exe  # noqa: E402
+from l1web.engine.ffmpeg import ffmpeg_exe, prober  # noqa: E402
 from l1web.jobs.queues import run_service  # noqa: E402
 from l1web.runs.model import RunStatus  # noqa: E402
 from l1web.runs.service import Submission  # noqa: E402
@@ -155,21 +156,40 @@ def busy(farm: Farm, digest: str) -> tuple[float, dict, dict, list[float]]:
     return wall, record, states, [after - was for after, was in zip(farm.cpu(), before, strict=True)]
 
 
+def per_worker(chunks: dict[str, dict]) -> dict[str, list[tuple[float, float]]]:
+    """Each worker's chunks as (started, finished) times, in order."""
+    spans: dict[str, list[tuple[float, float]]] = {}
+    for state in chunks.values():
+        spans.setdefault(state.get("worker", "?"), []).append((float(state["started"]), float(state["finished"])))
+    return {worker: sorted(times) for worker, times in spans.items()}
+
+
 def measure(farm: Farm, digest: str) -> list[dict]:
+    load_before = os.getloadavg()[0]
     farm.set_workers(1, {"CHUNK_SECONDS": "0"})
     whole_wall, _, whole, whole_cpu = busy(farm, digest)
     farm.set_workers(2, CHUNK)
     chunked_wall, record, states, chunked_cpu = busy(farm, digest)
     chunks = {sid: s for sid, s in states.items() if "~c" in sid}
+    if not chunks:
+        raise RuntimeError(f"the chunked run rendered the clip whole, in no chunks (probing with "
+                           f"{prober()}): was it analysed as constant-rate video?")
     join = states["dog"]
     chunk_sum = sum(float(s["duration"]) for s in chunks.values())
     gap = float(join["started"]) - max(float(s["finished"]) for s in chunks.values())
     planning = min(float(s["started"]) for s in chunks.values()) - float(record["started"])
+    spans = per_worker(chunks)
+    firsts = sorted(times[0][0] for times in spans.values())
+    # Both workers should start a chunk at once, and go from one chunk to the next at once.
+    skew = firsts[-1] - firsts[0] if len(firsts) > 1 else float("nan")
+    idle = sum(b[0] - a[1] for times in spans.values() for a, b in itertools.pairwise(times))
+    lasts = sorted(times[-1][1] for times in spans.values())
     pinning = "1 CPU per worker, 1 numeric thread" + (f", nice {NICE}" if NICE else "")
     label = f"dog, {CLIP_SECONDS} s {CLIP_SIZE}"
     load = os.getloadavg()[0]
     return [
-        {"benchmark": f"{label}: {len(chunks)} chunks on 2 workers vs whole on 1 ({pinning}; load {load:.1f})",
+        {"benchmark": f"{label}: {len(chunks)} chunks on 2 workers vs whole on 1 ({pinning}; "
+                      f"load {load_before:.1f} before, {load:.1f} after, 2 of it the workers)",
          "l1": chunked_wall, "baseline": whole_wall, "ratio": chunked_wall / whole_wall,
          "goal": f"<= {SPEED_GOAL}", "unit": "s"},
         # What the wall ratio would be with a CPU all to each worker: the busier worker's CPU
@@ -188,6 +208,14 @@ def measure(farm: Farm, digest: str) -> list[dict]:
          "l1": gap, "baseline": chunked_wall, "ratio": gap / chunked_wall, "goal": "", "unit": "s"},
         {"benchmark": f"{label}: planning (probe, analysis, plan) before the first chunk, vs the chunked render",
          "l1": planning, "baseline": chunked_wall, "ratio": planning / chunked_wall, "goal": "", "unit": "s"},
+        {"benchmark": f"{label}: the second worker's first chunk started after the first's "
+                      f"(chunks per worker: {', '.join(str(len(t)) for t in spans.values())})",
+         "l1": skew, "baseline": chunked_wall, "ratio": skew / chunked_wall, "goal": "", "unit": "s"},
+        {"benchmark": f"{label}: a worker's idle time between its chunks (claiming the next), summed",
+         "l1": idle, "baseline": chunked_wall, "ratio": idle / chunked_wall, "goal": "", "unit": "s"},
+        {"benchmark": f"{label}: imbalance, one worker's last chunk done before the other's",
+         "l1": lasts[-1] - lasts[0], "baseline": chunked_wall, "ratio": (lasts[-1] - lasts[0]) / chunked_wall,
+         "goal": "", "unit": "s"},
     ]
 
 

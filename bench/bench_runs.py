@@ -249,17 +249,32 @@ def parallel_branches(bench: Bench) -> list[dict]:
                              recipe=recipe.to_dict())
     image = bench.image(10_000, HEAVY_SIZE)
     walls: dict[int, list[float]] = {1: [], 2: []}
+    overlap: list[float] = []  # per 1-worker round: the seconds a second worker could take over
+    load = os.getloadavg()[0]
     for workers in (1, 2) * PARALLEL_ROUNDS:  # alternating, against other programs' load
         bench.set_workers(workers, pinned=True)
         started = time.monotonic()
         run, _ = bench.service.submit(Submission(recipe.id, {"image": image}, force=True), USER)
         walls[workers].append(bench.wait([run["id"]]) - started)
+        if workers == 1:
+            took = {sid: float(s.get("duration") or 0) for sid, s in bench.state.runs.step_states(run["id"]).items()}
+            overlap.append(min(took["edges"] + took["edges_small"], took["soft"] + took["soft_small"]))
     bench.dag_run = run["id"]
     one, two = min(walls[1]), min(walls[2])
+    # The best 2 workers can do is to run the shorter branch beside the longer one: the 1-worker
+    # wall minus the shorter branch's steps. The 2-worker wall against that is what scheduling
+    # (claiming, starting both branches at once) costs; the ideal against the 1-worker wall is
+    # how much the DAG's shape allows at all (its branches are not equal: dog costs more than blur).
+    ideal = one - overlap[walls[1].index(one)]
     return [{"benchmark": f"two heavy branches + join: wall time, 2 workers vs 1, 1 CPU each "
-                          f"(best of {PARALLEL_ROUNDS})",
+                          f"(best of {PARALLEL_ROUNDS}; load {load:.1f} before)",
              "l1": two, "baseline": one, "ratio": two / one,
-             "goal": f"<= {PARALLEL_GOAL}", "unit": "s"}]
+             "goal": f"<= {PARALLEL_GOAL}", "unit": "s"},
+            {"benchmark": "two heavy branches + join: ideal 2-worker wall (1-worker wall less the shorter "
+                          "branch's steps) vs 1 worker: what the DAG's shape allows",
+             "l1": ideal, "baseline": one, "ratio": ideal / one, "goal": "", "unit": "s"},
+            {"benchmark": "two heavy branches + join: 2-worker wall vs that ideal (scheduling's cost)",
+             "l1": two, "baseline": ideal, "ratio": two / ideal, "goal": "", "unit": "s"}]
 
 
 def resubmission(bench: Bench, whoami_ms: float) -> list[dict]:
