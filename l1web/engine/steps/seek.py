@@ -20,9 +20,8 @@ Only demuxers that seek through an index to the keyframe at or before the time a
 trusted with this (`INDEXED`: MP4/MOV and Matroska/WebM, checked frame by frame in
 tests/engine/test_chunks_render.py). MPEG-TS seeks by a byte search that may land on the
 keyframe *after* the time (frames would be lost), AVI packets carry no presentation times;
-those, and any input whose timestamps cannot be read, are counted from the first
-frame: slower, equally exact. Without an ffprobe binary (a pip-only install) PyAV reads the
-same timestamps (l1web.engine.avprobe `packets`), so such a machine chunks and seeks alike.
+those, and any input whose timestamps cannot be read (no ffprobe), are counted from the first
+frame: slower, equally exact.
 """
 
 from __future__ import annotations
@@ -96,14 +95,12 @@ def frame_index(src: Path) -> FrameIndex | None:
 @lru_cache(maxsize=4)  # a chunk reads one or two videos; a 2-hour one's times are 1.4 MB
 def _frame_index(src: str, size: int, mtime: int, inode: int) -> FrameIndex | None:
     exe = ffmpeg.ffprobe_exe()
-    if exe is None:  # a pip-only install: PyAV prints the same JSON (l1web.engine.avprobe)
-        args = [sys.executable, str(ffmpeg.AVPROBE), "--packets", "--protocols", ffmpeg.PROTOCOLS,
-                "--formats", ffmpeg.SAFE_DEMUXERS, src]
-        name: str | None = ffmpeg.PYAV_PROBE
+    if exe is None:  # no ffprobe binary (imageio-ffmpeg): PyAV prints the same JSON, in a child
+        args, name = [sys.executable, str(ffmpeg.AVPROBE), "--packets", "--protocols", ffmpeg.PROTOCOLS,
+                      "--formats", ffmpeg.SAFE_DEMUXERS, src], ffmpeg.PYAV_PROBE
     else:
-        args = [exe, "-v", "error", *MEDIA_INPUT_FLAGS, "-select_streams", "v:0", "-show_streams",
-                "-show_entries", "packet=pts_time:format=start_time,format_name", "-of", "json", src]
-        name = None
+        args, name = [exe, "-v", "error", *MEDIA_INPUT_FLAGS, "-select_streams", "v:0", "-show_streams",
+                      "-show_entries", "packet=pts_time:format=start_time,format_name", "-of", "json", src], None
     try:
         out = ffmpeg.run(args, timeout=TIMESTAMPS_TIMEOUT, name=name)
         data = json.loads(out or b"{}")
