@@ -81,6 +81,7 @@ class Farm:
         self.store = ContentStore(work / "cache", self.state.cache)
         self.service = run_service(self.state, self.store, self.rq)
         self.workers: list = []
+        self.pinned: list[list[int]] = []
         self.cpus = sorted(os.sched_getaffinity(0))
 
     def set_workers(self, count: int, extra: dict[str, str]) -> None:
@@ -96,6 +97,10 @@ class Farm:
                                                log=self.work / f"{name}.log",
                                                cpus={self.cpus[index % len(self.cpus)]}, nice=NICE))
         wait_for(lambda: len(Worker.all(connection=self.rq)) == count, what=f"{count} workers", timeout=60)
+        # The pinning as the kernel has it, not as asked: each worker on exactly its one CPU.
+        self.pinned = [sorted(os.sched_getaffinity(proc.pid)) for proc in self.workers]
+        if any(len(cpus) != 1 for cpus in self.pinned) or len({c[0] for c in self.pinned}) != count:
+            raise RuntimeError(f"workers not pinned one CPU each: {self.pinned}")
 
     def cpu(self) -> list[float]:
         """CPU seconds each worker's process tree has used: the worker, its work-horses (kept
@@ -219,8 +224,10 @@ def per_worker(chunks: dict[str, dict]) -> dict[str, list[tuple[float, float]]]:
 def measure(farm: Farm, digest: str) -> list[dict]:
     load_before = os.getloadavg()[0]
     farm.set_workers(1, {"CHUNK_SECONDS": "0"})
+    pinned = {"whole": farm.pinned}
     whole_wall, _, whole, whole_cpu = busy(farm, digest)
     farm.set_workers(2, CHUNK)
+    pinned["chunked"] = farm.pinned
     chunked_since = time.time()
     chunked_wall, record, states, chunked_cpu = busy(farm, digest)
     chunks = {sid: s for sid, s in states.items() if "~c" in sid}
@@ -237,7 +244,8 @@ def measure(farm: Farm, digest: str) -> list[dict]:
     skew = firsts[-1] - firsts[0] if len(firsts) > 1 else float("nan")
     idle = sum(b[0] - a[1] for times in spans.values() for a, b in itertools.pairwise(times))
     lasts = sorted(times[-1][1] for times in spans.values())
-    pinning = "1 CPU per worker, 1 numeric thread" + (f", nice {NICE}" if NICE else "")
+    pinning = (f"CPUs {pinned['whole'][0]} | {', '.join(map(str, pinned['chunked']))}, 1 numeric thread"
+               + (f", nice {NICE}" if NICE else ""))
     label = f"dog, {CLIP_SECONDS} s {CLIP_SIZE}"
     load = os.getloadavg()[0]
     return [
