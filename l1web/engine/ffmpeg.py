@@ -22,7 +22,7 @@ import time
 from pathlib import Path
 from typing import TYPE_CHECKING, Any, cast
 
-from l1web.engine import watch
+from l1web.engine import avprobe, watch
 
 if TYPE_CHECKING:
     from l1web.settings import Settings
@@ -414,8 +414,6 @@ def probe_own(path: Path, *, timeout: float = PROBE_TIMEOUT) -> dict[str, Any]:
         import av  # noqa: F401 - only whether it is installed
     except ImportError:
         return probe(path, timeout=timeout, safe=True)
-    from l1web.engine import avprobe
-
     try:
         return avprobe.probe(str(path), SAFE_DEMUXERS, PROTOCOLS)
     except Exception as exc:  # noqa: BLE001 - PyAV raises its own error types; reported like ffprobe's

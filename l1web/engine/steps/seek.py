@@ -20,9 +20,8 @@ Only demuxers that seek through an index to the keyframe at or before the time a
 trusted with this (`INDEXED`: MP4/MOV and Matroska/WebM, checked frame by frame in
 tests/engine/test_chunks_render.py). MPEG-TS seeks by a byte search that may land on the
 keyframe *after* the time (frames would be lost), AVI packets carry no presentation times;
-those, and any input whose timestamps cannot be read, are counted from the first
-frame: slower, equally exact. Without an ffprobe binary (a pip-only install) PyAV reads the
-same timestamps (l1web.engine.avprobe `packets`), so such a machine chunks and seeks alike.
+those, and any input whose timestamps cannot be read (no ffprobe), are counted from the first
+frame: slower, equally exact.
 """
 
 from __future__ import annotations
