@@ -6,9 +6,11 @@ baseline from the same run:
 
 - trivial one-step runs per second on 2 workers ÷ raw RQ trivial jobs (`os.getpid`) per second
   on the same 2 workers and Redis (goal ≥ 0.5);
-- a DAG with two independent heavy branches: wall time on 2 workers ÷ on 1 (goal ≤ 0.6), each
-  worker pinned to one CPU (`sched_setaffinity`, inherited by its work-horses; numpy/OpenBLAS/
-  OpenMP one thread), so 1 worker cannot already use both cores and the figure measures scheduling;
+- a DAG with two independent heavy branches of equal work: wall time on 2 workers ÷ on 1 (goal
+  ≤ 0.6), each worker pinned to one CPU (`sched_setaffinity`, inherited by its work-horses;
+  numpy/OpenBLAS/OpenMP one thread), so 1 worker cannot already use both cores and the figure
+  measures scheduling; beside it the best the DAG's shape allows (the 1-worker wall less the
+  shorter branch) and the 2-worker wall against that;
 - an identical re-submission (`POST /runs`) through HTTP: p50 round trip (goal ≤ 20 ms) and the
   jobs it enqueued (goal 0), beside an authenticated `GET /auth/whoami`;
 - `GET /runs?limit=50` with 100,000 runs stored (goal p50 ≤ 10 ms) and a run's status fragment
@@ -70,16 +72,17 @@ HEAVY_SIZE = (2400, 1600)
 THROUGHPUT_GOAL, PARALLEL_GOAL, RESUBMIT_GOAL_MS, LIST_GOAL_MS, FRAGMENT_GOAL_MS = 0.5, 0.6, 20, 10, 5
 USER = User("bench")
 
+#: Two branches of the same cost (dog at two settings), then small steps that must wait for both.
 TWO_HEAVY_BRANCHES = """
 name: two-heavy-branches
 dag:
   nodes:
     - {id: image, type: SOURCE, config: {input: true, name: image}}
     - {id: edges, type: EFFECT, config: {effect: dog}, inputs: [image]}
-    - {id: soft, type: EFFECT, config: {effect: blur, params: {sigma: 6}}, inputs: [image]}
+    - {id: ink, type: EFFECT, config: {effect: dog, params: {phi: 20}}, inputs: [image]}
     - {id: edges_small, type: RESIZE, config: {width: 320, height: 240}, inputs: [edges]}
-    - {id: soft_small, type: RESIZE, config: {width: 320, height: 240}, inputs: [soft]}
-    - {id: both, type: BLEND, config: {mode: normal, opacity: 0.5}, inputs: [edges_small, soft_small]}
+    - {id: ink_small, type: RESIZE, config: {width: 320, height: 240}, inputs: [ink]}
+    - {id: both, type: BLEND, config: {mode: normal, opacity: 0.5}, inputs: [edges_small, ink_small]}
   output: both
 """
 
@@ -249,17 +252,35 @@ def parallel_branches(bench: Bench) -> list[dict]:
                              recipe=recipe.to_dict())
     image = bench.image(10_000, HEAVY_SIZE)
     walls: dict[int, list[float]] = {1: [], 2: []}
+    overlap: list[float] = []  # per 1-worker round: the seconds a second worker could take over
+    load = os.getloadavg()[0]
     for workers in (1, 2) * PARALLEL_ROUNDS:  # alternating, against other programs' load
         bench.set_workers(workers, pinned=True)
         started = time.monotonic()
         run, _ = bench.service.submit(Submission(recipe.id, {"image": image}, force=True), USER)
         walls[workers].append(bench.wait([run["id"]]) - started)
+        if workers == 1:
+            took = {sid: float(s.get("duration") or 0) for sid, s in bench.state.runs.step_states(run["id"]).items()}
+            overlap.append(min(took["edges"] + took["edges_small"], took["ink"] + took["ink_small"]))
     bench.dag_run = run["id"]
     one, two = min(walls[1]), min(walls[2])
+    # The best 2 workers can do is to run the shorter branch beside the longer one: the 1-worker
+    # wall minus the shorter branch's steps. The 2-worker wall against that is what scheduling
+    # (claiming, starting both branches at once) costs; the ideal against the 1-worker wall is
+    # how much the DAG's shape allows at all. The branches are the same work (dog; another phi, so
+    # another cache id): with blur on one of them (until this round) the shorter branch was
+    # 0.2-0.3 s shorter, and the best 2 workers could do was 0.62-0.67 of 1 worker, whatever
+    # the scheduler did.
+    ideal = one - overlap[walls[1].index(one)]
     return [{"benchmark": f"two heavy branches + join: wall time, 2 workers vs 1, 1 CPU each "
-                          f"(best of {PARALLEL_ROUNDS})",
+                          f"(best of {PARALLEL_ROUNDS}; load {load:.1f} before)",
              "l1": two, "baseline": one, "ratio": two / one,
-             "goal": f"<= {PARALLEL_GOAL}", "unit": "s"}]
+             "goal": f"<= {PARALLEL_GOAL}", "unit": "s"},
+            {"benchmark": "two heavy branches + join: ideal 2-worker wall (1-worker wall less the shorter "
+                          "branch's steps) vs 1 worker: what the DAG's shape allows",
+             "l1": ideal, "baseline": one, "ratio": ideal / one, "goal": "", "unit": "s"},
+            {"benchmark": "two heavy branches + join: 2-worker wall vs that ideal (scheduling's cost)",
+             "l1": two, "baseline": ideal, "ratio": two / ideal, "goal": "", "unit": "s"}]
 
 
 def resubmission(bench: Bench, whoami_ms: float) -> list[dict]:
