@@ -334,6 +334,23 @@ def test_when_every_wait_slot_is_taken_the_answer_comes_at_once_saying_so(app, a
     assert response.json["status"] == "pending"
 
 
+def test_a_wait_keeps_its_connection_for_the_next_one(state, monkeypatch):
+    # Issue 19: a closed subscriber used to leave a dropped connection in the pool, and the next
+    # request paid a new connection (TCP, HELLO, CLIENT SETINFO, SELECT). Now it is kept.
+    run = make_run(state, status=RunStatus.RUNNING)
+    finisher = threading.Timer(0.3, state.runs.transition, (run["id"], RunEvent.COMPLETE))
+    finisher.start()
+    started = time.monotonic()
+    state.runs.wait_for_change(run["id"], ("pending", "running"), 10)
+    assert time.monotonic() - started < 5
+    finisher.join()
+    trips = RoundTrips(monkeypatch)
+    state.runs.wait_for_change(run["id"], ("pending", "running"), 10)  # already over: answers at once
+    assert trips.count == 3, "subscribe, read the status, unsubscribe: no new connection"
+    state.runs.get(run["id"])
+    assert trips.count == 4
+
+
 @pytest.mark.parametrize("value", ["soon", "-1", "31", "nan", "inf"])
 def test_a_bad_wait_is_refused_with_a_message(app, alice_client, value):
     run = submitted(app, alice_client)
