@@ -43,6 +43,7 @@ from l1web.devtools.processes import (  # noqa: E402
     python_process,
     start_redis,
     stop_process,
+    tree_cpu_seconds,
     wait_for,
 )
 from l1web.engine.ffmpeg import ffmpeg_exe, prober  # noqa: E402
@@ -109,28 +110,9 @@ class Farm:
             raise RuntimeError(f"workers not pinned one CPU each: {self.pinned}")
 
     def cpu(self) -> list[float]:
-        """CPU seconds each worker's process tree has used: the worker, its work-horses (kept
-        between jobs) and everything they reaped (ffmpeg), from /proc's utime, stime, cutime and
-        cstime of every live process under it."""
-        tick = os.sysconf("SC_CLK_TCK")
-        parent, used = {}, {}
-        for stat in Path("/proc").glob("[0-9]*/stat"):
-            try:
-                fields = stat.read_text().rsplit(")", 1)[1].split()
-            except OSError:  # gone meanwhile
-                continue
-            pid = int(stat.parent.name)
-            parent[pid] = int(fields[1])
-            used[pid] = sum(int(f) for f in fields[11:15]) / tick
-
-        def under(pid: int, root: int) -> bool:
-            while pid > 1:
-                if pid == root:
-                    return True
-                pid = parent.get(pid, 0)
-            return False
-
-        return [sum(seconds for pid, seconds in used.items() if under(pid, proc.pid)) for proc in self.workers]
+        """CPU seconds each worker's process tree has used: the worker, its work-horses and
+        everything they reaped (ffmpeg)."""
+        return tree_cpu_seconds([proc.pid for proc in self.workers])
 
     def render(self, digest: str) -> tuple[float, dict, dict]:
         """Wall seconds of a forced `dog` run, its run record and its step states."""
