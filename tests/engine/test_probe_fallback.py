@@ -116,6 +116,31 @@ def test_frame_index_without_ffprobe_matches(media, monkeypatch, name):
     seek._frame_index.cache_clear()
 
 
+@pytest.mark.parametrize("suffix", ["mp4", "mkv", "ts"])
+def test_frame_timestamps_without_ffprobe_match(tmp_path, monkeypatch, suffix):
+    """Chunk planning (`constant_rate`) and seeking (`frame_index`) read packet times through PyAV
+    where there is no ffprobe: the same times, the same container verdict, the same rates."""
+    from l1web.engine.analysis import constant_rate
+    from l1web.engine.steps import seek
+
+    clip = make(tmp_path / f"gop.{suffix}", "-f", "lavfi", "-i", "testsrc=size=96x64:rate=30000/1001:duration=3",
+                "-c:v", "libx264", "-preset", "veryfast", "-g", "30", "-pix_fmt", "yuv420p")
+    seek._frame_index.cache_clear()
+    index, cfr = seek.frame_index(clip), constant_rate(clip)
+    seek._frame_index.cache_clear()
+    monkeypatch.setattr(ffmpeg, "ffprobe_exe", lambda: None)
+    try:
+        fallback = seek.frame_index(clip)
+        assert constant_rate(clip) == cfr
+    finally:
+        seek._frame_index.cache_clear()
+    assert index is not None and fallback is not None
+    assert list(fallback.times) == list(index.times) and len(index.times) == 90
+    assert fallback.seekable == index.seekable == (suffix != "ts")
+    for key in ("avg_frame_rate", "r_frame_rate", "codec_type"):
+        assert fallback.stream[key] == index.stream[key]
+
+
 @pytest.mark.parametrize("name", ["av.mp4", "rate.mp4", "vp9.webm"])
 def test_an_own_render_probed_in_process_gives_the_same_facts(media, name):
     """Chunks are probed in process (`ffmpeg.probe_own`) when stored and joined: the same facts and
