@@ -25,6 +25,7 @@ ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT))
 
 from l1web.devtools.processes import python_process, start_redis, stop_process, wait_for  # noqa: E402
+from l1web.engine.ffmpeg import ffmpeg_exe  # noqa: E402
 from l1web.ipfs.daemon import IPFSDaemon  # noqa: E402
 from l1web.jobs.queues import run_service  # noqa: E402
 from l1web.recipes.parse import parse_recipe  # noqa: E402
@@ -88,7 +89,7 @@ class Node:
 
 
 def make_clip(path: Path) -> None:
-    subprocess.run(["ffmpeg", "-hide_banner", "-loglevel", "error", "-y", "-f", "lavfi", "-i",
+    subprocess.run([ffmpeg_exe(), "-hide_banner", "-loglevel", "error", "-y", "-f", "lavfi", "-i",
                     "testsrc2=duration=4:size=640x360:rate=25", "-c:v", "libx264", "-pix_fmt", "yuv420p",
                     str(path)], check=True)
 

@@ -46,6 +46,7 @@ sys.path.insert(0, str(ROOT))
 from devl2.testing import LiveL2, sign_in  # noqa: E402
 from l1web.devtools.processes import start_redis  # noqa: E402
 from l1web.engine import watch  # noqa: E402
+from l1web.engine.ffmpeg import ffmpeg_exe  # noqa: E402
 from l1web.engine.steps import run_step  # noqa: E402
 from l1web.settings import Settings  # noqa: E402
 from l1web.state import StateManager, connect  # noqa: E402
@@ -66,7 +67,7 @@ OVERHEAD_GOAL, FRAGMENT_GOAL_MS = 1.02, 5
 
 
 def make_clip(path: Path, size: str) -> None:
-    subprocess.run(["ffmpeg", "-hide_banner", "-loglevel", "error", "-y", "-f", "lavfi", "-i",
+    subprocess.run([ffmpeg_exe(), "-hide_banner", "-loglevel", "error", "-y", "-f", "lavfi", "-i",
                     f"testsrc2=duration={CLIP_SECONDS}:size={size}:rate={CLIP_FPS}",
                     "-c:v", "libx264", "-pix_fmt", "yuv420p", str(path)], check=True)
 

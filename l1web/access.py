@@ -152,11 +152,13 @@ def usable(index: Index, digest: str, user: Person) -> bool:
     return can_use(user, index.access_item(digest, user.name))
 
 
-def require_input(index: Index, digest: str, user: Person, label: str, **details: object) -> None:
+def require_input(index: Index, digest: str, user: Person, label: str, *, known: Item | None = None,
+                  **details: object) -> None:
     """Nothing when `user` may use `digest` as a run input (`can_use`). Otherwise a 410 naming
     the quarantine reason if they could see it before (`told_quarantined`), else the 404
-    "`label` … is not in the cache" that an unknown hash gets (`details` go with either)."""
-    item = index.access_item(digest, user.name)
+    "`label` … is not in the cache" that an unknown hash gets (`details` go with either).
+    `known`: the item's facts, already read for `user` (with other reads, in one round trip)."""
+    item = known if known is not None else index.access_item(digest, user.name)
     if can_use(user, item):
         return
     if told_quarantined(user, item):

@@ -481,6 +481,7 @@ def preload() -> None:
     and run `ffmpeg -version` for its provenance. Redis clients made here are safe to inherit:
     redis-py opens new connections in a forked child.
     """
+    import av  # noqa: F401 - chunks are probed in process (ffmpeg.probe_own): 116 ms to import in each horse
     import PIL.Image
     import scipy.signal  # noqa: F401 - audio analysis imports it lazily (the web app never needs it)
 

@@ -95,23 +95,15 @@ def test_a_worker_imports_the_job_modules_before_it_forks_a_job():
 
 
 # Races the load probes found ------------------------------------------------------------------
-class DeletedWhileSubmitting(RunService):
-    """Deletes each input right after it is resolved: a DELETE /cache/<hash> landing mid-submit."""
-
-    def resolve_input(self, ref: str, field_name: str, user) -> str:
-        digest = super().resolve_input(ref, field_name, user)
-        self.store.delete(digest)
-        return digest
-
-
 def test_a_run_whose_input_is_deleted_mid_submit_is_refused_and_leaves_nothing(settings, state, redis_client):
     store = ContentStore(settings.cache_dir, state.cache)
     digest = store.put_bytes(png_bytes(7), source="upload", owner="alice").digest
     rq = connect(settings.redis_url, decode=False)
-    service = DeletedWhileSubmitting(state, store, rq, functools.partial(queues.enqueue_plan, rq))
+    service = RunService(state, store, rq, functools.partial(queues.enqueue_plan, rq))
     before = set(redis_client.keys("artdag:run*"))
+    # A DELETE /cache/<hash> landing mid-submit: after the input was checked, before the run is written.
     with pytest.raises(NotFound):
-        service.submit(Submission("invert", [digest]), User("alice"))
+        service.submit(Submission("invert", [digest]), User("alice"), admit=lambda: store.delete(digest))
     assert set(redis_client.keys("artdag:run*")) == before, "no run may be written"
     assert redis_client.llen("rq:queue:runs") == 0
     assert state.cache.refs(digest) == set()

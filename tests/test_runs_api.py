@@ -57,6 +57,45 @@ def test_identical_submission_returns_the_existing_run(app, alice_client):
     assert queued(app) == 1
 
 
+def test_a_new_runs_answer_is_the_stored_run_held_inputs_and_filed_plan(app, alice_client, state):
+    digest = put_image(app)
+    created = alice_client.post("/runs", json={"recipe": "invert", "inputs": [digest], "priority": -1}).json
+    read = alice_client.get(f"/runs/{created['id']}", headers=JSON).json
+    assert created == read, "the 201 answer is built from what was written, not read back"
+    assert state.cache.refs(digest) == {f"run:{created['id']}"}
+    assert created["id"] in {r["id"] for r in state.runs.page(user="alice")[0]}
+    user, piece = state.fair.take("plan")
+    assert user == "alice" and piece["run"] == created["id"] and piece["inline"] is True
+
+
+class RoundTrips:
+    """Counts what this process sends to Redis (a command or a pipeline: one round trip each)."""
+
+    def __init__(self, monkeypatch):
+        from redis.connection import AbstractConnection
+
+        self.count, send = 0, AbstractConnection.send_packed_command
+
+        def counted(connection, command, check_health=True):
+            self.count += 1
+            return send(connection, command, check_health)
+
+        monkeypatch.setattr(AbstractConnection, "send_packed_command", counted)
+
+
+@pytest.mark.parametrize("via", ["cookie", "bearer"])
+def test_a_submission_costs_five_redis_round_trips(app, alice_client, monkeypatch, via):
+    # Issue 19: sign-in (1); the recipe name, the inputs' access and an identical run (1);
+    # the rate limit (1); the run written with its inputs held and its plan filed (1); RQ's token (1).
+    headers = {"Authorization": f"Bearer {alice_client.token}"} if via == "bearer" else {}
+    alice_client.post("/runs", json={"recipe": "invert", "inputs": [put_image(app, colour=(1, 2, 3))]},
+                      headers=headers)  # scripts loaded, connections open
+    digest = put_image(app)
+    trips = RoundTrips(monkeypatch)
+    assert alice_client.post("/runs", json={"recipe": "invert", "inputs": [digest]}, headers=headers).status_code == 201
+    assert trips.count <= 5
+
+
 @pytest.mark.parametrize(("body", "status", "field"), [
     ({"recipe": "no-such-effect", "inputs": ["x"]}, 404, "recipe"),
     ({"recipe": "invert", "inputs": ["f" * 64]}, 404, "inputs.input"),
@@ -293,6 +332,23 @@ def test_when_every_wait_slot_is_taken_the_answer_comes_at_once_saying_so(app, a
     assert taken == 4
     assert response.status_code == 200 and response.headers["L1-Waited"] == "0"
     assert response.json["status"] == "pending"
+
+
+def test_a_wait_keeps_its_connection_for_the_next_one(state, monkeypatch):
+    # Issue 19: a closed subscriber used to leave a dropped connection in the pool, and the next
+    # request paid a new connection (TCP, HELLO, CLIENT SETINFO, SELECT). Now it is kept.
+    run = make_run(state, status=RunStatus.RUNNING)
+    finisher = threading.Timer(0.3, state.runs.transition, (run["id"], RunEvent.COMPLETE))
+    finisher.start()
+    started = time.monotonic()
+    state.runs.wait_for_change(run["id"], ("pending", "running"), 10)
+    assert time.monotonic() - started < 5
+    finisher.join()
+    trips = RoundTrips(monkeypatch)
+    state.runs.wait_for_change(run["id"], ("pending", "running"), 10)  # already over: answers at once
+    assert trips.count == 3, "subscribe, read the status, unsubscribe: no new connection"
+    state.runs.get(run["id"])
+    assert trips.count == 4
 
 
 @pytest.mark.parametrize("value", ["soon", "-1", "31", "nan", "inf"])

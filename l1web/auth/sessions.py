@@ -1,7 +1,8 @@
 """Who is asking: a session cookie or `Authorization: Bearer`, checked against revocations.
 
-Every request that carries credentials reads Redis: the session, then the revocation of the
-token behind it. A Redis error propagates (→ 503); it is never taken as "not revoked".
+Every request that carries credentials reads Redis once: the session and the revocation of the
+token behind it in one Lua call, or a Bearer token's revocation and cached verification in one
+pipeline. A Redis error propagates (→ 503); it is never taken as "not revoked".
 """
 
 from __future__ import annotations
@@ -75,10 +76,9 @@ def authenticate_token(token: str) -> tuple[str, Verified]:
     """(hash, what L2 vouched for) of a token; 400 malformed, 401 invalid or revoked."""
     token = checked_token(token)
     digest = token_hash(token)
-    tokens = current.state().tokens
-    if tokens.is_revoked(digest):
+    revoked, verified = current.state().tokens.revoked_or_cached(digest)  # one round trip
+    if revoked:
         raise Unauthorized("This token has been revoked; sign in again.")
-    verified = tokens.cached(digest)
     if verified is None:
         verified = _verify_once(token, digest)
     return digest, verified
@@ -166,9 +166,8 @@ def load_user() -> None:
     if not session_id:
         return
     session_hash = _session_hash(session_id)
-    tokens = current.state().tokens
-    session = tokens.session(session_hash)
-    if session is None or tokens.is_revoked(session.token_hash):
+    session = current.state().tokens.live_session(session_hash)  # one round trip: session + revocation
+    if session is None:
         g.drop_cookie = True
         return
     _sign_in(Auth(session.username, session.token_hash, Via.COOKIE, session_hash))

@@ -54,7 +54,8 @@ def submit():
     trace.mark("web.checked")
     run, created = current.runs().submit(submission, user, admit=limit_run_submission)
     trace.mark("web.submitted")
-    return run_response(run, 201 if created else 200)
+    # A run just created has no steps yet (its plan writes them): nothing more to read.
+    return run_response(run, 201, steps=[]) if created else run_response(run)
 
 
 @bp.get("/runs")

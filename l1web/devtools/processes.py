@@ -186,3 +186,30 @@ def stop_process(proc: subprocess.Popen, sig: int = signal.SIGTERM) -> None:
     except subprocess.TimeoutExpired:
         os.killpg(proc.pid, signal.SIGKILL)
         proc.wait()
+
+
+def tree_cpu_seconds(roots: list[int]) -> list[float]:
+    """CPU seconds each root process's tree has used so far: its own, every live descendant's and
+    everything they reaped (utime, stime, cutime, cstime from /proc). Reaped children count once
+    their parent has waited for them; a benchmark reads this before and after, with a pause for
+    the last ones to be reaped."""
+    tick = os.sysconf("SC_CLK_TCK")
+    parent: dict[int, int] = {}
+    used: dict[int, float] = {}
+    for stat in Path("/proc").glob("[0-9]*/stat"):
+        try:
+            fields = stat.read_text().rsplit(")", 1)[1].split()
+        except OSError:  # gone meanwhile
+            continue
+        pid = int(stat.parent.name)
+        parent[pid] = int(fields[1])
+        used[pid] = sum(int(f) for f in fields[11:15]) / tick
+
+    def under(pid: int, root: int) -> bool:
+        while pid > 1:
+            if pid == root:
+                return True
+            pid = parent.get(pid, 0)
+        return False
+
+    return [sum(seconds for pid, seconds in used.items() if under(pid, root)) for root in roots]

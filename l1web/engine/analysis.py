@@ -26,7 +26,8 @@ from l1web.engine.interfaces import Store
 from l1web.engine.media import detect
 
 #: Bump when the analysis code changes its results: old cached analyses are then ignored.
-ANALYSIS_VERSION = "2"  # 2: video media says whether its frames are on a constant rate ("cfr")
+ANALYSIS_VERSION = "3"  # 2: video media says whether its frames are on a constant rate ("cfr"); 3: read
+# through PyAV too where there is no ffprobe binary (version 2 said "cfr": false there)
 #: Feature names `analyze` understands. "metadata" is always computed.
 FEATURES = frozenset({"metadata", "beats", "tempo", "energy"})
 #: What `analyze` computes when not told.

@@ -25,12 +25,12 @@ if TYPE_CHECKING:
     from av.stream import Stream
     from av.video.codeccontext import VideoCodecContext
 
-#: What the engine reads from a probe (l1web.engine.media, steps.task, effects.video): format
+#: What the engine reads from a probe (l1web.engine.media, steps.task, steps.join, effects.video): format
 #: fields, and per stream the fields listed (disposition.attached_pic, tags, side data rotation).
 ENGINE_FIELDS = {
     "format": ("format_name", "duration"),
     "stream": ("codec_type", "codec_name", "width", "height", "pix_fmt", "avg_frame_rate",
-               "r_frame_rate", "duration"),
+               "r_frame_rate", "duration", "nb_frames"),
 }
 #: AV_TIME_BASE: container durations are in microseconds.
 TIME_BASE = 1_000_000
@@ -65,6 +65,33 @@ def probe(path: str, format_whitelist: str | None, protocol_whitelist: str) -> d
     return {"streams": streams, "format": fmt}
 
 
+def packets(path: str, format_whitelist: str | None, protocol_whitelist: str) -> dict[str, Any]:
+    """ffprobe's `-select_streams v:0 -show_streams -show_entries packet=pts_time:format=start_time,
+    format_name` for a local file, read with PyAV: the first video stream (rotation included),
+    each of its packets' `pts_time` in demuxing order, and the container's start time."""
+    import av  # noqa: PLC0415 - only the fallback child imports FFmpeg's libraries
+
+    data = probe(path, format_whitelist, protocol_whitelist)
+    stream = next((s for s in data["streams"] if s.get("codec_type") == "video"), None)
+    options = {"protocol_whitelist": protocol_whitelist}
+    if format_whitelist:
+        options["format_whitelist"] = format_whitelist
+    with av.open(path, options=options) as container:
+        fmt: dict[str, Any] = {"format_name": container.format.name}
+        if container.start_time is not None:
+            fmt["start_time"] = _seconds(Fraction(container.start_time, TIME_BASE))
+        times: list[dict[str, str]] = []
+        if stream is not None:
+            video = container.streams[int(stream["index"])]
+            base = video.time_base
+            for packet in container.demux(video):
+                if packet.pts is None and packet.size == 0:
+                    continue  # PyAV's end-of-stream flush packet: ffprobe never shows one
+                # ffprobe leaves out a packet's pts_time when it has none: so does this.
+                times.append({} if packet.pts is None or base is None else {"pts_time": _seconds(packet.pts * base)})
+    return {"streams": [stream] if stream is not None else [], "packets": times, "format": fmt}
+
+
 def _stream(stream: Stream) -> dict[str, Any]:
     import av  # noqa: PLC0415
 
@@ -81,6 +108,8 @@ def _stream(stream: Stream) -> dict[str, Any]:
     out["avg_frame_rate"] = _rate(getattr(stream, "average_rate", None))
     if stream.duration is not None and stream.time_base is not None:
         out["duration"] = _seconds(stream.duration * stream.time_base)
+    if stream.frames:  # the container's frame count (an MP4's index); ffprobe leaves out an unknown one
+        out["nb_frames"] = str(stream.frames)
     out["disposition"] = {"attached_pic": int(bool(stream.disposition & av.stream.Disposition.attached_pic))}
     if stream.metadata:
         out["tags"] = dict(stream.metadata)
@@ -117,10 +146,12 @@ def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description="ffprobe-shaped JSON of a local media file, via PyAV.")
     parser.add_argument("--formats", default=None, help="demuxer allow-list (ffmpeg's format_whitelist)")
     parser.add_argument("--protocols", default="file,pipe", help="protocol allow-list")
+    parser.add_argument("--packets", action="store_true",
+                        help="the first video stream and its packets' times (ffprobe -show_entries packet=pts_time)")
     parser.add_argument("file")
     args = parser.parse_args(argv)
     try:
-        result = probe(args.file, args.formats, args.protocols)
+        result = (packets if args.packets else probe)(args.file, args.formats, args.protocols)
     except Exception as exc:  # noqa: BLE001 - reported like ffprobe: one line on stderr, exit 1
         print(f"{args.file}: {exc}", file=sys.stderr)
         return 1

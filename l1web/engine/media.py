@@ -49,11 +49,13 @@ class MediaInfo:
         return asdict(self)
 
 
-def detect(path: Path) -> MediaInfo:
-    """The kind and basic metadata of a file, or MediaError saying why it is refused."""
+def detect(path: Path, *, own: bool = False) -> MediaInfo:
+    """The kind and basic metadata of a file, or MediaError saying why it is refused.
+
+    `own`: a video this engine just rendered (a chunk), probed in process (`ffmpeg.probe_own`)."""
     _refuse_playlists(path)
     image = _detect_image(path)
-    return image if image is not None else _detect_av(path)
+    return image if image is not None else _detect_av(path, own=own)
 
 
 def _refuse_playlists(path: Path) -> None:
@@ -83,9 +85,9 @@ def _detect_image(path: Path) -> MediaInfo | None:
     return MediaInfo("image", fmt.lower(), width, height)
 
 
-def _detect_av(path: Path) -> MediaInfo:
+def _detect_av(path: Path, *, own: bool = False) -> MediaInfo:
     try:
-        data = ffmpeg.probe(path, safe=True)
+        data = ffmpeg.probe_own(path) if own else ffmpeg.probe(path, safe=True)
     except ffmpeg.FFmpegError as exc:
         raise MediaError(f"{path.name}: not a readable media file of an allowed format "
                          f"({exc})") from None

@@ -55,10 +55,16 @@ TOKEN_TIMEOUTS = {PLAN: PLAN_TIMEOUT + STEP_TIMEOUT, STEP: STEP_TIMEOUT}
 TOKEN_DESCRIPTIONS = {PLAN: "plan run (the next one by fair share)", STEP: "render step (the next one by fair share)"}
 
 
-def enqueue_plan(connection: redis.Redis, run_id: str, attempt: int, *, render_inline: bool = False) -> Job:
-    """The run's plan; with `render_inline` its job also renders the run's one step."""
-    return file_work(connection, run_id, {"kind": PLAN, "run": run_id, "id": f"plan-{run_id[:16]}-{attempt}",
-                                          "inline": render_inline})
+def enqueue_plan(connection: redis.Redis, run_id: str, attempt: int, *, render_inline: bool = False,
+                 filed: bool = False) -> Job:
+    """The run's plan; with `render_inline` its job also renders the run's one step. `filed`: the
+    piece is already in the pool (a new run's submission files it with the run's record,
+    `state/submissions.py`), only its token goes on the queue."""
+    from l1web.state.fair import plan_piece
+
+    if filed:
+        return enqueue_token(connection, PLAN)
+    return file_work(connection, run_id, plan_piece(run_id, attempt, render_inline=render_inline))
 
 
 def step_job_id(run_id: str, step_id: str, attempt: int, tries: int = 1) -> str:
@@ -86,13 +92,18 @@ def token_prefix(kind: str) -> str:
 
 
 def enqueue_token(connection: redis.Redis, kind: str) -> Job:
-    return queue(connection, TOKEN_QUEUES[kind]).enqueue(
-        "l1web.jobs.runs.take_work", kind, job_id=token_prefix(kind) + uuid.uuid4().hex,
-        job_timeout=TOKEN_TIMEOUTS[kind], result_ttl=RESULT_TTL, failure_ttl=FAILURE_TTL,
-        on_failure=Callback("l1web.jobs.runs.on_work_failure"), description=TOKEN_DESCRIPTIONS[kind],
-        # A job RQ stops on request (cancelling its run) gets this callback, not on_failure.
-        on_stopped=Callback("l1web.jobs.runs.on_work_stopped"),
-    )
+    # RQ's enqueue without a pipeline sends two round trips (the queue's name to the set of
+    # queues, then the job); given one, it queues both and we send them together (issue 19).
+    with connection.pipeline() as pipe:
+        job = queue(connection, TOKEN_QUEUES[kind]).enqueue(
+            "l1web.jobs.runs.take_work", kind, job_id=token_prefix(kind) + uuid.uuid4().hex,
+            job_timeout=TOKEN_TIMEOUTS[kind], result_ttl=RESULT_TTL, failure_ttl=FAILURE_TTL,
+            on_failure=Callback("l1web.jobs.runs.on_work_failure"), description=TOKEN_DESCRIPTIONS[kind],
+            # A job RQ stops on request (cancelling its run) gets this callback, not on_failure.
+            on_stopped=Callback("l1web.jobs.runs.on_work_stopped"), pipeline=pipe,
+        )
+        pipe.execute()
+    return job
 
 
 #: Seconds between a sweep's two counts: a token a worker has just popped from its queue is

@@ -20,6 +20,7 @@ from l1web.recipes.parse import Recipe, effect_recipe, recipe_from_data
 from l1web.runs import progress
 from l1web.runs.model import Run, RunStatus, StepStatus, legacy_run_id_for, run_id_for
 from l1web.state import StateManager
+from l1web.state.fair import plan_piece
 from l1web.store import ContentStore
 from l1web.users import User
 
@@ -117,7 +118,9 @@ def _stored_renders_one_step(run: dict[str, Any]) -> bool:
 class EnqueuePlan(Protocol):
     """Puts a run's plan job on the queue (the job layer's `enqueue_plan`, bound to its connection)."""
 
-    def __call__(self, run_id: str, attempt: int, *, render_inline: bool = False) -> object: ...
+    def __call__(self, run_id: str, attempt: int, *, render_inline: bool = False, filed: bool = False) -> object:
+        """`filed`: the plan's piece is already in the fair-share pool (`state/submissions.py` filed
+        it with the run's record); only its token is to go on the queue."""
 
 
 class EnqueueAdvance(Protocol):
@@ -206,11 +209,16 @@ class RunService:
         forced re-run), before anything is written: a rate limit raises there and changes nothing.
         """
         self.check_priority(submission.priority, user)
-        recipe, config_id = self.resolve_recipe(submission.recipe, user, submission.params)
-        input_hashes = self.bind(recipe, submission.inputs, user)
-        run_id = run_id_for(user.name, recipe.id, input_hashes, submission.params)
+        read = self._read_at_once(submission, user)
+        if read is not None:
+            recipe, config_id, input_hashes, existing = read
+            run_id = run_id_for(user.name, recipe.id, input_hashes, submission.params)
+        else:
+            recipe, config_id = self.resolve_recipe(submission.recipe, user, submission.params)
+            input_hashes = self.bind(recipe, submission.inputs, user)
+            run_id = run_id_for(user.name, recipe.id, input_hashes, submission.params)
+            existing = self._existing(user, run_id, recipe.id, input_hashes, submission.params)
         trace.mark("web.bound")
-        existing = self.state.runs.get(run_id) or self._legacy_run(user, recipe.id, input_hashes, submission.params)
         if existing:
             run_id = existing["id"]
         if existing and not submission.force:
@@ -229,38 +237,62 @@ class RunService:
             "priority": submission.priority,
             "notify_url": submission.notify_url,
         }
-        # Hold the inputs before the run exists: an input deleted meanwhile is a 404 with no run
-        # written, never a run that was written but not enqueued (pending for ever).
-        self._hold_inputs(run_id, input_hashes)
-        trace.mark("web.inputs_held")
-        if not self.state.runs.create(run):
-            return self.state.runs.get(run_id) or run, False
-        if config_id:
-            self.state.recipes.add_ref(config_id, run_id)
+        inline = renders_one_step(recipe)
+        # One Lua call: the inputs held (an input deleted meanwhile is a 404 with nothing written,
+        # never a run that was written but not enqueued), the run and its indexes written, its
+        # plan filed in the fair-share pool (a run submitted paused is planned when resumed).
+        piece = None if submission.paused else plan_piece(run_id, 1, render_inline=inline)
+        outcome = self.state.submissions.create(run, input_hashes.values(), config_id=config_id or "",
+                                                piece=piece)
         trace.mark("web.created")
-        if not submission.paused:  # a run submitted paused is planned when it is resumed
-            self.enqueue_plan(run_id, 1, render_inline=renders_one_step(recipe))
+        if isinstance(outcome, str):
+            raise NotFound(f"no cached item {outcome}")
+        if not outcome:  # an identical run was created meanwhile
+            return self.state.runs.get(run_id) or run, False
+        if piece is not None:
+            self.enqueue_plan(run_id, 1, render_inline=inline, filed=True)
         trace.mark("web.enqueued")
-        return self.state.runs.get(run_id) or run, True
+        return self.state.submissions.stored(run), True
 
-    def _legacy_run(self, user: User, recipe_id: str, inputs: Mapping[str, str],
-                    params: Mapping[str, Any]) -> Run | None:
-        """This user's identical run under its pre-owner id, if they have one (runs are not rewritten)."""
-        run = self.state.runs.get(legacy_run_id_for(recipe_id, inputs, params))
-        return run if run and run.get("owner") == user.name else None
-
-    def _hold_inputs(self, run_id: str, input_hashes: Mapping[str, str]) -> None:
-        """Reference every input for `run:<id>` (so none can be deleted), or none of them."""
-        held: list[str] = []
+    def _read_at_once(self, submission: Submission,
+                      user: User) -> tuple[Recipe, None, dict[str, str], Run | None] | None:
+        """The common submission, an effect by name on inputs by hash, with its reads in one round
+        trip (issue 19: the recipe name, the inputs' access and an identical run took four):
+        (recipe, no config, bound inputs, the identical run or None). None for every other
+        submission, or when the user has a recipe of that name: `submit` then reads step by step,
+        and raises whatever is wrong in the same order."""
+        refs = list(submission.inputs.values()) if isinstance(submission.inputs, dict) else list(submission.inputs)
+        if DIGEST_RE.fullmatch(submission.recipe) or not all(DIGEST_RE.fullmatch(ref) for ref in refs):
+            return None
         try:
-            for digest in input_hashes.values():
-                self.state.cache.add_ref(digest, f"run:{run_id}")
-                held.append(digest)
-        except NotFound:
-            if self.state.runs.get(run_id) is None:  # an identical run may hold the same references
-                for digest in held:
-                    self.state.cache.remove_ref(digest, f"run:{run_id}")
-            raise
+            recipe = effect_recipe(submission.recipe, submission.params)
+        except RecipeError:
+            return None
+        names = recipe.variable_inputs
+        if recipe.fixed_hashes or len(refs) != len(names) or (
+                isinstance(submission.inputs, dict) and set(submission.inputs) != set(names)):
+            return None
+        bound = dict(submission.inputs) if isinstance(submission.inputs, dict) \
+            else dict(zip(names, refs, strict=True))
+        run_id = run_id_for(user.name, recipe.id, bound, submission.params)
+        config_id, items, run, legacy = self.state.submissions.prefetch(
+            user.name, submission.recipe, list(bound.values()), run_id,
+            legacy_run_id_for(recipe.id, bound, submission.params))
+        if config_id:
+            return None  # the user's own recipe of that name: `resolve_recipe` decides
+        for (name, digest), item in zip(bound.items(), items, strict=True):
+            access.require_input(self.state.cache, digest, user, "input", known=item, field=f"inputs.{name}")
+        existing = run if run is not None else legacy if legacy and legacy.get("owner") == user.name else None
+        return recipe, None, bound, existing
+
+    def _existing(self, user: User, run_id: str, recipe_id: str, inputs: Mapping[str, str],
+                  params: Mapping[str, Any]) -> Run | None:
+        """The run with this id, else this user's identical run under its pre-owner id (runs are
+        not rewritten), read in one round trip."""
+        run, legacy = self.state.submissions.existing(run_id, legacy_run_id_for(recipe_id, inputs, params))
+        if run is not None:
+            return run
+        return legacy if legacy and legacy.get("owner") == user.name else None
 
     # Reading -------------------------------------------------------------------------------
     def get(self, run_id: str, user: User) -> Run:

@@ -23,6 +23,7 @@ from l1web.state.notify import Notifications
 from l1web.state.recipes import Recipes
 from l1web.state.results import Results
 from l1web.state.runs import Runs
+from l1web.state.submissions import Submissions
 from l1web.state.tokens import Tokens
 from l1web.state.uploads import Uploads
 from l1web.state.watch import StepWatches
@@ -52,6 +53,7 @@ class StateManager:
         self.tokens = Tokens(client)
         self.cache = CacheIndex(client)
         self.runs = Runs(client)
+        self.submissions = Submissions(client)
         self.claims = Claims(client)
         self.recipes = Recipes(client)
         self.fair = FairShare(client)

@@ -12,6 +12,7 @@ import json
 import math
 import re
 import time
+from collections.abc import Sequence
 from dataclasses import asdict, dataclass, fields
 from typing import Any, cast
 
@@ -232,6 +233,32 @@ def _parse_cursor(cursor: str) -> tuple[float, str]:
     return value, digest
 
 
+#: Replies `queue_access` adds to a pipeline.
+ACCESS_REPLIES = 7
+
+
+def queue_access(pipe: redis.client.Pipeline, digest: str, asker: str | None) -> None:
+    """Queue on `pipe` the reads of `access_item` (`ACCESS_REPLIES` replies, for `access_from`), so
+    a caller may send them with other reads in one round trip (`state/submissions.py`)."""
+    pipe.hget(keys.cache_item(digest), "size")
+    pipe.hget(keys.cache_item(digest), "owner")
+    pipe.zscore(keys.cache_owner_index(asker or ""), digest)
+    pipe.hvals(keys.assets())
+    pipe.sismember(keys.cache_published(), digest)
+    pipe.zscore(keys.cache_shared(), digest)
+    pipe.hget(keys.cache_quarantine(), digest)
+
+
+def access_from(replies: Sequence[Any], digest: str, asker: str | None) -> Item:
+    """The `Item` of `digest` from the replies to `queue_access`."""
+    size, owner, held, assets, published, shared, quarantined = replies
+    if quarantined is not None:
+        return _quarantined_item(quarantined, asker)
+    return Item(exists=size is not None, owner=owner or None,
+                holders=frozenset([asker]) if asker and held is not None else frozenset(),
+                asset=digest in assets, published=bool(published), shared=shared is not None)
+
+
 class CacheIndex:
     """The Redis side of the content store; `StateManager.cache` is one of these."""
 
@@ -272,19 +299,8 @@ class CacheIndex:
     def access_item(self, digest: str, asker: str | None) -> Item:
         """The facts `l1web.access` decides on, for `asker` (one Redis round trip)."""
         with self.redis.pipeline(transaction=False) as pipe:
-            pipe.hget(keys.cache_item(digest), "size")
-            pipe.hget(keys.cache_item(digest), "owner")
-            pipe.zscore(keys.cache_owner_index(asker or ""), digest)
-            pipe.hvals(keys.assets())
-            pipe.sismember(keys.cache_published(), digest)
-            pipe.zscore(keys.cache_shared(), digest)
-            pipe.hget(keys.cache_quarantine(), digest)
-            size, owner, held, assets, published, shared, quarantined = pipe.execute()
-        if quarantined is not None:
-            return _quarantined_item(quarantined, asker)
-        return Item(exists=size is not None, owner=owner or None,
-                    holders=frozenset([asker]) if asker and held is not None else frozenset(),
-                    asset=digest in assets, published=bool(published), shared=shared is not None)
+            queue_access(pipe, digest, asker)
+            return access_from(pipe.execute(), digest, asker)
 
     def grant(self, digest: str, owner: str) -> None:
         """List an existing item among `owner`'s own (an output their run reused)."""

@@ -112,6 +112,15 @@ if moved > 0 then
 end
 return moved
 """
+
+
+def plan_piece(run_id: str, attempt: int, *, render_inline: bool = False) -> dict[str, Any]:
+    """The piece of work that plans a run's `attempt` (with `render_inline`, its job also renders the
+    run's one step): what `jobs/queues.py` files, and what a new run's submission files with its
+    record (`state/submissions.py`)."""
+    return {"kind": "plan", "run": run_id, "id": f"plan-{run_id[:16]}-{attempt}", "inline": render_inline}
+
+
 #: Stand-ins for the priority and the user in the key templates `_TAKE` fills in.
 _PRIO, _USER = lua.hole("priority"), lua.hole("user")
 

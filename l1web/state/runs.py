@@ -10,6 +10,7 @@ enqueue each step once and finish the run once.
 from __future__ import annotations
 
 import json
+import threading
 import time
 from collections.abc import Iterable, Mapping
 from typing import Any, cast
@@ -151,6 +152,10 @@ def _decode(raw: Mapping[str, str]) -> dict[str, Any]:
     return out
 
 
+#: The run hash's encoding, for `state/submissions.py` (which writes a new run in one Lua call).
+encode_fields, decode_fields = _encode, _decode
+
+
 def _watch_keys(run_id: str, step_ids: Iterable[str]) -> list[str]:
     """The progress and log keys of a run's steps (`state/watch.py`)."""
     return [k for sid in step_ids
@@ -171,6 +176,8 @@ class Runs:
         self._step_update = client.register_script(_STEP_UPDATE)
         self._page = client.register_script(_PAGE)
         self._view = client.register_script(_VIEW)
+        self._idle_pubsubs: list[redis.client.PubSub] = []
+        self._pubsub_lock = threading.Lock()
 
     # Records -----------------------------------------------------------------------------
     def create(self, run: Mapping[str, Any]) -> bool:
@@ -233,7 +240,8 @@ class Runs:
         """
         waiting_on = set(statuses)
         deadline = time.monotonic() + timeout
-        pubsub = self.redis.pubsub(ignore_subscribe_messages=True)  # type: ignore[no-untyped-call]  # redis-py: unannotated
+        pubsub = self._take_pubsub()
+        kept = False
         try:
             pubsub.subscribe(keys.run_changes(run_id))
             if self.redis.hget(keys.run(run_id), "status") not in waiting_on:
@@ -243,7 +251,47 @@ class Runs:
                 if message is not None and message["data"] not in waiting_on:
                     return
         finally:
-            pubsub.close()
+            try:
+                kept = self._keep_pubsub(pubsub)
+            finally:
+                if not kept:
+                    pubsub.close()
+
+    #: Idle subscribers a process keeps for `wait_for_change` (the web app lets 4 requests wait at once).
+    KEPT_PUBSUBS = 4
+
+    def _take_pubsub(self) -> redis.client.PubSub:
+        with self._pubsub_lock:
+            if self._idle_pubsubs:
+                return self._idle_pubsubs.pop()
+        return cast(redis.client.PubSub, self.redis.pubsub(  # type: ignore[no-untyped-call]  # redis-py: unannotated
+            ignore_subscribe_messages=True))
+
+    def _keep_pubsub(self, pubsub: redis.client.PubSub) -> bool:
+        """Unsubscribe and keep `pubsub` (and its connection) for the next wait; False when it
+        cannot be kept clean (then the caller closes it).
+
+        redis-py's `PubSub.close` disconnects, so every `?wait=` used to leave a dropped connection
+        in the pool, and the next request on it paid a new connection (TCP, HELLO, CLIENT
+        SETINFO, SELECT: 5-6 round trips; issue 19). Messages that were still on their way are
+        read and dropped until Redis confirms the unsubscribe.
+        """
+        if pubsub.connection is None:
+            return False
+        try:
+            pubsub.unsubscribe()
+            deadline = time.monotonic() + 1.0
+            while pubsub.subscribed and (left := deadline - time.monotonic()) > 0:
+                pubsub.get_message(timeout=left)
+        except redis.RedisError:  # the wait itself is over; this connection is not worth keeping
+            return False
+        if pubsub.subscribed:
+            return False
+        with self._pubsub_lock:
+            if len(self._idle_pubsubs) >= self.KEPT_PUBSUBS:
+                return False
+            self._idle_pubsubs.append(pubsub)
+        return True
 
     def transition(self, run_id: str, event: RunEvent, **fields: object) -> bool:
         """Apply a life-cycle event (`l1web/lifecycle.py`) if the run's status allows it, atomically."""

@@ -30,6 +30,9 @@ from l1web.store.names import check_digest, digest_for, hash_file
 
 log = logging.getLogger(__name__)
 
+#: Sources of items the engine's own ffmpeg has just rendered and no user has touched: chunks
+#: (l1web.jobs.chunked.SOURCE_PREFIX), probed in process when stored (`ffmpeg.probe_own`).
+OWN_RENDER_SOURCES = ("chunk:",)
 #: Seconds after its last write that a temp file counts as abandoned (a crashed ingest).
 STALE_TEMP_AGE = 3600.0
 #: Directories under the root that are not fan-out directories.
@@ -225,7 +228,8 @@ class ContentStore:
                 raise BadRequest("empty upload: a zero-byte item cannot be stored")
             known = self.index.get(digest)
             refuse = source == "upload" or source.startswith("import:")
-            facts = describe(writer.path, refuse_hostile=refuse) if known is None else None
+            own = source.startswith(OWN_RENDER_SOURCES)
+            facts = describe(writer.path, refuse_hostile=refuse, own=own) if known is None else None
             trace.mark("store.described")
             with self.index.lock(digest):
                 return self._install(writer, digest, known, facts, source=source, owner=owner, name=name)

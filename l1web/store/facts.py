@@ -62,14 +62,15 @@ class MediaFacts:
     duration: float | None = None
 
 
-def describe(path: Path, *, refuse_hostile: bool = False) -> MediaFacts:
+def describe(path: Path, *, refuse_hostile: bool = False, own: bool = False) -> MediaFacts:
     """Facts about a file; anything that is not accepted media is kind "other".
 
     With `refuse_hostile` (uploads and imports), media refused for safety — playlists, pixel
     bombs, over-long streams — raise UnsupportedMedia instead of being kept as opaque bytes.
+    `own`: a video the engine just rendered, probed in process (engine/media.py `detect`).
     """
     try:
-        info = detect(path)
+        info = detect(path, own=own)
     except HostileMedia as exc:
         if refuse_hostile:
             reason = str(exc).removeprefix(f"{path.name}: ")

@@ -34,9 +34,10 @@ def run_json(run: dict, steps: list[dict] | None = None) -> dict:
     return out
 
 
-def run_response(run: dict, status: int = 200) -> tuple[Response, int]:
-    """A run with its steps, as the API returns it after any change."""
-    return jsonify(run_json(run, current.runs().steps_view(run["id"]))), status
+def run_response(run: dict, status: int = 200, steps: list[dict] | None = None) -> tuple[Response, int]:
+    """A run with its steps, as the API returns it after any change (`steps` when the caller
+    knows them: a run just created has none yet, so its answer reads nothing more)."""
+    return jsonify(run_json(run, current.runs().steps_view(run["id"]) if steps is None else steps)), status
 
 
 # The runs list ------------------------------------------------------------------------------------

@@ -220,6 +220,28 @@ def _video_payload(path: Path) -> bytes:
                           capture_output=True).stdout
 
 
+def test_without_ffprobe_the_same_chunks_seek_and_join_to_the_same_bytes(clips, store, results, temp_root,
+                                                                        monkeypatch):
+    """A pip-only machine (imageio-ffmpeg, PyAV probing) plans, seeks and joins exactly as one with
+    ffprobe: same cache ids, same bytes (the lead's benchmark machine found no chunks at all when
+    the frame timestamps needed the ffprobe binary)."""
+    from l1web.engine import ffmpeg
+    from l1web.engine.steps import seek
+
+    nodes = [{"id": "v", "type": "SOURCE", "config": {"hash": store.add(clips["counter"])}},
+             {"id": "x", "type": "EFFECT", "config": {"effect": "dog", "params": {"phi": 20.0}}, "inputs": ["v"]}]
+    joined, with_ffprobe = render(store, results, temp_root, nodes, SETTING)
+    expected = joined.read_bytes()
+    monkeypatch.setattr(ffmpeg, "ffprobe_exe", lambda: None)
+    seek._frame_index.cache_clear()  # the timestamps read with ffprobe above
+    assert seek.chunk_input(clips["counter"], (75, 150))[0] == ["-noaccurate_seek", "-ss", "3.000001"]
+    joined_again, without = render(store, type(results)(), temp_root, nodes, SETTING)
+    seek._frame_index.cache_clear()
+    assert [s["cache_id"] for s in without["steps"]] == [s["cache_id"] for s in with_ffprobe["steps"]]
+    assert "x~c3" in {s["step_id"] for s in without["steps"]}
+    assert joined_again.read_bytes() == expected
+
+
 def test_the_join_refuses_missing_or_doubled_frames_and_drops_trailing_empty_chunks():
     from l1web.engine.errors import StepError
     from l1web.engine.steps.join import present

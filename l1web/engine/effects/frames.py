@@ -22,6 +22,7 @@ from typing import IO, cast
 
 import numpy as np
 
+from l1web import trace
 from l1web.engine import watch
 from l1web.engine.effects.errors import EffectError
 from l1web.engine.ffmpeg import STDERR_KEEP, FFmpegError, FFmpegTimeout, child_options, kill_group
@@ -67,8 +68,11 @@ def apply_frames(
         ThreadPoolExecutor(FRAME_WORKERS, thread_name_prefix="frames") as pool,
     ):
         pending: deque[Future[np.ndarray]] = deque()
+        trace.mark("render.spawned")
         try:
             while (buffer := pipeline.read_frame(frame_bytes)) is not None:
+                if not written and not pending:
+                    trace.mark("render.first_frame")  # a chunk's seek and decoder start-up end here
                 pending.append(pool.submit(transform, buffer))
                 if len(pending) >= IN_FLIGHT:
                     frame = pending.popleft().result()
@@ -85,7 +89,8 @@ def apply_frames(
         finally:
             for future in pending:
                 future.cancel()
-        pipeline.finish()
+        trace.mark("render.last_frame")
+        pipeline.finish()  # the encoder's flush: its look-ahead frames encoded, the MP4 index written
 
 
 @contextlib.contextmanager

@@ -29,6 +29,7 @@ from __future__ import annotations
 import json
 import math
 import os
+import sys
 from array import array
 from dataclasses import dataclass
 from functools import lru_cache
@@ -94,12 +95,16 @@ def frame_index(src: Path) -> FrameIndex | None:
 @lru_cache(maxsize=4)  # a chunk reads one or two videos; a 2-hour one's times are 1.4 MB
 def _frame_index(src: str, size: int, mtime: int, inode: int) -> FrameIndex | None:
     exe = ffmpeg.ffprobe_exe()
-    if exe is None:
-        return None
+    if exe is None:  # a pip-only install: PyAV prints the same JSON (l1web.engine.avprobe)
+        args = [sys.executable, str(ffmpeg.AVPROBE), "--packets", "--protocols", ffmpeg.PROTOCOLS,
+                "--formats", ffmpeg.SAFE_DEMUXERS, src]
+        name: str | None = ffmpeg.PYAV_PROBE
+    else:
+        args = [exe, "-v", "error", *MEDIA_INPUT_FLAGS, "-select_streams", "v:0", "-show_streams",
+                "-show_entries", "packet=pts_time:format=start_time,format_name", "-of", "json", src]
+        name = None
     try:
-        out = ffmpeg.run([exe, "-v", "error", *MEDIA_INPUT_FLAGS, "-select_streams", "v:0", "-show_streams",
-                          "-show_entries", "packet=pts_time:format=start_time,format_name", "-of", "json", src],
-                         timeout=TIMESTAMPS_TIMEOUT)
+        out = ffmpeg.run(args, timeout=TIMESTAMPS_TIMEOUT, name=name)
         data = json.loads(out or b"{}")
         fmt = data.get("format", {})
         origin = float(fmt.get("start_time") or 0.0)
