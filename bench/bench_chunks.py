@@ -161,8 +161,17 @@ PHASES = (
 )
 
 
-def traced_steps(trace: Path, since: float) -> list[dict[str, float]]:
-    """Each video step a horse rendered after `since` (unix time): its marks' first times."""
+#: Parts of the join, the same way.
+JOIN_PHASES = (
+    ("frame counts, concat stream copy, the sound", "step.started", "render.done"),
+    ("storing the joined output", "render.done", "step.claim_committed"),
+    ("removing the chunks, recording the step", "step.claim_committed", "step.advanced"),
+)
+
+
+def traced_steps(trace: Path, since: float, *, frames: bool = True) -> list[dict[str, float]]:
+    """Each step a horse rendered after `since` (unix time), its marks' first times: those that
+    streamed frames, or (`frames=False`) those that did not (the join)."""
     by_pid: dict[str, list[tuple[float, str]]] = {}
     for line in trace.read_text().splitlines():
         at, pid, _, label = line.split(" ", 3)
@@ -176,7 +185,7 @@ def traced_steps(trace: Path, since: float) -> list[dict[str, float]]:
             if current is not None:
                 current.setdefault(label, at)
                 if label == "step.advanced":
-                    if "render.first_frame" in current and current["step.started"] >= since:
+                    if ("render.first_frame" in current) == frames and current["step.started"] >= since:
                         steps.append(current)
                     current = None
     return steps
@@ -198,6 +207,14 @@ def phase_rows(label: str, trace: Path, whole_since: float, chunked_since: float
                                   f"{took[0]:.2f}-{took[-1]:.2f} s) vs the whole step's",
                      "l1": statistics.median(took), "baseline": whole,
                      "ratio": statistics.median(took) / whole if whole else float("nan"), "goal": "", "unit": "s"})
+    joins = [s for s in traced_steps(trace, chunked_since, frames=False) if "render.done" in s]
+    if joins:
+        join = max(joins, key=lambda s: s["step.started"])
+        total = join["step.advanced"] - join["step.started"]
+        for name, start, end in JOIN_PHASES:
+            if start in join and end in join:
+                rows.append({"benchmark": f"{label}: join, {name}, vs the whole join", "l1": join[end] - join[start],
+                             "baseline": total, "ratio": (join[end] - join[start]) / total, "goal": "", "unit": "s"})
     return rows
 
 

@@ -184,3 +184,32 @@ def test_a_worker_killed_mid_chunk_costs_only_that_chunk(settings, state, store,
     assert all(states[c]["status"] == StepStatus.CACHED for c in kept), states
     assert state.cache.stats().get("cache_misses") == misses + 2  # that chunk and the join
     assert frames_of(store.path_for(second["output_hash"])) == 12 * 25
+
+
+def test_a_sweep_keeps_a_chunk_stored_again_and_deletes_a_removed_ones_copy(state, store, tmp_path):
+    """A forced re-run renders a chunk to the same bytes as one an earlier join removed, so its
+    digest is still listed as removed until the new copy is stored and `discard`ed; another
+    worker's sweep in between must not delete the new copy (bench_chunks' second round failed
+    'No such file' when one did). A copy whose index entry the join removed still goes."""
+    from types import SimpleNamespace
+
+    from l1web.jobs import chunked
+
+    ctx = SimpleNamespace(state=state, store=store)  # what sweep reads of a worker's clients
+    again = tmp_path / "again.bin"
+    again.write_bytes(b"a chunk rendered again, the same bytes as before")
+    stored = store.put_file(again, source="chunk:run-2")  # as _render stores a chunk
+    state.removed_chunks.add([stored])  # listed by the earlier run's join, not yet discarded
+    old = tmp_path / "old.bin"
+    old.write_bytes(b"a chunk another host joined and removed")
+    removed = store.put_file(old, source="chunk:run-1")
+    store.delete(removed)  # the join: index entry and file gone there ...
+    store.location(removed).parent.mkdir(parents=True, exist_ok=True)
+    store.location(removed).write_bytes(b"a chunk another host joined and removed")  # ... a copy left here
+    state.removed_chunks.add([removed])
+
+    assert chunked.sweep(ctx) == 1
+    assert store.location(stored).read_bytes() == b"a chunk rendered again, the same bytes as before"
+    assert state.cache.get(stored) is not None
+    assert not store.location(removed).exists()
+    assert chunked.sweep(ctx) == 0  # nothing left to delete, and nothing locked for it

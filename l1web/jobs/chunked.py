@@ -70,10 +70,10 @@ def remove_chunks(ctx: Clients, steps: list[Step], join_step: Step, states: dict
 
 
 def sweep(ctx: Clients) -> int:
-    """Delete this host's copies of chunks removed elsewhere; how many files went."""
-    gone = 0
-    for digest in ctx.state.removed_chunks.recent():
-        with contextlib.suppress(FileNotFoundError):
-            ctx.store.location(digest).unlink()
-            gone += 1
-    return gone
+    """Delete this host's copies of chunks removed elsewhere; how many files went.
+
+    A digest stored again since (a forced re-run renders a chunk to the same bytes, and the list
+    forgets it only once the new copy is stored) is kept: `drop_unindexed_copy` checks the index
+    under the item's lock. Unlinking by the list alone lost such a chunk when another worker's
+    sweep ran between its store and its `discard` (bench_chunks, second round)."""
+    return sum(ctx.store.drop_unindexed_copy(digest) for digest in ctx.state.removed_chunks.recent())

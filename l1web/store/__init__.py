@@ -285,6 +285,26 @@ class ContentStore:
             self.location(digest).unlink(missing_ok=True)
             self.thumb_path(digest).unlink(missing_ok=True)
 
+    def drop_unindexed_copy(self, digest: str) -> bool:
+        """Delete this host's file of an item the index no longer has (a chunk removed after its
+        join on another host); whether a file went.
+
+        Under the item's lock, and only while the index still lacks it: the same bytes may have
+        been stored again meanwhile (a forced re-run renders a chunk to the same digest), and
+        `commit` renames the new file in and indexes it under that lock, so a sweep can never
+        delete a file that was just stored.
+        """
+        if not self.location(digest).exists():
+            return False  # the usual case: nothing to lock for
+        with self.index.lock(digest):
+            if self.index.get(digest) is not None:
+                return False
+            try:
+                self.location(digest).unlink()
+            except FileNotFoundError:
+                return False
+            return True
+
     def quarantine(self, digest: str, reason: str) -> None:
         """Move a file whose bytes no longer match its name out of the store, and say so."""
         log.error("quarantining %s: %s", digest, reason)
