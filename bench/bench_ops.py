@@ -17,7 +17,6 @@ from rq import Queue
 from rq.serializers import JSONSerializer
 
 from l1web.devtools.processes import python_process, start_redis, stop_process, wait_for
-from l1web.metrics import record_step
 from l1web.settings import Settings
 from l1web.state import StateManager, connect, keys
 from l1web.state.metrics import StepMetrics
@@ -53,7 +52,7 @@ def _fill(url: str) -> None:
                 pipe.execute()
         pipe.execute()
     for i in range(500):
-        record_step(StepMetrics(client), ("EFFECT", "SEQUENCE", "LAYER")[i % 3], "completed", (i % 97) / 10)
+        StepMetrics(client).record_step(("EFFECT", "SEQUENCE", "LAYER")[i % 3], "completed", (i % 97) / 10)
     queue = Queue("parked", connection=connect(url, decode=False), serializer=JSONSerializer)
     queue.enqueue_many([Queue.prepare_data("time.sleep", (0,)) for _ in range(QUEUED)])
 

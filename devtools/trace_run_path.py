@@ -8,7 +8,9 @@ with RQ's SimpleWorker in burst mode. A first run of the same kind warms every i
 run, on another image so nothing is cached, is traced. A profiler notes each call that enters an
 `l1web` module other than the nearest `l1web` caller's: a *hop*. The report counts the distinct
 hops (caller module → callee module), the calls across modules, and the modules and packages
-entered, and lists every hop.
+entered; per half, the packages in the order the calls enter them (the code review's way of
+following a run, with its returns to a package already entered); and lists every hop. The web
+half includes storing the input image (`ContentStore.put_bytes`) before the request.
 
 It runs against the checkout it sits in and knows the older layout too (`l1web.create_app`,
 `l1web.services`), so an earlier commit can be measured with the same script:
@@ -85,6 +87,9 @@ class Tracer:
         self.hops: Counter[tuple[str, str]] = Counter()
         self.phase = "web"
         self.phases: dict[str, set[tuple[str, str]]] = {"web": set(), "worker": set()}
+        # The rooms (packages) in the order the calls enter them, repeats in a row folded: the
+        # code review's way of following a run ("jobs → recipes → engine → recipes → ipfs → …").
+        self.rooms: dict[str, list[str]] = {"web": [], "worker": []}
 
     def __call__(self, frame, event, arg) -> None:
         if event != "call" or frame.f_code.co_name == "<module>":
@@ -102,6 +107,10 @@ class Tracer:
         if caller and caller != callee:
             self.hops[(caller, callee)] += 1
             self.phases[self.phase].add((caller, callee))
+            rooms = self.rooms[self.phase]
+            for room in ([] if rooms else [_package(caller)]) + [_package(callee)]:
+                if not rooms or rooms[-1] != room:
+                    rooms.append(room)
 
 
 def _package(module: str) -> str:
@@ -146,6 +155,11 @@ def report(tracer: Tracer) -> None:
     print(f"packages entered:                               {len(packages)}  {sorted(packages)}")
     print("ipfs modules entered:                           "
           f"{sorted(m for m in modules if m.startswith('l1web.ipfs')) or 'none'}")
+    for phase, rooms in tracer.rooms.items():
+        short = [room.removeprefix("l1web.") for room in rooms]
+        print(f"  {phase:6} half, rooms in call order: {len(short)} entries, {len(set(short))} rooms, "
+              f"{len(short) - len(set(short))} returns to a room already entered")
+        print("    " + " → ".join(short))
     for (caller, callee), count in sorted(tracer.hops.items()):
         print(f"  {caller} -> {callee}  x{count}")
 

@@ -5,12 +5,12 @@ web app may run several processes, the workers run elsewhere, and tests build ma
 app gets its own `CollectorRegistry` holding one collector that reads Redis on `collect()`.
 
 The workers write the one thing Redis would not otherwise hold: a histogram of step durations
-by node type (`record_step`), as plain counters in one hash, so a scrape costs a few reads.
+by node type (`StepMetrics.record_step` in `state/metrics.py`), as plain counters in one hash, so
+a scrape costs a few reads.
 """
 
 from __future__ import annotations
 
-import math
 import shutil
 from collections.abc import Iterator
 from dataclasses import dataclass
@@ -25,28 +25,13 @@ from rq.registry import FailedJobRegistry, StartedJobRegistry
 from rq.serializers import JSONSerializer
 
 from l1web.jobs.queues import QUEUES
-from l1web.runs.model import RunStatus, StepStatus
+from l1web.runs.model import RunStatus
 from l1web.state import StateManager
-from l1web.state.metrics import StepMetrics
+from l1web.state.metrics import STEP_BUCKETS, StepMetrics
+from l1web.state.metrics import bound as _bound
 
-#: Upper bounds (seconds) of the step-duration histogram: cache hits take milliseconds,
-#: effect renders of long videos take many minutes.
-STEP_BUCKETS = (0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0, 10.0, 30.0, 60.0, 300.0, 1800.0, math.inf)
 #: Content type of the Prometheus text exposition format we serve.
 CONTENT_TYPE = "text/plain; version=0.0.4; charset=utf-8"
-
-
-def _bound(value: float) -> str:
-    return "+Inf" if math.isinf(value) else repr(value)
-
-
-# Written by workers ---------------------------------------------------------------------------
-def record_step(metrics: StepMetrics, node_type: str, outcome: str, seconds: float, *, worker: str = "") -> None:
-    """Count one finished step job: its outcome and, in the first bucket it fits, its duration;
-    and one step done or failed on `worker`'s counters (the workers page)."""
-    bucket = next(b for b in STEP_BUCKETS if seconds <= b)
-    metrics.record(node_type or "UNKNOWN", _bound(bucket), outcome, seconds, worker=worker,
-                   ok=outcome != StepStatus.FAILED)
 
 
 @dataclass(frozen=True)

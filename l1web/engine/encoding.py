@@ -77,13 +77,20 @@ def png_ffmpeg_args() -> list[str]:
     return list(PNG_PROFILES[_png]["ffmpeg"])
 
 
-def encoder_version(png: str | None = None) -> str:
-    """Part of every cache id: outputs made with other settings are never served as current."""
-    profile = PNG_PROFILES[png or _png]
+def _version(profile: dict[str, Any]) -> str:
     return sha3_json(
         [REVISION, *VIDEO_ARGS, *CONTAINER_ARGS, *AUDIO_ARGS, AUDIO_RATE, EVEN_SIZE,
          {"png": profile}]
     )[:16]
+
+
+# Hashed once per profile at import, not at each of a run's calls (plan, cache ids, each render).
+_VERSIONS = {name: _version(profile) for name, profile in PNG_PROFILES.items()}
+
+
+def encoder_version(png: str | None = None) -> str:
+    """Part of every cache id: outputs made with other settings are never served as current."""
+    return _VERSIONS[png or _png]
 
 
 #: The encoder version of the default settings (the one docs/engine.md's test vectors use).

@@ -25,10 +25,8 @@ def step_finished(state: StateManager, run_id: str, job_id: str, step: Step, *, 
     node_type = str(step.get("type") or "-")
     STEPS.info("step run=%s job=%s step=%s type=%s outcome=%s seconds=%.3f",
                run_id, job_id, step.get("step_id", "-"), node_type, outcome, seconds)
-    from l1web.metrics import record_step
-
     try:
-        record_step(state.step_metrics, node_type, outcome, seconds, worker=worker)
+        state.step_metrics.record_step(node_type, outcome, seconds, worker=worker)
     except redis.RedisError as exc:
         STEPS.warning("step run=%s job=%s: could not record its timing: %s", run_id, job_id, type(exc).__name__)
 

@@ -1,20 +1,39 @@
 """Step-duration counters the workers write and `/metrics` reads: one hash, `artdag:metrics:steps`.
 
 Fields are `<node type>|le:<bucket>`, `<node type>|sum` and `<node type>|outcome:<outcome>`;
-which bucket a duration falls in is `l1web.metrics`'s business.
+`record_step` picks the bucket; `l1web.metrics` turns the counters into a Prometheus histogram.
 """
 
 from __future__ import annotations
+
+import math
 
 import redis
 
 from l1web.state import keys
 from l1web.state.workers import DONE, FAILED
+from l1web.status import StepStatus
+
+#: Upper bounds (seconds) of the step-duration histogram: cache hits take milliseconds,
+#: effect renders of long videos take many minutes.
+STEP_BUCKETS = (0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0, 10.0, 30.0, 60.0, 300.0, 1800.0, math.inf)
+
+
+def bound(value: float) -> str:
+    """A bucket's name in the hash and in Prometheus' `le` label."""
+    return "+Inf" if math.isinf(value) else repr(value)
 
 
 class StepMetrics:
     def __init__(self, client: redis.Redis) -> None:
         self.redis = client
+
+    def record_step(self, node_type: str, outcome: str, seconds: float, *, worker: str = "") -> None:
+        """Count one finished step job: its outcome and, in the first bucket it fits, its duration;
+        and one step done or failed on `worker`'s counters (the workers page)."""
+        bucket = next(b for b in STEP_BUCKETS if seconds <= b)
+        self.record(node_type or "UNKNOWN", bound(bucket), outcome, seconds, worker=worker,
+                    ok=outcome != StepStatus.FAILED)
 
     def record(self, node: str, bucket: str, outcome: str, seconds: float, *, worker: str = "",
                ok: bool = True) -> None:

@@ -14,8 +14,23 @@ from l1web.engine.encoding import SUFFIX, encoder_version
 from l1web.engine.errors import StepError
 from l1web.engine.ffmpeg import RENDER_TIMEOUT
 from l1web.engine.plan import Step
-from l1web.engine.steps import audio, compose, effect, join, sequence, video
+from l1web.engine.steps import audio, compose, join, sequence, video
 from l1web.engine.steps.task import RenderTask
+
+
+def effect(job: RenderTask) -> None:
+    """EFFECT: hand the input to the effects package, which renders image or video.
+
+    Kept here rather than in a module of its own: it is one call, and a room entered for it
+    cost a run's path a hop (`devtools/trace_run_path.py`).
+    """
+    from l1web.engine.effects import get_effect
+    from l1web.engine.effects.apply import apply_effect
+
+    chosen = get_effect(job.config["effect"])
+    apply_effect(chosen, job.config["params"], job.inputs[0], job.out, job.kind,
+                 timeout=job.timeout, frames=job.frames)
+
 
 RENDERERS: dict[str, Callable[[RenderTask], None]] = {
     "SEGMENT": video.segment,
@@ -26,7 +41,7 @@ RENDERERS: dict[str, Callable[[RenderTask], None]] = {
     "BLEND": compose.blend,
     "MUX": audio.mux,
     "AUDIO_MIX": audio.audio_mix,
-    "EFFECT": effect.effect,
+    "EFFECT": effect,
 }
 
 
