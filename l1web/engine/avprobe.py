@@ -49,14 +49,19 @@ def engine_view(data: dict[str, Any]) -> dict[str, Any]:
     return {"format": fmt, "streams": streams}
 
 
-def probe(path: str, format_whitelist: str | None, protocol_whitelist: str) -> dict[str, Any]:
-    """ffprobe-shaped JSON (format and streams) for a local file, read with PyAV."""
+def _open(path: str, format_whitelist: str | None, protocol_whitelist: str) -> InputContainer:
+    """The file opened by PyAV under the same allow-lists ffprobe is given."""
     import av  # noqa: PLC0415 - only the fallback child imports FFmpeg's libraries
 
     options = {"protocol_whitelist": protocol_whitelist}
     if format_whitelist:
         options["format_whitelist"] = format_whitelist
-    with av.open(path, options=options) as container:
+    return av.open(path, options=options)
+
+
+def probe(path: str, format_whitelist: str | None, protocol_whitelist: str) -> dict[str, Any]:
+    """ffprobe-shaped JSON (format and streams) for a local file, read with PyAV."""
+    with _open(path, format_whitelist, protocol_whitelist) as container:
         fmt: dict[str, Any] = {"format_name": container.format.name}
         if container.duration is not None:
             fmt["duration"] = _seconds(Fraction(container.duration, TIME_BASE))
@@ -69,14 +74,9 @@ def packets(path: str, format_whitelist: str | None, protocol_whitelist: str) ->
     """ffprobe's `-select_streams v:0 -show_streams -show_entries packet=pts_time:format=start_time,
     format_name` for a local file, read with PyAV: the first video stream (rotation included),
     each of its packets' `pts_time` in demuxing order, and the container's start time."""
-    import av  # noqa: PLC0415 - only the fallback child imports FFmpeg's libraries
-
     data = probe(path, format_whitelist, protocol_whitelist)
     stream = next((s for s in data["streams"] if s.get("codec_type") == "video"), None)
-    options = {"protocol_whitelist": protocol_whitelist}
-    if format_whitelist:
-        options["format_whitelist"] = format_whitelist
-    with av.open(path, options=options) as container:
+    with _open(path, format_whitelist, protocol_whitelist) as container:
         fmt: dict[str, Any] = {"format_name": container.format.name}
         if container.start_time is not None:
             fmt["start_time"] = _seconds(Fraction(container.start_time, TIME_BASE))
