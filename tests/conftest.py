@@ -15,6 +15,7 @@ from pathlib import Path
 
 import pytest
 import redis
+from playwright.sync_api import expect
 from rq import SimpleWorker
 from rq.serializers import JSONSerializer
 from rq.timeouts import TimerDeathPenalty
@@ -29,6 +30,11 @@ from l1web.settings import Settings
 from l1web.state import StateManager, connect
 from l1web.store import ContentStore
 from l1web.web import create_app
+
+# Browser tests' `expect(...)` waits for a page to reach a state and returns as soon as it does;
+# Playwright's 5 s default failed on this shared 2-core machine under load (a plain-form upload's
+# redirect, once at load 3.7), so it may wait up to 20 s. Nothing passes that would fail otherwise.
+expect.set_options(timeout=20_000)
 
 #: Redis database the tests use (the app's default, 5, as in the seed).
 TEST_DB = 5
