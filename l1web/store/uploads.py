@@ -137,6 +137,10 @@ def _copy(body: ReadableInto, fd: int, upload: Upload, room: int, hashing: Hashi
             while view:
                 count = os.pwrite(fd, view, position)
                 view, position = view[count:], position + count
+        # Start writing this chunk to disk now, without waiting (DONTNEED on dirty pages starts
+        # their writeback, drops nothing yet): the flush at the end then waits for the last chunk
+        # only — fdatasync of 8 MiB took 2.7 ms, 1.2 ms this way (docs/performance.md).
+        os.posix_fadvise(fd, position - size, size, os.POSIX_FADV_DONTNEED)
         written += size
         hashing.update(buffer, size)  # hashed in a thread of its own while this one goes on
         if position - synced >= SYNC_EVERY:
