@@ -27,7 +27,7 @@ from waitress import wasyncore
 from l1web.devtools.processes import free_port, python_process, stop_process, wait_for
 from l1web.settings import Settings
 from l1web.state import StateManager
-from l1web.store.ingest import CHUNK, Hashing, take_buffer
+from l1web.store.ingest import POOL_BUFFER, Hashing, take_buffer
 from l1web.store.uploads import UPLOADS_DIR, UploadStore, UploadSweeper, forget_hash_states
 from l1web.web import create_app
 from l1web.web.bodies import MAX_BODY, Budget, MemoryBody, MemoryBodyParser
@@ -797,7 +797,7 @@ def test_hashing_chained_behind_unfinished_hashing_keeps_the_order():
     """Each PATCH's Hashing may still run when the next starts (`after`): chunks are hashed in
     the order given, however small the PATCHes, and at most two Hashings are unfinished."""
     hasher = hashlib.sha3_256()
-    pieces = [os.urandom(CHUNK) for _ in range(12)]
+    pieces = [os.urandom(POOL_BUFFER // 3) for _ in range(12)]
     previous = None
     chain = []
     for group in (pieces[0:1], pieces[1:5], pieces[5:6], pieces[6:7], pieces[7:12]):

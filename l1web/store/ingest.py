@@ -64,17 +64,25 @@ def raise_if_full(exc: OSError) -> None:
         raise InsufficientStorage("storage full: no space left on the cache's disk for this item") from exc
 
 
-#: Idle chunk buffers a process keeps for the next `Hashing` (at most this many, 1 MiB each).
-POOLED_BUFFERS = 16
+#: Size of the buffers a resumable upload reads into and hashes (`take_buffer`, 2 MiB). Every
+#: `hasher.update` gives up the GIL and has to take it back, which waits for whatever Python the
+#: request threads are running: with 1 MiB pieces the hashing thread lost 0.40–0.52 s per GiB
+#: waiting so, with 2 MiB 0.23–0.26 s, for the same CPU (4 MiB: 0.16–0.20 s but more CPU, the
+#: buffers no longer fit the 2 MiB L2 cache); docs/performance.md.
+POOL_BUFFER = 2 * 1024 * 1024
+#: Idle pooled buffers a process keeps for the next `Hashing` (at most this many: 16 MiB).
+POOLED_BUFFERS = 8
+#: Buffers that may wait for a `Hashing` thread (6 MiB; the caller holds one more).
+HASH_QUEUE = 3
 _POOL: queue.LifoQueue[bytearray] = queue.LifoQueue()
 
 
 def take_buffer() -> bytearray:
-    """A CHUNK-sized buffer to read into, from the pool (warm memory, no allocation) or new."""
+    """A POOL_BUFFER-sized buffer to read into, from the pool (warm memory, no allocation) or new."""
     try:
         return _POOL.get_nowait()
     except queue.Empty:
-        return bytearray(CHUNK)
+        return bytearray(POOL_BUFFER)
 
 
 def give_back(buffer: bytearray) -> None:
@@ -95,7 +103,7 @@ class Hashing:
 
     `update` takes a buffer from `take_buffer` and owns it from then on: once hashed it goes
     back to the pool, so a long upload reads into the same few warm buffers instead of
-    allocating (and copying into) new memory for every MiB."""
+    allocating (and copying into) new memory for every piece."""
 
     def __init__(self, *hashers: hashlib._Hash, after: Hashing | None = None) -> None:
         self.hashers = hashers
@@ -103,7 +111,7 @@ class Hashing:
         if self._after is not None and (earlier := self._after._after) is not None:
             earlier.wait()  # at most two PATCHes of an upload wait for hashing, however small they are
         self._first = self._after is None
-        self._queue: queue.Queue[tuple[bytearray, int] | None] = queue.Queue(maxsize=QUEUE_CHUNKS)
+        self._queue: queue.Queue[tuple[bytearray, int] | None] = queue.Queue(maxsize=HASH_QUEUE)
         self._thread: threading.Thread | None = None
         self._closed = False
         self._lock = threading.Lock()
