@@ -12,6 +12,7 @@ from __future__ import annotations
 import re
 from collections.abc import Mapping
 from dataclasses import dataclass
+from functools import cached_property
 
 from l1web.engine.canonical import DIGEST_RE, sha3_json
 from l1web.engine.dag import Dag, Node, parse_dag, validate
@@ -40,9 +41,9 @@ class Recipe:
     assets: dict[str, str]  # asset name → content hash
     dag: Dag
 
-    @property
+    @cached_property
     def id(self) -> str:
-        """SHA3-256 of the canonical form: spelling and key order never change it."""
+        """SHA3-256 of the canonical form: spelling and key order never change it (hashed once)."""
         return sha3_json(self.to_dict())
 
     @property
@@ -182,10 +183,7 @@ def _check_effect(node: Node, effects: Mapping[str, str]) -> None:
         raise RecipeError(
             f"registry.effects.{effect.name}.hash does not match this server's {effect.name} "
             f"({effect.hash})", node=node.id, field="config.effect")
-    try:
-        effect.resolve_params(node.config.get("params") or {})
-    except EffectError as exc:
-        raise RecipeError(str(exc), node=node.id, field="config.params") from None
+    # Its params need no second look: `validate` resolved them (engine/dag.py: _check_effect).
 
 
 def _input_name(node: Node) -> str:
