@@ -39,7 +39,7 @@ from l1web.engine.watch import current as watch_current
 from l1web.jobs import chunked, queues
 from l1web.jobs import notify as notify_jobs
 from l1web.lifecycle import RunEvent, StepEvent
-from l1web.recipes.parse import bind_inputs, recipe_from_data
+from l1web.recipes.parse import bound_dag
 from l1web.runs import provenance
 from l1web.runs.model import Run
 from l1web.state import StateManager
@@ -113,8 +113,7 @@ def plan_run(run_id: str, render_inline: bool = False, work_id: str | None = Non
         return {"planned": False}
     trace.mark("plan.started")
     try:
-        recipe = recipe_from_data(run["recipe"])
-        dag = bind_inputs(recipe, run["input_hashes"])
+        dag = bound_dag(run["recipe"], run["input_hashes"])  # checked at submission; `plan_dag` validates it
         trace.mark("plan.parsed")
         ctx.remote.ensure_local(run["input_hashes"].values())  # workers on other hosts fetch their inputs
         trace.mark("plan.local")
