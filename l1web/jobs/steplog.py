@@ -19,14 +19,15 @@ STEPS = logging.getLogger("l1web.steps")
 
 
 def step_finished(state: StateManager, run_id: str, job_id: str, step: Step, *, outcome: str, seconds: float,
-                  worker: str = "") -> None:
+                  worker: str = "", pipe: redis.client.Pipeline | None = None) -> None:
     """A step job ended: log its line and count it for /metrics and on its worker's counters
-    (a Redis hiccup here only loses the count, never the step's result)."""
+    (a Redis hiccup here only loses the count, never the step's result). With `pipe`, the counts
+    are queued there, for the caller to send with its own writes."""
     node_type = str(step.get("type") or "-")
     STEPS.info("step run=%s job=%s step=%s type=%s outcome=%s seconds=%.3f",
                run_id, job_id, step.get("step_id", "-"), node_type, outcome, seconds)
     try:
-        state.step_metrics.record_step(node_type, outcome, seconds, worker=worker)
+        state.step_metrics.record_step(node_type, outcome, seconds, worker=worker, pipe=pipe)
     except redis.RedisError as exc:
         STEPS.warning("step run=%s job=%s: could not record its timing: %s", run_id, job_id, type(exc).__name__)
 
