@@ -13,6 +13,7 @@ a run never stays "running" with nobody working on it.
 from __future__ import annotations
 
 import logging
+import os
 import shutil
 import tempfile
 import threading
@@ -515,30 +516,76 @@ def step_log_line(text: str) -> None:
         current.line(text)
 
 
-class _renewing:
-    """Renews a claim in a background thread while the step renders."""
+class _Renewer:
+    """Renews the claims of the steps rendering in this process, from one background thread.
 
-    def __init__(self, ctx: Clients, cache_id: str, token: str) -> None:
-        self.ctx, self.cache_id, self.token = ctx, cache_id, token
-        self.stop = threading.Event()
-        self.thread = threading.Thread(target=self._loop, daemon=True)
+    A thread per step cost more than a small step's whole render path (starting it took ~1-2 ms
+    on a busy 2-core machine; issue 19). One thread per process, started with the first claim,
+    renews every held claim each `CLAIM_TTL / 3` seconds: a claim taken just after a round waits
+    at most that long for its first renewal, as with its own thread. A forked child (a kept work
+    horse) has no copy of its parent's thread: it starts its own.
+    """
+
+    def __init__(self) -> None:
+        self.lock = threading.Lock()
+        self.held: dict[tuple[str, str], Clients] = {}
+        self.thread: threading.Thread | None = None
+
+    def hold(self, ctx: Clients, cache_id: str, token: str) -> _Held:
+        with self.lock:
+            self.held[(cache_id, token)] = ctx
+            if self.thread is None or not self.thread.is_alive():
+                self.thread = threading.Thread(target=self._loop, name="claim-renewer", daemon=True)
+                self.thread.start()
+        return _Held(self, (cache_id, token))
+
+    def release(self, key: tuple[str, str]) -> None:
+        with self.lock:
+            self.held.pop(key, None)
 
     def _loop(self) -> None:
         from l1web.state.keys import CLAIM_TTL
 
-        while not self.stop.wait(CLAIM_TTL / 3):
-            try:
-                if not self.ctx.state.claims.renew(self.cache_id, self.token):
-                    return
-            except redis.RedisError as exc:  # Redis restarting: keep rendering, renew next time
-                log.warning("could not renew the claim on %s: %s", self.cache_id[:12], exc)
+        while True:
+            time.sleep(CLAIM_TTL / 3)
+            with self.lock:
+                held = list(self.held.items())
+            for (cache_id, token), ctx in held:
+                try:
+                    if not ctx.state.claims.renew(cache_id, token):
+                        self.release((cache_id, token))  # lapsed and taken over: its result is not recorded
+                except redis.RedisError as exc:  # Redis restarting: keep rendering, renew next time
+                    log.warning("could not renew the claim on %s: %s", cache_id[:12], exc)
+
+
+class _Held:
+    """A claim renewed while the `with` block runs."""
+
+    def __init__(self, renewer: _Renewer, key: tuple[str, str]) -> None:
+        self.renewer, self.key = renewer, key
 
     def __enter__(self) -> None:
-        self.thread.start()
+        return None
 
     def __exit__(self, *exc: object) -> None:
-        self.stop.set()
-        self.thread.join(timeout=5)
+        self.renewer.release(self.key)
+
+
+_RENEWER = _Renewer()
+
+
+def _renewer_after_fork() -> None:
+    """In a forked child: a renewer of its own (its parent's thread and lock state stay behind)."""
+    global _RENEWER
+    _RENEWER = _Renewer()
+
+
+os.register_at_fork(after_in_child=_renewer_after_fork)
+
+
+def _renewing(ctx: Clients, cache_id: str, token: str) -> _Held:
+    """Renew a claim while the step renders (`_Renewer`)."""
+    return _RENEWER.hold(ctx, cache_id, token)
 
 
 def advance(ctx: Clients, run_id: str, *, keep: int = 0) -> list[str]:
