@@ -1,9 +1,10 @@
 """The worker's folded Redis calls (issue 19) do what the separate calls they replace did.
 
-Real Redis: a step queued and started in one call stops at the first stage that does not apply;
-a run's completion makes its output's ref and grant in the same call (and writes nothing when
-the output is gone); a plan's start answers the run; claims rendering in a process are renewed
-by one thread and dropped from it when the render ends.
+Real Redis: a result looked up and else the claim taken in one call; a step queued and started
+in one call stops at the first stage that does not apply; a run's completion makes its output's
+ref and grant in the same call (and writes nothing when the output is gone); a plan's start
+answers the run; claims rendering in a process are renewed by one thread and dropped from it
+when the render ends.
 """
 
 from __future__ import annotations
@@ -24,6 +25,16 @@ def new_run(state, status=RunStatus.RUNNING, owner="alice"):
     assert state.runs.create({"id": RUN, "status": status, "created": 1.0, "owner": owner})
     state.runs.init_steps(RUN, [{"step_id": "s", "type": "EFFECT", "inputs": []}],
                           {"s": {"status": StepStatus.PENDING}})
+
+
+def test_a_result_is_looked_up_and_else_the_claim_taken_in_one_call(state):
+    cache_id = "e" * 64
+    recorded, token = state.claims.result_or_acquire(cache_id, "job-1")
+    assert recorded is None and token and state.claims.holder(cache_id) == token
+    assert state.claims.result_or_acquire(cache_id, "job-2") == (None, None)  # held by job-1
+    assert state.claims.commit(cache_id, token, OUTPUT)
+    assert state.claims.result_or_acquire(cache_id, "job-3") == (OUTPUT, None)
+    assert state.claims.holder(cache_id) is None  # a recorded result takes no claim
 
 
 def test_queue_and_start_in_one_call_applies_both_or_stops_at_the_first_that_does_not(state):
@@ -58,18 +69,21 @@ def test_a_step_transition_with_counters_sends_them_only_along(state):
 
 def test_completing_a_run_refs_and_grants_its_output_in_the_same_call(state):
     new_run(state, owner="bob")
-    assert state.runs.complete(RUN, output=OUTPUT, ref=f"run:{RUN}", owner="bob", output_hash=OUTPUT) is None
+    state.notify.set_user("bob", url="http://example.test/hook")
+    assert state.runs.complete(RUN, output=OUTPUT, ref=f"run:{RUN}", owner="bob", output_hash=OUTPUT) == (
+        None, "http://example.test/hook")
     assert state.runs.get(RUN)["status"] == RunStatus.RUNNING  # the output is gone: nothing written
     assert not state.cache.refs(OUTPUT)
     state.cache.record(ItemMeta(digest=OUTPUT, size=1, created=1.0, owner="alice"), verified="")
-    assert state.runs.complete(RUN, output=OUTPUT, ref=f"run:{RUN}", owner="bob", output_hash=OUTPUT) is True
+    assert state.runs.complete(RUN, output=OUTPUT, ref=f"run:{RUN}", owner="bob", output_hash=OUTPUT) == (
+        True, "http://example.test/hook")  # with the owner's default notification URL
     run = state.runs.get(RUN)
     assert run["status"] == RunStatus.COMPLETED and run["output_hash"] == OUTPUT
     assert state.cache.refs(OUTPUT) == {f"run:{RUN}"}
     assert state.cache.uploaded_by(OUTPUT, "bob")  # reused from alice's: bob's item too now
     assert state.runs.ids_with_status(RunStatus.COMPLETED) == [RUN]
     # Completed already: the status does not change again, the ref is made anyway (as add_ref did).
-    assert state.runs.complete(RUN, output=OUTPUT, ref="run:other", owner="", output_hash=OUTPUT) is False
+    assert state.runs.complete(RUN, output=OUTPUT, ref="run:other", owner="", output_hash=OUTPUT) == (False, "")
     assert state.cache.refs(OUTPUT) == {f"run:{RUN}", "run:other"}
 
 

@@ -447,14 +447,25 @@ def _produce(ctx: Clients, run: Run, step: Step, holder: str, jlog: JobLogAdapte
     waiting = False
     whole = chunked.joined_whole(list(steps), step) if chunked.is_chunk(step) else None
     while True:
-        if not force:
+        token = None
+        if not force and whole is None:
+            # The result looked up and, when there is none, the claim taken: one round trip.
+            recorded, token = ctx.state.claims.result_or_acquire(cache_id, holder)
+            if recorded and ctx.remote.has(recorded):
+                return recorded, True
+            if (found := ctx.remote.peer_result(cache_id)):  # a peer L1 rendered it (IPNS sync)
+                if token:
+                    ctx.state.claims.release(cache_id, token)
+                return found, True
+        elif not force:
             found = _recorded(ctx, cache_id)
             if found:
                 return found, True
             if whole is not None and (found := _recorded(ctx, whole["cache_id"])):
                 return found, True  # the joined whole exists: this chunk's frames are in it
         trace.mark("step.looked_up")
-        token = ctx.state.claims.acquire(cache_id, holder)
+        if token is None:
+            token = ctx.state.claims.acquire(cache_id, holder)
         if token:
             trace.mark("step.claimed")
             break
@@ -663,13 +674,15 @@ def _finish(ctx: Clients, run: Run, steps: list[Step], states: dict[str, dict[st
         trace.mark("finish.provenance")
         # The output's ref (so it is not deleted while the run needs it) and, reused from another
         # user's run, the owner's grant go with the status change: one round trip (issue 19).
-        completed = ctx.state.runs.complete(run_id, output=digest, ref=f"run:{run_id}", owner=run.get("owner") or "",
-                                            output_hash=digest, finished=time.time(), provenance=record)
+        completed, default_url = ctx.state.runs.complete(
+            run_id, output=digest, ref=f"run:{run_id}", owner=run.get("owner") or "",
+            output_hash=digest, finished=time.time(), provenance=record)
         if completed is None:
             raise NotFound(f"no cached item {digest}")
         if completed:
             trace.mark("finish.completed")
-            notify_jobs.run_ended(ctx, run_id, run)  # its notify URL, if any; never fails the run
+            # Its notify URL, if any (the owner's default came with the answer); never fails the run.
+            notify_jobs.run_ended(ctx, run_id, run, default_url=default_url)
             ctx.remote.after_run(run_id)  # IPFS add+pin when enabled; never fails the run
             trace.mark("finish.notified")
         return

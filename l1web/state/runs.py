@@ -72,13 +72,21 @@ _SET_STATUS_READ = lua.FILL + "local FIELDS = 8\n" + _SET_STATUS_BODY + "return 
 # the output's cache item, its refs, the owner's item index (or the item again when no owner);
 # ARGV: as `_SET_STATUS` up to the channel, then the ref, the digest, the time, then field/value
 # pairs. The ref and grant are made even if the run's status no longer allows completing (as
-# before); -1 (nothing written) if the item is gone.
+# before); -1 (nothing written) if the item is gone. KEYS[5], the owner's notification settings:
+# their default URL comes back with the answer ({answer, url}), read for the run's end (was one
+# more round trip).
 _COMPLETE = lua.FILL + """
 local FIELDS = 11
-if redis.call('EXISTS', KEYS[2]) == 0 then return -1 end
+local url = redis.call('HGET', KEYS[5], 'url') or ''
+if redis.call('EXISTS', KEYS[2]) == 0 then return {-1, url} end
 redis.call('SADD', KEYS[3], ARGV[8])
 if KEYS[4] ~= KEYS[2] then redis.call('ZADD', KEYS[4], 'NX', ARGV[10], ARGV[9]) end
-""" + _SET_STATUS_BODY + "return 1\n"
+local function body()
+""" + _SET_STATUS_BODY + """
+return 1
+end
+return {body(), url}
+"""
 # KEYS: run, its steps, their statuses, its deliveries; ARGV: a step's progress key as built by
 # `keys.py` with a hole for the step id, the hole. Returns the run, steps and statuses (flat
 # field/value lists), the deliveries, and step id / progress pairs (every step's, empty if none).
@@ -281,19 +289,23 @@ class Runs:
         found = self._set_status_read(keys=[keys.run(run_id)], args=args)
         return _decode(_pairs(found)) if isinstance(found, list) and found else None
 
-    def complete(self, run_id: str, *, output: str, ref: str, owner: str, **fields: object) -> bool | None:
+    def complete(self, run_id: str, *, output: str, ref: str, owner: str,
+                 **fields: object) -> tuple[bool | None, str]:
         """`transition(run_id, RunEvent.COMPLETE, **fields)` after `CacheIndex.add_ref(output, ref)`
         and, with an `owner`, `CacheIndex.grant(output, owner)`, in one round trip: whether the run
-        completed, or None (nothing written) when the output is no longer in the cache."""
+        completed, or None (nothing written) when the output is no longer in the cache; and the
+        owner's default notification URL (`Notifications.user`), "" when none."""
         event = RunEvent.COMPLETE
         templates = [keys.runs_by_status(_STATUS_HOLE), keys.runs_by_user_status(_OWNER_HOLE, _STATUS_HOLE)]
         item = keys.cache_item(output)
         args: list[str | float] = [lifecycle.target(event), ",".join(lifecycle.sources(event)), *templates,
                                    _STATUS_HOLE, _OWNER_HOLE, keys.run_changes(run_id), ref, output, time.time(),
                                    *_encode(fields)]
-        done = int(self._complete(keys=[keys.run(run_id), item, keys.cache_refs(output),
-                                        keys.cache_owner_index(owner) if owner else item], args=args))
-        return None if done < 0 else bool(done)
+        answer, url = self._complete(keys=[keys.run(run_id), item, keys.cache_refs(output),
+                                           keys.cache_owner_index(owner) if owner else item, keys.notify_user(owner)],
+                                     args=args)
+        done = int(answer)
+        return (None if done < 0 else bool(done)), url
 
     def wait_for_change(self, run_id: str, statuses: Iterable[str], timeout: float) -> None:
         """Return once the run's status is not one of `statuses`, or after `timeout` seconds.
