@@ -31,7 +31,7 @@ from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass
 from typing import Any, overload
 
-from l1web.status import DONE, RunStatus, StepStatus
+from l1web.status import BROKEN, DONE, FINAL, RunStatus, StepStatus
 
 S, R = StepStatus, RunStatus
 
@@ -160,12 +160,12 @@ def blocked_by(step: Mapping[str, Any], states: Mapping[str, Mapping[str, Any]])
     """The first input of a pending step that ended without an output, if any (it must be skipped)."""
     if states[step["step_id"]]["status"] != S.PENDING:
         return None
-    return next((dep for dep in step["inputs"] if S(states[dep]["status"]).broken), None)
+    return next((dep for dep in step["inputs"] if states[dep]["status"] in BROKEN), None)
 
 
 def settled(states: Mapping[str, Mapping[str, Any]]) -> bool:
     """Every step is final: the run can end."""
-    return all(S(state["status"]).final for state in states.values())
+    return all(state["status"] in FINAL for state in states.values())
 
 
 @dataclass(frozen=True)

@@ -52,7 +52,7 @@ class StepStatus(enum.StrEnum):
 
     @property
     def final(self) -> bool:
-        return self in DONE or self in BROKEN
+        return self in FINAL
 
 
 #: Run statuses that may still change.
@@ -61,3 +61,6 @@ LIVE_RUN = frozenset({RunStatus.PENDING, RunStatus.RUNNING, RunStatus.PAUSED})
 DONE = frozenset({StepStatus.CACHED, StepStatus.COMPLETED})
 #: Step statuses that end a step without an output (its dependents are skipped).
 BROKEN = frozenset({StepStatus.FAILED, StepStatus.CANCELLED, StepStatus.SKIPPED})
+#: Step statuses that end a step, with or without an output: a run whose steps are all in them
+#: can end. Like the sets above, a status read back from Redis as text is looked up as it is.
+FINAL = DONE | BROKEN

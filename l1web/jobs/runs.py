@@ -18,7 +18,8 @@ import shutil
 import tempfile
 import threading
 import time
-from collections.abc import Collection, Sequence
+from collections.abc import Collection, MutableMapping, Sequence
+from functools import partial
 from pathlib import Path
 from types import TracebackType
 from typing import Any, cast
@@ -39,15 +40,17 @@ from l1web.engine.watch import current as watch_current
 from l1web.errors import NotFound
 from l1web.jobs import chunked, queues
 from l1web.jobs import notify as notify_jobs
-from l1web.jobs.steplog import JobLogAdapter, step_finished
 from l1web.lifecycle import RunEvent, StepEvent
-from l1web.recipes.parse import bind_inputs, recipe_from_data
+from l1web.recipes.parse import bound_dag
 from l1web.runs import provenance
 from l1web.runs.model import Run
+from l1web.state import StateManager
 from l1web.state.runs import Runs
 from l1web.status import RunStatus, StepStatus
 
 log = logging.getLogger(__name__)
+#: Logger of the one line per step job (`step_finished`), which grep and log shippers read.
+STEPS = logging.getLogger("l1web.steps")
 
 #: Seconds between polls while waiting for another worker's claim on the same step.
 CLAIM_POLL = 0.2
@@ -112,8 +115,7 @@ def plan_run(run_id: str, render_inline: bool = False, work_id: str | None = Non
         return {"planned": False}
     trace.mark("plan.started")
     try:
-        recipe = recipe_from_data(run["recipe"])
-        dag = bind_inputs(recipe, run["input_hashes"])
+        dag = bound_dag(run["recipe"], run["input_hashes"])  # checked at submission; `plan_dag` validates it
         trace.mark("plan.parsed")
         ctx.remote.ensure_local(run["input_hashes"].values())  # workers on other hosts fetch their inputs
         trace.mark("plan.local")
@@ -407,15 +409,10 @@ def step_watch(ctx: Clients, run_id: str, step: Step) -> StepWatch:
     redact = Redactor({str(cache_dir / WORK_DIR): "<work>", str(cache_dir): "<cache>"},
                       secrets=[ctx.settings.worker_token, ctx.settings.secret_key])
     step_id = step["step_id"]
-
-    def sink(progress: dict[str, Any], text: str) -> None:
-        ctx.state.watch.publish(run_id, step_id, progress, text)
-
-    def preview(jpeg: bytes, at: float) -> None:
-        ctx.state.watch.publish_preview(run_id, step_id, jpeg, at)
-
-    return StepWatch(seconds=expect.get("seconds"), frames=expect.get("frames"), sink=sink,
-                     preview_sink=preview, redact=redact)
+    # The watch writes straight to the state manager (no wrapper here for it to call back into).
+    return StepWatch(seconds=expect.get("seconds"), frames=expect.get("frames"),
+                     sink=partial(ctx.state.watch.publish, run_id, step_id),
+                     preview_sink=partial(ctx.state.watch.publish_preview, run_id, step_id), redact=redact)
 
 
 #: Lines of a failed step's log kept in its error, and characters of each.
@@ -795,3 +792,28 @@ def _describe(exc_type: object, exc_value: object) -> str:
 def _short(exc: BaseException | object) -> str:
     text = str(exc) or type(exc).__name__
     return text[:MAX_ERROR]
+
+
+# Logging ------------------------------------------------------------------------------------
+def step_finished(state: StateManager, run_id: str, job_id: str, step: Step, *, outcome: str, seconds: float,
+                  worker: str = "", pipe: redis.client.Pipeline | None = None) -> None:
+    """A step job ended: log its line as `key=value` pairs
+    (`step run=<id> job=<job id> step=<step id> type=EFFECT outcome=completed seconds=1.234`) and
+    count it for /metrics and on its worker's counters (a Redis hiccup here only loses the count,
+    never the step's result). With `pipe`, the counts are queued there, for the caller to send
+    with its own writes."""
+    node_type = str(step.get("type") or "-")
+    STEPS.info("step run=%s job=%s step=%s type=%s outcome=%s seconds=%.3f",
+               run_id, job_id, step.get("step_id", "-"), node_type, outcome, seconds)
+    try:
+        state.step_metrics.record_step(node_type, outcome, seconds, worker=worker, pipe=pipe)
+    except redis.RedisError as exc:
+        STEPS.warning("step run=%s job=%s: could not record its timing: %s", run_id, job_id, type(exc).__name__)
+
+
+class JobLogAdapter(logging.LoggerAdapter[logging.Logger]):
+    """Stamps the run and job ids on every line a job logs."""
+
+    def process(self, msg: object, kwargs: MutableMapping[str, Any]) -> tuple[str, MutableMapping[str, Any]]:
+        extra = self.extra or {}
+        return f"[run {str(extra.get('run', '-'))[:12]} job {extra.get('job', '-')}] {msg}", kwargs

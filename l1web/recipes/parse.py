@@ -3,8 +3,8 @@
 `parse_recipe` turns untrusted YAML text into a validated `Recipe` or raises `RecipeError`
 naming the line and column, or the node and field. Only `yaml.SafeLoader` is used; documents
 over a size cap, and anchors/aliases that expand past a limit, are refused while parsing,
-before anything is built from them (`yaml_guard.py`). `bind_inputs` turns a recipe plus run-time inputs into a
-plain engine DAG whose SOURCE nodes all carry content hashes.
+before anything is built from them (`yaml_guard.py`). `bound_dag` turns a run's stored recipe plus its
+inputs into a plain engine DAG whose SOURCE nodes all carry content hashes.
 """
 
 from __future__ import annotations
@@ -12,6 +12,7 @@ from __future__ import annotations
 import re
 from collections.abc import Mapping
 from dataclasses import dataclass
+from functools import cached_property
 
 from l1web.engine.canonical import DIGEST_RE, sha3_json
 from l1web.engine.dag import Dag, Node, parse_dag, validate
@@ -40,9 +41,9 @@ class Recipe:
     assets: dict[str, str]  # asset name → content hash
     dag: Dag
 
-    @property
+    @cached_property
     def id(self) -> str:
-        """SHA3-256 of the canonical form: spelling and key order never change it."""
+        """SHA3-256 of the canonical form: spelling and key order never change it (hashed once)."""
         return sha3_json(self.to_dict())
 
     @property
@@ -182,38 +183,42 @@ def _check_effect(node: Node, effects: Mapping[str, str]) -> None:
         raise RecipeError(
             f"registry.effects.{effect.name}.hash does not match this server's {effect.name} "
             f"({effect.hash})", node=node.id, field="config.effect")
-    try:
-        effect.resolve_params(node.config.get("params") or {})
-    except EffectError as exc:
-        raise RecipeError(str(exc), node=node.id, field="config.params") from None
+    # Its params need no second look: `validate` resolved them (engine/dag.py: _check_effect).
 
 
 def _input_name(node: Node) -> str:
     return str(node.config.get("name") or node.id)
 
 
-def bind_inputs(recipe: Recipe, inputs: Mapping[str, str]) -> Dag:
-    """The recipe's DAG with every SOURCE bound to a content hash.
+def bound_dag(stored: object, inputs: Mapping[str, str]) -> Dag:
+    """A run's DAG with every SOURCE bound to a content hash, for the plan job.
 
-    `inputs` maps variable input names to content hashes (already resolved from asset names).
-    Missing or unexpected names are RecipeErrors naming them.
+    `stored` is the recipe as the run record keeps it (`Recipe.to_dict()`) and `inputs` the run's
+    `input_hashes` (input name → content hash). Both were checked when the run was submitted
+    (`parse_recipe`/`effect_recipe`, then `RunService.bind` for the input names and hashes), and
+    planning validates the DAG again (`engine/plan.py`), so this only puts the hashes in: a stored
+    run's recipe is not parsed and checked a second time. A record that lacks one is a RecipeError.
     """
-    wanted = set(recipe.variable_inputs)
-    missing = sorted(wanted - set(inputs))
-    if missing:
-        raise RecipeError(f"missing input {missing[0]!r} (this recipe needs: {', '.join(sorted(wanted))})",
-                          field=f"inputs.{missing[0]}")
-    extra = sorted(set(inputs) - wanted)
-    if extra:
-        raise RecipeError(f"unexpected input {extra[0]!r} (this recipe needs: {', '.join(sorted(wanted)) or 'none'})",
-                          field=f"inputs.{extra[0]}")
+    if not isinstance(stored, Mapping):
+        raise RecipeError("the run's stored recipe is not a mapping")
+    try:
+        dag = parse_dag(stored.get("dag"))
+    except DagError as exc:
+        raise RecipeError(str(exc), node=exc.node, field=exc.field) from None
+    assets = stored.get("registry", {}).get("assets", {})
     nodes = {}
-    for node_id, node in recipe.dag.nodes.items():
-        if node.type == "SOURCE" and node.config.get("hash") is None:
-            digest = inputs[_input_name(node)] if node.config.get("input") else recipe.assets[node.config["asset"]]
-            node = type(node)(node.id, node.type, {**node.config, "hash": digest}, node.inputs)
+    for node_id, node in dag.nodes.items():
+        config = node.config
+        if node.type == "SOURCE" and config.get("hash") is None:
+            if config.get("input"):
+                what, digest = f"input {_input_name(node)!r}", inputs.get(_input_name(node))
+            else:
+                what, digest = f"asset {config.get('asset')!r}", assets.get(config.get("asset"), {}).get("hash")
+            if not isinstance(digest, str):
+                raise RecipeError(f"the run has no content hash for its {what}", node=node.id, field="config")
+            node = Node(node.id, node.type, {**config, "hash": digest}, node.inputs)
         nodes[node_id] = node
-    return Dag(nodes, recipe.dag.output)
+    return Dag(nodes, dag.output)
 
 
 def effect_recipe(effect_ref: str, params: Mapping[str, object] | None = None) -> Recipe:

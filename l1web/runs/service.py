@@ -211,8 +211,7 @@ class RunService:
         self.check_priority(submission.priority, user)
         read = self._read_at_once(submission, user)
         if read is not None:
-            recipe, config_id, input_hashes, existing = read
-            run_id = run_id_for(user.name, recipe.id, input_hashes, submission.params)
+            recipe, config_id, input_hashes, run_id, existing = read
         else:
             recipe, config_id = self.resolve_recipe(submission.recipe, user, submission.params)
             input_hashes = self.bind(recipe, submission.inputs, user)
@@ -255,10 +254,10 @@ class RunService:
         return self.state.submissions.stored(run), True
 
     def _read_at_once(self, submission: Submission,
-                      user: User) -> tuple[Recipe, None, dict[str, str], Run | None] | None:
+                      user: User) -> tuple[Recipe, None, dict[str, str], str, Run | None] | None:
         """The common submission, an effect by name on inputs by hash, with its reads in one round
         trip (issue 19: the recipe name, the inputs' access and an identical run took four):
-        (recipe, no config, bound inputs, the identical run or None). None for every other
+        (recipe, no config, bound inputs, the run id, the identical run or None). None for every other
         submission, or when the user has a recipe of that name: `submit` then reads step by step,
         and raises whatever is wrong in the same order."""
         refs = list(submission.inputs.values()) if isinstance(submission.inputs, dict) else list(submission.inputs)
@@ -283,7 +282,7 @@ class RunService:
         for (name, digest), item in zip(bound.items(), items, strict=True):
             access.require_input(self.state.cache, digest, user, "input", known=item, field=f"inputs.{name}")
         existing = run if run is not None else legacy if legacy and legacy.get("owner") == user.name else None
-        return recipe, None, bound, existing
+        return recipe, None, bound, run_id, existing
 
     def _existing(self, user: User, run_id: str, recipe_id: str, inputs: Mapping[str, str],
                   params: Mapping[str, Any]) -> Run | None:

@@ -15,13 +15,12 @@ from l1web.state import keys
 from l1web.state.batches import Batches
 from l1web.state.cache import CacheIndex
 from l1web.state.chunks import RemovedChunks
-from l1web.state.claims import Claims
+from l1web.state.claims import Claims, Results
 from l1web.state.fair import FairShare
 from l1web.state.ipfs import IPFSIndex
 from l1web.state.metrics import StepMetrics
 from l1web.state.notify import Notifications
 from l1web.state.recipes import Recipes
-from l1web.state.results import Results
 from l1web.state.runs import Runs
 from l1web.state.submissions import Submissions
 from l1web.state.tokens import Tokens

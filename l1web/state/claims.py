@@ -1,4 +1,7 @@
-"""Render claims: at most one worker renders a cache id at a time, and stale holders are fenced.
+"""Step results and render claims: which digest was rendered for a step's cache id, and who
+may render it now (both write `artdag:result:{cache_id}`: a claim's commit records the result).
+
+At most one worker renders a cache id at a time, and stale holders are fenced.
 
 A claim is `artdag:claim:{cache_id}` = `<fence>:<holder>`, set with NX and an expiry that the
 holder renews while it works. The fence comes from a per-cache-id counter, so a holder whose
@@ -91,6 +94,29 @@ class Claims:
 
     def holder(self, cache_id: str) -> str | None:
         return cast(str | None, self.redis.get(keys.claim(cache_id)))  # a decoding client
+
+
+class Results:
+    """Which content digest was rendered for which step cache id.
+
+    Satisfies the engine's `ResultIndex` protocol over Redis.
+    """
+
+    def __init__(self, client: redis.Redis) -> None:
+        self.redis = client
+
+    def get_result(self, cache_id: str) -> str | None:
+        return cast(str | None, self.redis.get(keys.result(cache_id)))  # a decoding client
+
+    def set_result(self, cache_id: str, digest: str) -> None:
+        self.redis.set(keys.result(cache_id), digest)
+
+    def forget_result(self, cache_id: str) -> None:
+        self.redis.delete(keys.result(cache_id))
+
+    def set_if_absent(self, cache_id: str, digest: str) -> bool:
+        """Record a result unless one is known already (a peer's never replaces ours)."""
+        return bool(self.redis.set(keys.result(cache_id), digest, nx=True))
 
 
 def _text(value: str | bytes) -> str:

@@ -1,5 +1,5 @@
 """One log line per request, as `key=value` pairs grep and log shippers read (the step jobs'
-lines are `l1web.jobs.steplog`'s).
+lines are `l1web.jobs.runs`'s `step_finished`).
 
 Request lines: `request method=GET path=/runs/… status=200 seconds=0.004 user=alice run=<id>`.
 
