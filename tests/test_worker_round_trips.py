@@ -10,6 +10,7 @@ when the render ends.
 from __future__ import annotations
 
 import time
+from pathlib import Path
 from types import SimpleNamespace
 
 from l1web.jobs import runs as run_jobs
@@ -109,3 +110,31 @@ def test_claims_rendering_in_a_process_are_renewed_by_one_thread_until_the_rende
     assert renewer.held == {}  # the renders ended: nothing left to renew
     with renewer.hold(ctx, "c" * 64, first):
         assert renewer.thread is thread  # one thread per process, kept for the next render
+
+
+def test_a_render_output_is_flushed_to_disk_before_its_name_is_given(store, tmp_path, monkeypatch):
+    """The output's fsync runs in the background while it is hashed and described; the rename
+    into the store (the commit point) still comes after it."""
+    import os
+
+    from l1web.store import ingest
+
+    events: list[str] = []
+    real_fsync, real_replace = ingest.fsync_file, os.replace
+
+    def slow_fsync(path):
+        time.sleep(0.2)  # a slow disk: the flush ends well after the hashing
+        real_fsync(path)
+        events.append("flushed")
+
+    def replace(src, dst):
+        real_replace(src, dst)
+        events.append("renamed into " + ("temp" if Path(dst).parent == store.tmp else "the store"))
+
+    monkeypatch.setattr(ingest, "fsync_file", slow_fsync)
+    monkeypatch.setattr(os, "replace", replace)
+    out = tmp_path / "out.bin"
+    out.write_bytes(b"a render output")
+    digest = store.put_file(out, source="run:r1")
+    assert store.location(digest).read_bytes() == b"a render output"
+    assert events.index("flushed") < events.index("renamed into the store")
