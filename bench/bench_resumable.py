@@ -18,7 +18,8 @@ count; on this shared 2-core machine client, server and baseline compete for the
 `python bench/bench_resumable.py` runs it alone; `BENCH_UPLOAD_MB` changes the size (default 1024),
 `BENCH_REPEAT` measures the upload that many times (each beside its own baseline),
 `BENCH_RESUMABLE_PARTS` picks parts (upload, command, chunks, missing) and `BENCH_WAITRESS` (JSON)
-sets waitress options over `waitress_options`, to measure one.
+sets waitress options over `waitress_options`, to measure one (`{"channel_request_lookahead": 0}`
+is waitress's default; `{"memory_bodies": false}` leaves PATCH bodies to waitress's temp files).
 """
 
 from __future__ import annotations

@@ -36,15 +36,20 @@ RSS_POLL = 0.01
 
 #: The web process: the real app served as `python app.py` serves it (`waitress_options`, the
 #: keep-alive server), with waitress options (JSON, argv[1]) over those; each answer carries
-#: `X-App-Seconds`, the time the app took once waitress handed it the request.
+#: `X-App-Seconds`, the time the app took once waitress handed it the request. One option is not
+#: waitress's: `"memory_bodies": false` leaves every body to waitress's own buffer (temp files),
+#: as before `l1web/web/bodies.py`, to measure what holding PATCH bodies in memory changes.
 SERVER = """
 import json, sys, time
 from l1web.settings import Settings
-from l1web.web import create_app
+from l1web.web import bodies, create_app
 from l1web.web.keepalive import create_server
 from l1web.web.serving import waitress_options
 settings = Settings.from_env(dotenv=False)
 app = create_app(settings)
+options = json.loads(sys.argv[1])
+if not options.pop("memory_bodies", True):
+    bodies.METHODS = frozenset()
 
 def timed(environ, start_response):
     started = time.perf_counter()
@@ -53,7 +58,7 @@ def timed(environ, start_response):
         return start_response(status, headers, exc_info)
     return app(environ, start)
 
-create_server(timed, **{**waitress_options(settings), **json.loads(sys.argv[1])}).run()
+create_server(timed, **{**waitress_options(settings), **options}).run()
 """
 
 

@@ -16,7 +16,7 @@ from l1web.errors import Forbidden, TooManyRequests, Unauthorized
 from l1web.state import StateManager, connect, keys
 from l1web.users import User
 from l1web.web import create_app
-from l1web.web.requests import signed_in
+from l1web.web.current import signed_in
 
 JSON = {"Accept": "application/json"}
 HTML = {"Accept": "text/html"}

@@ -22,11 +22,11 @@ from hypothesis import strategies as st
 
 from l1web.auth.redirects import safe_next
 from l1web.auth.tokens import MAX_TOKEN_LENGTH, checked_token, is_username
-from l1web.engine.cache_ids import cache_id
 from l1web.engine.canonical import DIGEST_RE, canonical_json
 from l1web.engine.dag import MAX_NODES, NODE_ID_RE, Dag, Node, parse_dag, topological_order, validate
 from l1web.engine.errors import DagError
 from l1web.engine.node_types import NODE_TYPES
+from l1web.engine.plan import cache_id
 from l1web.errors import BadRequest, InvalidHash, L1Error
 from l1web.recipes.parse import NAME_RE, RecipeError, parse_recipe, recipe_from_data
 from l1web.runs.service import OUTPUT_NAME_RE, Submission

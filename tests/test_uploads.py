@@ -6,6 +6,7 @@ from __future__ import annotations
 
 import base64
 import contextlib
+import gc
 import hashlib
 import io
 import json
@@ -26,8 +27,10 @@ from waitress import wasyncore
 from l1web.devtools.processes import free_port, python_process, stop_process, wait_for
 from l1web.settings import Settings
 from l1web.state import StateManager
+from l1web.store.ingest import POOL_BUFFER, Hashing, take_buffer
 from l1web.store.uploads import UPLOADS_DIR, UploadStore, UploadSweeper, forget_hash_states
 from l1web.web import create_app
+from l1web.web.bodies import MAX_BODY, Budget, MemoryBody, MemoryBodyParser
 from l1web.web.keepalive import create_server
 from l1web.web.serving import waitress_options
 
@@ -710,3 +713,102 @@ def test_pipelined_patches_are_all_answered_on_one_connection(server, dev_l2):
     assert [h["Upload-Offset"] for _, h, _ in got] == [str(MiB), str(2 * MiB), str(3 * MiB)]
     assert all(h.get("Connection") != "close" for _, h, _ in got)
     assert got[-1][1]["L1-Digest"] == hashlib.sha3_256(data).hexdigest()
+
+
+# PATCH bodies in memory (l1web.web.bodies) and hashing across PATCHes ------------------------------
+class RecordingBudget(Budget):
+    """The real budget, remembering each reservation it granted."""
+
+    def __init__(self, limit: int) -> None:
+        super().__init__(limit)
+        self.granted: list[int] = []
+
+    def reserve(self, size: int) -> bool:
+        granted = super().reserve(size)
+        if granted:
+            self.granted.append(size)
+        return granted
+
+
+def test_patch_bodies_are_held_in_memory_within_the_budget_and_given_back(server, dev_l2, monkeypatch):
+    """Under waitress, tus PATCH bodies up to MAX_BODY are held as received (one reservation each,
+    all given back once answered); a body past MAX_BODY, or with the budget full, takes
+    waitress's own buffer; every way gives the same bytes and hash."""
+    budget = RecordingBudget(20 * MiB)
+    monkeypatch.setattr(MemoryBodyParser, "budget", budget)
+    s = session(dev_l2, server)
+    data = os.urandom(2 * MAX_BODY + 5 * MiB)
+    url = create(s, server, len(data))
+    sizes = [8 * MiB, MAX_BODY + 1, 3 * MiB]  # held, too large for memory, held
+    offset = 0
+    for size in sizes:
+        answer = patch(s, url, offset, data[offset:offset + size])
+        assert answer.status_code == 204, answer.text
+        offset += size
+    assert budget.granted == [8 * MiB, 3 * MiB]
+    wait_until(lambda: budget.held == 0)  # waitress closes a request just after its answer
+    monkeypatch.setattr(budget, "limit", 0)  # full: the rest goes through waitress's temp file
+    last = patch(s, url, offset, data[offset:])
+    assert last.status_code == 204 and last.headers["L1-Digest"] == hashlib.sha3_256(data).hexdigest()
+    assert budget.granted == [8 * MiB, 3 * MiB] and budget.held == 0
+    assert s.get(f"{server.url}/cache/{last.headers['L1-Digest']}").content == data
+
+
+def test_a_body_cut_off_half_way_gives_its_reservation_back(server, dev_l2, monkeypatch):
+    budget = RecordingBudget(64 * MiB)
+    monkeypatch.setattr(MemoryBodyParser, "budget", budget)
+    token = dev_l2.mint("alice", server.url)
+    url = create(session(dev_l2, server), server, 8 * MiB)
+    with socket.create_connection(("127.0.0.1", int(server.url.rsplit(":", 1)[1])), timeout=30) as sock:
+        sock.sendall(f"PATCH {url.split(server.url)[1]} HTTP/1.1\r\nHost: x\r\nAuthorization: Bearer {token}\r\n"
+                     f"Tus-Resumable: 1.0.0\r\nContent-Type: application/offset+octet-stream\r\n"
+                     f"Upload-Offset: 0\r\nContent-Length: {8 * MiB}\r\n\r\n".encode() + os.urandom(MiB))
+        wait_until(lambda: budget.granted == [8 * MiB], timeout=30)
+    wait_until(lambda: gc.collect() >= 0 and budget.held == 0, timeout=30)
+    assert head_offset(session(dev_l2, server), url) == 0
+
+
+def test_a_memory_body_reads_like_a_file():
+    budget = Budget(100)
+    body = MemoryBody(10, budget)
+    assert budget.reserve(10) and budget.held == 10
+    for piece in (b"abc", b"", b"defg", b"hij"):
+        body.append(piece)
+    assert len(body) == 10
+    reader = body.getfile()
+    buffer = bytearray(4)
+    got = []
+    while count := reader.readinto(buffer):
+        got.append(bytes(buffer[:count]))
+    assert got == [b"abcd", b"efgh", b"ij"] and reader.read() == b""
+    again = MemoryBody(6, budget)
+    budget.reserve(6)
+    again.append(b"012345")
+    assert again.getfile().read(2) == b"01" and again.getfile().read() == b"2345"  # one body, read once
+    body.close()
+    body.close()  # closing twice gives back once
+    assert budget.held == 6
+    del again
+    gc.collect()
+    assert budget.held == 0
+
+
+def test_hashing_chained_behind_unfinished_hashing_keeps_the_order():
+    """Each PATCH's Hashing may still run when the next starts (`after`): chunks are hashed in
+    the order given, however small the PATCHes, and at most two Hashings are unfinished."""
+    hasher = hashlib.sha3_256()
+    pieces = [os.urandom(POOL_BUFFER // 3) for _ in range(12)]
+    previous = None
+    chain = []
+    for group in (pieces[0:1], pieces[1:5], pieces[5:6], pieces[6:7], pieces[7:12]):
+        hashing = Hashing(hasher, after=previous)
+        assert all(not h.running for h in chain[:-1])  # the one before the previous is done
+        for piece in group:
+            buffer = take_buffer()
+            buffer[:len(piece)] = piece
+            hashing.update(buffer, len(piece))
+        hashing.close()
+        chain.append(hashing)
+        previous = hashing
+    previous.wait()
+    assert hasher.hexdigest() == hashlib.sha3_256(b"".join(pieces)).hexdigest()

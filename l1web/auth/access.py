@@ -7,7 +7,7 @@ from __future__ import annotations
 
 from l1web.errors import Forbidden
 from l1web.users import User
-from l1web.web.requests import signed_in
+from l1web.web.current import signed_in
 
 
 def require_admin() -> User:

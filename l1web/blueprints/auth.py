@@ -17,7 +17,7 @@ from l1web.auth.sessions import AUTH_WINDOW, Via, current_auth
 from l1web.auth.tokens import MAX_TOKEN_LENGTH, TOKEN_PATTERN, checked_token, is_username, token_hash
 from l1web.errors import BadRequest, Unauthorized
 from l1web.web import current
-from l1web.web.requests import signed_in
+from l1web.web.current import signed_in
 
 log = logging.getLogger(__name__)
 bp = Blueprint("auth", __name__)

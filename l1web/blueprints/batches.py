@@ -20,9 +20,10 @@ from l1web.errors import BadRequest, L1Error
 from l1web.runs.batches import BULK_ACTIONS, MAX_BATCH, BatchService, BatchSubmission
 from l1web.users import User
 from l1web.web import current
+from l1web.web.current import signed_in
 from l1web.web.errors import wants_json
 from l1web.web.htmx import is_htmx
-from l1web.web.requests import json_body, paging, signed_in
+from l1web.web.requests import json_body, paging
 from l1web.web.shapes import list_args, list_view, run_json
 
 bp = Blueprint("batches", __name__)

@@ -8,7 +8,8 @@ from l1web import notify
 from l1web.errors import BadRequest
 from l1web.state.notify import NotifySettings
 from l1web.web import current
-from l1web.web.requests import json_body, signed_in
+from l1web.web.current import signed_in
+from l1web.web.requests import json_body
 
 bp = Blueprint("notify", __name__)
 

@@ -13,7 +13,7 @@ from l1web.auth.sessions import Via, bearer_token, cookie_name, current_auth
 from l1web.errors import L1Error
 from l1web.runs.l2_publish import publish
 from l1web.web import current
-from l1web.web.requests import signed_in
+from l1web.web.current import signed_in
 
 bp = Blueprint("publish", __name__)
 

@@ -13,7 +13,8 @@ from l1web.errors import BadRequest, Conflict, L1Error
 from l1web.recipes.parse import MAX_RECIPE_BYTES, Recipe, recipe_from_data
 from l1web.users import User
 from l1web.web import current, dagsvg
-from l1web.web.requests import json_body, paging, signed_in
+from l1web.web.current import signed_in
+from l1web.web.requests import json_body, paging
 from l1web.web.shapes import run_response
 
 bp = Blueprint("recipes", __name__)

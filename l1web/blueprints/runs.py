@@ -20,8 +20,9 @@ from l1web.runs.service import PRIORITY_RANGE, Submission, parse_priority
 from l1web.status import RunStatus, StepStatus
 from l1web.users import User
 from l1web.web import current, dagsvg
+from l1web.web.current import signed_in
 from l1web.web.errors import wants_json
-from l1web.web.requests import json_body, signed_in
+from l1web.web.requests import json_body
 from l1web.web.shapes import list_args, list_view, listing_url, run_json, run_response
 
 bp = Blueprint("runs", __name__)

@@ -10,12 +10,11 @@ are handed in (see `interfaces`).
 """
 
 from l1web.engine.analysis import analysis_id, analyze
-from l1web.engine.cache_ids import cache_id
 from l1web.engine.dag import Dag, Node, parse_dag, validate
 from l1web.engine.errors import DagError, EngineError, MediaError, StepError
 from l1web.engine.execute import Executor, SyncExecutor, execute
 from l1web.engine.media import MediaInfo, detect
-from l1web.engine.plan import plan
+from l1web.engine.plan import cache_id, plan
 from l1web.engine.steps import run_step
 from l1web.status import StepStatus
 

@@ -17,6 +17,26 @@ With a `Chunking` setting, a frame-wise step on a long video becomes chunk steps
 (`<node>~c<i>`, with `"frames": [start, end]` and `"chunk": {"of", "index", "count"}`) and a
 join step keeping the node's id (`"join": {"chunks": [ids], "frames": [ranges], "seconds": s}`, inputs = the chunks
 then the node's own inputs, whose sound it adds once); see engine/chunks.py.
+
+Each step's three facts are made here, below `plan`:
+
+- **Cache id**: what makes two steps the same computation.
+
+      cache_id = SHA3-256( canonical_json({
+          "type": <node type>,
+          "config": <config with every default filled in>,
+          "inputs": [<cache id of each input, in input order>],
+          "version": {"executor": <type version, or the effect's version hash>,
+                      "encoder": <encoder_version(): ENCODER_VERSION with the default PNG_ENCODING>},
+      }))
+
+  A SOURCE's cache id is the content hash of its file. Inputs keep their order, so
+  SEQUENCE [a, b] and [b, a] differ; the version pins the code and encoder settings, so
+  changing an effect changes its id and every id downstream of it.
+- **Media kind** ("image", "video" or "audio") each node makes from the kinds it is given, checked
+  before any rendering: a node handed a kind it cannot handle is refused with a DagError naming
+  the node, the field and the kinds involved.
+- **Level**: one more than its highest input's.
 """
 
 from __future__ import annotations
@@ -24,12 +44,12 @@ from __future__ import annotations
 from typing import Any
 
 from l1web.engine import chunks
-from l1web.engine.cache_ids import cache_id, executor_version
 from l1web.engine.canonical import sha3_json
 from l1web.engine.dag import Dag, Node, topological_order, validate
 from l1web.engine.encoding import encoder_version
 from l1web.engine.errors import DagError
-from l1web.engine.kinds import output_kind
+from l1web.engine.node_types import NODE_TYPES, TRANSFORM_EFFECTS
+from l1web.engine.schema import Config
 
 #: Bump when the plan layout changes: plan ids then change too.
 PLAN_VERSION = "1"
@@ -162,3 +182,118 @@ def _finish(steps: list[Step], output: str) -> Plan:
         "plan_id": sha3_json(body), **body,
         "output_cache_id": by_id[output]["cache_id"], "levels": levels,
     }
+
+
+# Cache ids -------------------------------------------------------------------------------------
+def executor_version(node_type: str, config: Config) -> str:
+    """The version of the code that runs this node: the effect's own for EFFECT."""
+    if node_type == "EFFECT":
+        from l1web.engine.effects import get_effect
+
+        return get_effect(config["effect"]).version
+    return f"{node_type}/{NODE_TYPES[node_type].version}"
+
+
+def cache_id(node_type: str, config: Config, input_ids: list[str], version: str, *,
+             chunk: dict[str, Any] | None = None) -> str:
+    """The cache id of a step from its filled config, its inputs' ids and executor version.
+
+    `chunk` is set only on chunked steps (engine/chunks.py): `{"frames": [start, end]}` names one
+    chunk's frames, `{"seconds": s}` the joined whole made with that chunk setting. Steps that
+    are not chunked hash exactly as before, so their ids do not change.
+    """
+    body = {
+        "type": node_type,
+        "config": config,
+        "inputs": list(input_ids),
+        "version": {"executor": version, "encoder": encoder_version()},
+    }
+    if chunk is not None:
+        body["chunk"] = chunk
+    return sha3_json(body)
+
+
+# Media kinds -----------------------------------------------------------------------------------
+def output_kind(node: Node, kinds: list[str]) -> str:
+    """The kind `node` outputs given its inputs' kinds, or DagError."""
+    return _RULES[node.type](node, kinds)
+
+
+def _refuse(node: Node, message: str, field: str = "inputs") -> DagError:
+    return DagError(message, node=node.id, field=field)
+
+
+def _only(node: Node, kinds: list[str], allowed: tuple[str, ...]) -> str:
+    for index, kind in enumerate(kinds):
+        if kind not in allowed:
+            raise _refuse(node, f"{node.type} cannot take {kind} input (input {index}); "
+                                f"it takes {' or '.join(allowed)}")
+    return kinds[0]
+
+
+def _segment(node: Node, kinds: list[str]) -> str:
+    return _only(node, kinds, ("video", "audio"))
+
+
+def _resize(node: Node, kinds: list[str]) -> str:
+    return _only(node, kinds, ("video", "image"))
+
+
+def _transform(node: Node, kinds: list[str]) -> str:
+    kind, fx = kinds[0], node.config["effects"]
+    if kind == "image" and fx["speed"] != 1:
+        raise _refuse(node, "speed needs video or audio, the input is an image",
+                      "effects.speed")
+    if kind == "audio":
+        for key, spec in TRANSFORM_EFFECTS.items():
+            if key != "speed" and fx[key] != spec.default:
+                raise _refuse(node, "only speed applies to audio input", f"effects.{key}")
+    return kind
+
+
+def _sequence(node: Node, kinds: list[str]) -> str:
+    if kinds[0] == "audio":
+        return _only(node, kinds, ("audio",))
+    return _only(node, kinds, ("video",))
+
+
+def _composite(node: Node, kinds: list[str]) -> str:
+    _only(node, kinds, ("video", "image"))
+    if kinds[0] == "image" and "video" in kinds:
+        raise _refuse(node, f"{node.type} over an image base cannot take video layers; "
+                            "put the video first")
+    return kinds[0]
+
+
+def _mux(node: Node, kinds: list[str]) -> str:
+    video, audio = node.config["video_stream"], node.config["audio_stream"]
+    if kinds[video] != "video":
+        raise _refuse(node, f"input {video} is {kinds[video]}, MUX needs video", "video_stream")
+    if kinds[audio] not in ("video", "audio"):
+        raise _refuse(node, f"input {audio} is {kinds[audio]}, MUX needs sound",
+                      "audio_stream")
+    return "video"
+
+
+def _audio_mix(node: Node, kinds: list[str]) -> str:
+    _only(node, kinds, ("audio", "video"))
+    return "audio"
+
+
+def _effect(node: Node, kinds: list[str]) -> str:
+    from l1web.engine.effects import EffectError, get_effect
+
+    if kinds[0] not in ("image", "video"):
+        raise _refuse(node, f"effects take an image or a video, the input is {kinds[0]}")
+    try:
+        get_effect(node.config["effect"]).check_kind(kinds[0])
+    except EffectError as exc:
+        raise _refuse(node, str(exc), "effect") from None
+    return kinds[0]
+
+
+_RULES = {
+    "SEGMENT": _segment, "RESIZE": _resize, "TRANSFORM": _transform, "SEQUENCE": _sequence,
+    "LAYER": _composite, "BLEND": _composite, "MUX": _mux, "AUDIO_MIX": _audio_mix,
+    "EFFECT": _effect,
+}

@@ -68,17 +68,25 @@ def raise_if_full(exc: OSError) -> None:
         raise InsufficientStorage("storage full: no space left on the cache's disk for this item") from exc
 
 
-#: Idle chunk buffers a process keeps for the next `Hashing` (at most this many, 1 MiB each).
-POOLED_BUFFERS = 16
+#: Size of the buffers a resumable upload reads into and hashes (`take_buffer`, 2 MiB). Every
+#: `hasher.update` gives up the GIL and has to take it back, which waits for whatever Python the
+#: request threads are running: with 1 MiB pieces the hashing thread lost 0.40–0.52 s per GiB
+#: waiting so, with 2 MiB 0.23–0.26 s, for the same CPU (4 MiB: 0.16–0.20 s but more CPU, the
+#: buffers no longer fit the 2 MiB L2 cache); docs/performance.md.
+POOL_BUFFER = 2 * 1024 * 1024
+#: Idle pooled buffers a process keeps for the next `Hashing` (at most this many: 16 MiB).
+POOLED_BUFFERS = 8
+#: Buffers that may wait for a `Hashing` thread (6 MiB; the caller holds one more).
+HASH_QUEUE = 3
 _POOL: queue.LifoQueue[bytearray] = queue.LifoQueue()
 
 
 def take_buffer() -> bytearray:
-    """A CHUNK-sized buffer to read into, from the pool (warm memory, no allocation) or new."""
+    """A POOL_BUFFER-sized buffer to read into, from the pool (warm memory, no allocation) or new."""
     try:
         return _POOL.get_nowait()
     except queue.Empty:
-        return bytearray(CHUNK)
+        return bytearray(POOL_BUFFER)
 
 
 def give_back(buffer: bytearray) -> None:
@@ -92,15 +100,32 @@ class Hashing:
     on two cores rather than add up. The first chunk is hashed in the caller's thread: a small
     body never pays for a thread. The queue is short, which keeps memory at a few chunks.
 
+    `after` chains it behind an earlier `Hashing` of the same hashers that may still be running
+    (the previous PATCH of a resumable upload, which answered without waiting for its hashing):
+    this one's chunks are hashed only once that one is done, in order, and never in the caller's
+    thread. `close` ends the feeding without waiting; `wait` also waits for the hashing.
+
     `update` takes a buffer from `take_buffer` and owns it from then on: once hashed it goes
     back to the pool, so a long upload reads into the same few warm buffers instead of
-    allocating (and copying into) new memory for every MiB."""
+    allocating (and copying into) new memory for every piece."""
 
-    def __init__(self, *hashers: hashlib._Hash) -> None:
+    def __init__(self, *hashers: hashlib._Hash, after: Hashing | None = None) -> None:
         self.hashers = hashers
-        self._first = True
-        self._queue: queue.Queue[tuple[bytearray, int] | None] = queue.Queue(maxsize=QUEUE_CHUNKS)
+        self._after = after if after is not None and after.running else None
+        if self._after is not None and (earlier := self._after._after) is not None:
+            earlier.wait()  # at most two PATCHes of an upload wait for hashing, however small they are
+        self._first = self._after is None
+        self._queue: queue.Queue[tuple[bytearray, int] | None] = queue.Queue(maxsize=HASH_QUEUE)
         self._thread: threading.Thread | None = None
+        self._closed = False
+        self._lock = threading.Lock()
+
+    @property
+    def running(self) -> bool:
+        """Whether chunks given may still be waiting to be hashed."""
+        if self._thread is not None:
+            return self._thread.is_alive()
+        return (after := self._after) is not None and after.running  # given nothing: as the one before
 
     def update(self, buffer: bytearray, size: int) -> None:
         """Hash `buffer[:size]` after everything given before; the buffer is ours now."""
@@ -113,12 +138,22 @@ class Hashing:
             self._thread.start()
         self._queue.put((buffer, size))
 
+    def close(self) -> None:
+        """No more chunks: the thread ends once it has hashed the ones given (not waited for)."""
+        with self._lock:
+            if self._thread is None or self._closed:
+                return
+            self._closed = True
+        self._queue.put(None)
+
     def wait(self) -> None:
         """Return once every chunk given is hashed (call it on failure too: it ends the thread)."""
+        after = self._after
+        if self._thread is None and after is not None:
+            after.wait()
+        self.close()
         if self._thread is not None:
-            self._queue.put(None)
             self._thread.join()
-            self._thread = None
 
     def _hash(self, buffer: bytearray, size: int) -> None:
         with memoryview(buffer) as view, view[:size] as data:
@@ -127,6 +162,9 @@ class Hashing:
         give_back(buffer)
 
     def _run(self) -> None:
+        if (after := self._after) is not None:
+            after.wait()
+            self._after = None  # no chain of finished ones stays referenced
         while (item := self._queue.get()) is not None:
             self._hash(*item)
 

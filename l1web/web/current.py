@@ -7,6 +7,7 @@ from typing import TYPE_CHECKING
 from flask import Flask, current_app, g
 
 from l1web.clients import Clients
+from l1web.errors import Unauthorized
 from l1web.settings import Settings
 from l1web.state import StateManager
 from l1web.users import User
@@ -59,3 +60,11 @@ def recipes() -> RecipeService:
 def user() -> User | None:
     """The user of this request, set by the sign-in layer; None when anonymous."""
     return g.get("user")
+
+
+def signed_in() -> User:
+    """The signed-in user; anonymous requests are refused (401)."""
+    signed = user()
+    if signed is None:
+        raise Unauthorized("Sign in to do this.")
+    return signed

@@ -15,6 +15,8 @@ from waitress.channel import HTTPChannel
 from waitress.server import BaseWSGIServer
 from waitress.task import WSGITask
 
+from l1web.web.bodies import MemoryBodyParser
+
 #: Statuses whose responses never have a body.
 BODILESS = ("204", "304")
 
@@ -40,6 +42,7 @@ class KeepAliveTask(WSGITask):
 
 class KeepAliveChannel(HTTPChannel):
     task_class = KeepAliveTask
+    parser_class = MemoryBodyParser  # tus PATCH bodies stay in memory, within a budget (bodies.py)
 
 
 def create_server(app, **options):

@@ -1,5 +1,6 @@
-"""What routes read from a request, one way each: the signed-in user, a JSON body, a listing's
-page (`paging`), and an uploaded body into the content store (`ingest_request`)."""
+"""What routes read from a request, one way each: a JSON body, a listing's page (`paging`), and an
+uploaded body into the content store (`ingest_request`). The signed-in user is `current.user()`, or
+`current.signed_in()` where anonymous requests are refused."""
 
 from __future__ import annotations
 
@@ -10,11 +11,10 @@ from flask import request
 from werkzeug.exceptions import ClientDisconnected
 
 from l1web import access
-from l1web.errors import BadRequest, PayloadTooLarge, Unauthorized
+from l1web.errors import BadRequest, PayloadTooLarge
 from l1web.state import MAX_OFFSET
 from l1web.state.cache import MAX_PAGE
 from l1web.store import Stored
-from l1web.users import User
 from l1web.web import current
 
 #: Largest JSON request body accepted, in bytes.
@@ -23,14 +23,6 @@ MAX_JSON_BYTES = 256 * 1024
 MULTIPART_SLACK = 64 * 1024
 #: Seconds a client may keep a download or thumbnail: content never changes under its name.
 IMMUTABLE_AGE = 365 * 24 * 3600
-
-
-def signed_in() -> User:
-    """The signed-in user; anonymous requests are refused (401)."""
-    user = current.user()
-    if user is None:
-        raise Unauthorized("Sign in to do this.")
-    return user
 
 
 def json_body() -> dict:

@@ -14,6 +14,12 @@ def waitress_options(settings: Settings) -> dict:
         "connection_limit": 500,
         # Read uploads in 1 MiB slices (waitress's 8 KiB default caps loopback upload speed).
         "recv_bytes": 1024 * 1024,
+        # Receive the next pipelined request while the app handles this one (waitress's default 0
+        # stops reading the connection meanwhile): `render.py` pipelines its tus PATCHes, so the
+        # next 8 MiB arrive while this one is written and hashed rather than after it — 9 ms of
+        # every 27 ms PATCH were spent receiving with the app idle (docs/performance.md). It holds
+        # one more request per connection, in memory within `bodies.BUDGET` or in a temp file.
+        "channel_request_lookahead": 1,
         # Waitress refuses a larger body itself; let the app's own limit (a clear 413) decide.
         "max_request_body_size": settings.max_upload_bytes + 1024 * 1024,
     }

@@ -8,9 +8,9 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 
 from l1web.engine import parse_dag, plan
-from l1web.engine.cache_ids import cache_id, executor_version
 from l1web.engine.canonical import canonical_json, sha3_json
 from l1web.engine.encoding import ENCODER_VERSION
+from l1web.engine.plan import cache_id, executor_version
 
 #: SHA3-256 of the bytes `fake video content` (the artdag reference vector).
 FAKE = "c149bf191f6333977e91e845b761c4f4b6b8040e3cf8b27a0e7cf1d181084ee3"

@@ -1,0 +1,130 @@
+"""tus PATCH bodies held in memory as waitress receives them, within a process-wide budget.
+
+waitress reads a whole request body before the app sees it, into a buffer that moves to an
+anonymous temp file past `inbuf_overflow` (512 KiB). For a resumable upload that means every
+byte is written to a temp file and read back before the app writes it to the upload and hashes
+it: on this VM 0.3 s of CPU per GiB on top of the 2.3 s hashing costs, on the core that also
+receives (measured in docs/performance.md). A larger `inbuf_overflow` keeps bodies in a BytesIO
+instead, which still copies twice, and does so for every request of any size and number.
+
+Here a PATCH whose body is at most `MAX_BODY` is kept as the very `bytes` objects waitress
+received (no copy at all), and the app's `readinto` copies each once into its own buffer,
+dropping every piece as soon as it is read. Memory is bounded for the whole process: a body is
+held in memory only if its Content-Length fits in what is left of `BUDGET` (reserved when its
+headers arrive, given back when waitress closes the request or the body is dropped); any other
+body uses waitress's own buffer exactly as before. Hand-written because waitress has no hook for
+it beyond its parser class (`HTTPChannel.parser_class`), which is what this plugs into.
+"""
+
+from __future__ import annotations
+
+import collections
+import io
+import threading
+import weakref
+
+from waitress.parser import HTTPRequestParser
+from waitress.receiver import FixedStreamReceiver
+
+#: Largest body kept in memory (16 MiB: `render.py` sends 8 MiB PATCHes, the browser 8 MiB).
+MAX_BODY = 16 * 1024 * 1024
+#: Bytes of request bodies the whole process may hold in memory at once (64 MiB): with waitress
+#: reading one PATCH ahead (`channel_request_lookahead`), each fast upload holds at most two
+#: bodies (16 MiB with 8 MiB PATCHes), so four run from memory side by side; more wait in temp
+#: files as before, never in more memory.
+BUDGET = 64 * 1024 * 1024
+#: Methods whose bodies may be held (tus appends; everything else is left to waitress).
+METHODS = frozenset({"PATCH"})
+
+
+class Budget:
+    """Bytes reserved by bodies held in memory, never more than `limit`."""
+
+    def __init__(self, limit: int) -> None:
+        self.limit = limit
+        self.held = 0
+        self._lock = threading.Lock()
+
+    def reserve(self, size: int) -> bool:
+        with self._lock:
+            if self.held + size > self.limit:
+                return False
+            self.held += size
+            return True
+
+    def release(self, size: int) -> None:
+        with self._lock:
+            self.held -= size
+
+
+BUDGET_IN_USE = Budget(BUDGET)
+
+
+class MemoryBody:
+    """A waitress body buffer (`append`, `__len__`, `getfile`, `close`) keeping the received
+    `bytes` as they are; its reservation goes back on `close` or when it is dropped."""
+
+    def __init__(self, size: int, budget: Budget) -> None:
+        self._parts: collections.deque[bytes] = collections.deque()
+        self._length = 0
+        self._reader: MemoryBodyReader | None = None
+        self._release = weakref.finalize(self, budget.release, size)
+
+    def append(self, data: bytes) -> None:
+        self._parts.append(data)
+        self._length += len(data)
+
+    def __len__(self) -> int:
+        return self._length
+
+    def getfile(self) -> MemoryBodyReader:
+        """The one reader of this body (it is read once, from the start)."""
+        if self._reader is None:
+            self._reader = MemoryBodyReader(self._parts)
+        return self._reader
+
+    def close(self) -> None:
+        self._parts.clear()
+        self._release()
+
+
+class MemoryBodyReader(io.RawIOBase):
+    """`wsgi.input` over a MemoryBody: each piece is copied once, into the reader's buffer, and
+    let go of as soon as it has been read (a body is read once, from the start)."""
+
+    def __init__(self, parts: collections.deque[bytes]) -> None:
+        super().__init__()
+        self._parts = parts
+        self._position = 0  # into parts[0]
+
+    def readable(self) -> bool:
+        return True
+
+    def readinto(self, buffer) -> int:  # type: ignore[override]
+        done = 0
+        with memoryview(buffer) as out, out.cast("B") as target:
+            while done < len(target) and self._parts:
+                part = self._parts[0]
+                count = min(len(part) - self._position, len(target) - done)
+                with memoryview(part) as piece:
+                    target[done:done + count] = piece[self._position:self._position + count]
+                done += count
+                self._position += count
+                if self._position == len(part):
+                    self._parts.popleft()
+                    self._position = 0
+        return done
+
+
+class MemoryBodyParser(HTTPRequestParser):
+    """waitress's parser, holding a PATCH body of at most MAX_BODY in memory when the budget
+    has room for it."""
+
+    budget = BUDGET_IN_USE
+
+    def parse_header(self, header_plus: bytes) -> None:
+        super().parse_header(header_plus)
+        size = self.content_length
+        if (isinstance(self.body_rcv, FixedStreamReceiver) and self.command in METHODS
+                and 0 < size <= MAX_BODY and self.budget.reserve(size)):
+            self.body_rcv = FixedStreamReceiver(size, MemoryBody(size, self.budget))
