@@ -298,14 +298,15 @@ def fsync_file(path: Path) -> None:
 
 
 class _Flusher:
-    """One thread per process that flushes finished files to disk while their caller goes on.
+    """Threads kept per process that flush finished files to disk while their callers go on.
 
     A render output's fsync (1.5-3 ms for a small image here, longer for a video) used to come
     before its hashing, the index read and the media description, one after the other; from this
     thread it overlaps them, and `ContentStore.commit` waits for it just before the rename (still
-    the commit point: the bytes are on disk before the name is). One thread, started once, rather
-    than a thread per file (starting one costs about what it would save on a small file). A
-    forked child (a kept work horse) has no copy of its parent's thread: it makes its own.
+    the commit point: the bytes are on disk before the name is). Threads kept, started on first
+    use, rather than a thread per file (starting one costs about what it would save on a small
+    file); up to `FLUSH_THREADS`, so that the web app's uploads finishing at once still flush side
+    by side. A forked child (a kept work horse) has no copy of its parent's threads: it makes its own.
     """
 
     def __init__(self) -> None:
@@ -315,10 +316,13 @@ class _Flusher:
     def submit(self, path: Path) -> concurrent.futures.Future[None]:
         with self.lock:
             if self.pool is None:
-                self.pool = concurrent.futures.ThreadPoolExecutor(max_workers=1, thread_name_prefix="store-fsync")
+                self.pool = concurrent.futures.ThreadPoolExecutor(max_workers=FLUSH_THREADS,
+                                                                  thread_name_prefix="store-fsync")
             return self.pool.submit(fsync_file, path)
 
 
+#: Files a process flushes at once in the background (`_Flusher`).
+FLUSH_THREADS = 4
 _FLUSHER = _Flusher()
 
 
