@@ -41,7 +41,7 @@ HERE = Path(__file__).resolve().parent
 ROOT = HERE.parent
 sys.path[:0] = [str(ROOT), str(HERE)]
 
-from served import CHUNK, RssPeak, hash_baseline, make_file, rss_row, served, throughput_row  # noqa: E402
+from served import CHUNK, RssPeak, bare_receive, hash_baseline, make_file, rss_row, served, throughput_row  # noqa: E402
 
 import render  # noqa: E402
 
@@ -112,6 +112,18 @@ def upload_rows(session: requests.Session, url: str, source: Path, digest: str, 
            {"benchmark": f"resumable upload {size_mib:.0f} MiB: web process CPU s (user+sys) vs sha3_256's CPU s",
             "l1": web_cpu, "baseline": base_cpu, "ratio": web_cpu / base_cpu, "goal": "", "unit": "s"}]
     delete(session, url, digest)
+    # What any server must do with these bytes on this machine, measured right after: receive
+    # them from another process, hash and write them (`bare_receive`). Raw hashing of a cached
+    # file has a core to itself; an upload shares both cores with its sender and its writes.
+    bare_seconds, bare_digest = bare_receive(source, source.with_suffix(".bare"))
+    if bare_digest != digest:
+        raise RuntimeError(f"the bare receiver hashed {bare_digest}, not {digest}")
+    out += [throughput_row(f"bare receiver, {size_mib:.0f} MiB (loopback TCP from another process, recv_into, "
+                           "sha3_256 in a thread, write, one fsync; no HTTP): MiB/s vs raw sha3_256",
+                           size_mib, bare_seconds, base_seconds),
+            {"benchmark": f"resumable upload {size_mib:.0f} MiB via render.py vs the bare receiver",
+             "l1": size_mib / seconds, "baseline": size_mib / bare_seconds, "ratio": bare_seconds / seconds,
+             "goal": "", "unit": "MiB/s"}]
     return out
 
 

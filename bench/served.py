@@ -13,6 +13,9 @@ import hashlib
 import http.client
 import json
 import os
+import queue
+import socket
+import subprocess
 import sys
 import threading
 import time
@@ -161,3 +164,56 @@ def throughput_row(name: str, mib: float, seconds: float, base_seconds: float, g
 def rss_row(name: str, peak: int, idle: int, goal_mib: int) -> dict:
     return {"benchmark": name, "l1": (peak - idle) / CHUNK, "baseline": idle / CHUNK, "ratio": None,
             "goal": f"<= {goal_mib}", "unit": "MiB (baseline: idle RSS)"}
+
+
+def bare_receive(path: Path, into: Path) -> tuple[float, str]:
+    """Seconds a bare receiver takes for `path`, and the digest it computed: what any server must
+    do with an upload here, and nothing else (no HTTP, no tus, no store).
+
+    Another process sends the file over loopback TCP (`socket.sendfile`); this one reads it into
+    2 MiB buffers (`recv_into`), hashes each in a second thread (hashlib drops the GIL while it
+    hashes, as L1's upload thread does), writes each to `into` and fsyncs once at the end. On a
+    machine whose cores are shared by sender, receiver and hasher this, not raw `sha3_256` of a
+    file in the page cache, is the floor an upload's time can reach (docs/performance.md).
+    """
+    size, piece = path.stat().st_size, 2 * CHUNK
+    with socket.create_server(("127.0.0.1", 0)) as server:
+        port = server.getsockname()[1]
+        sender = subprocess.Popen([sys.executable, "-c", _SENDER, str(path), str(port)])
+        connection, _ = server.accept()
+    pieces: queue.Queue[memoryview | None] = queue.Queue(maxsize=3)
+    hasher = hashlib.sha3_256()
+
+    def hash_pieces() -> None:
+        while (data := pieces.get()) is not None:
+            hasher.update(data)
+
+    thread = threading.Thread(target=hash_pieces)
+    started = time.perf_counter()
+    thread.start()
+    received = 0
+    with connection, open(into, "wb", buffering=0) as out:
+        while received < size:
+            view, filled = memoryview(bytearray(piece)), 0
+            while filled < piece and received + filled < size:
+                got = connection.recv_into(view[filled:])
+                if not got:
+                    raise RuntimeError("the sender stopped early")
+                filled += got
+            received += filled
+            out.write(view[:filled])
+            pieces.put(view[:filled])
+        pieces.put(None)
+        thread.join()
+        os.fsync(out.fileno())
+    seconds = time.perf_counter() - started
+    sender.wait(timeout=60)
+    into.unlink()
+    return seconds, hasher.hexdigest()
+
+
+_SENDER = """
+import socket, sys
+with socket.create_connection(("127.0.0.1", int(sys.argv[2]))) as sock, open(sys.argv[1], "rb") as handle:
+    sock.sendfile(handle)
+"""

@@ -45,7 +45,9 @@ from dataclasses import dataclass
 import redis
 from rq import Queue, Worker
 from rq.defaults import DEFAULT_LOGGING_DATE_FORMAT, DEFAULT_LOGGING_FORMAT
+from rq.exceptions import NoSuchJobError
 from rq.executions import Execution
+from rq.job import Job, parse_job_id
 from rq.scheduler import RQScheduler
 from rq.serializers import JSONSerializer
 
@@ -348,10 +350,8 @@ class L1Worker(Worker):
                 job_id, queue_name, execution_id = json.loads(line)
                 os.environ["RQ_WORKER_ID"] = self.name
                 os.environ["RQ_JOB_ID"] = job_id
-                job = self.job_class.fetch(job_id, connection=self.connection, serializer=self.serializer)
+                job, execution = _fetch_job(self, job_id, execution_id)
                 queue = next(q for q in self.queues if q.name == queue_name)
-                execution = Execution.fetch(execution_id, job.id, connection=self.connection)
-                execution._job = job  # noqa: SLF001 - as RQ's own SpawnWorker rebuilds it
                 self.execution = execution
                 try:
                     self.perform_job(job, queue, execution)
@@ -433,6 +433,25 @@ class _Lines:
             self.buffer += chunk
         line, self.buffer = self.buffer.split(b"\n", 1)
         return line
+
+
+def _fetch_job(worker: Worker, job_id: str, execution_id: str) -> tuple[Job, Execution]:
+    """The job and its execution, as RQ's `Job.fetch` and `Execution.fetch` read them, in one
+    round trip (they are two `HGETALL`s, sent one after the other; issue 19)."""
+    job = worker.job_class(parse_job_id(job_id), connection=worker.connection, serializer=worker.serializer)
+    execution = Execution(id=execution_id, job_id=job.id, connection=worker.connection)
+    with worker.connection.pipeline(transaction=False) as pipe:
+        pipe.hgetall(job.key)
+        pipe.hgetall(execution.key)
+        job_data, execution_data = pipe.execute()
+    if not job_data:
+        raise NoSuchJobError(f"No such job: {job.key}")
+    if not execution_data:
+        raise ValueError(f"Execution {execution_id} not found in Redis")
+    job.restore(job_data)
+    execution.restore(execution_data)
+    execution._job = job  # noqa: SLF001 - as RQ's own SpawnWorker rebuilds it
+    return job, execution
 
 
 def _alive(pid: int) -> bool:

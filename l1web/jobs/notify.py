@@ -23,19 +23,24 @@ from l1web.runs.model import Run
 log = logging.getLogger(__name__)
 
 
-def target(ctx: Clients, run: Run) -> str:
-    """The run's notify URL, else its owner's default; "" when none."""
-    return run.get("notify_url") or ctx.state.notify.user(run.get("owner") or "")["url"]
+def target(ctx: Clients, run: Run, default_url: str | None = None) -> str:
+    """The run's notify URL, else its owner's default (`default_url` when the caller read it
+    already); "" when none."""
+    if run.get("notify_url"):
+        return str(run["notify_url"])
+    return default_url if default_url is not None else ctx.state.notify.user(run.get("owner") or "")["url"]
 
 
-def run_ended(ctx: Clients, run_id: str, run: dict[str, Any] | None = None) -> None:
+def run_ended(ctx: Clients, run_id: str, run: dict[str, Any] | None = None, *,
+              default_url: str | None = None) -> None:
     """Enqueue the delivery of this run's end if it has somewhere to go; never raises.
 
     `run`: the run as the caller last read it, when it has it (its owner, notify URL and attempt
-    do not change as it ends), saving a read of the whole record, provenance included."""
+    do not change as it ends), saving a read of the whole record, provenance included;
+    `default_url`: its owner's default notify URL, when the caller read it with the run's end."""
     try:
         run = run if run is not None else ctx.state.runs.get(run_id)
-        if run and target(ctx, run):
+        if run and target(ctx, run, default_url):
             queues.enqueue_notify(ctx.rq_connection, run_id, int(run.get("attempt") or 1),
                                   ctx.settings.notify_retry_intervals)
     except Exception:  # noqa: BLE001 - a notification must never break finishing a run

@@ -13,11 +13,12 @@ a run never stays "running" with nobody working on it.
 from __future__ import annotations
 
 import logging
+import os
 import shutil
 import tempfile
 import threading
 import time
-from collections.abc import MutableMapping, Sequence
+from collections.abc import Collection, MutableMapping, Sequence
 from functools import partial
 from pathlib import Path
 from types import TracebackType
@@ -36,6 +37,7 @@ from l1web.engine.plan import plan as plan_dag
 from l1web.engine.steps import run_step
 from l1web.engine.watch import Redactor, StepWatch, watching
 from l1web.engine.watch import current as watch_current
+from l1web.errors import NotFound
 from l1web.jobs import chunked, queues
 from l1web.jobs import notify as notify_jobs
 from l1web.lifecycle import RunEvent, StepEvent
@@ -107,8 +109,8 @@ def plan_run(run_id: str, render_inline: bool = False, work_id: str | None = Non
     job = get_current_job()
     jlog = JobLogAdapter(log, {"run": run_id, "job": work_id or (job.id if job else "-")})
     runs = ctx.state.runs
-    run = runs.get(run_id)
-    if run is None or not runs.transition(run_id, RunEvent.START, started=time.time()):
+    run = runs.transition_read(run_id, RunEvent.START, started=time.time())
+    if run is None:
         jlog.info("run is not pending any more; nothing to plan")
         return {"planned": False}
     trace.mark("plan.started")
@@ -127,7 +129,9 @@ def plan_run(run_id: str, render_inline: bool = False, work_id: str | None = Non
         fail_run(ctx, run_id, f"planning failed: {exc}")
         raise
     steps = [dict(step, order=index, expect=expected[step["step_id"]]) for index, step in enumerate(plan["steps"])]
-    initial = {step["step_id"]: _initial_state(ctx, step) for step in steps}
+    # The analysis has just read every input through `path_for` (verified, indexed): asking the
+    # store again whether each SOURCE's file is there is a round trip that cannot say no.
+    initial = {step["step_id"]: _initial_state(ctx, step, present=analysis.keys()) for step in steps}
     trace.mark("plan.initial_states")
     runs.init_steps(run_id, steps, initial,
                     run_fields={"plan_id": plan["plan_id"], "output_step": plan["output"], "steps_total": len(steps)},
@@ -135,19 +139,32 @@ def plan_run(run_id: str, render_inline: bool = False, work_id: str | None = Non
     trace.mark("plan.init_steps")
     jlog.info("planned %d steps (plan %s)", len(steps), plan["plan_id"][:12])
     trace.mark("plan.steps_written")
-    kept = advance(ctx, run_id, keep=1 if render_inline else 0)
+    job_id = work_id or (job.id if job else "inline")
+    worker = _worker_name(job)
+    start = _start_fields(job, job_id, worker)
+    kept, (run_now, steps_now, states_now) = _advance(ctx, run_id, keep=1 if render_inline else 0, start=start)
     trace.mark("plan.advanced")
-    for step_id in kept:
-        execute_step(run_id, step_id, work_id=work_id)
+    for step_id in kept:  # queued and started in one call by `_advance`, from the view it decided on
+        trace.mark("step.started")
+        jlog = JobLogAdapter(log, {"run": run_id, "job": job_id})
+        _render_started(ctx, cast(Run, run_now), steps_now, states_now, step_id, job_id=job_id, worker=worker,
+                        started_at=start["started"], jlog=jlog)
     return {"planned": True, "plan_id": plan["plan_id"], "steps": len(steps)}
 
 
-def _initial_state(ctx: Clients, step: Step) -> dict[str, Any]:
-    """SOURCE steps are their input files: already there (cached) or missing (failed)."""
+def _start_fields(job: Job | None, job_id: str, worker: str) -> dict[str, Any]:
+    """What a step's START records: when, which attempt (`job_id`), RQ's job and the worker."""
+    return {"started": time.time(), "job_id": job_id, "rq_job": job.id if job else "", "worker": worker}
+
+
+def _initial_state(ctx: Clients, step: Step, present: Collection[str] = ()) -> dict[str, Any]:
+    """SOURCE steps are their input files: already there (cached) or missing (failed).
+
+    `present`: digests known to be in this host's store this moment (not asked again)."""
     if step["type"] != "SOURCE":
         return {"status": lifecycle.initial(step, False)}
     # On this host, or fetched from L1/IPFS (workers elsewhere).
-    status = lifecycle.initial(step, ctx.remote.has(step["cache_id"]))
+    status = lifecycle.initial(step, step["cache_id"] in present or ctx.remote.has(step["cache_id"]))
     if status == StepStatus.CACHED:
         return {"status": status, "output": step["cache_id"], "duration": 0}
     return {"status": status, "error": f"input {step['cache_id'][:12]}… is no longer in the cache"}
@@ -179,12 +196,21 @@ def execute_step(run_id: str, step_id: str, work_id: str | None = None) -> dict[
     if early is not None:
         return early
     trace.mark("step.checked")
-    started_at = time.time()
+    start = _start_fields(job, job_id, worker)
     cleared: dict[str, Any] = {"error": ""} if state.get("error") else {}  # the last attempt's reason, while retrying
-    if not runs.step_transition(run_id, step_id, StepEvent.START, started=started_at, job_id=job_id,
-                                rq_job=job.id if job else "", worker=worker, **cleared):
+    if not runs.step_transition(run_id, step_id, StepEvent.START, **start, **cleared):
         return {"status": "not-queued"}
     trace.mark("step.started")
+    return _render_started(ctx, cast(Run, run), steps, states, step_id, job_id=job_id, worker=worker,
+                           started_at=start["started"], jlog=jlog)
+
+
+def _render_started(ctx: Clients, run: Run, steps: list[Step], states: dict[str, dict[str, Any]], step_id: str, *,
+                    job_id: str, worker: str, started_at: float, jlog: JobLogAdapter) -> dict[str, Any]:
+    """Render (or reuse) a step this attempt has moved to running, record it, advance the run.
+
+    `run`, `steps` and `states` are the view its start was decided on (read before the start)."""
+    run_id = run["id"]
     step = next(s for s in steps if s["step_id"] == step_id)
     # The inputs were final before this step was queued, so this snapshot has their outputs.
     input_digests = cast(list[str], [states[dep].get("output") for dep in step["inputs"]])
@@ -193,7 +219,7 @@ def execute_step(run_id: str, step_id: str, work_id: str | None = None) -> dict[
     watch.line(f"step {step_id} ({step['type']}) started on worker job {job_id}")
     try:
         with watching(watch):
-            digest, cached = _produce(ctx, cast(Run, run), step, job_id, jlog, inputs=input_digests, steps=steps)
+            digest, cached = _produce(ctx, run, step, job_id, jlog, inputs=input_digests, steps=steps)
     except Exception as exc:
         watch.line(f"step {step_id} failed: {_short(exc)}")
         watch.finish(ok=False)
@@ -249,20 +275,39 @@ def _step_done(ctx: Clients, run_id: str, step: Step, steps: list[Step], *, dige
     watch.finish(ok=True)
     finished = time.time()
     trace.mark("step.watch_finished")
-    runs.step_transition(run_id, step_id, event, output=digest, finished=finished,
-                         duration=round(time.monotonic() - started, 3),
-                         attempt=_attempt(worker, job_id, started_at, finished, status))
-    trace.mark("step.succeeded")
-    ctx.state.cache.incr("cache_hits" if cached else "cache_misses")
-    step_finished(ctx.state, run_id, job_id, step, outcome=status, seconds=time.monotonic() - started,
-                  worker=worker)
+    seconds = time.monotonic() - started
+
+    def counted(pipe: redis.client.Pipeline) -> None:  # sent with the transition: one round trip
+        ctx.state.cache.incr("cache_hits" if cached else "cache_misses", pipe=pipe)
+        step_finished(ctx.state, run_id, job_id, step, outcome=status, seconds=seconds, worker=worker, pipe=pipe)
+
+    runs.step_transition_with(run_id, step_id, event, also=counted, output=digest, finished=finished,
+                              duration=round(seconds, 3),
+                              attempt=_attempt(worker, job_id, started_at, finished, status))
     trace.mark("step.counted")
     jlog.info("step %s %s → %s", step_id, status, digest[:12])
     advance(ctx, run_id)
     trace.mark("step.advanced")
-    chunked.sweep(ctx)  # this host's copies of chunks joined elsewhere
+    _sweep_chunks(ctx, step)
     trace.mark("step.swept")
     return {"status": str(status), "output": digest}
+
+
+#: Seconds between a process's sweeps for chunks joined elsewhere after its steps (chunk and
+#: join steps sweep every time; an idle worker's maintenance sweeps too).
+CHUNK_SWEEP_EVERY = 5.0
+_last_chunk_sweep = float("-inf")
+
+
+def _sweep_chunks(ctx: Clients, step: Step) -> None:
+    """Delete this host's copies of chunks joined elsewhere (`chunked.sweep`): after a chunk or
+    a join, and otherwise at most every `CHUNK_SWEEP_EVERY` seconds, not after every small step
+    (a round trip each; issue 19)."""
+    global _last_chunk_sweep
+    now = time.monotonic()
+    if chunked.is_chunk(step) or chunked.is_join(step) or now - _last_chunk_sweep >= CHUNK_SWEEP_EVERY:
+        _last_chunk_sweep = now
+        chunked.sweep(ctx)
 
 
 #: Seconds a worker waits after handing a step back, so that another worker takes it first.
@@ -399,14 +444,25 @@ def _produce(ctx: Clients, run: Run, step: Step, holder: str, jlog: JobLogAdapte
     waiting = False
     whole = chunked.joined_whole(list(steps), step) if chunked.is_chunk(step) else None
     while True:
-        if not force:
+        token = None
+        if not force and whole is None:
+            # The result looked up and, when there is none, the claim taken: one round trip.
+            recorded, token = ctx.state.claims.result_or_acquire(cache_id, holder)
+            if recorded and ctx.remote.has(recorded):
+                return recorded, True
+            if (found := ctx.remote.peer_result(cache_id)):  # a peer L1 rendered it (IPNS sync)
+                if token:
+                    ctx.state.claims.release(cache_id, token)
+                return found, True
+        elif not force:
             found = _recorded(ctx, cache_id)
             if found:
                 return found, True
             if whole is not None and (found := _recorded(ctx, whole["cache_id"])):
                 return found, True  # the joined whole exists: this chunk's frames are in it
         trace.mark("step.looked_up")
-        token = ctx.state.claims.acquire(cache_id, holder)
+        if token is None:
+            token = ctx.state.claims.acquire(cache_id, holder)
         if token:
             trace.mark("step.claimed")
             break
@@ -468,30 +524,76 @@ def step_log_line(text: str) -> None:
         current.line(text)
 
 
-class _renewing:
-    """Renews a claim in a background thread while the step renders."""
+class _Renewer:
+    """Renews the claims of the steps rendering in this process, from one background thread.
 
-    def __init__(self, ctx: Clients, cache_id: str, token: str) -> None:
-        self.ctx, self.cache_id, self.token = ctx, cache_id, token
-        self.stop = threading.Event()
-        self.thread = threading.Thread(target=self._loop, daemon=True)
+    A thread per step cost more than a small step's whole render path (starting it took ~1-2 ms
+    on a busy 2-core machine; issue 19). One thread per process, started with the first claim,
+    renews every held claim each `CLAIM_TTL / 3` seconds: a claim taken just after a round waits
+    at most that long for its first renewal, as with its own thread. A forked child (a kept work
+    horse) has no copy of its parent's thread: it starts its own.
+    """
+
+    def __init__(self) -> None:
+        self.lock = threading.Lock()
+        self.held: dict[tuple[str, str], Clients] = {}
+        self.thread: threading.Thread | None = None
+
+    def hold(self, ctx: Clients, cache_id: str, token: str) -> _Held:
+        with self.lock:
+            self.held[(cache_id, token)] = ctx
+            if self.thread is None or not self.thread.is_alive():
+                self.thread = threading.Thread(target=self._loop, name="claim-renewer", daemon=True)
+                self.thread.start()
+        return _Held(self, (cache_id, token))
+
+    def release(self, key: tuple[str, str]) -> None:
+        with self.lock:
+            self.held.pop(key, None)
 
     def _loop(self) -> None:
         from l1web.state.keys import CLAIM_TTL
 
-        while not self.stop.wait(CLAIM_TTL / 3):
-            try:
-                if not self.ctx.state.claims.renew(self.cache_id, self.token):
-                    return
-            except redis.RedisError as exc:  # Redis restarting: keep rendering, renew next time
-                log.warning("could not renew the claim on %s: %s", self.cache_id[:12], exc)
+        while True:
+            time.sleep(CLAIM_TTL / 3)
+            with self.lock:
+                held = list(self.held.items())
+            for (cache_id, token), ctx in held:
+                try:
+                    if not ctx.state.claims.renew(cache_id, token):
+                        self.release((cache_id, token))  # lapsed and taken over: its result is not recorded
+                except redis.RedisError as exc:  # Redis restarting: keep rendering, renew next time
+                    log.warning("could not renew the claim on %s: %s", cache_id[:12], exc)
+
+
+class _Held:
+    """A claim renewed while the `with` block runs."""
+
+    def __init__(self, renewer: _Renewer, key: tuple[str, str]) -> None:
+        self.renewer, self.key = renewer, key
 
     def __enter__(self) -> None:
-        self.thread.start()
+        return None
 
     def __exit__(self, *exc: object) -> None:
-        self.stop.set()
-        self.thread.join(timeout=5)
+        self.renewer.release(self.key)
+
+
+_RENEWER = _Renewer()
+
+
+def _renewer_after_fork() -> None:
+    """In a forked child: a renewer of its own (its parent's thread and lock state stay behind)."""
+    global _RENEWER
+    _RENEWER = _Renewer()
+
+
+os.register_at_fork(after_in_child=_renewer_after_fork)
+
+
+def _renewing(ctx: Clients, cache_id: str, token: str) -> _Held:
+    """Renew a claim while the step renders (`_Renewer`)."""
+    return _RENEWER.hold(ctx, cache_id, token)
 
 
 def advance(ctx: Clients, run_id: str, *, keep: int = 0) -> list[str]:
@@ -501,10 +603,23 @@ def advance(ctx: Clients, run_id: str, *, keep: int = 0) -> list[str]:
     caller to run itself. One read decides: every caller changed a step before calling, so of
     two workers advancing at once the later reader sees both changes and finishes the run.
     """
+    return _advance(ctx, run_id, keep=keep)[0]
+
+
+def _advance(ctx: Clients, run_id: str, *, keep: int = 0, start: dict[str, Any] | None = None
+             ) -> tuple[list[str], tuple[dict[str, Any] | None, list[Step], dict[str, dict[str, Any]]]]:
+    """`advance`, also answering the view it decided on (run, steps, states as read).
+
+    With `start` (the fields of a START), each kept step is queued and started in one call
+    (`Runs.step_transitions`): the caller renders it at once. What `execute_step` checks before
+    a start holds for such a step by construction: the run was running and the queue not paused
+    in this very view, it has no queued job that could supersede it, and a freshly planned step
+    has no failed attempts that could place it elsewhere.
+    """
     runs = ctx.state.runs
     run, steps, states, queue_paused = runs.decision_view(run_id)
     if run is None or run["status"] not in (RunStatus.RUNNING, RunStatus.PAUSED):
-        return []
+        return [], (run, steps, states)
     _skip_blocked(runs, run_id, steps, states)
     attempt = int(run.get("attempt") or 1)
     kept: list[str] = []
@@ -513,9 +628,16 @@ def advance(ctx: Clients, run_id: str, *, keep: int = 0) -> list[str]:
     ready = [] if hold else [step for step in steps if lifecycle.ready(step, states)]
     for step in ready:
         sid = step["step_id"]
-        inline = len(kept) < keep
+        # A step with failed attempts may belong elsewhere (`_placement`): never started here unseen.
+        inline = len(kept) < keep and not (start is not None and states[sid].get("attempts"))
         tries = int(states[sid].get("tries") or 1)
         job: dict[str, Any] = {} if inline else {"queued_job": queues.step_job_id(run_id, sid, attempt, tries)}
+        if inline and start is not None:
+            cleared: dict[str, Any] = {"error": ""} if states[sid].get("error") else {}
+            if runs.step_transitions(run_id, sid, [(StepEvent.ENQUEUE, {}), (StepEvent.START, {**start, **cleared})]):
+                states[sid] = {**states[sid], **start, **cleared, "status": lifecycle.target(StepEvent.START)}
+                kept.append(sid)
+            continue
         if runs.step_transition(run_id, sid, StepEvent.ENQUEUE, **job):
             states[sid] = {**states[sid], "status": lifecycle.target(StepEvent.ENQUEUE)}
             if inline:
@@ -524,7 +646,7 @@ def advance(ctx: Clients, run_id: str, *, keep: int = 0) -> list[str]:
                 queues.enqueue_step(ctx.rq_connection, run_id, sid, attempt, tries)
     if lifecycle.settled(states):
         _finish(ctx, run, steps, states)
-    return kept
+    return kept, (run, steps, states)
 
 
 def _skip_blocked(runs: Runs, run_id: str, steps: list[Step], states: dict[str, dict[str, Any]]) -> None:
@@ -545,16 +667,19 @@ def _finish(ctx: Clients, run: Run, steps: list[Step], states: dict[str, dict[st
     end = lifecycle.outcome(run.get("output_step", ""), states, order=[s["step_id"] for s in steps])
     if end.event == RunEvent.COMPLETE:
         digest = cast(str, end.output)  # a completed run has its output step's digest
-        ctx.state.cache.add_ref(digest, f"run:{run_id}")
-        if run.get("owner"):  # reused from another user's run: the output is this owner's too now
-            ctx.state.cache.grant(digest, run["owner"])
-        trace.mark("finish.ref_granted")
         record = provenance.build(ctx, run, steps, states, digest)
         trace.mark("finish.provenance")
-        if ctx.state.runs.transition(run_id, RunEvent.COMPLETE, output_hash=digest, finished=time.time(),
-                                     provenance=record):
+        # The output's ref (so it is not deleted while the run needs it) and, reused from another
+        # user's run, the owner's grant go with the status change: one round trip (issue 19).
+        completed, default_url = ctx.state.runs.complete(
+            run_id, output=digest, ref=f"run:{run_id}", owner=run.get("owner") or "",
+            output_hash=digest, finished=time.time(), provenance=record)
+        if completed is None:
+            raise NotFound(f"no cached item {digest}")
+        if completed:
             trace.mark("finish.completed")
-            notify_jobs.run_ended(ctx, run_id, run)  # its notify URL, if any; never fails the run
+            # Its notify URL, if any (the owner's default came with the answer); never fails the run.
+            notify_jobs.run_ended(ctx, run_id, run, default_url=default_url)
             ctx.remote.after_run(run_id)  # IPFS add+pin when enabled; never fails the run
             trace.mark("finish.notified")
         return
@@ -671,16 +796,17 @@ def _short(exc: BaseException | object) -> str:
 
 # Logging ------------------------------------------------------------------------------------
 def step_finished(state: StateManager, run_id: str, job_id: str, step: Step, *, outcome: str, seconds: float,
-                  worker: str = "") -> None:
+                  worker: str = "", pipe: redis.client.Pipeline | None = None) -> None:
     """A step job ended: log its line as `key=value` pairs
     (`step run=<id> job=<job id> step=<step id> type=EFFECT outcome=completed seconds=1.234`) and
     count it for /metrics and on its worker's counters (a Redis hiccup here only loses the count,
-    never the step's result)."""
+    never the step's result). With `pipe`, the counts are queued there, for the caller to send
+    with its own writes."""
     node_type = str(step.get("type") or "-")
     STEPS.info("step run=%s job=%s step=%s type=%s outcome=%s seconds=%.3f",
                run_id, job_id, step.get("step_id", "-"), node_type, outcome, seconds)
     try:
-        state.step_metrics.record_step(node_type, outcome, seconds, worker=worker)
+        state.step_metrics.record_step(node_type, outcome, seconds, worker=worker, pipe=pipe)
     except redis.RedisError as exc:
         STEPS.warning("step run=%s job=%s: could not record its timing: %s", run_id, job_id, type(exc).__name__)
 

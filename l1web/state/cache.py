@@ -478,8 +478,9 @@ class CacheIndex:
         return {d: json.loads(v) for d, v in raw.items()}
 
     # Counters ------------------------------------------------------------------------------------
-    def incr(self, counter: str, by: int = 1) -> None:
-        self.redis.hincrby(keys.stats(), counter, by)
+    def incr(self, counter: str, by: int = 1, *, pipe: redis.client.Pipeline | None = None) -> None:
+        """Add to a cache counter (with `pipe`: queued there, for its caller to send)."""
+        (pipe if pipe is not None else self.redis).hincrby(keys.stats(), counter, by)
 
     def stats(self) -> dict[str, int]:
         return {k: int(v) for k, v in cast(dict[str, str], self.redis.hgetall(keys.stats())).items()}

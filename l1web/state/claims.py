@@ -26,6 +26,18 @@ redis.call('SET', KEYS[1], token, 'PX', ARGV[2])
 return token
 """
 
+# `_ACQUIRE` unless a result is recorded: KEYS: claim, fence, result; ARGV: holder, ttl ms.
+# Returns {recorded digest or '', token or ''}.
+_RESULT_OR_ACQUIRE = """
+local recorded = redis.call('GET', KEYS[3])
+if recorded then return {recorded, ''} end
+if redis.call('EXISTS', KEYS[1]) == 1 then return {'', ''} end
+local fence = redis.call('INCR', KEYS[2])
+local token = fence .. ':' .. ARGV[1]
+redis.call('SET', KEYS[1], token, 'PX', ARGV[2])
+return {'', token}
+"""
+
 # KEYS: claim; ARGV: token, ttl ms
 _RENEW = """
 if redis.call('GET', KEYS[1]) ~= ARGV[1] then return 0 end
@@ -51,6 +63,7 @@ class Claims:
     def __init__(self, client: redis.Redis) -> None:
         self.redis = client
         self._acquire = client.register_script(_ACQUIRE)
+        self._result_or_acquire = client.register_script(_RESULT_OR_ACQUIRE)
         self._renew = client.register_script(_RENEW)
         self._commit = client.register_script(_COMMIT)
         self._release = client.register_script(_RELEASE)
@@ -60,6 +73,14 @@ class Claims:
         token = self._acquire(keys=[keys.claim(cache_id), keys.fence(cache_id)],
                               args=[holder, int(ttl * 1000)])
         return token or None
+
+    def result_or_acquire(self, cache_id: str, holder: str,
+                          ttl: float = keys.CLAIM_TTL) -> tuple[str | None, str | None]:
+        """(the recorded result, None) when the cache id has one; else `acquire`'s answer as
+        (None, token or None). One round trip where a step looked its result up, then claimed."""
+        recorded, token = self._result_or_acquire(keys=[keys.claim(cache_id), keys.fence(cache_id),
+                                                        keys.result(cache_id)], args=[holder, int(ttl * 1000)])
+        return _text(recorded) or None, _text(token) or None
 
     def renew(self, cache_id: str, token: str, ttl: float = keys.CLAIM_TTL) -> bool:
         return bool(self._renew(keys=[keys.claim(cache_id)], args=[token, int(ttl * 1000)]))
@@ -96,3 +117,7 @@ class Results:
     def set_if_absent(self, cache_id: str, digest: str) -> bool:
         """Record a result unless one is known already (a peer's never replaces ours)."""
         return bool(self.redis.set(keys.result(cache_id), digest, nx=True))
+
+
+def _text(value: str | bytes) -> str:
+    return value.decode() if isinstance(value, bytes) else value

@@ -28,24 +28,29 @@ class StepMetrics:
     def __init__(self, client: redis.Redis) -> None:
         self.redis = client
 
-    def record_step(self, node_type: str, outcome: str, seconds: float, *, worker: str = "") -> None:
+    def record_step(self, node_type: str, outcome: str, seconds: float, *, worker: str = "",
+                    pipe: redis.client.Pipeline | None = None) -> None:
         """Count one finished step job: its outcome and, in the first bucket it fits, its duration;
-        and one step done or failed on `worker`'s counters (the workers page)."""
+        and one step done or failed on `worker`'s counters (the workers page). With `pipe`, the
+        writes are queued there for its caller to send."""
         bucket = next(b for b in STEP_BUCKETS if seconds <= b)
         self.record(node_type or "UNKNOWN", bound(bucket), outcome, seconds, worker=worker,
-                    ok=outcome != StepStatus.FAILED)
+                    ok=outcome != StepStatus.FAILED, pipe=pipe)
 
     def record(self, node: str, bucket: str, outcome: str, seconds: float, *, worker: str = "",
-               ok: bool = True) -> None:
+               ok: bool = True, pipe: redis.client.Pipeline | None = None) -> None:
         """Count one finished step job: its outcome, its duration in `bucket` and, when `worker`
         names the worker that ran it, one step done (`ok`) or failed on that worker's counters."""
-        with self.redis.pipeline(transaction=False) as pipe:
-            if worker:
-                pipe.hincrby(keys.worker_stats(worker), DONE if ok else FAILED, 1)
-            pipe.hincrby(keys.step_metrics(), f"{node}|le:{bucket}", 1)
-            pipe.hincrbyfloat(keys.step_metrics(), f"{node}|sum", seconds)
-            pipe.hincrby(keys.step_metrics(), f"{node}|outcome:{outcome}", 1)
-            pipe.execute()
+        if pipe is None:
+            with self.redis.pipeline(transaction=False) as own:
+                self.record(node, bucket, outcome, seconds, worker=worker, ok=ok, pipe=own)
+                own.execute()
+            return
+        if worker:
+            pipe.hincrby(keys.worker_stats(worker), DONE if ok else FAILED, 1)
+        pipe.hincrby(keys.step_metrics(), f"{node}|le:{bucket}", 1)
+        pipe.hincrbyfloat(keys.step_metrics(), f"{node}|sum", seconds)
+        pipe.hincrby(keys.step_metrics(), f"{node}|outcome:{outcome}", 1)
 
     def fields(self) -> dict[str, str]:
         """Every counter as text, field → value."""

@@ -12,7 +12,7 @@ from __future__ import annotations
 import json
 import threading
 import time
-from collections.abc import Iterable, Mapping
+from collections.abc import Callable, Iterable, Mapping
 from typing import Any, cast
 
 import redis
@@ -43,7 +43,7 @@ return 1
 # KEYS: run; ARGV: new status, expected (comma list or ''), the by-status index key and the
 # by-user-and-status index key as built by `keys.py` with holes for the status and owner the script
 # reads from the run (`_STATUS_HOLE`, `_OWNER_HOLE`), the run's change channel, field/value pairs...
-_SET_STATUS = lua.FILL + """
+_SET_STATUS_BODY = """
 local current = redis.call('HGET', KEYS[1], 'status')
 if not current then return 0 end
 if ARGV[2] ~= '' then
@@ -59,9 +59,33 @@ redis.call('ZREM', fill(by_user, ARGV[5], current), KEYS[1])
 redis.call('ZADD', fill(by_status, ARGV[5], ARGV[1]), created, KEYS[1])
 redis.call('ZADD', fill(by_user, ARGV[5], ARGV[1]), created, KEYS[1])
 redis.call('HSET', KEYS[1], 'status', ARGV[1])
-if #ARGV > 7 then redis.call('HSET', KEYS[1], unpack(ARGV, 8)) end
+if #ARGV >= FIELDS then redis.call('HSET', KEYS[1], unpack(ARGV, FIELDS)) end
 redis.call('PUBLISH', ARGV[7], ARGV[1])
+"""
+_SET_STATUS = lua.FILL + "local FIELDS = 8\n" + _SET_STATUS_BODY + "return 1\n"
+# `_SET_STATUS` answering the run as it now is (flat field/value list), or 0: a worker starting a
+# run reads it anyway (one round trip, was two).
+_SET_STATUS_READ = lua.FILL + "local FIELDS = 8\n" + _SET_STATUS_BODY + "return redis.call('HGETALL', KEYS[1])\n"
+
+# A run completes with its output: `_SET_STATUS` after the output's reference and grant, which
+# `CacheIndex.add_ref` and `grant` made in three round trips of their own (issue 19). KEYS: run,
+# the output's cache item, its refs, the owner's item index (or the item again when no owner);
+# ARGV: as `_SET_STATUS` up to the channel, then the ref, the digest, the time, then field/value
+# pairs. The ref and grant are made even if the run's status no longer allows completing (as
+# before); -1 (nothing written) if the item is gone. KEYS[5], the owner's notification settings:
+# their default URL comes back with the answer ({answer, url}), read for the run's end (was one
+# more round trip).
+_COMPLETE = lua.FILL + """
+local FIELDS = 11
+local url = redis.call('HGET', KEYS[5], 'url') or ''
+if redis.call('EXISTS', KEYS[2]) == 0 then return {-1, url} end
+redis.call('SADD', KEYS[3], ARGV[8])
+if KEYS[4] ~= KEYS[2] then redis.call('ZADD', KEYS[4], 'NX', ARGV[10], ARGV[9]) end
+local function body()
+""" + _SET_STATUS_BODY + """
 return 1
+end
+return {body(), url}
 """
 # KEYS: run, its steps, their statuses, its deliveries; ARGV: a step's progress key as built by
 # `keys.py` with a hole for the step id, the hole. Returns the run, steps and statuses (flat
@@ -131,6 +155,27 @@ redis.call('HSET', KEYS[1], ARGV[1], cjson.encode(state))
 return 1
 """
 
+# KEYS: step status hash; ARGV: step id, then JSON [[expected statuses (comma list or ''), patch], ...]:
+# the stages one after the other, each a compare-and-set on the status the one before left; stops
+# at the first that does not apply, writes the state once. Returns how many applied.
+_STEP_STAGES = """
+local raw = redis.call('HGET', KEYS[1], ARGV[1])
+if not raw then return 0 end
+local state = cjson.decode(raw)
+local applied = 0
+for _, stage in ipairs(cjson.decode(ARGV[2])) do
+  if stage[1] ~= '' then
+    local ok = false
+    for s in string.gmatch(stage[1], '[^,]+') do if s == state['status'] then ok = true end end
+    if not ok then break end
+  end
+  for k, v in pairs(stage[2]) do state[k] = v end
+  applied = applied + 1
+end
+if applied > 0 then redis.call('HSET', KEYS[1], ARGV[1], cjson.encode(state)) end
+return applied
+"""
+
 
 def _encode(fields: Mapping[str, object]) -> list[str]:
     flat: list[str] = []
@@ -173,7 +218,10 @@ class Runs:
         self.redis = client
         self._create = client.register_script(_CREATE)
         self._set_status = client.register_script(_SET_STATUS)
+        self._complete = client.register_script(_COMPLETE)
+        self._set_status_read = client.register_script(_SET_STATUS_READ)
         self._step_update = client.register_script(_STEP_UPDATE)
+        self._step_stages = client.register_script(_STEP_STAGES)
         self._page = client.register_script(_PAGE)
         self._view = client.register_script(_VIEW)
         self._idle_pubsubs: list[redis.client.PubSub] = []
@@ -227,10 +275,37 @@ class Runs:
 
     def set_status(self, run_id: str, status: str, *, expected: Iterable[str] = (), **fields: object) -> bool:
         """Move a run to `status` (and its indexes with it) if its status is one of `expected`."""
+        return bool(self._set_status(keys=[keys.run(run_id)], args=self._status_args(run_id, status, expected, fields)))
+
+    @staticmethod
+    def _status_args(run_id: str, status: str, expected: Iterable[str], fields: Mapping[str, object]) -> list[str]:
         templates = [keys.runs_by_status(_STATUS_HOLE), keys.runs_by_user_status(_OWNER_HOLE, _STATUS_HOLE)]
-        args = [status, ",".join(expected), *templates, _STATUS_HOLE, _OWNER_HOLE, keys.run_changes(run_id),
+        return [status, ",".join(expected), *templates, _STATUS_HOLE, _OWNER_HOLE, keys.run_changes(run_id),
                 *_encode(fields)]
-        return bool(self._set_status(keys=[keys.run(run_id)], args=args))
+
+    def transition_read(self, run_id: str, event: RunEvent, **fields: object) -> dict[str, Any] | None:
+        """`transition`, answering the run as it is after it (None when the event did not apply)."""
+        args = self._status_args(run_id, lifecycle.target(event), lifecycle.sources(event), fields)
+        found = self._set_status_read(keys=[keys.run(run_id)], args=args)
+        return _decode(_pairs(found)) if isinstance(found, list) and found else None
+
+    def complete(self, run_id: str, *, output: str, ref: str, owner: str,
+                 **fields: object) -> tuple[bool | None, str]:
+        """`transition(run_id, RunEvent.COMPLETE, **fields)` after `CacheIndex.add_ref(output, ref)`
+        and, with an `owner`, `CacheIndex.grant(output, owner)`, in one round trip: whether the run
+        completed, or None (nothing written) when the output is no longer in the cache; and the
+        owner's default notification URL (`Notifications.user`), "" when none."""
+        event = RunEvent.COMPLETE
+        templates = [keys.runs_by_status(_STATUS_HOLE), keys.runs_by_user_status(_OWNER_HOLE, _STATUS_HOLE)]
+        item = keys.cache_item(output)
+        args: list[str | float] = [lifecycle.target(event), ",".join(lifecycle.sources(event)), *templates,
+                                   _STATUS_HOLE, _OWNER_HOLE, keys.run_changes(run_id), ref, output, time.time(),
+                                   *_encode(fields)]
+        answer, url = self._complete(keys=[keys.run(run_id), item, keys.cache_refs(output),
+                                           keys.cache_owner_index(owner) if owner else item, keys.notify_user(owner)],
+                                     args=args)
+        done = int(answer)
+        return (None if done < 0 else bool(done)), url
 
     def wait_for_change(self, run_id: str, statuses: Iterable[str], timeout: float) -> None:
         """Return once the run's status is not one of `statuses`, or after `timeout` seconds.
@@ -447,6 +522,39 @@ class Runs:
         `attempt` (worker, start, end, outcome, reason) to its attempts in the same step."""
         return self.update_step(run_id, step_id, expected=lifecycle.sources(event), attempt=attempt,
                                 status=lifecycle.target(event), **patch)
+
+    def step_transitions(self, run_id: str, step_id: str,
+                         stages: Iterable[tuple[StepEvent, Mapping[str, object]]]) -> int:
+        """Apply life-cycle events to a step one after the other in one round trip, each a
+        compare-and-set on the status the one before left (as separate `step_transition` calls
+        would, without another writer in between); how many applied (it stops at the first that
+        does not)."""
+        encoded = [[",".join(lifecycle.sources(event)), {**patch, "status": str(lifecycle.target(event))}]
+                   for event, patch in stages]
+        return int(self._step_stages(keys=[keys.run_step_status(run_id)], args=[step_id, json.dumps(encoded)]))
+
+    def step_transition_with(self, run_id: str, step_id: str, event: StepEvent, *,
+                             also: Callable[[redis.client.Pipeline], None],
+                             attempt: Mapping[str, Any] | None = None, **patch: object) -> bool:
+        """`step_transition`, with writes that go along with it (`also` queues them on the
+        pipeline it is given: counters) sent in the same round trip, after the transition.
+
+        The transition goes by its script's SHA (a redis-py `Script` in a pipeline asks `SCRIPT
+        EXISTS` first: a round trip more); only after a Redis restart (NOSCRIPT) is the script
+        loaded and the transition sent again, alone. An error of the writes along with it is
+        theirs: it never fails the transition."""
+        args = [step_id, ",".join(lifecycle.sources(event)),
+                json.dumps({**patch, "status": str(lifecycle.target(event))}), json.dumps(attempt) if attempt else ""]
+        key = keys.run_step_status(run_id)
+        with self.redis.pipeline(transaction=False) as pipe:
+            pipe.evalsha(self._step_update.sha, 1, key, *args)
+            also(pipe)
+            first, *_ = pipe.execute(raise_on_error=False)
+        if isinstance(first, redis.exceptions.NoScriptError):
+            return bool(self._step_update(keys=[key], args=args))
+        if isinstance(first, Exception):
+            raise first
+        return bool(first)
 
     def update_step(self, run_id: str, step_id: str, *, expected: Iterable[str] = (),
                     attempt: Mapping[str, Any] | None = None, **patch: object) -> bool:

@@ -228,7 +228,7 @@ class ContentStore:
         when the item is new, exactly like the call it replaces (its errors raise here)."""
         try:
             digest = writer.finish()
-            trace.mark("store.fsynced+hashed")
+            trace.mark("store.hashed")  # and flushed (an upload), or flushing in the background (a render output)
             if writer.size == 0:
                 raise BadRequest("empty upload: a zero-byte item cannot be stored")
             known = self.index.get(digest)
@@ -258,6 +258,8 @@ class ContentStore:
             current = None
         if known is None or current is None or current != verified:
             final.parent.mkdir(exist_ok=True)
+            writer.durable()  # the bytes on disk before their name: the rename is the commit point
+            trace.mark("store.durable")
             os.replace(writer.path, final)
             trace.mark("store.renamed")
             _fsync_dir(final.parent)

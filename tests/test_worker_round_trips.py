@@ -1,0 +1,140 @@
+"""The worker's folded Redis calls (issue 19) do what the separate calls they replace did.
+
+Real Redis: a result looked up and else the claim taken in one call; a step queued and started
+in one call stops at the first stage that does not apply; a run's completion makes its output's
+ref and grant in the same call (and writes nothing when the output is gone); a plan's start
+answers the run; claims rendering in a process are renewed by one thread and dropped from it
+when the render ends.
+"""
+
+from __future__ import annotations
+
+import time
+from pathlib import Path
+from types import SimpleNamespace
+
+from l1web.jobs import runs as run_jobs
+from l1web.lifecycle import RunEvent, StepEvent
+from l1web.state import keys
+from l1web.state.cache import ItemMeta
+from l1web.status import RunStatus, StepStatus
+
+RUN, OUTPUT = "a" * 64, "b" * 64
+
+
+def new_run(state, status=RunStatus.RUNNING, owner="alice"):
+    assert state.runs.create({"id": RUN, "status": status, "created": 1.0, "owner": owner})
+    state.runs.init_steps(RUN, [{"step_id": "s", "type": "EFFECT", "inputs": []}],
+                          {"s": {"status": StepStatus.PENDING}})
+
+
+def test_a_result_is_looked_up_and_else_the_claim_taken_in_one_call(state):
+    cache_id = "e" * 64
+    recorded, token = state.claims.result_or_acquire(cache_id, "job-1")
+    assert recorded is None and token and state.claims.holder(cache_id) == token
+    assert state.claims.result_or_acquire(cache_id, "job-2") == (None, None)  # held by job-1
+    assert state.claims.commit(cache_id, token, OUTPUT)
+    assert state.claims.result_or_acquire(cache_id, "job-3") == (OUTPUT, None)
+    assert state.claims.holder(cache_id) is None  # a recorded result takes no claim
+
+
+def test_queue_and_start_in_one_call_applies_both_or_stops_at_the_first_that_does_not(state):
+    new_run(state)
+    start = {"started": 5.0, "job_id": "plan-1", "worker": "w1"}
+    assert state.runs.step_transitions(RUN, "s", [(StepEvent.ENQUEUE, {}), (StepEvent.START, start)]) == 2
+    got = state.runs.step_states(RUN)["s"]
+    assert got["status"] == StepStatus.RUNNING and got["job_id"] == "plan-1" and got["started"] == 5.0
+    # Running now: ENQUEUE (from pending) does not apply, so nothing is written.
+    assert state.runs.step_transitions(RUN, "s", [(StepEvent.ENQUEUE, {}), (StepEvent.START, {"worker": "w2"})]) == 0
+    assert state.runs.step_states(RUN)["s"]["worker"] == "w1"
+
+
+def test_a_step_transition_with_counters_sends_them_only_along(state):
+    new_run(state)
+    state.runs.step_transition(RUN, "s", StepEvent.ENQUEUE)
+    state.runs.step_transition(RUN, "s", StepEvent.START)
+
+    def counted(pipe):
+        state.cache.incr("cache_misses", pipe=pipe)
+
+    assert state.runs.step_transition_with(RUN, "s", StepEvent.SUCCEED, also=counted, output=OUTPUT)
+    assert state.runs.step_states(RUN)["s"]["status"] == StepStatus.COMPLETED
+    assert not state.runs.step_transition_with(RUN, "s", StepEvent.SUCCEED, also=counted)  # not running any more
+    assert state.cache.stats()["cache_misses"] == 2  # the counters go either way, as before
+    state.runs.update_step(RUN, "s", status=StepStatus.RUNNING)
+    state.redis.script_flush()  # as after a Redis restart: the transition's script is loaded, sent again alone
+    assert state.runs.step_transition_with(RUN, "s", StepEvent.SUCCEED, also=counted)
+    assert state.runs.step_states(RUN)["s"]["status"] == StepStatus.COMPLETED
+    assert state.cache.stats()["cache_misses"] == 3  # counted once
+
+
+def test_completing_a_run_refs_and_grants_its_output_in_the_same_call(state):
+    new_run(state, owner="bob")
+    state.notify.set_user("bob", url="http://example.test/hook")
+    assert state.runs.complete(RUN, output=OUTPUT, ref=f"run:{RUN}", owner="bob", output_hash=OUTPUT) == (
+        None, "http://example.test/hook")
+    assert state.runs.get(RUN)["status"] == RunStatus.RUNNING  # the output is gone: nothing written
+    assert not state.cache.refs(OUTPUT)
+    state.cache.record(ItemMeta(digest=OUTPUT, size=1, created=1.0, owner="alice"), verified="")
+    assert state.runs.complete(RUN, output=OUTPUT, ref=f"run:{RUN}", owner="bob", output_hash=OUTPUT) == (
+        True, "http://example.test/hook")  # with the owner's default notification URL
+    run = state.runs.get(RUN)
+    assert run["status"] == RunStatus.COMPLETED and run["output_hash"] == OUTPUT
+    assert state.cache.refs(OUTPUT) == {f"run:{RUN}"}
+    assert state.cache.uploaded_by(OUTPUT, "bob")  # reused from alice's: bob's item too now
+    assert state.runs.ids_with_status(RunStatus.COMPLETED) == [RUN]
+    # Completed already: the status does not change again, the ref is made anyway (as add_ref did).
+    assert state.runs.complete(RUN, output=OUTPUT, ref="run:other", owner="", output_hash=OUTPUT) == (False, "")
+    assert state.cache.refs(OUTPUT) == {f"run:{RUN}", "run:other"}
+
+
+def test_a_plan_start_answers_the_run_or_none(state):
+    new_run(state, status=RunStatus.PENDING)
+    run = state.runs.transition_read(RUN, RunEvent.START, started=7.0)
+    assert run is not None and run["status"] == RunStatus.RUNNING and run["started"] == "7.0"
+    assert run["owner"] == "alice"
+    assert state.runs.transition_read(RUN, RunEvent.START) is None  # running already
+    assert state.runs.ids_with_status(RunStatus.RUNNING) == [RUN]
+
+
+def test_claims_rendering_in_a_process_are_renewed_by_one_thread_until_the_render_ends(state, monkeypatch):
+    monkeypatch.setattr(keys, "CLAIM_TTL", 0.3)
+    renewer = run_jobs._Renewer()  # noqa: SLF001 - a fresh one, so its thread uses this TTL
+    ctx = SimpleNamespace(state=state)
+    first = state.claims.acquire("c" * 64, "job-1", ttl=0.3)
+    second = state.claims.acquire("d" * 64, "job-2", ttl=0.3)
+    with renewer.hold(ctx, "c" * 64, first), renewer.hold(ctx, "d" * 64, second):
+        time.sleep(0.5)  # past the claims' own expiry: they are still held, so they were renewed
+        assert state.claims.holder("c" * 64) == first and state.claims.holder("d" * 64) == second
+        thread = renewer.thread
+    assert renewer.held == {}  # the renders ended: nothing left to renew
+    with renewer.hold(ctx, "c" * 64, first):
+        assert renewer.thread is thread  # one thread per process, kept for the next render
+
+
+def test_a_render_output_is_flushed_to_disk_before_its_name_is_given(store, tmp_path, monkeypatch):
+    """The output's fsync runs in the background while it is hashed and described; the rename
+    into the store (the commit point) still comes after it."""
+    import os
+
+    from l1web.store import ingest
+
+    events: list[str] = []
+    real_fsync, real_replace = ingest.fsync_file, os.replace
+
+    def slow_fsync(path):
+        time.sleep(0.2)  # a slow disk: the flush ends well after the hashing
+        real_fsync(path)
+        events.append("flushed")
+
+    def replace(src, dst):
+        real_replace(src, dst)
+        events.append("renamed into " + ("temp" if Path(dst).parent == store.tmp else "the store"))
+
+    monkeypatch.setattr(ingest, "fsync_file", slow_fsync)
+    monkeypatch.setattr(os, "replace", replace)
+    out = tmp_path / "out.bin"
+    out.write_bytes(b"a render output")
+    digest = store.put_file(out, source="run:r1")
+    assert store.location(digest).read_bytes() == b"a render output"
+    assert events.index("flushed") < events.index("renamed into the store")
