@@ -15,7 +15,6 @@ import os
 import shutil
 import time
 from collections.abc import Iterable
-from concurrent.futures import Future
 from dataclasses import dataclass, replace
 from pathlib import Path
 
@@ -220,12 +219,8 @@ class ContentStore:
             raise
 
     def commit(self, writer: PendingFile, *, source: str, owner: str | None = None,
-               name: str | None = None, described: Future[MediaFacts] | None = None) -> Stored:
-        """Give the temp file its content name (atomic rename) and index it; discards on error.
-
-        `described`: the file's `describe` already under way with the arguments this source gets
-        (a finished upload probes its bytes while their last pieces are still hashed); used only
-        when the item is new, exactly like the call it replaces (its errors raise here)."""
+               name: str | None = None) -> Stored:
+        """Give the temp file its content name (atomic rename) and index it; discards on error."""
         try:
             digest = writer.finish()
             trace.mark("store.hashed")  # and flushed (an upload), or flushing in the background (a render output)
@@ -234,12 +229,7 @@ class ContentStore:
             known = self.index.get(digest)
             refuse = source == "upload" or source.startswith("import:")
             own = source.startswith(OWN_RENDER_SOURCES)
-            if known is not None:
-                facts = None
-            elif described is not None:
-                facts = described.result()
-            else:
-                facts = describe(writer.path, refuse_hostile=refuse, own=own)
+            facts = describe(writer.path, refuse_hostile=refuse, own=own) if known is None else None
             trace.mark("store.described")
             with self.index.lock(digest):
                 return self._install(writer, digest, known, facts, source=source, owner=owner, name=name)

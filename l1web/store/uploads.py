@@ -26,14 +26,12 @@ import socket
 import threading
 import time
 from collections.abc import Iterator
-from concurrent.futures import Future
 from dataclasses import dataclass, replace
 from pathlib import Path
 
 from l1web.errors import BadRequest, Conflict, L1Error, NotFound, PayloadTooLarge
 from l1web.state.uploads import InflightLimit, Upload, Uploads
 from l1web.store import ContentStore, Stored
-from l1web.store.facts import MediaFacts, describe
 from l1web.store.ingest import FinishedFile, Hashing, ReadableInto, give_back, raise_if_full, take_buffer
 from l1web.store.names import new_hasher
 
@@ -152,23 +150,6 @@ def _copy(body: ReadableInto, fd: int, upload: Upload, room: int, hashing: Hashi
     return written
 
 
-def _probe(path: Path) -> Future[MediaFacts]:
-    """`describe(path)` as the store's commit calls it for an upload, started now in a thread of
-    its own (a plain thread: one short-lived call, no pool to keep); its result or error is taken
-    by the commit. The file is complete and its path does not change until the commit renames it,
-    after the result is in."""
-    future: Future[MediaFacts] = Future()
-
-    def run() -> None:
-        try:
-            future.set_result(describe(path, refuse_hostile=True))
-        except Exception as exc:  # noqa: BLE001 - handed to the commit, which raises it as before
-            future.set_exception(exc)
-
-    threading.Thread(target=run, name="upload-probe", daemon=True).start()
-    return future
-
-
 def _flush(fd: int, start: int, end: int) -> int:
     """Put bytes `start`..`end` on disk and drop them from the page cache (SYNC_EVERY); `end`."""
     os.fdatasync(fd)
@@ -245,18 +226,17 @@ class UploadStore:
             if declared is not None and declared > room:
                 raise BadRequest(f"the body ({declared} bytes) goes past Upload-Length {current.length}: "
                                  f"only {room} bytes remain from offset {current.offset}")
-            written, hasher, described = self._write(current, body, room, check)
+            written, hasher = self._write(current, body, room, check)
             now_offset = current.offset + written
             self.uploads.advance(upload.id, now_offset, written, time.time() + expiry)
             current = replace(current, offset=now_offset, appended=current.appended + written)
             if now_offset < current.length:
                 return current, None
-            stored = self._complete(current, hasher, expiry, described)
+            stored = self._complete(current, hasher, expiry)
             return replace(current, digest=stored.digest), stored
 
     def _write(self, upload: Upload, body: ReadableInto, room: int,
-               check: tuple[hashlib._Hash, bytes] | None,
-               ) -> tuple[int, hashlib._Hash | None, Future[MediaFacts] | None]:
+               check: tuple[hashlib._Hash, bytes] | None) -> tuple[int, hashlib._Hash | None]:
         """Append the body at the upload's offset, feeding the hash state; undo on any failure.
 
         The PATCH answers once its bytes are on disk, without waiting for their hashing (unless it
@@ -264,9 +244,7 @@ class UploadStore:
         is received and written while this one's last chunks are hashed (`Hashing(after=…)` keeps
         the order), so the hashing core never waits for a PATCH's end, its answer, the next request
         and the Redis round trips. The hash state is the one kept by the previous PATCH, fed in
-        place: a PATCH that fails drops it, and the upload is then hashed from disk once complete.
-        The last PATCH starts the media check (`describe`, an ffprobe child) on the written file
-        while its last chunks are still hashed, instead of after (`_probe`)."""
+        place: a PATCH that fails drops it, and the upload is then hashed from disk once complete."""
         with _HASHERS_LOCK:
             state = _HASHERS.pop(upload.id, None)
         if state is not None and state.offset == upload.offset:
@@ -281,12 +259,9 @@ class UploadStore:
         except FileNotFoundError:
             raise NotFound(f"no upload {upload.id!r}") from None
         hashing = Hashing(*(h for h in (hasher, check[0] if check else None) if h is not None), after=previous)
-        described = None
         try:
             os.ftruncate(fd, upload.offset)  # bytes of a PATCH that died half-way are not data
             written = _copy(body, fd, upload, room, hashing)
-            if written and upload.offset + written == upload.length:
-                described = _probe(path)
             if check is not None or upload.offset + written == upload.length:
                 hashing.wait()
             else:
@@ -307,18 +282,16 @@ class UploadStore:
         if hasher is not None:
             with _HASHERS_LOCK:
                 _HASHERS[upload.id] = _HashState(upload.offset + written, hasher, hashing)
-        return written, hasher, described
+        return written, hasher
 
-    def _complete(self, upload: Upload, hasher: hashlib._Hash | None, expiry: float,
-                  described: Future[MediaFacts] | None = None) -> Stored:
+    def _complete(self, upload: Upload, hasher: hashlib._Hash | None, expiry: float) -> Stored:
         """All bytes are in: into the content store (dedup, media check, owner, atomic rename)."""
         with _HASHERS_LOCK:
             _HASHERS.pop(upload.id, None)
         digest = hasher.hexdigest() if hasher is not None else None
         try:
             stored = self.store.commit(FinishedFile(self.path(upload.id), upload.length, digest),
-                                       source="upload", owner=upload.owner, name=upload.name,
-                                       described=described)
+                                       source="upload", owner=upload.owner, name=upload.name)
         except BaseException:
             self.remove(upload.id)  # refused (hostile media, full disk …): nothing stays behind
             raise
