@@ -202,6 +202,26 @@ class L1Worker(Worker):
         queue.push_job_id(job.id, at_front=True)
         self.log.info("Worker %s: drained; job %s handed back to %s", self.name, job.id, queue.name)
 
+    # A stop meant for one piece --------------------------------------------------------------
+    def handle_payload(self, message) -> None:
+        """RQ's commands, with one check added to `stop-job` when it names a piece.
+
+        A token job may go on from piece to piece (`jobs/queues.py: next_piece`), so "stop job J"
+        could reach a piece J took after the one meant. A cancel's stop names the piece
+        (`stop_piece`), and told J first to take no further piece: the horse is killed only while
+        the piece J holds is that one."""
+        from rq.command import parse_payload
+
+        payload = parse_payload(message)
+        piece = payload.get("piece") if payload.get("command") == "stop-job" else None
+        if piece and payload.get("job_id") == self.get_current_job_id():
+            held = process_clients().state.fair.taken(str(payload["job_id"]))
+            if held is None or held[1].get("id") != piece:
+                self.log.info("Worker %s: stop of %s for %s ignored: that piece is over", self.name,
+                              payload["job_id"], piece)
+                return
+        super().handle_payload(message)
+
     # Horses made ahead of time and kept -----------------------------------------------------
     def execute_job(self, job, queue) -> None:
         super().execute_job(job, queue)

@@ -6,16 +6,17 @@ from __future__ import annotations
 import time
 
 import pytest
-from rq.job import JobStatus
+from rq.job import Job, JobStatus
 
 from l1web.errors import BadRequest, Forbidden
 from l1web.jobs import queues
 from l1web.jobs.queues import run_service
-from l1web.runs.model import RunStatus
+from l1web.runs.model import RunStatus, StepStatus
 from l1web.runs.service import RunService, Submission
 from l1web.state import connect
 from l1web.store import ContentStore
 from l1web.users import User
+from tests.test_runs_retries import wait_running
 from tests.test_runs_workers import put_image, put_video, wait_for_run, wait_for_workers
 
 ALICE, BOB, ADMIN = User("alice"), User("bob"), User("admin", True)
@@ -138,6 +139,100 @@ def test_spare_tokens_take_nothing_and_nothing_renders_twice(service, state, sto
     assert len(step["attempts"]) == 1
     assert state.cache.stats().get("cache_misses") == 1
     assert state.fair.running() == {} and state.fair.waiting(queues.PLAN) == 0
+
+
+# A token that goes on to the next piece -----------------------------------------------------
+def test_a_token_done_with_its_piece_takes_the_next_in_a_queued_tokens_place(service, state):
+    rq, fair = service.rq, state.fair
+    for piece in ({"run": "a0", "id": "plan-a0"}, {"run": "a1", "id": "plan-a1"}):
+        fair.put(queues.PLAN, 0, "alice", piece)
+    fair.put(queues.PLAN, 0, "bob", {"run": "b0", "id": "plan-b0"})
+    tokens = [queues.enqueue_token(rq, queues.PLAN).id for _ in range(3)]
+    first = tokens[0]
+    rq.lrem(queues.queue(rq, queues.RUNS_QUEUE).key, 1, first)  # popped by a worker, as RQ does
+    assert fair.take(queues.PLAN, holder=first) == ("alice", {"run": "a0", "id": "plan-a0"})
+
+    got = queues.next_piece(rq, fair, queues.PLAN, "alice", first, cap=0, worker="w1")
+    assert got == ("bob", {"run": "b0", "id": "plan-b0"})  # chosen as `take` chooses: bob's turn
+    assert token_ids(rq) == tokens[1:2]  # the newest queued token went, in its place
+    assert not rq.exists(Job.key_for(tokens[2]))  # and its RQ record with it
+    assert fair.taken(first) == got and fair.running() == {"bob": 1}
+    assert queues.next_piece(rq, fair, queues.PLAN, "bob", first, cap=0, worker="w1")[1]["run"] == "a1"
+    assert token_ids(rq) == [] and not rq.exists(Job.key_for(tokens[1]))
+    assert queues.next_piece(rq, fair, queues.PLAN, "alice", first, cap=0, worker="w1") is None  # nothing left
+    assert fair.running() == {} and fair.taken(first) is None and fair.waiting(queues.PLAN) == 0
+    assert queues.reissue_lost_tokens(rq, state) == {}
+
+
+def test_a_token_takes_no_further_piece_when_none_is_queued_or_its_worker_is_drained_or_stopped(service, state):
+    rq, fair = service.rq, state.fair
+    for n in range(4):
+        fair.put(queues.PLAN, 0, "alice", {"run": f"a{n}", "id": f"plan-a{n}"})
+    queued = [queues.enqueue_token(rq, queues.PLAN).id for _ in range(3)]
+
+    def next_for(holder: str, worker: str = "w1"):
+        return queues.next_piece(rq, fair, queues.PLAN, "alice", holder, cap=0, worker=worker)
+
+    assert fair.take(queues.PLAN, holder="token-plan-h1")[1]["run"] == "a0"
+    state.workers.drain("w1")
+    assert next_for("token-plan-h1") is None  # a drained worker finishes its piece and takes no more
+    state.workers.resume("w1")
+    assert fair.take(queues.PLAN, holder="token-plan-h2")[1]["run"] == "a1"
+    fair.request_stop("token-plan-h2", "plan-a1", 60)
+    assert next_for("token-plan-h2") is None  # a stop is on its way: nothing after the piece it names
+    assert token_ids(rq) == queued and fair.waiting(queues.PLAN) == 2 and fair.running() == {}
+    for job_id in queued:
+        queues.fetch(rq, job_id).delete()
+    assert fair.take(queues.PLAN, holder="token-plan-h3")[1]["run"] == "a2"
+    assert next_for("token-plan-h3") is None  # no queued token: a3's own token (in flight) takes it
+    assert fair.waiting(queues.PLAN) == 1 and fair.running() == {}
+
+
+def test_one_token_renders_the_runs_queued_behind_it_and_leaves_no_token_behind(service, state, store,
+                                                                                start_worker, tmp_path):
+    rq = service.rq
+    images = [put_image(store, tmp_path, seed=n) for n in range(8)]
+    runs = [service.submit(Submission("invert", [digest]), ALICE if n % 2 else BOB)[0]["id"]
+            for n, digest in enumerate(images)]
+    assert len(token_ids(rq)) == 8
+    start_worker()  # one worker, started once all eight wait: its first token goes on to the others
+    done = [wait_for_run(state, run_id, timeout=120) for run_id in runs]
+    assert all(run["status"] == RunStatus.COMPLETED for run in done), [run.get("error") for run in done]
+    held = [s["rq_job"] for run_id in runs for s in state.runs.step_states(run_id).values() if s.get("rq_job")]
+    assert len(held) == len(runs)
+    assert len(set(held)) < len(runs), held
+    deadline = time.monotonic() + 60
+    while any(queues.fetch(rq, job_id).get_status() != JobStatus.FINISHED for job_id in set(held)):
+        assert time.monotonic() < deadline
+        time.sleep(0.1)
+    assert token_ids(rq) == []
+    left = {key.decode().rsplit(":", 1)[1] for key in rq.scan_iter(match=b"rq:job:token-plan-*")}
+    assert left == set(held)  # the tokens taken in their place left no record behind
+    assert state.fair.running() == {} and state.fair.waiting(queues.PLAN) == 0
+    assert queues.reissue_lost_tokens(rq, state) == {}
+
+
+def test_a_stop_for_a_piece_a_token_has_finished_does_not_reach_the_next(service, state, store, start_worker,
+                                                                         tmp_path):
+    from rq.command import send_command
+
+    clip = put_video(store, tmp_path, seconds=6, size="640x360")
+    start_worker()
+    run, _ = service.submit(Submission("dog", [clip]), ALICE)
+    step = wait_running(state, run["id"], "dog")
+    # A cancel's stop that arrives after its piece ended names that piece, not this one.
+    send_command(service.rq, step["worker"], "stop-job", job_id=step["rq_job"], piece="plan-some-earlier-piece")
+    done = wait_for_run(state, run["id"], timeout=120)
+    assert done["status"] == RunStatus.COMPLETED, done.get("error")
+    # The piece it names is stopped: the run's cancel goes through the same command.
+    again, _ = service.submit(Submission("dog", [clip], force=True), ALICE)
+    wait_running(state, again["id"], "dog")
+    assert service.cancel(again["id"], ALICE)["status"] == RunStatus.CANCELLED
+    deadline = time.monotonic() + 60
+    while state.runs.step_states(again["id"])["dog"]["status"] == StepStatus.RUNNING:
+        assert time.monotonic() < deadline, "the cancelled step still runs"
+        time.sleep(0.05)
+    assert state.runs.step_states(again["id"])["dog"]["status"] == StepStatus.CANCELLED
 
 
 # With real workers ---------------------------------------------------------------------------

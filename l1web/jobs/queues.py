@@ -19,10 +19,12 @@ from rq.job import Job
 from rq.serializers import JSONSerializer
 
 from l1web.engine.canonical import sha3_json
+from l1web.state import lua
 
 if TYPE_CHECKING:
     from l1web.runs.service import RunService
     from l1web.state import StateManager
+    from l1web.state.fair import FairShare
     from l1web.store import ContentStore
 
 #: Queue for planning runs (cheap, quick).
@@ -49,8 +51,12 @@ def queue(connection: redis.Redis, name: str) -> Queue:
 #: Kinds of work in the fair-share pool, and the RQ queue each kind's tokens go on.
 PLAN, STEP = "plan", "step"
 TOKEN_QUEUES = {PLAN: RUNS_QUEUE, STEP: STEPS_QUEUE}
-#: A token's timeout: the longest piece of its kind (a plan may render its run's one step).
-TOKEN_TIMEOUTS = {PLAN: PLAN_TIMEOUT + STEP_TIMEOUT, STEP: STEP_TIMEOUT}
+#: Seconds during which a token that finished a piece may take another in a queued token's place
+#: (`next_piece`); past them it ends after its current piece.
+TOKEN_TURN = 2.0
+#: A token's timeout: the longest piece of its kind (a plan may render its run's one step), begun
+#: at the end of its turn.
+TOKEN_TIMEOUTS = {PLAN: PLAN_TIMEOUT + STEP_TIMEOUT + int(TOKEN_TURN) + 1, STEP: STEP_TIMEOUT + int(TOKEN_TURN) + 1}
 #: What the RQ dashboard says a token does (which run is decided when a worker takes it).
 TOKEN_DESCRIPTIONS = {PLAN: "plan run (the next one by fair share)", STEP: "render step (the next one by fair share)"}
 
@@ -104,6 +110,39 @@ def enqueue_token(connection: redis.Redis, kind: str) -> Job:
         )
         pipe.execute()
     return job
+
+
+def next_piece(connection: redis.Redis, fair: FairShare, kind: str, user: str, holder: str, *, cap: int,
+               worker: str) -> tuple[str, dict[str, Any]] | None:
+    """The piece the token `holder` does next in the place of a token of `kind` still queued, after
+    reporting its last piece (of `user`) done; None: it ends (`FairShare.done_and_next`)."""
+    from rq.job import Job as RQJob
+
+    job_hole = lua.hole("job")
+    return fair.done_and_next(kind, user, holder, cap=cap, token_queue=queue(connection, TOKEN_QUEUES[kind]).key,
+                              token_prefix=token_prefix(kind), job_key=RQJob.key_for(job_hole), job_hole=job_hole,
+                              worker=worker)
+
+
+#: Seconds a token that was asked to stop takes no further piece (far longer than a stop command takes).
+STOP_HOLD = 60
+
+
+def stop_piece(connection: redis.Redis, fair: FairShare, rq_job: str, piece_id: str) -> bool:
+    """Stop the RQ job `rq_job` while it renders the piece `piece_id` (its run was cancelled).
+
+    A token may go on to other pieces (`next_piece`), so RQ's plain stop-job could reach a piece
+    taken after this one. The token is first told to take no further piece; the stop command names
+    the piece, and the worker kills its horse only while that piece is still the one it holds
+    (`l1web/worker.py: L1Worker.handle_payload`). False when the job is not running anywhere."""
+    from rq.command import send_command
+
+    job = fetch(connection, rq_job)
+    if job is None or not job.worker_name:
+        return False
+    fair.request_stop(rq_job, piece_id, STOP_HOLD)
+    send_command(connection, job.worker_name, "stop-job", job_id=rq_job, piece=piece_id)
+    return True
 
 
 #: Seconds between a sweep's two counts: a token a worker has just popped from its queue is
@@ -204,4 +243,5 @@ def run_service(state: StateManager, store: ContentStore, connection: redis.Redi
 
     return RunService(state, store, connection, functools.partial(enqueue_plan, connection),
                       functools.partial(enqueue_advance, connection), user_max_priority=user_max_priority,
-                      enqueue_ended=functools.partial(enqueue_ended, connection))
+                      enqueue_ended=functools.partial(enqueue_ended, connection),
+                      stop_piece=functools.partial(stop_piece, connection, state.fair))

@@ -61,7 +61,8 @@ MAX_ERROR = 2000
 
 
 def take_work(kind: str) -> dict[str, Any]:
-    """A token job: do the piece of work of `kind` the fair-share pool gives out next.
+    """A token job: do the piece of work of `kind` the fair-share pool gives out next, then, while
+    every worker is busy, the next ones in the place of tokens still queued (`queues.next_piece`).
 
     Plans and steps are filed in the pool (`state/fair.py`) and their tokens queued
     (`queues.file_work`). The pool records the piece under this job's id as it gives it out
@@ -82,16 +83,30 @@ def take_work(kind: str) -> dict[str, Any]:
         time.sleep(CAPPED_PAUSE)
         queues.enqueue_token(ctx.rq_connection, kind)
         return {"status": "capped"}
-    user, piece = got
-    # On an exception the failure callback releases the user's running count (it fires for a
-    # dead worker too, where this frame never finishes), so only a normal return releases here.
-    if piece["kind"] == queues.PLAN:
-        result = plan_run(piece["run"], bool(piece.get("inline")), work_id=piece["id"])
-    else:
-        result = execute_step(piece["run"], piece["step"], work_id=piece["id"])
-    ctx.state.fair.done(user, holder)
+    # Another piece is taken only until this deadline, so a token's job stays within its timeout
+    # (`queues.TOKEN_TIMEOUTS` allows for it) and a worker looks at its other queues now and then.
+    deadline = time.monotonic() + queues.TOKEN_TURN
+    pieces = 0
+    while True:
+        user, piece = got
+        # On an exception the failure callback releases the user's running count (it fires for a
+        # dead worker too, where this frame never finishes), so only a normal return releases here.
+        if piece["kind"] == queues.PLAN:
+            result = plan_run(piece["run"], bool(piece.get("inline")), work_id=piece["id"])
+        else:
+            result = execute_step(piece["run"], piece["step"], work_id=piece["id"])
+        pieces += 1
+        if not holder or time.monotonic() >= deadline:
+            ctx.state.fair.done(user, holder)
+            break
+        nxt = queues.next_piece(ctx.rq_connection, ctx.state.fair, kind, user, holder,
+                                cap=ctx.settings.user_max_running, worker=_worker_name(job))
+        if nxt is None:
+            break
+        got = nxt
+        trace.mark("job.token_next")
     trace.mark("job.token_done")
-    return result
+    return {**result, "pieces": pieces} if pieces > 1 else result
 
 
 #: Seconds a token waits before queuing itself again when every waiting user is at their cap.

@@ -129,6 +129,13 @@ class EnqueueAdvance(Protocol):
     def __call__(self, run_id: str) -> object: ...
 
 
+class StopPiece(Protocol):
+    """Stops the RQ job `rq_job` while it renders the piece `piece_id` (the job layer's
+    `stop_piece`, bound to its connection); False when it is not running anywhere."""
+
+    def __call__(self, rq_job: str, piece_id: str) -> object: ...
+
+
 class EnqueueEnded(Protocol):
     """Puts a job on the queue that does what a run's end entails off the request path (its
     notify URL's delivery), for ends decided by a request (a cancel); workers call it themselves."""
@@ -141,8 +148,10 @@ class RunService:
 
     def __init__(self, state: StateManager, store: ContentStore, rq_connection: redis.Redis,
                  enqueue_plan: EnqueuePlan, enqueue_advance: EnqueueAdvance | None = None, *,
-                 user_max_priority: int = 0, enqueue_ended: EnqueueEnded | None = None) -> None:
+                 user_max_priority: int = 0, enqueue_ended: EnqueueEnded | None = None,
+                 stop_piece: StopPiece | None = None) -> None:
         self.state, self.store, self.rq = state, store, rq_connection
+        self.stop_piece = stop_piece
         self.enqueue_plan = enqueue_plan
         self.enqueue_advance = enqueue_advance
         self.enqueue_ended = enqueue_ended
@@ -366,9 +375,13 @@ class RunService:
                 self.state.runs.step_transition(run_id, step_id, StepEvent.SKIP, error="run cancelled")
             elif status == StepStatus.RUNNING and (step.get("rq_job") or step.get("job_id")):
                 # `job_id` names the attempt (a fair-share piece, `plan-…`/`step-…`); the RQ job
-                # rendering it, which is what RQ can stop, is `rq_job`.
+                # rendering it, which is what RQ can stop, is `rq_job` (a token, which may go on to
+                # other pieces: the job layer's stop names the piece).
                 try:
-                    send_stop_job_command(self.rq, step.get("rq_job") or step["job_id"])
+                    if self.stop_piece is not None and step.get("rq_job") and step.get("job_id"):
+                        self.stop_piece(step["rq_job"], step["job_id"])
+                    else:
+                        send_stop_job_command(self.rq, step.get("rq_job") or step["job_id"])
                 except Exception:  # noqa: BLE001 - the job may have just finished
                     pass
 

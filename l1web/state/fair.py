@@ -18,7 +18,14 @@ record. A token lost on RQ's side (a worker SIGKILLed between popping it from th
 starting it, a job deleted) leaves a piece waiting with nobody coming for it: workers sweep for
 that (`jobs/queues.py: reissue_lost_tokens`) and put tokens back. A spare token is harmless: it
 finds nothing waiting and ends, so the sweep may err on the side of one too many, and a piece is
-still popped exactly once. RQ still does
+still popped exactly once.
+
+A token that finished its piece while its kind's tokens still wait on RQ's queue (every worker
+busy) takes the next piece itself, in the place of one of those tokens, which it deletes in the
+same Lua call (`done_and_next`): one RQ job then serves a run of pieces, and RQ's per-job
+bookkeeping — as much again as a trivial run's own work — is paid once for them. Tokens and
+waiting pieces stay one for one; a free worker is never robbed (it would have popped that token
+already); the piece is still chosen by fair share. RQ still does
 everything else (workers, heartbeats, timeouts, failure callbacks, the dashboard); we wrote
 only the ordering, because RQ has no notion of per-user fairness and its round-robin worker
 needs every queue known when the worker starts.
@@ -50,44 +57,77 @@ redis.call('ZADD', KEYS[3], ARGV[1], ARGV[1])
 return 1
 """
 
-# KEYS: prios zset, served hash, seq counter, running hash, taken hash.
-# ARGV: users template, waiting template, priority hole, user hole, cap (0: none), holder (the
-# token's job id, or ''). Returns {user, piece} or nil.
-_TAKE = lua.FILL + """
-local cap = tonumber(ARGV[5])
-for _, prio in ipairs(redis.call('ZREVRANGE', KEYS[1], 0, -1)) do
-  local users = fill(ARGV[1], ARGV[3], prio)
-  local waiting = fill(ARGV[2], ARGV[3], prio)
-  for _, user in ipairs(redis.call('ZRANGE', users, 0, -1)) do
-    if cap == 0 or tonumber(redis.call('HGET', KEYS[4], user) or '0') < cap then
-      local list = fill(waiting, ARGV[4], user)
-      local piece = redis.call('LPOP', list)
-      if piece then
-        local seq = redis.call('INCR', KEYS[3])
-        redis.call('HSET', KEYS[2], user, seq)
-        if redis.call('LLEN', list) == 0 then
-          redis.call('ZREM', users, user)
-          if redis.call('ZCARD', users) == 0 then redis.call('ZREM', KEYS[1], prio) end
-        else
-          redis.call('ZADD', users, seq, user)
+# The take, shared by `_TAKE` and `_NEXT`: prios zset, served hash, seq counter, running hash,
+# taken hash; users template, waiting template, priority hole, user hole, cap (0: none), holder
+# (the token's job id, or ''). Returns {user, piece} or nil.
+_TAKE_FUNCTION = lua.FILL + """
+local function take(prios, served, seq, running, taken, users_t, waiting_t, prio_hole, user_hole, cap, holder)
+  for _, prio in ipairs(redis.call('ZREVRANGE', prios, 0, -1)) do
+    local users = fill(users_t, prio_hole, prio)
+    local waiting = fill(waiting_t, prio_hole, prio)
+    for _, user in ipairs(redis.call('ZRANGE', users, 0, -1)) do
+      if cap == 0 or tonumber(redis.call('HGET', running, user) or '0') < cap then
+        local list = fill(waiting, user_hole, user)
+        local piece = redis.call('LPOP', list)
+        if piece then
+          local n = redis.call('INCR', seq)
+          redis.call('HSET', served, user, n)
+          if redis.call('LLEN', list) == 0 then
+            redis.call('ZREM', users, user)
+            if redis.call('ZCARD', users) == 0 then redis.call('ZREM', prios, prio) end
+          else
+            redis.call('ZADD', users, n, user)
+          end
+          redis.call('HINCRBY', running, user, 1)
+          if holder ~= '' then redis.call('HSET', taken, holder, cjson.encode({user, piece})) end
+          return {user, piece}
         end
-        redis.call('HINCRBY', KEYS[4], user, 1)
-        if ARGV[6] ~= '' then redis.call('HSET', KEYS[5], ARGV[6], cjson.encode({user, piece})) end
-        return {user, piece}
       end
     end
   end
+  return nil
 end
-return nil
 """
 
-# KEYS: running hash, taken hash. ARGV: user, holder (or ''). Never below zero (a finish reported
-# twice, or after a restart); with a holder, only its first report counts.
-_DONE = """
-if ARGV[2] ~= '' and redis.call('HDEL', KEYS[2], ARGV[2]) == 0 then return 0 end
-local n = tonumber(redis.call('HGET', KEYS[1], ARGV[1]) or '0')
-if n <= 1 then redis.call('HDEL', KEYS[1], ARGV[1]) else redis.call('HSET', KEYS[1], ARGV[1], n - 1) end
-return 1
+# KEYS: prios zset, served hash, seq counter, running hash, taken hash. ARGV: as `take`'s after them.
+_TAKE = _TAKE_FUNCTION + """
+return take(KEYS[1], KEYS[2], KEYS[3], KEYS[4], KEYS[5], ARGV[1], ARGV[2], ARGV[3], ARGV[4], tonumber(ARGV[5]), ARGV[6])
+"""
+
+# A finished piece reported: running hash, taken hash, user, holder (or ''). Never below zero (a
+# finish reported twice, or after a restart); with a holder, only its first report counts (0 then).
+_DONE_FUNCTION = """
+local function done(running, taken, user, holder)
+  if holder ~= '' and redis.call('HDEL', taken, holder) == 0 then return 0 end
+  local n = tonumber(redis.call('HGET', running, user) or '0')
+  if n <= 1 then redis.call('HDEL', running, user) else redis.call('HSET', running, user, n - 1) end
+  return 1
+end
+"""
+
+# KEYS: running hash, taken hash. ARGV: user, holder (or '').
+_DONE = _DONE_FUNCTION + "return done(KEYS[1], KEYS[2], ARGV[1], ARGV[2])\n"
+
+# The token that just finished a piece takes the next one in its place, while every worker is busy
+# (see `FairShare.done_and_next`). KEYS: as `_TAKE`'s, then the RQ queue its kind's tokens go on,
+# the set of drained workers, this token's stop flag. ARGV: as `_TAKE`'s, then the finished piece's
+# user, the token ids' prefix, RQ's job key template and its hole, this worker's name.
+_NEXT = _TAKE_FUNCTION + _DONE_FUNCTION + """
+if done(KEYS[4], KEYS[5], ARGV[7], ARGV[6]) == 0 then return nil end
+if redis.call('EXISTS', KEYS[8]) == 1 then return nil end
+if ARGV[11] ~= '' and redis.call('SISMEMBER', KEYS[7], ARGV[11]) == 1 then return nil end
+local ids, spare = redis.call('LRANGE', KEYS[6], -32, -1), nil
+for i = #ids, 1, -1 do
+  if string.sub(ids[i], 1, #ARGV[8]) == ARGV[8] then spare = ids[i]; break end
+end
+if not spare then return nil end
+local got = take(KEYS[1], KEYS[2], KEYS[3], KEYS[4], KEYS[5], ARGV[1], ARGV[2], ARGV[3], ARGV[4], tonumber(ARGV[5]),
+                 ARGV[6])
+if got then
+  redis.call('LREM', KEYS[6], -1, spare)
+  redis.call('DEL', fill(ARGV[9], ARGV[10], spare))
+end
+return got
 """
 
 # KEYS: old waiting list, new waiting list, old users zset, new users zset, prios zset, served hash.
@@ -134,6 +174,7 @@ class FairShare:
         self._take = client.register_script(_TAKE)
         self._done = client.register_script(_DONE)
         self._move = client.register_script(_MOVE)
+        self._next = client.register_script(_NEXT)
 
     def file(self, run_id: str, piece: Mapping[str, Any]) -> None:
         """File a piece of a run's work under the run's owner and priority."""
@@ -158,10 +199,7 @@ class FairShare:
                                keys.fair_taken()],
                          args=[keys.fair_users(kind, _PRIO), keys.fair_waiting(kind, _PRIO, _USER), _PRIO, _USER,
                                int(cap), holder])
-        if not got:
-            return None
-        user, piece = (value.decode() if isinstance(value, bytes) else value for value in got)
-        return user, json.loads(piece)
+        return _pair(got)
 
     def taken(self, holder: str) -> tuple[str, dict[str, Any]] | None:
         """(user, piece) that `holder` took and has not reported done, or None."""
@@ -181,6 +219,32 @@ class FairShare:
         """A piece `take` gave out finished (or failed): `user` runs one fewer. With `holder`,
         only the first report of its piece counts (False for a repeated one)."""
         return bool(self._done(keys=[keys.fair_running(), keys.fair_taken()], args=[user, holder]))
+
+    def done_and_next(self, kind: str, user: str, holder: str, *, cap: int, token_queue: str, token_prefix: str,
+                      job_key: str, job_hole: str, worker: str) -> tuple[str, dict[str, Any]] | None:
+        """`done(user, holder)`, then the next piece for the same token while every worker is busy.
+
+        A token that goes back to RQ after each piece pays RQ's bookkeeping per piece (dequeue,
+        hand-off, heartbeat, result: as much again as a trivial run's own work, measured in
+        docs/performance.md). So when the piece is done and a token of this kind still waits on
+        `token_queue` (nobody is free to take it), this token takes the next piece in its place and
+        that queued token is deleted (`job_key`, RQ's job key template with `job_hole` for the id),
+        in one Lua call: tokens and waiting pieces stay one for one, the piece is chosen as `take`
+        chooses (fair share holds), and a free worker is never robbed (its token would have left the
+        queue). None — the token ends — when no token waits, nothing may start, `worker` is
+        drained, a stop was requested for this token (`request_stop`), or the finish was already
+        reported by another path.
+        """
+        got = self._next(keys=[keys.fair_prios(kind), keys.fair_served(kind), keys.fair_seq(kind), keys.fair_running(),
+                               keys.fair_taken(), token_queue, keys.workers_drained(), keys.fair_stop(holder)],
+                         args=[keys.fair_users(kind, _PRIO), keys.fair_waiting(kind, _PRIO, _USER), _PRIO, _USER,
+                               int(cap), holder, user, token_prefix, job_key, job_hole, worker])
+        return _pair(got)
+
+    def request_stop(self, holder: str, piece_id: str, seconds: float) -> None:
+        """Say that the token `holder` must stop `piece_id`: it takes no further piece (`done_and_next`)
+        for `seconds`, so the stop cannot reach a piece it took after this one."""
+        self.redis.set(keys.fair_stop(holder), piece_id, px=max(1, int(seconds * 1000)))
 
     def claim_sweep(self, seconds: float) -> bool:
         """True for one caller per `seconds` (over every worker): whose turn it is to sweep for lost tokens."""
@@ -204,6 +268,14 @@ class FairShare:
 
     def running(self) -> dict[str, int]:
         return {_text(k): int(v) for k, v in self.redis.hgetall(keys.fair_running()).items()}
+
+
+def _pair(got: Any) -> tuple[str, dict[str, Any]] | None:
+    """A script's {user, piece} as (user, piece), or None."""
+    if not got:
+        return None
+    user, piece = (_text(value) for value in got)
+    return user, json.loads(piece)
 
 
 def _text(value: str | bytes) -> str:

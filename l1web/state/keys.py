@@ -213,6 +213,12 @@ def fair_running() -> str:
     return f"{PREFIX}fair:running"
 
 
+def fair_stop(job_id: str) -> str:
+    """String: a stop was requested for this token (RQ job id) while it rendered the piece named
+    in the value; it takes no further piece while the key lives (`state/fair.py: done_and_next`)."""
+    return f"{PREFIX}fair:stop:{job_id}"
+
+
 def fair_taken() -> str:
     """Hash: RQ job id of a fair-share token → the [user, piece] it took and has not finished."""
     return f"{PREFIX}fair:taken"
