@@ -164,9 +164,10 @@ def test_a_token_done_with_its_piece_takes_the_next_in_a_queued_tokens_place(ser
     assert queues.reissue_lost_tokens(rq, state) == {}
 
 
-def test_a_token_takes_no_further_piece_when_none_is_queued_or_its_worker_is_drained_or_stopped(service, state):
+def test_a_token_takes_no_further_piece_when_none_is_queued_its_worker_is_drained_or_stopped_or_steps_wait(
+        service, state):
     rq, fair = service.rq, state.fair
-    for n in range(4):
+    for n in range(5):
         fair.put(queues.PLAN, 0, "alice", {"run": f"a{n}", "id": f"plan-a{n}"})
     queued = [queues.enqueue_token(rq, queues.PLAN).id for _ in range(3)]
 
@@ -180,11 +181,14 @@ def test_a_token_takes_no_further_piece_when_none_is_queued_or_its_worker_is_dra
     assert fair.take(queues.PLAN, holder="token-plan-h2")[1]["run"] == "a1"
     fair.request_stop("token-plan-h2", "plan-a1", 60)
     assert next_for("token-plan-h2") is None  # a stop is on its way: nothing after the piece it names
-    assert token_ids(rq) == queued and fair.waiting(queues.PLAN) == 2 and fair.running() == {}
-    for job_id in queued:
-        queues.fetch(rq, job_id).delete()
+    step_token = queues.enqueue_token(rq, queues.STEP).id
     assert fair.take(queues.PLAN, holder="token-plan-h3")[1]["run"] == "a2"
-    assert next_for("token-plan-h3") is None  # no queued token: a3's own token (in flight) takes it
+    assert next_for("token-plan-h3") is None  # a step waits: workers serve the steps queue first
+    assert token_ids(rq) == queued and fair.waiting(queues.PLAN) == 2 and fair.running() == {}
+    for job_id in (*queued, step_token):
+        queues.fetch(rq, job_id).delete()
+    assert fair.take(queues.PLAN, holder="token-plan-h4")[1]["run"] == "a3"
+    assert next_for("token-plan-h4") is None  # no queued token: a4's own token (in flight) takes it
     assert fair.waiting(queues.PLAN) == 1 and fair.running() == {}
 
 

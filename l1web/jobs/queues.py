@@ -119,9 +119,12 @@ def next_piece(connection: redis.Redis, fair: FairShare, kind: str, user: str, h
     from rq.job import Job as RQJob
 
     job_hole = lua.hole("job")
+    own = QUEUES.index(TOKEN_QUEUES[kind])
+    # Workers listen on QUEUES in order: a plan's token yields to anything waiting on the steps queue.
+    first = queue(connection, QUEUES[own - 1]).key if own > 0 else ""
     return fair.done_and_next(kind, user, holder, cap=cap, token_queue=queue(connection, TOKEN_QUEUES[kind]).key,
                               token_prefix=token_prefix(kind), job_key=RQJob.key_for(job_hole), job_hole=job_hole,
-                              worker=worker)
+                              worker=worker, first_queue=first)
 
 
 #: Seconds a token that was asked to stop takes no further piece (far longer than a stop command takes).

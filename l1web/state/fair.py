@@ -110,12 +110,14 @@ _DONE = _DONE_FUNCTION + "return done(KEYS[1], KEYS[2], ARGV[1], ARGV[2])\n"
 
 # The token that just finished a piece takes the next one in its place, while every worker is busy
 # (see `FairShare.done_and_next`). KEYS: as `_TAKE`'s, then the RQ queue its kind's tokens go on,
-# the set of drained workers, this token's stop flag. ARGV: as `_TAKE`'s, then the finished piece's
-# user, the token ids' prefix, RQ's job key template and its hole, this worker's name.
+# the set of drained workers, this token's stop flag, a queue the worker serves first. ARGV: as
+# `_TAKE`'s, then the finished piece's user, the token ids' prefix, RQ's job key template and its
+# hole, this worker's name, '1' when that first queue is to be looked at.
 _NEXT = _TAKE_FUNCTION + _DONE_FUNCTION + """
 if done(KEYS[4], KEYS[5], ARGV[7], ARGV[6]) == 0 then return nil end
 if redis.call('EXISTS', KEYS[8]) == 1 then return nil end
 if ARGV[11] ~= '' and redis.call('SISMEMBER', KEYS[7], ARGV[11]) == 1 then return nil end
+if ARGV[12] == '1' and redis.call('LLEN', KEYS[9]) > 0 then return nil end
 local ids, spare = redis.call('LRANGE', KEYS[6], -32, -1), nil
 for i = #ids, 1, -1 do
   if string.sub(ids[i], 1, #ARGV[8]) == ARGV[8] then spare = ids[i]; break end
@@ -221,7 +223,7 @@ class FairShare:
         return bool(self._done(keys=[keys.fair_running(), keys.fair_taken()], args=[user, holder]))
 
     def done_and_next(self, kind: str, user: str, holder: str, *, cap: int, token_queue: str, token_prefix: str,
-                      job_key: str, job_hole: str, worker: str) -> tuple[str, dict[str, Any]] | None:
+                      job_key: str, job_hole: str, worker: str, first_queue: str = "") -> tuple[str, dict[str, Any]] | None:
         """`done(user, holder)`, then the next piece for the same token while every worker is busy.
 
         A token that goes back to RQ after each piece pays RQ's bookkeeping per piece (dequeue,
@@ -232,13 +234,16 @@ class FairShare:
         in one Lua call: tokens and waiting pieces stay one for one, the piece is chosen as `take`
         chooses (fair share holds), and a free worker is never robbed (its token would have left the
         queue). None — the token ends — when no token waits, nothing may start, `worker` is
-        drained, a stop was requested for this token (`request_stop`), or the finish was already
-        reported by another path.
+        drained, a stop was requested for this token (`request_stop`), jobs wait on `first_queue`
+        (a queue the worker serves before this token's: steps of runs already started go before
+        new plans), or the finish was already reported by another path.
         """
         got = self._next(keys=[keys.fair_prios(kind), keys.fair_served(kind), keys.fair_seq(kind), keys.fair_running(),
-                               keys.fair_taken(), token_queue, keys.workers_drained(), keys.fair_stop(holder)],
+                               keys.fair_taken(), token_queue, keys.workers_drained(), keys.fair_stop(holder),
+                               first_queue or token_queue],
                          args=[keys.fair_users(kind, _PRIO), keys.fair_waiting(kind, _PRIO, _USER), _PRIO, _USER,
-                               int(cap), holder, user, token_prefix, job_key, job_hole, worker])
+                               int(cap), holder, user, token_prefix, job_key, job_hole, worker,
+                               "1" if first_queue else ""])
         return _pair(got)
 
     def request_stop(self, holder: str, piece_id: str, seconds: float) -> None:
