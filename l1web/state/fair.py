@@ -223,7 +223,8 @@ class FairShare:
         return bool(self._done(keys=[keys.fair_running(), keys.fair_taken()], args=[user, holder]))
 
     def done_and_next(self, kind: str, user: str, holder: str, *, cap: int, token_queue: str, token_prefix: str,
-                      job_key: str, job_hole: str, worker: str, first_queue: str = "") -> tuple[str, dict[str, Any]] | None:
+                      job_key: str, job_hole: str, worker: str,
+                      first_queue: str = "") -> tuple[str, dict[str, Any]] | None:
         """`done(user, holder)`, then the next piece for the same token while every worker is busy.
 
         A token that goes back to RQ after each piece pays RQ's bookkeeping per piece (dequeue,
