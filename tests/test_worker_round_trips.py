@@ -138,3 +138,63 @@ def test_a_render_output_is_flushed_to_disk_before_its_name_is_given(store, tmp_
     digest = store.put_file(out, source="run:r1")
     assert store.location(digest).read_bytes() == b"a render output"
     assert events.index("flushed") < events.index("renamed into the store")
+
+
+def test_writing_a_plans_steps_answers_the_run_as_it_is_right_after(state):
+    new_run(state)
+    state.runs.set_queue_paused(True)
+    run, steps, states, paused = state.runs.init_steps(
+        RUN, [{"step_id": "s", "type": "EFFECT", "inputs": []}, {"step_id": "t", "type": "EFFECT", "inputs": ["s"]}],
+        {"s": {"status": StepStatus.PENDING}, "t": {"status": StepStatus.PENDING}}, run_fields={"plan_id": "p1"})
+    assert run["plan_id"] == "p1" and [s["step_id"] for s in steps] == ["s", "t"] and paused
+    assert states == state.runs.step_states(RUN)
+    assert (run, steps, states, True) == state.runs.decision_view(RUN)  # the queue's pause flag too
+
+
+def test_a_step_end_sends_the_commit_before_and_the_read_after_its_transition_in_one_round_trip(state):
+    new_run(state)
+    state.runs.step_transitions(RUN, "s", [(StepEvent.ENQUEUE, {}), (StepEvent.START, {"worker": "w1"})])
+    cache_id = "f" * 64
+    _, token = state.claims.result_or_acquire(cache_id, "job-1")
+
+    def before(pipe):
+        state.claims.queue_commit(pipe, cache_id, token, OUTPUT)
+
+    def after(pipe):
+        state.runs.queue_decision_view(pipe, RUN)
+
+    applied, ahead, behind, resent = state.runs.step_transition_along(RUN, "s", StepEvent.SUCCEED, before=before,
+                                                                      after=after, output=OUTPUT)
+    assert applied and not resent and state.claims.committed(ahead[0], cache_id, token, OUTPUT)
+    _, _, states, paused = state.runs.decision_view_from(behind)
+    assert states["s"]["status"] == StepStatus.COMPLETED and states["s"]["output"] == OUTPUT and not paused
+    assert state.claims.result_or_acquire(cache_id, "job-2") == (OUTPUT, None)  # recorded, claim dropped
+    # After a Redis restart the scripts are gone: the commit is made again from its answer and the
+    # transition is sent again alone, after the read, which the caller is told to redo.
+    state.runs.update_step(RUN, "s", status=StepStatus.RUNNING)
+    other = "0" * 64
+    _, token = state.claims.result_or_acquire(other, "job-3")
+    state.redis.script_flush()
+
+    def before_other(pipe):
+        state.claims.queue_commit(pipe, other, token, OUTPUT)
+
+    applied, ahead, behind, resent = state.runs.step_transition_along(RUN, "s", StepEvent.SUCCEED,
+                                                                      before=before_other, after=after)
+    assert applied and resent
+    assert state.claims.committed(ahead[0], other, token, OUTPUT)
+    assert state.runs.decision_view_from(behind)[2]["s"]["status"] == StepStatus.RUNNING  # read before it
+    assert state.runs.step_states(RUN)["s"]["status"] == StepStatus.COMPLETED
+    assert state.claims.result_or_acquire(other, "job-4") == (OUTPUT, None)
+
+
+def test_a_watch_finished_into_its_callers_writes_sends_nothing_itself():
+    from l1web.engine.watch import StepWatch
+
+    sent = []
+    watch = StepWatch(sink=lambda snap, text: sent.append((snap, text)), interval=3600)
+    watch.line("first")  # the first line goes out at once
+    watch.line("second")
+    snapshot, text = watch.finish_into(ok=True)
+    assert sent and sent[-1][1] == "first\n" and len(sent) == 1
+    assert text == "second\n" and snapshot["state"] == "done" and snapshot["percent"] == 100.0

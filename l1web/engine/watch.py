@@ -227,6 +227,18 @@ class StepWatch:
                 self.percent = 100.0
         self._maybe_emit(force=True)
 
+    def finish_into(self, ok: bool) -> tuple[dict[str, Any], str]:
+        """`finish`, handing the last snapshot and the log not yet sent back to the caller, which
+        sends them with its own writes (the step's end: one round trip fewer, issue 19)."""
+        with self._emitting, self._lock:
+            self.state = "done" if ok else "failed"
+            if ok:
+                self.percent = 100.0
+            self._last_emit = self.clock()
+            snap = self._snapshot()
+            text, self._pending_log = "".join(self._pending_log), []
+        return snap, text
+
     # What the sinks get ------------------------------------------------------------------------
     def snapshot(self) -> dict[str, Any]:
         with self._lock:

@@ -18,7 +18,7 @@ import shutil
 import tempfile
 import threading
 import time
-from collections.abc import Collection, MutableMapping, Sequence
+from collections.abc import Collection, Mapping, MutableMapping, Sequence
 from functools import partial
 from pathlib import Path
 from types import TracebackType
@@ -45,7 +45,7 @@ from l1web.recipes.parse import bound_dag
 from l1web.runs import provenance
 from l1web.runs.model import Run
 from l1web.state import StateManager
-from l1web.state.runs import Runs
+from l1web.state.runs import DecisionView, Runs
 from l1web.status import RunStatus, StepStatus
 
 log = logging.getLogger(__name__)
@@ -147,23 +147,27 @@ def plan_run(run_id: str, render_inline: bool = False, work_id: str | None = Non
     # The analysis has just read every input through `path_for` (verified, indexed): asking the
     # store again whether each SOURCE's file is there is a round trip that cannot say no.
     initial = {step["step_id"]: _initial_state(ctx, step, present=analysis.keys()) for step in steps}
+    # Nor does the inline render ask again for the inputs the analysis has just verified.
+    checked = {digest: ctx.store.location(digest) for digest in analysis}
     trace.mark("plan.initial_states")
-    runs.init_steps(run_id, steps, initial,
-                    run_fields={"plan_id": plan["plan_id"], "output_step": plan["output"], "steps_total": len(steps)},
-                    first_plan=not run.get("plan_id"))  # steps and plan_id are written together
+    view = runs.init_steps(run_id, steps, initial,  # steps and plan_id written together, the run read after
+                           run_fields={"plan_id": plan["plan_id"], "output_step": plan["output"],
+                                       "steps_total": len(steps)},
+                           first_plan=not run.get("plan_id"))
     trace.mark("plan.init_steps")
     jlog.info("planned %d steps (plan %s)", len(steps), plan["plan_id"][:12])
     trace.mark("plan.steps_written")
     job_id = work_id or (job.id if job else "inline")
     worker = _worker_name(job)
     start = _start_fields(job, job_id, worker)
-    kept, (run_now, steps_now, states_now) = _advance(ctx, run_id, keep=1 if render_inline else 0, start=start)
+    kept, (run_now, steps_now, states_now) = _advance(ctx, run_id, keep=1 if render_inline else 0, start=start,
+                                                      view=view)
     trace.mark("plan.advanced")
     for step_id in kept:  # queued and started in one call by `_advance`, from the view it decided on
         trace.mark("step.started")
         jlog = JobLogAdapter(log, {"run": run_id, "job": job_id})
         _render_started(ctx, cast(Run, run_now), steps_now, states_now, step_id, job_id=job_id, worker=worker,
-                        started_at=start["started"], jlog=jlog)
+                        started_at=start["started"], jlog=jlog, checked=checked)
     return {"planned": True, "plan_id": plan["plan_id"], "steps": len(steps)}
 
 
@@ -221,10 +225,12 @@ def execute_step(run_id: str, step_id: str, work_id: str | None = None) -> dict[
 
 
 def _render_started(ctx: Clients, run: Run, steps: list[Step], states: dict[str, dict[str, Any]], step_id: str, *,
-                    job_id: str, worker: str, started_at: float, jlog: JobLogAdapter) -> dict[str, Any]:
+                    job_id: str, worker: str, started_at: float, jlog: JobLogAdapter,
+                    checked: Mapping[str, Path] | None = None) -> dict[str, Any]:
     """Render (or reuse) a step this attempt has moved to running, record it, advance the run.
 
-    `run`, `steps` and `states` are the view its start was decided on (read before the start)."""
+    `run`, `steps` and `states` are the view its start was decided on (read before the start);
+    `checked`: the paths of inputs this job verified a moment ago (the plan's analysis)."""
     run_id = run["id"]
     step = next(s for s in steps if s["step_id"] == step_id)
     # The inputs were final before this step was queued, so this snapshot has their outputs.
@@ -234,7 +240,8 @@ def _render_started(ctx: Clients, run: Run, steps: list[Step], states: dict[str,
     watch.line(f"step {step_id} ({step['type']}) started on worker job {job_id}")
     try:
         with watching(watch):
-            digest, cached = _produce(ctx, run, step, job_id, jlog, inputs=input_digests, steps=steps)
+            digest, cached, claim = _produce(ctx, run, step, job_id, jlog, inputs=input_digests, steps=steps,
+                                             checked=checked)
     except Exception as exc:
         watch.line(f"step {step_id} failed: {_short(exc)}")
         watch.finish(ok=False)
@@ -246,7 +253,7 @@ def _render_started(ctx: Clients, run: Run, steps: list[Step], states: dict[str,
                        error_text=with_log_excerpt(_short(exc), ctx.state.watch.log(run_id, step_id)))
         raise
     return _step_done(ctx, run_id, step, steps, digest=digest, cached=cached, watch=watch, worker=worker, job_id=job_id,
-                      started_at=started_at, started=started, jlog=jlog)
+                      started_at=started_at, started=started, jlog=jlog, claim=claim)
 
 
 def _before_start(ctx: Clients, run: Run | None, step_id: str, states: dict[str, dict[str, Any]], *, job_id: str | None,
@@ -279,29 +286,52 @@ def _before_start(ctx: Clients, run: Run | None, step_id: str, states: dict[str,
 
 def _step_done(ctx: Clients, run_id: str, step: Step, steps: list[Step], *, digest: str, cached: bool,
                watch: StepWatch, worker: str, job_id: str, started_at: float, started: float,
-               jlog: JobLogAdapter) -> dict[str, Any]:
-    """Record a step's output (rendered or reused) and advance its run."""
-    runs, step_id = ctx.state.runs, step["step_id"]
-    if chunked.is_join(step):  # joined: the chunks were temporary (a failed join drops them in attempt_failed)
-        chunked.remove_chunks(ctx, steps, step, runs.step_states(run_id))
-    event = StepEvent.REUSE if cached else StepEvent.SUCCEED
-    status = lifecycle.target(event)
-    watch.line(f"step {step_id} {status}: output {digest}")
-    watch.finish(ok=True)
-    finished = time.time()
-    trace.mark("step.watch_finished")
-    seconds = time.monotonic() - started
+               jlog: JobLogAdapter, claim: str | None = None) -> dict[str, Any]:
+    """Record a step's output (rendered or reused) and advance its run.
 
-    def counted(pipe: redis.client.Pipeline) -> None:  # sent with the transition: one round trip
+    `claim`: the token of the claim this job rendered under, committed here (the result recorded
+    and the claim dropped). The commit, the watch's last snapshot and log, the step's transition,
+    its counters and the read `advance` decides from go in one round trip, in that order (issue 19)."""
+    runs, step_id, cache_id = ctx.state.runs, step["step_id"], step["cache_id"]
+    try:
+        if chunked.is_join(step):  # joined: the chunks were temporary (a failed join drops them in attempt_failed)
+            chunked.remove_chunks(ctx, steps, step, runs.step_states(run_id))
+        event = StepEvent.REUSE if cached else StepEvent.SUCCEED
+        status = lifecycle.target(event)
+        watch.line(f"step {step_id} {status}: output {digest}")
+        snapshot, log_text = watch.finish_into(ok=True)
+    except BaseException:
+        if claim:
+            ctx.state.claims.release(cache_id, claim)
+        raise
+    finished = time.time()
+    seconds = time.monotonic() - started
+    published = [0]
+
+    def before(pipe: redis.client.Pipeline) -> None:
+        if claim:
+            ctx.state.claims.queue_commit(pipe, cache_id, claim, digest)
+        published[0] = ctx.state.watch.queue_publish(pipe, run_id, step_id, snapshot, log_text)
+
+    def after(pipe: redis.client.Pipeline) -> None:
         ctx.state.cache.incr("cache_hits" if cached else "cache_misses", pipe=pipe)
         step_finished(ctx.state, run_id, job_id, step, outcome=status, seconds=seconds, worker=worker, pipe=pipe)
+        runs.queue_decision_view(pipe, run_id)
 
-    runs.step_transition_with(run_id, step_id, event, also=counted, output=digest, finished=finished,
-                              duration=round(seconds, 3),
-                              attempt=_attempt(worker, job_id, started_at, finished, status))
+    _, ahead, behind, resent = runs.step_transition_along(
+        run_id, step_id, event, before=before, after=after, output=digest, finished=finished,
+        duration=round(seconds, 3), attempt=_attempt(worker, job_id, started_at, finished, status))
     trace.mark("step.counted")
+    if claim and not ctx.state.claims.committed(ahead[0], cache_id, claim, digest):
+        jlog.warning("claim on %s lapsed while rendering; result kept but not recorded", cache_id[:12])
+    if any(isinstance(answer, redis.exceptions.NoScriptError) for answer in ahead[len(ahead) - published[0]:]):
+        ctx.state.watch.publish(run_id, step_id, snapshot, log_text)  # after a Redis restart: the log again
+    view = behind[-4:]
     jlog.info("step %s %s → %s", step_id, status, digest[:12])
-    advance(ctx, run_id)
+    if resent or any(isinstance(answer, Exception) for answer in view):
+        advance(ctx, run_id)  # the view was read before the transition was sent again: read it anew
+    else:
+        _advance(ctx, run_id, view=runs.decision_view_from(view))
     trace.mark("step.advanced")
     _sweep_chunks(ctx, step)
     trace.mark("step.swept")
@@ -451,8 +481,9 @@ def with_log_excerpt(error: str, log_text: str | None) -> str:
 
 
 def _produce(ctx: Clients, run: Run, step: Step, holder: str, jlog: JobLogAdapter, *, inputs: list[str],
-             steps: Sequence[Step] = ()) -> tuple[str, bool]:
-    """The step's output digest and whether it was reused rather than rendered here."""
+             steps: Sequence[Step] = (), checked: Mapping[str, Path] | None = None) -> tuple[str, bool, str | None]:
+    """The step's output digest, whether it was reused rather than rendered here, and the token
+    of the claim it was rendered under (to commit), or None."""
     cache_id = step["cache_id"]
     force = run.get("force") == "1"
     deadline = time.monotonic() + queues.STEP_TIMEOUT
@@ -464,17 +495,17 @@ def _produce(ctx: Clients, run: Run, step: Step, holder: str, jlog: JobLogAdapte
             # The result looked up and, when there is none, the claim taken: one round trip.
             recorded, token = ctx.state.claims.result_or_acquire(cache_id, holder)
             if recorded and ctx.remote.has(recorded):
-                return recorded, True
+                return recorded, True, None
             if (found := ctx.remote.peer_result(cache_id)):  # a peer L1 rendered it (IPNS sync)
                 if token:
                     ctx.state.claims.release(cache_id, token)
-                return found, True
+                return found, True, None
         elif not force:
             found = _recorded(ctx, cache_id)
             if found:
-                return found, True
+                return found, True, None
             if whole is not None and (found := _recorded(ctx, whole["cache_id"])):
-                return found, True  # the joined whole exists: this chunk's frames are in it
+                return found, True, None  # the joined whole exists: this chunk's frames are in it
         trace.mark("step.looked_up")
         if token is None:
             token = ctx.state.claims.acquire(cache_id, holder)
@@ -490,15 +521,11 @@ def _produce(ctx: Clients, run: Run, step: Step, holder: str, jlog: JobLogAdapte
     step_log_line(f"rendering cache id {cache_id[:12]}… from {len(inputs)} input(s)")
     try:
         with _renewing(ctx, cache_id, token):
-            digest = _render(ctx, run, step, inputs)
+            digest = _render(ctx, run, step, inputs, checked or {})
     except BaseException:
         ctx.state.claims.release(cache_id, token)
         raise
-    committed = ctx.state.claims.commit(cache_id, token, digest)
-    trace.mark("step.claim_committed")
-    if not committed:
-        jlog.warning("claim on %s lapsed while rendering; result kept but not recorded", cache_id[:12])
-    return digest, False
+    return digest, False, token  # the claim is committed with the step's end (`_step_done`)
 
 
 def _recorded(ctx: Clients, cache_id: str) -> str | None:
@@ -508,9 +535,9 @@ def _recorded(ctx: Clients, cache_id: str) -> str | None:
     return ctx.remote.peer_result(cache_id)  # a peer L1 rendered it (IPNS sync): fetched and verified
 
 
-def _render(ctx: Clients, run: Run, step: Step, inputs: list[str]) -> str:
+def _render(ctx: Clients, run: Run, step: Step, inputs: list[str], checked: Mapping[str, Path]) -> str:
     ctx.remote.ensure_local(inputs)
-    input_paths = [ctx.store.path_for(digest) for digest in inputs]
+    input_paths = [checked[digest] if digest in checked else ctx.store.path_for(digest) for digest in inputs]
     trace.mark("render.inputs_checked")
     # Renders happen on the cache's filesystem so the output moves into the store by rename.
     work_root = ctx.settings.cache_dir / WORK_DIR
@@ -621,7 +648,8 @@ def advance(ctx: Clients, run_id: str, *, keep: int = 0) -> list[str]:
     return _advance(ctx, run_id, keep=keep)[0]
 
 
-def _advance(ctx: Clients, run_id: str, *, keep: int = 0, start: dict[str, Any] | None = None
+def _advance(ctx: Clients, run_id: str, *, keep: int = 0, start: dict[str, Any] | None = None,
+             view: DecisionView | None = None
              ) -> tuple[list[str], tuple[dict[str, Any] | None, list[Step], dict[str, dict[str, Any]]]]:
     """`advance`, also answering the view it decided on (run, steps, states as read).
 
@@ -630,9 +658,12 @@ def _advance(ctx: Clients, run_id: str, *, keep: int = 0, start: dict[str, Any] 
     a start holds for such a step by construction: the run was running and the queue not paused
     in this very view, it has no queued job that could supersede it, and a freshly planned step
     has no failed attempts that could place it elsewhere.
+
+    `view`: the run's `decision_view` as its caller read it right after its own change (in the
+    same round trip as that change), instead of reading it here.
     """
     runs = ctx.state.runs
-    run, steps, states, queue_paused = runs.decision_view(run_id)
+    run, steps, states, queue_paused = view if view is not None else runs.decision_view(run_id)
     if run is None or run["status"] not in (RunStatus.RUNNING, RunStatus.PAUSED):
         return [], (run, steps, states)
     _skip_blocked(runs, run_id, steps, states)

@@ -89,6 +89,19 @@ class Claims:
         """Record the result and drop the claim, only if `token` still holds it."""
         return bool(self._commit(keys=[keys.claim(cache_id), keys.result(cache_id)], args=[token, digest]))
 
+    def queue_commit(self, pipe: redis.client.Pipeline, cache_id: str, token: str, digest: str) -> None:
+        """`commit` queued on a pipeline that carries other writes (by its script's SHA);
+        `committed` reads its answer."""
+        pipe.evalsha(self._commit.sha, 2, keys.claim(cache_id), keys.result(cache_id), token, digest)
+
+    def committed(self, answer: object, cache_id: str, token: str, digest: str) -> bool:
+        """`queue_commit`'s answer as `commit` gives it (after a Redis restart, NOSCRIPT: committed again)."""
+        if isinstance(answer, redis.exceptions.NoScriptError):
+            return self.commit(cache_id, token, digest)
+        if isinstance(answer, Exception):
+            raise answer
+        return bool(answer)
+
     def release(self, cache_id: str, token: str) -> bool:
         return bool(self._release(keys=[keys.claim(cache_id)], args=[token]))
 

@@ -12,7 +12,7 @@ from __future__ import annotations
 import json
 import threading
 import time
-from collections.abc import Callable, Iterable, Mapping
+from collections.abc import Callable, Iterable, Mapping, Sequence
 from typing import Any, cast
 
 import redis
@@ -206,6 +206,9 @@ def _watch_keys(run_id: str, step_ids: Iterable[str]) -> list[str]:
     return [k for sid in step_ids
             for k in (keys.step_progress(run_id, sid), keys.step_log(run_id, sid), keys.step_preview(run_id, sid))]
 
+
+#: (run, steps, step states, whole queue paused): what `advance` and a starting step decide from.
+DecisionView = tuple[dict[str, Any] | None, list[dict[str, Any]], dict[str, dict[str, Any]], bool]
 
 #: Statuses of runs that may still need content (`l1web/status.py:LIVE_RUN`).
 LIVE_STATUSES = ("pending", "running", "paused")
@@ -442,9 +445,11 @@ class Runs:
 
     # Steps -------------------------------------------------------------------------------
     def init_steps(self, run_id: str, steps: list[dict[str, Any]], initial: Mapping[str, dict[str, Any]],
-                   run_fields: Mapping[str, object] | None = None, *, first_plan: bool = False) -> None:
+                   run_fields: Mapping[str, object] | None = None, *, first_plan: bool = False) -> DecisionView:
         """Write each step's static description and initial state (replacing any old ones, and
-        the progress and logs of an earlier attempt), and `run_fields` into the run, at once.
+        the progress and logs of an earlier attempt), and `run_fields` into the run, at once;
+        answer the run's `decision_view` as it is right after (read in the same transaction, so the
+        plan's advance needs no read of its own).
 
         `first_plan`: the run was never planned, so it has no earlier steps whose progress and
         logs need deleting (one round trip fewer; old steps' descriptions go either way)."""
@@ -458,7 +463,8 @@ class Runs:
                           mapping={sid: json.dumps(state) for sid, state in initial.items()})
             if run_fields:
                 pipe.hset(keys.run(run_id), mapping=dict(zip(*[iter(_encode(run_fields))] * 2, strict=True)))
-            pipe.execute()
+            self.queue_decision_view(pipe, run_id)
+            return self.decision_view_from(pipe.execute()[-4:])
 
     def steps(self, run_id: str) -> list[dict[str, Any]]:
         """Static step descriptions, in plan order (by level, then id)."""
@@ -477,17 +483,26 @@ class Runs:
             *head, raw_steps, raw_states = pipe.execute()
         return self._snapshot(head[0] if head else None, raw_steps, raw_states)
 
-    def decision_view(self, run_id: str) -> tuple[dict[str, Any] | None, list[dict[str, Any]],
-                                                  dict[str, dict[str, Any]], bool]:
+    def decision_view(self, run_id: str) -> DecisionView:
         """(run, steps, step states, whole queue paused) in one round trip: what `advance` and a
         starting step decide from."""
         with self.redis.pipeline(transaction=False) as pipe:
-            pipe.hgetall(keys.run(run_id))
-            pipe.hgetall(keys.run_steps(run_id))
-            pipe.hgetall(keys.run_step_status(run_id))
-            pipe.get(keys.queue_paused())
-            raw_run, raw_steps, raw_states, paused = pipe.execute()
-        return (*self._snapshot(raw_run, raw_steps, raw_states), paused == "1")
+            self.queue_decision_view(pipe, run_id)
+            return self.decision_view_from(pipe.execute())
+
+    @staticmethod
+    def queue_decision_view(pipe: redis.client.Pipeline, run_id: str) -> None:
+        """Queue `decision_view`'s reads on a pipeline that also writes (read after its writes);
+        `decision_view_from` makes the view of their 4 answers."""
+        pipe.hgetall(keys.run(run_id))
+        pipe.hgetall(keys.run_steps(run_id))
+        pipe.hgetall(keys.run_step_status(run_id))
+        pipe.get(keys.queue_paused())
+
+    @classmethod
+    def decision_view_from(cls, answers: Sequence[Any]) -> DecisionView:
+        raw_run, raw_steps, raw_states, paused = answers
+        return (*cls._snapshot(raw_run, raw_steps, raw_states), paused == "1")
 
     def view(self, run_id: str) -> tuple[dict[str, Any] | None, list[dict[str, Any]], dict[str, dict[str, Any]],
                                          list[dict[str, Any]], dict[str, dict[str, Any]]]:
@@ -537,24 +552,40 @@ class Runs:
                              also: Callable[[redis.client.Pipeline], None],
                              attempt: Mapping[str, Any] | None = None, **patch: object) -> bool:
         """`step_transition`, with writes that go along with it (`also` queues them on the
-        pipeline it is given: counters) sent in the same round trip, after the transition.
+        pipeline it is given: counters) sent in the same round trip, after the transition."""
+        return self.step_transition_along(run_id, step_id, event, before=None, after=also, attempt=attempt, **patch)[0]
+
+    def step_transition_along(self, run_id: str, step_id: str, event: StepEvent, *,
+                              before: Callable[[redis.client.Pipeline], None] | None = None,
+                              after: Callable[[redis.client.Pipeline], None] | None = None,
+                              attempt: Mapping[str, Any] | None = None, **patch: object
+                              ) -> tuple[bool, list[Any], list[Any], bool]:
+        """`step_transition` in one round trip with the commands `before` and `after` queue on the
+        pipeline they are given, sent before and after it: (applied, before's answers, after's,
+        resent). `resent`: the transition was sent again alone (below), after `after`'s commands,
+        so reads among them did not see it.
 
         The transition goes by its script's SHA (a redis-py `Script` in a pipeline asks `SCRIPT
         EXISTS` first: a round trip more); only after a Redis restart (NOSCRIPT) is the script
-        loaded and the transition sent again, alone. An error of the writes along with it is
-        theirs: it never fails the transition."""
+        loaded and the transition sent again, alone. An error of the commands along with it is
+        theirs (an exception among their answers, never raised): it never fails the transition."""
         args = [step_id, ",".join(lifecycle.sources(event)),
                 json.dumps({**patch, "status": str(lifecycle.target(event))}), json.dumps(attempt) if attempt else ""]
         key = keys.run_step_status(run_id)
         with self.redis.pipeline(transaction=False) as pipe:
+            if before is not None:
+                before(pipe)
+            ahead = len(pipe.command_stack)
             pipe.evalsha(self._step_update.sha, 1, key, *args)
-            also(pipe)
-            first, *_ = pipe.execute(raise_on_error=False)
+            if after is not None:
+                after(pipe)
+            answers = pipe.execute(raise_on_error=False)
+        first, resent = answers[ahead], False
         if isinstance(first, redis.exceptions.NoScriptError):
-            return bool(self._step_update(keys=[key], args=args))
-        if isinstance(first, Exception):
+            first, resent = self._step_update(keys=[key], args=args), True
+        elif isinstance(first, Exception):
             raise first
-        return bool(first)
+        return bool(first), answers[:ahead], answers[ahead + 1:], resent
 
     def update_step(self, run_id: str, step_id: str, *, expected: Iterable[str] = (),
                     attempt: Mapping[str, Any] | None = None, **patch: object) -> bool:

@@ -70,13 +70,7 @@ class StepWatches:
         """
         for retry in (False, True):
             with self.redis.pipeline(transaction=False) as pipe:
-                if progress:
-                    key = keys.step_progress(run_id, step_id)
-                    pipe.hset(key, mapping={k: "" if v is None else str(v) for k, v in progress.items()})
-                    pipe.expire(key, keys.STEP_PROGRESS_TTL)
-                if log_text:
-                    pipe.evalsha(self._append.sha, 1, keys.step_log(run_id, step_id), log_text, STEP_LOG_CAP,
-                                 keys.STEP_LOG_TTL)
+                self.queue_publish(pipe, run_id, step_id, progress, log_text)
                 try:
                     pipe.execute()
                     return
@@ -84,6 +78,20 @@ class StepWatches:
                     if retry:
                         raise
                     self.redis.script_load(self._append.script)
+
+    def queue_publish(self, pipe: redis.client.Pipeline, run_id: str, step_id: str,
+                      progress: Mapping[str, object] | None, log_text: str = "") -> int:
+        """`publish`'s commands queued on a pipeline that carries other writes; how many. Its
+        caller sends them, and publishes again (`publish`) when one answered NOSCRIPT."""
+        queued = len(pipe.command_stack)
+        if progress:
+            key = keys.step_progress(run_id, step_id)
+            pipe.hset(key, mapping={k: "" if v is None else str(v) for k, v in progress.items()})
+            pipe.expire(key, keys.STEP_PROGRESS_TTL)
+        if log_text:
+            pipe.evalsha(self._append.sha, 1, keys.step_log(run_id, step_id), log_text, STEP_LOG_CAP,
+                         keys.STEP_LOG_TTL)
+        return len(pipe.command_stack) - queued
 
     def progress(self, run_id: str, step_ids: Iterable[str]) -> dict[str, dict[str, object]]:
         """The progress of each of `step_ids` that has one (one round trip)."""
