@@ -198,3 +198,36 @@ def test_a_watch_finished_into_its_callers_writes_sends_nothing_itself():
     snapshot, text = watch.finish_into(ok=True)
     assert sent and sent[-1][1] == "first\n" and len(sent) == 1
     assert text == "second\n" and snapshot["state"] == "done" and snapshot["percent"] == 100.0
+
+
+def test_storing_a_new_item_reads_it_under_its_lock_then_records_and_unlocks_in_one_round_trip(state, monkeypatch):
+    import threading
+
+    from tests.test_runs_api import RoundTrips
+
+    index, digest = state.cache, "c" * 64
+    meta = ItemMeta(digest=digest, size=3, created=1.0, source="test", owner="alice")
+    warm = ItemMeta(digest="9" * 64, size=1, created=1.0, source="test")
+    index.record_and_release(warm, verified="", lock=index.get_locked(warm.digest)[2])  # scripts loaded
+    trips = RoundTrips(monkeypatch)
+    known, verified, lock = index.get_locked(digest)
+    assert trips.count == 1 and known is None and verified is None
+    assert state.redis.get(keys.cache_lock(digest)) == lock.token
+    trips.count = 0
+    assert index.record_and_release(meta, verified="sig", lock=lock)
+    assert trips.count == 1  # with the read: 2 round trips, where read, lock, record and unlock were 4
+    assert state.redis.get(keys.cache_lock(digest)) is None and index.get(digest).owner == "alice"
+    known, verified, lock = index.get_locked(digest)
+    assert known.digest == digest and verified == "sig"
+    lock.release()
+    # The same key as redis-py's Lock (deleting an item takes that one): each waits for the other.
+    held = state.redis.lock(keys.cache_lock(digest), timeout=30, thread_local=False)  # as `index.lock`, releasable
+    assert held.acquire()                                                             # from the timer's thread
+    threading.Timer(0.3, held.release).start()
+    started = time.monotonic()
+    _, _, lock = index.get_locked(digest)
+    assert time.monotonic() - started >= 0.25
+    assert not index.lock(digest).acquire(blocking=False)
+    state.redis.script_flush()  # a Redis restart: the record and the unlock are sent again
+    assert not index.record_and_release(meta, verified="sig", lock=lock)  # known already
+    assert state.redis.get(keys.cache_lock(digest)) is None

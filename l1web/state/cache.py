@@ -259,12 +259,57 @@ def access_from(replies: Sequence[Any], digest: str, asker: str | None) -> Item:
                 asset=digest in assets, published=bool(published), shared=shared is not None)
 
 
+# An item lock's release: only by the token that took it (as redis-py's `Lock` releases).
+_RELEASE_LOCK = """
+if redis.call('GET', KEYS[1]) == ARGV[1] then return redis.call('DEL', KEYS[1]) end
+return 0
+"""
+
+
+class ItemLock:
+    """An item's lock (`CacheIndex.lock`'s key, taken as redis-py's `Lock` takes it: `SET NX PX`
+    with a random token, released only by that token, so the two exclude each other), written
+    here so that it can ride in the pipelines of the item's read and record: storing a render
+    output took 4 round trips (read, lock, record, unlock), now 2 (`CacheIndex.get_locked`,
+    `record_and_release`; measured in docs/performance.md)."""
+
+    #: Seconds between tries while another process holds the lock (redis-py's `Lock` default).
+    POLL = 0.1
+
+    def __init__(self, client: redis.Redis, release_script: Any, key: str) -> None:
+        import uuid
+
+        self.redis, self._release, self.key = client, release_script, key
+        self.token = uuid.uuid4().hex
+        self.released = False
+
+    def queue_acquire(self, pipe: redis.client.Pipeline) -> None:
+        pipe.set(self.key, self.token, nx=True, px=keys.CACHE_LOCK_TTL * 1000)
+
+    def acquire(self) -> None:
+        """Wait for the lock, at most `LOCK_WAIT` seconds."""
+        deadline = time.monotonic() + LOCK_WAIT
+        while not self.redis.set(self.key, self.token, nx=True, px=keys.CACHE_LOCK_TTL * 1000):
+            if time.monotonic() > deadline:
+                raise redis.exceptions.LockError("Unable to acquire lock within the time specified")
+            time.sleep(self.POLL)
+
+    def queue_release(self, pipe: redis.client.Pipeline) -> None:
+        pipe.evalsha(self._release.sha, 1, self.key, self.token)
+
+    def release(self) -> None:
+        if not self.released:
+            self.released = True
+            self._release(keys=[self.key], args=[self.token])
+
+
 class CacheIndex:
     """The Redis side of the content store; `StateManager.cache` is one of these."""
 
     def __init__(self, client: redis.Redis) -> None:
         self.redis = client
         self._record = client.register_script(_RECORD)
+        self._release_lock = client.register_script(_RELEASE_LOCK)
         self._delete = client.register_script(_DELETE)
         self._add_ref = client.register_script(_ADD_REF)
         self._quarantine = client.register_script(_QUARANTINE)
@@ -273,11 +318,16 @@ class CacheIndex:
     # Items ------------------------------------------------------------------------------------
     def record(self, meta: ItemMeta, *, verified: str) -> bool:
         """Index a stored item; True when new. A known item keeps its first metadata."""
+        item_keys, args = self._record_call(meta, verified)
+        return bool(self._record(keys=item_keys, args=args))
+
+    @staticmethod
+    def _record_call(meta: ItemMeta, verified: str) -> tuple[list[str], list[str]]:
         item_keys = [keys.cache_item(meta.digest), keys.cache_index(), keys.stats(), keys.cache_quarantine()]
         if meta.owner:
             item_keys.append(keys.cache_owner_index(meta.owner))
         pairs = [part for pair in meta.to_fields().items() for part in pair]
-        return bool(self._record(keys=item_keys, args=[meta.digest, repr(meta.created), verified, *pairs]))
+        return item_keys, [meta.digest, repr(meta.created), verified, *pairs]
 
     def get(self, digest: str) -> ItemMeta | None:
         raw = cast(dict[str, str], self.redis.hgetall(keys.cache_item(digest)))  # a decoding client
@@ -352,6 +402,37 @@ class CacheIndex:
         return cast(redis.lock.Lock, self.redis.lock(keys.cache_lock(digest), timeout=keys.CACHE_LOCK_TTL,
                                                      blocking_timeout=LOCK_WAIT))
 
+    def get_locked(self, digest: str) -> tuple[ItemMeta | None, str | None, ItemLock]:
+        """(the item's metadata, its verified signature, its lock, now held): the lock taken and
+        the item read under it in one round trip (`ItemLock`); waits for another holder as
+        `lock` does (`redis.exceptions.LockError` after `LOCK_WAIT` seconds)."""
+        lock = ItemLock(self.redis, self._release_lock, keys.cache_lock(digest))
+        with self.redis.pipeline(transaction=False) as pipe:
+            lock.queue_acquire(pipe)
+            pipe.hgetall(keys.cache_item(digest))
+            taken, raw = pipe.execute()
+        if not taken:
+            lock.acquire()
+            raw = self.redis.hgetall(keys.cache_item(digest))
+        found = cast(dict[str, str], raw)  # a decoding client
+        return (ItemMeta.from_fields(found) if found else None), found.get("verified"), lock
+
+    def record_and_release(self, meta: ItemMeta, *, verified: str, lock: ItemLock) -> bool:
+        """`record`, and `lock` released after it in the same round trip; True when new."""
+        item_keys, args = self._record_call(meta, verified)
+        with self.redis.pipeline(transaction=False) as pipe:
+            pipe.evalsha(self._record.sha, len(item_keys), *item_keys, *args)
+            lock.queue_release(pipe)
+            new, released = pipe.execute(raise_on_error=False)
+        if isinstance(new, redis.exceptions.NoScriptError):  # Redis restarted: scripts are loaded again
+            new = self._record(keys=item_keys, args=args)
+        if isinstance(released, redis.exceptions.NoScriptError):
+            lock.release()
+        lock.released = True
+        if isinstance(new, Exception):
+            raise new
+        return bool(new)
+
     # Verification ------------------------------------------------------------------------------
     def check(self, digest: str) -> tuple[bool, str | None, str | None]:
         """(indexed?, verified signature, quarantine reason) in one round trip: what every read asks."""
@@ -361,10 +442,6 @@ class CacheIndex:
             pipe.hget(keys.cache_quarantine(), digest)
             exists, verified, quarantined = pipe.execute()
         return bool(exists), verified, (json.loads(quarantined)["reason"] if quarantined else None)
-
-    def verified_signature(self, digest: str) -> str | None:
-        """The (size, mtime, inode, ctime) signature of the file the last time it hashed right."""
-        return cast(str | None, self.redis.hget(keys.cache_item(digest), "verified"))  # a decoding client
 
     def set_verified(self, digest: str, signature: str) -> None:
         if self.exists(digest):

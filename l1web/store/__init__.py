@@ -20,7 +20,7 @@ from pathlib import Path
 
 from l1web import trace
 from l1web.errors import BadRequest, Conflict, CorruptItem, NotFound, PayloadTooLarge
-from l1web.state.cache import CacheIndex, ItemMeta
+from l1web.state.cache import CacheIndex, ItemLock, ItemMeta
 from l1web.store import names, thumbs
 from l1web.store.facts import MediaFacts, describe
 from l1web.store.imports import open_for_import
@@ -226,22 +226,23 @@ class ContentStore:
             trace.mark("store.hashed")  # and flushed (an upload), or flushing in the background (a render output)
             if writer.size == 0:
                 raise BadRequest("empty upload: a zero-byte item cannot be stored")
-            known = self.index.get(digest)
-            refuse = source == "upload" or source.startswith("import:")
-            own = source.startswith(OWN_RENDER_SOURCES)
-            facts = describe(writer.path, refuse_hostile=refuse, own=own) if known is None else None
-            trace.mark("store.described")
-            with self.index.lock(digest):
-                return self._install(writer, digest, known, facts, source=source, owner=owner, name=name)
+            # The item's lock taken and the item read under it: one round trip (`get_locked`).
+            known, verified, lock = self.index.get_locked(digest)
+            try:
+                refuse = source == "upload" or source.startswith("import:")
+                own = source.startswith(OWN_RENDER_SOURCES)
+                facts = describe(writer.path, refuse_hostile=refuse, own=own) if known is None else None
+                trace.mark("store.described")
+                return self._install(writer, digest, known, facts, verified=verified, lock=lock, source=source,
+                                     owner=owner, name=name)
+            finally:
+                lock.release()  # unless the record released it
         finally:
             writer.discard()
 
-    def _install(self, writer: PendingFile, digest: str, known: ItemMeta | None,
-                 facts: MediaFacts | None, *, source: str, owner: str | None,
-                 name: str | None) -> Stored:
+    def _install(self, writer: PendingFile, digest: str, known: ItemMeta | None, facts: MediaFacts | None, *,
+                 verified: str | None, lock: ItemLock, source: str, owner: str | None, name: str | None) -> Stored:
         final = self.location(digest)
-        # A new item has no verified signature to compare with: one round trip fewer.
-        verified = self.index.verified_signature(digest) if known is not None else None
         try:
             current = signature(final.stat())
         except FileNotFoundError:
@@ -258,7 +259,7 @@ class ContentStore:
         meta = known or ItemMeta(digest=digest, size=writer.size, created=time.time(), source=source,
                                  owner=owner, name=_clean_name(name), **vars(facts or MediaFacts()))
         recorded = replace(meta, owner=owner or meta.owner)
-        new = self.index.record(recorded, verified=current)
+        new = self.index.record_and_release(recorded, verified=current, lock=lock)  # one round trip
         trace.mark("store.indexed")
         # New: the index holds exactly `recorded`. Known: it keeps its first metadata; read it.
         return Stored(recorded if new else (self.index.get(digest) or meta), new)
