@@ -122,3 +122,38 @@ def test_without_another_worker_the_retry_runs_on_the_same_one(service, state, s
     assert run["status"] == RunStatus.COMPLETED, run.get("error")
     dog = state.runs.step_states(run["id"])["dog"]
     assert [(a["worker"], a["outcome"]) for a in dog["attempts"]] == [("w-only", "failed"), ("w-only", "completed")]
+
+
+def test_a_horse_killed_on_a_later_piece_of_its_token_costs_only_that_piece(service, state, store, start_worker,
+                                                                            tmp_path):
+    """One token job renders the runs queued behind it (`take_work`'s turn); a horse killed on the
+    second of them retries that step only: the first stays done, the ones after keep their tokens."""
+    clip = put_video(store, tmp_path, seconds=4, size="640x360")
+    runs = [service.submit(Submission(effect, [clip]), ALICE)[0]["id"] for effect in ("invert", "dog", "sepia")]
+    worker = start_worker("steps", "runs", name="w-one")  # started once all three wait: one token goes on
+
+    def step_of(run_id):
+        return next(s for s in state.runs.step_states(run_id).values() if s.get("type") != "SOURCE"
+                    and s.get("rq_job"))
+
+    deadline = time.monotonic() + 120
+    while True:
+        states = state.runs.step_states(runs[1])
+        dog = states.get("dog", {})
+        if dog.get("status") == StepStatus.RUNNING:
+            break
+        assert time.monotonic() < deadline, f"the second run's step never started: {dog}"
+        time.sleep(0.02)
+    first = step_of(runs[0])
+    assert first["status"] == StepStatus.COMPLETED and dog["rq_job"] == first["rq_job"]  # the same token went on
+    time.sleep(0.3)
+    kill_horse(worker)
+    done = [wait_for_run(state, run_id, timeout=240) for run_id in runs]
+    assert all(run["status"] == RunStatus.COMPLETED for run in done), [run.get("error") for run in done]
+    dog = state.runs.step_states(runs[1])["dog"]
+    killed, retried = dog["attempts"]
+    assert killed["outcome"] == "failed" and killed["cause"] == "infrastructure" and "killed" in killed["reason"]
+    assert retried["outcome"] == "completed"
+    # The dead attempt's render claim was dropped with it: the retry did not wait for it to lapse (60 s).
+    assert retried["started"] - killed["finished"] < 30, (killed, retried)
+    assert len(step_of(runs[0])["attempts"]) == 1 and len(step_of(runs[2])["attempts"]) == 1

@@ -88,6 +88,17 @@ def test_completing_a_run_refs_and_grants_its_output_in_the_same_call(state):
     assert state.cache.refs(OUTPUT) == {f"run:{RUN}", "run:other"}
 
 
+def test_a_dead_attempts_claim_is_dropped_by_its_holder_id_only(state):
+    cache_id = "7" * 64
+    token = state.claims.acquire(cache_id, "step-abc-1-t2")
+    assert not state.claims.release_held_by(cache_id, "t2")  # a suffix of the holder is not the holder
+    assert not state.claims.release_held_by(cache_id, "step-abc-1")
+    assert state.claims.holder(cache_id) == token
+    assert state.claims.release_held_by(cache_id, "step-abc-1-t2")
+    assert state.claims.holder(cache_id) is None
+    assert not state.claims.release_held_by(cache_id, "step-abc-1-t2")  # nothing held
+
+
 def test_a_plan_start_answers_the_run_or_none(state):
     new_run(state, status=RunStatus.PENDING)
     run = state.runs.transition_read(RUN, RunEvent.START, started=7.0)

@@ -414,6 +414,10 @@ def attempt_failed(ctx: Clients, run_id: str, step_id: str, *, job_id: str, work
     now = time.time()
     worker = worker or state.get("worker", "")  # a killed horse's job may not name its worker
     cause = lifecycle.classify(error_type, reason)
+    # A killed attempt still holds its render claim: dropped, so the retry need not wait for it to lapse.
+    step = next((s for s in runs.steps(run_id) if s["step_id"] == step_id), None)
+    if step is not None and step.get("cache_id"):
+        ctx.state.claims.release_held_by(step["cache_id"], job_id)
     number = len(state.get("attempts", [])) + 1
     event = lifecycle.retry_event(cause, number, ctx.settings.step_retries)
     record = _attempt(worker, job_id, state.get("started"), now, StepStatus.FAILED, reason=reason, cause=cause)

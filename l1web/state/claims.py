@@ -44,6 +44,13 @@ if redis.call('GET', KEYS[1]) ~= ARGV[1] then return 0 end
 return redis.call('PEXPIRE', KEYS[1], ARGV[2])
 """
 
+# KEYS: claim; ARGV: holder. Drops the claim only when that holder took it (its token ends in ":holder").
+_RELEASE_HELD_BY = """
+local token = redis.call('GET', KEYS[1])
+if token and string.sub(token, -(#ARGV[1] + 1)) == ':' .. ARGV[1] then return redis.call('DEL', KEYS[1]) end
+return 0
+"""
+
 # KEYS: claim, result; ARGV: token, digest
 _COMMIT = """
 if redis.call('GET', KEYS[1]) ~= ARGV[1] then return 0 end
@@ -67,6 +74,7 @@ class Claims:
         self._renew = client.register_script(_RENEW)
         self._commit = client.register_script(_COMMIT)
         self._release = client.register_script(_RELEASE)
+        self._release_held_by = client.register_script(_RELEASE_HELD_BY)
 
     def acquire(self, cache_id: str, holder: str, ttl: float = keys.CLAIM_TTL) -> str | None:
         """A claim token if this holder now owns the cache id; None if someone else does."""
@@ -104,6 +112,12 @@ class Claims:
 
     def release(self, cache_id: str, token: str) -> bool:
         return bool(self._release(keys=[keys.claim(cache_id)], args=[token]))
+
+    def release_held_by(self, cache_id: str, holder: str) -> bool:
+        """Drop the claim on `cache_id` if `holder` (an attempt's id) took it: an attempt that died
+        (its horse killed) cannot renew or release its claim, and its retry would otherwise wait
+        for the claim to lapse (`CLAIM_TTL`, 60 s) before rendering. False when another holds it."""
+        return bool(self._release_held_by(keys=[keys.claim(cache_id)], args=[holder]))
 
     def holder(self, cache_id: str) -> str | None:
         return cast(str | None, self.redis.get(keys.claim(cache_id)))  # a decoding client
