@@ -322,8 +322,12 @@ def _step_done(ctx: Clients, run_id: str, step: Step, steps: list[Step], *, dige
         run_id, step_id, event, before=before, after=after, output=digest, finished=finished,
         duration=round(seconds, 3), attempt=_attempt(worker, job_id, started_at, finished, status))
     trace.mark("step.counted")
-    if claim and not ctx.state.claims.committed(ahead[0], cache_id, claim, digest):
-        jlog.warning("claim on %s lapsed while rendering; result kept but not recorded", cache_id[:12])
+    if claim:
+        try:
+            if not ctx.state.claims.committed(ahead[0], cache_id, claim, digest):
+                jlog.warning("claim on %s lapsed while rendering; result kept but not recorded", cache_id[:12])
+        except redis.RedisError as exc:  # the step is recorded already: only the result's reuse is lost
+            jlog.warning("result of %s not recorded: %s", cache_id[:12], exc)
     if any(isinstance(answer, redis.exceptions.NoScriptError) for answer in ahead[len(ahead) - published[0]:]):
         ctx.state.watch.publish(run_id, step_id, snapshot, log_text)  # after a Redis restart: the log again
     view = behind[-4:]
