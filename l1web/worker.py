@@ -45,7 +45,7 @@ from dataclasses import dataclass
 import redis
 from rq import Queue, Worker
 from rq.defaults import DEFAULT_LOGGING_DATE_FORMAT, DEFAULT_LOGGING_FORMAT
-from rq.exceptions import NoSuchJobError
+from rq.exceptions import NoSuchJobError, StopRequested
 from rq.executions import Execution
 from rq.job import Job, parse_job_id
 from rq.scheduler import RQScheduler
@@ -144,6 +144,23 @@ class L1Worker(Worker):
                     self.scheduler.register_death()
             else:
                 self.scheduler.start()
+
+    # A stop before RQ's own handlers (see `_stop_before_rq_handlers`) --------------------------
+    #: Whether this worker is registered in Redis (RQ's `register_birth` done).
+    registered = False
+    #: A stop signal that came between the registration and RQ's own handlers.
+    stop_signal: int | None = None
+
+    def register_birth(self) -> None:
+        super().register_birth()
+        self.registered = True
+
+    def check_for_suspension(self, burst: bool) -> None:
+        # The first call inside RQ's work loop: a stop noted before its handlers ends the loop there.
+        if self.stop_signal is not None:
+            self.log.info("Worker %s: stopping on a signal received while starting", self.name)
+            raise StopRequested
+        super().check_for_suspension(burst)
 
     # Drain: finish the current job, take no more ---------------------------------------------
     #: The state this worker shows (in RQ's record, so /workers and /rq see it) while drained.
@@ -586,8 +603,9 @@ def main(argv: list[str] | None = None) -> None:
     # RQ registers the worker, starts its scheduler and only then installs its signal handlers:
     # a stop signal in between would kill the process outright and leave it registered (alive
     # to /readyz) for minutes. Until RQ's handlers replace this one, a stop is a clean exit.
-    signal.signal(signal.SIGTERM, _exit_on_signal)
-    signal.signal(signal.SIGINT, _exit_on_signal)
+    early = functools.partial(_stop_before_rq_handlers, worker, os.getpid())
+    signal.signal(signal.SIGTERM, early)
+    signal.signal(signal.SIGINT, early)
     try:
         worker.work(burst=args.burst, with_scheduler=True)
     finally:
@@ -608,5 +626,16 @@ def _drop_inherited_connections(connection: redis.Redis) -> None:
     connection.connection_pool.disconnect()  # in a child: drops the parent's connections, closing each copy
 
 
-def _exit_on_signal(signum, frame) -> None:
-    raise SystemExit(0)
+def _stop_before_rq_handlers(worker: L1Worker, pid: int, signum, frame) -> None:
+    """A stop signal before RQ's handlers are in place: a clean exit either way.
+
+    Before the worker is registered, exit at once (nothing to undo but the `finally` in `main`).
+    Once it is, RQ may already have forked its scheduler, a non-daemon multiprocessing child:
+    exiting here would make the interpreter wait for it at exit, for ever (the worker hung on a
+    SIGTERM sent to its pid alone, as `docker stop` sends it). So the stop is noted, and RQ's work
+    loop ends on it as on its own StopRequested: scheduler stopped, worker unregistered.
+    In a child forked meanwhile (the scheduler, before its own handlers), exit as before.
+    """
+    if os.getpid() != pid or not worker.registered:
+        raise SystemExit(0)
+    worker.stop_signal = signum

@@ -324,3 +324,54 @@ def test_status_page_and_dashboard_in_chromium(page: Page, live_l1, dev_l2, star
     page.get_by_role("link", name="Workers").click()
     expect(page.get_by_role("cell", name="render-1")).to_be_visible()
     page.screenshot(path=str(tmp_path / "rq-workers.png"), full_page=True)
+
+
+#: `python worker.py`, with a pause after RQ starts its scheduler process and before RQ installs its
+#: own stop handlers: the window a stop signal can fall into while the worker already shows as alive.
+SLOW_HANDLERS = """
+import time
+from l1web import worker
+
+started = worker.L1Worker._start_scheduler
+
+def slow(self, *args, **kwargs):
+    started(self, *args, **kwargs)
+    print("scheduler started", flush=True)
+    time.sleep(3)
+
+worker.L1Worker._start_scheduler = slow
+worker.main([])
+"""
+
+
+def test_a_stop_before_rq_handles_signals_ends_the_worker_and_its_scheduler(settings, worker_env, tmp_path):
+    """SIGTERM to the worker's pid alone (as `docker stop` sends it) between its registration and
+    RQ's handlers: the worker unregisters and exits, and its scheduler process goes with it (a
+    non-daemon child that multiprocessing would otherwise wait for at exit, for ever)."""
+    import os
+    import signal
+    import subprocess
+
+    from l1web.devtools.processes import python_process, stop_process
+
+    log = tmp_path / "worker.log"
+    proc = python_process(["-c", SLOW_HANDLERS], worker_env, log=log)
+    try:
+        wait_until(lambda: "scheduler started" in log.read_text(), "the worker's scheduler to start", timeout=60)
+        from rq import Worker
+        assert len(Worker.all(connection=connect(settings.redis_url, decode=False))) == 1
+        scheduler = [int(p) for p in Path(f"/proc/{proc.pid}/task/{proc.pid}/children").read_text().split()]
+        assert scheduler, "the worker has no child process (its scheduler)"
+        os.kill(proc.pid, signal.SIGTERM)
+        try:
+            code = proc.wait(20)
+        except subprocess.TimeoutExpired:
+            pytest.fail("the worker did not exit within 20 s of SIGTERM:\n" + log.read_text()[-3000:])
+        assert code == 0, log.read_text()[-3000:]
+        wait_until(lambda: not any(Path(f"/proc/{pid}").exists() and "Z" not in
+                                   Path(f"/proc/{pid}/stat").read_text().split()[2] for pid in scheduler),
+                   "the scheduler process to end", timeout=20)
+        assert Worker.all(connection=connect(settings.redis_url, decode=False)) == []
+        assert "stopping on a signal received while starting" in log.read_text()
+    finally:
+        stop_process(proc, signal.SIGKILL)
