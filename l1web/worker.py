@@ -50,6 +50,7 @@ from rq.executions import Execution
 from rq.job import Job, parse_job_id
 from rq.scheduler import RQScheduler
 from rq.serializers import JSONSerializer
+from rq.worker import WorkerStatus
 
 from l1web import startup, trace
 from l1web.clients import process_clients
@@ -145,21 +146,35 @@ class L1Worker(Worker):
             else:
                 self.scheduler.start()
 
-    # A stop before RQ's own handlers (see `_stop_before_rq_handlers`) --------------------------
+    # Stop signals that cannot act at once -----------------------------------------------------
     #: Whether this worker is registered in Redis (RQ's `register_birth` done).
     registered = False
-    #: A stop signal that came between the registration and RQ's own handlers.
-    stop_signal: int | None = None
+    #: A stop signal came that the work loop has not yet ended on (see `_shutdown`).
+    stop_noted = False
 
     def register_birth(self) -> None:
         super().register_birth()
         self.registered = True
 
-    def check_for_suspension(self, burst: bool) -> None:
-        # The first call inside RQ's work loop: a stop noted before its handlers ends the loop there.
-        if self.stop_signal is not None:
-            self.log.info("Worker %s: stopping on a signal received while starting", self.name)
+    def _shutdown(self) -> None:
+        """RQ's warm stop, also noted for the work loop when the worker is idle.
+
+        RQ stops an idle worker by raising StopRequested from the signal handler, wherever the main
+        thread happens to be. Where Python prints and ignores an exception instead (at-fork hooks:
+        this worker forks its horse while idle, and logging's hook runs in the parent after every
+        fork) the stop was lost and the worker blocked on the queues until the next maintenance
+        (CI: a SIGTERM left the worker running for 30 s). The note ends the loop before it blocks."""
+        if self.get_state() != WorkerStatus.BUSY:
+            self.stop_noted = True
+        super()._shutdown()
+
+    def _end_if_stop_noted(self) -> None:
+        if self.stop_noted:
+            self.log.info("Worker %s: stopping on a stop signal noted earlier", self.name)
             raise StopRequested
+
+    def check_for_suspension(self, burst: bool) -> None:
+        self._end_if_stop_noted()  # the first call inside RQ's work loop
         super().check_for_suspension(burst)
 
     # Drain: finish the current job, take no more ---------------------------------------------
@@ -180,6 +195,7 @@ class L1Worker(Worker):
                 self._wait_while_drained()
                 self._look_first = False
             self._ensure_horse()  # while this worker blocks on the queues, its horse gets ready
+            self._end_if_stop_noted()  # a stop during the fork (its at-fork hooks) is acted on here
             trace.mark("worker.waiting")
             result = super().dequeue_job_and_maintain_ttl(timeout, max_idle_time)
             trace.mark("worker.dequeued")
@@ -634,8 +650,15 @@ def _stop_before_rq_handlers(worker: L1Worker, pid: int, signum, frame) -> None:
     exiting here would make the interpreter wait for it at exit, for ever (the worker hung on a
     SIGTERM sent to its pid alone, as `docker stop` sends it). So the stop is noted, and RQ's work
     loop ends on it as on its own StopRequested: scheduler stopped, worker unregistered.
-    In a child forked meanwhile (the scheduler, before its own handlers), exit as before.
+    A child forked meanwhile (RQ's scheduler, until it installs its own handlers) dies of the
+    signal, as it would without this handler: raising there is not enough, since in the child's
+    at-fork hooks an exception is printed and ignored (CI: the worker's teardown signalled a
+    scheduler that had just been forked; it lived on, and the worker waited for it for ever).
     """
-    if os.getpid() != pid or not worker.registered:
+    if os.getpid() != pid:
+        signal.signal(signum, signal.SIG_DFL)
+        os.kill(os.getpid(), signum)
+        return
+    if not worker.registered:
         raise SystemExit(0)
-    worker.stop_signal = signum
+    worker.stop_noted = True

@@ -326,42 +326,83 @@ def test_status_page_and_dashboard_in_chromium(page: Page, live_l1, dev_l2, star
     page.screenshot(path=str(tmp_path / "rq-workers.png"), full_page=True)
 
 
-#: `python worker.py`, with a pause after RQ starts its scheduler process and before RQ installs its
-#: own stop handlers: the window a stop signal can fall into while the worker already shows as alive.
-SLOW_HANDLERS = """
-import time
+#: `python worker.py` with a pause in its start, where a stop signal can fall while the worker
+#: already shows as alive. "handlers": after RQ started its scheduler process, before RQ installs its
+#: own stop handlers. "scheduler": in the scheduler process's at-fork hooks, where it still has the
+#: worker's handler and an exception would be printed and ignored (RQ's handlers are in place).
+#: "horse": in the worker's own at-fork hooks as it forks its first horse, where RQ's StopRequested
+#: would be printed and ignored.
+SLOW_START = """
+import os, sys, time
 from l1web import worker
 
+where = sys.argv[1]
 started = worker.L1Worker._start_scheduler
+ensure_horse = worker.L1Worker._ensure_horse
+pause = None
+
+def pause_in_child():
+    if pause == "scheduler":
+        time.sleep(3)
+
+def pause_in_parent():
+    if pause == "horse":
+        print("horse forked", flush=True)
+        time.sleep(3)
+
+os.register_at_fork(after_in_child=pause_in_child, after_in_parent=pause_in_parent)
 
 def slow(self, *args, **kwargs):
+    global pause
+    pause = where if where == "scheduler" else None
     started(self, *args, **kwargs)
-    print("scheduler started", flush=True)
-    time.sleep(3)
+    pause = None
+    print("scheduler forked", flush=True)
+    if where == "handlers":
+        time.sleep(3)
+
+def first_horse(self):
+    global pause
+    pause = where if where == "horse" and self._horse is None else None
+    try:
+        return ensure_horse(self)
+    finally:
+        pause = None
 
 worker.L1Worker._start_scheduler = slow
+worker.L1Worker._ensure_horse = first_horse
 worker.main([])
 """
 
 
-def test_a_stop_before_rq_handles_signals_ends_the_worker_and_its_scheduler(settings, worker_env, tmp_path):
-    """SIGTERM to the worker's pid alone (as `docker stop` sends it) between its registration and
-    RQ's handlers: the worker unregisters and exits, and its scheduler process goes with it (a
-    non-daemon child that multiprocessing would otherwise wait for at exit, for ever)."""
+@pytest.mark.parametrize("where", ["handlers", "scheduler", "horse"])
+def test_a_stop_while_the_worker_starts_ends_it_and_its_scheduler(where, settings, worker_env, tmp_path):
+    """SIGTERM to the worker's pid alone (as `docker stop` sends it) while it starts: the worker
+    unregisters and exits, and its scheduler process goes with it, whether the signal comes before
+    RQ's handlers (the scheduler is a non-daemon child multiprocessing would wait for at exit) or
+    while the scheduler process is still in its at-fork hooks (CI hung there: the worker waited
+    for a scheduler that lived on), or while the worker forks its first horse (RQ's StopRequested,
+    raised from the handler, is ignored there: the worker went on waiting for work)."""
     import os
     import signal
     import subprocess
+    import time
+
+    from rq import Worker
 
     from l1web.devtools.processes import python_process, stop_process
 
     log = tmp_path / "worker.log"
-    proc = python_process(["-c", SLOW_HANDLERS], worker_env, log=log)
+    proc = python_process(["-c", SLOW_START, where], worker_env, log=log)
     try:
-        wait_until(lambda: "scheduler started" in log.read_text(), "the worker's scheduler to start", timeout=60)
-        from rq import Worker
+        wait_until(lambda: "scheduler forked" in log.read_text(), "the worker's scheduler to start", timeout=60)
+        if where == "horse":
+            wait_until(lambda: "horse forked" in log.read_text(), "the worker's first horse", timeout=60)
         assert len(Worker.all(connection=connect(settings.redis_url, decode=False))) == 1
         scheduler = [int(p) for p in Path(f"/proc/{proc.pid}/task/{proc.pid}/children").read_text().split()]
         assert scheduler, "the worker has no child process (its scheduler)"
+        if where == "scheduler":
+            time.sleep(0.5)  # RQ's handlers installed, the worker waiting for work; its scheduler still paused
         os.kill(proc.pid, signal.SIGTERM)
         try:
             code = proc.wait(20)
@@ -372,6 +413,9 @@ def test_a_stop_before_rq_handles_signals_ends_the_worker_and_its_scheduler(sett
                                    Path(f"/proc/{pid}/stat").read_text().split()[2] for pid in scheduler),
                    "the scheduler process to end", timeout=20)
         assert Worker.all(connection=connect(settings.redis_url, decode=False)) == []
-        assert "stopping on a signal received while starting" in log.read_text()
+        expected = {"handlers": "stopping on a stop signal noted earlier",
+                    "scheduler": "warm shut down requested",
+                    "horse": "stopping on a stop signal noted earlier"}[where]
+        assert expected in log.read_text()
     finally:
         stop_process(proc, signal.SIGKILL)
