@@ -46,8 +46,9 @@ from images import photo  # noqa: E402
 
 from devl2.testing import LiveL2  # noqa: E402
 from l1web.devtools.processes import free_port, python_process, start_redis, stop_process, wait_for  # noqa: E402
-from l1web.engine.effects.image import apply_image  # noqa: E402
+from l1web.engine.effects.image import load_rgb  # noqa: E402
 from l1web.engine.effects.registry import get_effect  # noqa: E402
+from l1web.engine.encoding import png_options  # noqa: E402
 
 #: Fresh jobs per size (each a new image); the first `WARMUP` are dropped.
 ROUNDS = int(os.environ.get("BENCH_SMALL_ROUNDS", "15"))
@@ -167,10 +168,13 @@ class Bench:
 
 
 def in_process_seconds(src: Path, dst: Path) -> float:
-    """Decode + invert + encode, by the same function and settings the worker uses."""
+    """Decode + invert + encode, by the worker's decoder and effect and Pillow's encoder with the
+    worker's settings; bare: not hashed as it is written, as the worker's output is (its
+    `engine.written.save_image`), nor renamed into place."""
     effect = get_effect("invert")
     started = time.perf_counter()
-    apply_image(effect, {}, src, dst)
+    rgb, _alpha = load_rgb(src)
+    Image.fromarray(effect.image(rgb, {}), "RGB").save(dst, format="PNG", **png_options())
     return time.perf_counter() - started
 
 

@@ -143,6 +143,51 @@ def test_put_file_consumes_the_file(store, tmp_path):
     assert store.has(digest)
 
 
+@pytest.mark.parametrize("fmt", ["PNG", "JPEG", "WEBP"])
+def test_an_image_the_engine_wrote_is_stored_under_the_hash_taken_as_it_was_written(store, tmp_path, monkeypatch, fmt):
+    """`engine.written.save_image` hashes the bytes as the encoder writes them; the store takes that
+    digest instead of reading the file back (issue 19), and it is the SHA3 of the stored bytes."""
+    from PIL import Image
+
+    import l1web.store as store_module
+    from l1web.engine import written
+    from l1web.store import facts, ingest
+
+    part = tmp_path / f".out.part.{fmt.lower()}"
+    written.save_image(Image.new("RGB", (64, 48), (200, 30, 90)), part, fmt)
+    source = part.with_name(f"out.{fmt.lower()}")
+    part.rename(source)  # as renders do: written under a temporary name, renamed into place
+    data = source.read_bytes()
+
+    def not_read_back(path):
+        raise AssertionError(f"{path} was read back to be hashed")
+
+    def not_described(path, **_):
+        raise AssertionError(f"{path} was opened again to be described")
+
+    monkeypatch.setattr(ingest, "hash_file", not_read_back)
+    monkeypatch.setattr(store_module, "describe", not_described)
+    digest = store.put_file(source, source="render")
+    assert digest == sha3(data) and store.path_for(digest).read_bytes() == data
+    # The facts the writer gave are those detection finds in the stored file.
+    assert facts.describe(store.path_for(digest)) == facts.MediaFacts(
+        **{k: getattr(store.meta(digest), k) for k in ("kind", "format", "mimetype", "width", "height", "duration")})
+
+
+def test_an_image_changed_after_it_was_written_is_hashed_again(store, tmp_path):
+    """The remembered digest is only for the file as written: changed bytes are hashed as they are."""
+    from PIL import Image
+
+    from l1web.engine import written
+
+    source = tmp_path / "render-output.png"
+    written.save_image(Image.new("RGB", (64, 48), (200, 30, 90)), source, "PNG")
+    source.write_bytes(DATA)  # another writer, other bytes (another size and time)
+    digest = store.put_file(source, source="render")
+    assert digest == sha3(DATA) and store.path_for(digest).read_bytes() == DATA
+    assert written.take(source) is None  # nothing left behind for that name
+
+
 def test_has_is_false_for_unknown_items(store):
     assert not store.has(sha3(b"never stored"))
     with pytest.raises(NotFound):

@@ -22,7 +22,7 @@ from l1web import trace
 from l1web.errors import BadRequest, Conflict, CorruptItem, NotFound, PayloadTooLarge
 from l1web.state.cache import CacheIndex, ItemLock, ItemMeta
 from l1web.store import names, thumbs
-from l1web.store.facts import MediaFacts, describe
+from l1web.store.facts import MediaFacts, describe, facts_of
 from l1web.store.imports import open_for_import
 from l1web.store.ingest import CHUNK, TEMP_PREFIX, AdoptedFile, PendingFile, Readable, TempWriter, raise_if_full
 from l1web.store.multipart import read_multipart
@@ -231,7 +231,11 @@ class ContentStore:
             try:
                 refuse = source == "upload" or source.startswith("import:")
                 own = source.startswith(OWN_RENDER_SOURCES)
-                facts = describe(writer.path, refuse_hostile=refuse, own=own) if known is None else None
+                facts = None
+                if known is None:
+                    # An image the engine wrote is not opened again: its writer said what it is.
+                    facts = facts_of(writer.info) if writer.info else describe(
+                        writer.path, refuse_hostile=refuse, own=own)
                 trace.mark("store.described")
                 return self._install(writer, digest, known, facts, verified=verified, lock=lock, source=source,
                                      owner=owner, name=name)

@@ -12,7 +12,7 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from l1web.engine.errors import HostileMedia, MediaError
-from l1web.engine.media import detect
+from l1web.engine.media import MediaInfo, detect
 from l1web.errors import UnsupportedMedia
 
 log = logging.getLogger(__name__)
@@ -80,6 +80,11 @@ def describe(path: Path, *, refuse_hostile: bool = False, own: bool = False) -> 
     except MediaError as exc:
         log.info("not media: %s", exc)
         return MediaFacts()
+    return facts_of(info)
+
+
+def facts_of(info: MediaInfo) -> MediaFacts:
+    """The index's facts of detected media (or of an image the engine wrote: `engine/written.py`)."""
     short = info.format.split(",")[0]
     short = _CONTAINERS.get(short, short)
     mimetype, _ext = _TYPES.get((info.kind, short), (OCTET_STREAM, "bin"))

@@ -16,6 +16,8 @@ import threading
 from pathlib import Path
 from typing import Protocol
 
+from l1web.engine import written
+from l1web.engine.media import MediaInfo
 from l1web.errors import InsufficientStorage, PayloadTooLarge
 from l1web.store.names import hash_file, new_hasher
 
@@ -51,6 +53,8 @@ class PendingFile(Protocol):
 
     path: Path
     size: int
+    #: What the file is, when its writer knew (an image the engine wrote): else detected.
+    info: MediaInfo | None
 
     def finish(self) -> str:
         """Make the bytes durable (or start to: see `durable`); return their digest."""
@@ -179,6 +183,8 @@ class TempWriter:
     memory at a few chunks however large the upload. The first `INLINE_BYTES` are hashed and
     written in the caller's thread: a small upload never pays for the threads.
     """
+
+    info: MediaInfo | None = None  # bytes from outside: always detected
 
     def __init__(self, tmp_dir: Path, max_bytes: int | None) -> None:
         fd, name = tempfile.mkstemp(dir=tmp_dir, prefix=TEMP_PREFIX, suffix=TEMP_SUFFIX)
@@ -340,6 +346,8 @@ class FinishedFile:
 
     Its fsync runs in the background (`_Flusher`) from `finish` until `durable`."""
 
+    info: MediaInfo | None = None
+
     def __init__(self, path: Path, size: int, digest: str | None = None) -> None:
         self.path, self.size, self._digest = path, size, digest
         self._synced: concurrent.futures.Future[None] | None = None
@@ -372,6 +380,7 @@ class AdoptedFile(FinishedFile):
     """
 
     def __init__(self, source: Path, tmp_dir: Path) -> None:
+        known = written.take(source)  # hashed as the engine wrote it, if it is still that file
         fd, name = tempfile.mkstemp(dir=tmp_dir, prefix=TEMP_PREFIX, suffix=TEMP_SUFFIX)
         os.close(fd)
         path = Path(name)
@@ -380,4 +389,5 @@ class AdoptedFile(FinishedFile):
         except BaseException:
             path.unlink(missing_ok=True)
             raise
-        super().__init__(path, path.stat().st_size)
+        super().__init__(path, path.stat().st_size, known.digest if known else None)
+        self.info = known.info if known else None

@@ -9,6 +9,7 @@ import numpy as np
 from PIL import Image, ImageOps
 
 from l1web import trace
+from l1web.engine import written
 from l1web.engine.effects.effect import Effect
 from l1web.engine.effects.encoding import IMAGE_FORMATS
 from l1web.engine.effects.errors import EffectError
@@ -69,4 +70,4 @@ def save_rgb(rgb: np.ndarray, alpha: Image.Image | None, dst: Path, fmt: str) ->
     out = Image.fromarray(rgb, "RGB")
     if alpha is not None and fmt != "JPEG":
         out.putalpha(alpha)
-    out.save(dst, format=fmt, **(png_options() if fmt == "PNG" else {}))
+    written.save_image(out, dst, fmt, **(png_options() if fmt == "PNG" else {}))

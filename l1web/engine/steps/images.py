@@ -12,6 +12,7 @@ from typing import Any
 import numpy as np
 from PIL import Image
 
+from l1web.engine import written
 from l1web.engine.encoding import png_options
 from l1web.engine.steps.task import RenderTask, check_scaled
 
@@ -41,7 +42,7 @@ def blend(job: RenderTask) -> None:
     b = np.asarray(top, dtype=np.float32)
     mixed = a + (MODES[job.config["mode"]](a, b) - a) * job.config["opacity"]
     out = np.clip(np.rint(mixed), 0, 255).astype(np.uint8)
-    Image.fromarray(out, "RGB").save(job.out, "PNG", **png_options())
+    written.save_image(Image.fromarray(out, "RGB"), job.out, "PNG", **png_options())
 
 
 def layer(job: RenderTask) -> None:
@@ -53,7 +54,7 @@ def layer(job: RenderTask) -> None:
         with Image.open(job.inputs[index]) as im:
             check_scaled(index, im.width, im.height, entry["scale"])
             _paste(canvas, _prepared(im.convert("RGBA"), entry), entry["position"])
-    (canvas if keep_alpha else canvas.convert("RGB")).save(job.out, "PNG", **png_options())
+    written.save_image(canvas if keep_alpha else canvas.convert("RGB"), job.out, "PNG", **png_options())
 
 
 def _prepared(im: Image.Image, entry: dict[str, Any]) -> Image.Image:
