@@ -188,6 +188,42 @@ def test_an_image_changed_after_it_was_written_is_hashed_again(store, tmp_path):
     assert written.take(source) is None  # nothing left behind for that name
 
 
+def test_the_plans_analysis_of_a_stored_image_uses_its_recorded_facts(store, monkeypatch):
+    """The analysis of a stored image is the one detection gives, without opening it again: the
+    index recorded those facts when it was stored (`ContentStore.path_and_image`)."""
+    from PIL import Image
+
+    from l1web.engine import analysis, media
+    from l1web.engine.dag import Dag, Node
+
+    buffer = io.BytesIO()
+    Image.new("RGB", (64, 48), (10, 20, 30)).save(buffer, "JPEG")
+    digest = store.put_bytes(buffer.getvalue(), source="upload").digest
+    dag = Dag(nodes={"in": Node("in", "SOURCE", {"hash": digest})}, output="in")
+    detected = analysis.analyze_file(store.path_for(digest), digest, ["metadata"])
+
+    def not_opened(path, **_):
+        raise AssertionError(f"{path} was opened again for its facts")
+
+    monkeypatch.setattr(analysis, "detect", not_opened)
+    assert analysis.analyze(dag, store, features=["metadata"])[digest] == detected
+    assert detected["media"] == media.MediaInfo("image", "jpeg", 64, 48).to_dict()
+
+
+def test_recorded_image_facts_beyond_the_pixel_limit_are_refused_as_detection_refuses_them(store, state):
+    """Facts taken from the index pass the same checks as detected ones."""
+    from l1web.engine import analysis, media
+    from l1web.engine.dag import Dag, Node
+    from l1web.state import keys
+
+    digest = store.put_bytes(DATA, source="upload").digest  # "other" bytes, then an index claiming a huge image
+    state.redis.hset(keys.cache_item(digest), mapping={"kind": "image", "format": "png",
+                                                       "width": 100_000, "height": 100_000})
+    dag = Dag(nodes={"in": Node("in", "SOURCE", {"hash": digest})}, output="in")
+    with pytest.raises(media.HostileMedia, match="MPixel limit"):
+        analysis.analyze(dag, store, features=["metadata"])
+
+
 def test_has_is_false_for_unknown_items(store):
     assert not store.has(sha3(b"never stored"))
     with pytest.raises(NotFound):

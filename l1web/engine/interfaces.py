@@ -10,6 +10,8 @@ from __future__ import annotations
 from pathlib import Path
 from typing import Protocol
 
+from l1web.engine.media import MediaInfo
+
 
 class Store(Protocol):
     """A content-addressed store of files named by the SHA3-256 hex of their bytes."""
@@ -19,6 +21,9 @@ class Store(Protocol):
 
     def path_for(self, digest: str) -> Path:
         """A verified local path to read the item from; raises if missing or corrupt."""
+
+    def path_and_image(self, digest: str) -> tuple[Path, MediaInfo | None]:
+        """`path_for`, and the item's facts when the store knows it is an image (else None)."""
 
     def put_file(self, path: Path, *, source: str, owner: str | None = None) -> str:
         """Move the file at `path` into the store (it is consumed); return its digest."""

@@ -81,8 +81,14 @@ def _detect_image(path: Path) -> MediaInfo | None:
         return None
     if fmt not in IMAGE_FORMATS:
         return None
-    _check_pixels(path, width, height)
-    return MediaInfo("image", fmt.lower(), width, height)
+    return checked_image(path, MediaInfo("image", fmt.lower(), width, height))
+
+
+def checked_image(path: Path, info: MediaInfo) -> MediaInfo:
+    """An image's facts (detected here, or recorded when it was stored), refused as `detect`
+    refuses them: no usable size, or more pixels than the limit."""
+    _check_pixels(path, info.width or 0, info.height or 0)
+    return info
 
 
 def _detect_av(path: Path, *, own: bool = False) -> MediaInfo:

@@ -436,12 +436,18 @@ class CacheIndex:
     # Verification ------------------------------------------------------------------------------
     def check(self, digest: str) -> tuple[bool, str | None, str | None]:
         """(indexed?, verified signature, quarantine reason) in one round trip: what every read asks."""
+        return self.check_image(digest)[:3]
+
+    def check_image(self, digest: str) -> tuple[bool, str | None, str | None, tuple[str, int, int] | None]:
+        """`check`, and the recorded (format, width, height) when the item is an image, in the
+        same round trip (the plan's analysis need not open a stored image for them)."""
         with self.redis.pipeline(transaction=False) as pipe:
-            pipe.exists(keys.cache_item(digest))
-            pipe.hget(keys.cache_item(digest), "verified")
+            # Every recorded item has a size: its presence says the item is indexed.
+            pipe.hmget(keys.cache_item(digest), "size", "verified", "kind", "format", "width", "height")
             pipe.hget(keys.cache_quarantine(), digest)
-            exists, verified, quarantined = pipe.execute()
-        return bool(exists), verified, (json.loads(quarantined)["reason"] if quarantined else None)
+            (size, verified, kind, fmt, width, height), quarantined = pipe.execute()
+        image = (fmt, int(width), int(height)) if kind == "image" and fmt and width and height else None
+        return size is not None, verified, (json.loads(quarantined)["reason"] if quarantined else None), image
 
     def set_verified(self, digest: str, signature: str) -> None:
         if self.exists(digest):

@@ -19,6 +19,7 @@ from dataclasses import dataclass, replace
 from pathlib import Path
 
 from l1web import trace
+from l1web.engine.media import MediaInfo
 from l1web.errors import BadRequest, Conflict, CorruptItem, NotFound, PayloadTooLarge
 from l1web.state.cache import CacheIndex, ItemLock, ItemMeta
 from l1web.store import names, thumbs
@@ -112,11 +113,18 @@ class ContentStore:
         The hash is recomputed only when the file's signature differs from the last verified one,
         so repeated range requests on a large video don't rehash it, but any change is caught.
         """
+        return self.path_and_image(digest)[0]
+
+    def path_and_image(self, digest: str) -> tuple[Path, MediaInfo | None]:
+        """`path_for`, and what the index recorded of the item when it is an image (else None),
+        from the same read: the plan's analysis need not open a fresh input to learn its format
+        and size (detection recorded them when it was stored)."""
         check_digest(digest)
-        indexed, verified, quarantined = self.index.check(digest)  # one round trip
+        indexed, verified, quarantined, image = self.index.check_image(digest)  # one round trip
         if quarantined is not None:
             raise CorruptItem(f"item {digest} is quarantined: {quarantined}")
-        return self._verified_path(digest, indexed, verified)
+        path = self._verified_path(digest, indexed, verified)
+        return path, (MediaInfo("image", *image) if image and indexed else None)
 
     def _verified_path(self, digest: str, indexed: bool, verified: str | None) -> Path:
         path = self.location(digest)

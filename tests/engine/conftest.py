@@ -34,6 +34,9 @@ class DirStore:
             raise FileNotFoundError(digest)
         return path
 
+    def path_and_image(self, digest: str) -> tuple[Path, None]:
+        return self.path_for(digest), None  # no index: the analysis detects
+
     def has(self, digest: str) -> bool:
         return (self.root / digest[:2] / digest).is_file()
 
