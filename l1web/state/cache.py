@@ -182,7 +182,9 @@ class ItemMeta:
 
     def to_fields(self) -> dict[str, str]:
         """The Redis hash fields; absent values are simply not stored."""
-        return {k: str(v) for k, v in asdict(self).items() if v is not None and v != ""}
+        # Not `asdict`, which copies every value recursively: these are plain scalars (2 % of a
+        # trivial run's job CPU went to `asdict` here, profiled).
+        return {f.name: str(v) for f in fields(self) if (v := getattr(self, f.name)) is not None and v != ""}
 
     @classmethod
     def from_fields(cls, raw: dict[str, str]) -> ItemMeta:
