@@ -36,6 +36,19 @@ from l1web.web import create_app
 # redirect, once at load 3.7), so it may wait up to 20 s. Nothing passes that would fail otherwise.
 expect.set_options(timeout=20_000)
 
+@pytest.hookimpl(hookwrapper=True, tryfirst=True)
+def pytest_terminal_summary(terminalreporter):
+    """The failed tests' names, last before the counts. Where `CI` is set, pytest prints each
+    failure's whole assertion diff in its short summary; CI shows only the end of the output, so
+    a long diff (bytes) pushed the failing test's name out of sight (stop 27)."""
+    yield
+    failed = [report.nodeid for kind in ("failed", "error") for report in terminalreporter.stats.get(kind, ())]
+    if failed:
+        terminalreporter.write_sep("=", f"{len(failed)} failed or in error")
+        for nodeid in failed:
+            terminalreporter.write_line(nodeid)
+
+
 #: Redis database the tests use (the app's default, 5, as in the seed).
 TEST_DB = 5
 
