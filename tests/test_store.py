@@ -188,6 +188,51 @@ def test_an_image_changed_after_it_was_written_is_hashed_again(store, tmp_path):
     assert written.take(source) is None  # nothing left behind for that name
 
 
+def test_a_new_file_where_a_remembered_one_was_deleted_is_hashed_as_it_is(store, tmp_path):
+    """A deleted file's inode number could be given to the next file made; with the same size and
+    a time in the same clock tick it would have matched the deleted file's remembered digest.
+    The writer holds what it wrote open until its digest is taken, so the inode stays its own."""
+    from PIL import Image
+
+    from l1web.engine import written
+
+    first = tmp_path / "out.png"
+    written.save_image(Image.new("RGB", (64, 48), (200, 30, 90)), first, "PNG")
+    size, mtime = first.stat().st_size, first.stat().st_mtime_ns
+    first.unlink()  # a render that failed after writing: nobody takes its digest
+    other = os.urandom(size)
+    second = tmp_path / "other.png"
+    second.write_bytes(other)
+    os.utime(second, ns=(mtime, mtime))  # the same size and time: only the inode tells them apart
+    digest = store.put_file(second, source="render")
+    assert digest == sha3(other) and store.path_for(digest).read_bytes() == other
+
+
+def test_the_writer_holds_at_most_its_bound_of_files_open(tmp_path, monkeypatch):
+    """Each remembered file is held open until taken; the oldest are let go beyond the bounds, and
+    a taken one is closed at once."""
+    from PIL import Image
+
+    from l1web.engine import written
+
+    def open_fds() -> int:
+        return len(os.listdir("/proc/self/fd"))
+
+    monkeypatch.setattr(written, "_remembered", {})  # what earlier tests left is not counted here
+    monkeypatch.setattr(written, "MAX_REMEMBERED", 2)
+    before = open_fds()
+    paths = [tmp_path / f"out-{index}.png" for index in range(4)]
+    for path in paths:
+        written.save_image(Image.new("RGB", (8, 8), (index := paths.index(path), 0, 0)), path, "PNG")
+    assert open_fds() == before + 2
+    assert written.take(paths[0]) is None and written.take(paths[1]) is None  # let go: hashed anew
+    assert written.take(paths[3]) is not None and open_fds() == before + 1
+    monkeypatch.setattr(written, "MAX_HELD_BYTES", 1)
+    written.save_image(Image.new("RGB", (8, 8), (index, 1, 0)), tmp_path / "big.png", "PNG")
+    assert open_fds() == before + 1 and written.take(paths[2]) is None  # over the bytes: the oldest went
+    assert written.take(tmp_path / "big.png") is not None and open_fds() == before
+
+
 def test_the_plans_analysis_of_a_stored_image_uses_its_recorded_facts(store, monkeypatch):
     """The analysis of a stored image is the one detection gives, without opening it again: the
     index recorded those facts when it was stored (`ContentStore.path_and_image`)."""

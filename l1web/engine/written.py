@@ -14,6 +14,12 @@ name now (renders write to a temporary name and rename it into place): same devi
 same size and modification time, all kept by a rename; otherwise None and the store hashes and
 describes the file itself, as before. Nothing but this process's own encoder writes through
 here, so the digest is of exactly the bytes on disk.
+
+A written file is held open (read-only) until its digest is taken or forgotten: an inode number
+is reused once its file is deleted and closed, and a file's times only move in steps of the
+kernel's clock tick, so a new file of the same size made in the same tick where a remembered
+one was deleted would have matched it. While the descriptor is open the inode stays that
+file's, so a (device, inode) match is that file and no other.
 """
 
 from __future__ import annotations
@@ -30,8 +36,10 @@ from l1web.engine.canonical import new_hasher
 from l1web.engine.media import MediaInfo
 
 #: Digests remembered at most at once (outputs written but not yet stored: a step has one; the
-#: bound only matters for renders that failed after writing, whose entries nobody takes).
+#: bounds only matter for renders that failed after writing, whose entries nobody takes, and
+#: whose deleted files stay on disk while they are held open), and the bytes they may hold.
 MAX_REMEMBERED = 64
+MAX_HELD_BYTES = 1 << 30
 
 
 @dataclass(frozen=True)
@@ -43,14 +51,20 @@ class Written:
     info: MediaInfo
 
 
-_remembered: dict[tuple[int, int], tuple[tuple[int, int], Written]] = {}  # (dev, ino) → ((size, mtime), …)
+_remembered: dict[tuple[int, int], tuple[int, tuple[int, int], Written]] = {}  # (dev, ino) → (fd, (size, mtime), …)
 _lock = threading.Lock()
+
+
+def _forget_all() -> None:
+    for fd, _signature, _written in _remembered.values():
+        os.close(fd)
+    _remembered.clear()
 
 
 def _after_fork() -> None:
     global _lock
     _lock = threading.Lock()
-    _remembered.clear()
+    _forget_all()  # the child's copies of the descriptors; the parent keeps its own
 
 
 os.register_at_fork(after_in_child=_after_fork)
@@ -82,12 +96,20 @@ def save_image(image: Image.Image, path: Path, fmt: str, **options: Any) -> None
         out = _HashingFile(handle)
         image.save(cast(IO[bytes], out), format=fmt, **options)  # all Pillow uses of a file: write, flush, tell
         digest = out.hasher.hexdigest()
-    stat = os.stat(path)
+    fd = os.open(path, os.O_RDONLY | os.O_CLOEXEC)  # holds the inode (the module's doc)
+    stat = os.fstat(fd)
+    info = MediaInfo("image", fmt.lower(), image.width, image.height)
     with _lock:
-        if len(_remembered) >= MAX_REMEMBERED:
-            _remembered.clear()
-        info = MediaInfo("image", fmt.lower(), image.width, image.height)
-        _remembered[stat.st_dev, stat.st_ino] = ((stat.st_size, stat.st_mtime_ns), Written(digest, info))
+        replaced = _remembered.pop((stat.st_dev, stat.st_ino), None)
+        if replaced is not None:  # written again in place: the same inode, held once
+            os.close(replaced[0])
+        _remembered[stat.st_dev, stat.st_ino] = (fd, (stat.st_size, stat.st_mtime_ns), Written(digest, info))
+        held = sum(signature[0] for _fd, signature, _written in _remembered.values())
+        while len(_remembered) > MAX_REMEMBERED or (held > MAX_HELD_BYTES and len(_remembered) > 1):
+            oldest = next(iter(_remembered))  # the oldest first: the latest is about to be taken
+            old_fd, (old_size, _mtime), _written = _remembered.pop(oldest)
+            os.close(old_fd)
+            held -= old_size
 
 
 def take(path: Path) -> Written | None:
@@ -101,4 +123,6 @@ def take(path: Path) -> Written | None:
         entry = _remembered.pop((stat.st_dev, stat.st_ino), None)
     if entry is None:
         return None
-    return entry[1] if entry[0] == (stat.st_size, stat.st_mtime_ns) else None
+    fd, signature, found = entry
+    os.close(fd)
+    return found if signature == (stat.st_size, stat.st_mtime_ns) else None
