@@ -335,13 +335,14 @@ def test_real_responses_of_every_operation_fit_the_document(app, alice_client, a
     check(alice_client, "DELETE", "/runs/{run_id}", run_id=by_recipe["id"], expect=200)
     check(alice_client, "DELETE", "/configs/{config_id}", config_id=config["id"], expect=200)
     check(alice_client, "DELETE", "/runs/{run_id}", run_id="f" * 64, expect=404)
+    # The whole queue paused, the run stays live (no step of it starts) through the checks below
+    # that need a live run, however fast the worker is (a loaded CI machine once saw the run
+    # completed before its cancel when the queue was paused only after it).
+    check(admin_client, "POST", "/admin/queue/{action}", action="pause", expect=200)
     live = check(alice_client, "POST", "/runs", expect=201,
                  json={"recipe": "dog", "inputs": [digest], "params": {"sigma": 2.0}}).json
     check(alice_client, "POST", "/runs/{run_id}/cancel", run_id=live["id"], expect=200)
     check(alice_client, "GET", "/runs/{run_id}/provenance", run_id=live["id"], expect=409)
-    # The whole queue paused, the rerun stays live (no step of it starts) through the checks below
-    # that need a live run, however fast the worker is.
-    check(admin_client, "POST", "/admin/queue/{action}", action="pause", expect=200)
     check(alice_client, "POST", "/runs/{run_id}/rerun", run_id=live["id"], expect=200)
     check(alice_client, "POST", "/runs/{run_id}/priority", run_id=live["id"], expect=200, json={"priority": -1})
     check(alice_client, "POST", "/runs/{run_id}/priority", run_id=live["id"], expect=403, json={"priority": 5})
