@@ -545,6 +545,34 @@ def horse_killed(job, retpid: int, ret_val: int, rusage) -> None:
         runs.on_plan_failure(job, None, runs.WorkHorseKilled, error, None)
 
 
+#: glibc's `mallopt` parameters (malloc.h), and the values the worker sets (`keep_freed_memory`).
+M_TRIM_THRESHOLD, M_MMAP_THRESHOLD = -1, -3
+MMAP_THRESHOLD, TRIM_THRESHOLD = 32 << 20, 128 << 20
+
+
+def keep_freed_memory() -> bool:
+    """Let the worker and its horses reuse the memory a render frees instead of returning it.
+
+    By default glibc gives each block above ~128 KiB its own mapping (and, once one is freed,
+    returns the free top of the heap past twice that): every render's pixel arrays were fresh
+    pages, faulted in one by one. Measured (`bench/trace_small_job.py`, 451×300 PNG invert, p50
+    of 30, two runs each): the horse's decode 5.6 ms → 4.6 ms, submit → the run completed 27.0 /
+    27.5 ms → 25.8 / 25.8 ms, while the same decode in a tight loop in one process was 14.3-14.5
+    ms either way. Blocks up to 32 MiB now come from the heap, and up to 128 MiB of free heap
+    top is kept: a horse holds at most that much more than it uses, and a horse is replaced
+    after `WORKER_HORSE_JOBS` jobs. glibc's own `MALLOC_MMAP_THRESHOLD_` / `MALLOC_TRIM_THRESHOLD_`
+    in the environment win; other C libraries (no `mallopt`) are left as they are.
+    """
+    if "MALLOC_MMAP_THRESHOLD_" in os.environ or "MALLOC_TRIM_THRESHOLD_" in os.environ:
+        return False
+    try:
+        mallopt = ctypes.CDLL(None).mallopt
+    except (OSError, AttributeError):
+        return False
+    mallopt.argtypes, mallopt.restype = [ctypes.c_int, ctypes.c_int], ctypes.c_int
+    return bool(mallopt(M_MMAP_THRESHOLD, MMAP_THRESHOLD)) and bool(mallopt(M_TRIM_THRESHOLD, TRIM_THRESHOLD))
+
+
 def preload() -> None:
     """Import the job code and probe the tools once, before any fork.
 
@@ -615,6 +643,7 @@ def main(argv: list[str] | None = None) -> None:
     )
     worker.abandon_grace = settings.worker_abandon_grace
     worker.horse_jobs = settings.worker_horse_jobs
+    keep_freed_memory()
     preload()
     # RQ registers the worker, starts its scheduler and only then installs its signal handlers:
     # a stop signal in between would kill the process outright and leave it registered (alive

@@ -11,6 +11,7 @@ from __future__ import annotations
 import os
 import signal
 import time
+from pathlib import Path
 
 import psutil
 import pytest
@@ -199,3 +200,33 @@ def test_a_horse_imports_nothing_the_worker_could_have_preloaded(service, state,
     assert done.returncode == 0, done.stderr
     assert state.runs.get(run["id"])["status"] == RunStatus.COMPLETED, done.stderr
     assert done.stdout.strip().splitlines()[-1] == "[]", done.stdout
+
+
+FAULTS_OF_REUSE = """
+import resource, sys
+from l1web.worker import keep_freed_memory
+kept = keep_freed_memory()
+import numpy as np
+def faults(size=8 << 20):
+    before = resource.getrusage(resource.RUSAGE_SELF).ru_minflt
+    block = np.ones(size, np.uint8)  # touched: every page of it is in use
+    del block
+    return resource.getrusage(resource.RUSAGE_SELF).ru_minflt - before
+print(kept, *[faults() for _ in range(3)])
+"""
+
+
+@pytest.mark.parametrize("environment", [{}, {"MALLOC_TRIM_THRESHOLD_": "1048576"}], ids=["ours", "the operator's"])
+def test_a_worker_reuses_the_memory_a_render_frees(environment):
+    """A render's pixel arrays, freed, serve the next render without faulting in fresh pages
+    (`worker.keep_freed_memory`: glibc otherwise maps each large block anew); glibc's own
+    MALLOC_* settings in the environment are left to win."""
+    import subprocess
+    import sys
+
+    out = subprocess.run([sys.executable, "-c", FAULTS_OF_REUSE], check=True, capture_output=True, text=True,
+                         cwd=str(Path(__file__).resolve().parent.parent), env={**os.environ, **environment}).stdout
+    kept, first, *again = out.split()
+    assert kept == ("False" if environment else "True")
+    if not environment:
+        assert int(first) > 100 and all(int(faults) < int(first) // 10 for faults in again), out
