@@ -58,6 +58,9 @@ class DirStore:
     def path_for(self, digest: str) -> Path:
         return self.root / digest
 
+    def path_and_image(self, digest: str) -> tuple[Path, None]:
+        return self.path_for(digest), None  # no index: the analysis detects the image's facts
+
     def put_file(self, path: Path, *, source: str, owner: str | None = None) -> str:
         digest = hashlib.sha3_256()
         with open(path, "rb") as fh:

@@ -75,3 +75,16 @@ def test_analysis_is_cached_by_input_hash_and_features(render, media, monkeypatc
 def test_analysis_id_ignores_feature_order():
     assert analysis_id("a" * 64, ["energy", "beats"]) == analysis_id("a" * 64, ["beats", "energy"])
     assert analysis_id("a" * 64, ["energy"]) != analysis_id("a" * 64, ["beats"])
+
+
+def test_every_stand_in_store_has_what_the_engines_store_protocol_asks():
+    """The tests' and the engine benchmark's minimal stores follow the engine's `Store`: a method
+    added to the protocol (session 27's `path_and_image`) broke `make bench` unnoticed."""
+    from bench.bench_engine import DirStore as BenchStore
+    from l1web.engine.interfaces import Store
+    from tests.engine.conftest import DirStore as TestStore
+
+    asked = {name for name, value in vars(Store).items() if callable(value) and not name.startswith("_")}
+    assert "path_and_image" in asked
+    for stand_in in (BenchStore, TestStore):
+        assert asked <= {name for name in dir(stand_in) if callable(getattr(stand_in, name))}, stand_in
