@@ -357,3 +357,25 @@ def test_a_bad_wait_is_refused_with_a_message(app, alice_client, value):
     response = alice_client.get(f"/runs/{run['id']}?wait={value}", headers=JSON)
     assert response.status_code == 400
     assert "'wait' must be a number of seconds from 0 to 30" in response.json["message"]
+
+
+def test_a_submission_reads_its_inputs_access_in_one_script_and_survives_a_redis_restart(app, alice_client,
+                                                                                           bob_client, redis_client):
+    """`POST /runs` reads the inputs' ownership facts through the access script in its one prefetch
+    round trip; after a Redis restart (scripts gone, NOSCRIPT) it loads the script and answers the same."""
+    mine, bobs, unknown = put_image(app), put_image(app, owner="bob", colour=(1, 2, 3)), "f" * 64
+    for restarted, created in ((False, 201), (True, 200)):
+        if restarted:
+            redis_client.script_flush()
+        hidden = alice_client.post("/runs", json={"recipe": "invert", "inputs": [bobs]})
+        if restarted:
+            redis_client.script_flush()
+        absent = alice_client.post("/runs", json={"recipe": "invert", "inputs": [unknown]})
+        assert hidden.status_code == absent.status_code == 404  # bob's private item answers like an unknown one
+        assert hidden.json["error"].replace(bobs, unknown) == absent.json["error"]
+        if restarted:
+            redis_client.script_flush()
+        made = alice_client.post("/runs", json={"recipe": "invert", "inputs": [mine]})
+        assert made.status_code == created, made.json  # the second time: the same run, found by the same read
+    assert queued(app) == 1
+    assert bob_client.post("/runs", json={"recipe": "invert", "inputs": [bobs]}).status_code == 201

@@ -52,7 +52,7 @@ class StateManager:
         self.tokens = Tokens(client)
         self.cache = CacheIndex(client)
         self.runs = Runs(client)
-        self.submissions = Submissions(client)
+        self.submissions = Submissions(client, self.cache)
         self.claims = Claims(client)
         self.recipes = Recipes(client)
         self.fair = FairShare(client)

@@ -235,30 +235,31 @@ def _parse_cursor(cursor: str) -> tuple[float, str]:
     return value, digest
 
 
-#: Replies `queue_access` adds to a pipeline.
-ACCESS_REPLIES = 7
+def _access_call(digests: Sequence[str], asker: str) -> tuple[list[str], list[str]]:
+    """`_ACCESS`'s keys and arguments for `digests` asked by `asker`."""
+    return ([keys.cache_index(), keys.cache_quarantine(), keys.cache_owner_index(asker), keys.cache_published(),
+             keys.cache_shared(), keys.assets()], [keys.cache_item(""), ",".join(digests)])
 
 
-def queue_access(pipe: redis.client.Pipeline, digest: str, asker: str | None) -> None:
-    """Queue on `pipe` the reads of `access_item` (`ACCESS_REPLIES` replies, for `access_from`), so
-    a caller may send them with other reads in one round trip (`state/submissions.py`)."""
-    pipe.hget(keys.cache_item(digest), "size")
-    pipe.hget(keys.cache_item(digest), "owner")
-    pipe.zscore(keys.cache_owner_index(asker or ""), digest)
-    pipe.hvals(keys.assets())
-    pipe.sismember(keys.cache_published(), digest)
-    pipe.zscore(keys.cache_shared(), digest)
-    pipe.hget(keys.cache_quarantine(), digest)
-
-
-def access_from(replies: Sequence[Any], digest: str, asker: str | None) -> Item:
-    """The `Item` of `digest` from the replies to `queue_access`."""
-    size, owner, held, assets, published, shared, quarantined = replies
-    if quarantined is not None:
-        return _quarantined_item(quarantined, asker)
-    return Item(exists=size is not None, owner=owner or None,
-                holders=frozenset([asker]) if asker and held is not None else frozenset(),
-                asset=digest in assets, published=bool(published), shared=shared is not None)
+def items_from_access(answer: Sequence[Any], digests: Sequence[str], asker: str) -> list[Item]:
+    """The `Item` of each of `digests` from `_ACCESS`'s answer."""
+    flags, owners, records = answer
+    holders = frozenset([asker]) if asker else frozenset()
+    found = iter(owners)
+    kept = {int(records[i]) - 1: records[i + 1] for i in range(0, len(records), 2)}  # (1-based place, record)
+    items = []
+    if len(flags) != len(digests):  # a ',' inside a 'digest' would split it in two
+        raise ValueError("access_items: a digest may not contain ','")
+    for place, flag in enumerate(flags):
+        bits = ord(flag) - 64
+        if not bits & _EXISTS:
+            record = kept.get(place)
+            items.append(_quarantined_item(record, asker) if record else _ABSENT)
+            continue
+        items.append(Item(exists=True, owner=next(found) or None,
+                          holders=holders if bits & _HELD else frozenset(), asset=bool(bits & _ASSET),
+                          published=bool(bits & _PUBLISHED), shared=bool(bits & _SHARED)))
+    return items
 
 
 # An item lock's release: only by the token that took it (as redis-py's `Lock` releases).
@@ -351,8 +352,19 @@ class CacheIndex:
     def access_item(self, digest: str, asker: str | None) -> Item:
         """The facts `l1web.access` decides on, for `asker` (one Redis round trip)."""
         with self.redis.pipeline(transaction=False) as pipe:
-            queue_access(pipe, digest, asker)
-            return access_from(pipe.execute(), digest, asker)
+            pipe.hget(keys.cache_item(digest), "size")
+            pipe.hget(keys.cache_item(digest), "owner")
+            pipe.zscore(keys.cache_owner_index(asker or ""), digest)
+            pipe.hvals(keys.assets())
+            pipe.sismember(keys.cache_published(), digest)
+            pipe.zscore(keys.cache_shared(), digest)
+            pipe.hget(keys.cache_quarantine(), digest)
+            size, owner, held, assets, published, shared, quarantined = pipe.execute()
+        if quarantined is not None:
+            return _quarantined_item(quarantined, asker)
+        return Item(exists=size is not None, owner=owner or None,
+                    holders=frozenset([asker]) if asker and held is not None else frozenset(),
+                    asset=digest in assets, published=bool(published), shared=shared is not None)
 
     def grant(self, digest: str, owner: str) -> None:
         """List an existing item among `owner`'s own (an output their run reused)."""
@@ -579,23 +591,20 @@ class CacheIndex:
         The script answers one flag character per hash and the owners of those that exist."""
         if not digests:
             return []
-        flags, owners, records = self._access(
-            keys=[keys.cache_index(), keys.cache_quarantine(), keys.cache_owner_index(asker),
-                  keys.cache_published(), keys.cache_shared(), keys.assets()],
-            args=[keys.cache_item(""), ",".join(digests)])
-        holders = frozenset([asker]) if asker else frozenset()
-        found = iter(owners)
-        kept = {int(records[i]) - 1: records[i + 1] for i in range(0, len(records), 2)}  # (1-based place, record)
-        items = []
-        if len(flags) != len(digests):  # a ',' inside a 'digest' would split it in two
-            raise ValueError("access_items: a digest may not contain ','")
-        for place, flag in enumerate(flags):
-            bits = ord(flag) - 64
-            if not bits & _EXISTS:
-                record = kept.get(place)
-                items.append(_quarantined_item(record, asker) if record else _ABSENT)
-                continue
-            items.append(Item(exists=True, owner=next(found) or None,
-                              holders=holders if bits & _HELD else frozenset(), asset=bool(bits & _ASSET),
-                              published=bool(bits & _PUBLISHED), shared=bool(bits & _SHARED)))
-        return items
+        script_keys, args = _access_call(digests, asker)
+        return items_from_access(self._access(keys=script_keys, args=args), digests, asker)
+
+    def queue_access_items(self, pipe: redis.client.Pipeline, digests: builtins.list[str], asker: str) -> None:
+        """Queue `access_items`' script on `pipe` by its SHA (one reply, for `access_items_from`), so a
+        caller sends it with other reads in one round trip (`state/submissions.py`); a redis-py
+        `Script` in a pipeline would ask `SCRIPT EXISTS` first, a round trip more."""
+        script_keys, args = _access_call(digests, asker)
+        pipe.evalsha(self._access.sha, len(script_keys), *script_keys, *args)
+
+    def access_items_from(self, answer: Any, digests: builtins.list[str], asker: str) -> builtins.list[Item]:
+        """The items of `queue_access_items`' reply; after a Redis restart (NOSCRIPT) asked again."""
+        if isinstance(answer, redis.exceptions.NoScriptError):
+            return self.access_items(digests, asker)
+        if isinstance(answer, Exception):
+            raise answer
+        return items_from_access(answer, digests, asker)

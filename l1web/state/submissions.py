@@ -21,7 +21,7 @@ import redis
 
 from l1web.access import Item
 from l1web.state import keys
-from l1web.state.cache import ACCESS_REPLIES, access_from, queue_access
+from l1web.state.cache import CacheIndex
 from l1web.state.runs import decode_fields, encode_fields
 
 # KEYS: 1 run, 2 all runs, 3 by status, 4 by user, 5 by user and status, 6 the config's runs,
@@ -53,8 +53,9 @@ return 1
 class Submissions:
     """Writing a new run with everything its submission entails, in one round trip."""
 
-    def __init__(self, client: redis.Redis) -> None:
+    def __init__(self, client: redis.Redis, cache: CacheIndex) -> None:
         self.redis = client
+        self.cache = cache
         self._submit = client.register_script(_SUBMIT)
 
     def create(self, run: Mapping[str, Any], inputs: Iterable[str], *, config_id: str = "",
@@ -95,17 +96,20 @@ class Submissions:
                  legacy_id: str) -> tuple[str | None, list[Item], dict[str, Any] | None, dict[str, Any] | None]:
         """What a submission of a recipe by name on inputs by hash reads, in one round trip:
         (the owner's recipe of that name, or None; each input's ownership facts, as
-        `CacheIndex.access_item`; the run under `run_id`; the run under `legacy_id`)."""
+        `CacheIndex.access_items`; the run under `run_id`; the run under `legacy_id`). The facts come
+        from `access_items`' script, one reply, where a command per fact took ten for one input."""
         with self.redis.pipeline(transaction=False) as pipe:
             pipe.hget(keys.config_names(owner), recipe_name)
-            for digest in digests:
-                queue_access(pipe, digest, owner)
+            if digests:
+                self.cache.queue_access_items(pipe, digests, owner)
             pipe.hgetall(keys.run(run_id))
             pipe.hgetall(keys.run(legacy_id))
-            replies = pipe.execute()
+            replies = pipe.execute(raise_on_error=False)
         config_id, run, legacy = replies[0], replies[-2], replies[-1]
-        items = [access_from(replies[1 + i * ACCESS_REPLIES:1 + (i + 1) * ACCESS_REPLIES], digest, owner)
-                 for i, digest in enumerate(digests)]
+        for reply in (config_id, run, legacy):
+            if isinstance(reply, Exception):
+                raise reply
+        items = self.cache.access_items_from(replies[1], digests, owner) if digests else []
         return (cast(str | None, config_id), items, decode_fields(run) if run else None,
                 decode_fields(legacy) if legacy else None)
 

@@ -13,6 +13,7 @@ from l1web.engine import encoding, ffmpeg
 from l1web.settings import Settings
 from l1web.state import StateManager
 from l1web.web import access_log, current, dashboard, errors, htmx, templating
+from l1web.web.flaskapp import L1Flask
 
 #: Largest request body of any route but the uploads, in bytes: recipes (256 KiB), JSON bodies
 #: (256 KiB) and forms fit; werkzeug refuses more (413) before reading it, whether or not a
@@ -26,7 +27,7 @@ def create_app(settings: Settings | None = None, *, state: StateManager | None =
     ffmpeg.configure(settings)
     encoding.configure(settings.png_encoding)  # cache ids planned here match the workers'
     # Named for the package, so templates and static files resolve from l1web/, not l1web/web/.
-    app = Flask("l1web")
+    app = L1Flask("l1web")
     app.config.update(
         SECRET_KEY=settings.resolved_secret_key(),
         TESTING=settings.testing,
