@@ -266,8 +266,11 @@ def render(args: argparse.Namespace) -> int:
                           "or pass --token / set L1_TOKEN", EXIT_AUTH)
     session = session_for(token)
     inputs = resolve_inputs(session, args)
-    run = submit(session, args, inputs)
-    if not (args.sync or args.output):
+    sync = bool(args.sync or args.output)
+    # Waiting, the submission itself asks the server to hold its answer until the run ends
+    # (`Prefer: wait`): a small job is submitted and seen done in one request.
+    run = submit(session, args, inputs, hold=first_hold(show=not args.json) if sync else 0)
+    if not sync:
         print(json.dumps(run, indent=2) if args.json else run["id"])
         return EXIT_OK
     run = wait(session, args.server, run, show=not args.json)
@@ -573,13 +576,16 @@ class UploadProgress:
             self.stream.flush()
 
 
-def submit(session: requests.Session, args: argparse.Namespace, inputs) -> dict:
+def submit(session: requests.Session, args: argparse.Namespace, inputs, hold: int = 0) -> dict:
+    """Start the run; with `hold`, the server may keep the answer up to that many seconds, until
+    the run has ended (RFC 7240 `Prefer: wait`; a server that does not wait answers at once)."""
     body: dict = {"recipe": args.recipe, "inputs": inputs, "force": args.force}
     if args.output_name:
         body["output_name"] = args.output_name
     if args.param:
         body["params"] = parse_params(args.param)
-    answer = session.post(f"{args.server}/runs", json=body, timeout=HTTP_TIMEOUT)
+    headers = {"Prefer": f"wait={hold}"} if hold else {}
+    answer = session.post(f"{args.server}/runs", json=body, headers=headers, timeout=HTTP_TIMEOUT + hold)
     check(answer, "starting the run")
     return answer.json()
 
@@ -596,6 +602,12 @@ def parse_params(items: list[str]) -> dict[str, float | int]:
 
 
 # Waiting, with progress ------------------------------------------------------------------------------
+def first_hold(*, show: bool) -> int:
+    """Whole seconds the submission may wait for the run's end (`Prefer: wait` takes whole
+    seconds): long without a progress bar, else short enough for the bar's first drawing."""
+    return int(LONG_WAIT) if not show else max(1, round(POLL_INTERVAL))
+
+
 def wait(session: requests.Session, server: str, run: dict, *, show: bool) -> dict:
     """Wait until the run is no longer live; progress goes to stderr (redrawn on a terminal).
 
@@ -606,6 +618,8 @@ def wait(session: requests.Session, server: str, run: dict, *, show: bool) -> di
     """
     progress = Progress(sys.stderr) if show else None
     hold = POLL_INTERVAL if show else LONG_WAIT
+    if progress and run["status"] not in LIVE:  # it ended while the submission waited
+        progress.show(run)
     while run["status"] in LIVE:
         try:
             answer = session.get(f"{server}/runs/{run['id']}", params={"wait": hold}, timeout=HTTP_TIMEOUT + hold)

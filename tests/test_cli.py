@@ -133,6 +133,9 @@ def test_sync_json_output_is_one_json_document(server, token, cat, start_worker,
     assert body["run"]["status"] == "completed"
     assert body["provenance"]["output"]["content_hash"] == body["run"]["output_hash"]
     assert done.stderr == ""  # no progress in machine mode
+    # The submission itself waited for the end (Prefer: wait): no status request followed it.
+    assert server.log.seen["POST /runs"] == 1
+    assert not [seen for seen in server.log.seen if re.fullmatch(r"GET /runs/[0-9a-f]{64}", seen)], server.log.seen
 
 
 def test_async_submit_prints_the_run_id_and_the_run_goes_on(server, token, cat, state, start_worker, cli):

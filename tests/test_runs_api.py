@@ -359,6 +359,94 @@ def test_a_bad_wait_is_refused_with_a_message(app, alice_client, value):
     assert "'wait' must be a number of seconds from 0 to 30" in response.json["message"]
 
 
+# Submitting and waiting in one request: POST /runs with `Prefer: wait=N` (RFC 7240) -----------------
+def finish_the_new_run_soon(state, delay: float = 0.4) -> threading.Thread:
+    """A stand-in worker: once a run exists, start it and, `delay` s later, complete it."""
+    def finish() -> None:
+        deadline = time.monotonic() + 10
+        while not (runs := state.runs.page()[0]) and time.monotonic() < deadline:
+            time.sleep(0.01)
+        assert runs, "no run was created"
+        state.runs.transition(runs[0]["id"], RunEvent.START)
+        time.sleep(delay)
+        state.runs.transition(runs[0]["id"], RunEvent.COMPLETE, output_hash="b" * 64)
+
+    finisher = threading.Thread(target=finish)
+    finisher.start()
+    return finisher
+
+
+def test_a_submission_that_prefers_to_wait_answers_when_the_run_has_ended(app, alice_client, state):
+    finisher = finish_the_new_run_soon(state)
+    started = time.monotonic()
+    response = alice_client.post("/runs", json={"recipe": "invert", "inputs": [put_image(app)]},
+                                 headers={**JSON, "Prefer": "respond-async, wait=20"})
+    finisher.join()
+    assert time.monotonic() - started < 15  # woken by the end, not by the 20 s limit
+    assert response.status_code == 201
+    assert response.json["status"] == "completed" and response.json["output_hash"] == "b" * 64
+    assert response.headers["Preference-Applied"] == "wait=20" and response.headers["L1-Waited"] == "1"
+    assert "Prefer" in response.headers["Vary"]  # a cache must not hand one answer for the other
+    # An identical submission of the ended run answers at once, without waiting.
+    again = alice_client.post("/runs", json={"recipe": "invert", "inputs": [response.json["input_hashes"]["input"]]},
+                              headers={**JSON, "Prefer": "wait=20"})
+    assert again.status_code == 200 and again.json["id"] == response.json["id"]
+    assert again.json["status"] == "completed" and "Preference-Applied" not in again.headers
+
+
+def test_a_wait_longer_than_30_seconds_is_cut_to_30(app, alice_client, state):
+    finisher = finish_the_new_run_soon(state)
+    response = alice_client.post("/runs", json={"recipe": "invert", "inputs": [put_image(app)]},
+                                 headers={**JSON, "Prefer": "wait=86400"})
+    finisher.join()
+    assert response.status_code == 201 and response.json["status"] == "completed"
+    assert response.headers["Preference-Applied"] == "wait=30"
+
+
+def test_a_submission_whose_run_does_not_end_in_time_answers_after_its_seconds(app, alice_client):
+    started = time.monotonic()
+    response = alice_client.post("/runs", json={"recipe": "invert", "inputs": [put_image(app)]},
+                                 headers={**JSON, "Prefer": "wait=1"})
+    assert 0.9 < time.monotonic() - started < 10
+    assert response.status_code == 201 and response.json["status"] == "pending"
+    assert response.headers["Preference-Applied"] == "wait=1"
+    assert queued(app) == 1  # queued once, as without the preference
+
+
+@pytest.mark.parametrize("prefer", ["wait=soon", "wait=-1", "wait=1.5", "wait=", "respond-async", "wait=0",
+                                    "handling=lenient", ",,;=", "wait" * 500])
+def test_other_or_malformed_preferences_are_ignored_not_refused(app, alice_client, prefer):
+    started = time.monotonic()
+    response = alice_client.post("/runs", json={"recipe": "invert", "inputs": [put_image(app)]},
+                                 headers={**JSON, "Prefer": prefer})
+    assert time.monotonic() - started < 0.9  # answered at once
+    assert response.status_code == 201 and response.json["status"] == "pending"
+    assert "Preference-Applied" not in response.headers and "L1-Waited" not in response.headers
+
+
+def test_a_submission_refused_for_its_body_is_refused_at_once_whatever_it_prefers(app, alice_client, state):
+    response = alice_client.post("/runs", json={"recipe": "invert", "inputs": ["0" * 64]},
+                                 headers={**JSON, "Prefer": "wait=30"})
+    assert response.status_code == 404 and "Preference-Applied" not in response.headers
+    assert state.runs.page()[1] == 0 and queued(app) == 0
+
+
+def test_when_every_wait_slot_is_taken_a_submission_answers_at_once_saying_so(app, alice_client):
+    from l1web.blueprints import runs as runs_blueprint
+
+    taken = 0
+    while runs_blueprint.WAITERS.acquire(blocking=False):
+        taken += 1
+    try:
+        response = alice_client.post("/runs", json={"recipe": "invert", "inputs": [put_image(app)]},
+                                     headers={**JSON, "Prefer": "wait=30"})
+    finally:
+        for _ in range(taken):
+            runs_blueprint.WAITERS.release()
+    assert response.status_code == 201 and response.json["status"] == "pending"
+    assert response.headers["L1-Waited"] == "0" and "Preference-Applied" not in response.headers
+
+
 def test_a_submission_reads_its_inputs_access_in_one_script_and_survives_a_redis_restart(app, alice_client,
                                                                                            bob_client, redis_client):
     """`POST /runs` reads the inputs' ownership facts through the access script in its one prefetch

@@ -22,7 +22,7 @@ from l1web.users import User
 from l1web.web import current, dagsvg
 from l1web.web.current import signed_in
 from l1web.web.errors import wants_json
-from l1web.web.requests import json_body
+from l1web.web.requests import json_body, prefer_wait
 from l1web.web.shapes import list_args, list_view, listing_url, run_json, run_response
 
 bp = Blueprint("runs", __name__)
@@ -55,8 +55,23 @@ def submit():
     trace.mark("web.checked")
     run, created = current.runs().submit(submission, user, admit=limit_run_submission)
     trace.mark("web.submitted")
-    # A run just created has no steps yet (its plan writes them): nothing more to read.
-    return run_response(run, 201, steps=[]) if created else run_response(run)
+    status = 201 if created else 200
+    # `Prefer: wait=N` (RFC 7240): the answer comes when the run has ended (or after N seconds),
+    # so a script that submits and waits makes one request, not two (render.py --sync).
+    seconds = prefer_wait(MAX_WAIT)
+    asked = bool(seconds) and run["status"] in WAIT_WHILE
+    waited = asked and wait_for_end(run["id"], seconds or 0)
+    if waited:
+        run, steps, _ = current.runs().view(run["id"], user)
+        response = jsonify(run_json(run, steps))
+        response.headers["Preference-Applied"] = f"wait={seconds:g}"
+    else:
+        # A run just created has no steps yet (its plan writes them): nothing more to read.
+        response, _ = run_response(run, status, steps=[]) if created else run_response(run)
+    if asked:
+        response.headers["L1-Waited"] = "1" if waited else "0"
+    response.vary.add("Prefer")
+    return response, status
 
 
 @bp.get("/runs")
@@ -94,6 +109,19 @@ def wait_arg() -> float:
     return seconds
 
 
+def wait_for_end(run_id: str, seconds: float) -> bool:
+    """Hold this request until the run leaves pending/running or `seconds` pass: a blocking wait
+    on the run's change channel, so a client waiting for the end hears of it at once instead of
+    polling. False, at once, when `WAITERS` requests already wait."""
+    if not WAITERS.acquire(blocking=False):
+        return False
+    try:
+        current.state().runs.wait_for_change(run_id, WAIT_WHILE, seconds)
+    finally:
+        WAITERS.release()
+    return True
+
+
 @bp.get("/runs/<run_id>")
 def show(run_id: str):
     user = signed_in()
@@ -103,14 +131,8 @@ def show(run_id: str):
     seconds = wait_arg()
     waited = None
     if seconds and run["status"] in WAIT_WHILE:
-        # A blocking wait on the run's change channel: a client waiting for the end hears of it
-        # at once instead of polling (render.py --sync, scripts).
-        waited = WAITERS.acquire(blocking=False)
+        waited = wait_for_end(run["id"], seconds)
         if waited:
-            try:
-                current.state().runs.wait_for_change(run["id"], WAIT_WHILE, seconds)
-            finally:
-                WAITERS.release()
             run, steps, _ = current.runs().view(run_id, user)
     response = jsonify(run_json(run, steps))
     if waited is not None:

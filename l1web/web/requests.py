@@ -52,6 +52,24 @@ class Paging:
     cursor: str | None = None
 
 
+def prefer_wait(most: float) -> float | None:
+    """Seconds the client asks the server to wait before answering, from RFC 7240's
+    `Prefer: wait=N` header (as Replicate's and others' APIs take it), capped at `most`; None when
+    not asked. A preference is a hint (RFC 7240 section 2): a malformed one is ignored, not refused."""
+    header = request.headers.get("Prefer")
+    if not header:
+        return None
+    for preference in header.split(","):
+        name, _, value = preference.split(";", 1)[0].strip().partition("=")
+        if name.strip().lower() != "wait":
+            continue
+        value = value.strip().strip('"')
+        if value.isdigit():  # delta-seconds: digits only (RFC 7240 section 4.3, RFC 7234)
+            return min(float(value[:9]), most)
+        return None
+    return None
+
+
 def whole_arg(name: str, default: int, low: int, high: int, *, below_is_low: bool = False) -> int:
     """The query parameter `name` as a whole number in low–high (`default` when absent); 400 naming
     it otherwise. `below_is_low` counts a too-small number as `low` instead of refusing it."""
