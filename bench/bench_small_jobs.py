@@ -13,8 +13,10 @@ measures, each beside a baseline from the same run:
 - `POST /cache/upload` of a small file (a fresh ~1.5 MB photo PNG each time, the kind of file a
   small job starts from), p50 ÷ writing + fsync + SHA3 of the same bytes in this process.
 
-"Done" is when the client sees the run completed: it asks `GET /runs/<id>?wait=` on a kept-alive
-connection (the server answers when the run's status changes), and the figure is the run's own
+"Done" is when the client sees the run completed. A single job is submitted with `Prefer: wait`
+(RFC 7240), as `render.py --sync` does: the `POST /runs` itself is answered when the run has ended;
+the 50 jobs of the burst are submitted first and then waited for with `GET /runs/<id>?wait=` on a
+kept-alive connection (the server answers when the run's status changes). The figure is the run's own
 `finished` stamp minus the moment the client started sending `POST /runs` (same clock, same
 machine), so the client's own reading does not inflate it; the client's own time is reported
 beside it for the 50-job burst.
@@ -122,9 +124,11 @@ class Bench:
         return http.client.HTTPConnection("127.0.0.1", self.port, timeout=60)
 
     def request(self, method: str, path: str, body: bytes | None = None, *, content_type: str = "application/json",
-                conn: http.client.HTTPConnection | None = None) -> tuple[int, dict, dict]:
+                conn: http.client.HTTPConnection | None = None, prefer: str = "") -> tuple[int, dict, dict]:
         conn = conn or self.http
         headers = {"Authorization": f"Bearer {self.token}", "Accept": "application/json"}
+        if prefer:
+            headers["Prefer"] = prefer
         if body is not None:
             headers["Content-Type"] = content_type
         conn.request(method, path, body=body, headers=headers)
@@ -138,9 +142,11 @@ class Bench:
             raise RuntimeError(f"upload: {status} {body}")
         return body["digest"]
 
-    def submit(self, digest: str, conn: http.client.HTTPConnection | None = None) -> tuple[int, dict]:
+    def submit(self, digest: str, conn: http.client.HTTPConnection | None = None, *,
+               wait: int = 0) -> tuple[int, dict]:
+        """`POST /runs`; with `wait`, answered once the run has ended (at most `wait` s: `Prefer: wait`)."""
         status, _, body = self.request("POST", "/runs", json.dumps({"recipe": "invert", "inputs": [digest]}).encode(),
-                                       conn=conn)
+                                       conn=conn, prefer=f"wait={wait}" if wait else "")
         return status, body
 
     def wait(self, run_id: str, conn: http.client.HTTPConnection | None = None, timeout: float = 120) -> dict:
@@ -185,10 +191,10 @@ def fresh_jobs(bench: Bench, size: tuple[int, int]) -> tuple[float, float, float
         digest, path = bench.fresh(size)
         local_time = in_process_seconds(path, bench.work / "out.png")
         started = time.time()
-        status, run = bench.submit(digest)
+        status, run = bench.submit(digest, wait=WAIT)
         if status != 201:
             raise RuntimeError(f"POST /runs: {status} {run}")
-        done = bench.wait(run["id"])
+        done = run if run["status"] == "completed" else bench.wait(run["id"])
         if index >= WARMUP:
             served.append(done["finished"] - started)
             local.append(local_time)
