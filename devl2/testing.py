@@ -41,19 +41,24 @@ class LiveServer:
         self.thread.start()
 
     def stop(self) -> None:
-        self.server.task_dispatcher.shutdown()  # type: ignore[union-attr]
-        # Close the sockets from inside the serving thread (waitress's trigger runs the thunk
-        # there): closing them from this thread raced its select() and raised EBADF in it.
-        sockets = self.server._map  # type: ignore[union-attr]  # noqa: SLF001
-        try:
-            self.server.trigger.pull_trigger(lambda: wasyncore.close_all(sockets))  # type: ignore[union-attr]
-        except OSError:
-            # The trigger's descriptor was already gone (CI, once, under load, in
-            # test_publish's slow-L2 test; cause not found): with it the serving thread's select()
-            # fails too and its loop ends, so the sockets are closed from here.
-            self.thread.join(5)
-            wasyncore.close_all(sockets)
-        self.thread.join(5)
+        stop_waitress(self.server, self.thread)
+
+
+def stop_waitress(server: Any, thread: threading.Thread) -> None:
+    """Stop a waitress server running `server.run` in `thread`."""
+    server.task_dispatcher.shutdown()
+    # Close the sockets from inside the serving thread (waitress's trigger runs the thunk
+    # there): closing them from this thread raced its select() and raised EBADF in it.
+    sockets = server._map  # noqa: SLF001
+    try:
+        server.trigger.pull_trigger(lambda: wasyncore.close_all(sockets))
+    except OSError:
+        # The trigger's descriptor was already gone (CI under load: test_publish's slow-L2 test,
+        # test_uploads' teardown; cause not found): with it the serving thread's select() fails
+        # too and its loop ends, so the sockets are closed from here.
+        thread.join(5)
+        wasyncore.close_all(sockets)
+    thread.join(5)
 
 
 class LiveL2:

@@ -22,8 +22,8 @@ from pathlib import Path
 
 import pytest
 import requests
-from waitress import wasyncore
 
+from devl2.testing import stop_waitress
 from l1web.devtools.processes import free_port, python_process, stop_process, wait_for
 from l1web.settings import Settings
 from l1web.state import StateManager
@@ -53,10 +53,7 @@ class Waitress:
         self.thread.start()
 
     def stop(self) -> None:
-        self.server.task_dispatcher.shutdown()
-        sockets = self.server._map  # noqa: SLF001
-        self.server.trigger.pull_trigger(lambda: wasyncore.close_all(sockets))
-        self.thread.join(5)
+        stop_waitress(self.server, self.thread)
 
 
 @pytest.fixture()

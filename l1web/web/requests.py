@@ -56,7 +56,7 @@ def prefer_wait(most: float) -> float | None:
     """Seconds the client asks the server to wait before answering, from RFC 7240's
     `Prefer: wait=N` header (as Replicate's and others' APIs take it), capped at `most`; None when
     not asked. A preference is a hint (RFC 7240 section 2): a malformed one is ignored, not refused."""
-    header = request.headers.get("Prefer")
+    header = ",".join(request.headers.getlist("Prefer"))  # the header may come on several lines
     if not header:
         return None
     for preference in header.split(","):
@@ -64,7 +64,7 @@ def prefer_wait(most: float) -> float | None:
         if name.strip().lower() != "wait":
             continue
         value = value.strip().strip('"')
-        if value.isdigit():  # delta-seconds: digits only (RFC 7240 section 4.3, RFC 7234)
+        if value.isascii() and value.isdigit():  # delta-seconds: ASCII digits only ("²" is a digit to isdigit)
             return min(float(value[:9]), most)
         return None
     return None
