@@ -242,3 +242,33 @@ def test_storing_a_new_item_reads_it_under_its_lock_then_records_and_unlocks_in_
     state.redis.script_flush()  # a Redis restart: the record and the unlock are sent again
     assert not index.record_and_release(meta, verified="sig", lock=lock)  # known already
     assert state.redis.get(keys.cache_lock(digest)) is None
+
+
+def test_a_workers_heartbeat_is_one_round_trip_and_does_what_rqs_three_did(state, monkeypatch):
+    from rq import Queue
+    from rq.serializers import JSONSerializer
+
+    from l1web.worker import L1Worker
+    from tests.test_runs_api import RoundTrips
+
+    queue = Queue("heartbeat-test", connection=state.redis, serializer=JSONSerializer)
+    worker = L1Worker([queue], connection=state.redis, serializer=JSONSerializer, name="beat-test")
+    worker.register_birth()
+    try:
+        state.redis.persist(worker.key)
+        state.redis.hdel(worker.key, "last_heartbeat")
+        state.redis.sadd(worker.executions_key, "x")  # RQ expires this set with the worker's key
+        trips = RoundTrips(monkeypatch)
+        worker.heartbeat(120)
+        assert trips.count == 1
+        assert 110 < state.redis.ttl(worker.key) <= 120 and 110 < state.redis.ttl(worker.executions_key) <= 120
+        assert state.redis.hget(worker.key, "last_heartbeat")
+        with state.redis.pipeline() as pipe:  # a caller's own pipeline is used as RQ uses it
+            trips.count = 0
+            worker.heartbeat(300, pipeline=pipe)
+            assert trips.count == 0
+            pipe.execute()
+        assert state.redis.ttl(worker.key) > 290
+    finally:
+        worker.register_death()
+        state.redis.delete(worker.executions_key)
