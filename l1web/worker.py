@@ -57,7 +57,7 @@ from l1web.clients import process_clients
 from l1web.engine import encoding
 from l1web.jobs.queues import QUEUES
 from l1web.settings import Settings
-from l1web.state import connect
+from l1web.state import connect, keys
 
 #: Why a step failed when a second SIGTERM (or SIGINT) stopped its worker mid-render.
 COLD_SHUTDOWN = "the worker was shut down while rendering this step (cold shutdown: a second stop signal)"
@@ -91,13 +91,17 @@ class L1Worker(Worker):
 
         RQ sends its three commands one by one unless given a pipeline, and a worker beats three
         times between one job and the next (after the job, before and after its blocking dequeue),
-        one of them between the dequeue and the job's hand-off: 9 round trips become 3."""
+        one of them between the dequeue and the job's hand-off: 9 round trips become 3. The same
+        send reads whether an admin drained this worker, so the look right after a dequeue (the
+        last thing RQ's dequeue does is beat) needs no round trip of its own."""
         if pipeline is not None:
             super().heartbeat(timeout, pipeline)
             return
         with self.connection.pipeline(transaction=False) as beat:
             super().heartbeat(timeout, beat)
-            beat.execute()
+            beat.sismember(keys.workers_drained(), self.name)
+            *_, drained = beat.execute()
+        self._drain_seen = bool(drained)
 
     def maintain_heartbeats(self, job, execution) -> None:
         # RQ lets a Redis error here end the whole worker (and orphan the horse mid-render).
@@ -212,14 +216,21 @@ class L1Worker(Worker):
             trace.mark("worker.waiting")
             result = super().dequeue_job_and_maintain_ttl(timeout, max_idle_time)
             trace.mark("worker.dequeued")
-            if result is None or not self._drained():
+            if result is None or not self._drained(seen=self._drain_seen):
                 return result
             # Drained before or while it waited on the queues: the job it took goes back to the front.
             job, queue = result
             self._give_back(job, queue)
             self._look_first = True
 
-    def _drained(self) -> bool:
+    #: What the last heartbeat read of the drain state (None: not read since it was last used).
+    _drain_seen: bool | None = None
+
+    def _drained(self, seen: bool | None = None) -> bool:
+        """Whether an admin drained this worker: `seen` (what the heartbeat just read), else read now."""
+        self._drain_seen = None
+        if seen is not None:
+            return seen
         try:
             return process_clients().state.workers.is_drained(self.name)
         except redis.RedisError as exc:  # Redis restarting: RQ's own dequeue reports and retries

@@ -244,7 +244,7 @@ def test_storing_a_new_item_reads_it_under_its_lock_then_records_and_unlocks_in_
     assert state.redis.get(keys.cache_lock(digest)) is None
 
 
-def test_a_workers_heartbeat_is_one_round_trip_and_does_what_rqs_three_did(state, monkeypatch):
+def test_a_workers_heartbeat_is_one_round_trip_does_what_rqs_three_did_and_reads_the_drain(state, monkeypatch):
     from rq import Queue
     from rq.serializers import JSONSerializer
 
@@ -263,6 +263,13 @@ def test_a_workers_heartbeat_is_one_round_trip_and_does_what_rqs_three_did(state
         assert trips.count == 1
         assert 110 < state.redis.ttl(worker.key) <= 120 and 110 < state.redis.ttl(worker.executions_key) <= 120
         assert state.redis.hget(worker.key, "last_heartbeat")
+        assert worker._drain_seen is False  # the same send read the drain state
+        state.redis.sadd(keys.workers_drained(), "beat-test")
+        trips.count = 0
+        worker.heartbeat()
+        assert trips.count == 1 and worker._drain_seen is True
+        assert worker._drained(seen=worker._drain_seen) and worker._drain_seen is None  # used once
+        state.redis.srem(keys.workers_drained(), "beat-test")
         with state.redis.pipeline() as pipe:  # a caller's own pipeline is used as RQ uses it
             trips.count = 0
             worker.heartbeat(300, pipeline=pipe)
