@@ -50,6 +50,7 @@ from rq.executions import Execution
 from rq.job import Job, parse_job_id
 from rq.scheduler import RQScheduler
 from rq.serializers import JSONSerializer
+from rq.suspension import WORKERS_SUSPENDED
 from rq.worker import WorkerStatus
 
 from l1web import startup, trace
@@ -87,21 +88,43 @@ class L1Worker(Worker):
         return int(interval) + self.abandon_grace
 
     def heartbeat(self, timeout: int | None = None, pipeline=None) -> None:
-        """RQ's heartbeat (the worker's `last_heartbeat` and the expiry of its two keys) in one send.
+        """RQ's heartbeat (the worker's `last_heartbeat` and the expiry of its two keys) in one send,
+        with what the worker would otherwise ask or write in sends of its own right before or after.
 
-        RQ sends its three commands one by one unless given a pipeline, and a worker beats three
-        times between one job and the next (after the job, before and after its blocking dequeue),
-        one of them between the dequeue and the job's hand-off: 9 round trips become 3. The same
-        send reads whether an admin drained this worker, so the look right after a dequeue (the
-        last thing RQ's dequeue does is beat) needs no round trip of its own."""
+        RQ sends its three commands one by one unless given a pipeline, and between one job and the
+        next a worker sets its state to idle twice and beats four times (after the job, in the
+        suspension check, before and after its blocking dequeue): 16 round trips. Now each beat is
+        one send that also carries a pending "idle" (`set_state`: every idle is followed by a beat),
+        reads whether `rq suspend` holds (for the suspension check that follows the beat after a
+        job) and whether an admin drained this worker (for the look right after a dequeue, whose
+        last act is a beat): 6 round trips, one of them between taking a job and handing it on."""
         if pipeline is not None:
             super().heartbeat(timeout, pipeline)
             return
         with self.connection.pipeline(transaction=False) as beat:
+            if self._idle_unsent:
+                beat.hset(self.key, "state", WorkerStatus.IDLE)
             super().heartbeat(timeout, beat)
+            beat.exists(WORKERS_SUSPENDED)
             beat.sismember(keys.workers_drained(), self.name)
-            *_, drained = beat.execute()
+            *_, suspended, drained = beat.execute()
+        self._idle_unsent = False
+        self._suspension_seen = (bool(suspended), time.monotonic())
         self._drain_seen = bool(drained)
+
+    #: An "idle" state set but not yet written: the next beat carries it.
+    _idle_unsent = False
+    #: What the last beat read of `rq suspend`, and when; used once, within `SEEN_FRESH` seconds.
+    _suspension_seen: tuple[bool, float] | None = None
+    SEEN_FRESH = 1.0
+
+    def set_state(self, state: str, pipeline=None) -> None:
+        if state == WorkerStatus.IDLE and pipeline is None:
+            self._state = state  # written by the beat that follows every idle (RQ's loop and dequeue)
+            self._idle_unsent = True
+            return
+        self._idle_unsent = False
+        super().set_state(state, pipeline)
 
     def maintain_heartbeats(self, job, execution) -> None:
         # RQ lets a Redis error here end the whole worker (and orphan the horse mid-render).
@@ -192,6 +215,9 @@ class L1Worker(Worker):
 
     def check_for_suspension(self, burst: bool) -> None:
         self._end_if_stop_noted()  # the first call inside RQ's work loop
+        seen, self._suspension_seen = self._suspension_seen, None
+        if seen is not None and not seen[0] and time.monotonic() - seen[1] < self.SEEN_FRESH:
+            return  # the beat that RQ's loop sends right before this read it: not suspended
         super().check_for_suspension(burst)
 
     # Drain: finish the current job, take no more ---------------------------------------------

@@ -13,6 +13,8 @@ import time
 from pathlib import Path
 from types import SimpleNamespace
 
+import pytest
+
 from l1web.jobs import runs as run_jobs
 from l1web.lifecycle import RunEvent, StepEvent
 from l1web.state import keys
@@ -246,7 +248,10 @@ def test_storing_a_new_item_reads_it_under_its_lock_then_records_and_unlocks_in_
 
 def test_a_workers_heartbeat_is_one_round_trip_does_what_rqs_three_did_and_reads_the_drain(state, monkeypatch):
     from rq import Queue
+    from rq.exceptions import StopRequested
     from rq.serializers import JSONSerializer
+    from rq.suspension import resume, suspend
+    from rq.worker import WorkerStatus
 
     from l1web.worker import L1Worker
     from tests.test_runs_api import RoundTrips
@@ -270,6 +275,31 @@ def test_a_workers_heartbeat_is_one_round_trip_does_what_rqs_three_did_and_reads
         assert trips.count == 1 and worker._drain_seen is True
         assert worker._drained(seen=worker._drain_seen) and worker._drain_seen is None  # used once
         state.redis.srem(keys.workers_drained(), "beat-test")
+        # An idle state waits for the beat that follows it; the beat also reads `rq suspend`.
+        worker.set_state(WorkerStatus.BUSY)
+        trips.count = 0
+        worker.set_state(WorkerStatus.IDLE)
+        assert trips.count == 0 and worker.get_state() == WorkerStatus.IDLE
+        assert state.redis.hget(worker.key, "state") == "busy"
+        trips.count = 0
+        worker.heartbeat()
+        assert trips.count == 1
+        assert state.redis.hget(worker.key, "state") == "idle"
+        trips.count = 0
+        worker.check_for_suspension(burst=True)  # not suspended: the beat's answer, no send
+        assert trips.count == 0
+        suspend(state.redis)
+        worker.heartbeat()
+        with pytest.raises(StopRequested):  # suspended: RQ's own check runs (a burst worker stops)
+            worker.check_for_suspension(burst=True)
+        resume(state.redis)
+        worker.heartbeat()
+        worker.check_for_suspension(burst=True)
+        worker._suspension_seen = (False, time.monotonic() - 2)  # an old answer is not used
+        suspend(state.redis)
+        with pytest.raises(StopRequested):
+            worker.check_for_suspension(burst=True)
+        resume(state.redis)
         with state.redis.pipeline() as pipe:  # a caller's own pipeline is used as RQ uses it
             trips.count = 0
             worker.heartbeat(300, pipeline=pipe)
