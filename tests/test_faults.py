@@ -355,10 +355,13 @@ class MisbehavingL2(BaseHTTPRequestHandler):
         if self.behaviour.get("chunked"):  # no Content-Length: the cap must hold while reading
             self.send_header("Transfer-Encoding", "chunked")
             self.end_headers()
-            for start in range(0, len(body), 4096):
-                piece = body[start:start + 4096]
-                self.wfile.write(b"%x\r\n%s\r\n" % (len(piece), piece))
-            self.wfile.write(b"0\r\n\r\n")
+            try:
+                for start in range(0, len(body), 4096):
+                    piece = body[start:start + 4096]
+                    self.wfile.write(b"%x\r\n%s\r\n" % (len(piece), piece))
+                self.wfile.write(b"0\r\n\r\n")
+            except (BrokenPipeError, ConnectionResetError):
+                self.close_connection = True  # the client stopped reading at its cap and hung up
             return
         self.send_header("Content-Length", str(len(body)))
         self.end_headers()
