@@ -58,7 +58,7 @@ from l1web.clients import process_clients
 from l1web.engine import encoding
 from l1web.jobs.queues import QUEUES
 from l1web.settings import Settings
-from l1web.state import connect, keys
+from l1web.state import connect
 
 #: Why a step failed when a second SIGTERM (or SIGINT) stopped its worker mid-render.
 COLD_SHUTDOWN = "the worker was shut down while rendering this step (cold shutdown: a second stop signal)"
@@ -106,7 +106,7 @@ class L1Worker(Worker):
                 beat.hset(self.key, "state", WorkerStatus.IDLE)
             super().heartbeat(timeout, beat)
             beat.exists(WORKERS_SUSPENDED)
-            beat.sismember(keys.workers_drained(), self.name)
+            process_clients().state.workers.ask_drained(beat, self.name)
             *_, suspended, drained = beat.execute()
         self._idle_unsent = False
         self._suspension_seen = (bool(suspended), time.monotonic())

@@ -30,6 +30,10 @@ class Workers:
     def is_drained(self, name: str) -> bool:
         return bool(self.redis.sismember(keys.workers_drained(), name))
 
+    def ask_drained(self, pipe: redis.client.Pipeline, name: str) -> None:
+        """Queue the question "is `name` drained?" in `pipe` (another caller's send): its reply, 0 or 1."""
+        pipe.sismember(keys.workers_drained(), name)
+
     def drained(self) -> set[str]:
         return {str(n) for n in self.redis.smembers(keys.workers_drained())}
 
