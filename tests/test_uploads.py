@@ -751,6 +751,21 @@ def test_patch_bodies_are_held_in_memory_within_the_budget_and_given_back(server
     assert s.get(f"{server.url}/cache/{last.headers['L1-Digest']}").content == data
 
 
+def test_a_small_post_upload_is_held_in_memory_and_a_large_one_is_not(server, dev_l2, monkeypatch):
+    """`POST /cache/upload` bodies up to MAX_BODY are held as received too (no temp file before the
+    app reads them); a larger one takes waitress's buffer; both store the same bytes."""
+    budget = RecordingBudget(64 * MiB)
+    monkeypatch.setattr(MemoryBodyParser, "budget", budget)
+    s = session(dev_l2, server)
+    for data in (os.urandom(3 * MiB), os.urandom(MAX_BODY + 1)):
+        answer = s.post(f"{server.url}/cache/upload", data=data, headers={"Content-Type": "application/octet-stream"})
+        assert answer.status_code == 201, answer.text
+        assert answer.json()["digest"] == hashlib.sha3_256(data).hexdigest()
+        assert s.get(f"{server.url}/cache/{answer.json()['digest']}").content == data
+    assert budget.granted == [3 * MiB]
+    wait_until(lambda: budget.held == 0)
+
+
 def test_a_body_cut_off_half_way_gives_its_reservation_back(server, dev_l2, monkeypatch):
     budget = RecordingBudget(64 * MiB)
     monkeypatch.setattr(MemoryBodyParser, "budget", budget)
