@@ -213,6 +213,57 @@ def test_a_watch_finished_into_its_callers_writes_sends_nothing_itself():
     assert text == "second\n" and snapshot["state"] == "done" and snapshot["percent"] == 100.0
 
 
+def test_a_watch_holding_its_first_emission_hands_it_over_once_or_sends_it_when_released():
+    from l1web.engine.watch import StepWatch
+
+    sent = []
+    held = StepWatch(sink=lambda snap, text: sent.append((snap, text)), hold_first=True)
+    held.line("started")
+    assert sent == []  # held for the caller's round trip
+    snapshot, text = held.take_first()
+    assert text == "started\n" and snapshot["state"] == "running"
+    assert held.take_first() is None  # once only
+    held.release_first()
+    assert sent == []  # taken: nothing left to send
+    held.line("within the interval")
+    assert sent == []  # the interval runs from the handover
+    released = StepWatch(sink=lambda snap, text: sent.append((snap, text)), hold_first=True)
+    released.line("forced step started")
+    released.release_first()  # nobody took it (a forced step, a chunk): it goes out now
+    assert [t for _, t in sent] == ["forced step started\n"]
+    finished = StepWatch(sink=lambda snap, text: sent.append((snap, text)), hold_first=True)
+    finished.line("cached")
+    assert finished.finish_into(ok=True)[1] == "cached\n" and finished.take_first() is None
+
+
+def test_a_steps_first_lines_go_with_its_claim_in_one_round_trip_and_survive_a_script_flush(state, redis_client):
+    from functools import partial
+
+    def calls() -> dict[str, int]:
+        return {name: stats["calls"] for name, stats in redis_client.info("commandstats").items()}
+
+    cache_id = "f" * 64
+    along = partial(state.watch.queue_publish, run_id=RUN, step_id="s", progress={"percent": 0},
+                    log_text="step s started\n")
+    state.watch.publish(RUN, "other", None, "loads the log script\n")
+    before = calls()
+    recorded, token, answers = state.claims.result_or_acquire_along(cache_id, "job-1", along)
+    sent = {name: n - before.get(name, 0) for name, n in calls().items() if n != before.get(name, 0)}
+    assert recorded is None and token and state.claims.holder(cache_id) == token
+    assert not any(isinstance(a, Exception) for a in answers)
+    assert sent.get("cmdstat_evalsha") == 2 and "cmdstat_script|exists" not in sent, sent
+    assert state.watch.log(RUN, "s") == "step s started\n"
+    assert state.watch.progress(RUN, ["s"])["s"]["percent"] == 0
+    # After Redis lost its scripts (a restart): the claim is asked again (taken once), and the
+    # caller hears that the log was not appended (it sends it again).
+    redis_client.script_flush()
+    other = "0" * 64
+    recorded, token, answers = state.claims.result_or_acquire_along(other, "job-2", along)
+    assert recorded is None and token and state.claims.holder(other) == token
+    assert any(isinstance(a, Exception) for a in answers)
+    assert state.watch.log(RUN, "s") == "step s started\n"
+
+
 def test_storing_a_new_item_reads_it_under_its_lock_then_records_and_unlocks_in_one_round_trip(state, monkeypatch):
     import threading
 

@@ -96,7 +96,7 @@ class StepWatch:
                  preview_sink: Callable[[bytes, float], None] | None = None,
                  redact: Callable[[str], str] | None = None,
                  interval: float = INTERVAL, clock: Callable[[], float] = time.monotonic,
-                 wall: Callable[[], float] = time.time) -> None:
+                 wall: Callable[[], float] = time.time, hold_first: bool = False) -> None:
         self.seconds = seconds if seconds and seconds > 0 else None
         self.total_frames = frames if frames and frames > 0 else None
         self._sink = sink
@@ -109,7 +109,10 @@ class StepWatch:
         self.started = clock()
         self._lock = threading.Lock()
         self._emitting = threading.Lock()
-        self._last_emit = float("-inf")
+        # `hold_first`: the first emission waits (at most `interval`) for the caller to send it
+        # with a round trip of its own (`take_first`), or to let it go (`release_first`).
+        self._held = hold_first
+        self._last_emit = self.started if hold_first else float("-inf")
         self._pending_log: list[str] = []
         self.frames = 0
         self.out_seconds = 0.0
@@ -234,10 +237,28 @@ class StepWatch:
             self.state = "done" if ok else "failed"
             if ok:
                 self.percent = 100.0
+            self._held = False
             self._last_emit = self.clock()
             snap = self._snapshot()
             text, self._pending_log = "".join(self._pending_log), []
         return snap, text
+
+    def take_first(self) -> tuple[dict[str, Any], str] | None:
+        """The held first emission (snapshot, log so far), for the caller to send; None when it
+        is not held (any more)."""
+        with self._emitting, self._lock:
+            if not self._held:
+                return None
+            self._held = False
+            self._last_emit = self.clock()
+            text, self._pending_log = "".join(self._pending_log), []
+            return self._snapshot(), text
+
+    def release_first(self) -> None:
+        """Send the held first emission now, if nobody took it."""
+        if self._held:
+            self._held = False
+            self._maybe_emit(force=True)
 
     # What the sinks get ------------------------------------------------------------------------
     def snapshot(self) -> dict[str, Any]:
@@ -283,6 +304,7 @@ class StepWatch:
                 if not force and now - self._last_emit < self.interval:
                     return
                 self._last_emit = now
+                self._held = False
                 snap = self._snapshot()
                 text, self._pending_log = "".join(self._pending_log), []
             if self._sink is None:

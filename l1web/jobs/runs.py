@@ -465,7 +465,8 @@ def step_watch(ctx: Clients, run_id: str, step: Step) -> StepWatch:
     # The watch writes straight to the state manager (no wrapper here for it to call back into).
     return StepWatch(seconds=expect.get("seconds"), frames=expect.get("frames"),
                      sink=partial(ctx.state.watch.publish, run_id, step_id),
-                     preview_sink=partial(ctx.state.watch.publish_preview, run_id, step_id), redact=redact)
+                     preview_sink=partial(ctx.state.watch.publish_preview, run_id, step_id), redact=redact,
+                     hold_first=True)  # sent with the step's claim (`_produce`)
 
 
 #: Lines of a failed step's log kept in its error, and characters of each.
@@ -497,11 +498,24 @@ def _produce(ctx: Clients, run: Run, step: Step, holder: str, jlog: JobLogAdapte
     deadline = time.monotonic() + queues.STEP_TIMEOUT
     waiting = False
     whole = chunked.joined_whole(list(steps), step) if chunked.is_chunk(step) else None
+    watch = watch_current()
     while True:
         token = None
         if not force and whole is None:
-            # The result looked up and, when there is none, the claim taken: one round trip.
-            recorded, token = ctx.state.claims.result_or_acquire(cache_id, holder)
+            # The result looked up and, when there is none, the claim taken: one round trip,
+            # which also carries the step's first progress and log lines (held until now).
+            first = watch.take_first() if watch is not None else None
+            if first is None:
+                recorded, token = ctx.state.claims.result_or_acquire(cache_id, holder)
+            else:
+                along = partial(ctx.state.watch.queue_publish, run_id=run["id"], step_id=step["step_id"],
+                                progress=first[0], log_text=first[1])
+                recorded, token, answers = ctx.state.claims.result_or_acquire_along(cache_id, holder, along)
+                if any(isinstance(answer, redis.exceptions.NoScriptError) for answer in answers):
+                    ctx.state.watch.publish(run["id"], step["step_id"], *first)  # after a Redis restart: again
+                elif any(isinstance(answer, Exception) for answer in answers):  # never fails the render
+                    jlog.warning("could not report step %s's start: %s", step["step_id"],
+                                 next(a for a in answers if isinstance(a, Exception)))
             if recorded and ctx.remote.has(recorded):
                 return recorded, True, None
             if (found := ctx.remote.peer_result(cache_id)):  # a peer L1 rendered it (IPNS sync)
@@ -515,6 +529,8 @@ def _produce(ctx: Clients, run: Run, step: Step, holder: str, jlog: JobLogAdapte
             if whole is not None and (found := _recorded(ctx, whole["cache_id"])):
                 return found, True, None  # the joined whole exists: this chunk's frames are in it
         trace.mark("step.looked_up")
+        if watch is not None:
+            watch.release_first()  # forced or a chunk: not sent with a lookup above
         if token is None:
             token = ctx.state.claims.acquire(cache_id, holder)
         if token:
