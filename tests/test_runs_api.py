@@ -84,16 +84,39 @@ class RoundTrips:
 
 
 @pytest.mark.parametrize("via", ["cookie", "bearer"])
-def test_a_submission_costs_five_redis_round_trips(app, alice_client, monkeypatch, via):
+def test_a_submission_costs_four_redis_round_trips(app, alice_client, monkeypatch, via):
     # Issue 19: sign-in (1); the recipe name, the inputs' access and an identical run (1);
-    # the rate limit (1); the run written with its inputs held and its plan filed (1); RQ's token (1).
+    # the rate limit (1); the run written with its inputs held, its plan filed and RQ's token (1).
     headers = {"Authorization": f"Bearer {alice_client.token}"} if via == "bearer" else {}
     alice_client.post("/runs", json={"recipe": "invert", "inputs": [put_image(app, colour=(1, 2, 3))]},
                       headers=headers)  # scripts loaded, connections open
     digest = put_image(app)
     trips = RoundTrips(monkeypatch)
     assert alice_client.post("/runs", json={"recipe": "invert", "inputs": [digest]}, headers=headers).status_code == 201
-    assert trips.count <= 5
+    assert trips.count <= 4
+
+
+def test_a_new_runs_plan_token_is_written_with_the_run_and_never_without_it(app, state):
+    from l1web.jobs import queues
+    from l1web.state.fair import plan_piece
+
+    rq_connection = app.extensions["l1"].rq_connection
+    digest = put_image(app)
+    run = {"id": "c" * 64, "status": RunStatus.PENDING, "created": 1.0, "owner": "alice", "input_hashes": {}}
+    piece = plan_piece(run["id"], 1, render_inline=True)
+    jobs_before = set(rq_connection.keys("rq:job:*"))
+    gone = "f" * 64
+    assert state.submissions.create(run, [gone], piece=piece, then=queues.token_commands(rq_connection, "plan")) == gone
+    assert queued(app) == 0 and set(rq_connection.keys("rq:job:*")) == jobs_before  # nothing written
+    assert state.runs.get(run["id"]) is None and state.fair.waiting("plan") == 0
+    assert state.submissions.create(run, [digest], piece=piece, then=queues.token_commands(rq_connection, "plan")) == 1
+    assert queued(app) == 1
+    job = queues.queue(rq_connection, queues.TOKEN_QUEUES["plan"]).jobs[0]
+    assert job.func_name == "l1web.jobs.runs.take_work" and list(job.args) == ["plan"]
+    assert job.id.startswith(queues.token_prefix("plan")) and job.get_status() == rq.job.JobStatus.QUEUED
+    again = queues.token_commands(rq_connection, "plan")
+    assert state.submissions.create(run, [digest], piece=piece, then=again) == 0  # exists: no second token
+    assert queued(app) == 1 and state.fair.waiting("plan") == 1
 
 
 @pytest.mark.parametrize(("body", "status", "field"), [

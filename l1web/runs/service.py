@@ -136,6 +136,13 @@ class StopPiece(Protocol):
     def __call__(self, rq_job: str, piece_id: str) -> object: ...
 
 
+class TokenCommands(Protocol):
+    """The commands that put a token of a kind of work on its queue, unsent (the job layer's
+    `token_commands`, bound to its connection): sent with a new run's record, only if it is written."""
+
+    def __call__(self, kind: str) -> list[tuple[Any, ...]]: ...
+
+
 class EnqueueEnded(Protocol):
     """Puts a job on the queue that does what a run's end entails off the request path (its
     notify URL's delivery), for ends decided by a request (a cancel); workers call it themselves."""
@@ -149,10 +156,11 @@ class RunService:
     def __init__(self, state: StateManager, store: ContentStore, rq_connection: redis.Redis,
                  enqueue_plan: EnqueuePlan, enqueue_advance: EnqueueAdvance | None = None, *,
                  user_max_priority: int = 0, enqueue_ended: EnqueueEnded | None = None,
-                 stop_piece: StopPiece | None = None) -> None:
+                 stop_piece: StopPiece | None = None, token_commands: TokenCommands | None = None) -> None:
         self.state, self.store, self.rq = state, store, rq_connection
         self.stop_piece = stop_piece
         self.enqueue_plan = enqueue_plan
+        self.token_commands = token_commands
         self.enqueue_advance = enqueue_advance
         self.enqueue_ended = enqueue_ended
         self.user_max_priority = user_max_priority
@@ -250,14 +258,16 @@ class RunService:
         # never a run that was written but not enqueued), the run and its indexes written, its
         # plan filed in the fair-share pool (a run submitted paused is planned when resumed).
         piece = None if submission.paused else plan_piece(run_id, 1, render_inline=inline)
+        # Its token too, when the job layer gives its commands: written only with the run.
+        token = self.token_commands(piece["kind"]) if piece is not None and self.token_commands else []
         outcome = self.state.submissions.create(run, input_hashes.values(), config_id=config_id or "",
-                                                piece=piece)
+                                                piece=piece, then=token)
         trace.mark("web.created")
         if isinstance(outcome, str):
             raise NotFound(f"no cached item {outcome}")
         if not outcome:  # an identical run was created meanwhile
             return self.state.runs.get(run_id) or run, False
-        if piece is not None:
+        if piece is not None and not token:
             self.enqueue_plan(run_id, 1, render_inline=inline, filed=True)
         trace.mark("web.enqueued")
         return self.state.submissions.stored(run), True

@@ -14,7 +14,7 @@ this way is listed, holds its inputs and is taken by `FairShare.take`.
 from __future__ import annotations
 
 import json
-from collections.abc import Iterable, Mapping
+from collections.abc import Iterable, Mapping, Sequence
 from typing import Any, cast
 
 import redis
@@ -28,8 +28,10 @@ from l1web.state.runs import decode_fields, encode_fields
 # 7 fair waiting list, 8 fair users zset, 9 fair prios zset, 10 fair served hash, then each input's
 # item and refs keys. ARGV: 1 created, 2 the inputs' ref (`run:<id>`), 3 run id, 4 '1' to add the
 # run to the config's runs, 5 '1' to file the plan, 6 priority, 7 owner, 8 the piece (JSON),
-# 9.. the run's fields. Returns 1 (created), 0 (the run exists: nothing written) or -i (input i is
-# not stored: nothing written).
+# 9 n, the number of the run's fields, 10..9+n the run's fields, then commands to run once all
+# that is written (each its length, then its name and arguments: the plan's RQ token, issue 19).
+# Returns 1 (created), 0 (the run exists: nothing written) or -i (input i is not stored: nothing
+# written).
 _SUBMIT = """
 if redis.call('EXISTS', KEYS[1]) == 1 then return 0 end
 local inputs = (#KEYS - 10) / 2
@@ -37,7 +39,8 @@ for i = 1, inputs do
   if redis.call('EXISTS', KEYS[9 + 2 * i]) == 0 then return -i end
 end
 for i = 1, inputs do redis.call('SADD', KEYS[10 + 2 * i], ARGV[2]) end
-redis.call('HSET', KEYS[1], unpack(ARGV, 9))
+local n = tonumber(ARGV[9])
+redis.call('HSET', KEYS[1], unpack(ARGV, 10, 9 + n))
 for i = 2, 5 do redis.call('ZADD', KEYS[i], ARGV[1], KEYS[1]) end
 if ARGV[4] == '1' then redis.call('SADD', KEYS[6], ARGV[3]) end
 if ARGV[5] == '1' then
@@ -45,6 +48,12 @@ if ARGV[5] == '1' then
   local served = redis.call('HGET', KEYS[10], ARGV[7]) or '0'
   redis.call('ZADD', KEYS[8], 'NX', served, ARGV[7])
   redis.call('ZADD', KEYS[9], ARGV[6], ARGV[6])
+end
+local at = 10 + n
+while at <= #ARGV do
+  local length = tonumber(ARGV[at])
+  redis.call(unpack(ARGV, at + 1, at + length))
+  at = at + length + 1
 end
 return 1
 """
@@ -59,9 +68,10 @@ class Submissions:
         self._submit = client.register_script(_SUBMIT)
 
     def create(self, run: Mapping[str, Any], inputs: Iterable[str], *, config_id: str = "",
-               piece: Mapping[str, Any] | None = None) -> int | str:
+               piece: Mapping[str, Any] | None = None, then: Iterable[Sequence[Any]] = ()) -> int | str:
         """Hold every input for the run, write the run and its indexes, add it to its config's
-        runs and file `piece` (its plan) under its owner and priority: all or nothing.
+        runs and file `piece` (its plan) under its owner and priority, then run the commands
+        `then` (the plan's RQ token, in the same round trip): all or nothing.
 
         Returns 1 when created, 0 when a run with this id exists (nothing written), or the digest
         of an input that is no longer stored (nothing written).
@@ -78,8 +88,11 @@ class Submissions:
         ]
         for digest in digests:
             script_keys += [keys.cache_item(digest), keys.cache_refs(digest)]
+        fields = encode_fields(run)
         args = [run["created"], f"run:{run_id}", run_id, "1" if config_id else "0", "1" if piece else "0",
-                priority, owner, json.dumps(dict(piece), sort_keys=True) if piece else "", *encode_fields(run)]
+                priority, owner, json.dumps(dict(piece), sort_keys=True) if piece else "", len(fields), *fields]
+        for command in then:
+            args += [len(command), *command]
         outcome = int(cast(int, self._submit(keys=script_keys, args=args)))
         return digests[-outcome - 1] if outcome < 0 else outcome
 
