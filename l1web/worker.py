@@ -47,7 +47,7 @@ from rq import Queue, Worker
 from rq.defaults import DEFAULT_LOGGING_DATE_FORMAT, DEFAULT_LOGGING_FORMAT
 from rq.exceptions import NoSuchJobError, StopRequested
 from rq.executions import Execution
-from rq.job import Job, parse_job_id
+from rq.job import Job, JobStatus, parse_job_id
 from rq.scheduler import RQScheduler
 from rq.serializers import JSONSerializer
 from rq.suspension import WORKERS_SUSPENDED
@@ -56,7 +56,7 @@ from rq.worker import WorkerStatus
 from l1web import startup, trace
 from l1web.clients import process_clients
 from l1web.engine import encoding
-from l1web.jobs.queues import QUEUES
+from l1web.jobs.queues import QUEUES, TOKEN_ID_PREFIX
 from l1web.settings import Settings
 from l1web.state import connect
 
@@ -317,6 +317,38 @@ class L1Worker(Worker):
         finally:
             trace.mark("horse.finalized")
 
+    def _finalize_success(self, job, queue, execution, return_value) -> None:
+        """RQ's success handling in one transaction for a token job (`jobs/queues.py`).
+
+        RQ sends four round trips after a job returns: a heartbeat (so the job stays started
+        while its success callback runs), then WATCH of the job's dependents, their read, and
+        the transaction. A token has no success callback, no repeats, no webhooks, and nothing
+        ever depends on it (its id is made at enqueue and never handed out), so the same writes
+        go in one MULTI/EXEC (issue 19: three round trips fewer per job, measured by
+        `bench/trace_small_job.py`). Every other job is finalized RQ's way."""
+        if not _plain_token(job, return_value):
+            return super()._finalize_success(job, queue, execution, return_value)
+        from rq.rate_limit import release_slot
+        from rq.utils import now
+
+        job.ended_at = now()
+        job._result = return_value
+        job._status = JobStatus.FINISHED
+        result_ttl = job.get_result_ttl(self.default_result_ttl)
+        with self.connection.pipeline() as pipeline:  # MULTI/EXEC
+            self.increment_successful_job_count(pipeline=pipeline)
+            self.increment_total_working_time(job.ended_at - job.started_at, pipeline)
+            if result_ttl != 0:
+                job._handle_success(result_ttl, pipeline=pipeline, worker_name=self.name, execution_id=execution.id,
+                                    execution_started_at=execution.created_at, execution_ended_at=job.ended_at)
+            job.cleanup(result_ttl, pipeline=pipeline, remove_from_queue=False)
+            job._status = JobStatus.FINISHED
+            self.cleanup_execution(job, pipeline=pipeline, execution=execution)
+            pipeline.execute()
+        release_slot(job)
+        self.log.info("Worker %s: %s: Job OK (%s) in %ss", self.name, job.origin, job.id,
+                      job.ended_at - job.started_at)
+
     def fork_work_horse(self, job, queue) -> None:
         """Hand the job to the waiting horse (a new one if it died meanwhile)."""
         trace.mark("worker.handing_off")
@@ -555,6 +587,15 @@ def _fetch_job(worker: Worker, job_id: str, execution_id: str) -> tuple[Job, Exe
     execution.restore(execution_data)
     execution._job = job  # noqa: SLF001 - as RQ's own SpawnWorker rebuilds it
     return job, execution
+
+
+def _plain_token(job: Job, return_value: object) -> bool:
+    """A token job (`jobs/queues.py`) that returned a result as every token does: nothing but the
+    writes of its end to make (`L1Worker._finalize_success`)."""
+    from rq import Retry
+
+    return (job.id.startswith(TOKEN_ID_PREFIX) and not isinstance(return_value, Retry) and job.success_callback is None
+            and job.repeats_left is None and not job.webhooks)
 
 
 def _alive(pid: int) -> bool:

@@ -230,3 +230,41 @@ def test_a_worker_reuses_the_memory_a_render_frees(environment):
     assert kept == ("False" if environment else "True")
     if not environment:
         assert int(first) > 100 and all(int(faults) < int(first) // 10 for faults in again), out
+
+
+def test_a_finished_token_is_recorded_as_rq_records_a_finished_job_in_one_transaction(service, state, store,
+                                                                                     start_worker, tmp_path):
+    """A token job's end goes in one MULTI/EXEC (`L1Worker._finalize_success`, issue 19): what RQ's
+    four round trips wrote is all there: finished, its result kept, out of the started registry,
+    counted on the worker; a plain RQ job on the same worker still ends RQ's way."""
+    from rq import Queue, Worker
+    from rq.job import Job, JobStatus
+    from rq.registry import FinishedJobRegistry, StartedJobRegistry
+    from rq.serializers import JSONSerializer
+
+    from l1web.jobs import queues
+
+    start_worker(name="w-finish")
+    wait_for_workers(service.rq, 1)
+    run, _ = service.submit(Submission("invert", [put_image(store, tmp_path, seed=21)]), ALICE)
+    assert wait_for_run(state, run["id"])["status"] == RunStatus.COMPLETED
+    runs_queue = queues.queue(service.rq, queues.TOKEN_QUEUES[queues.PLAN])
+    deadline = time.monotonic() + 30
+    while not (finished := FinishedJobRegistry(queue=runs_queue).get_job_ids()):
+        assert time.monotonic() < deadline, "no token in the finished registry"
+        time.sleep(0.05)
+    token = Job.fetch(finished[0], connection=service.rq, serializer=JSONSerializer)
+    assert token.id.startswith(queues.token_prefix(queues.PLAN))
+    assert token.get_status() == JobStatus.FINISHED and token.ended_at and token.ended_at >= token.started_at
+    assert token.return_value()["planned"] is True
+    assert token.id not in StartedJobRegistry(queue=runs_queue).get_job_ids(cleanup=False)
+    assert 0 < service.rq.ttl(token.key) <= queues.RESULT_TTL
+    worker = next(w for w in Worker.all(connection=service.rq) if w.name == "w-finish")
+    assert worker.successful_job_count >= 1 and worker.total_working_time > 0
+    default = Queue(queues.QUEUES[-1], connection=service.rq, serializer=JSONSerializer)
+    plain = default.enqueue("os.getpid", result_ttl=600)
+    deadline = time.monotonic() + 30
+    while plain.get_status(refresh=True) != JobStatus.FINISHED:
+        assert time.monotonic() < deadline, f"the plain job is {plain.get_status()}"
+        time.sleep(0.05)
+    assert isinstance(plain.return_value(), int) and plain.id in FinishedJobRegistry(queue=default).get_job_ids()

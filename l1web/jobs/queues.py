@@ -109,9 +109,13 @@ def file_work(connection: redis.Redis, run_id: str, piece: dict[str, Any]) -> Jo
     return enqueue_token(connection, piece["kind"])
 
 
+#: How every token's RQ job id begins.
+TOKEN_ID_PREFIX = "token-"  # noqa: S105 - a job id prefix, not a secret
+
+
 def token_prefix(kind: str) -> str:
     """How the RQ job ids of `kind`'s tokens begin (the sweep counts them by id alone)."""
-    return f"token-{kind}-"
+    return f"{TOKEN_ID_PREFIX}{kind}-"
 
 
 def token_commands(connection: redis.Redis, kind: str) -> list[tuple[Any, ...]]:
