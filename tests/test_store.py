@@ -113,6 +113,59 @@ def test_disk_full_from_write_is_507_and_leaves_nothing(store, state, monkeypatc
     assert list(store.root.glob("??/*")) == []
 
 
+def test_a_small_upload_is_flushed_in_the_background_and_renamed_only_after(store, monkeypatch):
+    """Issue 19: a small ingest's fsync overlaps its hashing and the index read; its name in the
+    store (the commit point) still comes after the flush, and the digest is of the bytes written."""
+    from l1web.store import ingest
+
+    events: list[str] = []
+    real_flush, real_replace = ingest.fsync_and_close, os.replace
+
+    def slow_flush(fd):
+        time.sleep(0.2)  # a slow disk: the flush ends well after the hashing
+        real_flush(fd)
+        events.append("flushed")
+
+    def replace(src, dst):
+        real_replace(src, dst)
+        events.append("renamed")
+
+    real_get_locked = store.index.get_locked
+
+    def get_locked(digest):
+        events.append("index read")
+        return real_get_locked(digest)
+
+    monkeypatch.setattr(ingest, "fsync_and_close", slow_flush)
+    monkeypatch.setattr(os, "replace", replace)
+    monkeypatch.setattr(store.index, "get_locked", get_locked)
+    data = os.urandom(1024 * 1024 + 5)
+    buffer = bytearray(data[:1024 * 1024])
+    writer = store.writer(None)
+    writer.write(buffer)
+    buffer[:] = bytes(len(buffer))  # the caller reuses its buffer: the bytes written are what is hashed
+    writer.write(data[1024 * 1024:])
+    stored = store.commit(writer, source="upload")
+    assert events == ["index read", "flushed", "renamed"]  # hashed and looked up while flushing
+    assert stored.digest == sha3(data) and store.location(stored.digest).read_bytes() == data
+
+
+def test_a_small_upload_whose_flush_fails_is_507_and_leaves_nothing(store, state, monkeypatch):
+    from l1web.store import ingest
+
+    def failing_flush(fd):
+        os.close(fd)
+        raise OSError(errno.ENOSPC, "No space left on device")
+
+    monkeypatch.setattr(ingest, "fsync_and_close", failing_flush)
+    with pytest.raises(InsufficientStorage):
+        store.put_bytes(b"a small upload the disk cannot keep", source="upload")
+    monkeypatch.undo()
+    assert temp_files(store) == [] and state.cache.count() == 0
+    assert list(store.root.glob("??/*")) == []
+    assert store.put_bytes(b"a small upload the disk cannot keep", source="upload").new
+
+
 @pytest.fixture()
 def tiny_disk(tmp_path):
     """A real 1 MiB tmpfs (we run as root); skipped where the sandbox forbids mounting."""
