@@ -30,7 +30,7 @@ from l1web.state import StateManager
 from l1web.store.ingest import POOL_BUFFER, Hashing, take_buffer
 from l1web.store.uploads import UPLOADS_DIR, UploadStore, UploadSweeper, forget_hash_states
 from l1web.web import create_app
-from l1web.web.bodies import MAX_BODY, Budget, MemoryBody, MemoryBodyParser
+from l1web.web.bodies import MAX_BODY, ArrivalHash, Budget, MemoryBody, MemoryBodyParser
 from l1web.web.keepalive import create_server
 from l1web.web.serving import waitress_options
 
@@ -764,6 +764,58 @@ def test_a_small_post_upload_is_held_in_memory_and_a_large_one_is_not(server, de
         assert s.get(f"{server.url}/cache/{answer.json()['digest']}").content == data
     assert budget.granted == [3 * MiB]
     wait_until(lambda: budget.held == 0)
+
+
+def test_a_small_raw_upload_is_hashed_as_it_arrives_and_other_bodies_are_not(server, dev_l2, monkeypatch):
+    """Issue 19: a raw `POST /cache/upload` up to 4 MiB is hashed while it is received and the
+    store answers that digest; a multipart form, a larger body and a tus PATCH are not."""
+    made: list[int] = []
+    answered: list[str] = []
+    real_init, real_digest = ArrivalHash.__init__, ArrivalHash.hexdigest
+
+    def init(self):
+        real_init(self)
+        made.append(id(self))
+
+    def hexdigest(self):
+        answered.append(digest := real_digest(self))
+        return digest
+
+    monkeypatch.setattr(ArrivalHash, "__init__", init)
+    monkeypatch.setattr(ArrivalHash, "hexdigest", hexdigest)
+    s = session(dev_l2, server)
+    small = os.urandom(MiB + 3)
+    answer = s.post(f"{server.url}/cache/upload", data=small, headers={"Content-Type": "application/octet-stream"})
+    assert answer.status_code == 201, answer.text
+    assert answer.json()["digest"] == hashlib.sha3_256(small).hexdigest()
+    assert len(made) == 1 and answered == [hashlib.sha3_256(small).hexdigest()]
+    assert s.get(f"{server.url}/cache/{answered[0]}").content == small
+    form = s.post(f"{server.url}/cache/upload", files={"file": ("a.bin", os.urandom(MiB))})
+    large = os.urandom(5 * MiB)
+    bigger = s.post(f"{server.url}/cache/upload", data=large, headers={"Content-Type": "application/octet-stream"})
+    url = create(s, server, MiB)
+    patch = s.patch(url, data=os.urandom(MiB), headers={"Tus-Resumable": "1.0.0", "Upload-Offset": "0",
+                                                        "Content-Type": "application/offset+octet-stream"})
+    assert form.status_code == 201 and bigger.status_code == 201 and patch.status_code == 204, patch.text
+    assert bigger.json()["digest"] == hashlib.sha3_256(large).hexdigest()
+    assert len(made) == 1 and len(answered) == 1
+
+
+def test_arrival_hashing_keeps_the_pieces_in_order_and_the_store_checks_its_size(store):
+    pieces = [os.urandom(size) for size in (1, 70_000, 3, 200_000, 0, 65_536) * 20]
+    arrival = ArrivalHash()
+    for piece in pieces:
+        arrival.add(piece)
+    whole = b"".join(pieces)
+    assert arrival.size == len(whole) and arrival.hexdigest() == hashlib.sha3_256(whole).hexdigest()
+    # A digest of another number of bytes than those written is not taken: the writer hashes them.
+    other = ArrivalHash()
+    other.add(b"a body cut short")
+    writer = store.writer(None)
+    writer.arrived = other
+    writer.write(b"these bytes!!!!")
+    stored = store.commit(writer, source="test")
+    assert stored.digest == hashlib.sha3_256(b"these bytes!!!!").hexdigest()
 
 
 def test_a_body_cut_off_half_way_gives_its_reservation_back(server, dev_l2, monkeypatch):

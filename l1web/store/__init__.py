@@ -25,7 +25,16 @@ from l1web.state.cache import CacheIndex, ItemLock, ItemMeta
 from l1web.store import names, thumbs
 from l1web.store.facts import MediaFacts, describe, facts_of
 from l1web.store.imports import open_for_import
-from l1web.store.ingest import CHUNK, TEMP_PREFIX, AdoptedFile, PendingFile, Readable, TempWriter, raise_if_full
+from l1web.store.ingest import (
+    CHUNK,
+    TEMP_PREFIX,
+    AdoptedFile,
+    ArrivedDigest,
+    PendingFile,
+    Readable,
+    TempWriter,
+    raise_if_full,
+)
 from l1web.store.multipart import read_multipart
 from l1web.store.names import check_digest, digest_for, hash_file
 
@@ -171,10 +180,12 @@ class ContentStore:
     # Writing ---------------------------------------------------------------------------------------
     def put_stream(
         self, readable: Readable, *, source: str, owner: str | None = None,
-        max_bytes: int | None = None, name: str | None = None,
+        max_bytes: int | None = None, name: str | None = None, arrived: ArrivedDigest | None = None,
     ) -> Stored:
-        """Ingest everything `readable` yields: hashed while written, never whole in memory."""
+        """Ingest everything `readable` yields: hashed while written, never whole in memory.
+        `arrived`: the digest of what `readable` yields, taken as it arrived (a small upload's body)."""
         writer = self.writer(max_bytes)
+        writer.arrived = arrived
         try:
             writer.copy_from(readable, CHUNK)
         except BaseException:

@@ -48,6 +48,14 @@ class ReadableInto(Protocol):
     def readinto(self, buffer: bytearray, /) -> int | None: ...
 
 
+class ArrivedDigest(Protocol):
+    """A digest of `size` bytes taken as they arrived (`web/bodies.ArrivalHash`)."""
+
+    size: int
+
+    def hexdigest(self) -> str: ...
+
+
 class PendingFile(Protocol):
     """What `ContentStore.commit` takes: a file on the store's filesystem, not yet named
     (`TempWriter`, `AdoptedFile`, a finished resumable upload)."""
@@ -203,6 +211,9 @@ class TempWriter:
         self._threads: list[threading.Thread] = []
         self._unhashed: list[bytes] = []  # written inline, hashed at `finish` (at most INLINE_BYTES)
         self._synced: concurrent.futures.Future[None] | None = None
+        #: The digest of the bytes this writer is given, hashed as they arrived: used at `finish`
+        #: only if exactly that many bytes were written, inline (else they are hashed here).
+        self.arrived: ArrivedDigest | None = None
 
     def write(self, data: bytes | bytearray | memoryview) -> None:
         self._raise_pending()
@@ -286,6 +297,9 @@ class TempWriter:
         if not self._threads:  # a small ingest: flushed in the background while it is hashed
             fd, self.fd = self.fd, None
             self._synced = _FLUSHER.submit(fsync_and_close, fd)
+            if self.arrived is not None and self.arrived.size == self.size:
+                self._unhashed.clear()
+                return self.arrived.hexdigest()
             self._hash_unhashed()
             return self._hasher.hexdigest()
         self._stop_threads()

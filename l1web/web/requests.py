@@ -129,8 +129,11 @@ def ingest_request(source: str) -> Stored:
                 raise BadRequest("multipart upload without a boundary")
             return store.put_multipart(request.stream, boundary.encode("latin-1"), source=source,
                                        owner=uploader(), max_bytes=limit)
+        # A small body was hashed as it arrived (`web/bodies.py`): the store takes that digest
+        # for exactly the body's bytes.
+        arrived = getattr(request.environ.get("wsgi.input"), "arrival", None)
         return store.put_stream(request.stream, source=source, owner=uploader(), max_bytes=limit,
-                                name=request.args.get("filename"))
+                                name=request.args.get("filename"), arrived=arrived)
     except ClientDisconnected:  # the store has already discarded its temp file
         raise BadRequest(f"upload truncated: the body ended before the {declared} bytes its "
                          "Content-Length announced") from None
