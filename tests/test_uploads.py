@@ -801,6 +801,30 @@ def test_a_small_raw_upload_is_hashed_as_it_arrives_and_other_bodies_are_not(ser
     assert len(made) == 1 and len(answered) == 1
 
 
+def test_a_small_upload_cut_off_while_hashed_on_arrival_stores_nothing_and_gives_its_memory_back(
+        server, dev_l2, monkeypatch):
+    budget = RecordingBudget(64 * MiB)
+    monkeypatch.setattr(MemoryBodyParser, "budget", budget)
+    made: list[ArrivalHash] = []
+    real_init = ArrivalHash.__init__
+
+    def init(self):
+        real_init(self)
+        made.append(self)
+
+    monkeypatch.setattr(ArrivalHash, "__init__", init)
+    token = dev_l2.mint("alice", server.url)
+    part = os.urandom(MiB)
+    with socket.create_connection(("127.0.0.1", int(server.url.rsplit(":", 1)[1])), timeout=30) as sock:
+        sock.sendall(f"POST /cache/upload HTTP/1.1\r\nHost: x\r\nAuthorization: Bearer {token}\r\n"
+                     f"Content-Type: application/octet-stream\r\nContent-Length: {3 * MiB}\r\n\r\n".encode() + part)
+        wait_until(lambda: bool(made) and made[0].size == MiB, timeout=30)
+    wait_until(lambda: gc.collect() >= 0 and budget.held == 0, timeout=30)
+    s = session(dev_l2, server)
+    assert s.get(f"{server.url}/cache/{hashlib.sha3_256(part).hexdigest()}").status_code == 404
+    assert s.get(f"{server.url}/cache", headers={"Accept": "application/json"}).json()["total"] == 0
+
+
 def test_arrival_hashing_keeps_the_pieces_in_order_and_the_store_checks_its_size(store):
     pieces = [os.urandom(size) for size in (1, 70_000, 3, 200_000, 0, 65_536) * 20]
     arrival = ArrivalHash()
