@@ -39,3 +39,27 @@ def wait_until(check: Callable[[], Any], what: str, timeout: float = 120) -> Any
             return value
         time.sleep(0.1)
     raise AssertionError(f"timed out waiting for {what}")
+
+
+def slow_flushes_and_renames(monkeypatch: Any, flush: str) -> list[str]:
+    """A slow disk: `l1web.store.ingest.<flush>` (a background flush) sleeps 0.2 s; each flush's end
+    and each `os.replace` (as "renamed into <destination folder name>") are recorded in order."""
+    import os
+
+    from l1web.store import ingest
+
+    events: list[str] = []
+    real_flush, real_replace = getattr(ingest, flush), os.replace
+
+    def slow_flush(target: Any) -> None:
+        time.sleep(0.2)  # the flush ends well after the hashing
+        real_flush(target)
+        events.append("flushed")
+
+    def replace(src: Any, dst: Any) -> None:
+        real_replace(src, dst)
+        events.append(f"renamed into {Path(dst).parent.name}")
+
+    monkeypatch.setattr(ingest, flush, slow_flush)
+    monkeypatch.setattr(os, "replace", replace)
+    return events

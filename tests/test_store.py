@@ -17,6 +17,7 @@ from hypothesis import strategies as st
 from l1web.errors import BadRequest, CorruptItem, InsufficientStorage, InvalidHash, NotFound, PayloadTooLarge
 from l1web.store import STALE_TEMP_AGE, ContentStore, names
 from l1web.store import names as store_names
+from tests.helpers import slow_flushes_and_renames
 
 DATA = b"the quick brown fox jumps over the lazy dog\n" * 1000
 
@@ -116,28 +117,13 @@ def test_disk_full_from_write_is_507_and_leaves_nothing(store, state, monkeypatc
 def test_a_small_upload_is_flushed_in_the_background_and_renamed_only_after(store, monkeypatch):
     """Issue 19: a small ingest's fsync overlaps its hashing and the index read; its name in the
     store (the commit point) still comes after the flush, and the digest is of the bytes written."""
-    from l1web.store import ingest
-
-    events: list[str] = []
-    real_flush, real_replace = ingest.fsync_and_close, os.replace
-
-    def slow_flush(fd):
-        time.sleep(0.2)  # a slow disk: the flush ends well after the hashing
-        real_flush(fd)
-        events.append("flushed")
-
-    def replace(src, dst):
-        real_replace(src, dst)
-        events.append("renamed")
-
+    events = slow_flushes_and_renames(monkeypatch, "fsync_and_close")
     real_get_locked = store.index.get_locked
 
     def get_locked(digest):
         events.append("index read")
         return real_get_locked(digest)
 
-    monkeypatch.setattr(ingest, "fsync_and_close", slow_flush)
-    monkeypatch.setattr(os, "replace", replace)
     monkeypatch.setattr(store.index, "get_locked", get_locked)
     data = os.urandom(1024 * 1024 + 5)
     buffer = bytearray(data[:1024 * 1024])
@@ -146,7 +132,8 @@ def test_a_small_upload_is_flushed_in_the_background_and_renamed_only_after(stor
     buffer[:] = bytes(len(buffer))  # the caller reuses its buffer: the bytes written are what is hashed
     writer.write(data[1024 * 1024:])
     stored = store.commit(writer, source="upload")
-    assert events == ["index read", "flushed", "renamed"]  # hashed and looked up while flushing
+    final = store.location(stored.digest).parent.name
+    assert events == ["index read", "flushed", f"renamed into {final}"]  # hashed and looked up while flushing
     assert stored.digest == sha3(data) and store.location(stored.digest).read_bytes() == data
 
 

@@ -10,7 +10,6 @@ when the render ends.
 from __future__ import annotations
 
 import time
-from pathlib import Path
 from types import SimpleNamespace
 
 import pytest
@@ -20,6 +19,7 @@ from l1web.lifecycle import RunEvent, StepEvent
 from l1web.state import keys
 from l1web.state.cache import ItemMeta
 from l1web.status import RunStatus, StepStatus
+from tests.helpers import slow_flushes_and_renames
 
 RUN, OUTPUT = "a" * 64, "b" * 64
 
@@ -128,29 +128,12 @@ def test_claims_rendering_in_a_process_are_renewed_by_one_thread_until_the_rende
 def test_a_render_output_is_flushed_to_disk_before_its_name_is_given(store, tmp_path, monkeypatch):
     """The output's fsync runs in the background while it is hashed and described; the rename
     into the store (the commit point) still comes after it."""
-    import os
-
-    from l1web.store import ingest
-
-    events: list[str] = []
-    real_fsync, real_replace = ingest.fsync_file, os.replace
-
-    def slow_fsync(path):
-        time.sleep(0.2)  # a slow disk: the flush ends well after the hashing
-        real_fsync(path)
-        events.append("flushed")
-
-    def replace(src, dst):
-        real_replace(src, dst)
-        events.append("renamed into " + ("temp" if Path(dst).parent == store.tmp else "the store"))
-
-    monkeypatch.setattr(ingest, "fsync_file", slow_fsync)
-    monkeypatch.setattr(os, "replace", replace)
+    events = slow_flushes_and_renames(monkeypatch, "fsync_file")
     out = tmp_path / "out.bin"
     out.write_bytes(b"a render output")
     digest = store.put_file(out, source="run:r1")
     assert store.location(digest).read_bytes() == b"a render output"
-    assert events.index("flushed") < events.index("renamed into the store")
+    assert events.index("flushed") < events.index(f"renamed into {store.location(digest).parent.name}")
 
 
 def test_writing_a_plans_steps_answers_the_run_as_it_is_right_after(state):
@@ -246,6 +229,7 @@ def test_a_steps_first_lines_go_with_its_claim_in_one_round_trip_and_survive_a_s
     along = partial(state.watch.queue_publish, run_id=RUN, step_id="s", progress={"percent": 0},
                     log_text="step s started\n")
     state.watch.publish(RUN, "other", None, "loads the log script\n")
+    state.claims.result_or_acquire("e" * 64, "job-0")  # loads the claim's script (the test may run alone)
     before = calls()
     recorded, token, answers = state.claims.result_or_acquire_along(cache_id, "job-1", along)
     sent = {name: n - before.get(name, 0) for name, n in calls().items() if n != before.get(name, 0)}

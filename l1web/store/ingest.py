@@ -316,13 +316,8 @@ class TempWriter:
 
     def durable(self) -> None:
         """Return once the bytes are on disk (a large ingest: `finish` flushed them)."""
-        if self._synced is None:
-            return
-        try:
-            self._synced.result()
-        except OSError as exc:
-            raise_if_full(exc)
-            raise
+        if self._synced is not None:
+            flushed(self._synced)
 
     def discard(self) -> None:
         # A flush still running owns its descriptor and closes it; the file is unlinked under it.
@@ -333,6 +328,15 @@ class TempWriter:
             os.close(self.fd)
             self.fd = None
         self.path.unlink(missing_ok=True)
+
+
+def flushed(flush: concurrent.futures.Future[None]) -> None:
+    """Wait for a background flush (`_Flusher`); a full disk is the user-facing 507."""
+    try:
+        flush.result()
+    except OSError as exc:
+        raise_if_full(exc)
+        raise
 
 
 def fsync_and_close(fd: int) -> None:
@@ -409,11 +413,7 @@ class FinishedFile:
         if self._synced is None:
             fsync_file(self.path)
             return
-        try:
-            self._synced.result()
-        except OSError as exc:
-            raise_if_full(exc)
-            raise
+        flushed(self._synced)
 
     def discard(self) -> None:
         # A flush still running needs no waiting for: on a file unlinked meanwhile it fails or
