@@ -825,6 +825,26 @@ def test_a_small_upload_cut_off_while_hashed_on_arrival_stores_nothing_and_gives
     assert s.get(f"{server.url}/cache", headers={"Accept": "application/json"}).json()["total"] == 0
 
 
+def test_small_uploads_hashed_on_arrival_side_by_side_each_get_their_own_digest(server, dev_l2):
+    """Ten clients uploading at once share the kept hashing threads; each body is hashed alone, in order."""
+    bodies = [os.urandom(MiB + 4099 * index) for index in range(30)]
+    answers: dict[int, str] = {}
+
+    def client(indexes: range) -> None:
+        s = session(dev_l2, server)
+        for index in indexes:
+            answer = s.post(f"{server.url}/cache/upload", data=bodies[index],
+                            headers={"Content-Type": "application/octet-stream"})
+            answers[index] = answer.json()["digest"] if answer.status_code == 201 else answer.text
+
+    threads = [threading.Thread(target=client, args=(range(start, 30, 10),)) for start in range(10)]
+    for thread in threads:
+        thread.start()
+    for thread in threads:
+        thread.join()
+    assert answers == {index: hashlib.sha3_256(body).hexdigest() for index, body in enumerate(bodies)}
+
+
 def test_arrival_hashing_keeps_the_pieces_in_order_and_the_store_checks_its_size(store):
     pieces = [os.urandom(size) for size in (1, 70_000, 3, 200_000, 0, 65_536) * 20]
     arrival = ArrivalHash()
