@@ -268,3 +268,33 @@ def test_a_finished_token_is_recorded_as_rq_records_a_finished_job_in_one_transa
         assert time.monotonic() < deadline, f"the plain job is {plain.get_status()}"
         time.sleep(0.05)
     assert isinstance(plain.return_value(), int) and plain.id in FinishedJobRegistry(queue=default).get_job_ids()
+
+
+def test_a_horse_starts_its_job_without_a_round_trip_of_its_own(service, state, store, start_worker, tmp_path):
+    """The worker writes the job's start (RQ's execution and the horse's `prepare_job_execution`)
+    in one transaction that also reads the job back, and hands that down with the job (issue 19):
+    between taking the job from the pipe and running it, the horse sends nothing to Redis (it
+    sent two round trips before). Counted by the trace marks (`l1web/trace.py`) of a real worker;
+    the job's record is what RQ's own start writes."""
+    from rq.job import Job, JobStatus
+    from rq.serializers import JSONSerializer
+
+    from l1web.jobs import queues
+
+    marks = tmp_path / "trace.log"
+    start_worker(name="w-handed", env={"L1_TRACE": str(marks)})
+    wait_for_workers(service.rq, 1)
+    run, _ = service.submit(Submission("invert", [put_image(store, tmp_path, seed=22)]), ALICE)
+    assert wait_for_run(state, run["id"])["status"] == RunStatus.COMPLETED
+    lines = [line.split() for line in marks.read_text().splitlines()]
+    got = [(pid, int(trips)) for _, pid, trips, label in lines if label == "horse.got_job"]
+    took = [(pid, int(trips)) for _, pid, trips, label in lines if label == "job.take_work"]
+    assert got and len(got) == len(took)
+    assert [pid for pid, _ in got] == [pid for pid, _ in took]
+    assert [b - a for (_, a), (_, b) in zip(got, took, strict=True)] == [0] * len(got)
+    (rq_job,) = {s["rq_job"] for s in state.runs.step_states(run["id"]).values() if s.get("rq_job")}
+    token = Job.fetch(rq_job, connection=service.rq, serializer=JSONSerializer)
+    assert token.get_status() == JobStatus.FINISHED and token.worker_name == "w-handed"
+    assert token.started_at and token.ended_at >= token.started_at and token.last_heartbeat
+    runs_queue = queues.queue(service.rq, queues.TOKEN_QUEUES[queues.PLAN])
+    assert token.id.encode() not in service.rq.lrange(runs_queue.intermediate_queue_key, 0, -1)
