@@ -374,6 +374,43 @@ def test_a_wait_keeps_its_connection_for_the_next_one(state, monkeypatch):
     assert trips.count == 4
 
 
+def test_a_wait_ends_without_waiting_for_its_unsubscribe_and_the_next_hears_only_its_own_run(state):
+    # Issue 19: the subscriber is kept with its unsubscribe sent, not confirmed (that held every
+    # waited answer for a round trip after the run ended). What is still on its way for the
+    # first run, its confirmation and a late message, is read and passed over by the next wait.
+    from l1web.state import keys
+
+    first, second = (make_run(state, seed=seed, status=RunStatus.RUNNING) for seed in ("11", "12"))
+    finisher = threading.Timer(0.2, state.runs.transition, (first["id"], RunEvent.COMPLETE))
+    finisher.start()
+    state.runs.wait_for_change(first["id"], ("pending", "running"), 10)
+    finisher.join()
+    (kept,) = state.runs._idle_pubsubs  # noqa: SLF001
+    assert kept.pending_unsubscribe_channels == {keys.run_changes(first["id"])}, "the confirmation was not waited for"
+    # A late message of the first run on its way to the kept subscriber (made certain: subscribed
+    # again, confirmed, the message published to it, then let go as a wait lets it go).
+    assert state.runs._take_pubsub() is kept  # noqa: SLF001
+    kept.subscribe(keys.run_changes(first["id"]))
+    deadline = time.monotonic() + 5
+    while state.redis.pubsub_numsub(keys.run_changes(first["id"]))[0][1] != 1:
+        assert time.monotonic() < deadline
+        kept.get_message(timeout=0.05)
+    assert state.redis.publish(keys.run_changes(first["id"]), "failed") == 1
+    state.runs._keep_pubsub(kept)  # noqa: SLF001
+    started = time.monotonic()
+    state.runs.wait_for_change(second["id"], ("pending", "running"), 0.5)
+    assert time.monotonic() - started >= 0.45, "woken by another run's message"
+    assert state.runs._idle_pubsubs == [kept]  # noqa: SLF001
+    assert keys.run_changes(first["id"]) not in kept.channels  # its confirmation was read on the way
+    assert kept.pending_unsubscribe_channels == {keys.run_changes(second["id"])}
+    finisher = threading.Timer(0.2, state.runs.transition, (second["id"], RunEvent.COMPLETE))
+    finisher.start()
+    started = time.monotonic()
+    state.runs.wait_for_change(second["id"], ("pending", "running"), 10)
+    finisher.join()
+    assert time.monotonic() - started < 5 and state.runs.get(second["id"])["status"] == "completed"
+
+
 @pytest.mark.parametrize("value", ["soon", "-1", "31", "nan", "inf"])
 def test_a_bad_wait_is_refused_with_a_message(app, alice_client, value):
     run = submitted(app, alice_client)

@@ -318,22 +318,19 @@ class Runs:
         """
         waiting_on = set(statuses)
         deadline = time.monotonic() + timeout
+        channel = keys.run_changes(run_id)
         pubsub = self._take_pubsub()
-        kept = False
         try:
-            pubsub.subscribe(keys.run_changes(run_id))
+            pubsub.subscribe(channel)
             if self.redis.hget(keys.run(run_id), "status") not in waiting_on:
                 return
             while (left := deadline - time.monotonic()) > 0:
                 message = pubsub.get_message(timeout=left)
-                if message is not None and message["data"] not in waiting_on:
+                # A kept subscriber may still hear its last wait's run (`_keep_pubsub`): not this one.
+                if message is not None and message["channel"] == channel and message["data"] not in waiting_on:
                     return
         finally:
-            try:
-                kept = self._keep_pubsub(pubsub)
-            finally:
-                if not kept:
-                    pubsub.close()
+            self._keep_pubsub(pubsub)
 
     #: Idle subscribers a process keeps for `wait_for_change` (the web app lets 4 requests wait at once).
     KEPT_PUBSUBS = 4
@@ -345,31 +342,29 @@ class Runs:
         return cast(redis.client.PubSub, self.redis.pubsub(  # type: ignore[no-untyped-call]  # redis-py: unannotated
             ignore_subscribe_messages=True))
 
-    def _keep_pubsub(self, pubsub: redis.client.PubSub) -> bool:
-        """Unsubscribe and keep `pubsub` (and its connection) for the next wait; False when it
-        cannot be kept clean (then the caller closes it).
+    def _keep_pubsub(self, pubsub: redis.client.PubSub) -> None:
+        """Unsubscribe `pubsub` and keep it (and its connection) for the next wait, or close it.
 
         redis-py's `PubSub.close` disconnects, so every `?wait=` used to leave a dropped connection
         in the pool, and the next request on it paid a new connection (TCP, HELLO, CLIENT
-        SETINFO, SELECT: 5-6 round trips; issue 19). Messages that were still on their way are
-        read and dropped until Redis confirms the unsubscribe.
+        SETINFO, SELECT: 5-6 round trips; issue 19). The unsubscribe is sent, not waited for: its
+        confirmation, and any message of this run still on its way, are read by the next wait on
+        this subscriber, which listens to its own channel only; waiting for them here held the
+        answer of every `?wait=` and `Prefer: wait` for a round trip after the run had ended.
         """
-        if pubsub.connection is None:
-            return False
+        kept = False
         try:
-            pubsub.unsubscribe()
-            deadline = time.monotonic() + 1.0
-            while pubsub.subscribed and (left := deadline - time.monotonic()) > 0:
-                pubsub.get_message(timeout=left)
+            if pubsub.connection is not None:
+                pubsub.unsubscribe()
+                with self._pubsub_lock:
+                    if len(self._idle_pubsubs) < self.KEPT_PUBSUBS:
+                        self._idle_pubsubs.append(pubsub)
+                        kept = True
         except redis.RedisError:  # the wait itself is over; this connection is not worth keeping
-            return False
-        if pubsub.subscribed:
-            return False
-        with self._pubsub_lock:
-            if len(self._idle_pubsubs) >= self.KEPT_PUBSUBS:
-                return False
-            self._idle_pubsubs.append(pubsub)
-        return True
+            pass
+        finally:
+            if not kept:
+                pubsub.close()
 
     def transition(self, run_id: str, event: RunEvent, **fields: object) -> bool:
         """Apply a life-cycle event (`l1web/lifecycle.py`) if the run's status allows it, atomically."""
