@@ -90,6 +90,45 @@ def test_completing_a_run_refs_and_grants_its_output_in_the_same_call(state):
     assert state.cache.refs(OUTPUT) == {f"run:{RUN}", "run:other"}
 
 
+def completes_along(state, output=OUTPUT, output_step="s"):
+    """`queue_complete_if_settled` sent in a pipeline of its own, as a step's end sends it: its answer."""
+    with state.redis.pipeline(transaction=False) as pipe:
+        state.runs.queue_complete_if_settled(pipe, RUN, output_step=output_step, output=output, ref=f"run:{RUN}",
+                                             owner="alice", output_hash=output, provenance={"task_id": RUN})
+        (answer,) = pipe.execute(raise_on_error=False)
+    assert not isinstance(answer, Exception), answer
+    return state.runs.complete_answer(answer)
+
+
+def test_a_completion_sent_with_a_steps_end_applies_only_to_a_run_that_end_settled(state):
+    # Issue 19: a one-step run's completion goes in its step's end round trip, checked in Redis.
+    state.runs.create({"id": RUN, "status": RunStatus.RUNNING, "created": 1.0, "owner": "alice"})
+    state.runs.init_steps(RUN, [{"step_id": "src", "type": "SOURCE", "inputs": []},
+                                {"step_id": "s", "type": "EFFECT", "inputs": ["src"]}],
+                          {"src": {"status": StepStatus.PENDING}, "s": {"status": StepStatus.RUNNING}})
+    state.cache.record(ItemMeta(digest=OUTPUT, size=1, created=1.0, owner="alice"), verified="")
+    state.redis.script_load(state.runs._complete.script)  # noqa: SLF001 - as any earlier completion loads it
+
+    def nothing_written() -> bool:
+        return state.runs.get(RUN)["status"] == RunStatus.RUNNING and not state.cache.refs(OUTPUT)
+
+    assert completes_along(state) == (False, "") and nothing_written()  # neither step is done
+    assert state.runs.update_step(RUN, "s", status=StepStatus.COMPLETED, output=OUTPUT)
+    assert completes_along(state) == (False, "") and nothing_written()  # its input step is not done
+    assert state.runs.update_step(RUN, "src", status=StepStatus.CACHED, output="c" * 64)
+    assert completes_along(state, output="d" * 64) == (False, "") and nothing_written()  # another output
+    assert completes_along(state, output_step="src") == (False, "") and nothing_written()  # not its output step
+    assert completes_along(state) == (True, "")
+    run = state.runs.get(RUN)
+    assert run["status"] == RunStatus.COMPLETED and run["output_hash"] == OUTPUT and run["provenance"]["task_id"] == RUN
+    assert state.cache.refs(OUTPUT) == {f"run:{RUN}"}
+    with state.redis.pipeline(transaction=False) as pipe:  # completed already: not again, and no ref made
+        state.runs.queue_complete_if_settled(pipe, RUN, output_step="s", output=OUTPUT, ref="run:other", owner="",
+                                             output_hash=OUTPUT)
+        assert state.runs.complete_answer(pipe.execute()[0]) == (False, "")
+    assert state.cache.refs(OUTPUT) == {f"run:{RUN}"}
+
+
 def test_a_dead_attempts_claim_is_dropped_by_its_holder_id_only(state):
     cache_id = "7" * 64
     token = state.claims.acquire(cache_id, "step-abc-1-t2")

@@ -8,10 +8,12 @@ and `test_chunks_workers.py` (a killed chunk costs only that chunk).
 
 from __future__ import annotations
 
+import json
 import os
 import signal
 import time
 from pathlib import Path
+from types import SimpleNamespace
 
 import psutil
 import pytest
@@ -298,3 +300,36 @@ def test_a_horse_starts_its_job_without_a_round_trip_of_its_own(service, state, 
     assert token.started_at and token.ended_at >= token.started_at and token.last_heartbeat
     runs_queue = queues.queue(service.rq, queues.TOKEN_QUEUES[queues.PLAN])
     assert token.id.encode() not in service.rq.lrange(runs_queue.intermediate_queue_key, 0, -1)
+
+
+def test_a_one_step_runs_completion_goes_with_its_steps_end(service, state, store, settings, start_worker,
+                                                           tmp_path):
+    """Issue 19: the run's completion is sent in the step's end round trip (checked in Redis),
+    not in one of its own after it; what it records is what the step's end left: the provenance
+    is the one built from the steps' states as stored. The first completion after Redis starts
+    may go the usual way (the script is loaded by it), so the second run is the one checked."""
+    from l1web.runs import provenance
+
+    marks = tmp_path / "trace.log"
+    start_worker(name="w-along", env={"L1_TRACE": str(marks)})
+    wait_for_workers(service.rq, 1)
+    for seed in (23, 24):
+        run, _ = service.submit(Submission("invert", [put_image(store, tmp_path, seed=seed)], "along"), ALICE)
+        assert wait_for_run(state, run["id"])["status"] == RunStatus.COMPLETED
+    lines = [line.split() for line in marks.read_text().splitlines()]
+    last = max(i for i, (*_, label) in enumerate(lines) if label == "step.counted")
+    horse = lines[last][1]
+    after = [(label, int(trips)) for _, pid, trips, label in lines[last:] if pid == horse]
+    assert [label for label, _ in after][:2] == ["step.counted", "finish.completed"]
+    assert after[1][1] == after[0][1], "the completion took a round trip of its own"
+    before = [label for _, pid, _, label in lines[:last] if pid == horse]
+    assert before[-1] == "finish.provenance"  # built before the step's end was sent
+    done = state.runs.get(run["id"])
+    steps = state.runs.steps(run["id"])
+    states = state.runs.step_states(run["id"])
+    rebuilt = provenance.build(SimpleNamespace(settings=settings), done, steps, states, done["output_hash"])
+    recorded = done["provenance"]
+    for field in ("task_id", "output", "inputs", "effects", "recipe", "plan_id", "steps"):
+        assert recorded[field] == rebuilt[field], (field, json.dumps(recorded[field], sort_keys=True),
+                                                   json.dumps(rebuilt[field], sort_keys=True))
+    assert recorded["steps"][-1]["attempts"] and recorded["steps"][-1]["output"] == done["output_hash"]

@@ -46,7 +46,7 @@ from l1web.runs import provenance
 from l1web.runs.model import Run
 from l1web.state import StateManager
 from l1web.state.runs import DecisionView, Runs
-from l1web.status import RunStatus, StepStatus
+from l1web.status import DONE, RunStatus, StepStatus
 
 log = logging.getLogger(__name__)
 #: Logger of the one line per step job (`step_finished`), which grep and log shippers read.
@@ -252,8 +252,8 @@ def _render_started(ctx: Clients, run: Run, steps: list[Step], states: dict[str,
                        reason=_short(exc),
                        error_text=with_log_excerpt(_short(exc), ctx.state.watch.log(run_id, step_id)))
         raise
-    return _step_done(ctx, run_id, step, steps, digest=digest, cached=cached, watch=watch, worker=worker, job_id=job_id,
-                      started_at=started_at, started=started, jlog=jlog, claim=claim)
+    return _step_done(ctx, run, step, steps, states, digest=digest, cached=cached, watch=watch, worker=worker,
+                      job_id=job_id, started_at=started_at, started=started, jlog=jlog, claim=claim)
 
 
 def _before_start(ctx: Clients, run: Run | None, step_id: str, states: dict[str, dict[str, Any]], *, job_id: str | None,
@@ -284,15 +284,20 @@ def _before_start(ctx: Clients, run: Run | None, step_id: str, states: dict[str,
     return None
 
 
-def _step_done(ctx: Clients, run_id: str, step: Step, steps: list[Step], *, digest: str, cached: bool,
-               watch: StepWatch, worker: str, job_id: str, started_at: float, started: float,
-               jlog: JobLogAdapter, claim: str | None = None) -> dict[str, Any]:
+def _step_done(ctx: Clients, run: Run, step: Step, steps: list[Step], states: Mapping[str, dict[str, Any]], *,
+               digest: str, cached: bool, watch: StepWatch, worker: str, job_id: str, started_at: float,
+               started: float, jlog: JobLogAdapter, claim: str | None = None) -> dict[str, Any]:
     """Record a step's output (rendered or reused) and advance its run.
 
     `claim`: the token of the claim this job rendered under, committed here (the result recorded
     and the claim dropped). The commit, the watch's last snapshot and log, the step's transition,
-    its counters and the read `advance` decides from go in one round trip, in that order (issue 19)."""
-    runs, step_id, cache_id = ctx.state.runs, step["step_id"], step["cache_id"]
+    its counters and the read `advance` decides from go in one round trip, in that order (issue 19).
+    `run` and `states`: the view the step's start was decided on. When this end leaves the run
+    completed with its output (the last step, every other one done: a one-step run's only
+    render), the run's completion goes in that round trip too, checked where it is applied
+    (`Runs.queue_complete_if_settled`); if the check fails nothing of it is written and the run
+    is advanced from the view as before."""
+    run_id, runs, step_id, cache_id = run["id"], ctx.state.runs, step["step_id"], step["cache_id"]
     try:
         if chunked.is_join(step):  # joined: the chunks were temporary (a failed join drops them in attempt_failed)
             chunked.remove_chunks(ctx, steps, step, runs.step_states(run_id))
@@ -306,7 +311,11 @@ def _step_done(ctx: Clients, run_id: str, step: Step, steps: list[Step], *, dige
         raise
     finished = time.time()
     seconds = time.monotonic() - started
+    attempt = _attempt(worker, job_id, started_at, finished, status)
     published = [0]
+    # The run's provenance as this end leaves it, if it leaves the run completed (else None).
+    record = _completing_provenance(ctx, run, steps, states, step_id=step_id, end={
+        "status": status, "output": digest, "duration": round(seconds, 3), "attempt": attempt})
 
     def before(pipe: redis.client.Pipeline) -> None:
         if claim:
@@ -316,12 +325,18 @@ def _step_done(ctx: Clients, run_id: str, step: Step, steps: list[Step], *, dige
     def after(pipe: redis.client.Pipeline) -> None:
         ctx.state.cache.incr("cache_hits" if cached else "cache_misses", pipe=pipe)
         step_finished(ctx.state, run_id, job_id, step, outcome=status, seconds=seconds, worker=worker, pipe=pipe)
+        if record is not None:
+            runs.queue_complete_if_settled(pipe, run_id, output_step=step_id, output=digest, ref=f"run:{run_id}",
+                                           owner=run.get("owner") or "", output_hash=digest, finished=time.time(),
+                                           provenance=record)
         runs.queue_decision_view(pipe, run_id)
 
     _, ahead, behind, resent = runs.step_transition_along(
         run_id, step_id, event, before=before, after=after, output=digest, finished=finished,
-        duration=round(seconds, 3), attempt=_attempt(worker, job_id, started_at, finished, status))
+        duration=round(seconds, 3), attempt=attempt)
     trace.mark("step.counted")
+    if record is not None and not resent:  # resent: the completion went before the step's end, and did nothing
+        _completed_along(ctx, run, behind[-5])
     if claim:
         try:
             if not ctx.state.claims.committed(ahead[0], cache_id, claim, digest):
@@ -371,8 +386,13 @@ def _worker_name(job: Job | None) -> str:
 
 def _attempt(worker: str, job_id: str, started: float | None, finished: float, outcome: str, *,
              reason: str = "", cause: str = "") -> dict[str, Any]:
-    """One attempt of a step, as kept on the step and in provenance."""
-    record = {"worker": worker, "job_id": job_id, "started": started, "finished": finished, "outcome": outcome}
+    """One attempt of a step, as kept on the step and in provenance.
+
+    Times to 0.1 ms: Redis's Lua JSON keeps 14 significant digits, so that is what the step's
+    stored state holds, and a provenance built before the store (`_completing_provenance`)
+    holds the same."""
+    record = {"worker": worker, "job_id": job_id, "started": None if started is None else round(started, 4),
+              "finished": round(finished, 4), "outcome": outcome}
     if reason:
         record.update(reason=reason[:MAX_ERROR], cause=cause)
     return record
@@ -747,14 +767,44 @@ def _finish(ctx: Clients, run: Run, steps: list[Step], states: dict[str, dict[st
         if completed is None:
             raise NotFound(f"no cached item {digest}")
         if completed:
-            trace.mark("finish.completed")
-            # Its notify URL, if any (the owner's default came with the answer); never fails the run.
-            notify_jobs.run_ended(ctx, run_id, run, default_url=default_url)
-            ctx.remote.after_run(run_id)  # IPFS add+pin when enabled; never fails the run
-            trace.mark("finish.notified")
+            _run_ended(ctx, run_id, run, default_url)
         return
     if ctx.state.runs.transition(run_id, RunEvent.FAIL, error=end.reason[:MAX_ERROR], finished=time.time()):
         notify_jobs.run_ended(ctx, run_id, run)
+
+
+def _run_ended(ctx: Clients, run_id: str, run: Run, default_url: str) -> None:
+    """What follows a run's completion: its notification and IPFS sharing (neither fails the run)."""
+    trace.mark("finish.completed")
+    # Its notify URL, if any (the owner's default came with the completion's answer).
+    notify_jobs.run_ended(ctx, run_id, run, default_url=default_url)
+    ctx.remote.after_run(run_id)  # IPFS add+pin when enabled
+    trace.mark("finish.notified")
+
+
+def _completed_along(ctx: Clients, run: Run, answer: object) -> None:
+    """After a step's end that carried the run's completion: if it completed, what follows it."""
+    completed, default_url = ctx.state.runs.complete_answer(answer)
+    if completed:
+        _run_ended(ctx, run["id"], run, default_url)
+
+
+def _completing_provenance(ctx: Clients, run: Run, steps: list[Step], states: Mapping[str, dict[str, Any]], *,
+                           step_id: str, end: dict[str, Any]) -> dict[str, Any] | None:
+    """The run's provenance as it will be once `step_id` ends as `end` says (its status, output,
+    duration and the attempt it adds), if that end completes the run: the run is running, the
+    step is its output and every other step is done. None otherwise (the run is advanced as usual)."""
+    if run.get("status") != RunStatus.RUNNING or run.get("output_step") != step_id or step_id not in states:
+        return None
+    if not all(state.get("status") in DONE for sid, state in states.items() if sid != step_id):
+        return None
+    before = states[step_id]
+    attempts = [*(before.get("attempts") or []), end["attempt"]]
+    ending = {key: value for key, value in end.items() if key != "attempt"}
+    settled = {**states, step_id: {**before, **ending, "attempts": attempts}}
+    record = provenance.build(ctx, run, steps, settled, end["output"])
+    trace.mark("finish.provenance")
+    return record
 
 
 def advance_run(run_id: str) -> dict[str, Any]:

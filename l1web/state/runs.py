@@ -22,6 +22,7 @@ from l1web.lifecycle import RunEvent, StepEvent
 from l1web.state import hashes, keys, lua
 from l1web.state.notify import decode_deliveries
 from l1web.state.watch import decode_progress
+from l1web.status import DONE
 
 #: Run fields a listing leaves out: the large ones, which only the run's own page and API
 #: answer carry, so a page of 50 stays small and quick to decode.
@@ -75,9 +76,28 @@ _SET_STATUS_READ = lua.FILL + "local FIELDS = 8\n" + _SET_STATUS_BODY + "return 
 # before); -1 (nothing written) if the item is gone. KEYS[5], the owner's notification settings:
 # their default URL comes back with the answer ({answer, url}), read for the run's end (was one
 # more round trip).
+#
+# With ARGV[11], an output step's id (`Runs.queue_complete_if_settled`), it completes only a run
+# that is settled as its last step's end leaves it, or else writes nothing and answers 0: the
+# run's status allows completing, every step in KEYS[6] (its step statuses) is one of ARGV[12]
+# (the done statuses), and the output step's output is the digest.
 _COMPLETE = lua.FILL + """
-local FIELDS = 11
+local FIELDS = 13
 local url = redis.call('HGET', KEYS[5], 'url') or ''
+if ARGV[11] ~= '' then
+  local current, ok = redis.call('HGET', KEYS[1], 'status'), false
+  for s in string.gmatch(ARGV[2], '[^,]+') do if s == current then ok = true end end
+  if not ok then return {0, url} end
+  local done = {}
+  for s in string.gmatch(ARGV[12], '[^,]+') do done[s] = true end
+  local states = redis.call('HVALS', KEYS[6])
+  if #states == 0 then return {0, url} end
+  for _, raw in ipairs(states) do
+    if not done[cjson.decode(raw)['status']] then return {0, url} end
+  end
+  local out = redis.call('HGET', KEYS[6], ARGV[11])
+  if not out or cjson.decode(out)['output'] ~= ARGV[9] then return {0, url} end
+end
 if redis.call('EXISTS', KEYS[2]) == 0 then return {-1, url} end
 redis.call('SADD', KEYS[3], ARGV[8])
 if KEYS[4] ~= KEYS[2] then redis.call('ZADD', KEYS[4], 'NX', ARGV[10], ARGV[9]) end
@@ -298,17 +318,44 @@ class Runs:
         and, with an `owner`, `CacheIndex.grant(output, owner)`, in one round trip: whether the run
         completed, or None (nothing written) when the output is no longer in the cache; and the
         owner's default notification URL (`Notifications.user`), "" when none."""
-        event = RunEvent.COMPLETE
-        templates = [keys.runs_by_status(_STATUS_HOLE), keys.runs_by_user_status(_OWNER_HOLE, _STATUS_HOLE)]
-        item = keys.cache_item(output)
-        args: list[str | float] = [lifecycle.target(event), ",".join(lifecycle.sources(event)), *templates,
-                                   _STATUS_HOLE, _OWNER_HOLE, keys.run_changes(run_id), ref, output, time.time(),
-                                   *_encode(fields)]
-        answer, url = self._complete(keys=[keys.run(run_id), item, keys.cache_refs(output),
-                                           keys.cache_owner_index(owner) if owner else item, keys.notify_user(owner)],
-                                     args=args)
+        answer, url = self._complete(keys=self._complete_keys(run_id, output, owner),
+                                     args=self._complete_args(run_id, output, ref, fields))
         done = int(answer)
         return (None if done < 0 else bool(done)), url
+
+    def queue_complete_if_settled(self, pipe: redis.client.Pipeline, run_id: str, *, output_step: str, output: str,
+                                  ref: str, owner: str, **fields: object) -> None:
+        """Queue `complete` on a pipeline that ends a step, for a run that this end leaves settled
+        with its output: in the same round trip as the step's end (issue 19), checked there, so
+        the run completes only if its status allows it, every step is done and `output_step`'s
+        output is `output`; else nothing is written. `complete_answer` reads its answer."""
+        args = self._complete_args(run_id, output, ref, fields, output_step=output_step)
+        run_keys = self._complete_keys(run_id, output, owner, step_statuses=keys.run_step_status(run_id))
+        pipe.evalsha(self._complete.sha, len(run_keys), *run_keys, *args)
+
+    @staticmethod
+    def complete_answer(answer: Any) -> tuple[bool, str]:
+        """(completed, the owner's default notification URL) from a queued `complete`'s answer; an
+        error (a script flushed by a Redis restart) is not completed."""
+        if isinstance(answer, Exception):
+            return False, ""
+        done, url = answer
+        return int(done) > 0, url
+
+    @staticmethod
+    def _complete_keys(run_id: str, output: str, owner: str, step_statuses: str = "") -> list[str]:
+        item = keys.cache_item(output)
+        return [keys.run(run_id), item, keys.cache_refs(output), keys.cache_owner_index(owner) if owner else item,
+                keys.notify_user(owner), step_statuses or keys.run(run_id)]
+
+    @staticmethod
+    def _complete_args(run_id: str, output: str, ref: str, fields: Mapping[str, object],
+                       output_step: str = "") -> list[str | float]:
+        event = RunEvent.COMPLETE
+        templates = [keys.runs_by_status(_STATUS_HOLE), keys.runs_by_user_status(_OWNER_HOLE, _STATUS_HOLE)]
+        return [lifecycle.target(event), ",".join(lifecycle.sources(event)), *templates, _STATUS_HOLE, _OWNER_HOLE,
+                keys.run_changes(run_id), ref, output, time.time(), output_step, ",".join(sorted(DONE)),
+                *_encode(fields)]
 
     def wait_for_change(self, run_id: str, statuses: Iterable[str], timeout: float) -> None:
         """Return once the run's status is not one of `statuses`, or after `timeout` seconds.
