@@ -377,11 +377,11 @@ class L1Worker(Worker):
             pipeline.hgetall(job.key)
             pipeline.hgetall(execution.key)
             *_, job_data, execution_data = pipeline.execute()
-        self._handed = (job_data, execution_data)
+        self._handed = (job.id, job_data, execution_data)
         return execution
 
-    #: The job's and its execution's hashes read by `prepare_execution`, for the hand-off.
-    _handed: tuple[dict, dict] | None = None
+    #: The job id, its hash and its execution's, read by `prepare_execution`, for the hand-off.
+    _handed: tuple[str, dict, dict] | None = None
 
     def prepare_job_execution(self, job, remove_from_intermediate_queue: bool = False) -> None:
         if job.id == self._prepared_job:  # written by the worker with the execution (above)
@@ -396,7 +396,8 @@ class L1Worker(Worker):
         """Hand the job to the waiting horse (a new one if it died meanwhile)."""
         trace.mark("worker.handing_off")
         handed, self._handed = self._handed, None
-        message = json.dumps([job.id, queue.name, self.execution.id, *(_wire(data) for data in handed or ())])
+        read = handed[1:] if handed is not None and handed[0] == job.id else ()  # else the horse reads them
+        message = json.dumps([job.id, queue.name, self.execution.id, *(_wire(data) for data in read)])
         for _ in range(2):
             horse = self._ensure_horse()
             try:
