@@ -333,3 +333,29 @@ def test_a_one_step_runs_completion_goes_with_its_steps_end(service, state, stor
         assert recorded[field] == rebuilt[field], (field, json.dumps(recorded[field], sort_keys=True),
                                                    json.dumps(rebuilt[field], sort_keys=True))
     assert recorded["steps"][-1]["attempts"] and recorded["steps"][-1]["output"] == done["output_hash"]
+
+
+def test_a_job_restored_from_the_handed_hashes_is_the_job_the_horse_would_read(service):
+    """What the worker reads back with a job's start and hands down the pipe (JSON, base64) makes
+    the same job and execution as reading them from Redis, which the horse does when nothing was
+    handed (`_restore_job`); the record is RQ's start: status, worker, heartbeat, no expiry."""
+    from rq import Queue
+    from rq.job import JobStatus
+    from rq.serializers import JSONSerializer
+
+    from l1web.worker import L1Worker, _restore_job, _unwire, _wire
+
+    queue = Queue("handed", connection=service.rq, serializer=JSONSerializer)
+    job = queue.enqueue("os.getpid", job_timeout=30, description="handed down", meta={"k": "v"})
+    worker = L1Worker([queue], connection=service.rq, serializer=JSONSerializer, name="w-unit")
+    execution = worker.prepare_execution(job)
+    handed = worker._handed  # noqa: SLF001
+    assert handed is not None and handed[0] == job.id
+    wired = json.loads(json.dumps([_wire(data) for data in handed[1:]]))
+    given, given_execution = _restore_job(worker, job.id, execution.id, *(_unwire(pairs) for pairs in wired))
+    read, read_execution = _restore_job(worker, job.id, execution.id)
+    assert given.to_dict() == read.to_dict() and given_execution.serialize() == read_execution.serialize()
+    assert given.get_status(refresh=False) == JobStatus.STARTED and given.worker_name == "w-unit"
+    assert given.last_heartbeat and given.started_at and given.meta == {"k": "v"}
+    assert service.rq.ttl(job.key) == -1  # persisted, as RQ's own start leaves it
+    assert given_execution.id == execution.id and job.id in queue.started_job_registry.get_job_ids(cleanup=False)
