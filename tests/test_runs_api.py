@@ -411,6 +411,22 @@ def test_a_wait_ends_without_waiting_for_its_unsubscribe_and_the_next_hears_only
     assert time.monotonic() - started < 5 and state.runs.get(second["id"])["status"] == "completed"
 
 
+def test_a_change_the_channel_did_not_carry_is_caught_by_reading_the_status_again(state, monkeypatch):
+    # The subscription and the status read go on two connections, which Redis may take in either
+    # order: a change between them is not heard on the channel. As if it had happened: the status
+    # changes without its message. The wait reads the status again every RECHECK seconds.
+    from l1web.state import keys
+
+    run = make_run(state, seed="13", status=RunStatus.RUNNING)
+    monkeypatch.setattr(state.runs, "RECHECK", 0.2)
+    finisher = threading.Timer(0.3, state.redis.hset, (keys.run(run["id"]), "status", RunStatus.COMPLETED))
+    started = time.monotonic()
+    finisher.start()
+    state.runs.wait_for_change(run["id"], ("pending", "running"), 10)
+    finisher.join()
+    assert 0.3 <= time.monotonic() - started < 3, "not caught by the next read of the status"
+
+
 @pytest.mark.parametrize("value", ["soon", "-1", "31", "nan", "inf"])
 def test_a_bad_wait_is_refused_with_a_message(app, alice_client, value):
     run = submitted(app, alice_client)

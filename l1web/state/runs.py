@@ -362,6 +362,10 @@ class Runs:
 
         A blocking wait on the run's change channel (every status change publishes to it), not a
         poll: the status is read again after subscribing, so a change just before is not missed.
+        The subscription and that read go on two connections, and Redis does not promise to take
+        them in the order they were sent; a change that slipped between them is caught by reading
+        the status again every `RECHECK` seconds of waiting (a round trip a second per waiting
+        request), not at the wait's end (up to 30 s late).
         """
         waiting_on = set(statuses)
         deadline = time.monotonic() + timeout
@@ -371,13 +375,21 @@ class Runs:
             pubsub.subscribe(channel)
             if self.redis.hget(keys.run(run_id), "status") not in waiting_on:
                 return
+            recheck = time.monotonic() + self.RECHECK
             while (left := deadline - time.monotonic()) > 0:
-                message = pubsub.get_message(timeout=left)
+                message = pubsub.get_message(timeout=min(left, max(0.0, recheck - time.monotonic())))
                 # A kept subscriber may still hear its last wait's run (`_keep_pubsub`): not this one.
                 if message is not None and message["channel"] == channel and message["data"] not in waiting_on:
                     return
+                if time.monotonic() >= recheck:
+                    if self.redis.hget(keys.run(run_id), "status") not in waiting_on:
+                        return
+                    recheck = time.monotonic() + self.RECHECK
         finally:
             self._keep_pubsub(pubsub)
+
+    #: Seconds between a waiting request's reads of the run's status (besides the change channel).
+    RECHECK = 1.0
 
     #: Idle subscribers a process keeps for `wait_for_change` (the web app lets 4 requests wait at once).
     KEPT_PUBSUBS = 4
