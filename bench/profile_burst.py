@@ -21,7 +21,6 @@ from __future__ import annotations
 import argparse
 import collections
 import os
-import statistics
 import sys
 import tempfile
 import time
@@ -134,26 +133,24 @@ def main() -> None:
         bench = small.Bench(work, {"RUN_RATE_BURST": str(small.BURST * (args.rounds + 2))})
         try:
             bench.start_workers(small.WORKERS)
-            local = statistics.median(small.in_process_seconds(path, work / "out.png")
-                                      for _, path in (bench.fresh(small.SMALL) for _ in range(5)))
-            small.burst(bench, local)  # warm-up
+            small.burst(bench, [bench.fresh(small.SMALL) for _ in range(small.BURST)])  # warm-up
             pids = {"web": bench.web.pid, "redis": redis_pid(bench)}
-            rounds = [[bench.fresh(small.SMALL)[0] for _ in range(small.BURST)] for _ in range(args.rounds)]
+            rounds = [[bench.fresh(small.SMALL) for _ in range(small.BURST)] for _ in range(args.rounds)]
             time.sleep(1.0)  # the samplers' files now hold the start-up and warm-up: the baseline
             before = read_samples(samples)
             totals: collections.Counter[str] = collections.Counter()
-            for digests in rounds:
-                queued = iter(digests)
-                bench.fresh = lambda size, queued=queued: (next(queued), Path())  # type: ignore[method-assign]
+            for images in rounds:
                 start = {"web": tree_cpu(pids["web"]), "workers": sum(tree_cpu(w.pid) for w in bench.workers),
                          "redis": tree_cpu(pids["redis"]), "client": sum(os.times()[:2])}
-                row = small.burst(bench, local)[0]
+                got = small.burst(bench, images)
                 spent = {"web": tree_cpu(pids["web"]), "workers": sum(tree_cpu(w.pid) for w in bench.workers),
                          "redis": tree_cpu(pids["redis"]), "client": sum(os.times()[:2])}
+                local = got["ideal"] * small.WORKERS / small.BURST  # p50 of these images' in-process render
                 per_job = {k: (spent[k] - start[k]) * 1000 / small.BURST for k in start}
+                per_job["client"] -= local * 1000  # `burst` took that baseline in this process, in the window
                 totals.update(per_job)
-                print(f"burst: wall {row['l1']:.3f} s ÷ {row['baseline']:.3f} s = {row['ratio']:.2f}; CPU per job "
-                      + ", ".join(f"{k} {v:.2f}" for k, v in per_job.items())
+                print(f"burst: wall {got['wall']:.3f} s ÷ {got['ideal']:.3f} s = {got['wall'] / got['ideal']:.2f}; "
+                      "CPU per job " + ", ".join(f"{k} {v:.2f}" for k, v in per_job.items())
                       + f" ms; total {sum(per_job.values()):.2f} ms (in-process render {local * 1000:.2f} ms)")
             worker_ms = totals["workers"] / args.rounds
             if args.sample:
