@@ -1,11 +1,15 @@
 """Where a burst job's CPU goes: by process, and inside the workers by function (issue 19).
 
-    .venv/bin/python bench/profile_burst.py [--rounds N] [--sample]
+    .venv/bin/python bench/profile_burst.py [--rounds N] [--raw] [--sample]
 
 Runs the 50-job burst of `bench_small_jobs.py` (its own redis-server, dev L2, `python app.py` and
 2 `python worker.py`) `--rounds` times and prints the CPU each process spent per job (`/proc`
 through psutil: the web app, the workers with their horses, redis-server, this client) beside
 the in-process render of the same image.
+
+`--raw` follows each burst with the same renders as plain RQ jobs on the same workers
+(`bench_small_jobs.raw_jobs`: no HTTP, run, plan or store), measured the same way: the queue's
+own floor beside L1's figures.
 
 `--sample` also samples the workers' CPU by function: each worker process (and every horse it
 forks) gets a `SIGPROF` timer through a `sitecustomize.py` on `PYTHONPATH`, so a sample falls
@@ -119,6 +123,9 @@ def main() -> None:
     parser.add_argument("--rounds", type=int, default=4, help="bursts measured (after one to warm up)")
     parser.add_argument("--sample", action="store_true", help="sample the workers' CPU by function")
     parser.add_argument("--top", type=int, default=40, help="functions listed with --sample")
+    parser.add_argument("--raw", action="store_true",
+                        help="after each burst, the same renders as raw RQ jobs on the same workers "
+                             "(the queue's floor)")
     args = parser.parse_args()
     with tempfile.TemporaryDirectory(prefix="l1-profile-burst-") as tmp:
         work = Path(tmp)
@@ -139,19 +146,29 @@ def main() -> None:
             time.sleep(1.0)  # the samplers' files now hold the start-up and warm-up: the baseline
             before = read_samples(samples)
             totals: collections.Counter[str] = collections.Counter()
-            for images in rounds:
-                start = {"web": tree_cpu(pids["web"]), "workers": sum(tree_cpu(w.pid) for w in bench.workers),
-                         "redis": tree_cpu(pids["redis"]), "client": sum(os.times()[:2])}
-                got = small.burst(bench, images)
-                spent = {"web": tree_cpu(pids["web"]), "workers": sum(tree_cpu(w.pid) for w in bench.workers),
-                         "redis": tree_cpu(pids["redis"]), "client": sum(os.times()[:2])}
-                local = got["ideal"] * small.WORKERS / small.BURST  # p50 of these images' in-process render
+            def cpu_now() -> dict[str, float]:
+                return {"web": tree_cpu(pids["web"]), "workers": sum(tree_cpu(w.pid) for w in bench.workers),
+                        "redis": tree_cpu(pids["redis"]), "client": sum(os.times()[:2])}
+
+            def report(what: str, wall: float, ideal: float, start: dict[str, float], client_extra: float) -> dict:
+                spent = cpu_now()
                 per_job = {k: (spent[k] - start[k]) * 1000 / small.BURST for k in start}
-                per_job["client"] -= local * 1000  # `burst` took that baseline in this process, in the window
-                totals.update(per_job)
-                print(f"burst: wall {got['wall']:.3f} s ÷ {got['ideal']:.3f} s = {got['wall'] / got['ideal']:.2f}; "
-                      "CPU per job " + ", ".join(f"{k} {v:.2f}" for k, v in per_job.items())
+                per_job["client"] -= client_extra * 1000
+                print(f"{what}: wall {wall:.3f} s ÷ {ideal:.3f} s = {wall / ideal:.2f}; CPU per job "
+                      + ", ".join(f"{k} {v:.2f}" for k, v in per_job.items())
                       + f" ms; total {sum(per_job.values()):.2f} ms (in-process render {local * 1000:.2f} ms)")
+                return per_job
+
+            for images in rounds:
+                start = cpu_now()
+                got = small.burst(bench, images)
+                local = got["ideal"] * small.WORKERS / small.BURST  # p50 of these images' in-process render
+                # `burst` took that baseline in this process, in the window: not the client's.
+                totals.update(report("burst", got["wall"], got["ideal"], start, local))
+                if args.raw:
+                    start = cpu_now()
+                    wall = small.raw_jobs(bench, [path for _, path in images])
+                    report("  raw RQ jobs, same renders", wall, got["ideal"], start, 0.0)
             worker_ms = totals["workers"] / args.rounds
             if args.sample:
                 time.sleep(1.0)
