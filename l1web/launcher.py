@@ -20,7 +20,7 @@ from urllib.parse import urlsplit
 import redis
 
 from l1web import startup
-from l1web.devtools.processes import EmbeddedRedis, RedisServer, python_process, start_redis, stop_process
+from l1web.devtools.processes import EmbeddedRedis, RedisServer, python_process, start_redis, stop_processes
 from l1web.paths import ROOT
 from l1web.settings import Settings
 
@@ -95,13 +95,36 @@ def main(argv: list[str] | None = None) -> int:
     except KeyboardInterrupt:
         return 0
     finally:
-        for _name, proc in reversed(children):
-            stop_process(proc)
+        _stop_children(children)
         if ipfs_daemon is not None:
-            ipfs_daemon.stop()
+            _timed_stop("js-ipfs", ipfs_daemon.stop)
         if own_redis is not None:
-            own_redis.stop()
+            _timed_stop("Redis", own_redis.stop)
         print("Stopped everything L1 started.", flush=True)
+
+
+#: Seconds a child may take to stop before the launcher says so (each gets `STOP_TIMEOUT` before a kill).
+SLOW_STOP = 2.0
+
+
+def _stop_children(children: list[tuple[str, subprocess.Popen]]) -> None:
+    """All at once (together they get STOP_TIMEOUT, then a kill): a stop takes the slowest child's
+    time, not the sum; a slow one is named, so a long stop can be traced to it."""
+    started = time.monotonic()
+    killed = stop_processes([proc for _name, proc in children])
+    took = time.monotonic() - started
+    if killed or took > SLOW_STOP:
+        names = ", ".join(name for name, proc in children if proc in killed) or "none"
+        print(f"L1's processes took {took:.1f} s to stop (killed: {names})", flush=True)
+
+
+def _timed_stop(name: str, stop) -> None:
+    """Stop one child; say which one was slow, so a stop that takes long can be traced to it."""
+    started = time.monotonic()
+    stop()
+    took = time.monotonic() - started
+    if took > SLOW_STOP:
+        print(f"{name} took {took:.1f} s to stop", flush=True)
 
 
 def _check_tools(settings: Settings) -> None:
@@ -138,6 +161,7 @@ def _wait_for_web(url: str, children: list[tuple[str, subprocess.Popen]], logs) 
     """Until /healthz answers; a child that exits first is reported by its log's last line."""
     deadline = time.monotonic() + WEB_START_TIMEOUT
     while not _http_ok(url + "/healthz"):
+        _end_if_stopped()
         for name, proc in children:
             if proc.poll() is not None:
                 startup.fail("launcher", f"{name} exited at start: {_last_line(logs, name)}")
@@ -179,12 +203,30 @@ def _start_ipfs(settings: Settings, logs):
     return daemon
 
 
+#: Set by a stop signal: the exit it raises can be swallowed where it lands (below).
+_stop_requested = False
+
+
 def _exit_on_term(*_args) -> None:
+    """A stop signal: exit, unwinding through `main`'s `finally`.
+
+    The SystemExit is raised wherever the main thread is, and where Python prints and ignores
+    exceptions instead (a `weakref.finalize` callback run by the garbage collector, seen in CI)
+    it was lost: the launcher went on into its watch loop and never stopped. So the stop is also
+    noted, and the launcher's own loops and steps end on it (`_end_if_stopped`)."""
+    global _stop_requested
+    _stop_requested = True
     sys.exit(0)
+
+
+def _end_if_stopped() -> None:
+    if _stop_requested:
+        sys.exit(0)
 
 
 def _watch(children: list[tuple[str, subprocess.Popen]]) -> int:
     while True:
+        _end_if_stopped()
         for name, proc in children:
             if proc.poll() is not None:
                 print(f"{name} exited with code {proc.returncode}; stopping.", file=sys.stderr, flush=True)

@@ -28,7 +28,7 @@ from PIL import Image
 
 from l1web import samples
 from l1web.devtools import processes
-from l1web.devtools.processes import EmbeddedRedis, free_port, python_process, start_redis, stop_process
+from l1web.devtools.processes import STOP_TIMEOUT, EmbeddedRedis, free_port, python_process, start_redis, stop_process
 from l1web.engine.effects import get_effect
 from l1web.engine.effects.apply import apply_effect
 from l1web.paths import ROOT
@@ -244,7 +244,12 @@ def test_the_launcher_stopped_as_soon_as_it_answers_leaves_nothing_running(tmp_p
     try:
         wait_healthy(url, [launcher], [log])
         launcher.terminate()  # before it reaches its watch loop
-        assert launcher.wait(30) == 0, log.read_text()
+        try:
+            # Its children get STOP_TIMEOUT together before they are killed, then Redis gets its own.
+            code = launcher.wait(2 * STOP_TIMEOUT + 15)
+        except subprocess.TimeoutExpired:
+            pytest.fail("the launcher did not stop: " + log.read_text()[-3000:])
+        assert code == 0, log.read_text()
     finally:
         stop_process(launcher)
     assert "Stopped everything L1 started." in log.read_text()
@@ -337,3 +342,32 @@ def test_the_first_command_without_system_ffmpeg_ffprobe_or_redis(tmp_path, dev_
     finally:
         stop_process(launcher)
     assert "Stopped everything L1 started." in log.read_text()
+
+
+# The swallowed exit is the case under test: Python reports it as unraisable, pytest as a warning.
+@pytest.mark.filterwarnings("ignore::pytest.PytestUnraisableExceptionWarning")
+def test_a_stop_signal_swallowed_where_it_lands_still_stops_the_launcher(monkeypatch):
+    """The SIGTERM handler's exit raised inside a garbage-collector callback is printed and ignored
+    by Python (seen in CI: the launcher went on into its watch loop and never stopped); the stop
+    is noted, and the launcher's loops end on it."""
+    import weakref
+
+    from l1web import launcher
+
+    monkeypatch.setattr(launcher, "_stop_requested", False)
+
+    class Thing:
+        pass
+
+    thing = Thing()
+    weakref.finalize(thing, launcher._exit_on_term)  # the signal lands in the finalizer
+    del thing  # the finalizer runs here; its SystemExit is printed and ignored
+    web = subprocess.Popen([sys.executable, "-c", "import time; time.sleep(60)"])
+    try:
+        with pytest.raises(SystemExit):
+            launcher._watch([("web", web)])
+        with pytest.raises(SystemExit):
+            launcher._wait_for_web("http://127.0.0.1:9", [("web", web)], None)
+    finally:
+        web.kill()
+        web.wait()

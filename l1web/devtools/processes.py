@@ -175,17 +175,33 @@ def python_process(args: list[str], env: dict[str, str], *, log: Path | None = N
 
 
 def stop_process(proc: subprocess.Popen, sig: int = signal.SIGTERM) -> None:
-    if proc.poll() is not None:
-        return
-    try:
-        os.killpg(proc.pid, sig)
-    except ProcessLookupError:
-        return
-    try:
-        proc.wait(STOP_TIMEOUT)
-    except subprocess.TimeoutExpired:
-        os.killpg(proc.pid, signal.SIGKILL)
-        proc.wait()
+    stop_processes([proc], sig)
+
+
+def stop_processes(procs: list[subprocess.Popen], sig: int = signal.SIGTERM) -> list[subprocess.Popen]:
+    """Signal every process's group at once, give them `STOP_TIMEOUT` together, then kill the
+    groups still there; the processes that had to be killed. At once rather than one after the
+    other, so a stop takes as long as the slowest process, not the sum of them."""
+    signalled = []
+    for proc in procs:
+        if proc.poll() is not None:
+            continue
+        try:
+            os.killpg(proc.pid, sig)
+        except ProcessLookupError:
+            continue
+        signalled.append(proc)
+    deadline = time.monotonic() + STOP_TIMEOUT
+    killed = []
+    for proc in signalled:
+        try:
+            proc.wait(max(0.0, deadline - time.monotonic()))
+        except subprocess.TimeoutExpired:
+            with contextlib.suppress(ProcessLookupError):
+                os.killpg(proc.pid, signal.SIGKILL)
+            proc.wait()
+            killed.append(proc)
+    return killed
 
 
 def tree_cpu_seconds(roots: list[int]) -> list[float]:
