@@ -47,6 +47,14 @@ def completed_run(app, client, workers, tmp_path: Path, recipe: str = "invert", 
     return run
 
 
+def running(pid: int) -> bool:
+    """Whether `pid` is a live process (a zombie or a reaped one is not)."""
+    try:
+        return Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()[0] != "Z"
+    except (FileNotFoundError, ProcessLookupError):  # reaped, possibly between two reads
+        return False
+
+
 def families(text: str) -> dict:
     return {family.name: family for family in text_string_to_metric_families(text)}
 
@@ -409,9 +417,7 @@ def test_a_stop_while_the_worker_starts_ends_it_and_its_scheduler(where, setting
         except subprocess.TimeoutExpired:
             pytest.fail("the worker did not exit within 20 s of SIGTERM:\n" + log.read_text()[-3000:])
         assert code == 0, log.read_text()[-3000:]
-        wait_until(lambda: not any(Path(f"/proc/{pid}").exists() and "Z" not in
-                                   Path(f"/proc/{pid}/stat").read_text().split()[2] for pid in scheduler),
-                   "the scheduler process to end", timeout=20)
+        wait_until(lambda: not any(running(pid) for pid in scheduler), "the scheduler process to end", timeout=20)
         assert Worker.all(connection=connect(settings.redis_url, decode=False)) == []
         expected = {"handlers": "stopping on a stop signal noted earlier",
                     "scheduler": "warm shut down requested",
