@@ -42,11 +42,31 @@ def pytest_terminal_summary(terminalreporter):
     failure's whole assertion diff in its short summary; CI shows only the end of the output, so
     a long diff (bytes) pushed the failing test's name out of sight (stop 27)."""
     yield
+    for nodeid, log, tail in WORKER_LOG_TAILS:
+        terminalreporter.write_sep("-", f"{nodeid}: end of {log.name}")
+        terminalreporter.write_line(tail)
     failed = [report.nodeid for kind in ("failed", "error") for report in terminalreporter.stats.get(kind, ())]
     if failed:
         terminalreporter.write_sep("=", f"{len(failed)} failed or in error")
         for nodeid in failed:
             terminalreporter.write_line(nodeid)
+
+
+#: Whether a test's call phase failed (set by `pytest_runtest_makereport`).
+CALL_FAILED = pytest.StashKey[bool]()
+#: The last lines of the worker logs of failed tests: (test, log, lines), printed in the summary.
+#: A worker runs in a process of its own and logs to a file in the test's tmp_path, which CI
+#: never shows: a worker that did not stop in time (stop 33) left nothing to go on.
+WORKER_LOG_TAILS: list[tuple[str, Path, str]] = []
+WORKER_LOG_LINES = 40
+
+
+@pytest.hookimpl(hookwrapper=True)
+def pytest_runtest_makereport(item: pytest.Item, call):
+    outcome = yield
+    report = outcome.get_result()
+    if report.when == "call" and report.failed:
+        item.stash[CALL_FAILED] = True
 
 
 #: Redis database the tests use (the app's default, 5, as in the seed).
@@ -128,9 +148,11 @@ def worker_env(settings: Settings) -> dict[str, str]:
 
 
 @pytest.fixture()
-def start_worker(worker_env: dict[str, str], tmp_path: Path):
-    """Start real `python worker.py` processes; all are stopped after the test."""
+def start_worker(worker_env: dict[str, str], tmp_path: Path, request: pytest.FixtureRequest):
+    """Start real `python worker.py` processes; all are stopped after the test. When the test
+    failed, the end of each worker's log goes into the test summary."""
     started: list[subprocess.Popen] = []
+    logs: list[Path] = []
 
     def start(*queues: str, name: str | None = None, env: dict[str, str] | None = None) -> subprocess.Popen:
         args = ["worker.py", *queues]
@@ -139,11 +161,16 @@ def start_worker(worker_env: dict[str, str], tmp_path: Path):
         log = tmp_path / f"worker-{len(started)}.log"
         proc = python_process(args, {**worker_env, **(env or {})}, log=log)
         started.append(proc)
+        logs.append(log)
         return proc
 
     yield start
     for proc in started:
         stop_process(proc)
+    if request.node.stash.get(CALL_FAILED, False):
+        for log in logs:
+            lines = log.read_text(errors="replace").splitlines() if log.exists() else ["(no log)"]
+            WORKER_LOG_TAILS.append((request.node.nodeid, log, "\n".join(lines[-WORKER_LOG_LINES:])))
 
 
 class InProcessWorker(SimpleWorker):

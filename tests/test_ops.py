@@ -339,9 +339,11 @@ def test_status_page_and_dashboard_in_chromium(page: Page, live_l1, dev_l2, star
 #: own stop handlers. "scheduler": in the scheduler process's at-fork hooks, where it still has the
 #: worker's handler and an exception would be printed and ignored (RQ's handlers are in place).
 #: "horse": in the worker's own at-fork hooks as it forks its first horse, where RQ's StopRequested
-#: would be printed and ignored.
+#: would be printed and ignored. "lost": the scheduler process ignores SIGTERM for its first 3 s,
+#: as a just-forked child drops a signal that comes before CPython has reset its signal state.
+#: "deaf": the scheduler process never listens to SIGTERM (the worker kills it after 2 s).
 SLOW_START = """
-import os, sys, time
+import os, signal, sys, time
 from l1web import worker
 
 where = sys.argv[1]
@@ -352,6 +354,10 @@ pause = None
 def pause_in_child():
     if pause == "scheduler":
         time.sleep(3)
+    if pause == "lost":
+        before = signal.signal(signal.SIGTERM, signal.SIG_IGN)
+        time.sleep(3)
+        signal.signal(signal.SIGTERM, before)
 
 def pause_in_parent():
     if pause == "horse":
@@ -362,7 +368,7 @@ os.register_at_fork(after_in_child=pause_in_child, after_in_parent=pause_in_pare
 
 def slow(self, *args, **kwargs):
     global pause
-    pause = where if where == "scheduler" else None
+    pause = where if where in ("scheduler", "lost") else None
     started(self, *args, **kwargs)
     pause = None
     print("scheduler forked", flush=True)
@@ -379,18 +385,26 @@ def first_horse(self):
 
 worker.L1Worker._start_scheduler = slow
 worker.L1Worker._ensure_horse = first_horse
+if where == "deaf":
+    worker.L1Worker.SCHEDULER_STOP_GRACE = 2.0
+    worker.L1Scheduler._install_signal_handlers = lambda self: signal.signal(signal.SIGTERM, signal.SIG_IGN)
 worker.main([])
 """
 
 
-@pytest.mark.parametrize("where", ["handlers", "scheduler", "horse"])
-def test_a_stop_while_the_worker_starts_ends_it_and_its_scheduler(where, settings, worker_env, tmp_path):
+@pytest.mark.parametrize("where", ["handlers", "scheduler", "horse", "lost", "deaf"])
+def test_a_stop_while_the_worker_starts_ends_it_and_its_scheduler(where, settings, worker_env, tmp_path,
+                                                                  redis_client):
     """SIGTERM to the worker's pid alone (as `docker stop` sends it) while it starts: the worker
     unregisters and exits, and its scheduler process goes with it, whether the signal comes before
     RQ's handlers (the scheduler is a non-daemon child multiprocessing would wait for at exit) or
     while the scheduler process is still in its at-fork hooks (CI hung there: the worker waited
     for a scheduler that lived on), or while the worker forks its first horse (RQ's StopRequested,
-    raised from the handler, is ignored there: the worker went on waiting for work)."""
+    raised from the handler, is ignored there: the worker went on waiting for work), or when the
+    worker's stop signal to its scheduler is lost (CI hung there too: RQ sends it once and waits
+    for ever), or when the scheduler does not listen at all (killed after a grace).
+    `redis_client` flushes the database: a scheduler killed by an earlier case leaves its locks
+    for 61 s, and then no scheduler process starts."""
     import os
     import signal
     import subprocess
@@ -421,7 +435,9 @@ def test_a_stop_while_the_worker_starts_ends_it_and_its_scheduler(where, setting
         assert Worker.all(connection=connect(settings.redis_url, decode=False)) == []
         expected = {"handlers": "stopping on a stop signal noted earlier",
                     "scheduler": "warm shut down requested",
-                    "horse": "stopping on a stop signal noted earlier"}[where]
+                    "horse": "stopping on a stop signal noted earlier",
+                    "lost": "Scheduler stopping, releasing locks",
+                    "deaf": "did not stop; killing it"}[where]
         assert expected in log.read_text()
     finally:
         stop_process(proc, signal.SIGKILL)
